@@ -1,0 +1,79 @@
+# Every target is a thin call of the `ptblm` command line (see `ptblm --help`).
+# Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
+# login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXP        ?= smoke
+CLUSTER    ?= local
+RESULTS    ?= results
+PTBLM      := $(VENV)/bin/ptblm
+STAMP      := $(VENV)/.installed
+DRY_RUN    ?=
+FORCE      ?=
+SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+
+.PHONY: setup test demo data train submit status tables figures gradients samples report bench \
+        image sif cluster-start cluster-stop sbatch clean
+
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VENV)/bin/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+demo: $(STAMP)
+	$(PTBLM) demo
+
+data: $(STAMP)
+	$(PTBLM) data
+
+train: $(STAMP)
+	$(PTBLM) train $(ARGS)
+
+submit: $(STAMP)
+	$(PTBLM) submit $(EXP) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
+
+sbatch: $(STAMP)
+	$(PTBLM) sbatch $(EXP) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
+
+status: $(STAMP)
+	$(PTBLM) status $(EXP)
+
+tables: $(STAMP)
+	$(PTBLM) tables
+
+figures: $(STAMP)
+	$(PTBLM) figures
+
+gradients: $(STAMP)
+	$(PTBLM) gradients
+
+samples: $(STAMP)
+	$(PTBLM) samples
+
+report: $(STAMP)
+	$(PTBLM) report
+
+bench: $(STAMP)
+	$(PTBLM) bench
+
+image: $(STAMP)
+	$(PTBLM) image
+
+sif: $(STAMP)
+	$(PTBLM) sif $(if $(FROM_TAR),--from-tar $(FROM_TAR))
+
+cluster-start:
+	slurm/dev-cluster.sh start
+
+cluster-stop:
+	slurm/dev-cluster.sh stop
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,191 @@
+"""What the RNN and the GRU share: dropout masks, the two loop orders, the output layer, generation.
+
+A subclass only says how one layer computes: `_cell` (one time step, the course's equation on the
+concatenation [x_t, h_{t-1}]) for impl="reference", and `_fast_layer` (the whole sequence of one
+layer, input projections hoisted out of the time loop) for impl="fast". Everything else, including
+where dropout goes, lives here once, so both models and both impls cannot drift apart.
+
+The next-token rule (`next_token`) and the eval-mode guard (`evaluating`) are also used by the
+Transformer's `generate`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..config import IMPLEMENTATIONS
+
+States = list[list[Tensor]]  # states[layer][t]: (batch, hidden), the hidden state after time step t
+
+
+class RecurrentLM(nn.Module):
+    """A stacked recurrent language model over (seq_len, batch) token ids.
+
+    Subclasses build their modules (an embedding, per-layer linears, `dropout`, `out_layer`) and
+    implement `_embed`, `_cell` and `_fast_layer`.
+    """
+
+    dropout: nn.Dropout  # its p is the one dropout rate both impls read
+    out_layer: nn.Linear  # hidden -> vocab
+
+    def __init__(self, emb_size: int, hidden_size: int, seq_len: int, batch_size: int,
+                 vocab_size: int, num_layers: int, dp_keep_prob: float, impl: str = "fast"):
+        super().__init__()
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"{type(self).__name__}: impl = {impl!r} is invalid; valid: 'fast' "
+                             f"(layer-major, the default) or 'reference' (nested loop over time and layers)")
+        if not 0 < dp_keep_prob <= 1:
+            raise ValueError(f"{type(self).__name__}: dp_keep_prob = {dp_keep_prob!r} is invalid; "
+                             f"valid: a keep probability in (0, 1]")
+        self.emb_size = emb_size
+        self.hidden_size = hidden_size
+        self.seq_len = seq_len  # the scaffold's training shape; forward follows its inputs' shapes
+        self.batch_size = batch_size
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.impl = impl
+
+    # --- what a subclass provides -------------------------------------------------------------
+
+    def _embed(self, inputs: Tensor) -> Tensor:
+        """(seq, batch) int64 -> (seq, batch, emb)."""
+        raise NotImplementedError
+
+    def _cell(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
+        """One step of one layer, as the equations say: (batch, in), (batch, hidden) -> (batch, hidden)."""
+        raise NotImplementedError
+
+    def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> list[Tensor]:
+        """One layer over the whole sequence: (seq, batch, in), (batch, hidden) -> seq x (batch, hidden)."""
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _uniform_linears(linears: nn.ModuleList, bound: float) -> None:
+        """U(-bound, bound) on each layer's weight, then its bias: the order the scaffold draws in."""
+        for linear in linears:
+            nn.init.uniform_(linear.weight, -bound, bound)
+            nn.init.uniform_(linear.bias, -bound, bound)
+
+    def init_hidden(self) -> Tensor:
+        """Zeros (num_layers, batch_size, hidden_size) on the parameters' device and dtype."""
+        return self.out_layer.weight.new_zeros(self.num_layers, self.batch_size, self.hidden_size)
+
+    def _dropout_masks(self, seq_len: int, batch: int) -> list[Tensor | None]:
+        """[embedding mask (seq, batch, emb), layer 0 output mask (seq, batch, hidden), ...].
+
+        Drawn once per forward, in this order, already scaled by 1/keep, so that both loop orders
+        apply the very same dropout. All None (nothing drawn) in eval mode or when keep = 1.
+        """
+        sizes = [self.emb_size] + [self.hidden_size] * self.num_layers
+        keep = 1.0 - self.dropout.p
+        if not self.training or keep == 1.0:
+            return [None] * len(sizes)
+        weight = self.out_layer.weight
+        return [weight.new_empty(seq_len, batch, size).bernoulli_(keep).div_(keep) for size in sizes]
+
+    def forward(self, inputs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """(seq, batch) int64, (layers, batch, hidden) -> logits (seq, batch, vocab), final hidden."""
+        logits, final_hidden, _ = self.forward_with_states(inputs, hidden)
+        return logits, final_hidden
+
+    def forward_with_states(self, inputs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor, States]:
+        """Like forward, plus states[layer][t] (batch, hidden): the very tensors the logits are computed
+        from, so torch.autograd.grad(loss, states[layer]) is dL/dh_t."""
+        seq_len, batch = inputs.shape
+        expected = (self.num_layers, batch, self.hidden_size)
+        if hidden.shape != expected:
+            raise ValueError(f"{type(self).__name__}: hidden has shape {tuple(hidden.shape)}; expected "
+                             f"(num_layers, batch, hidden_size) = {expected} "
+                             f"for inputs of shape (seq_len, batch) = {(seq_len, batch)}")
+        embedding_mask, *layer_masks = self._dropout_masks(seq_len, batch)
+        # 1. embeddings, dropped: (seq, batch, emb)
+        x = self._embed(inputs)
+        if embedding_mask is not None:
+            x = x * embedding_mask
+        # 2. the recurrence; top is the dropped output of the last layer: (seq, batch, hidden)
+        run = self._run_fast if self.impl == "fast" else self._run_reference
+        states, top = run(x, hidden, layer_masks)
+        # 3. the output layer once over the whole sequence: (seq * batch, hidden) -> (seq, batch, vocab)
+        logits = self.out_layer(top.reshape(seq_len * batch, self.hidden_size))
+        final_hidden = torch.stack([layer_states[-1] for layer_states in states])  # (layers, batch, hidden)
+        return logits.view(seq_len, batch, self.vocab_size), final_hidden, states
+
+    def _run_reference(self, x: Tensor, hidden: Tensor, masks: list[Tensor | None]) -> tuple[States, Tensor]:
+        """The plain nested loop: time outer, layers inner, each layer's `_cell` on the concatenation."""
+        h = list(hidden.unbind(0))  # layers x (batch, hidden)
+        states: States = [[] for _ in range(self.num_layers)]
+        tops = []
+        for t in range(x.size(0)):
+            below = x[t]  # (batch, emb)
+            for layer in range(self.num_layers):
+                h[layer] = self._cell(layer, below, h[layer])
+                states[layer].append(h[layer])
+                below = h[layer] if masks[layer] is None else h[layer] * masks[layer][t]
+            tops.append(below)
+        return states, torch.stack(tops)
+
+    def _run_fast(self, x: Tensor, hidden: Tensor, masks: list[Tensor | None]) -> tuple[States, Tensor]:
+        """Layer-major: each layer runs over the whole sequence before the next one starts."""
+        states: States = []
+        below = x  # (seq, batch, emb)
+        for layer in range(self.num_layers):
+            states.append(self._fast_layer(layer, below, hidden[layer]))
+            below = torch.stack(states[layer])  # (seq, batch, hidden)
+            if masks[layer] is not None:
+                below = below * masks[layer]
+        return states, below
+
+    @torch.no_grad()
+    def generate(self, input: Tensor, hidden: Tensor, generated_seq_len: int, temperature: float = 0.0,
+                 top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
+        """(batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
+
+        Row 0 is the token predicted after `input`. Greedy at temperature 0; otherwise sampled, see
+        `next_token`. Runs without dropout, whatever the mode, and restores the mode afterwards.
+        """
+        samples = input.new_empty(generated_seq_len, input.size(0))  # (generated_seq_len, batch)
+        token = input  # (batch,)
+        with evaluating(self):
+            for step in range(generated_seq_len):
+                logits, hidden = self(token.unsqueeze(0), hidden)  # (1, batch, vocab)
+                token = next_token(logits[0], temperature, top_k, generator)
+                samples[step] = token
+        return samples
+
+
+def next_token(logits: Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> Tensor:
+    """(batch, vocab) scores -> (batch,) tokens, without a host sync.
+
+    temperature 0: the argmax. temperature > 0: a sample from softmax(logits / temperature), over the
+    top_k highest scores only when top_k > 0, drawn with `generator` (on the logits' device).
+    """
+    if temperature < 0 or top_k < 0:
+        raise ValueError(f"generate: temperature = {temperature!r} and top_k = {top_k!r}; valid: "
+                         f"temperature >= 0 (0 = greedy) and top_k >= 0 (0 = the whole vocabulary)")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    scaled = logits.float() / temperature
+    if top_k > 0:
+        kth_best = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (batch, 1)
+        scaled = scaled.masked_fill(scaled < kth_best, float("-inf"))
+    probabilities = torch.softmax(scaled, dim=-1)  # (batch, vocab)
+    # The exponential race: argmax(p / q), q ~ Exp(1), is a sample from p. It is what
+    # torch.multinomial does for one sample, minus the validity checks that sync on older torch.
+    race = torch.empty_like(probabilities).exponential_(generator=generator)
+    return (probabilities / race).argmax(dim=-1)
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside the block; the previous train/eval mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

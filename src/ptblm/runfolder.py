@@ -1,0 +1,247 @@
+"""The run folder: the one on-disk contract between training and everything that reads results.
+
+    results/<exp>/<run>/
+        config.json   every setting plus provenance (code version, torch, device, command line, Slurm ids)
+        curves.json   one record per finished epoch (see EpochRecord)
+        status.json   state: running | done | diverged | failed | requeued, epochs finished, error
+        submitted.json  written by `ptblm submit` only: scheduler job id and time of the last submission
+        log.txt       human log, appended
+        best.pt       weights of the best validation epoch (always written)
+        last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
+
+Every write is atomic (temporary file in the same folder, then rename), so a run killed at any
+instant leaves readable files. JSON stays standard: a non-finite float is written as the string
+"inf", "-inf" or "nan" and read back as a float.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.json"
+CURVES_FILE = "curves.json"
+STATUS_FILE = "status.json"
+LOG_FILE = "log.txt"
+BEST_CHECKPOINT = "best.pt"
+LAST_CHECKPOINT = "last.pt"
+SUBMISSION_FILE = "submitted.json"
+
+RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING = (
+    "running", "done", "diverged", "failed", "requeued", "pending")
+FINISHED_STATES = (DONE, DIVERGED)  # resubmission skips these unless forced
+FORMAT_VERSION = 1
+
+
+def encode_float(value: float) -> float | str:
+    """JSON-safe float: finite values as numbers, others as 'inf', '-inf' or 'nan'."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def decode_float(value: float | str | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch. Perplexities may be inf/nan for a diverged run."""
+
+    epoch: int  # 1-based
+    train_ppl: float
+    valid_ppl: float
+    epoch_seconds: float  # training + validation time of this epoch
+    wall_clock_seconds: float  # cumulative over the run, resumed segments included
+    lr: float  # learning rate used during this epoch
+
+    def to_json(self) -> dict:
+        return {k: (encode_float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, record: dict) -> "EpochRecord":
+        return cls(epoch=int(record["epoch"]),
+                   train_ppl=decode_float(record["train_ppl"]),
+                   valid_ppl=decode_float(record["valid_ppl"]),
+                   epoch_seconds=decode_float(record["epoch_seconds"]),
+                   wall_clock_seconds=decode_float(record["wall_clock_seconds"]),
+                   lr=decode_float(record["lr"]))
+
+
+@dataclass
+class Curves:
+    epochs: list[EpochRecord] = field(default_factory=list)
+    test_ppl: float | None = None  # with --evaluate: test perplexity of the best weights
+    peak_memory_bytes: int | None = None  # peak accelerator memory (CUDA only)
+
+    def to_json(self) -> dict:
+        return {"format_version": FORMAT_VERSION,
+                "epochs": [record.to_json() for record in self.epochs],
+                "test_ppl": None if self.test_ppl is None else encode_float(self.test_ppl),
+                "peak_memory_bytes": self.peak_memory_bytes}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Curves":
+        test = obj.get("test_ppl")
+        return cls(epochs=[EpochRecord.from_json(r) for r in obj.get("epochs", [])],
+                   test_ppl=None if test is None else decode_float(test),
+                   peak_memory_bytes=obj.get("peak_memory_bytes"))
+
+    def column(self, name: str) -> list[float]:
+        return [getattr(record, name) for record in self.epochs]
+
+    def best_epoch(self) -> EpochRecord | None:
+        """The epoch of lowest finite validation perplexity (ties: the earliest)."""
+        finite = [r for r in self.epochs if math.isfinite(r.valid_ppl)]
+        return min(finite, key=lambda r: r.valid_ppl) if finite else None
+
+
+@dataclass
+class RunStatus:
+    state: str
+    epochs_done: int
+    num_epochs: int
+    error: str | None = None
+    updated_at: float | None = None
+    slurm_job_id: str | None = None
+    host: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "RunStatus":
+        return cls(**{k: obj.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RunRecord:
+    """Everything the readers (status, tables, figures) know about one run folder."""
+
+    folder: Path
+    config: dict  # the "config" section of config.json (the RunConfig fields)
+    provenance: dict  # the rest of config.json
+    curves: Curves
+    status: RunStatus
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def experiment(self) -> str:
+        return str(self.provenance.get("experiment") or self.folder.parent.name)
+
+
+def write_config(folder: Path, config: dict, provenance: dict) -> None:
+    atomic_write_json(Path(folder) / CONFIG_FILE, {"config": config, **provenance})
+
+
+def write_curves(folder: Path, curves: Curves) -> None:
+    atomic_write_json(Path(folder) / CURVES_FILE, curves.to_json())
+
+
+def write_status(folder: Path, status: RunStatus) -> None:
+    atomic_write_json(Path(folder) / STATUS_FILE, status.to_json())
+
+
+def read_status(folder: Path) -> RunStatus | None:
+    path = Path(folder) / STATUS_FILE
+    return RunStatus.from_json(read_json(path)) if path.exists() else None
+
+
+@dataclass
+class Submission:
+    job_id: str | None  # e.g. "1234_3" for array task 3; None for the local executor
+    executor: str  # "slurm" or "local"
+    submitted_at: float
+
+
+def write_submission(folder: Path, submission: Submission) -> None:
+    atomic_write_json(Path(folder) / SUBMISSION_FILE, asdict(submission))
+
+
+def read_submission(folder: Path) -> Submission | None:
+    path = Path(folder) / SUBMISSION_FILE
+    return Submission(**read_json(path)) if path.exists() else None
+
+
+def current_state(status: RunStatus | None, submission: Submission | None) -> str:
+    """A submission newer than the last status update means the task has not started yet."""
+    if submission and (status is None or submission.submitted_at > (status.updated_at or 0)):
+        return PENDING
+    return status.state if status else PENDING
+
+
+def read_curves(folder: Path) -> Curves:
+    path = Path(folder) / CURVES_FILE
+    return Curves.from_json(read_json(path)) if path.exists() else Curves()
+
+
+def read_run(folder: Path) -> RunRecord:
+    """Read one run folder; a folder without config.json is not a run (ValueError)."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_FILE
+    if not config_path.exists():
+        raise ValueError(f"{folder}: no {CONFIG_FILE}, not a run folder")
+    raw = read_json(config_path)
+    config = raw.pop("config")
+    status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
+                                              num_epochs=int(config.get("num_epochs", 0)))
+    return RunRecord(folder=folder, config=config, provenance=raw,
+                     curves=read_curves(folder), status=status)
+
+
+def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:
+    """All run folders under results/<exp>/<run>/, sorted by experiment then setting number."""
+    results_dir = Path(results_dir)
+    pattern = f"{experiment}/*/{CONFIG_FILE}" if experiment else f"*/*/{CONFIG_FILE}"
+    runs = [read_run(path.parent) for path in results_dir.glob(pattern)]
+    return sorted(runs, key=lambda r: (r.experiment, r.provenance.get("setting_index", 0), r.name))
+
+
+def append_log(folder: Path, line: str) -> None:
+    """The human log is append-only; a torn last line is harmless to readers."""
+    with open(Path(folder) / LOG_FILE, "a") as handle:
+        handle.write(line.rstrip("\n") + "\n")

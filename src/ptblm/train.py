@@ -1,0 +1,333 @@
+"""One training run: a RunConfig in, a run folder out, resumable at every epoch boundary.
+
+Semantics follow the course scaffold's run_exp.py: mean cross-entropy per token, perplexity =
+exp(mean loss over the epoch), the hidden state carried (detached) across consecutive batches and
+reset each epoch (validation too), gradient-norm clip 0.25, SGD p <- p - lr*g, SGD_LR_SCHEDULE
+lr <- lr * (1/1.15)^max(e - 14, 0) at the start of 0-based epoch e (it compounds), seed 1111.
+
+Divergence policy: perplexities that are large but finite (SGD lr 10 reaches 1e8) are recorded and
+training goes on, as in the reference results. When an epoch's mean train or validation loss is
+not finite (inf/NaN: the weights are poisoned), that epoch is recorded as such and the run ends
+`diverged`; best.pt keeps the best finite epoch.
+
+The trainer knows nothing about Slurm: preemption is handled by the caller (ptblm.slurm_job)
+rerunning `train_run`, which resumes from last.pt.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import runfolder as rf
+from .config import GRAD_CLIP, RunConfig
+from .data import Corpus, batchify, load_corpus, num_batches, stage_data
+from .models import build_model, causal_mask
+from .provenance import provenance
+
+LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
+LR_FLAT_EPOCHS = 14
+
+
+class RunFolderMismatch(RuntimeError):
+    """The run folder holds another setting: resuming would mix two experiments."""
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp(mean NLL); inf where that overflows or the loss is inf, nan stays nan."""
+    try:
+        return math.exp(mean_loss)
+    except OverflowError:
+        return math.inf
+
+
+def scheduled_lr(lr: float, optimizer_name: str, epoch_index: int) -> float:
+    """The learning rate for 0-based epoch `epoch_index`, given the previous epoch's rate."""
+    if optimizer_name == "SGD_LR_SCHEDULE":
+        return lr * LR_DECAY_BASE ** max(epoch_index - LR_FLAT_EPOCHS, 0)
+    return lr
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "ADAM":
+        return torch.optim.Adam(model.parameters(), lr=config.initial_lr)
+    return torch.optim.SGD(model.parameters(), lr=config.initial_lr)  # p <- p - lr * g, no momentum
+
+
+class RunLog:
+    """Lines go to log.txt and to stdout (the Slurm log)."""
+
+    def __init__(self, folder: Path, echo: bool = True):
+        self.folder, self.echo = folder, echo
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
+        rf.append_log(self.folder, line)
+        if self.echo:
+            print(line, flush=True)
+
+
+@dataclass
+class EpochRunner:
+    """Runs one pass over a split; the same code trains, validates and tests."""
+
+    model: torch.nn.Module
+    config: RunConfig
+    device: torch.device
+    log: RunLog
+    interactive: bool
+
+    @property
+    def recurrent(self) -> bool:
+        return self.config.model != "TRANSFORMER"
+
+    def autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def loss_on(self, x: torch.Tensor, y: torch.Tensor, hidden):
+        """Mean cross-entropy of one (batch, seq) batch and the next hidden state."""
+        with self.autocast():
+            if self.recurrent:
+                logits, hidden = self.model(x.t(), hidden)  # inputs (seq, batch) -> (seq, batch, vocab)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.t().reshape(-1))
+            else:
+                mask = causal_mask(x.size(1), device=x.device).expand(x.size(0), -1, -1)  # (batch, seq, seq)
+                log_probs = self.model(x, mask)  # (batch, seq, vocab)
+                loss = F.nll_loss(log_probs.float().reshape(-1, log_probs.size(-1)), y.reshape(-1))
+        return loss, hidden
+
+    def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
+        """Mean loss over the split's batches; trains when an optimizer is given."""
+        config, training = self.config, optimizer is not None
+        seq_len = config.seq_len
+        data = torch.as_tensor(batchify(ids, config.batch_size), device=self.device)  # (batch, batch_len)
+        steps = num_batches(len(ids), config.batch_size, seq_len)
+        if config.max_batches:
+            steps = min(steps, config.max_batches)
+        self.model.train(training)
+        hidden = self.model.init_hidden().to(self.device) if self.recurrent else None  # (layers, batch, hidden)
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        report_every = max(steps // 10, 1)
+        progress = _progress_bar(steps, label) if self.interactive else None
+        started = time.perf_counter()
+        with torch.set_grad_enabled(training):
+            for step in range(steps):
+                x = data[:, step * seq_len:(step + 1) * seq_len]  # (batch, seq)
+                y = data[:, step * seq_len + 1:(step + 1) * seq_len + 1]  # (batch, seq), shifted by one
+                if hidden is not None:
+                    hidden = hidden.detach()
+                loss, hidden = self.loss_on(x, y, hidden)
+                if training:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+                    optimizer.step()
+                total += loss.detach()
+                if config.debug or (step + 1) % report_every == 0 or step + 1 == steps:
+                    self._report(label, step + 1, steps, total, started, progress, every_step=config.debug)
+        if progress is not None:
+            progress.close()
+        return (total / steps).item()
+
+    def _report(self, label, done, steps, total, started, progress, every_step) -> None:
+        mean_loss = (total / done).item()  # one host sync per report, ~10 per epoch
+        words_per_second = done * self.config.batch_size * self.config.seq_len / max(time.perf_counter() - started, 1e-9)
+        if progress is not None:
+            progress.update(done - progress.n)
+            progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
+        elif every_step or done % max(steps // 10, 1) == 0 or done == steps:
+            self.log(f"{label} step {done}/{steps} ({100 * done // steps}%) loss {mean_loss:.4f} "
+                     f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s")
+
+
+def _progress_bar(total: int, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """Checkpoints hold only tensors and plain containers, so the safe loader reads them."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def clear_run_folder(folder: Path) -> None:
+    """--force: remove what a previous run wrote (only the run folder's own files)."""
+    for name in (rf.CURVES_FILE, rf.STATUS_FILE, rf.LOG_FILE, rf.BEST_CHECKPOINT, rf.LAST_CHECKPOINT,
+                 rf.CONFIG_FILE):
+        (folder / name).unlink(missing_ok=True)
+
+
+def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
+              experiment: str | None = None, setting_index: int | None = None,
+              command_line: list[str] | None = None, interactive: bool | None = None,
+              echo: bool = True, scratch_dir: Path | None = None) -> rf.RunStatus:
+    """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
+
+    With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
+    """
+    out_dir = Path(out_dir)
+    status = rf.read_status(out_dir)
+    if status and status.state in rf.FINISHED_STATES and not force:
+        if echo:
+            print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
+                  f"use --force to rerun", flush=True)
+        return status
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if force:
+        clear_run_folder(out_dir)
+    log = RunLog(out_dir, echo=echo)
+    try:
+        data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else Path(data_dir)
+        return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
+                      sys.stderr.isatty() if interactive is None else interactive)
+    except BaseException as error:  # record why, for status tables, then let the caller see it
+        previous = rf.read_status(out_dir)
+        if isinstance(error, SystemExit) and previous and previous.state == rf.REQUEUED:
+            raise  # submitit's requeue exit after checkpoint(): the folder already says so
+        interrupted = isinstance(error, KeyboardInterrupt)
+        rf.write_status(out_dir, rf.RunStatus(
+            state=rf.FAILED, epochs_done=previous.epochs_done if previous else 0, num_epochs=config.num_epochs,
+            error=("interrupted" if interrupted else f"{type(error).__name__}: {error}"),
+            updated_at=time.time()))
+        log("".join(traceback.format_exception(error)).rstrip())
+        raise
+
+
+def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experiment, setting_index,
+           command_line, interactive: bool) -> rf.RunStatus:
+    corpus: Corpus = load_corpus(data_dir)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(config.seed)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    model = build_model(config, corpus.vocab_size).to(device)
+    optimizer = make_optimizer(model, config)
+    curves, lr, start_epoch, elapsed = rf.Curves(), config.initial_lr, 0, 0.0
+    last_path, best_path = out_dir / rf.LAST_CHECKPOINT, out_dir / rf.BEST_CHECKPOINT
+
+    if last_path.exists():
+        checkpoint = load_checkpoint(last_path, device)
+        if checkpoint["config"] != config.to_dict():
+            differing = sorted(k for k, v in config.to_dict().items() if checkpoint["config"].get(k) != v)
+            raise RunFolderMismatch(f"{out_dir} holds another setting ({', '.join(differing)} differ); "
+                                    f"pass --force to start over or choose another --out")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        _set_rng_state(checkpoint["rng"], device)
+        curves = rf.Curves.from_json(checkpoint["curves"])
+        lr, start_epoch, elapsed = checkpoint["lr"], checkpoint["epoch"], checkpoint["wall_clock_seconds"]
+        log(f"resuming from {last_path} after epoch {start_epoch}/{config.num_epochs}")
+
+    rf.write_config(out_dir, config.to_dict(), {
+        "experiment": experiment, "setting_index": setting_index, "run_name": config.run_name(),
+        "data_dir": str(data_dir), "vocab_size": corpus.vocab_size,
+        "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
+        **provenance(device, command_line)})
+    log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
+    runner = EpochRunner(model, config, device, log, interactive)
+    best = curves.best_epoch()
+    state = rf.RUNNING
+
+    def write_status(state: str, epochs_done: int) -> None:
+        rf.write_status(out_dir, rf.RunStatus(state=state, epochs_done=epochs_done,
+                                              num_epochs=config.num_epochs, updated_at=time.time(),
+                                              slurm_job_id=_slurm_job_id(), host=_host()))
+
+    write_status(state, start_epoch)
+    for epoch_index in range(start_epoch, config.num_epochs):
+        lr = scheduled_lr(lr, config.optimizer, epoch_index)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        started = time.perf_counter()
+        train_loss = runner.run(corpus.train, optimizer, label=f"epoch {epoch_index + 1} train")
+        valid_loss = runner.run(corpus.valid, label=f"epoch {epoch_index + 1} valid")
+        seconds = time.perf_counter() - started
+        elapsed += seconds
+        record = rf.EpochRecord(epoch=epoch_index + 1, train_ppl=perplexity(train_loss),
+                                valid_ppl=perplexity(valid_loss), epoch_seconds=seconds,
+                                wall_clock_seconds=elapsed, lr=lr)
+        curves.epochs.append(record)
+        if device.type == "cuda":
+            curves.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+        improved = math.isfinite(record.valid_ppl) and (best is None or record.valid_ppl < best.valid_ppl)
+        if improved:
+            best = record
+            rf.atomic_torch_save({"model": model.state_dict(), "config": config.to_dict(),
+                                  "epoch": record.epoch, "valid_ppl": record.valid_ppl,
+                                  "vocab_size": corpus.vocab_size}, best_path)
+        diverged = not (math.isfinite(train_loss) and math.isfinite(valid_loss))
+        state = rf.DIVERGED if diverged else (rf.DONE if record.epoch == config.num_epochs else rf.RUNNING)
+        # last.pt before curves/status: a kill between the writes leaves curves behind, never ahead.
+        rf.atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "config": config.to_dict(), "epoch": record.epoch, "lr": lr,
+                              "wall_clock_seconds": elapsed, "rng": _rng_state(device),
+                              "curves": curves.to_json()}, last_path)
+        rf.write_curves(out_dir, curves)
+        write_status(state, record.epoch)
+        log(f"epoch {record.epoch}/{config.num_epochs} lr {lr:.6g} train ppl {record.train_ppl:.2f} "
+            f"valid ppl {record.valid_ppl:.2f} ({seconds:.1f} s){' *best*' if improved else ''}")
+        if diverged:
+            log(f"diverged: non-finite loss at epoch {record.epoch} (train {train_loss}, valid {valid_loss}); stopping")
+            break
+
+    if config.evaluate and best_path.exists():
+        model.load_state_dict(load_checkpoint(best_path, device)["model"])
+        curves.test_ppl = perplexity(runner.run(corpus.test, label="test"))
+        rf.write_curves(out_dir, curves)
+        log(f"test ppl {curves.test_ppl:.2f} with the weights of epoch {best.epoch}")
+    final = rf.read_status(out_dir)
+    if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
+        state = rf.DONE
+        write_status(state, len(curves.epochs))
+        final = rf.read_status(out_dir)
+    log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
+    return final
+
+
+def _slurm_job_id() -> str | None:
+    from .provenance import slurm_ids
+
+    ids = slurm_ids()
+    if "SLURM_ARRAY_JOB_ID" in ids:
+        return f"{ids['SLURM_ARRAY_JOB_ID']}_{ids.get('SLURM_ARRAY_TASK_ID', '')}"
+    return ids.get("SLURM_JOB_ID")
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()

@@ -1,0 +1,35 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from ptblm.config import RunConfig
+from ptblm.data import write_synthetic_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """A small seeded corpus: enough for a few batches of 8 x 12 per epoch."""
+    return write_synthetic_corpus(tmp_path_factory.mktemp("synthetic"), seed=3, vocab_size=60,
+                                  tokens=(4000, 1200, 1200))
+
+
+@pytest.fixture(scope="session")
+def ptb_mini_dir() -> Path:
+    path = os.environ.get("PTB_DIR")
+    if not path or not (Path(path) / "ptb.train.txt").is_file():
+        pytest.skip("real PTB text not available: set PTB_DIR to a folder with ptb.{train,valid,test}.txt "
+                    "(CI sets it to ../shared/data/ptb-mini)")
+    return Path(path)
+
+
+def tiny_config(**changes) -> RunConfig:
+    """A setting that trains in well under a second per epoch on the synthetic corpus."""
+    values = dict(model="GRU", optimizer="ADAM", initial_lr=0.01, batch_size=8, hidden_size=16, num_layers=2,
+                  dp_keep_prob=0.8, seq_len=12, emb_size=12, num_epochs=3, device="cpu")
+    values.update(changes)
+    if values["model"] == "TRANSFORMER":
+        values.setdefault("n_heads", 2)
+    return RunConfig.from_dict(values)

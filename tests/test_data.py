@@ -1,0 +1,149 @@
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptblm.data import (DataError, PTB_MD5, build_vocab, download_ptb, load_corpus, num_batches, ptb_iterator,
+                        ptb_raw_data, read_words, stage_data, write_synthetic_corpus)
+
+
+def write_corpus(folder: Path, train: str, valid: str, test: str) -> Path:
+    for split, text in (("train", train), ("valid", valid), ("test", test)):
+        (folder / f"ptb.{split}.txt").write_text(text)
+    return folder
+
+
+def test_words_of_each_line_then_eos(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text(" the cat \n sat on the mat \n")
+    assert read_words(path) == ["the", "cat", "<eos>", "sat", "on", "the", "mat", "<eos>"]
+
+
+def test_vocabulary_sorted_by_count_then_word():
+    word_to_id, id_to_word = build_vocab("b a c a b a <eos> <eos> <eos>".split())
+    assert id_to_word == ["<eos>", "a", "b", "c"]  # <eos> 3, a 3 (ties by word), b 2, c 1
+    assert word_to_id == {"<eos>": 0, "a": 1, "b": 2, "c": 3}
+
+
+def test_unknown_words_map_to_unk_and_are_counted(tmp_path, caplog):
+    write_corpus(tmp_path, " a b <unk> a \n", " a zebra b \n", " yak yak \n")
+    corpus = load_corpus(tmp_path)
+    unk = corpus.word_to_id["<unk>"]
+    assert corpus.valid == [corpus.word_to_id["a"], unk, corpus.word_to_id["b"], corpus.word_to_id["<eos>"]]
+    assert corpus.unknown_counts == {"train": 0, "valid": 1, "test": 2}
+    train, valid, test, word_to_id, id_to_word = ptb_raw_data(tmp_path)
+    assert all(isinstance(i, int) for i in train + valid + test)
+    assert [id_to_word[i] for i in test] == ["<unk>", "<unk>", "<eos>"]
+    assert "out-of-vocabulary words mapped to <unk>: valid 1, test 2" in caplog.text
+
+
+def test_unknown_words_dropped_and_counted_without_unk_in_vocabulary(tmp_path):
+    write_corpus(tmp_path, " a b \n", " a zebra \n", " a \n")
+    corpus = load_corpus(tmp_path)
+    assert [corpus.id_to_word[i] for i in corpus.valid] == ["a", "<eos>"]
+    assert corpus.unknown_counts["valid"] == 1
+
+
+def test_iterator_shapes_count_and_shift():
+    data = list(range(1000))
+    batches = list(ptb_iterator(data, batch_size=4, num_steps=7))
+    assert len(batches) == ((1000 // 4) - 1) // 7 == num_batches(1000, 4, 7) == 35
+    rows = np.arange(1000).reshape(4, 250)  # contiguous rows
+    for i, (x, y) in enumerate(batches):
+        assert x.shape == y.shape == (4, 7)
+        np.testing.assert_array_equal(x, rows[:, i * 7:(i + 1) * 7])
+        np.testing.assert_array_equal(y, x + 1)
+
+
+def test_too_little_data_is_a_clear_error():
+    with pytest.raises(ValueError, match="10 tokens cannot fill one batch of batch_size 4 x num_steps 3"):
+        list(ptb_iterator(list(range(10)), batch_size=4, num_steps=3))
+
+
+def test_real_ptb_mini_matches_its_documented_size(ptb_mini_dir):
+    corpus = load_corpus(ptb_mini_dir)
+    assert len(corpus.train) == 82430 and corpus.vocab_size == 6049
+    assert corpus.id_to_word[:3] == ["<unk>", "the", "<eos>"]
+    assert 0.04 < corpus.unknown_counts["valid"] / len(corpus.valid) < 0.06  # documented: about 5%
+
+
+def test_missing_data_names_the_file_and_the_fix(tmp_path):
+    with pytest.raises(DataError, match=r"ptb.train.txt is missing: run `make data`.*PTB_DIR"):
+        load_corpus(tmp_path)
+
+
+def test_corrupt_data_names_the_file(tmp_path):
+    write_corpus(tmp_path, " a b \n", " a \n", " a \n")
+    (tmp_path / "ptb.valid.txt").write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(DataError, match=r"ptb.valid.txt is not UTF-8 text"):
+        load_corpus(tmp_path)
+    (tmp_path / "ptb.valid.txt").write_text("")
+    with pytest.raises(DataError, match=r"ptb.valid.txt is empty"):
+        load_corpus(tmp_path)
+
+
+def test_synthetic_corpus_is_seeded_and_ptb_shaped(tmp_path):
+    a = write_synthetic_corpus(tmp_path / "a", seed=5, vocab_size=50, tokens=(2000, 300, 300))
+    b = write_synthetic_corpus(tmp_path / "b", seed=5, vocab_size=50, tokens=(2000, 300, 300))
+    assert (a / "ptb.train.txt").read_text() == (b / "ptb.train.txt").read_text()
+    corpus = load_corpus(a)
+    assert 2000 <= len(corpus.train) <= 2000 * 1.2  # words plus <eos> per line
+    assert corpus.vocab_size <= 51
+
+
+def test_stage_data_copies_once(tmp_path):
+    (tmp_path / "src").mkdir()
+    source = write_corpus(tmp_path / "src", " a b \n", " a \n", " b \n")
+    staged = stage_data(source, tmp_path / "scratch")
+    assert (staged / "ptb.valid.txt").read_text() == " a \n"
+    mtime = (staged / "ptb.train.txt").stat().st_mtime_ns
+    assert stage_data(source, tmp_path / "scratch") == staged
+    assert (staged / "ptb.train.txt").stat().st_mtime_ns == mtime
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """A loopback HTTP server over tmp_path/www, standing in for the PTB mirrors."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: _Files(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_checks_md5_and_names_the_file(file_server, tmp_path):
+    root, url = file_server
+    for name in PTB_MD5:
+        (root / name).write_text("not ptb\n")
+    with pytest.raises(DataError, match=r"ptb.train.txt: MD5 .* does not match the expected f26c4b92"):
+        download_ptb(tmp_path / "dest", raw_url=url + "/{name}", tgz_url=url + "/none.tgz")
+    assert not (tmp_path / "dest" / "ptb.train.txt").exists()  # nothing half-written
+
+
+def test_download_skips_valid_files_and_fetches_missing_ones(file_server, tmp_path, monkeypatch):
+    root, url = file_server
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    contents = {name: f"content of {name}\n".encode() for name in PTB_MD5}
+    monkeypatch.setattr("ptblm.data.PTB_MD5", {n: hashlib.md5(c).hexdigest() for n, c in contents.items()})
+    (dest / "ptb.train.txt").write_bytes(contents["ptb.train.txt"])  # already there and valid
+    for name in ("ptb.valid.txt", "ptb.test.txt"):
+        (root / name).write_bytes(contents[name])
+    paths = download_ptb(dest, raw_url=url + "/{name}", tgz_url=url + "/none.tgz")
+    assert [p.read_bytes() for p in paths] == list(contents.values())
+
+
+def test_download_offline_fails_fast_with_the_ptb_dir_hint(tmp_path):
+    closed = "http://127.0.0.1:9/{name}"  # the discard port: connection refused at once
+    with pytest.raises(DataError, match=r"could not download ptb.train.txt.*PTB_DIR"):
+        download_ptb(tmp_path, timeout=2, raw_url=closed, tgz_url="http://127.0.0.1:9/x.tgz")

@@ -1,0 +1,487 @@
+"""The models compute the course's equations: checked against independent float64 loops written here,
+fast against reference, attention against torch's kernel, and generation against a manual loop."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ptblm.models
+from ptblm.config import RunConfig
+from ptblm.models import (GRU, RNN, FullTransformer, MultiHeadedAttention, attention, build_model,
+                          causal_mask, make_model)
+from ptblm.models._recurrent import next_token
+from ptblm.models.transformer import LayerNorm
+
+EMB, HIDDEN, SEQ, BATCH, VOCAB = 6, 5, 4, 3, 11  # constructor shapes; forward is fed other ones too
+
+
+def recurrent(cls, impl="fast", num_layers=2, keep=0.6, seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    return cls(EMB, HIDDEN, SEQ, BATCH, VOCAB, num_layers, keep, impl=impl).to(dtype)
+
+
+def random_case(model, seq_len, batch, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, VOCAB, (seq_len, batch), generator=generator)
+    dtype = model.out_layer.weight.dtype
+    hidden = torch.randn(model.num_layers, batch, HIDDEN, generator=generator, dtype=torch.float64).to(dtype)
+    return inputs, hidden
+
+
+def draw_masks(model, seq_len, batch, keep):
+    """The documented dropout order: embedding mask, then one mask per layer output, scaled by 1/keep."""
+    sizes = [EMB] + [HIDDEN] * model.num_layers
+    return [torch.empty(seq_len, batch, size, dtype=torch.float64).bernoulli_(keep) / keep for size in sizes]
+
+
+# --- independent float64 implementations of the course's equations ---------------------------------
+
+def split(linear, n_in):
+    """W (acting on x), U (acting on h), b of an nn.Linear(in + hidden, hidden)."""
+    return linear.weight[:, :n_in], linear.weight[:, n_in:], linear.bias
+
+
+def loop_rnn(model, inputs, hidden, masks):
+    x_all = model.embeddings.weight[inputs] * (masks[0] if masks else 1)  # (seq, batch, emb)
+    h = list(hidden)
+    logits = []
+    for t in range(inputs.size(0)):
+        x = x_all[t]
+        for layer in range(model.num_layers):
+            W, U, b = split(model.layers[layer], x.size(-1))
+            h[layer] = torch.tanh(x @ W.T + h[layer] @ U.T + b)
+            x = h[layer] * (masks[1 + layer][t] if masks else 1)
+        logits.append(x @ model.out_layer.weight.T + model.out_layer.bias)
+    return torch.stack(logits), torch.stack(h)
+
+
+def loop_gru(model, inputs, hidden, masks):
+    x_all = model.word_embeddings.weight[inputs] * (masks[0] if masks else 1)  # (seq, batch, emb)
+    h = list(hidden)
+    logits = []
+    for t in range(inputs.size(0)):
+        x = x_all[t]
+        for layer in range(model.num_layers):
+            n_in = x.size(-1)
+            W_r, U_r, b_r = split(model.r[layer], n_in)
+            W_z, U_z, b_z = split(model.z[layer], n_in)
+            W_h, U_h, b_h = split(model.h[layer], n_in)
+            r = torch.sigmoid(x @ W_r.T + h[layer] @ U_r.T + b_r)
+            z = torch.sigmoid(x @ W_z.T + h[layer] @ U_z.T + b_z)
+            h_tilde = torch.tanh(x @ W_h.T + (r * h[layer]) @ U_h.T + b_h)
+            h[layer] = (1 - z) * h[layer] + z * h_tilde
+            x = h[layer] * (masks[1 + layer][t] if masks else 1)
+        logits.append(x @ model.out_layer.weight.T + model.out_layer.bias)
+    return torch.stack(logits), torch.stack(h)
+
+
+def value_and_grads(outputs, leaves, seed=2):
+    """A random linear functional of (logits, final hidden) and its gradient w.r.t. every leaf."""
+    generator = torch.Generator().manual_seed(seed)
+    loss = sum((out * torch.randn(out.shape, generator=generator, dtype=out.dtype)).sum() for out in outputs)
+    return outputs, torch.autograd.grad(loss, leaves)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("cls, loop", [(RNN, loop_rnn), (GRU, loop_gru)])
+@pytest.mark.parametrize("training", [False, True])
+def test_equals_independent_loop_of_the_equations(cls, loop, impl, training):
+    keep = 0.6
+    model = recurrent(cls, impl, num_layers=2, keep=keep).train(training)
+    inputs, hidden = random_case(model, seq_len=5, batch=2)
+    hidden.requires_grad_()
+    leaves = [*model.parameters(), hidden]
+
+    torch.manual_seed(7)
+    got, got_grads = value_and_grads(model(inputs, hidden), leaves)
+    torch.manual_seed(7)
+    masks = draw_masks(model, 5, 2, keep) if training else None
+    want, want_grads = value_and_grads(loop(model, inputs, hidden, masks), leaves)
+
+    for g, w in zip(got + got_grads, want + want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    assert got_grads[-1].abs().sum() > 0  # the initial hidden state matters
+
+
+@pytest.mark.parametrize("cls", [RNN, GRU])
+@pytest.mark.parametrize("num_layers, seq_len, batch", [(1, SEQ, BATCH), (1, 7, 2), (3, 1, 5), (3, 9, 1)])
+@pytest.mark.parametrize("training", [False, True])
+def test_fast_equals_reference(cls, num_layers, seq_len, batch, training):
+    fast = recurrent(cls, "fast", num_layers, dtype=torch.float32).train(training)
+    reference = recurrent(cls, "reference", num_layers, dtype=torch.float32).train(training)
+    inputs, hidden = random_case(fast, seq_len, batch)
+    hidden.requires_grad_()
+    results = []
+    for model in (fast, reference):
+        torch.manual_seed(3)  # same dropout masks
+        results.append(value_and_grads(model(inputs, hidden), [*model.parameters(), hidden]))
+    (fast_out, fast_grads), (ref_out, ref_grads) = results
+
+    assert fast_out[0].shape == (seq_len, batch, VOCAB) and fast_out[1].shape == (num_layers, batch, HIDDEN)
+    for f, r in zip(fast_out + fast_grads, ref_out + ref_grads):
+        torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [RNN, GRU])
+def test_init_hidden_and_shape_errors(cls):
+    model = recurrent(cls, num_layers=3)
+    hidden = model.init_hidden()
+    assert hidden.shape == (3, BATCH, HIDDEN) and hidden.dtype == torch.float64 and not hidden.any()
+    with pytest.raises(ValueError, match=r"hidden has shape \(3, 3, 5\).*\(3, 2, 5\)"):
+        model(torch.zeros(SEQ, 2, dtype=torch.long), hidden)
+    with pytest.raises(ValueError, match="impl = 'cudnn' is invalid"):
+        cls(EMB, HIDDEN, SEQ, BATCH, VOCAB, 1, 0.5, impl="cudnn")
+
+
+# --- initialisation --------------------------------------------------------------------------------
+
+def uniform(shape, bound):
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+def expected_linears_init(in_sizes, hidden):
+    k = 1 / math.sqrt(hidden)
+    return [draw for n_in in in_sizes for draw in (uniform((hidden, n_in + hidden), k), uniform(hidden, k))]
+
+
+def test_gru_construction_and_init_draw_from_the_rng_in_the_scaffold_order():
+    emb, hidden, vocab, layers = 7, 9, 13, 2
+    in_sizes = [emb] + [hidden] * (layers - 1)
+    torch.manual_seed(1111)
+    model = GRU(emb, hidden, 35, 4, vocab, layers, 0.35)
+
+    torch.manual_seed(1111)
+    nn.Embedding(vocab, emb)  # construction: word_embeddings, r, z, h, out_layer
+    for _gate in "rzh":
+        for n_in in in_sizes:
+            nn.Linear(n_in + hidden, hidden)
+    nn.Linear(hidden, vocab)
+    expected = [uniform((vocab, emb), 0.1)]  # init: embedding, r, z, h (weight then bias per layer), output
+    for _gate in "rzh":
+        expected += expected_linears_init(in_sizes, hidden)
+    expected += [uniform((vocab, hidden), 0.1), torch.zeros(vocab)]
+
+    got = list(model.parameters())
+    assert len(got) == len(expected)
+    for parameter, want in zip(got, expected):
+        assert torch.equal(parameter.detach(), want)
+
+
+def test_gru_init_weights_uniform_calls_the_named_methods_in_order():
+    model = recurrent(GRU, num_layers=2, dtype=torch.float32)
+    torch.manual_seed(1111)
+    model.init_weights_uniform()
+    whole = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(1111)
+    for name in ("init_embedding_weights_uniform", "init_reset_gate_weights_uniform",
+                 "init_forget_gate_weights_uniform", "init_memory_weights_uniform",
+                 "init_out_layer_weights_uniform"):
+        getattr(model, name)()
+    assert all(torch.equal(w, p) for w, p in zip(whole, model.parameters()))
+
+
+def test_rnn_construction_and_init_draw_from_the_rng_in_the_scaffold_order():
+    emb, hidden, vocab, layers = 7, 9, 13, 3
+    in_sizes = [emb] + [hidden] * (layers - 1)
+    torch.manual_seed(1111)
+    model = RNN(emb, hidden, 35, 4, vocab, layers, 0.35)
+
+    torch.manual_seed(1111)
+    nn.Embedding(vocab, emb)
+    for n_in in in_sizes:
+        nn.Linear(n_in + hidden, hidden)
+    nn.Linear(hidden, vocab)
+    expected = [uniform((vocab, emb), 0.1), *expected_linears_init(in_sizes, hidden),
+                uniform((vocab, hidden), 0.1), torch.zeros(vocab)]
+
+    got = list(model.parameters())
+    assert len(got) == len(expected)
+    for parameter, want in zip(got, expected):
+        assert torch.equal(parameter.detach(), want)
+
+
+@pytest.mark.parametrize("cls", [RNN, GRU])
+def test_init_value_ranges(cls):
+    hidden = 64
+    torch.manual_seed(0)
+    model = cls(50, hidden, 35, 4, 400, 2, 0.5)
+    k = 1 / math.sqrt(hidden)
+    for name, parameter in model.named_parameters():
+        largest = parameter.abs().max().item()
+        if name == "out_layer.bias":
+            assert largest == 0, name
+        elif name.endswith("embeddings.weight") or name == "out_layer.weight":
+            assert 0.09 < largest <= 0.1, name
+        else:
+            assert 0.9 * k < largest <= k, name
+
+
+# --- generation and the states used for the vanishing-gradient analysis ----------------------------
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("cls", [RNN, GRU])
+def test_generate_is_greedy_and_feeds_back_its_predictions(cls, impl):
+    model = recurrent(cls, impl, keep=0.5).train()
+    start, hidden = random_case(model, seq_len=1, batch=BATCH)
+    tokens = model.generate(start[0], hidden, 6)
+    assert model.training  # mode restored
+
+    model.eval()
+    expected, token = [], start[0]
+    for _ in range(6):
+        logits, hidden = model(token.unsqueeze(0), hidden)
+        token = logits[0].argmax(dim=-1)
+        expected.append(token)
+    assert tokens.dtype == torch.int64 and torch.equal(tokens, torch.stack(expected))
+
+
+@pytest.mark.parametrize("cls", [RNN, GRU])
+def test_sampling_is_reproducible_and_respects_top_k(cls):
+    model = recurrent(cls).eval()
+    start, hidden = random_case(model, seq_len=1, batch=4)
+
+    def sample(seed, **options):
+        return model.generate(start[0], hidden, 12, generator=torch.Generator().manual_seed(seed), **options)
+
+    assert torch.equal(sample(5, temperature=1.0), sample(5, temperature=1.0))
+    assert not torch.equal(sample(5, temperature=1.0), sample(6, temperature=1.0))
+    assert torch.equal(sample(5, temperature=2.0, top_k=1), model.generate(start[0], hidden, 12))
+
+    tokens = sample(5, temperature=5.0, top_k=3)
+    logits, _ = model(torch.cat([start, tokens[:-1]]), hidden)  # the steps' logits, fed the samples
+    top3 = logits.topk(3, dim=-1).indices  # (12, batch, 3)
+    assert (top3 == tokens.unsqueeze(-1)).any(-1).all()
+
+
+def test_sampling_follows_the_tempered_softmax_over_the_top_k():
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0]).expand(40_000, 4)  # one distribution, many draws
+    generator = torch.Generator().manual_seed(0)
+    for top_k, allowed in ((0, 4), (2, 2)):
+        tokens = next_token(logits, temperature=2.0, top_k=top_k, generator=generator)
+        frequencies = torch.bincount(tokens, minlength=4) / len(tokens)
+        expected = torch.zeros(4)
+        expected[:allowed] = torch.softmax(logits[0, :allowed] / 2.0, dim=-1)
+        torch.testing.assert_close(frequencies, expected, rtol=0, atol=0.01)
+    assert torch.equal(next_token(logits[:3], 0.0, 0, None), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("cls", [RNN, GRU])
+def test_generation_and_forward_make_no_host_sync(cls, monkeypatch):
+    model = recurrent(cls, keep=0.5).train()
+    start, hidden = random_case(model, seq_len=1, batch=2)
+
+    def sync(*_args, **_kwargs):
+        raise AssertionError("host sync inside the model")
+
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    model(torch.zeros(3, 2, dtype=torch.long), hidden)
+    model.generate(start[0], hidden, 4, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("cls", [RNN, GRU])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_forward_with_states_returns_the_states_the_loss_depends_on(cls, impl, num_layers):
+    model = recurrent(cls, impl, num_layers).eval()
+    inputs, hidden = random_case(model, seq_len=6, batch=2)
+    targets = torch.randint(0, VOCAB, (2,), generator=torch.Generator().manual_seed(4))
+    t, top = 2, num_layers - 1
+
+    logits, final_hidden, states = model.forward_with_states(inputs, hidden)
+    assert len(states) == num_layers and all(len(layer) == 6 for layer in states)
+    torch.testing.assert_close(final_hidden, torch.stack([layer[-1] for layer in states]))
+    torch.testing.assert_close(logits[t], model.out_layer(states[top][t]))
+    loss = F.cross_entropy(logits[-1], targets)  # the loss at the last step, as in the analysis
+    grad_from_states = torch.autograd.grad(loss, states[top])[t]
+
+    # The same gradient from outside: stop after step t, restart from that hidden state.
+    _, hidden_t = model(inputs[:t + 1], hidden)
+
+    def loss_after(h_t):
+        return F.cross_entropy(model(inputs[t + 1:], h_t)[0][-1], targets)
+
+    h_t = hidden_t.detach().requires_grad_()
+    restarted = loss_after(h_t)
+    torch.testing.assert_close(restarted, loss)
+    torch.testing.assert_close(grad_from_states, torch.autograd.grad(restarted, h_t)[0][top])
+
+    direction = torch.zeros_like(h_t)
+    direction[top] = torch.randn(h_t[top].shape, generator=torch.Generator().manual_seed(5), dtype=h_t.dtype)
+    eps = 1e-6
+    with torch.no_grad():
+        step = eps * direction
+        finite_difference = (loss_after(hidden_t + step) - loss_after(hidden_t - step)) / (2 * eps)
+    directional = (grad_from_states * direction[top]).sum()
+    torch.testing.assert_close(finite_difference, directional, rtol=1e-6, atol=1e-9)
+    assert grad_from_states.abs().sum() > 0
+
+
+# --- attention and the transformer -----------------------------------------------------------------
+
+def test_attention_equals_independent_loop_and_torch_kernel_with_causal_mask():
+    generator = torch.Generator().manual_seed(0)
+    batch, heads, seq, d_k = 2, 3, 5, 4
+    shape = (batch, heads, seq, d_k)
+    q, k, v = (torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(3))
+    mask = causal_mask(seq)
+    output, probabilities = attention(q, k, v, mask)
+
+    for b in range(batch):
+        for h in range(heads):
+            for i in range(seq):
+                scores = np.array([q[b, h, i] @ k[b, h, j] / math.sqrt(d_k) for j in range(i + 1)])
+                p = np.exp(scores - scores.max())
+                p /= p.sum()
+                np.testing.assert_allclose(probabilities[b, h, i, :i + 1].numpy(), p, rtol=1e-12)
+                np.testing.assert_allclose(output[b, h, i].numpy(), p @ v[b, h, :i + 1].numpy(), rtol=1e-12)
+    assert probabilities.masked_select(~mask).abs().max() < 1e-30  # masked: ~0 probability
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+def test_attention_applies_dropout_to_the_normalised_scores():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 3, generator=generator) for _ in range(3))
+    _, probabilities = attention(q, k, v)
+    torch.manual_seed(0)
+    output, dropped = attention(q, k, v, dropout=nn.Dropout(0.5))
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropped, F.dropout(probabilities, 0.5))
+    torch.testing.assert_close(output, dropped @ v)
+
+
+def random_mask(batch, seq, generator):
+    """(batch, seq, seq) 0/1, the diagonal always allowed so no row is fully masked."""
+    mask = (torch.rand(batch, seq, seq, generator=generator) > 0.4).long()
+    return mask | torch.eye(seq, dtype=torch.long)
+
+
+def test_multi_headed_attention_equals_per_head_computation_and_fused_kernel():
+    generator = torch.Generator().manual_seed(0)
+    n_heads, n_units, batch, seq = 3, 12, 2, 5
+    torch.manual_seed(0)
+    scratch = MultiHeadedAttention(n_heads, n_units).double().eval()
+    torch.manual_seed(0)
+    fused = MultiHeadedAttention(n_heads, n_units, fused=True).double().eval()
+    x = torch.randn(batch, seq, n_units, generator=generator, dtype=torch.float64)
+    mask = random_mask(batch, seq, generator)
+
+    got = scratch(x, x, x, mask)
+    bound = math.sqrt(1 / n_units)
+    assert all(p.abs().max() <= bound for p in scratch.parameters())
+    d_k = n_units // n_heads
+    heads = []
+    for h in range(n_heads):
+        rows = slice(h * d_k, (h + 1) * d_k)
+        # (batch, seq, d_k) each
+        q, k, v = (x @ linear.weight[rows].T + linear.bias[rows] for linear in scratch.linears[:3])
+        scores = (q @ k.transpose(1, 2) / math.sqrt(d_k)).masked_fill(mask == 0, -math.inf)
+        heads.append(torch.softmax(scores, dim=-1) @ v)
+    want = scratch.linears[3](torch.cat(heads, dim=-1))
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(fused(x, x, x, mask), got)
+
+
+@pytest.mark.parametrize("attention_kind", ["scratch", "fused"])
+@pytest.mark.parametrize("layer_norm", ["scaffold", "torch"])
+def test_transformer_is_causal(attention_kind, layer_norm):
+    torch.manual_seed(0)
+    model = make_model(VOCAB, n_blocks=2, n_units=16, n_heads=4, attention=attention_kind,
+                       layer_norm=layer_norm).eval()
+    tokens = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
+    changed = tokens.clone()
+    changed[:, 5] = (tokens[:, 5] + 1) % VOCAB
+    mask = causal_mask(8).expand(2, -1, -1)
+    before, after = model(tokens, mask), model(changed, mask)
+    assert before.shape == (2, 8, VOCAB)
+    torch.testing.assert_close(torch.logsumexp(before, dim=-1), torch.zeros(2, 8))  # log-probabilities
+    torch.testing.assert_close(after[:, :5], before[:, :5], rtol=0, atol=1e-6)
+    assert (after[:, 5:] - before[:, 5:]).abs().amax(dim=-1).min() > 1e-4
+
+
+def test_transformer_fused_equals_scratch_in_eval_mode():
+    models = []
+    for kind in ("scratch", "fused"):
+        torch.manual_seed(0)
+        models.append(make_model(VOCAB, n_blocks=2, n_units=16, n_heads=4, attention=kind).eval())
+    tokens = torch.randint(0, VOCAB, (3, 7), generator=torch.Generator().manual_seed(1))
+    mask = causal_mask(7)
+    torch.testing.assert_close(models[1](tokens, mask), models[0](tokens, mask))
+
+
+def test_make_model_keeps_the_scaffold_quirks():
+    torch.manual_seed(0)
+    model = make_model(VOCAB, n_blocks=3, n_units=16, n_heads=4, dropout=0.3)
+    assert isinstance(model, FullTransformer) and len(model.transformer_stack.layers) == 3
+    for block in model.transformer_stack.layers:
+        assert block.self_attn.dropout.p == 0.1  # not the model's dropout
+        assert block.feed_forward.w_1.out_features == 2048
+        assert block.sublayer[0].dropout.p == 0.3
+    for name, parameter in model.named_parameters():
+        if parameter.dim() > 1:  # Glorot
+            fan_out, fan_in = parameter.shape
+            assert parameter.abs().max() <= math.sqrt(6 / (fan_in + fan_out)), name
+
+    x = torch.randn(4, 16, dtype=torch.float64)
+    unbiased_std = torch.from_numpy(np.std(x.numpy(), axis=-1, ddof=1))[:, None]
+    want = (x - x.mean(-1, keepdim=True)) / (unbiased_std + 1e-6)
+    torch.testing.assert_close(LayerNorm(16).double()(x), want)
+    with pytest.raises(ValueError, match="attention = 'flash' is invalid"):
+        make_model(VOCAB, attention="flash")
+
+
+def test_transformer_generate_is_greedy_and_feeds_back_its_predictions():
+    torch.manual_seed(0)
+    model = make_model(VOCAB, n_blocks=1, n_units=8, n_heads=2).train()
+    start = torch.tensor([1, 4, 7])
+    tokens = model.generate(start, 5)
+    assert model.training and tokens.shape == (5, 3)
+
+    model.eval()
+    sequence = start.unsqueeze(1)
+    for _ in range(5):
+        token = model(sequence, causal_mask(sequence.size(1)))[:, -1].argmax(dim=-1)
+        sequence = torch.cat([sequence, token.unsqueeze(1)], dim=1)
+    assert torch.equal(tokens, sequence[:, 1:].t())
+    sampled = [model.generate(start, 5, temperature=1.0, generator=torch.Generator().manual_seed(3))
+               for _ in range(2)]
+    assert torch.equal(*sampled)
+
+
+# --- what the package promises as a whole ----------------------------------------------------------
+
+def config(model, **changes):
+    return RunConfig.from_dict({"model": model, "optimizer": "ADAM", "initial_lr": 1e-3, "batch_size": 4,
+                                "hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.8, **changes})
+
+
+def test_build_model_follows_the_config():
+    gru = build_model(config("GRU", impl="reference", emb_size=10), vocab_size=VOCAB)
+    assert isinstance(gru, GRU) and gru.impl == "reference"
+    assert gru.word_embeddings.weight.shape == (VOCAB, 10)
+    assert gru.init_hidden().shape == (2, 4, 16) and gru.dropout.p == pytest.approx(0.2)
+    assert isinstance(build_model(config("RNN"), VOCAB), RNN)
+    transformer = build_model(config("TRANSFORMER", n_heads=4, attention="fused"), VOCAB)
+    block = transformer.transformer_stack.layers[0]
+    assert len(transformer.transformer_stack.layers) == 2 and block.self_attn.n_heads == 4
+    assert block.self_attn.fused and block.sublayer[0].dropout.p == pytest.approx(0.2)
+
+
+def test_no_built_in_recurrent_modules_or_fused_recurrent_ops():
+    models = [RNN(4, 4, 2, 2, 5, 2, 0.5), GRU(4, 4, 2, 2, 5, 2, 0.5, impl="reference"),
+              make_model(5, n_blocks=1, n_units=8, n_heads=2)]
+    for model in models:
+        for module in model.modules():
+            assert not isinstance(module, (nn.RNNBase, nn.RNNCellBase)), type(module)
+    sources = sorted(Path(ptblm.models.__file__).parent.glob("*.py"))
+    assert len(sources) >= 4
+    for source in sources:
+        text = source.read_text()
+        for forbidden in ("nn.GRU", "nn.RNN", "nn.LSTM", "_VF."):
+            assert forbidden not in text, f"{source.name} mentions {forbidden}"

@@ -1,0 +1,127 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from ptblm import runfolder as rf
+from ptblm.train import RunFolderMismatch, load_checkpoint, perplexity, scheduled_lr, train_run
+
+
+def curves_of(folder: Path) -> list[tuple[float, float]]:
+    return [(r.train_ppl, r.valid_ppl) for r in rf.read_curves(folder).epochs]
+
+
+def test_sgd_lr_schedule_is_the_scaffolds_compounding_rule():
+    lr, rates = 1.0, []
+    for epoch in range(20):
+        lr = scheduled_lr(lr, "SGD_LR_SCHEDULE", epoch)
+        rates.append(lr)
+    assert rates[:15] == [1.0] * 15
+    assert rates[15] == pytest.approx(1 / 1.15)  # epoch 15: factor (1/1.15)^1
+    assert rates[16] == pytest.approx((1 / 1.15) ** 3)  # then ^2 on top: it compounds
+    assert scheduled_lr(1.0, "SGD", 19) == scheduled_lr(1.0, "ADAM", 19) == 1.0
+
+
+def test_perplexity_handles_overflow_and_nan():
+    assert perplexity(math.log(123.0)) == pytest.approx(123.0)
+    assert perplexity(1e4) == math.inf
+    assert math.isnan(perplexity(float("nan")))
+
+
+@pytest.mark.parametrize("model", ["RNN", "GRU", "TRANSFORMER"])
+def test_a_run_writes_the_whole_run_folder_and_learns(model, synthetic_dir, tmp_path):
+    config = tiny_config(model=model, num_epochs=3, evaluate=True)
+    status = train_run(config, synthetic_dir, tmp_path, experiment="unit", setting_index=4, echo=False)
+    assert status.state == rf.DONE and status.epochs_done == 3
+    run = rf.read_run(tmp_path)
+    assert run.config == config.to_dict() and run.provenance["setting_index"] == 4
+    assert run.provenance["torch_version"] == torch.__version__ and run.provenance["device"].startswith("cpu")
+    valid, train = run.curves.column("valid_ppl"), run.curves.column("train_ppl")
+    assert train[-1] < train[0] and max(valid) < 40  # learns: a uniform guess over ~60 words scores 60
+    assert [r.epoch for r in run.curves.epochs] == [1, 2, 3]
+    assert run.curves.epochs[-1].wall_clock_seconds == pytest.approx(sum(run.curves.column("epoch_seconds")))
+    best = load_checkpoint(tmp_path / rf.BEST_CHECKPOINT)
+    assert best["epoch"] == run.curves.best_epoch().epoch and best["valid_ppl"] == min(valid)
+    assert run.curves.test_ppl is not None and math.isfinite(run.curves.test_ppl)
+    assert "finished: done" in (tmp_path / rf.LOG_FILE).read_text()
+
+
+def test_finished_run_is_not_redone_unless_forced(synthetic_dir, tmp_path):
+    config = tiny_config(num_epochs=1)
+    train_run(config, synthetic_dir, tmp_path, echo=False)
+    before = (tmp_path / rf.CURVES_FILE).read_text()
+    train_run(config, synthetic_dir, tmp_path, echo=False)
+    assert (tmp_path / rf.CURVES_FILE).read_text() == before
+    assert (tmp_path / rf.LOG_FILE).read_text().count("finished: done") == 1
+    train_run(config, synthetic_dir, tmp_path, echo=False, force=True)
+    assert (tmp_path / rf.LOG_FILE).read_text().count("finished: done") == 1  # log started over
+    assert curves_of(tmp_path) == [tuple(json.loads(before)["epochs"][0][k] for k in ("train_ppl", "valid_ppl"))]
+
+
+def test_another_setting_in_the_same_folder_is_refused(synthetic_dir, tmp_path):
+    train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False)
+    rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=2, num_epochs=2))
+    with pytest.raises(RunFolderMismatch, match="hidden_size differ"):
+        train_run(tiny_config(num_epochs=2, hidden_size=20), synthetic_dir, tmp_path, echo=False)
+
+
+def test_huge_but_finite_losses_keep_training_and_record_inf(synthetic_dir, tmp_path):
+    """Loss above ~709 nats: perplexity overflows to inf, the weights are still numbers, training goes on."""
+    status = train_run(tiny_config(model="RNN", optimizer="SGD", initial_lr=1e30, num_epochs=2),
+                       synthetic_dir, tmp_path, echo=False)
+    assert status.state == rf.DONE
+    assert curves_of(tmp_path) == [(math.inf, math.inf)] * 2
+    assert '"valid_ppl": "inf"' in (tmp_path / rf.CURVES_FILE).read_text()
+
+
+def test_non_finite_loss_ends_the_run_diverged_with_standard_json(synthetic_dir, tmp_path):
+    config = tiny_config(model="GRU", optimizer="SGD", initial_lr=1e38, num_epochs=4)
+    status = train_run(config, synthetic_dir, tmp_path, echo=False)
+    assert status.state == rf.DIVERGED and status.epochs_done == 1
+    text = (tmp_path / rf.CURVES_FILE).read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    last = rf.read_curves(tmp_path).epochs[-1]
+    assert not (math.isfinite(last.train_ppl) and math.isfinite(last.valid_ppl))
+    assert "diverged: non-finite loss" in (tmp_path / rf.LOG_FILE).read_text()
+    again = train_run(config, synthetic_dir, tmp_path, echo=False)  # a finished state: not redone
+    assert again.state == rf.DIVERGED and again.epochs_done == 1
+
+
+def train_command(data: Path, out: Path, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "ptblm.cli", "train", "--model", "GRU", "--optimizer", "ADAM",
+            "--initial_lr", "0.01", "--batch_size", "8", "--seq_len", "12", "--hidden_size", "32",
+            "--emb_size", "16", "--num_layers", "2", "--dp_keep_prob", "0.8", "--num_epochs", str(epochs),
+            "--device", "cpu", "--data", str(data), "--out", str(out)]
+
+
+def test_killed_run_is_readable_and_resumes_to_the_uninterrupted_curves(synthetic_dir, tmp_path):
+    """SIGKILL mid-run (no chance to clean up), then the same command: the curves equal an unbroken run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    unbroken, killed = tmp_path / "unbroken", tmp_path / "killed"
+    subprocess.run(train_command(synthetic_dir, unbroken, 4), check=True, env=env, capture_output=True)
+
+    process = subprocess.Popen(train_command(synthetic_dir, killed, 4), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(curves_of(killed)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # readable right after the kill: every JSON parses, last.pt loads with the safe loader
+    run = rf.read_run(killed)
+    assert run.status.state == rf.RUNNING and 2 <= len(run.curves.epochs) < 4
+    assert load_checkpoint(killed / rf.LAST_CHECKPOINT)["epoch"] >= len(run.curves.epochs)
+    assert not list(killed.glob(".*.tmp"))
+
+    subprocess.run(train_command(synthetic_dir, killed, 4), check=True, env=env, capture_output=True)
+    assert rf.read_status(killed).state == rf.DONE
+    assert curves_of(killed) == curves_of(unbroken)  # exactly: same seed, RNG state restored
+    assert "resuming from" in (killed / rf.LOG_FILE).read_text()
