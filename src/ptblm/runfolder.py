@@ -241,6 +241,12 @@ def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecor
     return sorted(runs, key=lambda r: (r.experiment, r.provenance.get("setting_index", 0), r.name))
 
 
+def clear_run_folder(folder: Path) -> None:
+    """--force: remove what an earlier run wrote (only the run folder's own files)."""
+    for name in (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, SUBMISSION_FILE):
+        (Path(folder) / name).unlink(missing_ok=True)
+
+
 def append_log(folder: Path, line: str) -> None:
     """The human log is append-only; a torn last line is harmless to readers."""
     with open(Path(folder) / LOG_FILE, "a") as handle:

@@ -181,13 +181,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def clear_run_folder(folder: Path) -> None:
-    """--force: remove what a previous run wrote (only the run folder's own files)."""
-    for name in (rf.CURVES_FILE, rf.STATUS_FILE, rf.LOG_FILE, rf.BEST_CHECKPOINT, rf.LAST_CHECKPOINT,
-                 rf.CONFIG_FILE):
-        (folder / name).unlink(missing_ok=True)
-
-
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
               experiment: str | None = None, setting_index: int | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
@@ -205,7 +198,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         return status
     out_dir.mkdir(parents=True, exist_ok=True)
     if force:
-        clear_run_folder(out_dir)
+        rf.clear_run_folder(out_dir)
     log = RunLog(out_dir, echo=echo)
     try:
         data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else Path(data_dir)

@@ -1,0 +1,251 @@
+"""The `ptblm` command line: each command parses flags and calls one plain, importable function."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .config import ConfigError, RunConfig
+
+# The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
+SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
+                     "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.35}
+FLAG_HELP = {
+    "model": "RNN, GRU or TRANSFORMER", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
+    "hidden_size": "hidden units (n_units for the TRANSFORMER)", "num_layers": "layers (blocks for the TRANSFORMER)",
+    "dp_keep_prob": "dropout keep probability", "save_best": "accepted for the course's command lines; best.pt is always written",
+    "evaluate": "also report test perplexity of the best weights", "debug": "log the loss of every step",
+    "max_batches": "cap batches per epoch (0 = whole split)", "impl": "fast (default) or reference (plain loops)",
+    "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
+    "device": "auto, cpu or cuda",
+}
+
+
+def default_data_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTB_DIR", "data/ptb"))
+
+
+def default_results_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTBLM_RESULTS", "results"))
+
+
+def default_jobs_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTBLM_JOBS", "jobs"))
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, spelled as in the scaffold (--initial_lr, --save_best, ...)."""
+    for field in dataclasses.fields(RunConfig):
+        flag = f"--{field.name}"
+        default = SCAFFOLD_DEFAULTS.get(field.name, field.default)
+        if field.type == "bool":
+            parser.add_argument(flag, action="store_true", help=FLAG_HELP.get(field.name))
+        else:
+            kind = {"int": int, "float": float, "str": str}[field.type]
+            parser.add_argument(flag, type=kind, default=default,
+                                help=f"{FLAG_HELP.get(field.name, '')} (default {default})".strip())
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    if args.dry_run:
+        values.update(num_epochs=1, max_batches=2)
+    return RunConfig.from_dict(values, where="command line")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import write_synthetic_corpus
+    from .runfolder import DONE, DIVERGED
+    from .train import train_run
+
+    config = config_from_args(args)
+    with tempfile.TemporaryDirectory(prefix="ptblm-dry-run-") as scratch:
+        data_dir = args.data or default_data_dir()
+        if args.dry_run and args.data is None and "PTB_DIR" not in os.environ and not data_dir.exists():
+            data_dir = write_synthetic_corpus(Path(scratch) / "data")
+        out = args.out or (Path(scratch) / "run" if args.dry_run else
+                           default_results_dir() / "manual" / config.run_name())
+        status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv,
+                           scratch_dir=os.environ.get("SLURM_TMPDIR"))
+    return 0 if status.state in (DONE, DIVERGED) else 1
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import download_ptb
+
+    for path in download_ptb(args.dest):
+        print(f"{path}: ok (MD5 verified)")
+    print(f"use it with: export PTB_DIR={Path(args.dest).resolve()}")
+    return 0
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from .data import write_synthetic_corpus
+
+    print(f"wrote {write_synthetic_corpus(args.dest, seed=args.seed)}")
+    return 0
+
+
+def default_clusters_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .clusters import load_profile
+    from .jobs import load_experiment
+    from .submit import submit_experiment
+
+    experiment = load_experiment(args.experiment, args.jobs)
+    profile = load_profile(args.cluster, args.clusters)
+    submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+                      dry_run=args.dry_run, force=args.force, executor=args.executor)
+    return 0
+
+
+def cmd_sbatch(args: argparse.Namespace) -> int:
+    from .clusters import load_profile
+    from .jobs import load_experiment
+    from .submit import submit_sbatch
+
+    experiment = load_experiment(args.experiment, args.jobs)
+    profile = load_profile(args.cluster, args.clusters)
+    submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+                  command=job_command(profile), script=args.script, dry_run=args.dry_run, force=args.force)
+    return 0
+
+
+def job_command(profile) -> str:
+    """How a Slurm task runs ptblm: this interpreter outside a container."""
+    import shlex
+
+    return f"{shlex.quote(sys.executable)} -m ptblm.cli"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .jobs import load_experiment
+    from .status import squeue_states, status_table
+
+    names = args.experiments or sorted(p.name for p in Path(args.results).iterdir()
+                                       if p.is_dir() and (Path(args.jobs) / f"{p.name}.yaml").is_file()) \
+        if Path(args.results).is_dir() else args.experiments
+    if not names:
+        print(f"no results under {args.results} yet; name an experiment, e.g. `ptblm status 3.1`")
+        return 0
+    scheduler = squeue_states()
+    print("\n\n".join(status_table(load_experiment(name, args.jobs), args.results, scheduler) for name in names))
+    return 0
+
+
+def cmd_run_setting(args: argparse.Namespace) -> int:
+    from .runfolder import DIVERGED, DONE
+    from .slurm_job import run_setting
+
+    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
+                        force=args.force)
+    return 0 if state in (DONE, DIVERGED) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .clusters import load_profile
+    from .data import write_synthetic_corpus
+    from .jobs import load_experiment
+    from .status import status_table
+    from .submit import submit_experiment
+
+    data_dir = args.data or (Path(os.environ["PTB_DIR"]) if "PTB_DIR" in os.environ else None)
+    if data_dir is None:
+        data_dir = write_synthetic_corpus(Path(args.results) / "demo-data")
+        print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
+    experiment = load_experiment("smoke", args.jobs)
+    submit_experiment(experiment, load_profile("local", args.clusters), results_dir=args.results,
+                      data_dir=data_dir, executor="local")
+    print(status_table(experiment, args.results))
+    return 0
+
+
+def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    parser.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder (default jobs/)")
+    parser.add_argument("--results", type=Path, default=default_results_dir(), help="results folder (default results/)")
+    parser.add_argument("--clusters", type=Path, default=default_clusters_dir(),
+                        help="cluster profiles folder (default slurm/clusters/)")
+    if data:
+        parser.add_argument("--data", type=Path, default=None, help="PTB folder (default $PTB_DIR or data/ptb)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptblm", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
+    add_setting_flags(train)
+    train.add_argument("--data", type=Path, default=None, help="folder with ptb.{train,valid,test}.txt "
+                       "(default $PTB_DIR or data/ptb)")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default results/manual/<run name>)")
+    train.add_argument("--force", action="store_true", help="start over even if the run folder is finished")
+    train.add_argument("--dry-run", action="store_true", help="one epoch of two batches in a temporary folder "
+                       "(synthetic data when no PTB is configured)")
+    train.set_defaults(handler=cmd_train)
+
+    data = commands.add_parser("data", help="download PTB and verify its MD5 sums")
+    data.add_argument("--dest", type=Path, default=Path("data/ptb"))
+    data.set_defaults(handler=cmd_data)
+
+    synthetic = commands.add_parser("synthetic", help="write a small seeded PTB-format corpus (offline demos, tests)")
+    synthetic.add_argument("dest", type=Path)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(handler=cmd_synthetic)
+
+    submit = commands.add_parser("submit", help="submit an experiment as one Slurm array (local processes without Slurm)")
+    submit.add_argument("experiment", help="jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file")
+    submit.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
+    submit.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
+                        help="auto = Slurm when sbatch is on PATH, else local processes")
+    submit.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
+    submit.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_location_flags(submit)
+    submit.set_defaults(handler=cmd_submit)
+
+    sbatch = commands.add_parser("sbatch", help="submit an experiment through slurm/array.sbatch (no submitit)")
+    sbatch.add_argument("experiment")
+    sbatch.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
+    sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"))
+    sbatch.add_argument("--dry-run", action="store_true", help="print the sbatch command, submit nothing")
+    sbatch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_location_flags(sbatch)
+    sbatch.set_defaults(handler=cmd_sbatch)
+
+    status = commands.add_parser("status", help="a table per experiment from the run folders")
+    status.add_argument("experiments", nargs="*", help="experiments (default: every one with results)")
+    add_location_flags(status, data=False)
+    status.set_defaults(handler=cmd_status)
+
+    run_setting = commands.add_parser("run-setting", help="run setting INDEX of an experiment (the sbatch path)")
+    run_setting.add_argument("experiment")
+    run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
+    run_setting.add_argument("--force", action="store_true")
+    add_location_flags(run_setting)
+    run_setting.set_defaults(handler=cmd_run_setting)
+
+    demo = commands.add_parser("demo", help="the smoke experiment on this machine (synthetic data without PTB_DIR)")
+    add_location_flags(demo)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .train import RunFolderMismatch
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError, RunFolderMismatch, ValueError, FileNotFoundError) as error:
+        print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

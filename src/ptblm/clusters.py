@@ -1,0 +1,80 @@
+"""Cluster profiles: slurm/clusters/<name>.yaml -> a validated ClusterProfile."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError
+
+DEFAULT_MAX_ARRAY_SIZE = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    name: str
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gpus_per_node: int = 0  # --gpus-per-node; leave 0 and set gres on clusters that want --gres
+    gres: str | None = None  # e.g. "gpu:a100:1"
+    cpus_per_task: int = 2
+    mem_gb: float | None = None
+    time_min: int = 180  # per task; preempted or timed-out tasks requeue and resume from last.pt
+    array_parallelism: int = 16  # the %K throttle of the array
+    max_array_size: int | None = None  # None: ask `scontrol show config`, else 1000
+    setup: tuple[str, ...] = ()  # lines run before the task, e.g. "module load apptainer"
+    container: str | None = None  # path to ptblm.sif: tasks run inside it with `apptainer exec --nv`
+    container_binds: tuple[str, ...] = ()  # extra host paths bound at the same path
+    sbatch_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options, e.g. {constraint: a100}
+    local_parallelism: int = 2  # without Slurm: tasks run at once on this machine
+    local_timeout_min: int = 24 * 60  # without Slurm: submitit's local timeout (its default is 2 minutes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str) -> "ClusterProfile":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
+        values = dict(values)
+        for key in ("setup", "container_binds"):
+            if key in values:
+                if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
+                    raise ConfigError(f"{where}: {key} must be a list of strings, got {values[key]!r}")
+                values[key] = tuple(values[key])
+        for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "local_parallelism",
+                    "local_timeout_min", "max_array_size"):
+            value = values.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0
+                                      or (value == 0 and key != "gpus_per_node")):
+                raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: a positive integer")
+        if values.get("gpus_per_node") and values.get("gres"):
+            raise ConfigError(f"{where}: set gpus_per_node or gres, not both")
+        if "sbatch_extra" in values and not isinstance(values["sbatch_extra"], dict):
+            raise ConfigError(f"{where}: sbatch_extra must be a mapping of sbatch options, got "
+                              f"{values['sbatch_extra']!r}")
+        return cls(**values)
+
+
+def load_profile(name: str, clusters_dir: Path) -> ClusterProfile:
+    path = Path(clusters_dir) / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(clusters_dir).glob("*.yaml"))
+        raise ConfigError(f"no cluster profile {name!r}: {path} does not exist; known: {', '.join(known)}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of profile keys, got {type(values).__name__}")
+    return ClusterProfile.from_dict({"name": name, **values}, where=str(path))
+
+
+def split_array(count: int, max_array_size: int) -> list[range]:
+    """Chunks of task positions so that no array exceeds the cluster's MaxArraySize."""
+    if max_array_size < 1:
+        raise ValueError(f"max_array_size must be >= 1, got {max_array_size}")
+    return [range(start, min(start + max_array_size, count)) for start in range(0, count, max_array_size)]

@@ -1,0 +1,125 @@
+"""Experiments as data: jobs/<exp>.yaml -> validated, numbered RunConfigs.
+
+A jobs file has three optional parts, merged in this order (later wins):
+    jobs/defaults.yaml      the suite's shared defaults (seq_len 35, 20 epochs, emb 200, seed 1111)
+    common: {...}           what every setting of this experiment shares
+    settings: [{...}, ...]  one entry per setting, listing only what differs
+    grid: {key: [v1, v2]}   optional sweep: the product of the values, appended after `settings`
+Settings are numbered from 0 in file order; that number is the Slurm array task id.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, RunConfig
+
+DEFAULTS_FILE = "defaults.yaml"
+TOP_LEVEL_KEYS = ("description", "common", "settings", "grid")
+
+
+@dataclass(frozen=True)
+class Setting:
+    experiment: str
+    index: int  # 0-based position in the jobs file = Slurm array task id
+    config: RunConfig
+
+    @property
+    def run_name(self) -> str:
+        return self.config.run_name()
+
+    def run_dir(self, results_dir: Path) -> Path:
+        return Path(results_dir) / self.experiment / self.run_name
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    description: str
+    settings: tuple[Setting, ...]
+
+
+def jobs_file(experiment: str, jobs_dir: Path) -> Path:
+    """`3.1` -> jobs/3.1.yaml; a path to a YAML file is taken as is."""
+    candidate = Path(experiment)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate
+    path = Path(jobs_dir) / f"{experiment}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml") if p.name != DEFAULTS_FILE)
+        raise ConfigError(f"no experiment {experiment!r}: {path} does not exist; "
+                          f"known experiments: {', '.join(known) or 'none'}")
+    return path
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}, "
+                          f"got {type(content).__name__}")
+    return content
+
+
+def _expect_mapping(path: Path, key: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {key} must be a mapping of setting keys to values, got {value!r}")
+    return value
+
+
+def grid_settings(path: Path, grid: dict[str, Any]) -> list[dict[str, Any]]:
+    """The product of the grid's value lists, in the order keys and values are written."""
+    if not grid:
+        return []
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: grid.{key} must be a non-empty list of values, got {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combination)) for combination in itertools.product(*(grid[k] for k in keys))]
+
+
+def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
+    """Read, merge and validate every setting; any error stops before anything runs."""
+    path = jobs_file(experiment, jobs_dir)
+    defaults_path = Path(jobs_dir) / DEFAULTS_FILE
+    defaults = _read_mapping(defaults_path) if defaults_path.is_file() else {}
+    content = _read_mapping(path)
+    unknown = sorted(set(content) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r}; valid: {', '.join(TOP_LEVEL_KEYS)}")
+    common = _expect_mapping(path, "common", content.get("common") or {})
+    entries = content.get("settings") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: settings must be a list of mappings, got {type(entries).__name__}")
+    entries = [_expect_mapping(path, f"settings[{i}]", e) for i, e in enumerate(entries)]
+    entries += grid_settings(path, _expect_mapping(path, "grid", content.get("grid") or {}))
+    if not entries:
+        raise ConfigError(f"{path}: no settings (add a `settings:` list or a `grid:`)")
+    name = path.stem
+    settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
+                                                          where=f"{path}, setting {i}"))
+                     for i, entry in enumerate(entries))
+    seen: dict[str, int] = {}
+    for setting in settings:
+        if setting.run_name in seen:
+            raise ConfigError(f"{path}: settings {seen[setting.run_name]} and {setting.index} are the same "
+                              f"setting ({setting.run_name}); make them differ or remove one")
+        seen[setting.run_name] = setting.index
+    return Experiment(name=name, path=path, description=str(content.get("description", "")), settings=settings)
+
+
+def select_settings(experiment: Experiment, indices: list[int] | None) -> list[Setting]:
+    if indices is None:
+        return list(experiment.settings)
+    count = len(experiment.settings)
+    bad = [i for i in indices if not 0 <= i < count]
+    if bad:
+        raise ConfigError(f"{experiment.path}: setting {bad[0]} does not exist; valid: 0 to {count - 1}")
+    return [experiment.settings[i] for i in indices]

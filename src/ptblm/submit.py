@@ -1,0 +1,239 @@
+"""`ptblm submit EXP`: one Slurm array per experiment through submitit, or local processes without Slurm.
+
+Idempotent like DomainBed sweeps: finished settings (done/diverged) are skipped, interrupted ones
+resume from last.pt, settings whose Slurm job is still queued or running are left alone, and
+--force reruns everything. Slurm submission is fire-and-forget; the local fallback waits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import runfolder as rf
+from .clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
+from .jobs import Experiment, Setting
+from .slurm_job import TrainTask
+
+SUBMIT, RESUME, SKIP = "submit", "resume", "skip"
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    setting: Setting
+    action: str  # submit | resume | skip
+    reason: str
+
+
+def active_slurm_jobs(runner=subprocess.run) -> set[str] | None:
+    """Ids ("123" and "123_4") of this user's queued or running jobs; None without squeue."""
+    if shutil.which("squeue") is None:
+        return None
+    result = runner(["squeue", "--me", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    return set(result.stdout.split()) if result.returncode == 0 else None
+
+
+def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
+                    active_jobs: set[str] | None) -> list[PlannedTask]:
+    plan = []
+    for setting in experiment.settings:
+        status = rf.read_status(setting.run_dir(results_dir))
+        submission = rf.read_submission(setting.run_dir(results_dir))
+        job_ids = {status.slurm_job_id if status else None, submission.job_id if submission else None} - {None}
+        if force:
+            plan.append(PlannedTask(setting, SUBMIT, "forced rerun"))
+        elif status is None and submission is None:
+            plan.append(PlannedTask(setting, SUBMIT, "new"))
+        elif status is not None and status.state in rf.FINISHED_STATES:
+            plan.append(PlannedTask(setting, SKIP, f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)"))
+        elif active_jobs is not None and job_ids & active_jobs:
+            plan.append(PlannedTask(setting, SKIP, f"Slurm job {min(job_ids & active_jobs)} still queued or running"))
+        elif status is None:
+            plan.append(PlannedTask(setting, SUBMIT, "submitted before, never started"))
+        elif status.epochs_done:
+            plan.append(PlannedTask(setting, RESUME, f"from last.pt after epoch {status.epochs_done}"))
+        else:
+            plan.append(PlannedTask(setting, SUBMIT, f"was {status.state}"))
+    return plan
+
+
+def plan_table(plan: list[PlannedTask]) -> str:
+    """The settings with every hyper-parameter that defines them, and what submit does with each."""
+    columns = ("model", "optimizer", "initial_lr", "batch_size", "hidden_size", "num_layers", "dp_keep_prob",
+               "seq_len", "emb_size", "num_epochs", "seed")
+    rows = [(task.setting.index, task.setting.run_name,
+             *(getattr(task.setting.config, key) for key in columns), f"{task.action}: {task.reason}")
+            for task in plan]
+    return tabulate(rows, headers=["#", "run", "model", "optimizer", "lr", "batch", "hidden", "layers", "keep",
+                                   "seq", "emb", "epochs", "seed", "action"], floatfmt="g")
+
+
+def max_array_size(runner=subprocess.run) -> int:
+    """Tasks one array may hold: the cluster's MaxArraySize (task ids run 0..MaxArraySize-1)."""
+    if shutil.which("scontrol"):
+        result = runner(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+        for line in result.stdout.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "MaxArraySize" and value.strip().isdigit():
+                return int(value.strip())
+    return DEFAULT_MAX_ARRAY_SIZE
+
+
+def slurm_parameters(profile: ClusterProfile, job_name: str) -> dict:
+    """submitit SlurmExecutor parameters from a cluster profile."""
+    parameters = {"job_name": job_name, "time": profile.time_min, "cpus_per_task": profile.cpus_per_task,
+                  "array_parallelism": profile.array_parallelism, "setup": list(profile.setup),
+                  "additional_parameters": dict(profile.sbatch_extra)}
+    for key in ("partition", "account", "qos", "gres"):
+        if getattr(profile, key):
+            parameters[key] = getattr(profile, key)
+    if profile.gpus_per_node:
+        parameters["gpus_per_node"] = profile.gpus_per_node
+    if profile.mem_gb:
+        parameters["mem"] = f"{int(profile.mem_gb * 1024)}MB"
+    return parameters
+
+
+@dataclass
+class SubmitOutcome:
+    plan: list[PlannedTask]
+    executor: str  # "slurm", "local" or "none" (dry run / nothing to do)
+    job_ids: list[str]
+    logs_dir: Path
+
+
+def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
+                      dry_run: bool = False, force: bool = False, executor: str = "auto",
+                      python: str | None = None, echo=print) -> SubmitOutcome:
+    """Plan, print, and (unless dry_run) submit the settings that still need to run."""
+    results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
+    logs_dir = results_dir / experiment.name / "logs"
+    use_slurm = executor == "slurm" or (executor == "auto" and shutil.which("sbatch") is not None)
+    plan = plan_experiment(experiment, results_dir, force, active_slurm_jobs() if use_slurm else None)
+    echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
+    echo(plan_table(plan))
+    todo = [task for task in plan if task.action != SKIP]
+    if dry_run or not todo:
+        echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
+        return SubmitOutcome(plan, "none", [], logs_dir)
+    tasks = [TrainTask(task.setting, str(data_dir), str(results_dir), force) for task in todo]
+    if use_slurm:
+        job_ids = _submit_slurm(tasks, profile, logs_dir, f"ptblm-{experiment.name}", python, echo)
+    else:
+        job_ids = _run_local(tasks, profile, logs_dir, python, echo)
+    return SubmitOutcome(plan, "slurm" if use_slurm else "local", job_ids, logs_dir)
+
+
+def _submit_slurm(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, job_name: str,
+                  python: str | None, echo) -> list[str]:
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=logs_dir, python=python)
+    executor.update_parameters(**slurm_parameters(profile, job_name))
+    chunk_size = profile.max_array_size or max_array_size()
+    job_ids = []
+    for chunk in split_array(len(tasks), chunk_size):
+        chunk_tasks = [tasks[i] for i in chunk]
+        submitted_at = time.time()  # before sbatch: a task that starts at once updates its status later
+        with executor.batch():
+            jobs = [executor.submit(task) for task in chunk_tasks]
+        for task, job in zip(chunk_tasks, jobs):
+            rf.write_submission(task.run_dir, rf.Submission(job.job_id, "slurm", submitted_at))
+        job_ids.append(jobs[0].job_id.split("_")[0])
+        echo(f"submitted array job {job_ids[-1]} with {len(jobs)} tasks "
+             f"({', '.join(f'{t.setting.index}->{j.job_id}' for t, j in zip(chunk_tasks, jobs))})")
+    echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `ptblm status {tasks[0].setting.experiment}`")
+    return job_ids
+
+
+def _run_local(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, python: str | None,
+               echo) -> list[str]:
+    """No Slurm here: submitit's local executor, at most `local_parallelism` tasks at once; waits."""
+    import submitit
+
+    executor = submitit.LocalExecutor(folder=logs_dir, python=python)
+    executor.update_parameters(timeout_min=profile.local_timeout_min)
+    echo(f"Slurm not found (no sbatch on PATH): running {len(tasks)} tasks on this machine with submitit's "
+         f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
+         f"each; logs in {logs_dir}")
+    threads = max(1, (os.cpu_count() or 1) // profile.local_parallelism)
+    pending = [dataclasses.replace(task, threads=threads) for task in tasks]
+    running, job_ids = [], []
+    while pending or running:
+        while pending and len(running) < profile.local_parallelism:
+            task = pending.pop(0)
+            rf.write_submission(task.run_dir, rf.Submission(None, "local", time.time()))
+            job = executor.submit(task)
+            running.append((task, job))
+            job_ids.append(job.job_id)
+        time.sleep(1.0)
+        for task, job in [(t, j) for t, j in running if j.done()]:
+            running.remove((task, job))
+            try:
+                outcome = job.result()
+            except Exception as error:  # the run folder has the traceback too
+                outcome = f"failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
+            echo(f"setting {task.setting.index} ({task.setting.run_name}): {outcome}")
+    return job_ids
+
+
+def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProfile, *, results_dir: Path,
+                data_dir: Path, command: str, script: Path) -> tuple[list[str], dict[str, str]]:
+    """The sbatch command line for `indices` (the profile's options, then slurm/array.sbatch EXP) and the
+    environment it exports to the job (--export=ALL: values with commas or spaces travel intact)."""
+    logs_dir = Path(results_dir) / experiment.name / "logs"
+    options = [f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
+               f"--job-name=ptblm-{experiment.name}", f"--output={logs_dir}/%A_%a.out",
+               f"--time={profile.time_min}", f"--cpus-per-task={profile.cpus_per_task}"]
+    for key in ("partition", "account", "qos", "gres"):
+        if getattr(profile, key):
+            options.append(f"--{key}={getattr(profile, key)}")
+    if profile.gpus_per_node:
+        options.append(f"--gpus-per-node={profile.gpus_per_node}")
+    if profile.mem_gb:
+        options.append(f"--mem={int(profile.mem_gb * 1024)}M")
+    options += [f"--{key.replace('_', '-')}={value}" for key, value in profile.sbatch_extra.items()]
+    environment = {"PTBLM_COMMAND": command, "PTBLM_SETUP": "; ".join(profile.setup), "PTB_DIR": str(data_dir),
+                   "PTBLM_RESULTS": str(results_dir), "PTBLM_JOBS": str(experiment.path.parent.resolve())}
+    options.append("--export=ALL")
+    return ["sbatch", *options, str(script), experiment.name], environment
+
+
+def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
+                  command: str, script: Path, dry_run: bool = False, force: bool = False,
+                  runner=subprocess.run, echo=print) -> list[int]:
+    """`ptblm sbatch`: one sbatch array of the settings that still need to run; returns their indices."""
+    results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
+    plan = plan_experiment(experiment, results_dir, force, active_slurm_jobs())
+    echo(plan_table(plan))
+    indices = [task.setting.index for task in plan if task.action != SKIP]
+    if not indices:
+        echo("nothing to submit: every setting is finished or queued")
+        return []
+    argv, environment = sbatch_argv(experiment, indices, profile, results_dir=results_dir, data_dir=data_dir,
+                                    command=command, script=script)
+    echo(" ".join(argv))
+    if dry_run:
+        echo("dry run: nothing submitted")
+        return indices
+    (results_dir / experiment.name / "logs").mkdir(parents=True, exist_ok=True)
+    if force:  # cleared here, not in the task: a requeued task must resume, never start over
+        for index in indices:
+            rf.clear_run_folder(experiment.settings[index].run_dir(results_dir))
+    submitted_at = time.time()
+    result = runner(argv, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"sbatch failed ({result.returncode}): {result.stderr.strip()}")
+    job_id = result.stdout.strip().split()[-1]  # "Submitted batch job 123"
+    for index in indices:
+        rf.write_submission(experiment.settings[index].run_dir(results_dir),
+                            rf.Submission(f"{job_id}_{index}", "sbatch", submitted_at))
+    echo(f"submitted array job {job_id} (tasks {','.join(map(str, indices))}); logs: "
+         f"{results_dir / experiment.name / 'logs'}/{job_id}_<task>.out")
+    return indices

@@ -1,0 +1,179 @@
+"""Experiments as data, cluster profiles, the submit plan and the status table (no scheduler needed)."""
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tiny_config
+from ptblm import runfolder as rf
+from ptblm.clusters import ClusterProfile, load_profile, split_array
+from ptblm.config import ConfigError, RunConfig
+from ptblm.jobs import load_experiment
+from ptblm.status import status_rows
+from ptblm.submit import RESUME, SKIP, SUBMIT, plan_experiment, sbatch_argv, slurm_parameters
+
+JOBS = REPO / "jobs"
+
+
+def settings_of(name: str) -> list[dict]:
+    keys = ("model", "optimizer", "initial_lr", "batch_size", "hidden_size", "num_layers", "dp_keep_prob")
+    return [{k: getattr(s.config, k) for k in keys} for s in load_experiment(name, JOBS).settings]
+
+
+def test_course_settings_are_exactly_the_assignments():
+    rnn = dict(model="RNN", hidden_size=512, num_layers=2, dp_keep_prob=0.8)
+    assert settings_of("3.1") == [
+        {**rnn, "optimizer": "SGD", "initial_lr": 1.0, "batch_size": 128},
+        {**rnn, "optimizer": "SGD", "initial_lr": 1.0, "batch_size": 20},
+        {**rnn, "optimizer": "SGD", "initial_lr": 10.0, "batch_size": 128},
+        {**rnn, "optimizer": "ADAM", "initial_lr": 0.001, "batch_size": 128},
+        {**rnn, "optimizer": "ADAM", "initial_lr": 0.0001, "batch_size": 128}]
+    gru = dict(model="GRU", hidden_size=512, num_layers=2, dp_keep_prob=0.5)
+    assert settings_of("3.2") == [
+        {**gru, "optimizer": "ADAM", "initial_lr": 0.001, "batch_size": 128},
+        {**gru, "optimizer": "SGD", "initial_lr": 10.0, "batch_size": 128},
+        {**gru, "optimizer": "ADAM", "initial_lr": 0.001, "batch_size": 20}]
+    adam = dict(model="GRU", optimizer="ADAM", initial_lr=0.001, batch_size=128)
+    assert settings_of("3.3") == [
+        {**adam, "hidden_size": 256, "num_layers": 2, "dp_keep_prob": 0.2},
+        {**adam, "hidden_size": 2048, "num_layers": 2, "dp_keep_prob": 0.5},
+        {**adam, "hidden_size": 512, "num_layers": 4, "dp_keep_prob": 0.5}]
+    tf = dict(model="TRANSFORMER", optimizer="ADAM", initial_lr=0.0001, batch_size=128)
+    assert settings_of("3.4") == [
+        {**tf, "hidden_size": 512, "num_layers": 6, "dp_keep_prob": 0.9},
+        {**tf, "hidden_size": 512, "num_layers": 2, "dp_keep_prob": 0.9},
+        {**tf, "hidden_size": 2048, "num_layers": 2, "dp_keep_prob": 0.6},
+        {**tf, "hidden_size": 1024, "num_layers": 6, "dp_keep_prob": 0.9}]
+    for name in ("3.1", "3.2", "3.3", "3.4"):
+        for setting in load_experiment(name, JOBS).settings:
+            c = setting.config
+            assert (c.seq_len, c.num_epochs, c.emb_size, c.seed) == (35, 20, 200, 1111)
+    assert [s.config.save_best for s in load_experiment("3.1", JOBS).settings] == [True] + [False] * 4
+
+
+def test_run_names_are_stable_and_readable():
+    names = [s.run_name for s in load_experiment("3.2", JOBS).settings]
+    assert names == ["gru_adam_lr0.001_bs128_h512_l2_keep0.5", "gru_sgd_lr10_bs128_h512_l2_keep0.5",
+                     "gru_adam_lr0.001_bs20_h512_l2_keep0.5"]
+    assert [s.index for s in load_experiment("3.2", JOBS).settings] == [0, 1, 2]
+
+
+def test_grid_is_the_product_of_its_values():
+    experiment = load_experiment("example-sweep", JOBS)
+    assert [(s.config.initial_lr, s.config.dp_keep_prob) for s in experiment.settings] == [
+        (0.001, 0.5), (0.001, 0.35), (0.0005, 0.5), (0.0005, 0.35)]
+
+
+def write_jobs(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "bad.yaml").write_text(textwrap.dedent(body))
+    return tmp_path
+
+
+@pytest.mark.parametrize("body, message", [
+    ("settings:\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.001, batch_size: 2, hidden_size: 8,\n"
+     "     num_layers: 1, dp_keep_prob: 0.5, hiden_size: 3}\n",
+     r"bad.yaml, setting 0: unknown key 'hiden_size'; valid keys: model, optimizer"),
+    ("common: {model: GRU, optimizer: ADAM, initial_lr: 0.001, batch_size: 2, num_layers: 1, dp_keep_prob: 0.5}\n"
+     "settings:\n  - {hidden_size: 8}\n  - {hidden_size: '8'}\n",
+     r"bad.yaml, setting 1: hidden_size = '8' has type str; expected int"),
+    ("common: {model: TRANSFORMER, optimizer: ADAM, initial_lr: 1e-4, batch_size: 2, num_layers: 1, "
+     "dp_keep_prob: 0.5}\nsettings:\n  - {hidden_size: 100}\n",
+     r"bad.yaml, setting 0: hidden_size = 100 is invalid; valid: a multiple of n_heads = 16"),
+    ("common: {model: GRU, optimizer: ADAM, initial_lr: 0.001, batch_size: 2, num_layers: 1, hidden_size: 8}\n"
+     "settings:\n  - {dp_keep_prob: 0}\n",
+     r"bad.yaml, setting 0: dp_keep_prob = 0.0 is invalid; valid: a keep probability in \(0, 1\]"),
+    ("common: {model: GRU, initial_lr: 0.001, batch_size: 2, num_layers: 1, hidden_size: 8, dp_keep_prob: 1}\n"
+     "settings:\n  - {optimizer: RMSPROP}\n",
+     r"bad.yaml, setting 0: optimizer = 'RMSPROP' is invalid; valid: one of SGD, SGD_LR_SCHEDULE, ADAM"),
+    ("setings: []\n", r"bad.yaml: unknown top-level key 'setings'"),
+    ("grid: {initial_lr: 0.1}\n", r"bad.yaml: grid.initial_lr must be a non-empty list"),
+    ("settings:\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.1, batch_size: 2, hidden_size: 8, num_layers: 1,"
+     " dp_keep_prob: 1}\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.1, batch_size: 2, hidden_size: 8,"
+     " num_layers: 1, dp_keep_prob: 1.0}\n", r"bad.yaml: settings 0 and 1 are the same setting"),
+])
+def test_invalid_jobs_stop_with_one_message_naming_file_setting_and_key(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("bad", write_jobs(tmp_path, body))
+
+
+def test_unknown_experiment_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"no experiment '3.9'.*known experiments: 3.1, 3.2, 3.3, 3.4"):
+        load_experiment("3.9", JOBS)
+
+
+def test_every_shipped_profile_loads_and_bad_ones_are_named(tmp_path):
+    for path in (REPO / "slurm" / "clusters").glob("*.yaml"):
+        assert isinstance(load_profile(path.stem, path.parent), ClusterProfile)
+    (tmp_path / "x.yaml").write_text("partition: gpu\ngpus: 1\n")
+    with pytest.raises(ConfigError, match=r"x.yaml: unknown key 'gpus'; valid keys: .*gpus_per_node"):
+        load_profile("x", tmp_path)
+    (tmp_path / "y.yaml").write_text("time_min: -5\n")
+    with pytest.raises(ConfigError, match=r"y.yaml: time_min = -5 is invalid"):
+        load_profile("y", tmp_path)
+
+
+def test_array_splitting_respects_max_array_size():
+    assert split_array(5, 1000) == [range(0, 5)]
+    assert split_array(2500, 1000) == [range(0, 1000), range(1000, 2000), range(2000, 2500)]
+    assert split_array(4, 2) == [range(0, 2), range(2, 4)]
+    with pytest.raises(ValueError):
+        split_array(3, 0)
+
+
+def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
+    profile = ClusterProfile(name="c", partition="long", account="rrg-x", gres="gpu:a100:1", mem_gb=16,
+                             cpus_per_task=4, time_min=90, array_parallelism=3, setup=("module load apptainer",),
+                             sbatch_extra={"constraint": "ampere"})
+    parameters = slurm_parameters(profile, "ptblm-3.1")
+    assert parameters["partition"] == "long" and parameters["gres"] == "gpu:a100:1"
+    assert parameters["mem"] == "16384MB" and parameters["time"] == 90 and parameters["array_parallelism"] == 3
+    assert parameters["setup"] == ["module load apptainer"]
+    experiment = load_experiment("3.1", JOBS)
+    argv, env = sbatch_argv(experiment, [1, 3], profile, results_dir=tmp_path, data_dir=Path("/d"),
+                            command="python -m ptblm.cli", script=Path("slurm/array.sbatch"))
+    assert argv[0] == "sbatch" and argv[-2:] == ["slurm/array.sbatch", "3.1"]
+    assert "--array=1,3%3" in argv and "--gres=gpu:a100:1" in argv and "--constraint=ampere" in argv
+    assert f"--output={tmp_path}/3.1/logs/%A_%a.out" in argv
+    assert env["PTBLM_COMMAND"] == "python -m ptblm.cli" and env["PTBLM_SETUP"] == "module load apptainer"
+
+
+def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
+    experiment = load_experiment("3.2", JOBS)
+    done, interrupted, queued = (s.run_dir(tmp_path) for s in experiment.settings)
+    rf.write_status(done, rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
+    rf.write_status(interrupted, rf.RunStatus(state=rf.FAILED, epochs_done=7, num_epochs=20))
+    rf.write_submission(queued, rf.Submission(job_id="55_2", executor="slurm", submitted_at=1.0))
+    plan = plan_experiment(experiment, tmp_path, force=False, active_jobs={"55_2"})
+    assert [(t.action, t.reason) for t in plan] == [
+        (SKIP, "done (20/20 epochs)"), (RESUME, "from last.pt after epoch 7"),
+        (SKIP, "Slurm job 55_2 still queued or running")]
+    assert [t.action for t in plan_experiment(experiment, tmp_path, False, active_jobs=set())][2] == SUBMIT
+    assert {t.action for t in plan_experiment(experiment, tmp_path, force=True, active_jobs=None)} == {SUBMIT}
+
+
+def test_status_rows_come_from_run_folders(tmp_path, synthetic_dir):
+    from ptblm.train import train_run
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    tiny = {k: v for k, v in tiny_config(num_epochs=2).to_dict().items() if k != "hidden_size"}
+    (jobs / "tiny.yaml").write_text(f"common: {tiny}\nsettings:\n  - {{hidden_size: 8}}\n"
+                                    f"  - {{hidden_size: 10}}\n  - {{hidden_size: 12}}\n")
+    experiment = load_experiment("tiny", jobs)
+    first = experiment.settings[0]
+    train_run(first.config, synthetic_dir, first.run_dir(tmp_path), echo=False)
+    rf.write_submission(experiment.settings[1].run_dir(tmp_path), rf.Submission("9_1", "slurm", 2e9))
+    rows = status_rows(experiment, tmp_path, scheduler={"9_1": "PENDING"})
+    curves = rf.read_curves(first.run_dir(tmp_path))
+    assert rows[0]["state"] == "done" and rows[0]["epoch"] == "2/2"
+    assert rows[0]["best valid ppl"] == f"{curves.best_epoch().valid_ppl:.2f}"
+    assert rows[0]["last valid ppl"] == f"{curves.epochs[-1].valid_ppl:.2f}"
+    assert rows[1]["state"] == "pending (pending)" and rows[1]["slurm job"] == "9_1"
+    assert rows[2]["state"] == "not submitted" and rows[2]["epoch"] == "0/2"
+
+
+def test_config_round_trips_through_dict():
+    config = RunConfig.from_dict({"model": "GRU", "optimizer": "ADAM", "initial_lr": "1e-3", "batch_size": 20,
+                                  "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.5})
+    assert config.initial_lr == 0.001  # YAML 1.1 reads 1e-3 as a string
+    assert RunConfig.from_dict(config.to_dict()) == config
