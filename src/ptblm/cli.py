@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -113,15 +114,25 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.jobs)
     profile = load_profile(args.cluster, args.clusters)
     submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
-                  command=job_command(profile), script=args.script, dry_run=args.dry_run, force=args.force)
+                  script=args.script, dry_run=args.dry_run, force=args.force)
     return 0
 
 
-def job_command(profile) -> str:
-    """How a Slurm task runs ptblm: this interpreter outside a container."""
-    import shlex
+def cmd_image(args: argparse.Namespace) -> int:
+    from .container import build_image
 
-    return f"{shlex.quote(sys.executable)} -m ptblm.cli"
+    build_image(args.tag, Path("docker/Dockerfile"), Path("."))
+    print(f"built {args.tag}; next: `make sif` here, or `docker save {args.tag} -o ptblm.tar` and "
+          f"`make sif FROM_TAR=ptblm.tar` where Apptainer is")
+    return 0
+
+
+def cmd_sif(args: argparse.Namespace) -> int:
+    from .container import build_sif
+
+    build_sif(args.out, args.from_tar or args.tag, Path("docker/ptblm.def"))
+    print(f"wrote {args.out}; copy it to the cluster and set `container: /path/to/{args.out.name}` in its profile")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -217,6 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(sbatch)
     sbatch.set_defaults(handler=cmd_sbatch)
 
+    from .container import IMAGE_TAG
+
+    image = commands.add_parser("image", help="docker build of docker/Dockerfile (needs a Docker engine)")
+    image.add_argument("--tag", default=IMAGE_TAG)
+    image.set_defaults(handler=cmd_image)
+    sif = commands.add_parser("sif", help="Apptainer .sif from the Docker image or a saved tar (runs its %%test)")
+    sif.add_argument("--from-tar", type=Path, help="a `docker save` tar built elsewhere")
+    sif.add_argument("--tag", default=IMAGE_TAG)
+    sif.add_argument("--out", type=Path, default=Path("ptblm.sif"))
+    sif.set_defaults(handler=cmd_sif)
+
     status = commands.add_parser("status", help="a table per experiment from the run folders")
     status.add_argument("experiments", nargs="*", help="experiments (default: every one with results)")
     add_location_flags(status, data=False)
@@ -242,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataError, RunFolderMismatch, ValueError, FileNotFoundError) as error:
+    except (ConfigError, DataError, RunFolderMismatch, ValueError, FileNotFoundError, RuntimeError,
+            subprocess.CalledProcessError) as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -18,6 +18,9 @@ from tabulate import tabulate
 
 from . import runfolder as rf
 from .clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
+from .config import ConfigError
+from .container import ContainerSpec, container_shell_prefix, default_runtime, job_binds, requeue_env, \
+    requeue_lines, submitit_python
 from .jobs import Experiment, Setting
 from .slurm_job import TrainTask
 
@@ -100,6 +103,28 @@ def slurm_parameters(profile: ClusterProfile, job_name: str) -> dict:
     return parameters
 
 
+def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
+                   requeue_dir: Path) -> ContainerSpec | None:
+    """The profile's image with the repository, results, data (and $SLURM_TMPDIR) bound at their own paths."""
+    if not profile.container:
+        return None
+    image = Path(profile.container).expanduser().resolve()
+    if not image.is_file():
+        raise ConfigError(f"cluster profile {profile.name}: container = {profile.container!r} is not a file; "
+                          f"build it with `make sif` (see README, Containers) or remove the key")
+    return ContainerSpec(image=str(image), runtime=default_runtime(),
+                         binds=job_binds(Path.cwd(), results_dir, data_dir, profile.container_binds),
+                         env=requeue_env(requeue_dir))
+
+
+def sbatch_job_command(spec: ContainerSpec | None) -> str:
+    """How slurm/array.sbatch runs ptblm: inside the image, or with this interpreter."""
+    import shlex
+    import sys
+
+    return f"{container_shell_prefix(spec)} ptblm" if spec else f"{shlex.quote(sys.executable)} -m ptblm.cli"
+
+
 @dataclass
 class SubmitOutcome:
     plan: list[PlannedTask]
@@ -110,7 +135,7 @@ class SubmitOutcome:
 
 def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
                       dry_run: bool = False, force: bool = False, executor: str = "auto",
-                      python: str | None = None, echo=print) -> SubmitOutcome:
+                      echo=print) -> SubmitOutcome:
     """Plan, print, and (unless dry_run) submit the settings that still need to run."""
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     logs_dir = results_dir / experiment.name / "logs"
@@ -123,19 +148,25 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
         echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
         return SubmitOutcome(plan, "none", [], logs_dir)
     tasks = [TrainTask(task.setting, str(data_dir), str(results_dir), force) for task in todo]
+    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
+    if spec:
+        echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
     if use_slurm:
-        job_ids = _submit_slurm(tasks, profile, logs_dir, f"ptblm-{experiment.name}", python, echo)
+        job_ids = _submit_slurm(tasks, profile, logs_dir, f"ptblm-{experiment.name}", spec, echo)
     else:
-        job_ids = _run_local(tasks, profile, logs_dir, python, echo)
+        job_ids = _run_local(tasks, profile, logs_dir, spec, echo)
     return SubmitOutcome(plan, "slurm" if use_slurm else "local", job_ids, logs_dir)
 
 
 def _submit_slurm(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, job_name: str,
-                  python: str | None, echo) -> list[str]:
+                  spec: ContainerSpec | None, echo) -> list[str]:
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=logs_dir, python=python)
-    executor.update_parameters(**slurm_parameters(profile, job_name))
+    executor = submitit.SlurmExecutor(folder=logs_dir, python=submitit_python(spec) if spec else None)
+    parameters = slurm_parameters(profile, job_name)
+    if spec:  # submitit asks the image's scontrol to requeue; the host does it after the container exits
+        parameters["teardown"] = requeue_lines(logs_dir)
+    executor.update_parameters(**parameters)
     chunk_size = profile.max_array_size or max_array_size()
     job_ids = []
     for chunk in split_array(len(tasks), chunk_size):
@@ -152,12 +183,12 @@ def _submit_slurm(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Pat
     return job_ids
 
 
-def _run_local(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, python: str | None,
+def _run_local(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, spec: ContainerSpec | None,
                echo) -> list[str]:
     """No Slurm here: submitit's local executor, at most `local_parallelism` tasks at once; waits."""
     import submitit
 
-    executor = submitit.LocalExecutor(folder=logs_dir, python=python)
+    executor = submitit.LocalExecutor(folder=logs_dir, python=submitit_python(spec) if spec else None)
     executor.update_parameters(timeout_min=profile.local_timeout_min)
     echo(f"Slurm not found (no sbatch on PATH): running {len(tasks)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
@@ -206,10 +237,16 @@ def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProf
 
 
 def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
-                  command: str, script: Path, dry_run: bool = False, force: bool = False,
+                  script: Path, dry_run: bool = False, force: bool = False,
                   runner=subprocess.run, echo=print) -> list[int]:
-    """`ptblm sbatch`: one sbatch array of the settings that still need to run; returns their indices."""
+    """`ptblm sbatch`: one sbatch array of the settings that still need to run; returns their indices.
+
+    No submitit here, so no USR2 handling: a preempted task is requeued by Slurm (--requeue in the
+    script) and resumes from last.pt; a timed-out one resumes when submitted again.
+    """
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
+    command = sbatch_job_command(container_spec(profile, results_dir, data_dir,
+                                                requeue_dir=results_dir / experiment.name / "logs"))
     plan = plan_experiment(experiment, results_dir, force, active_slurm_jobs())
     echo(plan_table(plan))
     indices = [task.setting.index for task in plan if task.action != SKIP]
