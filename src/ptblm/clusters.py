@@ -30,6 +30,7 @@ class ClusterProfile:
     container: str | None = None  # path to ptblm.sif: tasks run inside it with `apptainer exec --nv`
     container_binds: tuple[str, ...] = ()  # extra host paths bound at the same path
     sbatch_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options, e.g. {constraint: a100}
+    runs_per_gpu: int = 1  # settings run side by side in one array task (one process each, one allocation)
     local_parallelism: int = 2  # without Slurm: tasks run at once on this machine
     local_timeout_min: int = 24 * 60  # without Slurm: submitit's local timeout (its default is 2 minutes)
 
@@ -45,7 +46,7 @@ class ClusterProfile:
                 if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
                     raise ConfigError(f"{where}: {key} must be a list of strings, got {values[key]!r}")
                 values[key] = tuple(values[key])
-        for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "local_parallelism",
+        for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu", "local_parallelism",
                     "local_timeout_min", "max_array_size"):
             value = values.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0

@@ -52,6 +52,43 @@ class TrainTask:
         return DelayedSubmission(dataclasses.replace(self, force=False))
 
 
+@dataclass(frozen=True)
+class TrainGroup:
+    """Several settings at once on one allocation (profile `runs_per_gpu`): one process each.
+
+    These models use a fraction of a modern GPU, so packing K runs on it multiplies throughput.
+    On USR2 Slurm signals every process of the step: the children stop, and `checkpoint()`
+    requeues the group, whose runs each resume from their own last.pt.
+    """
+
+    tasks: tuple[TrainTask, ...]
+
+    def __call__(self) -> list[str]:
+        import multiprocessing
+
+        threads = max(1, int(os.environ.get("SLURM_CPUS_PER_TASK", os.cpu_count() or 1)) // len(self.tasks))
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no CUDA state is forked
+        processes = [context.Process(target=dataclasses.replace(task, threads=task.threads or threads),
+                                     name=task.setting.run_name) for task in self.tasks]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        states = [(rf.read_status(task.run_dir) or rf.RunStatus(rf.FAILED, 0, 0)).state for task in self.tasks]
+        failed = [task.setting.run_name for task, p in zip(self.tasks, processes) if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(self.tasks)} runs failed: {', '.join(failed)} "
+                               f"(see their log.txt)")
+        return states
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        for task in self.tasks:
+            mark_requeued(task.run_dir, task.setting.config.num_epochs)
+        return DelayedSubmission(TrainGroup(tuple(dataclasses.replace(t, force=False) for t in self.tasks)))
+
+
 def mark_requeued(run_dir: Path, num_epochs: int) -> None:
     previous = rf.read_status(run_dir)
     rf.write_status(run_dir, rf.RunStatus(

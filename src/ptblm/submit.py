@@ -22,7 +22,7 @@ from .config import ConfigError
 from .container import ContainerSpec, container_shell_prefix, default_runtime, job_binds, requeue_env, \
     requeue_lines, submitit_python
 from .jobs import Experiment, Setting
-from .slurm_job import TrainTask
+from .slurm_job import TrainGroup, TrainTask
 
 SUBMIT, RESUME, SKIP = "submit", "resume", "skip"
 
@@ -147,7 +147,8 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     if dry_run or not todo:
         echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
         return SubmitOutcome(plan, "none", [], logs_dir)
-    tasks = [TrainTask(task.setting, str(data_dir), str(results_dir), force) for task in todo]
+    tasks = group_tasks([TrainTask(task.setting, str(data_dir), str(results_dir), force) for task in todo],
+                        profile.runs_per_gpu)
     spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
     if spec:
         echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
@@ -158,7 +159,18 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     return SubmitOutcome(plan, "slurm" if use_slurm else "local", job_ids, logs_dir)
 
 
-def _submit_slurm(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, job_name: str,
+def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | TrainGroup]:
+    """One array task per setting, or per `runs_per_gpu` settings sharing one allocation."""
+    if runs_per_gpu <= 1:
+        return list(tasks)
+    return [TrainGroup(tuple(tasks[i:i + runs_per_gpu])) for i in range(0, len(tasks), runs_per_gpu)]
+
+
+def members(job: TrainTask | TrainGroup) -> tuple[TrainTask, ...]:
+    return job.tasks if isinstance(job, TrainGroup) else (job,)
+
+
+def _submit_slurm(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, logs_dir: Path, job_name: str,
                   spec: ContainerSpec | None, echo) -> list[str]:
     import submitit
 
@@ -175,15 +187,18 @@ def _submit_slurm(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Pat
         with executor.batch():
             jobs = [executor.submit(task) for task in chunk_tasks]
         for task, job in zip(chunk_tasks, jobs):
-            rf.write_submission(task.run_dir, rf.Submission(job.job_id, "slurm", submitted_at))
+            for member in members(task):
+                rf.write_submission(member.run_dir, rf.Submission(job.job_id, "slurm", submitted_at))
         job_ids.append(jobs[0].job_id.split("_")[0])
-        echo(f"submitted array job {job_ids[-1]} with {len(jobs)} tasks "
-             f"({', '.join(f'{t.setting.index}->{j.job_id}' for t, j in zip(chunk_tasks, jobs))})")
-    echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `ptblm status {tasks[0].setting.experiment}`")
+        echo(f"submitted array job {job_ids[-1]} with {len(jobs)} tasks: " + ", ".join(
+            f"settings {'+'.join(str(m.setting.index) for m in members(t))} -> {j.job_id}"
+            for t, j in zip(chunk_tasks, jobs)))
+    experiment = members(tasks[0])[0].setting.experiment
+    echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `ptblm status {experiment}`")
     return job_ids
 
 
-def _run_local(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, spec: ContainerSpec | None,
+def _run_local(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, logs_dir: Path, spec: ContainerSpec | None,
                echo) -> list[str]:
     """No Slurm here: submitit's local executor, at most `local_parallelism` tasks at once; waits."""
     import submitit
@@ -193,13 +208,15 @@ def _run_local(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, 
     echo(f"Slurm not found (no sbatch on PATH): running {len(tasks)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
          f"each; logs in {logs_dir}")
-    threads = max(1, (os.cpu_count() or 1) // profile.local_parallelism)
-    pending = [dataclasses.replace(task, threads=threads) for task in tasks]
+    threads = max(1, (os.cpu_count() or 1) // (profile.local_parallelism * profile.runs_per_gpu))
+    pending = [TrainGroup(tuple(dataclasses.replace(m, threads=threads) for m in t.tasks))
+               if isinstance(t, TrainGroup) else dataclasses.replace(t, threads=threads) for t in tasks]
     running, job_ids = [], []
     while pending or running:
         while pending and len(running) < profile.local_parallelism:
             task = pending.pop(0)
-            rf.write_submission(task.run_dir, rf.Submission(None, "local", time.time()))
+            for member in members(task):
+                rf.write_submission(member.run_dir, rf.Submission(None, "local", time.time()))
             job = executor.submit(task)
             running.append((task, job))
             job_ids.append(job.job_id)
@@ -210,7 +227,8 @@ def _run_local(tasks: list[TrainTask], profile: ClusterProfile, logs_dir: Path, 
                 outcome = job.result()
             except Exception as error:  # the run folder has the traceback too
                 outcome = f"failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
-            echo(f"setting {task.setting.index} ({task.setting.run_name}): {outcome}")
+            echo(f"{', '.join(f'setting {m.setting.index} ({m.setting.run_name})' for m in members(task))}: "
+                 f"{outcome}")
     return job_ids
 
 

@@ -1,0 +1,48 @@
+"""The submit path without Slurm: submitit's local executor, idempotent resubmission, packed runs."""
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+from ptblm import runfolder as rf
+from ptblm.clusters import ClusterProfile
+from ptblm.jobs import load_experiment
+from ptblm.submit import submit_experiment
+
+
+def tiny_experiment(jobs_dir: Path, hidden_sizes=(8, 10, 12)) -> str:
+    jobs_dir.mkdir(exist_ok=True)
+    common = {k: v for k, v in tiny_config(num_epochs=2, model="RNN").to_dict().items() if k != "hidden_size"}
+    settings = "".join(f"  - {{hidden_size: {h}}}\n" for h in hidden_sizes)
+    (jobs_dir / "tiny.yaml").write_text(f"description: tiny\ncommon: {common}\nsettings:\n{settings}")
+    return "tiny"
+
+
+@pytest.mark.parametrize("runs_per_gpu", [1, 2])
+def test_local_executor_runs_everything_then_resubmission_is_a_no_op(tmp_path, synthetic_dir, runs_per_gpu):
+    experiment = load_experiment(tiny_experiment(tmp_path / "jobs"), tmp_path / "jobs")
+    profile = ClusterProfile(name="t", local_parallelism=2, local_timeout_min=10, runs_per_gpu=runs_per_gpu)
+    lines = []
+    outcome = submit_experiment(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir,
+                                executor="local", echo=lines.append)
+    assert outcome.executor == "local"
+    assert len(outcome.job_ids) == (3 if runs_per_gpu == 1 else 2)  # 2 packed tasks: settings 0+1, then 2
+    assert any("local executor, at most 2 at once, timeout 10 min" in line for line in lines)
+    for setting in experiment.settings:
+        status = rf.read_status(setting.run_dir(tmp_path / "results"))
+        assert status.state == rf.DONE and status.epochs_done == 2
+        assert rf.read_submission(setting.run_dir(tmp_path / "results")).executor == "local"
+    again = submit_experiment(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir,
+                              executor="local", echo=lines.append)
+    assert again.executor == "none" and again.job_ids == []
+    assert {task.action for task in again.plan} == {"skip"}
+
+
+def test_dry_run_submits_nothing_and_writes_nothing(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_experiment(tmp_path / "jobs"), tmp_path / "jobs")
+    lines = []
+    outcome = submit_experiment(experiment, ClusterProfile(name="t"), results_dir=tmp_path / "results",
+                                data_dir=synthetic_dir, dry_run=True, executor="slurm", echo=lines.append)
+    assert outcome.executor == "none" and not (tmp_path / "results").exists()
+    assert "rnn_adam_lr0.01_bs8_h12_l2_keep0.8_seq12_emb12_ep2" in "\n".join(lines)
+    assert lines[-1] == "dry run: nothing submitted"
