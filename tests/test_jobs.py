@@ -163,12 +163,12 @@ def test_status_rows_come_from_run_folders(tmp_path, synthetic_dir):
     first = experiment.settings[0]
     train_run(first.config, synthetic_dir, first.run_dir(tmp_path), echo=False)
     rf.write_submission(experiment.settings[1].run_dir(tmp_path), rf.Submission("9_1", "slurm", 2e9))
-    rows = status_rows(experiment, tmp_path, scheduler={"9_1": "PENDING"})
+    rows = status_rows(experiment, tmp_path, scheduler={"9_1": "RUNNING"})
     curves = rf.read_curves(first.run_dir(tmp_path))
     assert rows[0]["state"] == "done" and rows[0]["epoch"] == "2/2"
     assert rows[0]["best valid ppl"] == f"{curves.best_epoch().valid_ppl:.2f}"
     assert rows[0]["last valid ppl"] == f"{curves.epochs[-1].valid_ppl:.2f}"
-    assert rows[1]["state"] == "pending (pending)" and rows[1]["slurm job"] == "9_1"
+    assert rows[1]["state"] == "pending (running)" and rows[1]["slurm job"] == "9_1"  # started, no status yet
     assert rows[2]["state"] == "not submitted" and rows[2]["epoch"] == "0/2"
 
 

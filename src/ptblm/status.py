@@ -53,8 +53,9 @@ def status_rows(experiment: Experiment, results_dir: Path, scheduler: dict[str, 
         state = rf.current_state(status, submission) if (status or submission) else "not submitted"
         job_id = (status.slurm_job_id if status and state != rf.PENDING else None) or (
             submission.job_id if submission else None)
-        if job_id in scheduler and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
-            state = f"{state} ({scheduler[job_id].lower()})"
+        queued_as = scheduler.get(job_id, "").lower()
+        if queued_as and queued_as != state and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
+            state = f"{state} ({queued_as})"  # e.g. "requeued (pending)"
         last, best = (curves.epochs[-1] if curves.epochs else None), curves.best_epoch()
         rows.append({"#": setting.index, "run": setting.run_name, "state": state,
                      "epoch": f"{len(curves.epochs)}/{setting.config.num_epochs}",

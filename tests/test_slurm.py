@@ -1,0 +1,200 @@
+"""The suite through a real Slurm scheduler (slurm/dev-cluster.sh): submit, resubmit, sbatch, faults, containers.
+
+Skipped with a reason when no cluster answers; in CI (CI=true) a missing cluster is a failure instead,
+since .ci/run starts one.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tiny_config
+from ptblm import runfolder as rf
+from ptblm.jobs import load_experiment
+
+pytestmark = pytest.mark.slurm
+FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True) \
+        if shutil.which("sinfo") else None
+    if answer is None or answer.returncode != 0 or not answer.stdout.strip():
+        why = "no Slurm cluster answers sinfo: start one with `slurm/dev-cluster.sh install start`"
+        if os.environ.get("CI"):
+            pytest.fail(why + " (.ci/run should have)")
+        pytest.skip(why)
+
+
+def ptblm(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """The command line exactly as `make submit` / `make sbatch` call it, run from the repository root."""
+    result = subprocess.run([sys.executable, "-m", "ptblm.cli", *args], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ptblm {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def submitted_job(output: str) -> str:
+    match = re.search(r"submitted array job (\d+)", output)
+    assert match, output
+    return match.group(1)
+
+
+def wait_for_job(job_id: str, timeout_s: float = 400) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip()
+        if not queued:
+            return
+        time.sleep(1)
+    subprocess.run(["scancel", "--signal=KILL", job_id])
+    pytest.fail(f"Slurm job {job_id} still queued after {timeout_s} s:\n{queued}")
+
+
+def wait_for_epochs(run_dir: Path, epochs: int, timeout_s: float = 300) -> None:
+    deadline = time.time() + timeout_s
+    while len(rf.read_curves(run_dir).epochs) < epochs:
+        assert time.time() < deadline, f"{run_dir} did not reach epoch {epochs} in {timeout_s} s"
+        time.sleep(0.2)
+
+
+def kill_job_processes(job_id: str) -> None:
+    """SIGKILL every process of the job, as an OOM kill or a node failure would: no handler runs.
+    (scancel's own SIGKILL arrives only after KillWait, since submitit ignores the SIGTERM before it.)"""
+    listed = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, check=True).stdout
+    pids = [int(line.split()[0]) for line in listed.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
+    assert pids, f"scontrol listpids {job_id} found no process:\n{listed}"
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def write_tiny_jobs(jobs_dir: Path, num_epochs: int = 2, hidden_sizes=(8,)) -> str:
+    jobs_dir.mkdir(exist_ok=True)
+    common = {k: v for k, v in tiny_config(num_epochs=num_epochs).to_dict().items() if k != "hidden_size"}
+    settings = "".join(f"  - {{hidden_size: {h}}}\n" for h in hidden_sizes)
+    (jobs_dir / "tiny.yaml").write_text(f"description: tiny\ncommon: {json.dumps(common)}\nsettings:\n{settings}")
+    return "tiny"
+
+
+@pytest.fixture(scope="module")
+def slow_corpus(tmp_path_factory) -> Path:
+    """Large enough that an epoch of a hidden-64 GRU takes about a second: time to interrupt it."""
+    from ptblm.data import write_synthetic_corpus
+
+    return write_synthetic_corpus(tmp_path_factory.mktemp("slow"), seed=3, vocab_size=60,
+                                  tokens=(20000, 1200, 1200))
+
+
+@pytest.fixture
+def data_dir(synthetic_dir) -> Path:
+    return Path(os.environ["PTB_DIR"]) if os.environ.get("PTB_DIR") else synthetic_dir
+
+
+def test_submit_smoke_runs_every_setting_then_resubmission_submits_nothing(tmp_path, data_dir):
+    locations = ["--results", str(tmp_path), "--data", str(data_dir)]
+    first = ptblm("submit", "smoke", *locations)
+    job = submitted_job(first.stdout)
+    assert "3 tasks" in first.stdout and f"{tmp_path}/smoke/logs" in first.stdout
+    wait_for_job(job)
+    experiment = load_experiment("smoke", REPO / "jobs")
+    for setting in experiment.settings:
+        status = rf.read_status(setting.run_dir(tmp_path))
+        assert status.state == rf.DONE and status.epochs_done == 2, setting.run_name
+        assert status.slurm_job_id == f"{job}_{setting.index}"
+        assert rf.read_run(setting.run_dir(tmp_path)).provenance["slurm"]["SLURM_ARRAY_JOB_ID"] == job
+    assert sorted(p.name for p in (tmp_path / "smoke" / "logs").glob("*_log.out")) == [
+        f"{job}_{i}_0_log.out" for i in range(3)]
+    table = ptblm("status", "smoke", "--results", str(tmp_path)).stdout
+    assert table.count(" done ") == 3
+    again = ptblm("submit", "smoke", *locations)
+    assert "nothing to submit" in again.stdout and "submitted array job" not in again.stdout
+
+
+def test_sbatch_path_runs_one_task_with_the_same_layout(tmp_path, synthetic_dir):
+    name = write_tiny_jobs(tmp_path / "jobs")
+    result = ptblm("sbatch", name, "--jobs", str(tmp_path / "jobs"), "--results", str(tmp_path / "results"),
+                   "--data", str(synthetic_dir))
+    job = submitted_job(result.stdout)
+    wait_for_job(job)
+    setting = load_experiment(name, tmp_path / "jobs").settings[0]
+    status = rf.read_status(setting.run_dir(tmp_path / "results"))
+    assert status.state == rf.DONE and status.slurm_job_id == f"{job}_0"
+    log = (tmp_path / "results" / name / "logs" / f"{job}_0.out").read_text()
+    assert "finished: done" in log
+
+
+def reference_curves(tmp_path: Path, jobs_dir: Path, name: str, data: Path) -> list:
+    """The uninterrupted run, computed outside Slurm with the same thread count as a 1-CPU task."""
+    ptblm("run-setting", name, "0", "--jobs", str(jobs_dir), "--results", str(tmp_path / "reference"),
+          "--data", str(data), env={"SLURM_CPUS_PER_TASK": "1"})
+    setting = load_experiment(name, jobs_dir).settings[0]
+    return [(r.train_ppl, r.valid_ppl) for r in rf.read_curves(setting.run_dir(tmp_path / "reference")).epochs]
+
+
+@pytest.mark.parametrize("fault", ["preempt-usr2", "kill-and-resubmit"])
+def test_interrupted_task_resumes_to_the_uninterrupted_curves(tmp_path, slow_corpus, fault):
+    """USR2 (what Slurm sends before a time limit or on preemption): submitit checkpoints and requeues.
+    SIGKILL (a node crash, scancel): nothing is saved but last.pt, and a resubmission resumes."""
+    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
+    name = write_tiny_jobs(jobs_dir, num_epochs=8, hidden_sizes=(64,))
+    locations = ["--jobs", str(jobs_dir), "--results", str(results), "--data", str(slow_corpus)]
+    job = submitted_job(ptblm("submit", name, *locations).stdout)
+    run_dir = load_experiment(name, jobs_dir).settings[0].run_dir(results)
+    wait_for_epochs(run_dir, 2)
+    task_job = rf.read_submission(run_dir).job_id  # "9" for a one-task submission (no array), else "9_0"
+    assert task_job.split("_")[0] == job
+    if fault == "preempt-usr2":
+        subprocess.run(["scancel", "--signal=USR2", task_job], check=True)
+        deadline = time.time() + 60
+        while rf.read_status(run_dir).state != rf.REQUEUED and rf.read_status(run_dir).epochs_done < 8:
+            assert time.time() < deadline, "the task was not checkpointed after USR2"
+            time.sleep(0.1)
+        wait_for_job(job)  # the requeued task runs under the same job id
+    else:
+        kill_job_processes(task_job)
+        wait_for_job(job)
+        interrupted = rf.read_run(run_dir)  # readable after the kill
+        assert interrupted.status.state != rf.DONE and 2 <= len(interrupted.curves.epochs) < 8
+        assert "resume: from last.pt" in ptblm("submit", name, *locations, "--dry-run").stdout
+        wait_for_job(submitted_job(ptblm("submit", name, *locations).stdout))
+    final = rf.read_run(run_dir)
+    assert final.status.state == rf.DONE and len(final.curves.epochs) == 8
+    assert "resuming from" in (run_dir / rf.LOG_FILE).read_text()
+    curves = [(r.train_ppl, r.valid_ppl) for r in final.curves.epochs]
+    assert curves == reference_curves(tmp_path, jobs_dir, name, slow_corpus)
+
+
+@pytest.mark.parametrize("command", ["submit", "sbatch"])
+def test_jobs_really_go_through_the_container_wrapper(tmp_path, synthetic_dir, command):
+    """A profile with `container:` runs the task as `apptainer exec --nv --bind ... IMAGE ...`; here a
+    pass-through stands in for apptainer and records its arguments."""
+    jobs_dir, results, clusters = tmp_path / "jobs", tmp_path / "results", tmp_path / "clusters"
+    name = write_tiny_jobs(jobs_dir)
+    image = tmp_path / "ptblm.sif"
+    image.write_text("not a real image: the pass-through only checks it exists\n")
+    clusters.mkdir()
+    (clusters / "boxed.yaml").write_text(f"partition: debug\ncpus_per_task: 1\nmem_gb: 2\ncontainer: {image}\n")
+    log = tmp_path / "apptainer.log"
+    env = {"PTBLM_CONTAINER_RUNTIME": str(FAKE_APPTAINER), "FAKE_APPTAINER_LOG": str(log),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # `ptblm` inside the "image"
+    job = submitted_job(ptblm(command, name, "--cluster", "boxed", "--clusters", str(clusters), "--jobs",
+                              str(jobs_dir), "--results", str(results), "--data", str(synthetic_dir), env=env).stdout)
+    wait_for_job(job)
+    calls = log.read_text()
+    assert calls.startswith("exec\n--nv\n--bind\n")
+    assert f"{results}:{results}" in calls and f"{synthetic_dir}:{synthetic_dir}" in calls
+    assert f"\n{image}\n" in calls
+    assert ("submitit.core._submit" in calls) if command == "submit" else ("run-setting" in calls)
+    setting = load_experiment(name, jobs_dir).settings[0]
+    assert rf.read_status(setting.run_dir(results)).state == rf.DONE
