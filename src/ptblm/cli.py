@@ -186,8 +186,118 @@ def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> No
         parser.add_argument("--data", type=Path, default=None, help="PTB folder (default $PTB_DIR or data/ptb)")
 
 
+def report_dir(args: argparse.Namespace) -> Path:
+    return args.out or Path(args.results) / "report"
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from .report.summary import experiment_descriptions, load_summaries
+    from .report.tables import markdown_table, write_tables
+
+    summaries = load_summaries(args.results)
+    written = write_tables(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs))
+    print(markdown_table(summaries))
+    print(f"\nwrote {len(written)} files to {written[0].parent}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from .report.figures import write_figures
+    from .report.summary import experiment_descriptions, load_summaries
+
+    summaries = load_summaries(args.results)
+    for path in write_figures(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs)):
+        print(f"wrote {path}")
+    return 0
+
+
+def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
+    """The RNN and GRU of --rnn/--gru (default 3.1 and 3.2, setting 0); --data or PTB_DIR overrides their data."""
+    from .report.trained import load_analysed
+
+    data_dir = args.data or (default_data_dir() if "PTB_DIR" in os.environ else None)
+    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, args.jobs, data_dir, batch_size)
+
+
+def cmd_gradients(args: argparse.Namespace) -> int:
+    from .report.gradients import describe, write_gradients
+
+    models = analysed_models(args)
+    for model in models:
+        print(f"loaded {model.describe()}")
+    written = write_gradients(models, report_dir(args), hidden=args.hidden, seed=args.seed)
+    print(describe(next(path for path in written if path.suffix == ".json")))
+    print("\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from .report.samples import PER_LENGTH, Decoding, write_samples
+
+    models = analysed_models(args, batch_size=PER_LENGTH)
+    for model in models:
+        print(f"loaded {model.describe()}")
+    written = write_samples(models, report_dir(args), Decoding(args.temperature, args.top_k, args.seed))
+    print("\n".join(f"wrote {path}" for path in written))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.document import write_report
+    from .report.latex import INSTALL_HINT, LatexError, compile_pdf, latex_engine
+    from .report.summary import experiment_descriptions, load_summaries
+
+    summaries = load_summaries(args.results)
+    report = write_report(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs), args.results,
+                          threshold=args.threshold)
+    print((report.tex.parent / "facts.md").read_text())
+    for item in report.missing:
+        print(f"not in the report yet: {item}")
+    print(f"wrote {report.tex}")
+    if args.no_pdf:
+        return 0
+    if latex_engine() is None:
+        print(INSTALL_HINT)
+        return 0
+    try:
+        print(f"wrote {compile_pdf(report.tex)}")
+    except LatexError as error:
+        print(f"ptblm report: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
+    """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
+    add_location_flags(parser, data=False)
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
+    if models:
+        parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
+                            "(default $PTB_DIR, else the one each run recorded in config.json)")
+        parser.add_argument("--rnn", type=Path, default=None,
+                            help="RNN run folder (default: setting 0 of 3.1, SGD lr 1 bs 128)")
+        parser.add_argument("--gru", type=Path, default=None,
+                            help="GRU run folder (default: setting 0 of 3.2, ADAM lr 0.001 bs 128)")
+        parser.add_argument("--seed", type=int, default=0, help="seeds the minibatch / the start words (default 0)")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A bad flag is one line that names it, not a usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_command
+
+    bench_command(args.full, args.only, args.device, args.jobs, args.out or default_results_dir() / "bench",
+                  args.precision, args.warmup, args.steps)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ptblm", description=__doc__)
+    parser = OneLineErrorParser(prog="ptblm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
@@ -254,6 +364,47 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the smoke experiment on this machine (synthetic data without PTB_DIR)")
     add_location_flags(demo)
     demo.set_defaults(handler=cmd_demo)
+
+    tables = commands.add_parser("tables", help="LaTeX and Markdown tables of every run (into results/report/tables)")
+    add_report_flags(tables)
+    tables.set_defaults(handler=cmd_tables)
+
+    figures = commands.add_parser("figures", help="perplexity curves per experiment (into results/report/figures)")
+    add_report_flags(figures)
+    figures.set_defaults(handler=cmd_figures)
+
+    gradients = commands.add_parser("gradients", help="dL_T/dh_t against t for the RNN and the GRU "
+                                    "(into results/report/gradients)")
+    add_report_flags(gradients, models=True)
+    gradients.add_argument("--hidden", choices=("top", "each", "all"), default="top",
+                           help="which hidden state: the top layer's (default), each layer's, all layers concatenated")
+    gradients.set_defaults(handler=cmd_gradients)
+
+    samples = commands.add_parser("samples", help="40 generated sequences and appendix.tex (into results/report/samples)")
+    add_report_flags(samples, models=True)
+    samples.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    samples.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (0 = all)")
+    samples.set_defaults(handler=cmd_samples)
+
+    report = commands.add_parser("report", help="report.tex with every table, figure and fact, and its PDF")
+    add_report_flags(report)
+    report.add_argument("--threshold", type=float, default=None,
+                        help="perplexity for 'time to reach' (default: 2 x the best of each architecture)")
+    report.add_argument("--no-pdf", action="store_true", help="write report.tex only")
+    report.set_defaults(handler=cmd_report)
+    bench = commands.add_parser("bench", help="time one training step per model and shape: this project's path, "
+                                "its reference loops and PyTorch's built-in (JSON into results/bench)")
+    bench.add_argument("--full", action="store_true", help="the course suite's 11 shapes (default: 3 small ones)")
+    bench.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                       help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bench.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")
+    bench.add_argument("--warmup", type=int, default=None,
+                       help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")
+    bench.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder for --full (default jobs/)")
+    bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

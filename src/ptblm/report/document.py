@@ -1,0 +1,71 @@
+"""`ptblm report`: report.tex, which \\input-s every table, figure, fact and the two analyses.
+
+Tables, figures and facts are rebuilt from the run folders every time (cheap, and never stale);
+the gradient plot and the samples need the models and the data, so they are included when
+`ptblm gradients` / `ptblm samples` have written them, and named as missing otherwise.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import figures, gradients, latex, samples, tables
+from .facts import architecture_facts, write_facts
+from .summary import RunSummary, by_experiment, file_stem
+
+REPORT_FILE = "report.tex"
+TITLE = "Word-level language models on Penn Treebank: RNN, GRU and Transformer"
+GRADIENTS_SNIPPET = f"{gradients.FOLDER}/gradients.tex"
+SAMPLES_SNIPPET = f"{samples.FOLDER}/appendix.tex"
+OPTIONAL_PARTS = {GRADIENTS_SNIPPET: "make gradients", SAMPLES_SNIPPET: "make samples"}  # snippet -> its command
+
+
+@dataclass
+class Report:
+    tex: Path
+    written: list[Path]
+    missing: list[str]  # what is not in it yet, and the command that makes it
+
+
+def optional_input(report_dir: Path, snippet: str) -> str:
+    """\\input the snippet when it exists; else a line naming the command that writes it."""
+    if (report_dir / snippet).is_file():
+        return f"\\input{{{snippet}}}"
+    return f"Not computed yet: run \\texttt{{{OPTIONAL_PARTS[snippet]}}}, then \\texttt{{make report}} again."
+
+
+def missing_parts(report_dir: Path) -> list[str]:
+    return [f"{snippet} (run `{command}`)" for snippet, command in OPTIONAL_PARTS.items()
+            if not (report_dir / snippet).is_file()]
+
+
+def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path) -> str:
+    states = collections.Counter(s.state for s in summaries)
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    lines = [f"Built by \\texttt{{ptblm report}} from the {len(summaries)} run folders under "
+             f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}).", "",
+             "\\section{All runs}", f"\\input{{{tables.FOLDER}/{tables.SUMMARY}.tex}}", ""]
+    for experiment in by_experiment(summaries):
+        stem = file_stem(experiment)
+        title = latex.escape(descriptions.get(experiment) or f"Experiment {experiment}")
+        lines += [f"\\section{{{title}}}", f"\\input{{{tables.FOLDER}/{stem}.tex}}",
+                  f"\\input{{{figures.FOLDER}/{stem}.tex}}", "\\clearpage", ""]
+    lines += ["\\section{Facts per setting}", "\\input{facts.tex}", "\\clearpage", "",
+              "\\section{Vanishing gradients}",
+              optional_input(report_dir, GRADIENTS_SNIPPET), "",
+              "\\clearpage", "\\appendix", "\\section{Generated samples}",
+              optional_input(report_dir, SAMPLES_SNIPPET), ""]
+    return "\n".join(lines)
+
+
+def write_report(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path,
+                 threshold: float | None = None) -> Report:
+    """Tables, figures, facts and report.tex in report_dir (no PDF: see latex.compile_pdf)."""
+    report_dir = Path(report_dir)
+    written = tables.write_tables(summaries, report_dir, descriptions)
+    written += figures.write_figures(summaries, report_dir, descriptions)
+    written += write_facts(architecture_facts(summaries, threshold), report_dir)
+    tex = report_dir / REPORT_FILE
+    tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir), title=TITLE))
+    return Report(tex, written + [tex], missing_parts(report_dir))

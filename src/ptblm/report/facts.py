@@ -1,0 +1,174 @@
+"""The numbers the study's questions need, per setting and per architecture, computed from the curves.
+
+Per setting:
+    best epoch        the epoch of lowest validation perplexity
+    final - best      validation ppl of the last epoch minus the best: > 0 means it over-fitted after
+    valid - train     at the best epoch: the generalisation gap (train ppl is measured with dropout,
+                      while training, so it can be negative)
+    time to tau       wall-clock seconds until the validation ppl first reached tau
+Per architecture, tau is one threshold for all its runs: by default THRESHOLD_FACTOR x the lowest best
+validation ppl of that architecture (a level the good settings reach and the poor ones may not);
+--threshold sets it. Fastest: the least time to tau. Best generalisation: the smallest
+valid - train gap among the runs that reach tau (a run that learns nothing also has a small gap).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..config import MODELS
+from ..status import format_ppl, format_seconds
+from . import latex
+from .summary import RunSummary, differing_keys
+
+THRESHOLD_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class SettingFacts:
+    summary: RunSummary
+    overfit_gap: float | None  # final valid ppl - best valid ppl
+    generalisation_gap: float | None  # valid ppl - train ppl at the best epoch
+    seconds_to_threshold: float | None  # None: never reached
+
+    @property
+    def number(self) -> int:
+        return self.summary.number
+
+
+@dataclass(frozen=True)
+class ArchitectureFacts:
+    model: str
+    threshold: float
+    threshold_source: str  # how tau was chosen, for the caption
+    settings: list[SettingFacts]
+
+    @property
+    def reached(self) -> list[SettingFacts]:
+        """The settings whose validation ppl reached tau (so they have a best epoch and a gap)."""
+        return [s for s in self.settings if s.seconds_to_threshold is not None]
+
+    @property
+    def fastest(self) -> SettingFacts | None:
+        return min(self.reached, key=lambda s: s.seconds_to_threshold, default=None)
+
+    @property
+    def best_generalisation(self) -> SettingFacts | None:
+        return min(self.reached, key=lambda s: s.generalisation_gap, default=None)
+
+
+def seconds_to_reach(summary: RunSummary, threshold: float) -> float | None:
+    """Wall-clock seconds at the end of the first epoch whose validation ppl is <= threshold."""
+    return next((r.wall_clock_seconds for r in summary.run.curves.epochs if r.valid_ppl <= threshold), None)
+
+
+def setting_facts(summary: RunSummary, threshold: float) -> SettingFacts:
+    final, best = summary.final, summary.best
+    return SettingFacts(summary, final.valid_ppl - best.valid_ppl if best else None,
+                        best.valid_ppl - best.train_ppl if best else None, seconds_to_reach(summary, threshold))
+
+
+def architecture_facts(summaries: list[RunSummary], threshold: float | None = None) -> list[ArchitectureFacts]:
+    """One entry per architecture present, in MODELS order; `threshold` overrides the default tau."""
+    facts = []
+    for model in MODELS:
+        group = [s for s in summaries if s.model == model]
+        bests = [s for s in group if s.best is not None]
+        if not bests:
+            continue
+        if threshold is None:
+            lowest = min(bests, key=lambda s: s.best.valid_ppl)
+            tau = THRESHOLD_FACTOR * lowest.best.valid_ppl
+            source = (f"{THRESHOLD_FACTOR:g} x the lowest best validation ppl of the {model} runs "
+                      f"({lowest.best.valid_ppl:.2f}, row {lowest.number})")
+        else:
+            tau, source = threshold, "set with --threshold"
+        facts.append(ArchitectureFacts(model, tau, source, [setting_facts(s, tau) for s in group]))
+    return facts
+
+
+# (Markdown header, LaTeX header) of the facts tables
+COLUMNS = (("#", r"\#"), ("exp", "Exp."), ("setting", "setting"), ("best epoch", "best epoch"),
+           ("final - best", r"final $-$ best"), ("valid - train", r"valid $-$ train"),
+           ("time to tau", r"time to $\tau$"))
+GAP_COLUMNS = (4, 5)  # may print as 1e+08
+TAU = r"$\tau$"
+
+
+def rows(facts: ArchitectureFacts) -> list[list[str]]:
+    """The printed cells, in COLUMNS order; the setting names only what differs between the rows."""
+    differ, _ = differing_keys([s.summary for s in facts.settings])
+    return [[str(s.number), s.summary.experiment, s.summary.setting(differ) or "-",
+             str(s.summary.best.epoch) if s.summary.best else "-", format_ppl(s.overfit_gap),
+             format_ppl(s.generalisation_gap),
+             format_seconds(s.seconds_to_threshold) if s.seconds_to_threshold is not None else "not reached"]
+            for s in facts.settings]
+
+
+def verdict(facts: ArchitectureFacts, tau: str = "tau") -> str:
+    """One sentence: which setting is best for wall-clock and which for generalisation (`tau`: its symbol)."""
+    fastest, general = facts.fastest, facts.best_generalisation
+    if fastest is None:
+        return f"No {facts.model} run reached {tau} = {facts.threshold:.2f}."
+    return (f"Fastest to {tau} = {facts.threshold:.2f}: row {fastest.number} "
+            f"({format_seconds(fastest.seconds_to_threshold)}). Best generalisation among the runs reaching {tau}: "
+            f"row {general.number} (valid - train = {format_ppl(general.generalisation_gap)} at its best epoch).")
+
+
+def markdown(all_facts: list[ArchitectureFacts]) -> str:
+    return "\n\n".join(f"{facts.model}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
+                        + tabulate(rows(facts), headers=[name for name, _ in COLUMNS], tablefmt="github",
+                                   disable_numparse=True)
+                        + f"\n{verdict(facts)}" for facts in all_facts)
+
+
+LATEX_DEFINITIONS = (
+    "Definitions: best epoch, the epoch of lowest validation perplexity (ppl); final $-$ best, the validation "
+    "ppl of the last finished epoch minus the best one ($> 0$: it over-fitted after the best epoch); valid "
+    "$-$ train, the generalisation gap at the best epoch (train ppl is measured with dropout, while training, "
+    "so it can be negative); time to $\\tau$, the wall-clock time (h:mm:ss) until the validation ppl first "
+    "reached the threshold $\\tau$ of the architecture. Best generalisation is the smallest gap among the runs "
+    "that reach $\\tau$ (a run that learns nothing has a small gap too). Row numbers are those of "
+    "Table~\\ref{tab:summary}.\n")
+
+
+def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
+    parts = [LATEX_DEFINITIONS]
+    for facts in all_facts:
+        body = [[latex.number(cell) if index in GAP_COLUMNS else latex.escape(cell) for index, cell in enumerate(row)]
+                for row in rows(facts)]
+        table = latex.Table("rll" + "r" * 4, [" & ".join(header for _, header in COLUMNS)], body)
+        caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, "
+                   f"{latex.escape(facts.threshold_source)}. {verdict(facts, tau=TAU)}")
+        parts.append(latex.table_float(table, caption, f"tab:facts-{facts.model.lower()}"))
+    return "\n".join(parts)
+
+
+def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
+    def finite(value: float | None) -> float | str | None:
+        return value if value is None or math.isfinite(value) else str(value)
+
+    return [{"model": f.model, "threshold": f.threshold, "threshold_source": f.threshold_source,
+             "fastest_row": f.fastest.number if f.fastest else None,
+             "best_generalisation_row": f.best_generalisation.number if f.best_generalisation else None,
+             "settings": [{"row": s.number, "experiment": s.summary.experiment, "run": s.summary.run.name,
+                           "best_epoch": s.summary.best.epoch if s.summary.best else None,
+                           "final_minus_best_valid_ppl": finite(s.overfit_gap),
+                           "valid_minus_train_ppl_at_best": finite(s.generalisation_gap),
+                           "seconds_to_threshold": s.seconds_to_threshold} for s in f.settings]}
+            for f in all_facts]
+
+
+def write_facts(all_facts: list[ArchitectureFacts], report_dir: Path) -> list[Path]:
+    """facts.{tex,md,json} in the report folder."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    paths = [report_dir / "facts.tex", report_dir / "facts.md", report_dir / "facts.json"]
+    paths[0].write_text(latex_tables(all_facts))
+    paths[1].write_text(markdown(all_facts) + "\n")
+    paths[2].write_text(json.dumps(to_json(all_facts), indent=2) + "\n")
+    return paths

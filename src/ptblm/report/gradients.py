@@ -1,0 +1,175 @@
+"""`ptblm gradients`: how far back the loss at the last time step reaches, for the RNN and the GRU.
+
+For one seeded training minibatch, in eval mode (no dropout) from a zero hidden state:
+
+    L   = mean over the batch of the cross-entropy at the final time step T only
+    g_t = mean over the batch of dL/dh_t   (h_t: the chosen hidden state at step t)
+    plotted: ||g_t||_2 against t, each curve min-max rescaled to [0, 1]
+
+A vanishing gradient shows as a curve that is ~0 for early t and rises only near T. The raw norms
+go to gradients.json beside the plot, since the rescaling hides their scale.
+"""
+from __future__ import annotations
+
+import copy
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from ..data import batchify, num_batches
+from ..models._recurrent import RecurrentLM
+from . import latex
+from .figures import new_figure, save_figure
+from .trained import TrainedModel
+
+FOLDER = "gradients"  # inside the report folder
+HIDDEN_CHOICES = {  # --hidden: which h_t, as the caption says it
+    "top": "the top layer's hidden state",
+    "each": "each layer's hidden state (one curve per layer)",
+    "all": "all layers' hidden states concatenated",
+}
+
+
+@dataclass
+class GradientCurve:
+    label: str  # legend entry, e.g. "RNN" or "GRU layer 1"
+    layer: str  # "top", a 1-based layer number, or "all"
+    raw_norms: list[float]  # ||g_t|| for t = 1..T
+
+    @property
+    def rescaled(self) -> list[float]:
+        return min_max(self.raw_norms)
+
+
+@dataclass
+class ModelGradients:
+    model: str
+    run: str  # the run folder
+    run_label: str  # experiment/run, for the caption
+    best_epoch: int
+    batch_index: int  # which minibatch of the training split (seeded draw)
+    batch_size: int
+    seq_len: int
+    loss: float  # L, the mean cross-entropy at t = T
+    curves: list[GradientCurve]
+
+
+def min_max(values: list[float]) -> list[float]:
+    """Rescale to [0, 1]; a constant curve becomes all zeros."""
+    low, high = min(values), max(values)
+    return [(v - low) / (high - low) if high > low else 0.0 for v in values]
+
+
+def seeded_minibatch(train_ids: list[int], batch_size: int, seq_len: int, seed: int) -> tuple[Tensor, Tensor, int]:
+    """One (inputs, targets) pair of the training split, each (seq_len, batch), and its batch index."""
+    data = torch.from_numpy(batchify(train_ids, batch_size))  # (batch, batch_len)
+    count = num_batches(len(train_ids), batch_size, seq_len)
+    index = int(torch.randint(count, (1,), generator=torch.Generator().manual_seed(seed)))
+    start = index * seq_len
+    inputs = data[:, start:start + seq_len].t()  # (batch, seq) -> (seq, batch)
+    targets = data[:, start + 1:start + seq_len + 1].t()  # shifted by one token: (seq, batch)
+    return inputs, targets, index
+
+
+def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
+                          hidden: str) -> tuple[float, dict[str, list[float]]]:
+    """L and, per curve ("top", "1".."layers" or "all"), the T norms ||mean_batch dL/dh_t||."""
+    if hidden not in HIDDEN_CHOICES:
+        raise ValueError(f"hidden = {hidden!r} is invalid; valid: {', '.join(HIDDEN_CHOICES)}")
+    with torch.enable_grad():
+        logits, _, states = model.forward_with_states(inputs, model.init_hidden())  # (seq, batch, vocab)
+        loss = F.cross_entropy(logits[-1], targets[-1])  # final step only, mean over the batch
+        layers = [model.num_layers - 1] if hidden == "top" else list(range(model.num_layers))
+        gradients = torch.autograd.grad(loss, [h for layer in layers for h in states[layer]])
+    seq_len = inputs.size(0)
+    # per layer: T x (batch, hidden) -> (T, batch, hidden) -> batch mean (T, hidden)
+    means = {layer: torch.stack(gradients[i * seq_len:(i + 1) * seq_len]).mean(dim=1)
+             for i, layer in enumerate(layers)}
+    if hidden == "top":
+        curves = {"top": means[layers[0]].norm(dim=-1)}
+    elif hidden == "each":
+        curves = {str(layer + 1): mean.norm(dim=-1) for layer, mean in means.items()}
+    else:  # the norm of the concatenation over layers: (T, layers * hidden) -> (T,)
+        curves = {"all": torch.cat(list(means.values()), dim=-1).norm(dim=-1)}
+    return loss.item(), {key: norms.tolist() for key, norms in curves.items()}
+
+
+def analyse(trained: TrainedModel, hidden: str, seed: int) -> ModelGradients:
+    config = trained.config
+    inputs, targets, index = seeded_minibatch(trained.corpus.train, config.batch_size, config.seq_len, seed)
+    # float64: a vanilla RNN's gradient shrinks tens of times per step and underflows float32 within 35 steps
+    model = copy.deepcopy(trained.model).to(torch.float64)
+    loss, norms = hidden_gradient_norms(model, inputs, targets, hidden)
+    curves = [GradientCurve(trained.name if key in ("top", "all") else f"{trained.name} layer {key}", key, values)
+              for key, values in norms.items()]
+    return ModelGradients(trained.name, str(trained.folder), trained.run_label, trained.epoch, index,
+                          config.batch_size, config.seq_len, loss, curves)
+
+
+def plot(results: list[ModelGradients]) -> Figure:
+    """Left: the rescaled norms (the assignment's plot). Right: the raw norms on a log axis, where decay shows."""
+    figure = new_figure(10, 4)
+    rescaled, raw = figure.subplots(1, 2)
+    styles = ["-", "--", ":", "-."]
+    for colour, result in enumerate(results):
+        for layer, curve in enumerate(result.curves):
+            steps = range(1, len(curve.raw_norms) + 1)
+            style = dict(color=f"C{colour}", linestyle=styles[layer % len(styles)], marker="o", markersize=3)
+            rescaled.plot(steps, curve.rescaled, label=curve.label, **style)
+            raw.plot(steps, [norm if norm > 0 else math.nan for norm in curve.raw_norms], **style)  # 0: underflow
+    norm = r"$\|\overline{\partial L_T / \partial h_t}\|_2$"
+    rescaled.set_ylabel(f"{norm}, min-max rescaled")
+    rescaled.set_ylim(-0.03, 1.03)
+    rescaled.legend()
+    raw.set_ylabel(f"{norm} (log scale)")
+    raw.set_yscale("log")
+    for axis in (rescaled, raw):
+        axis.set_xlabel("time step t")
+        axis.grid(True, alpha=0.3)
+    return figure
+
+
+def caption(results: list[ModelGradients], hidden: str, seed: int) -> str:
+    runs = "; ".join(f"{r.model}: {latex.escape(r.run_label)}, best epoch {r.best_epoch}, minibatch {r.batch_index} "
+                     f"({r.batch_size} sequences of {r.seq_len} tokens)" for r in results)
+    return (f"Vanishing gradients: Euclidean norm of the gradient of the loss at the last time step $T$ with "
+            f"respect to {HIDDEN_CHOICES[hidden]} $h_t$, averaged over the minibatch, against $t$. The loss is "
+            f"the cross-entropy at $t = T$ only, averaged over one training minibatch drawn with seed {seed}, in "
+            f"eval mode (no dropout), from a zero initial hidden state. Each curve is min-max rescaled to "
+            f"$[0, 1]$ on its own (left), so only its shape compares; right: the raw norms on a log scale (exact "
+            f"zeros, float32 underflow, are not drawn); the raw norms are in gradients/gradients.json. "
+            f"Runs: {runs}.")
+
+
+def write_gradients(trained: list[TrainedModel], report_dir: Path, hidden: str = "top", seed: int = 0) -> list[Path]:
+    """gradients/gradients.{pdf,png,json,tex}; returns the paths written."""
+    out_dir = Path(report_dir) / FOLDER
+    results = [analyse(model, hidden, seed) for model in trained]
+    written = save_figure(plot(results), out_dir / "gradients")  # save_figure creates out_dir
+    record = {"hidden": hidden, "hidden_means": HIDDEN_CHOICES[hidden], "seed": seed,
+              "loss": "cross-entropy at the final time step, mean over the minibatch",
+              "norm": "Euclidean norm of the minibatch mean of dL/dh_t, for t = 1..T",
+              "models": [{**asdict(result), "curves": [{**asdict(c), "rescaled": c.rescaled} for c in result.curves]}
+                         for result in results]}
+    (out_dir / "gradients.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out_dir / "gradients.tex").write_text(latex.figure_float(f"{FOLDER}/gradients", caption(results, hidden, seed),
+                                                              "fig:gradients"))
+    return written + [out_dir / "gradients.json", out_dir / "gradients.tex"]
+
+
+def describe(path: Path) -> str:
+    """Console lines: per curve, how much smaller the gradient at t = 1 is than at t = T."""
+    lines = []
+    for result in json.loads(Path(path).read_text())["models"]:
+        for curve in result["curves"]:
+            first, last = curve["raw_norms"][0], curve["raw_norms"][-1]
+            lines.append(f"{curve['label']}: ||g_1|| = {first:.3g}, ||g_T|| = {last:.3g}, "
+                         f"ratio {first / last:.3g}" if last else f"{curve['label']}: ||g_T|| = 0")
+    return "\n".join(lines)

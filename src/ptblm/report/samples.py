@@ -1,0 +1,167 @@
+"""`ptblm samples`: the appendix's 40 generated sequences and the numbers that help compare them.
+
+Per model, 10 sequences of 35 tokens and 10 of 70, every token predicted from the model's own
+previous predictions, from a zero hidden state (init_hidden of a model built for 10 sequences).
+Both models start from the same 20 seeded start words, drawn without replacement from the training
+unigram distribution with <eos> and <unk> excluded (a sample should start from a real word), one
+word per sample (greedy decoding from one word would otherwise repeat the 35-token samples as the
+prefix of the 70-token ones). Greedy by default; --temperature / --top-k sample instead.
+
+Per sample: the distinct-token ratio, the longest n-gram that occurs twice (occurrences may
+overlap), and the mean log-probability of the generated tokens under the model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data import EOS, UNK, Corpus
+from . import latex
+from .trained import TrainedModel
+
+FOLDER = "samples"  # inside the report folder
+LENGTHS = (35, 70)
+PER_LENGTH = 10  # sequences per model and length: the batch the models are built for
+EXCLUDED_START_WORDS = (EOS, UNK)
+
+
+@dataclass
+class Sample:
+    id: str  # e.g. "RNN-35-03": model, length, number
+    model: str
+    length: int
+    start: str
+    words: list[str]  # the generated tokens, start word excluded
+    distinct_ratio: float  # distinct tokens / tokens
+    longest_repeat: list[str]  # the longest n-gram occurring at least twice ([] if none)
+    mean_log_prob: float  # mean over the generated tokens of log p(token | start, previous tokens)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = the whole vocabulary
+    seed: int = 0  # start words and sampling
+
+    def describe(self) -> str:
+        if self.temperature == 0:
+            return "greedy (the most probable next token at every step)"
+        top = f", from the {self.top_k} most probable tokens" if self.top_k else ""
+        return f"sampled at temperature {self.temperature:g}{top} (seed {self.seed})"
+
+
+def start_words(corpus: Corpus, count: int, seed: int) -> list[str]:
+    """`count` distinct words drawn from the training unigram distribution, <eos> and <unk> excluded."""
+    counts = torch.bincount(torch.tensor(corpus.train), minlength=corpus.vocab_size).double()  # (vocab,)
+    for word in EXCLUDED_START_WORDS:
+        if word in corpus.word_to_id:
+            counts[corpus.word_to_id[word]] = 0
+    distinct = int((counts > 0).sum())
+    ids = torch.multinomial(counts, count, replacement=count > distinct,
+                            generator=torch.Generator().manual_seed(seed))
+    return [corpus.id_to_word[i] for i in ids.tolist()]
+
+
+def longest_repeat(words: list[str]) -> list[str]:
+    """The longest n-gram of `words` that occurs at least twice (the earliest such, on ties)."""
+    for n in range(len(words) - 1, 0, -1):
+        seen: set[tuple[str, ...]] = set()
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i:i + n])
+            if gram in seen:
+                return list(gram)
+            seen.add(gram)
+    return []
+
+
+@torch.no_grad()
+def mean_log_probs(model, sequences: torch.Tensor) -> torch.Tensor:
+    """(length + 1, batch) start token then generated ones -> (batch,) mean log p of the generated ones."""
+    logits, _ = model(sequences[:-1], model.init_hidden())  # (length, batch, vocab)
+    log_probs = logits.log_softmax(dim=-1).gather(-1, sequences[1:].unsqueeze(-1)).squeeze(-1)  # (length, batch)
+    return log_probs.mean(dim=0)
+
+
+def generate(trained: TrainedModel, starts: list[str], length: int, decoding: Decoding) -> torch.Tensor:
+    """(length + 1, len(starts)) token ids: each start word's id, then the generated tokens."""
+    model, word_to_id = trained.model, trained.corpus.word_to_id
+    missing = [word for word in starts if word not in word_to_id]
+    if missing:
+        raise ValueError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the two runs "
+                         f"must be trained on the same data")
+    start_ids = torch.tensor([word_to_id[word] for word in starts])  # (batch,)
+    if model.batch_size != len(starts):
+        raise ValueError(f"{trained.folder}: model built for {model.batch_size} sequences, asked for {len(starts)}")
+    generator = torch.Generator().manual_seed(decoding.seed)
+    tokens = model.generate(start_ids, model.init_hidden(), length, temperature=decoding.temperature,
+                            top_k=decoding.top_k, generator=generator)  # (length, batch)
+    return torch.cat([start_ids.unsqueeze(0), tokens])  # (length + 1, batch)
+
+
+def make_samples(trained: TrainedModel, starts: list[str], decoding: Decoding) -> list[Sample]:
+    """PER_LENGTH samples per length in LENGTHS, start words taken in order."""
+    samples = []
+    for group, length in enumerate(LENGTHS):
+        group_starts = starts[group * PER_LENGTH:(group + 1) * PER_LENGTH]
+        sequences = generate(trained, group_starts, length, decoding)  # (length + 1, batch)
+        log_probs = mean_log_probs(trained.model, sequences).tolist()
+        for column, start in enumerate(group_starts):
+            words = [trained.corpus.id_to_word[i] for i in sequences[1:, column].tolist()]
+            samples.append(Sample(f"{trained.name}-{length}-{column + 1:02d}", trained.name, length, start, words,
+                                  len(set(words)) / len(words), longest_repeat(words), log_probs[column]))
+    return samples
+
+
+def statistics_text(sample: Sample, shown_words: int = 6) -> str:
+    """'distinct 0.40; longest repeat 3 (of the cat); mean log p -2.31', long repeats shortened."""
+    repeat = sample.longest_repeat
+    text = " ".join(repeat[:shown_words]) + (" ..." if len(repeat) > shown_words else "")
+    return (f"distinct {sample.distinct_ratio:.2f}; longest repeat {len(repeat)}" + (f" ({text})" if repeat else "")
+            + f"; mean log p {sample.mean_log_prob:.2f}")
+
+
+def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding) -> str:
+    """LaTeX for \\input inside a section: a subsection per model, a subsubsection per length."""
+    lines = [
+        f"{len(samples)} generated sequences, {PER_LENGTH} of each length per model, "
+        f"{latex.escape(decoding.describe())}; each token is predicted from the model's own previous "
+        f"predictions, from a zero hidden state. Both models start from the same start words (in italics), "
+        f"drawn with seed {decoding.seed} from the training unigram distribution without "
+        f"{latex.escape(EOS)} and {latex.escape(UNK)}. After each sample: the ratio of distinct tokens to "
+        f"tokens, the length of the longest n-gram occurring twice (and the n-gram), and the mean "
+        f"log-probability of the generated tokens under the model (natural log; higher: more confident).", ""]
+    for run in runs:
+        lines += [f"\\subsection{{{latex.escape(run.name)} samples}}",
+                  f"From {latex.escape(run.run_label)}, weights of epoch {run.epoch} "
+                  f"(validation perplexity {run.valid_ppl:.2f}).", ""]
+        for length in LENGTHS:
+            lines += [f"\\subsubsection{{{latex.escape(run.name)}, {length} tokens}}", "\\begin{description}"]
+            for sample in (s for s in samples if s.model == run.name and s.length == length):
+                lines += [f"\\item[{latex.escape(sample.id)}] \\textit{{{latex.escape(sample.start)}}} "
+                          f"{latex.escape(' '.join(sample.words))}",
+                          f"\\\\ {{\\small ({latex.escape(statistics_text(sample))})}}"]
+            lines += ["\\end{description}", ""]
+    return "\n".join(lines)
+
+
+def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding = Decoding()) -> list[Path]:
+    """samples/<model>-len<L>.txt, samples.json and appendix.tex; returns the paths written."""
+    out_dir = Path(report_dir) / FOLDER
+    out_dir.mkdir(parents=True, exist_ok=True)
+    starts = start_words(runs[0].corpus, PER_LENGTH * len(LENGTHS), decoding.seed)
+    samples = [sample for run in runs for sample in make_samples(run, starts, decoding)]
+    written = []
+    for run in runs:
+        for length in LENGTHS:
+            path = out_dir / f"{run.name.lower()}-len{length}.txt"
+            path.write_text("".join(f"{s.id}\t[{s.start}] {' '.join(s.words)}\t{statistics_text(s)}\n"
+                                    for s in samples if s.model == run.name and s.length == length))
+            written.append(path)
+    record = {"decoding": asdict(decoding), "runs": [str(run.folder) for run in runs],
+              "samples": [asdict(sample) for sample in samples]}
+    (out_dir / "samples.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out_dir / "appendix.tex").write_text(appendix(samples, runs, decoding))
+    return written + [out_dir / "samples.json", out_dir / "appendix.tex"]

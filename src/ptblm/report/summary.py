@@ -1,0 +1,153 @@
+"""One run reduced to what tables, figures and facts report, in the one order they all share.
+
+Rows are sorted by architecture, then optimizer (in the order config.py lists them), then
+experiment and the remaining hyper-parameters, and numbered from 1; tables, figure legends and
+facts all use these numbers, so the text can say "row 3" and mean one run everywhere.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import runfolder as rf
+from ..config import MODELS, OPTIMIZERS
+
+# (RunConfig key, short name in legends and captions)
+HYPER_PARAMETERS = (("model", ""), ("optimizer", ""), ("initial_lr", "lr"), ("batch_size", "bs"),
+                    ("hidden_size", "h"), ("num_layers", "L"), ("dp_keep_prob", "keep"), ("seq_len", "seq"),
+                    ("emb_size", "emb"))
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run folder's results; perplexities may be inf/nan (diverged), None when no epoch finished."""
+
+    number: int  # 1-based row number, shared by every table, figure and fact
+    run: rf.RunRecord
+    final: rf.EpochRecord | None  # the last finished epoch
+    best: rf.EpochRecord | None  # the epoch of lowest finite validation perplexity
+
+    @property
+    def config(self) -> dict:
+        return self.run.config
+
+    @property
+    def model(self) -> str:
+        return self.config["model"]
+
+    @property
+    def experiment(self) -> str:
+        return self.run.experiment
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.run.curves.epochs)  # the curves, not status.json: values come from them
+
+    @property
+    def num_epochs(self) -> int:
+        return int(self.config["num_epochs"])
+
+    @property
+    def state(self) -> str:
+        return self.run.status.state
+
+    @property
+    def complete(self) -> bool:
+        """Trained to its last epoch; only complete runs can be called best."""
+        return self.state == rf.DONE and self.epochs_done == self.num_epochs
+
+    @property
+    def wall_clock_seconds(self) -> float | None:
+        return self.final.wall_clock_seconds if self.final else None
+
+    def epochs_label(self) -> str:
+        """'20' when complete, else e.g. '12/20 running' or '1/20 diverged'."""
+        if self.complete:
+            return str(self.num_epochs)
+        return f"{self.epochs_done}/{self.num_epochs} {self.state}"
+
+    def setting(self, keys: tuple[str, ...] | None = None) -> str:
+        """'SGD lr 1 bs 128': the hyper-parameters in `keys` (default: all)."""
+        keys = keys if keys is not None else tuple(key for key, _ in HYPER_PARAMETERS)
+        return " ".join(hyper_parameter(self.config, key) for key in keys)
+
+    def label(self, keys: tuple[str, ...] | None = None) -> str:
+        """'(3) SGD lr 1 bs 128': the row number, then `setting(keys)`."""
+        return f"({self.number}) {self.setting(keys)}".strip()
+
+
+def hyper_parameter(config: dict, key: str) -> str:
+    """'lr 0.001', 'bs 128', or the bare value for the model and the optimizer."""
+    short = dict(HYPER_PARAMETERS)[key]
+    value = config[key]
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{short} {text}" if short else text
+
+
+def differing_keys(summaries: list[RunSummary]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Hyper-parameters that differ across `summaries` (for legends) and those all share (for captions)."""
+    keys = [key for key, _ in HYPER_PARAMETERS]
+    differ = tuple(key for key in keys if len({s.config[key] for s in summaries}) > 1)
+    return differ, tuple(key for key in keys if key not in differ)
+
+
+def sort_key(run: rf.RunRecord) -> tuple:
+    config = run.config
+    return (MODELS.index(config["model"]), OPTIMIZERS.index(config["optimizer"]), run.experiment,
+            config["initial_lr"], config["batch_size"], config["hidden_size"], config["num_layers"],
+            config["dp_keep_prob"], run.name)
+
+
+def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
+    """Sorted, numbered summaries of `runs`."""
+    ordered = sorted(runs, key=sort_key)
+    return [RunSummary(number=index, run=run, final=run.curves.epochs[-1] if run.curves.epochs else None,
+                       best=run.curves.best_epoch()) for index, run in enumerate(ordered, start=1)]
+
+
+def load_summaries(results_dir: Path) -> list[RunSummary]:
+    runs = rf.find_runs(results_dir)
+    if not runs:
+        raise FileNotFoundError(f"no run folders under {results_dir} (expected {results_dir}/<experiment>/<run>/"
+                                f"config.json): train something first, e.g. `make submit EXP=smoke`")
+    return summarize(runs)
+
+
+def best_per_architecture(summaries: list[RunSummary]) -> dict[str, RunSummary]:
+    """Model -> the complete run of lowest best validation perplexity (ties: the lower row number)."""
+    best: dict[str, RunSummary] = {}
+    for summary in summaries:
+        if not summary.complete or summary.best is None or not math.isfinite(summary.best.valid_ppl):
+            continue
+        current = best.get(summary.model)
+        if current is None or summary.best.valid_ppl < current.best.valid_ppl:
+            best[summary.model] = summary
+    return best
+
+
+def by_experiment(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """Experiment name -> its summaries (in row order); experiments in name order."""
+    groups: dict[str, list[RunSummary]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.experiment, []).append(summary)
+    return dict(sorted(groups.items()))
+
+
+def file_stem(experiment: str) -> str:
+    """'3.1' -> 'exp-3_1': a name graphicx and every shell take without quoting."""
+    return "exp-" + "".join(c if c.isalnum() or c == "-" else "_" for c in experiment)
+
+
+def experiment_descriptions(summaries: list[RunSummary], jobs_dir: Path) -> dict[str, str]:
+    """Experiment -> its jobs file's description; '' when the jobs file is gone (results rsync-ed alone)."""
+    from ..config import ConfigError
+    from ..jobs import load_experiment
+
+    descriptions = {}
+    for experiment in by_experiment(summaries):
+        try:
+            descriptions[experiment] = load_experiment(experiment, jobs_dir).description
+        except ConfigError:
+            descriptions[experiment] = ""
+    return descriptions

@@ -1,0 +1,115 @@
+"""`ptblm tables`: one summary table over every experiment and one per experiment, LaTeX and Markdown.
+
+Each cell is formatted once (`row_cells`) and only then set as LaTeX or Markdown, so both renderings
+print the same digits, which are the values of curves.json rounded to the printed precision.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..status import format_ppl, format_seconds
+from . import latex
+from .summary import RunSummary, best_per_architecture, by_experiment, file_stem
+
+
+FOLDER = "tables"  # inside the report folder
+SUMMARY = "summary"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # Markdown and console header
+    latex: str  # LaTeX header
+    align: str  # LaTeX column type
+
+
+COLUMNS = (
+    Column("#", r"\#", "r"), Column("exp", "Exp.", "l"), Column("arch", "Arch.", "l"),
+    Column("optimizer", "Opt.", "l"), Column("lr", "lr", "r"), Column("bs", "bs", "r"),
+    Column("hidden", "h", "r"), Column("layers", "L", "r"), Column("keep", "keep", "r"),
+    Column("final train ppl", "train", "r"), Column("final valid ppl", "valid", "r"),
+    Column("best valid ppl", "valid", "r"), Column("best epoch", "epoch", "r"),
+    Column("wall-clock", "time", "r"), Column("epochs", "epochs", "l"),
+)
+BEST_COLUMN = [column.name for column in COLUMNS].index("best valid ppl")
+NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl"}  # may print as 1e+08
+
+CAPTION_BOLD = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
+CAPTION_KEY = (
+    r"\#: row number, the same in every table, figure and fact; Exp.: experiment "
+    r"(jobs/\textless exp\textgreater.yaml); Arch.: architecture; Opt.: optimizer (SGD: plain SGD; "
+    r"SGD\_LR\_SCHEDULE: SGD whose learning rate is divided by 1.15 at every epoch after the 14th, "
+    r"compounding; ADAM: Adam); lr: initial learning rate; bs: batch size; h: hidden units (n\_units for "
+    r"the Transformer); L: layers (blocks for the Transformer); keep: dropout keep probability; final: "
+    r"train and validation perplexity (ppl) of the last finished epoch (train ppl is measured with "
+    r"dropout, while training); best: lowest validation ppl and its epoch; time: wall-clock (h:mm:ss) of "
+    r"training and validation up to the last finished epoch; epochs: epochs trained, or finished/planned "
+    r"and the run's state when it is not complete. " + CAPTION_BOLD + r" Perplexities of $10^5$ or more "
+    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN.")
+
+
+def row_cells(summary: RunSummary) -> list[str]:
+    """The printed cells of one run, in COLUMNS order."""
+    config, final, best = summary.config, summary.final, summary.best
+    return [str(summary.number), summary.experiment, summary.model, config["optimizer"],
+            f"{config['initial_lr']:g}", str(config["batch_size"]), str(config["hidden_size"]),
+            str(config["num_layers"]), f"{config['dp_keep_prob']:g}",
+            format_ppl(final.train_ppl if final else None), format_ppl(final.valid_ppl if final else None),
+            format_ppl(best.valid_ppl if best else None), str(best.epoch) if best else "-",
+            format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
+
+
+def bold_numbers(summaries: list[RunSummary]) -> set[int]:
+    """Row numbers whose best validation perplexity is set in bold."""
+    return {summary.number for summary in best_per_architecture(summaries).values()}
+
+
+def markdown_table(summaries: list[RunSummary]) -> str:
+    bold = bold_numbers(summaries)
+    rows = []
+    for summary in summaries:
+        cells = row_cells(summary)
+        if summary.number in bold:
+            cells[BEST_COLUMN] = f"**{cells[BEST_COLUMN]}**"
+        rows.append(cells)
+    return tabulate(rows, headers=[column.name for column in COLUMNS], tablefmt="github", disable_numparse=True)
+
+
+def latex_table(summaries: list[RunSummary], caption: str, label: str) -> str:
+    bold = bold_numbers(summaries)
+    rows, group_starts = [], set()
+    for index, summary in enumerate(summaries):
+        if index > 0 and summary.model != summaries[index - 1].model:
+            group_starts.add(index)
+        cells = [latex.number(cell) if column.name in NUMERIC_COLUMNS else latex.escape(cell)
+                 for column, cell in zip(COLUMNS, row_cells(summary))]
+        if summary.number in bold:
+            cells[BEST_COLUMN] = latex.bold(cells[BEST_COLUMN])
+        rows.append(cells)
+    first = [column.name for column in COLUMNS].index("final train ppl") + 1  # 1-based, as \cmidrule counts
+    groups = r"\multicolumn{2}{c}{final ppl} & \multicolumn{2}{c}{best}"
+    rules = rf"\cmidrule(lr){{{first}-{first + 1}}}\cmidrule(lr){{{first + 2}-{first + 3}}}"
+    header = [" & " * (first - 1) + groups + " & &", rules + " " + " & ".join(column.latex for column in COLUMNS)]
+    table = latex.Table("".join(column.align for column in COLUMNS), header, rows, group_starts)
+    return latex.table_float(table, caption, label)
+
+
+def write_tables(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str]) -> list[Path]:
+    """tables/summary.{tex,md} and tables/exp-<name>.{tex,md}; returns the paths written."""
+    out_dir = Path(report_dir) / FOLDER
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    tables = {SUMMARY: (summaries, "All runs, sorted by architecture, then optimizer. " + CAPTION_KEY,
+                          "tab:summary")}
+    for experiment, group in by_experiment(summaries).items():
+        description = descriptions.get(experiment) or f"Experiment {experiment}"
+        caption = f"{latex.escape(description)}. Columns as in Table~\\ref{{tab:summary}}. " + CAPTION_BOLD
+        tables[file_stem(experiment)] = (group, caption, f"tab:{file_stem(experiment)}")
+    for stem, (group, caption, label) in tables.items():
+        (out_dir / f"{stem}.tex").write_text(latex_table(group, caption, label))
+        (out_dir / f"{stem}.md").write_text(markdown_table(group) + "\n")
+        written += [out_dir / f"{stem}.tex", out_dir / f"{stem}.md"]
+    return written

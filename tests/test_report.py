@@ -1,0 +1,407 @@
+"""The report chain on results trained here by the real training code, checked against curves.json.
+
+One session fixture trains eight tiny runs on the synthetic corpus, laid out as results/<exp>/<run>/
+from jobs files written here (3.1: three RNNs, 3.2: two GRUs, smoke: one per model), including a
+run that diverges (GRU SGD lr 1e38: inf at epoch 1) and one left incomplete (trained 3 epochs, then
+its curves cut to 2 and its status set back to running, as a run killed after epoch 2 looks). Then
+`ptblm tables figures gradients samples report` run with no arguments but the environment.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from conftest import tiny_config
+from ptblm import runfolder as rf
+from ptblm.cli import main
+from ptblm.config import MODELS, OPTIMIZERS
+from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
+from ptblm.jobs import load_experiment
+from ptblm.report import latex
+from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
+from ptblm.report.samples import PER_LENGTH, Decoding, make_samples, start_words
+from ptblm.report.summary import load_summaries
+from ptblm.report.tables import bold_numbers
+from ptblm.report.trained import load_trained
+from ptblm.train import train_run
+
+TINY = {key: value for key, value in tiny_config().to_dict().items()
+        if key in ("batch_size", "hidden_size", "num_layers", "dp_keep_prob", "seq_len", "emb_size", "num_epochs",
+                   "device")}
+JOBS = {
+    "3.1": {"description": "3.1 vanilla RNN", "common": {**TINY, "model": "RNN"},
+            "settings": [{"optimizer": "SGD", "initial_lr": 1.0},  # the gradient/sample default
+                         {"optimizer": "ADAM", "initial_lr": 0.01},
+                         {"optimizer": "SGD_LR_SCHEDULE", "initial_lr": 1.0}]},  # left incomplete
+    "3.2": {"description": "3.2 GRU", "common": {**TINY, "model": "GRU"},
+            "settings": [{"optimizer": "ADAM", "initial_lr": 0.01},  # the gradient/sample default
+                         {"optimizer": "SGD", "initial_lr": 1e38}]},  # diverges at epoch 1
+    "smoke": {"description": "smoke: one per model", "common": {**TINY, "num_epochs": 2},
+              "settings": [{"model": "RNN", "optimizer": "ADAM", "initial_lr": 0.003},
+                           {"model": "GRU", "optimizer": "SGD", "initial_lr": 1.0},
+                           {"model": "TRANSFORMER", "optimizer": "ADAM", "initial_lr": 0.003, "n_heads": 2,
+                            "max_batches": 10}]},
+}
+INCOMPLETE = ("3.1", 2)
+HAS_LATEX = latex.latex_engine() is not None
+needs_latex = pytest.mark.skipif(not HAS_LATEX, reason="no latexmk/pdflatex: apt-get install "
+                                 "texlive-latex-recommended texlive-latex-extra latexmk (CI has them)")
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory, synthetic_dir) -> dict[str, Path]:
+    """Train the runs, then run every report command with the defaults (results/, results/report/)."""
+    root = tmp_path_factory.mktemp("report-chain")
+    jobs, results = root / "jobs", root / "results"
+    jobs.mkdir()
+    for name, content in JOBS.items():
+        (jobs / f"{name}.yaml").write_text(yaml.safe_dump(content))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only contends with the rest of CI for 2 cores
+    try:
+        for name in JOBS:
+            for setting in load_experiment(name, jobs).settings:
+                train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment=name,
+                          setting_index=setting.index, echo=False)
+    finally:
+        torch.set_num_threads(threads)
+    incomplete = load_experiment(INCOMPLETE[0], jobs).settings[INCOMPLETE[1]].run_dir(results)
+    curves = rf.read_curves(incomplete)
+    rf.write_curves(incomplete, rf.Curves(epochs=curves.epochs[:2]))
+    rf.write_status(incomplete, rf.RunStatus(state=rf.RUNNING, epochs_done=2, num_epochs=3))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PTBLM_RESULTS", str(results))
+        env.setenv("PTBLM_JOBS", str(jobs))
+        env.delenv("PTB_DIR", raising=False)  # the runs' recorded data folder, not PTB, has their vocabulary
+        for command in ("tables", "figures", "gradients", "samples", "report"):
+            assert main([command]) == 0, command
+    return {"jobs": jobs, "results": results, "report": results / "report", "data": synthetic_dir}
+
+
+def raw_runs(results: Path) -> list[dict]:
+    """Every run as its JSON files say, read without ptblm's readers."""
+    runs = []
+    for config_path in sorted(results.glob("*/*/config.json")):
+        folder = config_path.parent
+        runs.append({"folder": folder, "experiment": folder.parent.name,
+                     "config": json.loads(config_path.read_text())["config"],
+                     "epochs": json.loads((folder / "curves.json").read_text())["epochs"],
+                     "status": json.loads((folder / "status.json").read_text())})
+    return runs
+
+
+def markdown_rows(path: Path) -> list[dict[str, str]]:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def run_of(row: dict[str, str], runs: list[dict]) -> dict:
+    matches = [r for r in runs if (r["experiment"], r["config"]["model"], r["config"]["optimizer"],
+                                   f"{r['config']['initial_lr']:g}") ==
+               (row["exp"], row["arch"], row["optimizer"], row["lr"])]
+    assert len(matches) == 1, row
+    return matches[0]
+
+
+def default_run(chain: dict[str, Path], experiment: str) -> Path:
+    """Setting 0 of the experiment: the gradient and sample analyses' default run."""
+    return load_experiment(experiment, chain["jobs"]).settings[0].run_dir(chain["results"])
+
+
+def ppl(value) -> float:
+    return float(value)  # JSON keeps non-finite values as "inf"/"nan" strings
+
+
+def complete(run: dict) -> bool:
+    return run["status"]["state"] == rf.DONE and len(run["epochs"]) == run["config"]["num_epochs"]
+
+
+def seconds(cell: str) -> int:
+    hours, minutes, secs = (int(part) for part in cell.split(":"))
+    return 3600 * hours + 60 * minutes + secs
+
+
+# --- LaTeX helpers ------------------------------------------------------------------------------
+
+def test_escape_makes_every_special_character_printable():
+    assert latex.escape("$ & % # _ { } ~ ^ \\ <unk>") == (
+        r"\$ \& \% \# \_ \{ \} \textasciitilde{} \textasciicircum{} \textbackslash{} \textless{}unk\textgreater{}")
+    assert latex.escape(r"\textbf{x}") == r"\textbackslash{}textbf\{x\}"  # one pass: nothing escaped twice
+
+
+def test_scientific_numbers_are_set_as_powers_of_ten():
+    assert latex.number("1e+08") == "$10^{8}$"
+    assert latex.number("2.5e-05") == r"$2.5\times10^{-5}$"
+    assert latex.number("123.46") == "123.46" and latex.number("diverged") == "diverged"
+
+
+@needs_latex
+def test_escaped_special_characters_compile(tmp_path):
+    text = latex.escape("$ & % # _ { } ~ ^ \\ <unk> <eos>")
+    (tmp_path / "escape.tex").write_text(latex.document(f"{text}\n\n\\texttt{{{text}}}"))
+    assert latex.compile_pdf(tmp_path / "escape.tex").stat().st_size > 1000
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+def test_table_values_are_the_curves_json_values_at_printed_precision(chain):
+    runs = raw_runs(chain["results"])
+    rows = markdown_rows(chain["report"] / "tables" / "summary.md")
+    assert len(rows) == len(runs) == 8
+    for row in rows:
+        run = run_of(row, runs)
+        final = run["epochs"][-1]
+        finite = [r for r in run["epochs"] if math.isfinite(ppl(r["valid_ppl"]))]
+        for cell, value in ((row["final train ppl"], ppl(final["train_ppl"])),
+                            (row["final valid ppl"], ppl(final["valid_ppl"]))):
+            if math.isfinite(value):
+                assert abs(float(cell) - value) <= 0.005 + 1e-9, (row, value)
+            else:
+                assert cell == "inf" if value == math.inf else cell == "diverged"
+        if finite:
+            best = min(finite, key=lambda r: r["valid_ppl"])
+            assert abs(float(row["best valid ppl"].strip("*")) - best["valid_ppl"]) <= 0.005 + 1e-9
+            assert row["best epoch"] == str(best["epoch"])
+        else:
+            assert row["best valid ppl"] == "-" and row["best epoch"] == "-"
+        assert abs(seconds(row["wall-clock"]) - final["wall_clock_seconds"]) <= 0.5
+        assert (row["bs"], row["hidden"], row["layers"], row["keep"]) == (
+            str(run["config"]["batch_size"]), str(run["config"]["hidden_size"]), str(run["config"]["num_layers"]),
+            f"{run['config']['dp_keep_prob']:g}")
+
+
+def test_rows_are_numbered_and_sorted_by_architecture_then_optimizer(chain):
+    rows = markdown_rows(chain["report"] / "tables" / "summary.md")
+    assert [row["#"] for row in rows] == [str(i) for i in range(1, len(rows) + 1)]
+    keys = [(MODELS.index(row["arch"]), OPTIMIZERS.index(row["optimizer"])) for row in rows]
+    assert keys == sorted(keys)
+    assert [row["exp"] for row in rows] != sorted(row["exp"] for row in rows)  # smoke's RNN sits before 3.2
+    per_experiment = markdown_rows(chain["report"] / "tables" / "exp-3_1.md")
+    assert [row["#"] for row in per_experiment] == [row["#"] for row in rows if row["exp"] == "3.1"]
+
+
+def test_bold_is_the_lowest_best_valid_ppl_of_each_architecture_among_complete_runs(chain):
+    runs = raw_runs(chain["results"])
+    expected = set()
+    for model in MODELS:
+        candidates = [r for r in runs if r["config"]["model"] == model and complete(r)]
+        best = min(candidates, key=lambda r: min(ppl(e["valid_ppl"]) for e in r["epochs"]))
+        expected.add((best["experiment"], model, best["config"]["optimizer"], f"{best['config']['initial_lr']:g}"))
+    rows = markdown_rows(chain["report"] / "tables" / "summary.md")
+    bold = {(r["exp"], r["arch"], r["optimizer"], r["lr"]) for r in rows if r["best valid ppl"].startswith("**")}
+    assert bold == expected
+    tex = (chain["report"] / "tables" / "summary.tex").read_text()
+    assert tex.count(r"\textbf{") == len(expected) + 1  # one per architecture, plus "Bold" in the caption
+    assert r"\begin{table}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+
+
+def test_an_incomplete_run_is_marked_and_never_bold_even_when_best(chain, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("*.pt", "report"))
+    summaries = load_summaries(results)
+    best_rnn = min((s for s in summaries if s.model == "RNN" and s.complete), key=lambda s: s.best.valid_ppl)
+    assert best_rnn.number in bold_numbers(summaries)
+    rf.write_status(best_rnn.run.folder, rf.RunStatus(state=rf.REQUEUED, epochs_done=3, num_epochs=3))
+    summaries = load_summaries(results)
+    assert best_rnn.number not in bold_numbers(summaries)
+    assert any(s.model == "RNN" and s.number in bold_numbers(summaries) for s in summaries)  # the next one is
+    rows = {row["#"]: row for row in markdown_rows(chain["report"] / "tables" / "summary.md")}
+    incomplete = [row for row in rows.values() if (row["exp"], row["optimizer"]) == ("3.1", "SGD_LR_SCHEDULE")]
+    assert incomplete[0]["epochs"] == "2/3 running" and not incomplete[0]["best valid ppl"].startswith("**")
+
+
+def test_a_diverged_run_prints_readably(chain):
+    rows = markdown_rows(chain["report"] / "tables" / "summary.md")
+    diverged = next(row for row in rows if row["lr"] == "1e+38")
+    assert (diverged["final train ppl"], diverged["epochs"]) == ("inf", "1/3 diverged")
+    tex = (chain["report"] / "tables" / "summary.tex").read_text()
+    assert "$10^{38}$" in tex and "nan" not in tex
+
+
+# --- figures, gradients, samples ---------------------------------------------------------------
+
+def test_figures_are_written_per_experiment_as_pdf_png_and_snippet(chain):
+    for stem in ("exp-3_1", "exp-3_2", "exp-smoke"):
+        png, pdf, snippet = (chain["report"] / "figures" / f"{stem}.{ext}" for ext in ("png", "pdf", "tex"))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+        assert f"\\includegraphics[width=\\linewidth]{{figures/{stem}}}" in snippet.read_text()
+    assert "shared by all settings: RNN" in (chain["report"] / "figures" / "exp-3_1.tex").read_text()
+
+
+def test_gradient_json_has_one_rescaled_norm_per_time_step_for_both_default_runs(chain):
+    record = json.loads((chain["report"] / "gradients" / "gradients.json").read_text())
+    assert record["hidden"] == "top" and [m["model"] for m in record["models"]] == ["RNN", "GRU"]
+    assert [Path(m["run"]) for m in record["models"]] == [default_run(chain, exp) for exp in ("3.1", "3.2")]
+    for model in record["models"]:
+        (curve,) = model["curves"]
+        assert len(curve["raw_norms"]) == len(curve["rescaled"]) == TINY["seq_len"]
+        raw = curve["raw_norms"]
+        assert all(math.isfinite(v) and v > 0 for v in raw)
+        assert curve["rescaled"] == pytest.approx([(v - min(raw)) / (max(raw) - min(raw)) for v in raw])
+        assert min(curve["rescaled"]) == 0 and max(curve["rescaled"]) == 1
+    assert (chain["report"] / "gradients" / "gradients.png").stat().st_size > 10_000
+
+
+def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
+    """dL/dh_T for the top layer is W_out^T (softmax - onehot) / B per sequence: checked by hand."""
+    trained = load_trained(default_run(chain, "3.1"), "RNN")
+    config = trained.config
+    inputs, targets, _ = seeded_minibatch(trained.corpus.train, config.batch_size, config.seq_len, seed=0)
+    _, norms = hidden_gradient_norms(trained.model, inputs, targets, "top")
+    with torch.no_grad():
+        logits, _ = trained.model(inputs, trained.model.init_hidden())  # (seq, batch, vocab)
+        error = F.softmax(logits[-1], dim=-1) - F.one_hot(targets[-1], trained.corpus.vocab_size)  # (batch, vocab)
+        per_sequence = error @ trained.model.out_layer.weight / config.batch_size  # (batch, hidden)
+    assert norms["top"][-1] == pytest.approx(per_sequence.mean(dim=0).norm().item(), rel=1e-5)
+    _, each = hidden_gradient_norms(trained.model, inputs, targets, "each")
+    _, together = hidden_gradient_norms(trained.model, inputs, targets, "all")
+    assert each[str(config.num_layers)] == pytest.approx(norms["top"], rel=1e-6)
+    assert together["all"] == pytest.approx([math.hypot(*(each[str(l + 1)][t] for l in range(config.num_layers)))
+                                             for t in range(config.seq_len)], rel=1e-5)
+
+
+def test_forty_samples_share_start_words_and_their_statistics_hold(chain):
+    record = json.loads((chain["report"] / "samples" / "samples.json").read_text())
+    samples = record["samples"]
+    assert len(samples) == 40 and record["decoding"]["temperature"] == 0
+    for model in ("RNN", "GRU"):
+        for length in (35, 70):
+            group = [s for s in samples if s["model"] == model and s["length"] == length]
+            assert len(group) == 10 and all(len(s["words"]) == length for s in group)
+            lines = (chain["report"] / "samples" / f"{model.lower()}-len{length}.txt").read_text().splitlines()
+            assert len(lines) == 10
+    starts = {model: [s["start"] for s in samples if s["model"] == model] for model in ("RNN", "GRU")}
+    assert starts["RNN"] == starts["GRU"] and len(set(starts["RNN"])) == 20
+    assert not {EOS, UNK} & set(starts["RNN"])
+    for sample in samples:
+        words, repeat = sample["words"], sample["longest_repeat"]
+        assert sample["distinct_ratio"] == pytest.approx(len(set(words)) / len(words))
+        occurrences = sum(words[i:i + len(repeat)] == repeat for i in range(len(words) - len(repeat) + 1))
+        assert occurrences >= 2 if repeat else len(set(words)) == len(words)
+        if sample["length"] == 70:
+            assert repeat  # 70 tokens from a vocabulary of 60: some word repeats
+        assert sample["mean_log_prob"] < 0
+
+
+def test_greedy_samples_are_each_steps_argmax_and_their_log_probability(chain):
+    """Replaying a sample through the model: every token is the argmax after its prefix."""
+    sample = json.loads((chain["report"] / "samples" / "samples.json").read_text())["samples"][0]
+    trained = load_trained(default_run(chain, "3.1"), "RNN", batch_size=1)
+    ids = torch.tensor([trained.corpus.word_to_id[w] for w in [sample["start"], *sample["words"]]])  # (length + 1,)
+    with torch.no_grad():
+        logits, _ = trained.model(ids[:-1].unsqueeze(1), trained.model.init_hidden())  # (length, 1, vocab)
+    assert torch.equal(logits[:, 0].argmax(dim=-1), ids[1:])
+    log_probs = logits[:, 0].log_softmax(dim=-1).gather(-1, ids[1:].unsqueeze(-1))  # (length, 1)
+    assert sample["mean_log_prob"] == pytest.approx(log_probs.mean().item(), rel=1e-5)
+
+
+def test_sampling_at_a_temperature_is_seeded(chain):
+    trained = load_trained(default_run(chain, "3.2"), "GRU", batch_size=PER_LENGTH)
+    starts = start_words(trained.corpus, PER_LENGTH * 2, seed=0)
+    warm, again = (make_samples(trained, starts, Decoding(temperature=1.5, seed=7)) for _ in range(2))
+    greedy = make_samples(trained, starts, Decoding())
+    assert [s.words for s in warm] == [s.words for s in again]
+    assert [s.words for s in warm] != [s.words for s in greedy]
+    assert "sampled at temperature 1.5" in Decoding(temperature=1.5, top_k=5).describe()
+
+
+def test_appendix_lists_every_sample_escaped(chain):
+    appendix = (chain["report"] / "samples" / "appendix.tex").read_text()
+    samples = json.loads((chain["report"] / "samples" / "samples.json").read_text())["samples"]
+    assert all(f"\\item[{latex.escape(s['id'])}]" in appendix for s in samples)
+    assert "<" not in appendix and ">" not in appendix  # <eos>, <unk> are escaped
+    assert "\\subsection{RNN samples}" in appendix and "\\subsubsection{GRU, 70 tokens}" in appendix
+
+
+# --- facts and the report ------------------------------------------------------------------------
+
+def test_facts_follow_the_curves(chain):
+    runs = raw_runs(chain["results"])
+    facts = json.loads((chain["report"] / "facts.json").read_text())
+    assert [f["model"] for f in facts] == list(MODELS)
+    for entry in facts:
+        group = [r for r in runs if r["config"]["model"] == entry["model"]]
+        best_valids = [min(ppl(e["valid_ppl"]) for e in r["epochs"]) for r in group]
+        assert entry["threshold"] == pytest.approx(2 * min(v for v in best_valids if math.isfinite(v)))
+        times = {}
+        for setting in entry["settings"]:
+            run = next(r for r in group if (r["experiment"], r["folder"].name) == (setting["experiment"], setting["run"]))
+            reached = [e["wall_clock_seconds"] for e in run["epochs"] if ppl(e["valid_ppl"]) <= entry["threshold"]]
+            assert setting["seconds_to_threshold"] == (reached[0] if reached else None)
+            if reached:
+                times[setting["row"]] = reached[0]
+        assert entry["fastest_row"] == min(times, key=times.get)
+
+
+def test_without_latex_or_the_analyses_the_report_says_what_to_install_and_run(chain, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(latex.shutil, "which", lambda name: None)  # no latexmk, no pdflatex
+    assert main(["report", "--results", str(chain["results"]), "--jobs", str(chain["jobs"]),
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "apt-get install texlive-latex-recommended" in out and not (tmp_path / "report.pdf").exists()
+    assert "gradients/gradients.tex (run `make gradients`)" in out and "samples/appendix.tex" in out
+    assert "Not computed yet: run \\texttt{make samples}" in (tmp_path / "report.tex").read_text()
+
+
+def test_report_inputs_every_part_and_builds(chain):
+    report = chain["report"]
+    tex = (report / "report.tex").read_text()
+    inputs = re.findall(r"\\input\{([^}]+)\}", tex)
+    assert {"tables/summary.tex", "facts.tex", "gradients/gradients.tex", "samples/appendix.tex",
+            "figures/exp-smoke.tex"} <= set(inputs)
+    assert all((report / path).is_file() for path in inputs)
+    if not HAS_LATEX:
+        pytest.skip("no latexmk/pdflatex: report.pdf not built (CI builds it)")
+    assert (report / "report.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+# --- errors people will meet ------------------------------------------------------------------------
+
+def untrained_default_jobs(folder: Path) -> Path:
+    """A jobs folder whose 3.1 and 3.2 name settings nobody trained."""
+    folder.mkdir()
+    for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
+        content = {"common": {**TINY, "model": model}, "settings": [{"optimizer": "ADAM", "initial_lr": 0.5}]}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(content))
+    return folder
+
+
+def test_missing_default_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path, capsys):
+    jobs = untrained_default_jobs(tmp_path / "jobs")
+    assert main(["samples", "--results", str(chain["results"]), "--jobs", str(jobs), "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
+        missing = load_experiment(name, jobs).settings[0].run_dir(chain["results"])
+        assert f"{missing} (the default: setting 0 of experiment {name}" in message
+        assert f"--{model.lower()} PATH" in message
+    assert str(chain["results"] / "smoke" / load_experiment("smoke", chain["jobs"]).settings[0].run_name) in message
+
+
+def test_the_smoke_runs_stand_in_for_untrained_defaults_with_a_notice(chain, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PTB_DIR", raising=False)
+    jobs = untrained_default_jobs(tmp_path / "jobs")
+    shutil.copy(chain["jobs"] / "smoke.yaml", jobs)
+    assert main(["gradients", "--results", str(chain["results"]), "--jobs", str(jobs), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("note: ") == 2
+    smoke = load_experiment("smoke", jobs).settings
+    record = json.loads((tmp_path / "gradients" / "gradients.json").read_text())
+    assert [Path(m["run"]) for m in record["models"]] == [s.run_dir(chain["results"]) for s in smoke[:2]]
+
+
+def test_a_vocabulary_of_another_size_is_refused(chain, tmp_path):
+    other = write_synthetic_corpus(tmp_path / "other", seed=3, vocab_size=40, tokens=(2000, 500, 500))
+    run = rf.read_run(default_run(chain, "3.1"))
+    expected = (f"vocabulary of {load_corpus(other).vocab_size} words but {run.folder} was trained with "
+                f"{run.provenance['vocab_size']}")
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_trained(run.folder, "RNN", data_dir=other)
