@@ -135,13 +135,17 @@ def cmd_sif(args: argparse.Namespace) -> int:
     return 0
 
 
+def experiments_with_results(results_dir: Path, jobs_dir: Path) -> list[str]:
+    """Experiments that have a folder under results/ and a jobs file."""
+    folders = Path(results_dir).iterdir() if Path(results_dir).is_dir() else []
+    return sorted(p.name for p in folders if p.is_dir() and (Path(jobs_dir) / f"{p.name}.yaml").is_file())
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .jobs import load_experiment
     from .status import squeue_states, status_table
 
-    names = args.experiments or sorted(p.name for p in Path(args.results).iterdir()
-                                       if p.is_dir() and (Path(args.jobs) / f"{p.name}.yaml").is_file()) \
-        if Path(args.results).is_dir() else args.experiments
+    names = args.experiments or experiments_with_results(args.results, args.jobs)
     if not names:
         print(f"no results under {args.results} yet; name an experiment, e.g. `ptblm status 3.1`")
         return 0

@@ -15,22 +15,21 @@ rerunning `train_run`, which resumes from last.pt.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import runfolder as rf
-from .config import GRAD_CLIP, RunConfig
-from .data import Corpus, batchify, load_corpus, num_batches, stage_data
-from .models import build_model, causal_mask
+from .config import RunConfig
+from .data import Corpus, batchify, check_data_dir, load_corpus, num_batches, stage_data
+from .models import build_model
 from .provenance import provenance
+from .step import Step, make_step
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
@@ -63,6 +62,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_tf32_matmuls() -> None:
+    """fp32 runs use TF32 tensor cores on CUDA, as the reference timings did (torch's default is off)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
     if config.optimizer == "ADAM":
         return torch.optim.Adam(model.parameters(), lr=config.initial_lr)
@@ -84,34 +89,30 @@ class RunLog:
 
 @dataclass
 class EpochRunner:
-    """Runs one pass over a split; the same code trains, validates and tests."""
+    """Runs one pass over a split; the same code trains, validates and tests.
+
+    Every batch goes through a step from `ptblm.step` (a CUDA graph on CUDA unless `cuda_graph` is
+    False), made once per (optimizer, shape) and kept, so a graph is captured once per run.
+    """
 
     model: torch.nn.Module
     config: RunConfig
     device: torch.device
     log: RunLog
     interactive: bool
+    cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
+    _steps: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def recurrent(self) -> bool:
         return self.config.model != "TRANSFORMER"
 
-    def autocast(self):
-        if self.config.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def loss_on(self, x: torch.Tensor, y: torch.Tensor, hidden):
-        """Mean cross-entropy of one (batch, seq) batch and the next hidden state."""
-        with self.autocast():
-            if self.recurrent:
-                logits, hidden = self.model(x.t(), hidden)  # inputs (seq, batch) -> (seq, batch, vocab)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.t().reshape(-1))
-            else:
-                mask = causal_mask(x.size(1), device=x.device).expand(x.size(0), -1, -1)  # (batch, seq, seq)
-                log_probs = self.model(x, mask)  # (batch, seq, vocab)
-                loss = F.nll_loss(log_probs.float().reshape(-1, log_probs.size(-1)), y.reshape(-1))
-        return loss, hidden
+    def step_for(self, optimizer: torch.optim.Optimizer | None, shape: tuple[int, int]) -> Step:
+        """The training (with an optimizer) or evaluation step for (batch, seq) batches."""
+        key = (optimizer, shape)
+        if key not in self._steps:
+            self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph)
+        return self._steps[key]
 
     def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
         """Mean loss over the split's batches; trains when an optimizer is given."""
@@ -122,26 +123,19 @@ class EpochRunner:
         if config.max_batches:
             steps = min(steps, config.max_batches)
         self.model.train(training)
+        step = self.step_for(optimizer, (config.batch_size, seq_len))
         hidden = self.model.init_hidden().to(self.device) if self.recurrent else None  # (layers, batch, hidden)
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         report_every = max(steps // 10, 1)
         progress = _progress_bar(steps, label) if self.interactive else None
         started = time.perf_counter()
-        with torch.set_grad_enabled(training):
-            for step in range(steps):
-                x = data[:, step * seq_len:(step + 1) * seq_len]  # (batch, seq)
-                y = data[:, step * seq_len + 1:(step + 1) * seq_len + 1]  # (batch, seq), shifted by one
-                if hidden is not None:
-                    hidden = hidden.detach()
-                loss, hidden = self.loss_on(x, y, hidden)
-                if training:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-                    optimizer.step()
-                total += loss.detach()
-                if config.debug or (step + 1) % report_every == 0 or step + 1 == steps:
-                    self._report(label, step + 1, steps, total, started, progress, every_step=config.debug)
+        for index in range(steps):
+            x = data[:, index * seq_len:(index + 1) * seq_len]  # (batch, seq)
+            y = data[:, index * seq_len + 1:(index + 1) * seq_len + 1]  # (batch, seq), shifted by one
+            loss, hidden = step(x, y, hidden)  # loss stays on the device: no sync per batch
+            total += loss
+            if config.debug or (index + 1) % report_every == 0 or index + 1 == steps:
+                self._report(label, index + 1, steps, total, started, progress, every_step=config.debug)
         if progress is not None:
             progress.close()
         return (total / steps).item()
@@ -190,6 +184,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     """
     out_dir = Path(out_dir)
+    check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
         if echo:
@@ -224,8 +219,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
     if device.type == "cuda":
         torch.cuda.manual_seed_all(config.seed)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        use_tf32_matmuls()
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(config, corpus.vocab_size).to(device)
     optimizer = make_optimizer(model, config)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# GPU check of the training step (issue 6): the CUDA-graph tests, then `ptblm bench --full`.
+#
+# Run once, from the repository root, on a machine with one CUDA GPU and PyTorch installed:
+#   - through the session's `device` tool:  run(command="bash bench/gpu-check.sh", timeout_s=560)
+#     (the machine has no network: nothing is installed; its python3 already has torch, pytest,
+#     numpy, pyyaml, tabulate, matplotlib and tqdm, and `ptblm` runs from src/ via PYTHONPATH)
+#   - on a cluster GPU node:  OUT=results/gpu-check bash bench/gpu-check.sh
+# It stays well under 10 minutes on an H100 (each part has its own time limit) and writes into
+# $OUT (default results/gpu-check): environment.txt, pytest.txt, bench-full.txt,
+# bench-<time>.json (fp32, all 11 course shapes), bench-bf16.txt and its JSON (a subset in bf16).
+#
+# What goes into the README's performance section afterwards: the table at the end of
+# bench-full.txt (ms/step, x builtin, s/epoch per path) and its `suite` line, with the card, the date,
+# torch's version (environment.txt) and the commit the calling session had (`git describe
+# --always --dirty` there: the copied tree has no .git, so the JSON's code_version is the package
+# version), plus the pass/skip counts of pytest.txt.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+OUT="${OUT:-results/gpu-check}"
+mkdir -p "$OUT"
+PYTHON="${PYTHON:-python3}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+status=0
+
+{
+  date -u +%Y-%m-%dT%H:%M:%SZ
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv || true
+  "$PYTHON" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
+"cuda", torch.version.cuda, "device", torch.cuda.get_device_name() if torch.cuda.is_available() else None)'
+} 2>&1 | tee "$OUT/environment.txt"
+if ! "$PYTHON" -c 'import torch; raise SystemExit(not torch.cuda.is_available())'; then
+  echo "gpu-check: torch sees no CUDA device; nothing to check here" | tee -a "$OUT/environment.txt"
+  exit 1
+fi
+
+# 1. The step tests, CUDA ones included (they skip without a GPU), and the bench tests.
+per_test_limit=$("$PYTHON" -c 'import pytest_timeout' 2>/dev/null && echo "--timeout=120")
+timeout 200 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
+  tests/test_step.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" || status=1
+
+# 2. Every course shape on every path, fp32 (TF32 matmuls, as training runs).
+timeout 330 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
+
+# 3. bf16 autocast where matmuls dominate, if time is left (SECONDS counts since the script began).
+if (( SECONDS < 420 )); then
+  timeout $(( 540 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
+    --precision bf16 --steps 20 --out "$OUT" 2>&1 | tee "$OUT/bench-bf16.txt" || status=1
+else
+  echo "gpu-check: skipped the bf16 bench (${SECONDS} s spent)" | tee "$OUT/bench-bf16.txt"
+fi
+
+echo "gpu-check: done in ${SECONDS} s, status ${status}; files in ${OUT}:" && ls "$OUT"
+exit "$status"

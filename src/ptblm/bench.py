@@ -1,0 +1,306 @@
+"""`ptblm bench`: one training step of each model and shape, timed side by side on this machine.
+
+A step is what training does per batch: forward, backward, clip to 0.25, Adam update, on random
+tokens (seq 35, emb 200, vocab 10,000). Each case (a model and shape) is timed on these paths:
+
+    default    the project's path as EpochRunner runs it: impl fast, scratch attention, and on GPU
+               the whole step in a CUDA graph
+    eager      the same without the graph (GPU, recurrent models only: on CPU it is `default`)
+    reference  the plain path: impl reference (nested loops over time and layers) / scratch attention
+               with the scaffold's LayerNorm, eager
+    builtin    PyTorch's own, the yardstick: an nn.GRU / nn.RNN language model (cuDNN on GPU) or the
+               Transformer with fused scaled_dot_product_attention and nn.LayerNorm, eager
+
+Each path gets untimed warm-up steps (they include the graph capture), then the median of many
+timed steps: CUDA events on GPU, perf_counter on CPU. Evaluation steps (forward only) are timed
+the same way, for the validation share of an epoch. Printed and saved per path: ms per step,
+training tokens/s, the ratio to `builtin`, projected seconds per PTB epoch (training + validation)
+and, for the course's suite, per suite. Projections count step time only: no start-up.
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .data import num_batches
+from .jobs import load_experiment
+from .models import build_model, make_model
+from .provenance import provenance
+from .runfolder import atomic_write_json
+from .step import GRAPH_WARMUP_STEPS, make_step
+from .train import make_optimizer, pick_device, use_tf32_matmuls
+
+PTB_TOKENS = {"train": 929_589, "valid": 73_760}  # words + <eos> in ptb.train.txt / ptb.valid.txt
+VOCAB_SIZE = 10_000
+SEQ_LEN, EMB_SIZE = 35, 200
+SUITE = ("3.1", "3.2", "3.3", "3.4")  # the course's 15 settings, jobs/<name>.yaml
+PATHS = {
+    "default": "as EpochRunner runs it: impl fast, scratch attention; a CUDA graph on GPU",
+    "eager": "default without the CUDA graph (GPU, recurrent models)",
+    "reference": "impl reference (nested loops) / scratch attention + scaffold LayerNorm, eager "
+                 "(the Transformer's equals default on CPU: not timed twice)",
+    "builtin": "PyTorch's own: nn.GRU / nn.RNN (cuDNN on GPU) / fused SDPA + nn.LayerNorm, eager",
+}
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One model and shape; the suite trains `suite_settings` settings, `suite_epochs` epochs, at it."""
+
+    model: str
+    hidden_size: int
+    num_layers: int
+    batch_size: int
+    dp_keep_prob: float
+    suite_settings: int = 0
+    suite_epochs: int = 0
+    vocab_size: int = VOCAB_SIZE
+    seq_len: int = SEQ_LEN
+    emb_size: int = EMB_SIZE
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.lower()}-h{self.hidden_size}-l{self.num_layers}-bs{self.batch_size}"
+
+    def config(self, **changes) -> RunConfig:
+        """The setting training would run for this shape (Adam, lr 1e-3), with `changes`."""
+        return RunConfig.from_dict({
+            "model": self.model, "optimizer": "ADAM", "initial_lr": 1e-3, "batch_size": self.batch_size,
+            "hidden_size": self.hidden_size, "num_layers": self.num_layers, "dp_keep_prob": self.dp_keep_prob,
+            "seq_len": self.seq_len, "emb_size": self.emb_size, **changes}, where=f"bench case {self.name}")
+
+
+# Small enough for a couple of seconds per path on a 2-core CPU; vocab and sequence as in the course.
+SMALL_CASES = (BenchCase("RNN", 128, 2, 20, 0.8), BenchCase("GRU", 128, 2, 20, 0.8),
+               BenchCase("TRANSFORMER", 128, 2, 20, 0.9))
+
+
+def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE) -> list[BenchCase]:
+    """One case per distinct shape of the suite's settings, in file order, with its epoch count."""
+    cases: dict[tuple, BenchCase] = {}
+    for name in experiments:
+        for setting in load_experiment(name, jobs_dir).settings:
+            c = setting.config
+            shape = (c.model, c.hidden_size, c.num_layers, c.batch_size, c.seq_len, c.emb_size)
+            known = cases.get(shape)
+            cases[shape] = (replace(known, suite_settings=known.suite_settings + 1,
+                                    suite_epochs=known.suite_epochs + c.num_epochs) if known else
+                            BenchCase(c.model, c.hidden_size, c.num_layers, c.batch_size, c.dp_keep_prob,
+                                      1, c.num_epochs, seq_len=c.seq_len, emb_size=c.emb_size))
+    return list(cases.values())
+
+
+class BuiltinRecurrentLM(nn.Module):
+    """Embedding -> dropout -> nn.GRU / nn.RNN (tanh, dropout between layers) -> dropout -> Linear.
+
+    PyTorch's own recurrent layers at the course's sizes, as the yardstick for the from-scratch
+    models' speed. nn.GRU's gate equations differ from the course's (see models/gru.py); its cost
+    does not. Same interface as the course's models: (seq, batch) ids and (layers, batch, hidden).
+    """
+
+    def __init__(self, config: RunConfig, vocab_size: int):
+        super().__init__()
+        dropout = 1 - config.dp_keep_prob
+        layer = {"GRU": nn.GRU, "RNN": nn.RNN}[config.model]
+        self.embedding = nn.Embedding(vocab_size, config.emb_size)
+        self.dropout = nn.Dropout(dropout)
+        self.recurrent = layer(config.emb_size, config.hidden_size, config.num_layers,
+                               dropout=dropout if config.num_layers > 1 else 0.0)
+        self.out_layer = nn.Linear(config.hidden_size, vocab_size)
+        self.state_shape = (config.num_layers, config.batch_size, config.hidden_size)
+
+    def init_hidden(self) -> torch.Tensor:
+        return self.out_layer.weight.new_zeros(self.state_shape)  # (layers, batch, hidden)
+
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedded = self.dropout(self.embedding(inputs))  # (seq, batch, emb)
+        outputs, hidden = self.recurrent(embedded, hidden)  # (seq, batch, hidden)
+        return self.out_layer(self.dropout(outputs)), hidden  # (seq, batch, vocab)
+
+
+def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
+    """The model a path times, and the setting it stands for."""
+    config = case.config(impl="reference") if path == "reference" else case.config()
+    if path != "builtin":
+        return build_model(config, case.vocab_size), config
+    if case.model == "TRANSFORMER":
+        return make_model(case.vocab_size, n_blocks=case.num_layers, n_units=case.hidden_size,
+                          n_heads=config.n_heads, dropout=1 - case.dp_keep_prob, attention="fused",
+                          layer_norm="torch"), config
+    return BuiltinRecurrentLM(config, case.vocab_size), config
+
+
+def paths_for(case: BenchCase, device: torch.device) -> list[str]:
+    """The paths that differ on this device: on CPU nothing is graphed, so `eager` is `default`, and
+    so is the Transformer's `reference`; on GPU the Transformer's `eager` is its `reference`."""
+    recurrent, cuda = case.model != "TRANSFORMER", device.type == "cuda"
+    return ["default", *(["eager"] if recurrent and cuda else []),
+            *(["reference"] if recurrent or cuda else []), "builtin"]
+
+
+def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: int, warmup: int,
+               repeats: int) -> list[float]:
+    """Milliseconds of each of `repeats` steps after `warmup` untimed ones; batches are cut from
+    `data` (batch, tokens) as EpochRunner cuts them, cyclically, and the hidden state is carried."""
+    count = (data.size(1) - 1) // seq_len
+
+    def run(index: int) -> None:
+        nonlocal hidden
+        start = index % count * seq_len
+        _, hidden = step(data[:, start:start + seq_len], data[:, start + 1:start + seq_len + 1], hidden)
+
+    for index in range(warmup):
+        run(index)
+    if data.device.type != "cuda":
+        times = []
+        for index in range(warmup, warmup + repeats):
+            started = time.perf_counter()
+            run(index)
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+    torch.cuda.synchronize(data.device)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for index, (start, end) in enumerate(events, start=warmup):
+        start.record()
+        run(index)
+        end.record()
+    torch.cuda.synchronize(data.device)
+    return [start.elapsed_time(end) for start, end in events]
+
+
+def epoch_seconds(case: BenchCase, train_ms: float, eval_ms: float) -> float:
+    """One PTB epoch at these step times: every training batch, then every validation batch."""
+    train = num_batches(PTB_TOKENS["train"], case.batch_size, case.seq_len)
+    valid = num_batches(PTB_TOKENS["valid"], case.batch_size, case.seq_len)
+    return (train * train_ms + valid * eval_ms) / 1000
+
+
+def bench_path(case: BenchCase, path: str, device: torch.device, precision: str, warmup: int,
+               repeats: int) -> dict:
+    """Train and eval step times of one path (a fresh model, seeded), or the error that stopped it."""
+    torch.manual_seed(0)
+    model, config = path_model(case, path)
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    graphed = path == "default" and device.type == "cuda"
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randint(case.vocab_size, (case.batch_size, 8 * case.seq_len + 1), generator=generator)
+    data = data.to(device)  # (batch, tokens): 8 distinct batches
+    result = {"case": case.name, "path": path, "cuda_graph": graphed, "model": case.model,
+              "hidden_size": case.hidden_size, "num_layers": case.num_layers, "batch_size": case.batch_size,
+              "dp_keep_prob": case.dp_keep_prob}
+    try:
+        timings = {}
+        for label, step_optimizer in (("train", optimizer), ("eval", None)):
+            model.train(step_optimizer is not None)
+            hidden = None if case.model == "TRANSFORMER" else model.init_hidden().to(device)
+            step = make_step(model, step_optimizer, precision, cuda_graph=graphed)
+            timings[label] = statistics.median(time_steps(step, data, hidden, case.seq_len, warmup, repeats))
+    except (RuntimeError, ValueError) as error:  # e.g. out of memory: record it, time the other paths
+        return {**result, "error": f"{type(error).__name__}: {error}".splitlines()[0]}
+    tokens = case.batch_size * case.seq_len
+    return {**result, "train_ms": timings["train"], "eval_ms": timings["eval"],
+            "tokens_per_second": tokens / timings["train"] * 1000,
+            "epoch_seconds": epoch_seconds(case, timings["train"], timings["eval"])}
+
+
+def with_ratios(results: list[dict]) -> list[dict]:
+    """Adds ratio_to_builtin: train ms over the builtin path's train ms for the same case."""
+    builtin = {r["case"]: r.get("train_ms") for r in results if r["path"] == "builtin"}
+    return [{**r, "ratio_to_builtin": (r["train_ms"] / builtin[r["case"]]
+                                       if r.get("train_ms") and builtin.get(r["case"]) else None)}
+            for r in results]
+
+
+def suite_seconds(cases: list[BenchCase], results: list[dict]) -> dict[str, float]:
+    """Projected step seconds of the whole suite per path, for paths timed on every case."""
+    by_key = {(r["case"], r["path"]): r.get("epoch_seconds") for r in results}
+    totals = {}
+    for path in PATHS:
+        seconds = [by_key.get((case.name, path)) for case in cases]
+        if all(s is not None for s in seconds):
+            totals[path] = sum(case.suite_epochs * s for case, s in zip(cases, seconds))
+    return totals
+
+
+def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, precision: str = "fp32",
+              warmup: int = 5, repeats: int = 20, complete_suite: bool = False,
+              command_line: list[str] | None = None, echo=print) -> Path:
+    """Time every case on every path, print the table, write bench-<timestamp>.json; its path."""
+    if device.type == "cuda":  # as training runs
+        use_tf32_matmuls()
+    echo(f"ptblm bench on {provenance(device, None)['device']}, torch {torch.__version__}, {precision}, "
+         f"median of {repeats} steps after {warmup} warm-up steps")
+    results = []
+    for case in cases:
+        for path in paths_for(case, device):
+            results.append(bench_path(case, path, device, precision, warmup, repeats))
+            gc.collect()  # the path's model, optimizer state and graph memory, before the next one
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            echo(f"  {case.name} {path}: " + (results[-1].get("error") or f"{results[-1]['train_ms']:.2f} ms/step"))
+    results = with_ratios(results)
+    suite = None
+    if complete_suite:
+        suite = {"settings": sum(case.suite_settings for case in cases),
+                 "epochs": sum(case.suite_epochs for case in cases), "seconds": suite_seconds(cases, results)}
+    report = {**provenance(device, command_line), "precision": precision, "warmup_steps": warmup,
+              "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "vocab_size": VOCAB_SIZE,
+              "optimizer": "ADAM", "ptb_tokens": PTB_TOKENS, "paths": PATHS,
+              "cases": [asdict(case) | {"name": case.name} for case in cases], "results": results, "suite": suite}
+    echo(format_table(results, suite))
+    path = Path(out_dir) / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write_json(path, report)
+    echo(f"wrote {path}")
+    return path
+
+
+def format_table(results: list[dict], suite: dict | None) -> str:
+    from tabulate import tabulate
+
+    def number(value, digits):
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    rows = [[r["case"], r["path"], number(r.get("train_ms"), 2), number(r.get("eval_ms"), 2),
+             number(r.get("tokens_per_second"), 0), number(r.get("ratio_to_builtin"), 2),
+             number(r.get("epoch_seconds"), 1), r.get("error", "")] for r in results]
+    table = tabulate(rows, headers=["case", "path", "train ms", "eval ms", "train tokens/s", "x builtin",
+                                    "s/epoch", "error"], disable_numparse=True)
+    if suite:
+        totals = ", ".join(f"{path} {seconds / 60:,.1f} min" for path, seconds in suite["seconds"].items())
+        table += (f"\nsuite ({suite['settings']} settings, {suite['epochs']} epochs of train + validation, "
+                  f"step time only): {totals}")
+    return table
+
+
+def select_cases(cases: list[BenchCase], only: list[str] | None) -> list[BenchCase]:
+    """Cases whose name contains one of `only` (all without it); an error naming the choices."""
+    if not only:
+        return cases
+    chosen = [case for case in cases if any(part in case.name for part in only)]
+    if not chosen:
+        raise ValueError(f"bench: --only {' '.join(only)} matches no case; cases: "
+                         f"{', '.join(case.name for case in cases)}")
+    return chosen
+
+
+def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir: Path, out_dir: Path,
+                  precision: str, warmup: int | None, repeats: int | None) -> Path:
+    """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise. Step counts
+    default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps."""
+    device = pick_device(device_name)
+    all_cases = suite_cases(jobs_dir) if full else list(SMALL_CASES)
+    cases = select_cases(all_cases, only)
+    cuda = device.type == "cuda"
+    warmup = (GRAPH_WARMUP_STEPS + 2 if cuda else 2) if warmup is None else warmup
+    repeats = (50 if cuda else 10) if repeats is None else repeats
+    return run_bench(cases, device, out_dir, precision=precision, warmup=warmup, repeats=repeats,
+                     complete_suite=full and len(cases) == len(all_cases), command_line=sys.argv)

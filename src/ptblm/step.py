@@ -1,0 +1,237 @@
+"""One batch of training or evaluation, the way EpochRunner runs every batch: eager, or a CUDA graph.
+
+A step takes a (batch, seq) input, its (batch, seq) targets (shifted by one token) and the recurrent
+state, and returns the mean cross-entropy as a 0-dim tensor on the device plus the next state,
+detached. Never a Python float: the loop does not wait for the GPU between batches. A training step
+also runs backward, clips the gradient norm to GRAD_CLIP and updates the weights.
+
+- `EagerStep` runs the ops one by one (CPU and CUDA).
+- `GraphedStep` (CUDA only) captures the whole step once, forward to optimizer update, and replays
+  it for each batch: one launch instead of hundreds, which is where small recurrent models lose
+  their time. It copies each batch into static buffers, runs the first steps eagerly on its own
+  stream as PyTorch's CUDA-graph docs require before a capture, and keeps the learning rates in
+  device tensors so that SGD_LR_SCHEDULE changes them without a new capture. Dropout inside the
+  graph draws new masks at every replay (PyTorch registers its generator with the graph).
+
+PTB batches of a split all have the same shape, so one graph per (training or not, shape) is enough.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import GRAD_CLIP
+from .models import causal_mask
+
+# (x (batch, seq), y (batch, seq), hidden (layers, batch, hidden) or None) -> (loss (), next hidden)
+Step = Callable[[Tensor, Tensor, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
+
+GRAPH_WARMUP_STEPS = 3  # eager steps on the side stream before the capture, as in PyTorch's examples
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast (fp32 master weights) or nothing. The region lies inside the step, so a graph
+    capture holds the whole of it, weight-cast cache included."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def forward_loss(model: nn.Module, x: Tensor, y: Tensor, hidden: Tensor | None,
+                 precision: str = "fp32") -> tuple[Tensor, Tensor | None]:
+    """Mean cross-entropy of one batch and the next hidden state; `hidden` is None for the Transformer."""
+    with autocast(x.device, precision):
+        if hidden is not None:
+            logits, hidden = model(x.t(), hidden)  # inputs (seq, batch) -> (seq, batch, vocab)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.t().reshape(-1))
+        else:
+            mask = causal_mask(x.size(1), device=x.device).expand(x.size(0), -1, -1)  # (batch, seq, seq)
+            log_probs = model(x, mask)  # (batch, seq, vocab)
+            loss = F.nll_loss(log_probs.float().reshape(-1, log_probs.size(-1)), y.reshape(-1))
+    return loss, hidden
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+               hidden: Tensor | None, precision: str = "fp32") -> tuple[Tensor, Tensor | None]:
+    """Forward, backward, clip the gradient norm to GRAD_CLIP, update; (loss, next hidden), detached."""
+    optimizer.zero_grad(set_to_none=True)  # None, not zeros: backward then writes fresh gradients
+    with torch.enable_grad():
+        loss, hidden = forward_loss(model, x, y, hidden, precision)
+        loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)  # on device: no .item()
+    optimizer.step()
+    return loss.detach(), None if hidden is None else hidden.detach()
+
+
+@torch.no_grad()
+def eval_step(model: nn.Module, x: Tensor, y: Tensor, hidden: Tensor | None,
+              precision: str = "fp32") -> tuple[Tensor, Tensor | None]:
+    """Forward and loss only."""
+    return forward_loss(model, x, y, hidden, precision)
+
+
+def run_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, x: Tensor, y: Tensor,
+             hidden: Tensor | None, precision: str) -> tuple[Tensor, Tensor | None]:
+    """A training step when there is an optimizer, an evaluation step otherwise."""
+    if optimizer is None:
+        return eval_step(model, x, y, hidden, precision)
+    return train_step(model, optimizer, x, y, hidden, precision)
+
+
+def use_graph_safe_updates(optimizer: torch.optim.Optimizer, graph_safe: bool) -> None:
+    """Put the optimizer in the mode a step kind needs (a checkpoint may come from the other kind).
+
+    Graph-safe: Adam keeps its step counters on the device (capturable=True) and SGD runs its fused
+    kernel, the one that reads a learning rate held in a device tensor. Otherwise torch's defaults:
+    counters on the host, foreach kernels; the only mode that runs on CPU.
+    """
+    if isinstance(optimizer, torch.optim.Adam):
+        for group in optimizer.param_groups:
+            group["capturable"] = graph_safe
+            for parameter in group["params"]:
+                state = optimizer.state.get(parameter, {})
+                if "step" in state:
+                    state["step"] = state["step"].to(parameter.device if graph_safe else "cpu")
+    elif isinstance(optimizer, torch.optim.SGD):
+        for group in optimizer.param_groups:
+            group["fused"] = True if graph_safe else None
+    elif graph_safe:
+        raise ValueError(f"CUDA graph steps support the optimizers make_optimizer builds (Adam, SGD), "
+                         f"not {type(optimizer).__name__}; run that optimizer eagerly (cuda_graph=False)")
+
+
+class DeviceLearningRates:
+    """The optimizer's learning rates mirrored in device tensors, which a captured update reads.
+
+    The param groups keep plain floats (what the trainer sets and checkpoints save); `sync` copies
+    a changed float into its tensor without a host sync, and `installed` puts the tensors in the
+    groups only while the update is being captured.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.groups = optimizer.param_groups
+        self.values = [float(group["lr"]) for group in self.groups]
+        self.tensors = [torch.tensor(value, device=device) for value in self.values]
+
+    def sync(self) -> None:
+        for index, group in enumerate(self.groups):
+            if group["lr"] != self.values[index]:
+                self.values[index] = float(group["lr"])
+                self.tensors[index].fill_(self.values[index])
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        floats = [group["lr"] for group in self.groups]
+        for group, tensor in zip(self.groups, self.tensors):
+            group["lr"] = tensor
+        try:
+            yield
+        finally:
+            for group, value in zip(self.groups, floats):
+                group["lr"] = value
+
+
+class EagerStep:
+    """The step as plain PyTorch ops; trains when given an optimizer, else evaluates."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32"):
+        self.model, self.optimizer, self.precision = model, optimizer, precision
+        if optimizer is not None:
+            use_graph_safe_updates(optimizer, False)
+
+    def __call__(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return run_step(self.model, self.optimizer, x, y, hidden, self.precision)
+
+
+class GraphedStep:
+    """The step captured in one CUDA graph at its first call after `warmup_steps`, then replayed.
+
+    The graph reads the batch from static input buffers and writes the loss and next hidden state
+    to static outputs; both are private, and the returned tensors are copies, safe to keep. The
+    model's train/eval mode is baked into the graph, so a call in the other mode is refused.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
+                 warmup_steps: int = GRAPH_WARMUP_STEPS):
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            raise ValueError(f"GraphedStep: CUDA graphs need the model on a CUDA device, not {device}; "
+                             f"use EagerStep (cuda_graph=False)")
+        self.model, self.optimizer, self.precision = model, optimizer, precision
+        self.training = optimizer is not None
+        self.warmup_steps = warmup_steps
+        self.stream = torch.cuda.Stream(device)  # warm-up and capture run here, off the default stream
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.calls = 0
+        self.inputs: tuple[Tensor, Tensor, Tensor | None] | None = None  # what the graph reads
+        self.outputs: tuple[Tensor, Tensor | None] | None = None  # what the graph writes
+        self.learning_rates = None
+        if optimizer is not None:
+            use_graph_safe_updates(optimizer, True)
+            self.learning_rates = DeviceLearningRates(optimizer, device)
+
+    def __call__(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        if self.model.training != self.training:
+            raise RuntimeError(f"GraphedStep for {'training' if self.training else 'evaluation'} called "
+                               f"with the model in {'train' if self.model.training else 'eval'} mode")
+        self._load(x, y, hidden)
+        if self.learning_rates is not None:
+            self.learning_rates.sync()
+        if self.graph is None and self.calls < self.warmup_steps:
+            self.calls += 1
+            return self._copies(*self._run_on_side_stream())
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self._copies(*self.outputs)
+
+    def _run(self) -> tuple[Tensor, Tensor | None]:
+        return run_step(self.model, self.optimizer, *self.inputs, self.precision)
+
+    def _run_on_side_stream(self) -> tuple[Tensor, Tensor | None]:
+        """One eager step on the capture stream, ordered after and before the caller's work."""
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            outputs = self._run()
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return outputs
+
+    def _capture(self) -> None:
+        """Record the step; nothing runs until the replay. Gradients are set to None inside the
+        step, so backward allocates them from the graph's private memory pool."""
+        self.graph = torch.cuda.CUDAGraph()
+        rates = self.learning_rates.installed() if self.learning_rates else contextlib.nullcontext()
+        with rates, torch.cuda.graph(self.graph, stream=self.stream):
+            self.outputs = self._run()
+
+    def _load(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> None:
+        batch = (x, y, hidden)
+        if self.inputs is None:
+            self.inputs = tuple(None if t is None else t.clone(memory_format=torch.contiguous_format)
+                                for t in batch)
+            return
+        for name, static, new in zip(("x", "y", "hidden"), self.inputs, batch):
+            if (static is None) != (new is None) or static is not None and static.shape != new.shape:
+                raise ValueError(f"GraphedStep: {name} has shape {None if new is None else tuple(new.shape)}; "
+                                 f"the graph was captured for {None if static is None else tuple(static.shape)} "
+                                 f"(make one step per shape)")
+            if static is not None:
+                static.copy_(new)
+
+    @staticmethod
+    def _copies(loss: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return loss.clone(), None if hidden is None else hidden.clone()
+
+
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
+              cuda_graph: bool | None = None) -> Step:
+    """The step for a model on its device: a CUDA graph on CUDA, eager elsewhere (None = that choice)."""
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    graphed = on_cuda if cuda_graph is None else cuda_graph
+    if graphed:
+        return GraphedStep(model, optimizer, precision)
+    return EagerStep(model, optimizer, precision)

@@ -1,0 +1,97 @@
+"""`ptblm bench`: it runs, and what it writes is consistent. No timing assertions: CI machines vary."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO
+from ptblm.bench import (BenchCase, BuiltinRecurrentLM, epoch_seconds, paths_for, run_bench, select_cases,
+                         suite_cases)
+from ptblm.cli import main
+from ptblm.step import EagerStep
+from ptblm.train import make_optimizer
+
+TINY = dict(vocab_size=50, seq_len=5, emb_size=8)
+
+
+def tiny_cases() -> list[BenchCase]:
+    return [BenchCase("RNN", 8, 2, 4, 0.8, suite_settings=2, suite_epochs=40, **TINY),
+            BenchCase("GRU", 8, 1, 4, 0.5, suite_settings=1, suite_epochs=20, **TINY),
+            BenchCase("TRANSFORMER", 16, 1, 4, 0.9, suite_settings=1, suite_epochs=20, **TINY)]
+
+
+def test_bench_writes_every_path_of_every_case_with_consistent_figures(tmp_path):
+    cases = tiny_cases()
+    path = run_bench(cases, torch.device("cpu"), tmp_path, warmup=1, repeats=2, complete_suite=True,
+                     echo=lambda line: None)
+    assert path.parent == tmp_path and path.name.startswith("bench-") and path.suffix == ".json"
+    report = json.loads(path.read_text())
+    assert report["torch_version"] == torch.__version__ and report["device"].startswith("cpu")
+    assert report["code_version"] and report["timed_steps"] == 2 and report["ptb_tokens"]["train"] == 929_589
+    results = {(r["case"], r["path"]): r for r in report["results"]}
+    assert sorted(results) == sorted((c.name, p) for c in cases for p in paths_for(c, torch.device("cpu")))
+    assert [p for c, p in results if c.startswith("transformer")] == ["default", "builtin"]
+    for case in cases:
+        builtin = results[case.name, "builtin"]
+        assert builtin["ratio_to_builtin"] == 1.0
+        for path_name in paths_for(case, torch.device("cpu")):
+            r = results[case.name, path_name]
+            assert "error" not in r and r["train_ms"] > 0 and r["eval_ms"] > 0 and not r["cuda_graph"]
+            assert r["tokens_per_second"] == pytest.approx(4 * 5 / r["train_ms"] * 1000)
+            assert r["ratio_to_builtin"] == pytest.approx(r["train_ms"] / builtin["train_ms"])
+            assert r["epoch_seconds"] == pytest.approx(epoch_seconds(case, r["train_ms"], r["eval_ms"]))
+    suite = report["suite"]
+    assert suite["settings"] == 4 and suite["epochs"] == 80
+    assert set(suite["seconds"]) == {"default", "builtin"}  # `reference` is not timed for the CPU Transformer
+    assert suite["seconds"]["default"] == pytest.approx(
+        sum(c.suite_epochs * results[c.name, "default"]["epoch_seconds"] for c in cases))
+
+
+def test_an_epoch_is_every_ptb_training_batch_then_every_validation_batch():
+    case = BenchCase("GRU", 512, 2, 20, 0.5)
+    # (929,589 // 20 - 1) // 35 = 1327 training and (73,760 // 20 - 1) // 35 = 105 validation batches
+    assert epoch_seconds(case, train_ms=10.0, eval_ms=5.0) == pytest.approx(1327 * 0.010 + 105 * 0.005)
+
+
+def test_full_cases_are_the_course_suites_eleven_shapes():
+    cases = suite_cases(REPO / "jobs")
+    assert [c.name for c in cases] == [
+        "rnn-h512-l2-bs128", "rnn-h512-l2-bs20", "gru-h512-l2-bs128", "gru-h512-l2-bs20", "gru-h256-l2-bs128",
+        "gru-h2048-l2-bs128", "gru-h512-l4-bs128", "transformer-h512-l6-bs128", "transformer-h512-l2-bs128",
+        "transformer-h2048-l2-bs128", "transformer-h1024-l6-bs128"]
+    assert sum(c.suite_settings for c in cases) == 15 and sum(c.suite_epochs for c in cases) == 300
+    assert cases[0].suite_settings == 4 and cases[0].seq_len == 35 and cases[0].emb_size == 200
+    assert [c.name for c in select_cases(cases, ["gru-h512-l2"])] == ["gru-h512-l2-bs128", "gru-h512-l2-bs20"]
+    with pytest.raises(ValueError, match="--only lstm matches no case; cases: rnn-h512-l2-bs128"):
+        select_cases(cases, ["lstm"])
+
+
+@pytest.mark.parametrize("model, layer", [("GRU", nn.GRU), ("RNN", nn.RNN)])
+def test_builtin_recurrent_lm_takes_the_course_models_inputs(model, layer):
+    case = BenchCase(model, 8, 2, 4, 0.8, **TINY)
+    config = case.config()
+    lm = BuiltinRecurrentLM(config, case.vocab_size)
+    assert isinstance(lm.recurrent, layer) and lm.recurrent.num_layers == 2
+    assert lm.recurrent.dropout == pytest.approx(0.2)
+    inputs = torch.randint(case.vocab_size, (case.seq_len, case.batch_size))  # (seq, batch)
+    logits, hidden = lm(inputs, lm.init_hidden())
+    assert logits.shape == (5, 4, 50) and hidden.shape == (2, 4, 8)
+    before = lm.out_layer.weight.detach().clone()
+    loss, _ = EagerStep(lm, make_optimizer(lm, config))(inputs.t(), inputs.t(), lm.init_hidden())
+    assert torch.isfinite(loss) and not torch.equal(before, lm.out_layer.weight)
+
+
+def test_bench_command_writes_json_and_names_the_cases_when_none_match(tmp_path, capsys):
+    assert main(["bench", "--only", "rnn", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
+    written = list(Path(tmp_path).glob("bench-*.json"))
+    assert len(written) == 1
+    results = json.loads(written[0].read_text())["results"]
+    assert [(r["case"], r["path"]) for r in results] == [
+        ("rnn-h128-l2-bs20", "default"), ("rnn-h128-l2-bs20", "reference"), ("rnn-h128-l2-bs20", "builtin")]
+    assert "rnn-h128-l2-bs20" in capsys.readouterr().out
+    assert main(["bench", "--only", "lstm", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "matches no case; cases: rnn-h128-l2-bs20, gru-h128-l2-bs20, transformer-h128-l2-bs20" in \
+        capsys.readouterr().err
