@@ -22,6 +22,7 @@ FLAG_HELP = {
     "max_batches": "cap batches per epoch (0 = whole split)", "impl": "fast (default) or reference (plain loops)",
     "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
     "device": "auto, cpu or cuda",
+    "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
 }
 
 

@@ -15,6 +15,7 @@ IMPLEMENTATIONS = ("fast", "reference")  # reference = the plain nested loop ove
 ATTENTIONS = ("scratch", "fused")  # fused = torch's scaled_dot_product_attention
 PRECISIONS = ("fp32", "bf16")  # bf16 = autocast with fp32 master weights
 DEVICES = ("auto", "cpu", "cuda")
+CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 
 
@@ -46,6 +47,7 @@ class RunConfig:
     attention: str = "scratch"
     precision: str = "fp32"
     device: str = "auto"
+    cuda_graph: str = "auto"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "setting") -> "RunConfig":
@@ -69,7 +71,8 @@ class RunConfig:
             raise ConfigError(f"{where}: {key} = {getattr(self, key)!r} is invalid; valid: {valid}")
 
         for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("impl", IMPLEMENTATIONS),
-                             ("attention", ATTENTIONS), ("precision", PRECISIONS), ("device", DEVICES)):
+                             ("attention", ATTENTIONS), ("precision", PRECISIONS), ("device", DEVICES),
+                             ("cuda_graph", CUDA_GRAPHS)):
             if getattr(self, key) not in choices:
                 fail(key, "one of " + ", ".join(choices))
         for key in ("batch_size", "hidden_size", "num_layers", "seq_len", "emb_size", "num_epochs", "n_heads"):
@@ -98,7 +101,7 @@ class RunConfig:
         defaults = {f.name: f.default for f in fields(self)}
         for key, short in (("seq_len", "seq"), ("emb_size", "emb"), ("num_epochs", "ep"),
                            ("seed", "seed"), ("n_heads", "heads"), ("max_batches", "maxb"),
-                           ("attention", "att"), ("precision", ""), ("impl", "")):
+                           ("attention", "att"), ("precision", ""), ("impl", ""), ("cuda_graph", "graph-")):
             value = getattr(self, key)
             if value != defaults[key]:
                 parts.append(f"{short}{value}")

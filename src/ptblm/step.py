@@ -18,6 +18,7 @@ PTB batches of a split all have the same shape, so one graph per (training or no
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable, Iterator
 
 import torch
@@ -166,6 +167,7 @@ class GraphedStep:
         self.warmup_steps = warmup_steps
         self.stream = torch.cuda.Stream(device)  # warm-up and capture run here, off the default stream
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture_error: RuntimeError | None = None  # set when capture failed: the step stays eager
         self.calls = 0
         self.inputs: tuple[Tensor, Tensor, Tensor | None] | None = None  # what the graph reads
         self.outputs: tuple[Tensor, Tensor | None] | None = None  # what the graph writes
@@ -184,8 +186,15 @@ class GraphedStep:
         if self.graph is None and self.calls < self.warmup_steps:
             self.calls += 1
             return self._copies(*self._run_on_side_stream())
+        if self.graph is None and self.capture_error is None:
+            try:
+                self._capture()
+            except RuntimeError as error:  # e.g. an op that syncs: finish the run eagerly rather than lose it
+                self.graph, self.capture_error = None, error
+                warnings.warn(f"CUDA graph capture failed ({error}); running this step eagerly "
+                              f"(--cuda_graph off skips the attempt)", RuntimeWarning)
         if self.graph is None:
-            self._capture()
+            return self._copies(*self._run_on_side_stream())
         self.graph.replay()
         return self._copies(*self.outputs)
 

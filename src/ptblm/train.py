@@ -245,7 +245,8 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
         **provenance(device, command_line)})
     log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
-    runner = EpochRunner(model, config, device, log, interactive)
+    runner = EpochRunner(model, config, device, log, interactive,
+                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph])
     best = curves.best_epoch()
     state = rf.RUNNING
 
