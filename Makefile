@@ -1,4 +1,5 @@
 # Every target is a thin call of the `ptblm` command line (see `ptblm --help`).
+#   make submit EXP=3.1 [CLUSTER=local] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local]
 # Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
 # login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
 PYTHON     ?= python3
@@ -11,6 +12,7 @@ PTBLM      := $(VENV)/bin/ptblm
 STAMP      := $(VENV)/.installed
 DRY_RUN    ?=
 FORCE      ?=
+EXECUTOR   ?= auto
 SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 .PHONY: setup test demo data train submit status tables figures gradients samples report bench \
@@ -37,7 +39,7 @@ train: $(STAMP)
 	$(PTBLM) train $(ARGS)
 
 submit: $(STAMP)
-	$(PTBLM) submit $(EXP) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
+	$(PTBLM) submit $(EXP) --cluster $(CLUSTER) --executor $(EXECUTOR) $(SUBMIT_FLAGS)
 
 sbatch: $(STAMP)
 	$(PTBLM) sbatch $(EXP) --cluster $(CLUSTER) $(SUBMIT_FLAGS)

@@ -95,25 +95,27 @@ def default_clusters_dir(environ=os.environ) -> Path:
     return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
+def experiment_and_profile(args: argparse.Namespace):
+    """Both validated before anything is submitted."""
     from .clusters import load_profile
     from .jobs import load_experiment
+
+    return load_experiment(args.experiment, args.jobs), load_profile(args.cluster, args.clusters)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
     from .submit import submit_experiment
 
-    experiment = load_experiment(args.experiment, args.jobs)
-    profile = load_profile(args.cluster, args.clusters)
+    experiment, profile = experiment_and_profile(args)
     submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
                       dry_run=args.dry_run, force=args.force, executor=args.executor)
     return 0
 
 
 def cmd_sbatch(args: argparse.Namespace) -> int:
-    from .clusters import load_profile
-    from .jobs import load_experiment
     from .submit import submit_sbatch
 
-    experiment = load_experiment(args.experiment, args.jobs)
-    profile = load_profile(args.cluster, args.clusters)
+    experiment, profile = experiment_and_profile(args)
     submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
                   script=args.script, dry_run=args.dry_run, force=args.force)
     return 0
@@ -328,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("experiment", help="jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file")
     submit.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     submit.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
-                        help="auto = Slurm when sbatch is on PATH, else local processes")
+                        help="auto = Slurm when a cluster answers sinfo, else local processes")
     submit.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
     submit.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
     add_location_flags(submit)

@@ -42,6 +42,16 @@ def active_slurm_jobs(runner=subprocess.run) -> set[str] | None:
     return set(result.stdout.split()) if result.returncode == 0 else None
 
 
+def slurm_answers(runner=subprocess.run) -> bool:
+    """sbatch is installed and a controller answers (a client without a cluster is no Slurm)."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        return runner(["sinfo", "-h", "-o", "%P"], capture_output=True, timeout=15).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
                     active_jobs: set[str] | None) -> list[PlannedTask]:
     plan = []
@@ -139,7 +149,7 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     """Plan, print, and (unless dry_run) submit the settings that still need to run."""
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     logs_dir = results_dir / experiment.name / "logs"
-    use_slurm = executor == "slurm" or (executor == "auto" and shutil.which("sbatch") is not None)
+    use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
     plan = plan_experiment(experiment, results_dir, force, active_slurm_jobs() if use_slurm else None)
     echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
     echo(plan_table(plan))
@@ -205,7 +215,7 @@ def _run_local(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, log
 
     executor = submitit.LocalExecutor(folder=logs_dir, python=submitit_python(spec) if spec else None)
     executor.update_parameters(timeout_min=profile.local_timeout_min)
-    echo(f"Slurm not found (no sbatch on PATH): running {len(tasks)} tasks on this machine with submitit's "
+    echo(f"no Slurm cluster answers here (sbatch/sinfo): running {len(tasks)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
          f"each; logs in {logs_dir}")
     threads = max(1, (os.cpu_count() or 1) // (profile.local_parallelism * profile.runs_per_gpu))
