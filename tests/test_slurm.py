@@ -198,3 +198,18 @@ def test_jobs_really_go_through_the_container_wrapper(tmp_path, synthetic_dir, c
     assert ("submitit.core._submit" in calls) if command == "submit" else ("run-setting" in calls)
     setting = load_experiment(name, jobs_dir).settings[0]
     assert rf.read_status(setting.run_dir(results)).state == rf.DONE
+
+
+def test_experiment_larger_than_max_array_size_is_split_into_arrays(tmp_path, synthetic_dir):
+    jobs_dir, results, clusters = tmp_path / "jobs", tmp_path / "results", tmp_path / "clusters"
+    name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10, 12))
+    clusters.mkdir()
+    (clusters / "small.yaml").write_text("partition: debug\ncpus_per_task: 1\nmem_gb: 2\nmax_array_size: 2\n")
+    output = ptblm("submit", name, "--cluster", "small", "--clusters", str(clusters), "--jobs", str(jobs_dir),
+                   "--results", str(results), "--data", str(synthetic_dir)).stdout
+    arrays = re.findall(r"submitted array job (\d+) with (\d+) tasks", output)
+    assert [count for _, count in arrays] == ["2", "1"], output
+    for job, _ in arrays:
+        wait_for_job(job)
+    for setting in load_experiment(name, jobs_dir).settings:
+        assert rf.read_status(setting.run_dir(results)).state == rf.DONE

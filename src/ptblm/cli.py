@@ -167,20 +167,22 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The smoke experiment into results/demo/ (apart from the suite's own results), then its results table."""
     from .clusters import load_profile
     from .data import write_synthetic_corpus
     from .jobs import load_experiment
-    from .status import status_table
+    from .report.summary import load_summaries
+    from .report.tables import markdown_table
     from .submit import submit_experiment
 
+    demo_dir = Path(args.results) / "demo"
     data_dir = args.data or (Path(os.environ["PTB_DIR"]) if "PTB_DIR" in os.environ else None)
     if data_dir is None:
-        data_dir = write_synthetic_corpus(Path(args.results) / "demo-data")
+        data_dir = write_synthetic_corpus(demo_dir / "data")
         print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
-    experiment = load_experiment("smoke", args.jobs)
-    submit_experiment(experiment, load_profile("local", args.clusters), results_dir=args.results,
-                      data_dir=data_dir, executor="local")
-    print(status_table(experiment, args.results))
+    submit_experiment(load_experiment("smoke", args.jobs), load_profile("local", args.clusters),
+                      results_dir=demo_dir, data_dir=data_dir, executor="local")
+    print(f"\n{markdown_table(load_summaries(demo_dir))}\n\nrun folders in {demo_dir}/smoke/")
     return 0
 
 
@@ -368,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(run_setting)
     run_setting.set_defaults(handler=cmd_run_setting)
 
-    demo = commands.add_parser("demo", help="the smoke experiment on this machine (synthetic data without PTB_DIR)")
+    demo = commands.add_parser("demo", help="the smoke experiment on this machine into results/demo/ "
+                               "(synthetic data without PTB_DIR), then its results table")
     add_location_flags(demo)
     demo.set_defaults(handler=cmd_demo)
 
