@@ -143,12 +143,37 @@ def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
     rf.write_status(done, rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
     rf.write_status(interrupted, rf.RunStatus(state=rf.FAILED, epochs_done=7, num_epochs=20))
     rf.write_submission(queued, rf.Submission(job_id="55_2", executor="slurm", submitted_at=1.0))
-    plan = plan_experiment(experiment, tmp_path, force=False, active_jobs={"55_2"})
+    plan = plan_experiment(experiment, tmp_path, force=False, scheduler={"55_2": "PENDING"})
     assert [(t.action, t.reason) for t in plan] == [
         (SKIP, "done (20/20 epochs)"), (RESUME, "from last.pt after epoch 7"),
         (SKIP, "Slurm job 55_2 still queued or running")]
-    assert [t.action for t in plan_experiment(experiment, tmp_path, False, active_jobs=set())][2] == SUBMIT
-    assert {t.action for t in plan_experiment(experiment, tmp_path, force=True, active_jobs=None)} == {SUBMIT}
+    assert [t.action for t in plan_experiment(experiment, tmp_path, False, scheduler={})][2] == SUBMIT
+    # squeue does not answer: a setting that may still run is left alone
+    unknown = plan_experiment(experiment, tmp_path, False, scheduler=None)
+    assert unknown[2].action == SKIP and "squeue does not answer" in unknown[2].reason
+    forced = plan_experiment(experiment, tmp_path, force=True, scheduler={"55_2": "RUNNING"})
+    assert [t.action for t in forced] == [SUBMIT, SUBMIT, SKIP]  # never two jobs in one folder
+    assert forced[2].reason.endswith("scancel it to force a rerun")
+
+
+def test_forced_folders_are_cleared_at_submission_not_in_the_requeued_task(tmp_path):
+    from ptblm.slurm_job import TrainTask, mark_requeued
+    from ptblm.submit import clear_forced
+
+    experiment = load_experiment("3.2", JOBS)
+    for setting in experiment.settings:
+        rf.write_status(setting.run_dir(tmp_path), rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
+    plan = plan_experiment(experiment, tmp_path, force=True, scheduler={})
+    clear_forced(plan[:1], tmp_path)
+    assert rf.read_status(experiment.settings[0].run_dir(tmp_path)) is None
+    task = TrainTask(experiment.settings[1], str(tmp_path), str(tmp_path))
+    assert task.checkpoint().function is task  # the requeued attempt is the same task: it resumes
+    mark_requeued(task.run_dir, 20)  # a finished run stays finished
+    assert rf.read_status(task.run_dir).state == rf.DONE
+    rf.write_status(task.run_dir, rf.RunStatus(state=rf.RUNNING, epochs_done=3, num_epochs=20, slurm_job_id="7_1"))
+    task.checkpoint()
+    status = rf.read_status(task.run_dir)
+    assert (status.state, status.epochs_done, status.slurm_job_id) == (rf.REQUEUED, 3, "7_1")
 
 
 def test_status_rows_come_from_run_folders(tmp_path, synthetic_dir):

@@ -66,11 +66,51 @@ def test_finished_run_is_not_redone_unless_forced(synthetic_dir, tmp_path):
     assert curves_of(tmp_path) == [tuple(json.loads(before)["epochs"][0][k] for k in ("train_ppl", "valid_ppl"))]
 
 
-def test_another_setting_in_the_same_folder_is_refused(synthetic_dir, tmp_path):
+def test_another_setting_in_the_same_folder_is_refused_and_left_alone(synthetic_dir, tmp_path):
+    train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False)  # a finished run
+    with pytest.raises(RunFolderMismatch, match=r"holds another setting \(hidden_size 16 -> 20\)"):
+        train_run(tiny_config(num_epochs=2, hidden_size=20), synthetic_dir, tmp_path, echo=False)
+    rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # an interrupted one
+    before = (tmp_path / rf.STATUS_FILE).read_text()
+    with pytest.raises(RunFolderMismatch, match=r"initial_lr 0.01 -> 0.02"):
+        train_run(tiny_config(num_epochs=2, initial_lr=0.02), synthetic_dir, tmp_path, echo=False)
+    assert (tmp_path / rf.STATUS_FILE).read_text() == before  # the other run's status is untouched
+
+
+def test_execution_options_may_change_when_a_run_resumes(synthetic_dir, tmp_path):
+    """--save_best, --evaluate, --debug, the impl or the device are how a setting runs, not which one."""
     train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False)
     rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=2, num_epochs=2))
-    with pytest.raises(RunFolderMismatch, match="hidden_size differ"):
-        train_run(tiny_config(num_epochs=2, hidden_size=20), synthetic_dir, tmp_path, echo=False)
+    status = train_run(tiny_config(num_epochs=2, evaluate=True, save_best=True, impl="reference"),
+                       synthetic_dir, tmp_path, echo=False)
+    assert status.state == rf.DONE and rf.read_curves(tmp_path).test_ppl is not None
+
+
+def test_resume_rewrites_curves_left_behind_by_a_kill_between_writes(synthetic_dir, tmp_path):
+    """last.pt is written before curves.json: a kill in between leaves curves one epoch short."""
+    config = tiny_config(num_epochs=2)
+    train_run(config, synthetic_dir, tmp_path, echo=False)
+    full = curves_of(tmp_path)
+    curves = rf.read_curves(tmp_path)
+    curves.epochs = curves.epochs[:1]
+    rf.write_curves(tmp_path, curves)
+    rf.write_status(tmp_path, rf.RunStatus(state=rf.RUNNING, epochs_done=1, num_epochs=2))
+    assert train_run(config, synthetic_dir, tmp_path, echo=False).state == rf.DONE
+    assert curves_of(tmp_path) == full
+
+
+def test_evaluate_reports_test_perplexity_of_the_best_weights(synthetic_dir, tmp_path):
+    from ptblm.data import load_corpus
+    from ptblm.models import build_model
+    from ptblm.train import EpochRunner, RunLog
+
+    config = tiny_config(num_epochs=3, evaluate=True, initial_lr=0.05)
+    train_run(config, synthetic_dir, tmp_path, echo=False)
+    corpus = load_corpus(synthetic_dir)
+    model = build_model(config, corpus.vocab_size)
+    model.load_state_dict(load_checkpoint(tmp_path / rf.BEST_CHECKPOINT)["model"])
+    runner = EpochRunner(model, config, torch.device("cpu"), RunLog(tmp_path, echo=False), interactive=False)
+    assert rf.read_curves(tmp_path).test_ppl == pytest.approx(perplexity(runner.run(corpus.test, label="test")))
 
 
 def test_huge_but_finite_losses_keep_training_and_record_inf(synthetic_dir, tmp_path):
@@ -125,3 +165,11 @@ def test_killed_run_is_readable_and_resumes_to_the_uninterrupted_curves(syntheti
     assert rf.read_status(killed).state == rf.DONE
     assert curves_of(killed) == curves_of(unbroken)  # exactly: same seed, RNG state restored
     assert "resuming from" in (killed / rf.LOG_FILE).read_text()
+
+
+def test_with_scratch_dir_the_run_reads_a_staged_copy(synthetic_dir, tmp_path):
+    """On a Slurm node $SLURM_TMPDIR is the scratch dir: the shared file system is read once."""
+    train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False, scratch_dir=tmp_path / "node")
+    staged = tmp_path / "node" / "ptblm-data"
+    assert rf.read_run(tmp_path / "run").provenance["data_dir"] == str(staged)
+    assert (staged / "ptb.train.txt").read_bytes() == (synthetic_dir / "ptb.train.txt").read_bytes()

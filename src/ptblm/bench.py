@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .data import num_batches
+from .data import batch_at, num_batches
 from .jobs import load_experiment
 from .models import build_model, make_model
 from .provenance import provenance
@@ -154,8 +154,7 @@ def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: i
 
     def run(index: int) -> None:
         nonlocal hidden
-        start = index % count * seq_len
-        _, hidden = step(data[:, start:start + seq_len], data[:, start + 1:start + seq_len + 1], hidden)
+        _, hidden = step(*batch_at(data, index % count, seq_len), hidden)
 
     for index in range(warmup):
         run(index)

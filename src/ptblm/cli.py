@@ -152,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not names:
         print(f"no results under {args.results} yet; name an experiment, e.g. `ptblm status 3.1`")
         return 0
-    scheduler = squeue_states()
+    scheduler = squeue_states() or {}
     print("\n\n".join(status_table(load_experiment(name, args.jobs), args.results, scheduler) for name in names))
     return 0
 
@@ -161,8 +161,7 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
     from .runfolder import DIVERGED, DONE
     from .slurm_job import run_setting
 
-    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
-                        force=args.force)
+    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results)
     return 0 if state in (DONE, DIVERGED) else 1
 
 
@@ -366,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     run_setting = commands.add_parser("run-setting", help="run setting INDEX of an experiment (the sbatch path)")
     run_setting.add_argument("experiment")
     run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
-    run_setting.add_argument("--force", action="store_true")
     add_location_flags(run_setting)
     run_setting.set_defaults(handler=cmd_run_setting)
 

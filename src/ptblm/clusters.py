@@ -24,6 +24,7 @@ class ClusterProfile:
     cpus_per_task: int = 2
     mem_gb: float | None = None
     time_min: int = 180  # per task; preempted or timed-out tasks requeue and resume from last.pt
+    max_timeouts: int = 10  # requeues after a time limit (submitit's max_num_timeout); preemptions are not counted
     array_parallelism: int = 16  # the %K throttle of the array
     max_array_size: int | None = None  # None: ask `scontrol show config`, else 1000
     setup: tuple[str, ...] = ()  # lines run before the task, e.g. "module load apptainer"
@@ -47,11 +48,12 @@ class ClusterProfile:
                     raise ConfigError(f"{where}: {key} must be a list of strings, got {values[key]!r}")
                 values[key] = tuple(values[key])
         for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu", "local_parallelism",
-                    "local_timeout_min", "max_array_size"):
+                    "local_timeout_min", "max_array_size", "max_timeouts"):
             value = values.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0
                                       or (value == 0 and key != "gpus_per_node")):
-                raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: a positive integer")
+                raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: "
+                                  f"{'0 or more' if key == 'gpus_per_node' else 'a positive integer'}")
         if values.get("gpus_per_node") and values.get("gres"):
             raise ConfigError(f"{where}: set gpus_per_node or gres, not both")
         if "sbatch_extra" in values and not isinstance(values["sbatch_extra"], dict):

@@ -17,6 +17,8 @@ PRECISIONS = ("fp32", "bf16")  # bf16 = autocast with fp32 master weights
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
+# How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
+EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "impl", "attention", "device", "cuda_graph")
 
 
 class ConfigError(ValueError):
@@ -93,6 +95,10 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the setting: two configs with equal identities train the same model."""
+        return {key: value for key, value in asdict(self).items() if key not in EXECUTION_OPTIONS}
+
     def run_name(self) -> str:
         """Stable, readable folder name from the hyper-parameters that define the setting."""
         parts = [self.model.lower(), self.optimizer.lower(), f"lr{self.initial_lr:g}",
@@ -100,8 +106,7 @@ class RunConfig:
                  f"keep{self.dp_keep_prob:g}"]
         defaults = {f.name: f.default for f in fields(self)}
         for key, short in (("seq_len", "seq"), ("emb_size", "emb"), ("num_epochs", "ep"),
-                           ("seed", "seed"), ("n_heads", "heads"), ("max_batches", "maxb"),
-                           ("attention", "att"), ("precision", ""), ("impl", ""), ("cuda_graph", "graph-")):
+                           ("seed", "seed"), ("n_heads", "heads"), ("max_batches", "maxb"), ("precision", "")):
             value = getattr(self, key)
             if value != defaults[key]:
                 parts.append(f"{short}{value}")

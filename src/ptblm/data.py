@@ -10,8 +10,10 @@ import collections
 import hashlib
 import io
 import logging
+import os
 import shutil
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -151,13 +153,17 @@ def num_batches(num_tokens: int, batch_size: int, num_steps: int) -> int:
     return count
 
 
+def batch_at(data, index: int, num_steps: int):
+    """Batch `index` of batchified data (numpy or torch, (batch, batch_len)): x and y = x shifted by one."""
+    start = index * num_steps
+    return data[:, start:start + num_steps], data[:, start + 1:start + num_steps + 1]  # (batch, num_steps) each
+
+
 def ptb_iterator(raw_data: Sequence[int], batch_size: int, num_steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (x, y) of shape (batch_size, num_steps); y is x shifted by one token."""
     data = batchify(raw_data, batch_size)
     for i in range(num_batches(len(raw_data), batch_size, num_steps)):
-        x = data[:, i * num_steps:(i + 1) * num_steps]
-        y = data[:, i * num_steps + 1:(i + 1) * num_steps + 1]
-        yield x, y
+        yield batch_at(data, i, num_steps)
 
 
 # ----------------------------------------------------------------------------- downloading and staging
@@ -178,10 +184,13 @@ def download_ptb(dest: Path, timeout: float = 10.0, raw_url: str = PTB_RAW_URL,
         data = _fetch(raw_url.format(name=name), timeout, errors)
         if data is None:
             if archive is None:
-                blob = _fetch(tgz_url, timeout * 6, errors)
-                archive = tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") if blob else None
+                archive = _open_archive(_fetch(tgz_url, timeout, errors), tgz_url, errors)
             if archive is not None:
-                member = archive.extractfile(PTB_TGZ_MEMBER.format(name=name))
+                try:
+                    member = archive.extractfile(PTB_TGZ_MEMBER.format(name=name))
+                except KeyError:
+                    member = None
+                    errors.append(f"{tgz_url}: no {PTB_TGZ_MEMBER.format(name=name)}")
                 data = member.read() if member else None
         if data is None:
             raise DataError(f"could not download {name} ({'; '.join(errors)}). Offline? Copy ptb.train.txt, "
@@ -193,6 +202,16 @@ def download_ptb(dest: Path, timeout: float = 10.0, raw_url: str = PTB_RAW_URL,
                             f"the download is corrupt or not PTB; nothing was written")
         atomic_write_bytes(dest / name, data)
     return [dest / name for name in PTB_MD5]
+
+
+def _open_archive(blob: bytes | None, url: str, errors: list[str]) -> tarfile.TarFile | None:
+    if blob is None:
+        return None
+    try:
+        return tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz")
+    except tarfile.TarError as error:
+        errors.append(f"{url}: not a readable .tgz ({error})")
+        return None
 
 
 def _fetch(url: str, timeout: float, errors: list[str]) -> bytes | None:
@@ -212,9 +231,11 @@ def stage_data(data_dir: Path, scratch_dir: Path, prefix: str = "ptb") -> Path:
         source, target = split_path(data_dir, split, prefix), split_path(staged, split, prefix)
         if not target.is_file() or target.stat().st_size != source.stat().st_size:
             staged.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".partial")
+            # a private temporary name: runs packed on one node stage into the same $SLURM_TMPDIR at once
+            fd, tmp = tempfile.mkstemp(dir=staged, prefix=f".{target.name}.", suffix=".partial")
+            os.close(fd)
             shutil.copyfile(source, tmp)
-            tmp.replace(target)
+            os.replace(tmp, target)
     return staged
 
 

@@ -23,7 +23,6 @@ class TrainTask:
     setting: Setting
     data_dir: str
     results_dir: str
-    force: bool = False
     threads: int | None = None  # torch CPU threads; default: $SLURM_CPUS_PER_TASK, else torch's choice
 
     @property
@@ -38,18 +37,18 @@ class TrainTask:
         threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
         if threads:
             torch.set_num_threads(threads)  # several tasks on one node must not oversubscribe its cores
-        status = train_run(self.setting.config, Path(self.data_dir), self.run_dir, force=self.force,
+        status = train_run(self.setting.config, Path(self.data_dir), self.run_dir,
                            experiment=self.setting.experiment, setting_index=self.setting.index,
                            command_line=sys.argv, interactive=False,
                            scratch_dir=os.environ.get("SLURM_TMPDIR"))
         return status.state
 
     def checkpoint(self, *args, **kwargs):
-        """Called by submitit on USR2: the next attempt resumes from last.pt (never forced)."""
+        """Called by submitit on USR2: the same task again, which resumes from last.pt."""
         from submitit.helpers import DelayedSubmission
 
         mark_requeued(self.run_dir, self.setting.config.num_epochs)
-        return DelayedSubmission(dataclasses.replace(self, force=False))
+        return DelayedSubmission(self)
 
 
 @dataclass(frozen=True)
@@ -86,19 +85,21 @@ class TrainGroup:
 
         for task in self.tasks:
             mark_requeued(task.run_dir, task.setting.config.num_epochs)
-        return DelayedSubmission(TrainGroup(tuple(dataclasses.replace(t, force=False) for t in self.tasks)))
+        return DelayedSubmission(self)  # finished members return at once, the others resume
 
 
 def mark_requeued(run_dir: Path, num_epochs: int) -> None:
+    """Say so in status.json, unless the run already finished (done and diverged stay final)."""
     previous = rf.read_status(run_dir)
+    if previous and previous.state in rf.FINISHED_STATES:
+        return
     rf.write_status(run_dir, rf.RunStatus(
         state=rf.REQUEUED, epochs_done=previous.epochs_done if previous else 0, num_epochs=num_epochs,
         updated_at=time.time(), slurm_job_id=previous.slurm_job_id if previous else None,
         host=previous.host if previous else None))
 
 
-def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, results_dir: Path,
-                force: bool = False) -> str:
+def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, results_dir: Path) -> str:
     """The plain-sbatch path (slurm/array.sbatch): setting `index` of an experiment, same code and layout."""
     setting, = select_settings(load_experiment(experiment, jobs_dir), [index])
-    return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()), force)()
+    return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()))()

@@ -5,6 +5,7 @@ depends on it (it works on a laptop after rsync-ing results back).
 """
 from __future__ import annotations
 
+import getpass
 import math
 import shutil
 import subprocess
@@ -16,13 +17,18 @@ from . import runfolder as rf
 from .jobs import Experiment
 
 
-def squeue_states(runner=subprocess.run) -> dict[str, str]:
-    """Job id ("123_4") -> Slurm state ("PENDING", "RUNNING", ...) for this user's jobs; {} without squeue."""
+def squeue_states(runner=subprocess.run) -> dict[str, str] | None:
+    """Job id ("123", "123_4") -> Slurm state ("PENDING", "RUNNING", ...) of this user's jobs;
+    None when squeue is missing or does not answer (then nobody knows what still runs)."""
     if shutil.which("squeue") is None:
-        return {}
-    result = runner(["squeue", "--me", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True, timeout=30)
+        return None
+    command = ["squeue", "-u", getpass.getuser(), "-h", "-r", "-o", "%i %T"]
+    try:
+        result = runner(command, capture_output=True, text=True, timeout=30)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
     if result.returncode != 0:
-        return {}
+        return None
     return dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if " " in line)
 
 

@@ -23,8 +23,10 @@ from .container import ContainerSpec, container_shell_prefix, default_runtime, j
     requeue_lines, submitit_python
 from .jobs import Experiment, Setting
 from .slurm_job import TrainGroup, TrainTask
+from .status import squeue_states
 
 SUBMIT, RESUME, SKIP = "submit", "resume", "skip"
+FORCED = "forced rerun"
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,6 @@ class PlannedTask:
     setting: Setting
     action: str  # submit | resume | skip
     reason: str
-
-
-def active_slurm_jobs(runner=subprocess.run) -> set[str] | None:
-    """Ids ("123" and "123_4") of this user's queued or running jobs; None without squeue."""
-    if shutil.which("squeue") is None:
-        return None
-    result = runner(["squeue", "--me", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=30)
-    return set(result.stdout.split()) if result.returncode == 0 else None
 
 
 def slurm_answers(runner=subprocess.run) -> bool:
@@ -53,20 +47,28 @@ def slurm_answers(runner=subprocess.run) -> bool:
 
 
 def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
-                    active_jobs: set[str] | None) -> list[PlannedTask]:
+                    scheduler: dict[str, str] | None) -> list[PlannedTask]:
+    """What submitting does with each setting. `scheduler` is squeue's view ({} without Slurm, None when
+    squeue does not answer: then settings that may still run are left alone)."""
     plan = []
     for setting in experiment.settings:
         status = rf.read_status(setting.run_dir(results_dir))
         submission = rf.read_submission(setting.run_dir(results_dir))
         job_ids = {status.slurm_job_id if status else None, submission.job_id if submission else None} - {None}
-        if force:
-            plan.append(PlannedTask(setting, SUBMIT, "forced rerun"))
-        elif status is None and submission is None:
+        active = sorted(job_ids & set(scheduler or {}))
+        state = rf.current_state(status, submission) if (status or submission) else None
+        if active:
+            plan.append(PlannedTask(setting, SKIP, f"Slurm job {active[0]} still queued or running"
+                                    + ("; scancel it to force a rerun" if force else "")))
+        elif force:
+            plan.append(PlannedTask(setting, SUBMIT, FORCED))
+        elif scheduler is None and job_ids and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
+            plan.append(PlannedTask(setting, SKIP, f"{state}, and squeue does not answer: job "
+                                    f"{sorted(job_ids)[0]} may still run (--force reruns it)"))
+        elif state is None:
             plan.append(PlannedTask(setting, SUBMIT, "new"))
         elif status is not None and status.state in rf.FINISHED_STATES:
             plan.append(PlannedTask(setting, SKIP, f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)"))
-        elif active_jobs is not None and job_ids & active_jobs:
-            plan.append(PlannedTask(setting, SKIP, f"Slurm job {min(job_ids & active_jobs)} still queued or running"))
         elif status is None:
             plan.append(PlannedTask(setting, SUBMIT, "submitted before, never started"))
         elif status.epochs_done:
@@ -74,6 +76,14 @@ def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
         else:
             plan.append(PlannedTask(setting, SUBMIT, f"was {status.state}"))
     return plan
+
+
+def clear_forced(plan: list[PlannedTask], results_dir: Path) -> None:
+    """--force empties the run folders at submission, never in the task: a task that Slurm requeues
+    (preemption, node failure, `scontrol requeue`) must resume, not start over."""
+    for task in plan:
+        if task.reason == FORCED:
+            rf.clear_run_folder(task.setting.run_dir(results_dir))
 
 
 def plan_table(plan: list[PlannedTask]) -> str:
@@ -150,14 +160,15 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     logs_dir = results_dir / experiment.name / "logs"
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
-    plan = plan_experiment(experiment, results_dir, force, active_slurm_jobs() if use_slurm else None)
+    plan = plan_experiment(experiment, results_dir, force, squeue_states() if use_slurm else {})
     echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
     echo(plan_table(plan))
     todo = [task for task in plan if task.action != SKIP]
     if dry_run or not todo:
         echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
         return SubmitOutcome(plan, "none", [], logs_dir)
-    tasks = group_tasks([TrainTask(task.setting, str(data_dir), str(results_dir), force) for task in todo],
+    clear_forced(plan, results_dir)
+    tasks = group_tasks([TrainTask(task.setting, str(data_dir), str(results_dir)) for task in todo],
                         profile.runs_per_gpu)
     spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
     if spec:
@@ -184,7 +195,8 @@ def _submit_slurm(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, 
                   spec: ContainerSpec | None, echo) -> list[str]:
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=logs_dir, python=submitit_python(spec) if spec else None)
+    executor = submitit.SlurmExecutor(folder=logs_dir, max_num_timeout=profile.max_timeouts,
+                                      python=submitit_python(spec) if spec else None)
     parameters = slurm_parameters(profile, job_name)
     if spec:  # submitit asks the image's scontrol to requeue; the host does it after the container exits
         parameters["teardown"] = requeue_lines(logs_dir)
@@ -275,7 +287,7 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     command = sbatch_job_command(container_spec(profile, results_dir, data_dir,
                                                 requeue_dir=results_dir / experiment.name / "logs"))
-    plan = plan_experiment(experiment, results_dir, force, active_slurm_jobs())
+    plan = plan_experiment(experiment, results_dir, force, squeue_states())
     echo(plan_table(plan))
     indices = [task.setting.index for task in plan if task.action != SKIP]
     if not indices:
@@ -288,9 +300,7 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
         echo("dry run: nothing submitted")
         return indices
     (results_dir / experiment.name / "logs").mkdir(parents=True, exist_ok=True)
-    if force:  # cleared here, not in the task: a requeued task must resume, never start over
-        for index in indices:
-            rf.clear_run_folder(experiment.settings[index].run_dir(results_dir))
+    clear_forced(plan, results_dir)
     submitted_at = time.time()
     result = runner(argv, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
     if result.returncode != 0:

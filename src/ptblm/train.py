@@ -26,7 +26,7 @@ import torch
 
 from . import runfolder as rf
 from .config import RunConfig
-from .data import Corpus, batchify, check_data_dir, load_corpus, num_batches, stage_data
+from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
 from .provenance import provenance
 from .step import Step, make_step
@@ -130,8 +130,7 @@ class EpochRunner:
         progress = _progress_bar(steps, label) if self.interactive else None
         started = time.perf_counter()
         for index in range(steps):
-            x = data[:, index * seq_len:(index + 1) * seq_len]  # (batch, seq)
-            y = data[:, index * seq_len + 1:(index + 1) * seq_len + 1]  # (batch, seq), shifted by one
+            x, y = batch_at(data, index, seq_len)  # (batch, seq) each, y shifted by one token
             loss, hidden = step(x, y, hidden)  # loss stays on the device: no sync per batch
             total += loss
             if config.debug or (index + 1) % report_every == 0 or index + 1 == steps:
@@ -170,6 +169,16 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
+    """A run folder resumes only the setting it holds; execution options (EXECUTION_OPTIONS) may change."""
+    previous = RunConfig.from_dict(stored, where=str(out_dir / rf.CONFIG_FILE)).identity()
+    changes = [f"{key} {previous[key]!r} -> {value!r}" for key, value in config.identity().items()
+               if previous[key] != value]
+    if changes:
+        raise RunFolderMismatch(f"{out_dir} holds another setting ({'; '.join(changes)}); pass --force to "
+                                f"start over there or choose another --out")
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     """Checkpoints hold only tensors and plain containers, so the safe loader reads them."""
     return torch.load(path, map_location=device, weights_only=True)
@@ -185,6 +194,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
+    if not force and (out_dir / rf.CONFIG_FILE).exists():
+        check_same_setting(rf.read_json(out_dir / rf.CONFIG_FILE)["config"], config, out_dir)
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
         if echo:
@@ -203,6 +214,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         previous = rf.read_status(out_dir)
         if isinstance(error, SystemExit) and previous and previous.state == rf.REQUEUED:
             raise  # submitit's requeue exit after checkpoint(): the folder already says so
+        if isinstance(error, RunFolderMismatch):
+            raise  # the folder belongs to another setting: leave its status alone
         interrupted = isinstance(error, KeyboardInterrupt)
         rf.write_status(out_dir, rf.RunStatus(
             state=rf.FAILED, epochs_done=previous.epochs_done if previous else 0, num_epochs=config.num_epochs,
@@ -228,15 +241,13 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
 
     if last_path.exists():
         checkpoint = load_checkpoint(last_path, device)
-        if checkpoint["config"] != config.to_dict():
-            differing = sorted(k for k, v in config.to_dict().items() if checkpoint["config"].get(k) != v)
-            raise RunFolderMismatch(f"{out_dir} holds another setting ({', '.join(differing)} differ); "
-                                    f"pass --force to start over or choose another --out")
+        check_same_setting(checkpoint["config"], config, out_dir)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         _set_rng_state(checkpoint["rng"], device)
         curves = rf.Curves.from_json(checkpoint["curves"])
         lr, start_epoch, elapsed = checkpoint["lr"], checkpoint["epoch"], checkpoint["wall_clock_seconds"]
+        rf.write_curves(out_dir, curves)  # a kill between last.pt and curves.json left curves one epoch behind
         log(f"resuming from {last_path} after epoch {start_epoch}/{config.num_epochs}")
 
     rf.write_config(out_dir, config.to_dict(), {

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..data import batchify, num_batches
+from ..data import batch_at, batchify, num_batches
 from ..models._recurrent import RecurrentLM
 from . import latex
 from .figures import new_figure, save_figure
@@ -72,10 +72,8 @@ def seeded_minibatch(train_ids: list[int], batch_size: int, seq_len: int, seed: 
     data = torch.from_numpy(batchify(train_ids, batch_size))  # (batch, batch_len)
     count = num_batches(len(train_ids), batch_size, seq_len)
     index = int(torch.randint(count, (1,), generator=torch.Generator().manual_seed(seed)))
-    start = index * seq_len
-    inputs = data[:, start:start + seq_len].t()  # (batch, seq) -> (seq, batch)
-    targets = data[:, start + 1:start + seq_len + 1].t()  # shifted by one token: (seq, batch)
-    return inputs, targets, index
+    inputs, targets = batch_at(data, index, seq_len)  # (batch, seq) each, targets shifted by one token
+    return inputs.t(), targets.t(), index  # (seq, batch) each
 
 
 def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
@@ -123,7 +121,7 @@ def plot(results: list[ModelGradients]) -> Figure:
             steps = range(1, len(curve.raw_norms) + 1)
             style = dict(color=f"C{colour}", linestyle=styles[layer % len(styles)], marker="o", markersize=3)
             rescaled.plot(steps, curve.rescaled, label=curve.label, **style)
-            raw.plot(steps, [norm if norm > 0 else math.nan for norm in curve.raw_norms], **style)  # 0: underflow
+            raw.plot(steps, [norm if norm > 0 else math.nan for norm in curve.raw_norms], **style)  # 0: below float64's range
     norm = r"$\|\overline{\partial L_T / \partial h_t}\|_2$"
     rescaled.set_ylabel(f"{norm}, min-max rescaled")
     rescaled.set_ylim(-0.03, 1.03)
@@ -143,8 +141,9 @@ def caption(results: list[ModelGradients], hidden: str, seed: int) -> str:
             f"respect to {HIDDEN_CHOICES[hidden]} $h_t$, averaged over the minibatch, against $t$. The loss is "
             f"the cross-entropy at $t = T$ only, averaged over one training minibatch drawn with seed {seed}, in "
             f"eval mode (no dropout), from a zero initial hidden state. Each curve is min-max rescaled to "
-            f"$[0, 1]$ on its own (left), so only its shape compares; right: the raw norms on a log scale (exact "
-            f"zeros, float32 underflow, are not drawn); the raw norms are in gradients/gradients.json. "
+            f"$[0, 1]$ on its own (left), so only its shape compares; right: the raw norms on a log scale, "
+            f"computed in float64 (exact zeros, below its range, are not drawn); the raw norms are in "
+            f"gradients/gradients.json. "
             f"Runs: {runs}.")
 
 

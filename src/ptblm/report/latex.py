@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGES = ("booktabs", "graphicx", "caption")
 INSTALL_HINT = ("no LaTeX found (latexmk or pdflatex): install it, e.g. `apt-get install "
-                "texlive-latex-recommended texlive-latex-extra latexmk`, then rerun `make report`")
+                "texlive-latex-recommended latexmk`, then rerun `make report`")
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
