@@ -13,6 +13,8 @@ STAMP      := $(VENV)/.installed
 DRY_RUN    ?=
 FORCE      ?=
 EXECUTOR   ?= auto
+EXPS       ?=
+# EXPS: the experiments that tables/figures/report cover (default: every one under results/)
 SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 .PHONY: setup test demo data train submit status tables figures gradients samples report bench \
@@ -48,10 +50,10 @@ status: $(STAMP)
 	$(PTBLM) status $(EXP)
 
 tables: $(STAMP)
-	$(PTBLM) tables
+	$(PTBLM) tables $(EXPS)
 
 figures: $(STAMP)
-	$(PTBLM) figures
+	$(PTBLM) figures $(EXPS)
 
 gradients: $(STAMP)
 	$(PTBLM) gradients
@@ -60,7 +62,7 @@ samples: $(STAMP)
 	$(PTBLM) samples
 
 report: $(STAMP)
-	$(PTBLM) report
+	$(PTBLM) report $(EXPS)
 
 bench: $(STAMP)
 	$(PTBLM) bench

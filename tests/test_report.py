@@ -405,3 +405,22 @@ def test_a_vocabulary_of_another_size_is_refused(chain, tmp_path):
                 f"{run.provenance['vocab_size']}")
     with pytest.raises(DataError, match=re.escape(expected)):
         load_trained(run.folder, "RNN", data_dir=other)
+
+
+def test_runs_from_different_corpora_are_flagged_and_experiments_selectable(tmp_path, synthetic_dir):
+    """A smoke run on the synthetic corpus beside study runs on PTB: perplexities that do not compare."""
+    from ptblm.data import write_synthetic_corpus
+    from ptblm.train import train_run
+
+    small = write_synthetic_corpus(tmp_path / "small", seed=1, vocab_size=30, tokens=(3000, 900, 900))
+    train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "results" / "3.2" / "a", experiment="3.2",
+              echo=False)
+    train_run(tiny_config(num_epochs=1), small, tmp_path / "results" / "smoke" / "b", experiment="smoke", echo=False)
+    notes = []
+    assert len(load_summaries(tmp_path / "results", warn=notes.append)) == 2
+    assert len(notes) == 1 and "different corpora" in notes[0] and "3.2" in notes[0] and "smoke" in notes[0]
+    notes.clear()
+    only = load_summaries(tmp_path / "results", ["3.2"], warn=notes.append)
+    assert [s.experiment for s in only] == ["3.2"] and notes == []
+    with pytest.raises(FileNotFoundError, match="no run folders of 3.9 under"):
+        load_summaries(tmp_path / "results", ["3.9"])

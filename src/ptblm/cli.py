@@ -202,7 +202,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from .report.summary import experiment_descriptions, load_summaries
     from .report.tables import markdown_table, write_tables
 
-    summaries = load_summaries(args.results)
+    summaries = load_summaries(args.results, args.experiments)
     written = write_tables(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs))
     print(markdown_table(summaries))
     print(f"\nwrote {len(written)} files to {written[0].parent}")
@@ -213,7 +213,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from .report.figures import write_figures
     from .report.summary import experiment_descriptions, load_summaries
 
-    summaries = load_summaries(args.results)
+    summaries = load_summaries(args.results, args.experiments)
     for path in write_figures(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs)):
         print(f"wrote {path}")
     return 0
@@ -255,7 +255,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.latex import INSTALL_HINT, LatexError, compile_pdf, latex_engine
     from .report.summary import experiment_descriptions, load_summaries
 
-    summaries = load_summaries(args.results)
+    summaries = load_summaries(args.results, args.experiments)
     report = write_report(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs), args.results,
                           threshold=args.threshold)
     print((report.tex.parent / "facts.md").read_text())
@@ -279,6 +279,8 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
     add_location_flags(parser, data=False)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
+    if not models:
+        parser.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
                             "(default $PTB_DIR, else the one each run recorded in config.json)")

@@ -106,12 +106,27 @@ def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
                        best=run.curves.best_epoch()) for index, run in enumerate(ordered, start=1)]
 
 
-def load_summaries(results_dir: Path) -> list[RunSummary]:
-    runs = rf.find_runs(results_dir)
+def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn=print) -> list[RunSummary]:
+    """The runs of `experiments` (default all) under results_dir; warns when they come from different corpora."""
+    runs = [run for run in rf.find_runs(results_dir) if not experiments or run.experiment in experiments]
     if not runs:
-        raise FileNotFoundError(f"no run folders under {results_dir} (expected {results_dir}/<experiment>/<run>/"
-                                f"config.json): train something first, e.g. `make submit EXP=smoke`")
+        wanted = f" of {', '.join(experiments)}" if experiments else ""
+        raise FileNotFoundError(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
+                                f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`")
+    corpora = corpus_groups(runs)
+    if len(corpora) > 1:
+        warn("note: these runs come from different corpora, whose perplexities do not compare: "
+             + "; ".join(f"vocabulary {vocab}: {', '.join(sorted(names))}" for vocab, names in corpora.items())
+             + ". Choose experiments, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2').")
     return summarize(runs)
+
+
+def corpus_groups(runs: list[rf.RunRecord]) -> dict[object, set[str]]:
+    """Vocabulary size -> the experiments trained on a corpus of that size (a cheap corpus fingerprint)."""
+    groups: dict[object, set[str]] = {}
+    for run in runs:
+        groups.setdefault(run.provenance.get("vocab_size"), set()).add(run.experiment)
+    return groups
 
 
 def best_per_architecture(summaries: list[RunSummary]) -> dict[str, RunSummary]:
