@@ -213,3 +213,9 @@ def test_experiment_larger_than_max_array_size_is_split_into_arrays(tmp_path, sy
         wait_for_job(job)
     for setting in load_experiment(name, jobs_dir).settings:
         assert rf.read_status(setting.run_dir(results)).state == rf.DONE
+
+
+def test_max_array_size_is_read_from_the_cluster():
+    from ptblm.submit import max_array_size
+
+    assert max_array_size() == 1001  # slurm/dev-cluster/slurm.conf.in sets MaxArraySize=1001

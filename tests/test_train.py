@@ -173,3 +173,59 @@ def test_with_scratch_dir_the_run_reads_a_staged_copy(synthetic_dir, tmp_path):
     staged = tmp_path / "node" / "ptblm-data"
     assert rf.read_run(tmp_path / "run").provenance["data_dir"] == str(staged)
     assert (staged / "ptb.train.txt").read_bytes() == (synthetic_dir / "ptb.train.txt").read_bytes()
+
+
+def test_sgd_step_is_p_minus_lr_g_after_clipping_the_norm_to_a_quarter(synthetic_dir):
+    """The literal course rule, written out by hand: clip the global gradient norm to 0.25, then p - lr * g."""
+    from ptblm.models import build_model
+    from ptblm.step import train_step
+    from ptblm.train import make_optimizer
+
+    config = tiny_config(model="RNN", optimizer="SGD", initial_lr=3.0, dp_keep_prob=1.0)
+    torch.manual_seed(0)
+    model = build_model(config, vocab_size=60)
+    x, y = torch.randint(60, (1, 2)), torch.randint(60, (1, 2))  # few tokens: a gradient norm above 0.25
+    hidden = torch.zeros(config.num_layers, 1, config.hidden_size)
+    logits, _ = model(x.t(), hidden)
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 60), y.t().reshape(-1)).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    assert norm > 0.25  # so the clip matters here
+    expected = [p.detach() - 3.0 * g * (0.25 / norm) for p, g in zip(model.parameters(), grads)]
+    train_step(model, make_optimizer(model, config), x, y, hidden)
+    for parameter, want in zip(model.parameters(), expected):
+        torch.testing.assert_close(parameter.detach(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_hidden_state_starts_from_zeros_every_epoch_and_in_validation(synthetic_dir, tmp_path):
+    """Validation twice in a row gives the same loss only if each pass starts from a zero state; and it
+    equals a hand loop that carries the state from batch to batch, starting at zeros."""
+    from ptblm.data import batchify, load_corpus, num_batches
+    from ptblm.models import build_model
+    from ptblm.train import EpochRunner, RunLog
+
+    config = tiny_config(model="GRU")
+    corpus = load_corpus(synthetic_dir)
+    torch.manual_seed(0)
+    model = build_model(config, corpus.vocab_size).eval()
+    runner = EpochRunner(model, config, torch.device("cpu"), RunLog(tmp_path, echo=False), interactive=False)
+    first, second = runner.run(corpus.valid), runner.run(corpus.valid)
+    data = torch.as_tensor(batchify(corpus.valid, config.batch_size))
+    hidden, losses = model.init_hidden(), []
+    with torch.no_grad():
+        for i in range(num_batches(len(corpus.valid), config.batch_size, config.seq_len)):
+            x = data[:, i * config.seq_len:(i + 1) * config.seq_len]
+            y = data[:, i * config.seq_len + 1:(i + 1) * config.seq_len + 1]
+            logits, hidden = model(x.t(), hidden)
+            losses.append(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.t().reshape(-1)))
+    assert first == second == pytest.approx(torch.stack(losses).mean().item(), rel=1e-6)
+
+
+def test_non_interactive_runs_log_about_every_tenth_of_an_epoch(synthetic_dir, tmp_path):
+    from ptblm.data import load_corpus, num_batches
+
+    train_run(tiny_config(num_epochs=1, batch_size=4), synthetic_dir, tmp_path, echo=False, interactive=False)
+    steps = num_batches(len(load_corpus(synthetic_dir).train), 4, 12)
+    lines = [line for line in (tmp_path / rf.LOG_FILE).read_text().splitlines() if "epoch 1 train step" in line]
+    assert 10 <= len(lines) <= 12 and lines[-1].split("train step ")[1].startswith(f"{steps}/{steps} (100%)")
+    assert "words/s" in lines[0] and "ppl" in lines[0]
