@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/python -m pytest -q
 
 demo: $(STAMP)

@@ -35,9 +35,11 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--model=LSTM"], "ptblm train: error: command line: model = 'LSTM' is invalid; valid: one of RNN, GRU, TRANSFORMER"),
+    (["train", "--model=LSTM"],
+     "ptblm train: error: command line: model = 'LSTM' is invalid; valid: one of RNN, GRU, TRANSFORMER"),
     (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: invalid int value: 'many'"),
-    (["train", "--dp_keep_prob=1.5"], "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),
+    (["train", "--dp_keep_prob=1.5"],
+     "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),
     (["train", "--bogus"], "ptblm: error: unrecognized arguments: --bogus"),
     (["train", "--data", "/nonexistent"], "ptblm train: error: /nonexistent/ptb.train.txt is missing: run `make data`"),
     (["submit", "3.9"], "ptblm submit: error: no experiment '3.9': jobs/3.9.yaml does not exist"),

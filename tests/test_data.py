@@ -23,7 +23,7 @@ def test_words_of_each_line_then_eos(tmp_path):
 
 
 def test_vocabulary_sorted_by_count_then_word():
-    word_to_id, id_to_word = build_vocab("b a c a b a <eos> <eos> <eos>".split())
+    word_to_id, id_to_word = build_vocab(["b", "a", "c", "a", "b", "a", "<eos>", "<eos>", "<eos>"])
     assert id_to_word == ["<eos>", "a", "b", "c"]  # <eos> 3, a 3 (ties by word), b 2, c 1
     assert word_to_id == {"<eos>": 0, "a": 1, "b": 2, "c": 3}
 

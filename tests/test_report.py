@@ -266,7 +266,8 @@ def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
     _, each = hidden_gradient_norms(trained.model, inputs, targets, "each")
     _, together = hidden_gradient_norms(trained.model, inputs, targets, "all")
     assert each[str(config.num_layers)] == pytest.approx(norms["top"], rel=1e-6)
-    assert together["all"] == pytest.approx([math.hypot(*(each[str(l + 1)][t] for l in range(config.num_layers)))
+    layers = [str(layer + 1) for layer in range(config.num_layers)]
+    assert together["all"] == pytest.approx([math.hypot(*(each[layer][t] for layer in layers))
                                              for t in range(config.seq_len)], rel=1e-5)
 
 
@@ -335,7 +336,8 @@ def test_facts_follow_the_curves(chain):
         assert entry["threshold"] == pytest.approx(2 * min(v for v in best_valids if math.isfinite(v)))
         times = {}
         for setting in entry["settings"]:
-            run = next(r for r in group if (r["experiment"], r["folder"].name) == (setting["experiment"], setting["run"]))
+            wanted = (setting["experiment"], setting["run"])
+            run = next(r for r in group if (r["experiment"], r["folder"].name) == wanted)
             reached = [e["wall_clock_seconds"] for e in run["epochs"] if ppl(e["valid_ppl"]) <= entry["threshold"]]
             assert setting["seconds_to_threshold"] == (reached[0] if reached else None)
             if reached:

@@ -3,6 +3,7 @@
 Skipped with a reason when no cluster answers; in CI (CI=true) a missing cluster is a failure instead,
 since .ci/run starts one.
 """
+import contextlib
 import json
 import os
 import re
@@ -73,10 +74,8 @@ def kill_job_processes(job_id: str) -> None:
     pids = [int(line.split()[0]) for line in listed.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
     assert pids, f"scontrol listpids {job_id} found no process:\n{listed}"
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # gone already
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
 
 
 def write_tiny_jobs(jobs_dir: Path, num_epochs: int = 2, hidden_sizes=(8,)) -> str:

@@ -17,7 +17,8 @@ SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr
 FLAG_HELP = {
     "model": "RNN, GRU or TRANSFORMER", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
     "hidden_size": "hidden units (n_units for the TRANSFORMER)", "num_layers": "layers (blocks for the TRANSFORMER)",
-    "dp_keep_prob": "dropout keep probability", "save_best": "accepted for the course's command lines; best.pt is always written",
+    "dp_keep_prob": "dropout keep probability",
+    "save_best": "accepted for the course's command lines; best.pt is always written",
     "evaluate": "also report test perplexity of the best weights", "debug": "log the loss of every step",
     "max_batches": "cap batches per epoch (0 = whole split)", "impl": "fast (default) or reference (plain loops)",
     "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
@@ -329,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(handler=cmd_synthetic)
 
-    submit = commands.add_parser("submit", help="submit an experiment as one Slurm array (local processes without Slurm)")
+    submit = commands.add_parser("submit",
+                                 help="submit an experiment as one Slurm array (local processes without Slurm)")
     submit.add_argument("experiment", help="jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file")
     submit.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     submit.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
@@ -390,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="which hidden state: the top layer's (default), each layer's, all layers concatenated")
     gradients.set_defaults(handler=cmd_gradients)
 
-    samples = commands.add_parser("samples", help="40 generated sequences and appendix.tex (into results/report/samples)")
+    samples = commands.add_parser("samples",
+                                  help="40 generated sequences and appendix.tex (into results/report/samples)")
     add_report_flags(samples, models=True)
     samples.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     samples.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (0 = all)")
@@ -412,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")
     bench.add_argument("--warmup", type=int, default=None,
                        help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")
-    bench.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder for --full (default jobs/)")
+    bench.add_argument("--jobs", type=Path, default=default_jobs_dir(),
+                       help="experiments folder for --full (default jobs/)")
     bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -36,7 +36,7 @@ class ClusterProfile:
     local_timeout_min: int = 24 * 60  # without Slurm: submitit's local timeout (its default is 2 minutes)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str) -> "ClusterProfile":
+    def from_dict(cls, values: dict[str, Any], where: str) -> ClusterProfile:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -47,8 +47,8 @@ class ClusterProfile:
                 if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
                     raise ConfigError(f"{where}: {key} must be a list of strings, got {values[key]!r}")
                 values[key] = tuple(values[key])
-        for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu", "local_parallelism",
-                    "local_timeout_min", "max_array_size", "max_timeouts"):
+        for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu",
+                    "local_parallelism", "local_timeout_min", "max_array_size", "max_timeouts"):
             value = values.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0
                                       or (value == 0 and key != "gpus_per_node")):

@@ -52,7 +52,7 @@ class RunConfig:
     cuda_graph: str = "auto"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "setting") -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any], where: str = "setting") -> RunConfig:
         """Build and validate; raise ConfigError naming `where`, the key and the valid values."""
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
@@ -92,7 +92,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     def identity(self) -> dict[str, Any]:

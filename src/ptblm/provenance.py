@@ -30,6 +30,14 @@ def slurm_ids(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {name: environ[name] for name in SLURM_VARIABLES if name in environ}
 
 
+def slurm_task_id(environ: dict[str, str] | None = None) -> str | None:
+    """"123_4" for task 4 of array 123, "123" for a plain job, None outside Slurm (squeue's spelling)."""
+    ids = slurm_ids(environ)
+    if "SLURM_ARRAY_JOB_ID" in ids:
+        return f"{ids['SLURM_ARRAY_JOB_ID']}_{ids.get('SLURM_ARRAY_TASK_ID', '')}"
+    return ids.get("SLURM_JOB_ID")
+
+
 def device_description(device) -> str:
     import torch
 

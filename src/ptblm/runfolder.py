@@ -100,7 +100,7 @@ class EpochRecord:
         return {k: (encode_float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, record: dict) -> "EpochRecord":
+    def from_json(cls, record: dict) -> EpochRecord:
         return cls(epoch=int(record["epoch"]),
                    train_ppl=decode_float(record["train_ppl"]),
                    valid_ppl=decode_float(record["valid_ppl"]),
@@ -122,7 +122,7 @@ class Curves:
                 "peak_memory_bytes": self.peak_memory_bytes}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Curves":
+    def from_json(cls, obj: dict) -> Curves:
         test = obj.get("test_ppl")
         return cls(epochs=[EpochRecord.from_json(r) for r in obj.get("epochs", [])],
                    test_ppl=None if test is None else decode_float(test),
@@ -151,7 +151,7 @@ class RunStatus:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict) -> "RunStatus":
+    def from_json(cls, obj: dict) -> RunStatus:
         return cls(**{k: obj.get(k) for k in cls.__dataclass_fields__})
 
 

@@ -18,12 +18,18 @@ from . import runfolder as rf
 from .jobs import Setting, load_experiment, select_settings
 
 
+def threads_per_run(runs: int, environ=os.environ) -> int:
+    """CPU threads for each of `runs` runs sharing this allocation ($SLURM_CPUS_PER_TASK, else every core)."""
+    cpus = int(environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
+    return max(1, cpus // runs)
+
+
 @dataclass(frozen=True)
 class TrainTask:
     setting: Setting
     data_dir: str
     results_dir: str
-    threads: int | None = None  # torch CPU threads; default: $SLURM_CPUS_PER_TASK, else torch's choice
+    threads: int | None = None  # torch CPU threads; default: threads_per_run(1)
 
     @property
     def run_dir(self) -> Path:
@@ -34,9 +40,7 @@ class TrainTask:
 
         from .train import train_run
 
-        threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
-        if threads:
-            torch.set_num_threads(threads)  # several tasks on one node must not oversubscribe its cores
+        torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe it
         status = train_run(self.setting.config, Path(self.data_dir), self.run_dir,
                            experiment=self.setting.experiment, setting_index=self.setting.index,
                            command_line=sys.argv, interactive=False,
@@ -65,7 +69,7 @@ class TrainGroup:
     def __call__(self) -> list[str]:
         import multiprocessing
 
-        threads = max(1, int(os.environ.get("SLURM_CPUS_PER_TASK", os.cpu_count() or 1)) // len(self.tasks))
+        threads = threads_per_run(len(self.tasks))
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no CUDA state is forked
         processes = [context.Process(target=dataclasses.replace(task, threads=task.threads or threads),
                                      name=task.setting.run_name) for task in self.tasks]

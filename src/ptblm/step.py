@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -192,7 +192,7 @@ class GraphedStep:
             except RuntimeError as error:  # e.g. an op that syncs: finish the run eagerly rather than lose it
                 self.graph, self.capture_error = None, error
                 warnings.warn(f"CUDA graph capture failed ({error}); running this step eagerly "
-                              f"(--cuda_graph off skips the attempt)", RuntimeWarning)
+                              f"(--cuda_graph off skips the attempt)", RuntimeWarning, stacklevel=2)
         if self.graph is None:
             return self._copies(*self._run_on_side_stream())
         self.graph.replay()

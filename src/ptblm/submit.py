@@ -22,7 +22,7 @@ from .config import ConfigError
 from .container import ContainerSpec, container_shell_prefix, default_runtime, job_binds, requeue_env, \
     requeue_lines, submitit_python
 from .jobs import Experiment, Setting
-from .slurm_job import TrainGroup, TrainTask
+from .slurm_job import TrainGroup, TrainTask, threads_per_run
 from .status import squeue_states
 
 SUBMIT, RESUME, SKIP = "submit", "resume", "skip"
@@ -109,18 +109,24 @@ def max_array_size(runner=subprocess.run) -> int:
 
 
 def slurm_parameters(profile: ClusterProfile, job_name: str) -> dict:
-    """submitit SlurmExecutor parameters from a cluster profile."""
+    """The profile as submitit SlurmExecutor parameters; `sbatch_flags` spells the same ones for sbatch."""
     parameters = {"job_name": job_name, "time": profile.time_min, "cpus_per_task": profile.cpus_per_task,
                   "array_parallelism": profile.array_parallelism, "setup": list(profile.setup),
                   "additional_parameters": dict(profile.sbatch_extra)}
-    for key in ("partition", "account", "qos", "gres"):
+    for key in ("partition", "account", "qos", "gres", "gpus_per_node"):
         if getattr(profile, key):
             parameters[key] = getattr(profile, key)
-    if profile.gpus_per_node:
-        parameters["gpus_per_node"] = profile.gpus_per_node
     if profile.mem_gb:
         parameters["mem"] = f"{int(profile.mem_gb * 1024)}MB"
     return parameters
+
+
+def sbatch_flags(parameters: dict) -> list[str]:
+    """`--time=90`, `--gpus-per-node=1`, ... for the parameters that are plain sbatch options."""
+    plain = {key: value for key, value in parameters.items()
+             if key not in ("setup", "array_parallelism", "additional_parameters")}
+    flags = {**plain, **parameters["additional_parameters"]}
+    return [f"--{key.replace('_', '-')}={value}" for key, value in flags.items()]
 
 
 def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
@@ -230,7 +236,7 @@ def _run_local(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, log
     echo(f"no Slurm cluster answers here (sbatch/sinfo): running {len(tasks)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
          f"each; logs in {logs_dir}")
-    threads = max(1, (os.cpu_count() or 1) // (profile.local_parallelism * profile.runs_per_gpu))
+    threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu)
     pending = [TrainGroup(tuple(dataclasses.replace(m, threads=threads) for m in t.tasks))
                if isinstance(t, TrainGroup) else dataclasses.replace(t, threads=threads) for t in tasks]
     running, job_ids = [], []
@@ -260,16 +266,8 @@ def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProf
     environment it exports to the job (--export=ALL: values with commas or spaces travel intact)."""
     logs_dir = Path(results_dir) / experiment.name / "logs"
     options = [f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
-               f"--job-name=ptblm-{experiment.name}", f"--output={logs_dir}/%A_%a.out",
-               f"--time={profile.time_min}", f"--cpus-per-task={profile.cpus_per_task}"]
-    for key in ("partition", "account", "qos", "gres"):
-        if getattr(profile, key):
-            options.append(f"--{key}={getattr(profile, key)}")
-    if profile.gpus_per_node:
-        options.append(f"--gpus-per-node={profile.gpus_per_node}")
-    if profile.mem_gb:
-        options.append(f"--mem={int(profile.mem_gb * 1024)}M")
-    options += [f"--{key.replace('_', '-')}={value}" for key, value in profile.sbatch_extra.items()]
+               f"--output={logs_dir}/%A_%a.out",
+               *sbatch_flags(slurm_parameters(profile, f"ptblm-{experiment.name}"))]
     environment = {"PTBLM_COMMAND": command, "PTBLM_SETUP": "; ".join(profile.setup), "PTB_DIR": str(data_dir),
                    "PTBLM_RESULTS": str(results_dir), "PTBLM_JOBS": str(experiment.path.parent.resolve())}
     options.append("--export=ALL")

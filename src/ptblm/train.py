@@ -16,6 +16,7 @@ rerunning `train_run`, which resumes from last.pt.
 from __future__ import annotations
 
 import math
+import socket
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ from . import runfolder as rf
 from .config import RunConfig
 from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
-from .provenance import provenance
+from .provenance import provenance, slurm_task_id
 from .step import Step, make_step
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
@@ -139,9 +140,11 @@ class EpochRunner:
             progress.close()
         return (total / steps).item()
 
-    def _report(self, label, done, steps, total, started, progress, every_step) -> None:
+    def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress,
+                every_step: bool) -> None:
         mean_loss = (total / done).item()  # one host sync per report, ~10 per epoch
-        words_per_second = done * self.config.batch_size * self.config.seq_len / max(time.perf_counter() - started, 1e-9)
+        seconds = max(time.perf_counter() - started, 1e-9)
+        words_per_second = done * self.config.batch_size * self.config.seq_len / seconds
         if progress is not None:
             progress.update(done - progress.n)
             progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
@@ -264,7 +267,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
     def write_status(state: str, epochs_done: int) -> None:
         rf.write_status(out_dir, rf.RunStatus(state=state, epochs_done=epochs_done,
                                               num_epochs=config.num_epochs, updated_at=time.time(),
-                                              slurm_job_id=_slurm_job_id(), host=_host()))
+                                              slurm_job_id=slurm_task_id(), host=socket.gethostname()))
 
     write_status(state, start_epoch)
     for epoch_index in range(start_epoch, config.num_epochs):
@@ -315,18 +318,3 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         final = rf.read_status(out_dir)
     log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
     return final
-
-
-def _slurm_job_id() -> str | None:
-    from .provenance import slurm_ids
-
-    ids = slurm_ids()
-    if "SLURM_ARRAY_JOB_ID" in ids:
-        return f"{ids['SLURM_ARRAY_JOB_ID']}_{ids.get('SLURM_ARRAY_TASK_ID', '')}"
-    return ids.get("SLURM_JOB_ID")
-
-
-def _host() -> str:
-    import socket
-
-    return socket.gethostname()

@@ -11,7 +11,7 @@ Transformer's `generate`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn

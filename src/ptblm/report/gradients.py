@@ -121,7 +121,8 @@ def plot(results: list[ModelGradients]) -> Figure:
             steps = range(1, len(curve.raw_norms) + 1)
             style = dict(color=f"C{colour}", linestyle=styles[layer % len(styles)], marker="o", markersize=3)
             rescaled.plot(steps, curve.rescaled, label=curve.label, **style)
-            raw.plot(steps, [norm if norm > 0 else math.nan for norm in curve.raw_norms], **style)  # 0: below float64's range
+            drawable = [norm if norm > 0 else math.nan for norm in curve.raw_norms]  # 0: below float64's range
+            raw.plot(steps, drawable, **style)
     norm = r"$\|\overline{\partial L_T / \partial h_t}\|_2$"
     rescaled.set_ylabel(f"{norm}, min-max rescaled")
     rescaled.set_ylim(-0.03, 1.03)
