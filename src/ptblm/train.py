@@ -135,20 +135,20 @@ class EpochRunner:
             loss, hidden = step(x, y, hidden)  # loss stays on the device: no sync per batch
             total += loss
             if config.debug or (index + 1) % report_every == 0 or index + 1 == steps:
-                self._report(label, index + 1, steps, total, started, progress, every_step=config.debug)
+                self._report(label, index + 1, steps, total, started, progress)
         if progress is not None:
             progress.close()
         return (total / steps).item()
 
-    def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress,
-                every_step: bool) -> None:
+    def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress) -> None:
+        """Every ~10% of an epoch (every step with --debug): the progress bar, or a log line."""
         mean_loss = (total / done).item()  # one host sync per report, ~10 per epoch
         seconds = max(time.perf_counter() - started, 1e-9)
         words_per_second = done * self.config.batch_size * self.config.seq_len / seconds
         if progress is not None:
             progress.update(done - progress.n)
             progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
-        elif every_step or done % max(steps // 10, 1) == 0 or done == steps:
+        else:
             self.log(f"{label} step {done}/{steps} ({100 * done // steps}%) loss {mean_loss:.4f} "
                      f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s")
 
