@@ -28,7 +28,12 @@ FLAG_HELP = {
 
 
 def default_data_dir(environ=os.environ) -> Path:
-    return Path(environ.get("PTB_DIR", "data/ptb"))
+    return configured_data_dir(environ) or Path("data/ptb")
+
+
+def configured_data_dir(environ=os.environ) -> Path | None:
+    """$PTB_DIR when the user set it; None lets a command choose its own fallback."""
+    return Path(environ["PTB_DIR"]) if environ.get("PTB_DIR") else None
 
 
 def default_results_dir(environ=os.environ) -> Path:
@@ -67,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     with tempfile.TemporaryDirectory(prefix="ptblm-dry-run-") as scratch:
         data_dir = args.data or default_data_dir()
-        if args.dry_run and args.data is None and "PTB_DIR" not in os.environ and not data_dir.exists():
+        if args.dry_run and args.data is None and configured_data_dir() is None and not data_dir.exists():
             data_dir = write_synthetic_corpus(Path(scratch) / "data")
         out = args.out or (Path(scratch) / "run" if args.dry_run else
                            default_results_dir() / "manual" / config.run_name())
@@ -176,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .submit import submit_experiment
 
     demo_dir = Path(args.results) / "demo"
-    data_dir = args.data or (Path(os.environ["PTB_DIR"]) if "PTB_DIR" in os.environ else None)
+    data_dir = args.data or configured_data_dir()
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
         print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
@@ -224,7 +229,7 @@ def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
     """The RNN and GRU of --rnn/--gru (default 3.1 and 3.2, setting 0); --data or PTB_DIR overrides their data."""
     from .report.trained import load_analysed
 
-    data_dir = args.data or (default_data_dir() if "PTB_DIR" in os.environ else None)
+    data_dir = args.data or configured_data_dir()
     return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, args.jobs, data_dir, batch_size)
 
 

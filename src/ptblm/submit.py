@@ -6,10 +6,11 @@ resume from last.pt, settings whose Slurm job is still queued or running are lef
 """
 from __future__ import annotations
 
-import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,9 +146,6 @@ def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
 
 def sbatch_job_command(spec: ContainerSpec | None) -> str:
     """How slurm/array.sbatch runs ptblm: inside the image, or with this interpreter."""
-    import shlex
-    import sys
-
     return f"{container_shell_prefix(spec)} ptblm" if spec else f"{shlex.quote(sys.executable)} -m ptblm.cli"
 
 
@@ -174,7 +172,9 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
         echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
         return SubmitOutcome(plan, "none", [], logs_dir)
     clear_forced(plan, results_dir)
-    tasks = group_tasks([TrainTask(task.setting, str(data_dir), str(results_dir)) for task in todo],
+    # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
+    threads = None if use_slurm else threads_per_run(profile.local_parallelism * profile.runs_per_gpu)
+    tasks = group_tasks([TrainTask(task.setting, str(data_dir), str(results_dir), threads) for task in todo],
                         profile.runs_per_gpu)
     spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
     if spec:
@@ -236,10 +236,7 @@ def _run_local(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, log
     echo(f"no Slurm cluster answers here (sbatch/sinfo): running {len(tasks)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
          f"each; logs in {logs_dir}")
-    threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu)
-    pending = [TrainGroup(tuple(dataclasses.replace(m, threads=threads) for m in t.tasks))
-               if isinstance(t, TrainGroup) else dataclasses.replace(t, threads=threads) for t in tasks]
-    running, job_ids = [], []
+    pending, running, job_ids = list(tasks), [], []
     while pending or running:
         while pending and len(running) < profile.local_parallelism:
             task = pending.pop(0)

@@ -14,12 +14,12 @@ valid - train gap among the runs that reach tau (a run that learns nothing also 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
+from .. import runfolder as rf
 from ..config import MODELS
 from ..status import format_ppl, format_seconds
 from . import latex
@@ -150,7 +150,7 @@ def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
 
 def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
     def finite(value: float | None) -> float | str | None:
-        return value if value is None or math.isfinite(value) else str(value)
+        return None if value is None else rf.encode_float(value)
 
     return [{"model": f.model, "threshold": f.threshold, "threshold_source": f.threshold_source,
              "fastest_row": f.fastest.number if f.fastest else None,
