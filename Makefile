@@ -66,7 +66,7 @@ report: $(STAMP)
 	$(PTBLM) report $(EXPS)
 
 bench: $(STAMP)
-	$(PTBLM) bench
+	$(PTBLM) bench $(ARGS)
 
 image: $(STAMP)
 	$(PTBLM) image

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check of the training step (issue 6): the CUDA-graph tests, then `ptblm bench --full`.
+# GPU check of the training step (issue 6): the CUDA-graph and torch.compile tests, then `ptblm bench --full`,
+# then the compiled path on the GRU shapes.
 #
 # Run once, from the repository root, on a machine with one CUDA GPU and PyTorch installed:
 #   - through the session's `device` tool:  run(command="bash bench/gpu-check.sh", timeout_s=560)
@@ -8,7 +9,8 @@
 #   - on a cluster GPU node:  OUT=results/gpu-check bash bench/gpu-check.sh
 # It stays well under 10 minutes on an H100 (each part has its own time limit) and writes into
 # $OUT (default results/gpu-check): environment.txt, pytest.txt, bench-full.txt,
-# bench-<time>.json (fp32, all 11 course shapes), bench-bf16.txt and its JSON (a subset in bf16).
+# bench-<time>.json (fp32, all 11 course shapes), bench-compiled.txt and its JSON (the GRU 512x2 shapes
+# under torch.compile, compile seconds apart), bench-bf16.txt and its JSON (a subset in bf16).
 #
 # What goes into the README's performance section afterwards: the table at the end of
 # bench-full.txt (ms/step, x builtin, s/epoch per path) and its `suite` line, with the card, the date,
@@ -37,14 +39,23 @@ fi
 
 # 1. The step tests, CUDA ones included (they skip without a GPU), and the bench tests.
 per_test_limit=$("$PYTHON" -c 'import pytest_timeout' 2>/dev/null && echo "--timeout=120")
-timeout 200 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
-  tests/test_step.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" || status=1
+export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"  # empty: compile times as the first task of an array sees them
+timeout 180 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
+  tests/test_step.py tests/test_compiling.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" || status=1
 
 # 2. Every course shape on every path, fp32 (TF32 matmuls, as training runs).
-timeout 330 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
+timeout 240 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
 
-# 3. bf16 autocast where matmuls dominate, if time is left (SECONDS counts since the script began).
-if (( SECONDS < 420 )); then
+# 3. torch.compile on the shapes of the GRU targets (cold cache: about a minute of compiling each).
+if (( SECONDS < 400 )); then
+  timeout $(( 530 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2 --compile --steps 30 \
+    --out "$OUT" 2>&1 | tee "$OUT/bench-compiled.txt" || status=1
+else
+  echo "gpu-check: skipped the compiled bench (${SECONDS} s spent)" | tee "$OUT/bench-compiled.txt"
+fi
+
+# 4. bf16 autocast where matmuls dominate, if time is left (SECONDS counts since the script began).
+if (( SECONDS < 440 )); then
   timeout $(( 540 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
     --precision bf16 --steps 20 --out "$OUT" 2>&1 | tee "$OUT/bench-bf16.txt" || status=1
 else

@@ -95,3 +95,21 @@ def test_bench_command_writes_json_and_names_the_cases_when_none_match(tmp_path,
     assert main(["bench", "--only", "lstm", "--device", "cpu", "--out", str(tmp_path)]) == 2
     assert "matches no case; cases: rnn-h128-l2-bs20, gru-h128-l2-bs20, transformer-h128-l2-bs20" in \
         capsys.readouterr().err
+
+
+def test_the_compiled_path_reports_its_compile_time_and_the_suite_pays_it_once_per_setting(tmp_path):
+    torch._dynamo.reset()  # compile here, whatever other tests compiled in this process
+    case = BenchCase("GRU", 8, 1, 4, 1.0, suite_settings=3, suite_epochs=60, **TINY)
+    path = run_bench([case], torch.device("cpu"), tmp_path, warmup=1, repeats=2, complete_suite=True,
+                     compiled=True, echo=lambda line: None)
+    torch._dynamo.reset()
+    report = json.loads(path.read_text())
+    results = {r["path"]: r for r in report["results"]}
+    assert list(results) == ["default", "reference", "builtin", "compiled"]
+    compiled = results["compiled"]
+    assert "error" not in compiled and compiled["train_ms"] > 0 and compiled["eval_ms"] > 0
+    assert compiled["compile_seconds"] > 0 and compiled["cache_loaded"] + compiled["cache_compiled"] >= 2
+    assert all("compile_seconds" not in results[name] for name in ("default", "reference", "builtin"))
+    assert report["suite"]["seconds"]["compiled"] == pytest.approx(
+        60 * compiled["epoch_seconds"] + 3 * compiled["compile_seconds"])
+    assert report["suite"]["seconds"]["default"] == pytest.approx(60 * results["default"]["epoch_seconds"])

@@ -10,12 +10,16 @@ tokens (seq 35, emb 200, vocab 10,000). Each case (a model and shape) is timed o
                with the scaffold's LayerNorm, eager
     builtin    PyTorch's own, the yardstick: an nn.GRU / nn.RNN language model (cuDNN on GPU) or the
                Transformer with fused scaled_dot_product_attention and nn.LayerNorm, eager
+    compiled   with --compile: `default` over the model under torch.compile; its compile time (the
+               first train and eval calls) is reported apart and counted once per setting in the
+               suite projection, which is how training pays it
 
 Each path gets untimed warm-up steps (they include the graph capture), then the median of many
 timed steps: CUDA events on GPU, perf_counter on CPU. Evaluation steps (forward only) are timed
 the same way, for the validation share of an epoch. Printed and saved per path: ms per step,
 training tokens/s, the ratio to `builtin`, projected seconds per PTB epoch (training + validation)
-and, for the course's suite, per suite. Projections count step time only: no start-up.
+and, for the course's suite, per suite. Projections count step time (and compile time) only: no
+start-up.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .compiling import cache_counts, use_compile_cache
 from .config import RunConfig
 from .data import batch_at, num_batches
 from .jobs import load_experiment
@@ -48,6 +53,7 @@ PATHS = {
     "reference": "impl reference (nested loops) / scratch attention + scaffold LayerNorm, eager "
                  "(the Transformer's equals default on CPU: not timed twice)",
     "builtin": "PyTorch's own: nn.GRU / nn.RNN (cuDNN on GPU) / fused SDPA + nn.LayerNorm, eager",
+    "compiled": "default over the model under torch.compile (with --compile; compile time apart)",
 }
 
 
@@ -129,6 +135,8 @@ class BuiltinRecurrentLM(nn.Module):
 def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
     """The model a path times, and the setting it stands for."""
     config = case.config(impl="reference") if path == "reference" else case.config()
+    if path == "compiled":
+        config = case.config(compile="on")
     if path != "builtin":
         return build_model(config, case.vocab_size), config
     if case.model == "TRANSFORMER":
@@ -138,12 +146,13 @@ def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
     return BuiltinRecurrentLM(config, case.vocab_size), config
 
 
-def paths_for(case: BenchCase, device: torch.device) -> list[str]:
+def paths_for(case: BenchCase, device: torch.device, compiled: bool = False) -> list[str]:
     """The paths that differ on this device: on CPU nothing is graphed, so `eager` is `default`, and
-    so is the Transformer's `reference`; on GPU the Transformer's `eager` is its `reference`."""
+    so is the Transformer's `reference`; on GPU the Transformer's `eager` is its `reference`.
+    `compiled` adds the torch.compile path."""
     recurrent, cuda = case.model != "TRANSFORMER", device.type == "cuda"
     return ["default", *(["eager"] if recurrent and cuda else []),
-            *(["reference"] if recurrent or cuda else []), "builtin"]
+            *(["reference"] if recurrent or cuda else []), "builtin", *(["compiled"] if compiled else [])]
 
 
 def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: int, warmup: int,
@@ -189,23 +198,34 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
     model, config = path_model(case, path)
     model.to(device)
     optimizer = make_optimizer(model, config)
-    graphed = path == "default" and device.type == "cuda"
+    graphed = path in ("default", "compiled") and device.type == "cuda"
+    compiled = path == "compiled"
     generator = torch.Generator().manual_seed(0)
     data = torch.randint(case.vocab_size, (case.batch_size, 8 * case.seq_len + 1), generator=generator)
     data = data.to(device)  # (batch, tokens): 8 distinct batches
     result = {"case": case.name, "path": path, "cuda_graph": graphed, "model": case.model,
               "hidden_size": case.hidden_size, "num_layers": case.num_layers, "batch_size": case.batch_size,
               "dp_keep_prob": case.dp_keep_prob}
+    counts_before = cache_counts()
     try:
-        timings = {}
+        timings, compile_seconds = {}, {}
         for label, step_optimizer in (("train", optimizer), ("eval", None)):
             model.train(step_optimizer is not None)
             hidden = None if case.model == "TRANSFORMER" else model.init_hidden().to(device)
-            step = make_step(model, step_optimizer, precision, cuda_graph=graphed)
+            step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compiled=compiled)
             timings[label] = statistics.median(time_steps(step, data, hidden, case.seq_len, warmup, repeats))
+            if compiled:  # the first call compiled (with warmup 0 it was also timed)
+                if step.compile_error is not None:
+                    raise step.compile_error
+                compile_seconds[label] = step.first_call_seconds
     except (RuntimeError, ValueError) as error:  # e.g. out of memory: record it, time the other paths
         return {**result, "error": f"{type(error).__name__}: {error}".splitlines()[0]}
     tokens = case.batch_size * case.seq_len
+    if compiled:
+        counts = cache_counts()
+        result |= {"compile_seconds": sum(compile_seconds.values()),
+                   "cache_loaded": counts["hits"] - counts_before["hits"],
+                   "cache_compiled": counts["misses"] - counts_before["misses"]}
     return {**result, "train_ms": timings["train"], "eval_ms": timings["eval"],
             "tokens_per_second": tokens / timings["train"] * 1000,
             "epoch_seconds": epoch_seconds(case, timings["train"], timings["eval"])}
@@ -220,18 +240,20 @@ def with_ratios(results: list[dict]) -> list[dict]:
 
 
 def suite_seconds(cases: list[BenchCase], results: list[dict]) -> dict[str, float]:
-    """Projected step seconds of the whole suite per path, for paths timed on every case."""
-    by_key = {(r["case"], r["path"]): r.get("epoch_seconds") for r in results}
+    """Projected seconds of the whole suite per path, for paths timed on every case: every epoch's
+    steps, plus each setting's compile time on the compiled path (as if no cache had it)."""
+    by_key = {(r["case"], r["path"]): r for r in results}
     totals = {}
     for path in PATHS:
-        seconds = [by_key.get((case.name, path)) for case in cases]
-        if all(s is not None for s in seconds):
-            totals[path] = sum(case.suite_epochs * s for case, s in zip(cases, seconds))
+        timed = [by_key.get((case.name, path), {}) for case in cases]
+        if all(r.get("epoch_seconds") is not None for r in timed):
+            totals[path] = sum(case.suite_epochs * r["epoch_seconds"]
+                               + case.suite_settings * r.get("compile_seconds", 0) for case, r in zip(cases, timed))
     return totals
 
 
 def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, precision: str = "fp32",
-              warmup: int = 5, repeats: int = 20, complete_suite: bool = False,
+              warmup: int = 5, repeats: int = 20, complete_suite: bool = False, compiled: bool = False,
               command_line: list[str] | None = None, echo=print) -> Path:
     """Time every case on every path, print the table, write bench-<timestamp>.json; its path."""
     if device.type == "cuda":  # as training runs
@@ -240,12 +262,15 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
          f"median of {repeats} steps after {warmup} warm-up steps")
     results = []
     for case in cases:
-        for path in paths_for(case, device):
+        for path in paths_for(case, device, compiled):
             results.append(bench_path(case, path, device, precision, warmup, repeats))
             gc.collect()  # the path's model, optimizer state and graph memory, before the next one
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            echo(f"  {case.name} {path}: " + (results[-1].get("error") or f"{results[-1]['train_ms']:.2f} ms/step"))
+            compile_note = (f" after {results[-1]['compile_seconds']:.1f} s compiling"
+                            if "compile_seconds" in results[-1] else "")
+            echo(f"  {case.name} {path}: " + (results[-1].get("error") or
+                                              f"{results[-1]['train_ms']:.2f} ms/step{compile_note}"))
     results = with_ratios(results)
     suite = None
     if complete_suite:
@@ -268,15 +293,18 @@ def format_table(results: list[dict], suite: dict | None) -> str:
     def number(value, digits):
         return "-" if value is None else f"{value:,.{digits}f}"
 
+    compiled = any("compile_seconds" in r for r in results)
     rows = [[r["case"], r["path"], number(r.get("train_ms"), 2), number(r.get("eval_ms"), 2),
              number(r.get("tokens_per_second"), 0), number(r.get("ratio_to_builtin"), 2),
-             number(r.get("epoch_seconds"), 1), r.get("error", "")] for r in results]
+             number(r.get("epoch_seconds"), 1), *([number(r.get("compile_seconds"), 1)] if compiled else []),
+             r.get("error", "")] for r in results]
     table = tabulate(rows, headers=["case", "path", "train ms", "eval ms", "train tokens/s", "x builtin",
-                                    "s/epoch", "error"], disable_numparse=True)
+                                    "s/epoch", *(["compile s"] if compiled else []), "error"],
+                     disable_numparse=True)
     if suite:
         totals = ", ".join(f"{path} {seconds / 60:,.1f} min" for path, seconds in suite["seconds"].items())
         table += (f"\nsuite ({suite['settings']} settings, {suite['epochs']} epochs of train + validation, "
-                  f"step time only): {totals}")
+                  f"step time{' and compile time' if compiled else ''}): {totals}")
     return table
 
 
@@ -292,14 +320,18 @@ def select_cases(cases: list[BenchCase], only: list[str] | None) -> list[BenchCa
 
 
 def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir: Path, out_dir: Path,
-                  precision: str, warmup: int | None, repeats: int | None) -> Path:
+                  precision: str, warmup: int | None, repeats: int | None, compile_cache: Path | None = None) -> Path:
     """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise. Step counts
-    default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps."""
+    default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps.
+    With `compile_cache` the compiled path is timed too, its artefacts cached there as training does."""
     device = pick_device(device_name)
+    if compile_cache is not None:
+        use_compile_cache(compile_cache)
     all_cases = suite_cases(jobs_dir) if full else list(SMALL_CASES)
     cases = select_cases(all_cases, only)
     cuda = device.type == "cuda"
     warmup = (GRAPH_WARMUP_STEPS + 2 if cuda else 2) if warmup is None else warmup
     repeats = (50 if cuda else 10) if repeats is None else repeats
     return run_bench(cases, device, out_dir, precision=precision, warmup=warmup, repeats=repeats,
-                     complete_suite=full and len(cases) == len(all_cases), command_line=sys.argv)
+                     complete_suite=full and len(cases) == len(all_cases), compiled=compile_cache is not None,
+                     command_line=sys.argv)

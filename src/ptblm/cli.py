@@ -24,6 +24,7 @@ FLAG_HELP = {
     "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
     "device": "auto, cpu or cuda",
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
+    "compile": "on: run the model under torch.compile, cached in <results>/.compile-cache; off",
 }
 
 
@@ -65,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .compiling import compile_cache_dir
     from .data import write_synthetic_corpus
     from .runfolder import DONE, DIVERGED
     from .train import train_run
@@ -77,7 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out or (Path(scratch) / "run" if args.dry_run else
                            default_results_dir() / "manual" / config.run_name())
         status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv,
-                           scratch_dir=os.environ.get("SLURM_TMPDIR"))
+                           scratch_dir=os.environ.get("SLURM_TMPDIR"),
+                           compile_cache=compile_cache_dir(default_results_dir()))
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
@@ -306,9 +309,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_command
+    from .compiling import compile_cache_dir
 
     bench_command(args.full, args.only, args.device, args.jobs, args.out or default_results_dir() / "bench",
-                  args.precision, args.warmup, args.steps)
+                  args.precision, args.warmup, args.steps,
+                  compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None)
     return 0
 
 
@@ -417,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    bench.add_argument("--compile", action="store_true", help="also time the model under torch.compile, "
+                       "compile time apart (cached in <results>/.compile-cache)")
     bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")
     bench.add_argument("--warmup", type=int, default=None,
                        help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")

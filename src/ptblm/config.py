@@ -16,9 +16,11 @@ ATTENTIONS = ("scratch", "fused")  # fused = torch's scaled_dot_product_attentio
 PRECISIONS = ("fp32", "bf16")  # bf16 = autocast with fp32 master weights
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
+COMPILES = ("off", "on")  # on = the model under torch.compile (inductor), its artefacts cached; see step.py
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
-EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "impl", "attention", "device", "cuda_graph")
+EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "impl", "attention", "device", "cuda_graph", "compile")
+ON_OFF_OPTIONS = ("cuda_graph", "compile")  # YAML 1.1 reads a bare on/off as a boolean: taken back as "on"/"off"
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,7 @@ class RunConfig:
     precision: str = "fp32"
     device: str = "auto"
     cuda_graph: str = "auto"
+    compile: str = "off"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "setting") -> RunConfig:
@@ -74,7 +77,7 @@ class RunConfig:
 
         for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("impl", IMPLEMENTATIONS),
                              ("attention", ATTENTIONS), ("precision", PRECISIONS), ("device", DEVICES),
-                             ("cuda_graph", CUDA_GRAPHS)):
+                             ("cuda_graph", CUDA_GRAPHS), ("compile", COMPILES)):
             if getattr(self, key) not in choices:
                 fail(key, "one of " + ", ".join(choices))
         for key in ("batch_size", "hidden_size", "num_layers", "seq_len", "emb_size", "num_epochs", "n_heads"):
@@ -118,6 +121,8 @@ _TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}
 
 def _convert(where: str, key: str, type_name: Any, value: Any) -> Any:
     expected = _TYPE_NAMES[str(type_name)]
+    if key in ON_OFF_OPTIONS and isinstance(value, bool):
+        return "on" if value else "off"
     if expected is float and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-3 (no dot) as a string
             return float(value)

@@ -38,13 +38,15 @@ class TrainTask:
     def __call__(self) -> str:
         import torch
 
+        from .compiling import compile_cache_dir
         from .train import train_run
 
         torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe it
         status = train_run(self.setting.config, Path(self.data_dir), self.run_dir,
                            experiment=self.setting.experiment, setting_index=self.setting.index,
                            command_line=sys.argv, interactive=False,
-                           scratch_dir=os.environ.get("SLURM_TMPDIR"))
+                           scratch_dir=os.environ.get("SLURM_TMPDIR"),
+                           compile_cache=compile_cache_dir(Path(self.results_dir)))
         return status.state
 
     def checkpoint(self, *args, **kwargs):

@@ -6,6 +6,8 @@ detached. Never a Python float: the loop does not wait for the GPU between batch
 also runs backward, clips the gradient norm to GRAD_CLIP and updates the weights.
 
 - `EagerStep` runs the ops one by one (CPU and CUDA).
+- `CompilingStep` runs either of them over the model under torch.compile (`--compile on`), and the
+  uncompiled step if the compiler fails.
 - `GraphedStep` (CUDA only) captures the whole step once, forward to optimizer update, and replays
   it for each batch: one launch instead of hundreds, which is where small recurrent models lose
   their time. It copies each batch into static buffers, runs the first steps eagerly on its own
@@ -18,6 +20,7 @@ PTB batches of a split all have the same shape, so one graph per (training or no
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .compiling import compile_error_summary, compile_model
 from .config import GRAD_CLIP
 from .models import causal_mask
 
@@ -236,9 +240,49 @@ class GraphedStep:
         return loss.clone(), None if hidden is None else hidden.clone()
 
 
+class CompilingStep:
+    """The step (eager or graphed, as `make_step` picks) over the model under torch.compile.
+
+    The compiler runs inside the first call, forward and backward, so that call is timed
+    (`first_call_seconds`) and reported to `on_compiled`. A compiler error (no C++ compiler on the
+    node, an op Inductor cannot lower) becomes a warning and the step runs the uncompiled model:
+    the run goes on, only slower.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
+                 cuda_graph: bool | None = None, backend="inductor",
+                 on_compiled: Callable[[CompilingStep], None] | None = None):
+        self.model, self.optimizer, self.precision, self.cuda_graph = model, optimizer, precision, cuda_graph
+        self.on_compiled = on_compiled
+        self.step = make_step(compile_model(model, backend), optimizer, precision, cuda_graph)
+        self.first_call_seconds: float | None = None
+        self.compile_error: Exception | None = None  # set when compiling failed: the step runs uncompiled
+
+    def __call__(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        if self.first_call_seconds is not None:
+            return self.step(x, y, hidden)
+        started = time.perf_counter()
+        try:
+            outputs = self.step(x, y, hidden)
+        except torch._dynamo.exc.TorchDynamoException as error:
+            self.compile_error = error
+            warnings.warn(f"torch.compile failed ({compile_error_summary(error)}); running this step "
+                          f"uncompiled (--compile off skips the attempt)", RuntimeWarning, stacklevel=2)
+            self.step = make_step(self.model, self.optimizer, self.precision, self.cuda_graph)
+            outputs = self.step(x, y, hidden)
+        self.first_call_seconds = time.perf_counter() - started
+        if self.on_compiled is not None:
+            self.on_compiled(self)
+        return outputs
+
+
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
-              cuda_graph: bool | None = None) -> Step:
-    """The step for a model on its device: a CUDA graph on CUDA, eager elsewhere (None = that choice)."""
+              cuda_graph: bool | None = None, compiled: bool = False,
+              on_compiled: Callable[[CompilingStep], None] | None = None) -> Step:
+    """The step for a model on its device: a CUDA graph on CUDA, eager elsewhere (None = that choice);
+    `compiled` runs it over the model under torch.compile (see CompilingStep)."""
+    if compiled:
+        return CompilingStep(model, optimizer, precision, cuda_graph, on_compiled=on_compiled)
     on_cuda = next(model.parameters()).device.type == "cuda"
     graphed = on_cuda if cuda_graph is None else cuda_graph
     if graphed:

@@ -26,11 +26,12 @@ from pathlib import Path
 import torch
 
 from . import runfolder as rf
+from .compiling import cache_counts, compile_error_summary, use_compile_cache
 from .config import RunConfig
 from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
 from .provenance import provenance, slurm_task_id
-from .step import Step, make_step
+from .step import CompilingStep, Step, make_step
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
@@ -93,7 +94,8 @@ class EpochRunner:
     """Runs one pass over a split; the same code trains, validates and tests.
 
     Every batch goes through a step from `ptblm.step` (a CUDA graph on CUDA unless `cuda_graph` is
-    False), made once per (optimizer, shape) and kept, so a graph is captured once per run.
+    False; over the compiled model with `compiled`), made once per (optimizer, shape) and kept, so a
+    graph is captured, and the model compiled, once per run and mode.
     """
 
     model: torch.nn.Module
@@ -102,6 +104,7 @@ class EpochRunner:
     log: RunLog
     interactive: bool
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
+    compiled: bool = False  # the model under torch.compile
     _steps: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -112,8 +115,20 @@ class EpochRunner:
         """The training (with an optimizer) or evaluation step for (batch, seq) batches."""
         key = (optimizer, shape)
         if key not in self._steps:
-            self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph)
+            self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph,
+                                         compiled=self.compiled, on_compiled=self._log_compiled)
         return self._steps[key]
+
+    def _log_compiled(self, step: CompilingStep) -> None:
+        """The compile time of a step, and how much of it came from the cache, or why it runs uncompiled."""
+        kind = "evaluation" if step.optimizer is None else "training"
+        if step.compile_error is not None:
+            self.log(f"torch.compile failed for the {kind} step ({compile_error_summary(step.compile_error)}); "
+                     f"running it uncompiled")
+            return
+        counts = cache_counts()
+        self.log(f"compiled the {kind} step in {step.first_call_seconds:.1f} s (Inductor FX-graph cache, "
+                 f"this process so far: {counts['hits']} loaded, {counts['misses']} compiled)")
 
     def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
         """Mean loss over the split's batches; trains when an optimizer is given."""
@@ -190,10 +205,12 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
               experiment: str | None = None, setting_index: int | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
-              echo: bool = True, scratch_dir: Path | None = None) -> rf.RunStatus:
+              echo: bool = True, scratch_dir: Path | None = None,
+              compile_cache: Path | None = None) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
+    With `compile_cache` a `compile on` run keeps torch.compile's artefacts there (see ptblm.compiling).
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
@@ -211,6 +228,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     log = RunLog(out_dir, echo=echo)
     try:
         data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else Path(data_dir)
+        if config.compile == "on" and compile_cache is not None:
+            use_compile_cache(compile_cache)
         return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
                       sys.stderr.isatty() if interactive is None else interactive)
     except BaseException as error:  # record why, for status tables, then let the caller see it
@@ -260,7 +279,8 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         **provenance(device, command_line)})
     log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
-                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph])
+                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
+                         compiled=config.compile == "on")
     best = curves.best_epoch()
     state = rf.RUNNING
 

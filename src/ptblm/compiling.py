@@ -1,0 +1,58 @@
+"""torch.compile for the models, with its artefacts kept where every task of an array finds them.
+
+Compiled, the layer-major recurrent models run each time step's gate arithmetic in a few fused
+kernels instead of one launch per op; the step (eager or a CUDA graph, see step.py) runs the
+compiled model as it would run the plain one. Compiling costs tens of seconds per process (about a
+minute for the GRU 512x2 on an H100, per issue 6), so Inductor's caches (FX graphs, AOTAutograd
+graphs, generated kernels: all under $TORCHINDUCTOR_CACHE_DIR) live beside the run folders, on the
+storage every task of an array sees: the first task to compile a shape writes, the others load.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by Inductor each time it compiles
+COMPILE_CACHE_FOLDER = ".compile-cache"  # under the results folder
+
+
+def compile_cache_dir(results_dir: Path, environ: MutableMapping[str, str] = os.environ) -> Path:
+    """$TORCHINDUCTOR_CACHE_DIR when the user set it, else <results>/.compile-cache (one for all experiments)."""
+    if environ.get(COMPILE_CACHE_ENV):
+        return Path(environ[COMPILE_CACHE_ENV])
+    return Path(results_dir) / COMPILE_CACHE_FOLDER
+
+
+def use_compile_cache(folder: Path, environ: MutableMapping[str, str] = os.environ) -> Path:
+    """Point this process's Inductor caches at `folder` (absolute, created); call before compiling."""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    environ[COMPILE_CACHE_ENV] = str(folder)
+    return folder
+
+
+def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
+    """The model under torch.compile, sharing its parameters and train/eval mode.
+
+    Static shapes: the batches of a split all have one shape, so each mode (train, eval) is one graph.
+    """
+    return torch.compile(model, backend=backend, dynamic=False)
+
+
+def cache_counts() -> dict[str, int]:
+    """Inductor's FX-graph cache hits and misses in this process so far: how much compiling was loaded."""
+    from torch._dynamo.utils import counters
+
+    inductor = counters["inductor"]
+    return {"hits": int(inductor["fxgraph_cache_hit"]), "misses": int(inductor["fxgraph_cache_miss"])}
+
+
+def compile_error_summary(error: BaseException) -> str:
+    """One line saying why compiling failed: the compiler's own error, not dynamo's wrapper."""
+    cause = getattr(error, "inner_exception", None) or error
+    lines = [line for line in str(cause).splitlines() if line.strip()] or [""]
+    return f"{type(cause).__name__}: {lines[0].strip()}"
