@@ -247,18 +247,22 @@ def test_graph_evaluation_step_equals_eager(model_name):
 
 
 @needs_cuda
-def test_graph_replays_draw_new_dropout_masks():
-    """Same batch, same weights (SGD with lr 0): only the dropout masks can change the loss."""
+@pytest.mark.parametrize("compiled", [False, True])
+def test_graph_replays_draw_new_dropout_masks(compiled):
+    """Same batch, same weights (SGD with lr 0): only the dropout masks can change the loss. Compiled,
+    Inductor draws its own random numbers: they too must change at every replay."""
+    torch._dynamo.reset()
     config = setting("GRU", optimizer="SGD", initial_lr=1.0, dp_keep_prob=0.5, device="cuda")
     model, optimizer = model_and_optimizer(config, "cuda")
     optimizer.param_groups[0]["lr"] = 0.0
     model.train()
-    step = GraphedStep(model, optimizer)
+    step = make_step(model, optimizer, cuda_graph=True, compiled=compiled)
     (x, y), = batches(config, 1, "cuda")
     hidden = first_hidden(model, config, "cuda")
     losses = [step(x, y, hidden)[0] for _ in range(6)]
     replayed = torch.stack(losses[4:])  # calls 5 and 6 are replays
-    assert step.graph is not None and replayed[0] != replayed[1]
+    graphed = step.step if compiled else step
+    assert graphed.graph is not None and replayed[0] != replayed[1]
 
 
 @needs_cuda
