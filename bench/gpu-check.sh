@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check of the training step (issue 6): the CUDA-graph and torch.compile tests, then `ptblm bench --full`,
-# then the compiled path on the GRU shapes.
+# then the compiled path on the GRU shapes, four runs packed on the GPU, and bf16.
 #
 # Run once, from the repository root, on a machine with one CUDA GPU and PyTorch installed:
 #   - through the session's `device` tool:  run(command="bash bench/gpu-check.sh", timeout_s=560)
@@ -10,7 +10,8 @@
 # It stays well under 10 minutes on an H100 (each part has its own time limit) and writes into
 # $OUT (default results/gpu-check): environment.txt, pytest.txt, bench-full.txt,
 # bench-<time>.json (fp32, all 11 course shapes), bench-compiled.txt and its JSON (the GRU 512x2 shapes
-# under torch.compile, compile seconds apart), bench-bf16.txt and its JSON (a subset in bf16).
+# under torch.compile, compile seconds apart), bench-packed.txt and its JSON (4 runs at once on the GPU
+# against one alone), bench-bf16.txt and its JSON (a subset in bf16).
 #
 # What goes into the README's performance section afterwards: the table at the end of
 # bench-full.txt (ms/step, x builtin, s/epoch per path) and its `suite` line, with the card, the date,
@@ -48,15 +49,23 @@ timeout 240 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/be
 
 # 3. torch.compile on the shapes of the GRU targets (cold cache: about a minute of compiling each).
 if (( SECONDS < 400 )); then
-  timeout $(( 530 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2 --compile --steps 30 \
+  timeout $(( 500 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2 --compile --steps 30 \
     --out "$OUT" 2>&1 | tee "$OUT/bench-compiled.txt" || status=1
 else
   echo "gpu-check: skipped the compiled bench (${SECONDS} s spent)" | tee "$OUT/bench-compiled.txt"
 fi
 
-# 4. bf16 autocast where matmuls dominate, if time is left (SECONDS counts since the script began).
-if (( SECONDS < 440 )); then
-  timeout $(( 540 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
+# 4. Four runs packed on the GPU (a profile's runs_per_gpu: 4) against one alone, on the small-batch GRU.
+if (( SECONDS < 450 )); then
+  timeout $(( 530 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2-bs20 --runs-per-gpu 4 \
+    --steps 50 --out "$OUT" 2>&1 | tee "$OUT/bench-packed.txt" || status=1
+else
+  echo "gpu-check: skipped the packing bench (${SECONDS} s spent)" | tee "$OUT/bench-packed.txt"
+fi
+
+# 5. bf16 autocast where matmuls dominate, if time is left (SECONDS counts since the script began).
+if (( SECONDS < 470 )); then
+  timeout $(( 545 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
     --precision bf16 --steps 20 --out "$OUT" 2>&1 | tee "$OUT/bench-bf16.txt" || status=1
 else
   echo "gpu-check: skipped the bf16 bench (${SECONDS} s spent)" | tee "$OUT/bench-bf16.txt"

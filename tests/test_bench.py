@@ -113,3 +113,21 @@ def test_the_compiled_path_reports_its_compile_time_and_the_suite_pays_it_once_p
     assert report["suite"]["seconds"]["compiled"] == pytest.approx(
         60 * compiled["epoch_seconds"] + 3 * compiled["compile_seconds"])
     assert report["suite"]["seconds"]["default"] == pytest.approx(60 * results["default"]["epoch_seconds"])
+
+
+def test_packed_runs_are_timed_together_and_their_tokens_per_second_summed(tmp_path, capsys):
+    case = BenchCase("GRU", 8, 1, 4, 0.8, **TINY)
+    lines = []
+    path = run_bench([case], torch.device("cpu"), tmp_path, warmup=1, repeats=2, runs_per_gpu=2, echo=lines.append)
+    report = json.loads(path.read_text())
+    single = next(r for r in report["results"] if r["path"] == "default")
+    packed, = report["packing"]
+    assert packed["case"] == case.name and packed["runs"] == 2 and len(packed["per_run"]) == 2
+    assert all("error" not in r and r["path"] == "default" and r["train_ms"] > 0 for r in packed["per_run"])
+    assert packed["tokens_per_second"] == pytest.approx(sum(r["tokens_per_second"] for r in packed["per_run"]))
+    assert packed["gain"] == pytest.approx(packed["tokens_per_second"] / single["tokens_per_second"])
+    assert packed["slowdown_per_run"] == pytest.approx(packed["train_ms"] / single["train_ms"])
+    assert any(line.startswith(f"{case.name}: 2 runs at once: ") and "the tokens/s of one run alone" in line
+               for line in lines)
+    assert main(["bench", "--runs-per-gpu", "0", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "--runs-per-gpu 0 is invalid; valid: 1 (one run alone) or more" in capsys.readouterr().err

@@ -20,10 +20,15 @@ the same way, for the validation share of an epoch. Printed and saved per path: 
 training tokens/s, the ratio to `builtin`, projected seconds per PTB epoch (training + validation)
 and, for the course's suite, per suite. Projections count step time (and compile time) only: no
 start-up.
+
+With --runs-per-gpu K, each case's default path is also timed in K processes at once on the one
+device, as a profile's `runs_per_gpu: K` packs settings: the sum of their training tokens/s against
+one process alone says whether packing pays.
 """
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import statistics
 import sys
 import time
@@ -40,6 +45,7 @@ from .jobs import load_experiment
 from .models import build_model, make_model
 from .provenance import provenance
 from .runfolder import atomic_write_json
+from .slurm_job import threads_per_run
 from .step import GRAPH_WARMUP_STEPS, make_step
 from .train import make_optimizer, pick_device, use_tf32_matmuls
 
@@ -156,9 +162,10 @@ def paths_for(case: BenchCase, device: torch.device, compiled: bool = False) -> 
 
 
 def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: int, warmup: int,
-               repeats: int) -> list[float]:
+               repeats: int, after_warmup=None) -> list[float]:
     """Milliseconds of each of `repeats` steps after `warmup` untimed ones; batches are cut from
-    `data` (batch, tokens) as EpochRunner cuts them, cyclically, and the hidden state is carried."""
+    `data` (batch, tokens) as EpochRunner cuts them, cyclically, and the hidden state is carried.
+    `after_warmup()` is called between the two (packed processes wait there for each other)."""
     count = (data.size(1) - 1) // seq_len
 
     def run(index: int) -> None:
@@ -167,6 +174,10 @@ def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: i
 
     for index in range(warmup):
         run(index)
+    if after_warmup is not None:
+        if data.device.type == "cuda":
+            torch.cuda.synchronize(data.device)
+        after_warmup()
     if data.device.type != "cuda":
         times = []
         for index in range(warmup, warmup + repeats):
@@ -192,7 +203,7 @@ def epoch_seconds(case: BenchCase, train_ms: float, eval_ms: float) -> float:
 
 
 def bench_path(case: BenchCase, path: str, device: torch.device, precision: str, warmup: int,
-               repeats: int) -> dict:
+               repeats: int, after_warmup=None) -> dict:
     """Train and eval step times of one path (a fresh model, seeded), or the error that stopped it."""
     torch.manual_seed(0)
     model, config = path_model(case, path)
@@ -213,7 +224,8 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
             model.train(step_optimizer is not None)
             hidden = None if case.model == "TRANSFORMER" else model.init_hidden().to(device)
             step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compiled=compiled)
-            timings[label] = statistics.median(time_steps(step, data, hidden, case.seq_len, warmup, repeats))
+            timings[label] = statistics.median(time_steps(step, data, hidden, case.seq_len, warmup, repeats,
+                                                          after_warmup))
             if compiled:  # the first call compiled (with warmup 0 it was also timed)
                 if step.compile_error is not None:
                     raise step.compile_error
@@ -252,9 +264,60 @@ def suite_seconds(cases: list[BenchCase], results: list[dict]) -> dict[str, floa
     return totals
 
 
+def _packed_run(case: BenchCase, device_name: str, precision: str, warmup: int, repeats: int, threads: int,
+                barrier, results) -> None:
+    """One of the packed processes: the default path, timed while the others run theirs."""
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        use_tf32_matmuls()
+    result = bench_path(case, "default", device, precision, warmup, repeats, after_warmup=barrier.wait)
+    if "error" in result:
+        barrier.abort()  # the others stop waiting for this one
+    results.put(result)
+
+
+def bench_packed(case: BenchCase, device: torch.device, precision: str, warmup: int, repeats: int, runs: int,
+                 single: dict | None) -> dict:
+    """`runs` processes timing the default path together (a barrier starts their timed steps at once);
+    their summed training tokens/s against `single`, the default path alone in this process."""
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no CUDA state is forked
+    barrier, queue = context.Barrier(runs, timeout=900), context.Queue()
+    threads = threads_per_run(runs)  # CPU threads shared out as a packed array task shares them
+    processes = [context.Process(target=_packed_run, args=(case, str(device), precision, warmup, repeats,
+                                                           threads, barrier, queue)) for _ in range(runs)]
+    for process in processes:
+        process.start()
+    per_run = [queue.get(timeout=1800) for _ in processes]
+    for process in processes:
+        process.join()
+    errors = [r["error"] for r in per_run if "error" in r]
+    packed = {"case": case.name, "runs": runs, "per_run": per_run}
+    if errors:
+        return {**packed, "error": errors[0]}
+    total = sum(r["tokens_per_second"] for r in per_run)
+    train_ms = statistics.median(r["train_ms"] for r in per_run)
+    return {**packed, "train_ms": train_ms, "tokens_per_second": total,
+            "gain": total / single["tokens_per_second"] if single else None,
+            "slowdown_per_run": train_ms / single["train_ms"] if single else None}
+
+
+def format_packing(packing: list[dict]) -> str:
+    lines = []
+    for p in packing:
+        if "error" in p:
+            lines.append(f"{p['case']}: {p['runs']} runs at once: {p['error']}")
+        else:
+            gain = "" if p["gain"] is None else (f", {p['gain']:.2f}x the tokens/s of one run alone "
+                                                 f"(each run {p['slowdown_per_run']:.2f}x slower)")
+            lines.append(f"{p['case']}: {p['runs']} runs at once: {p['tokens_per_second']:,.0f} training "
+                         f"tokens/s in all{gain}")
+    return "\n".join(lines)
+
+
 def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, precision: str = "fp32",
               warmup: int = 5, repeats: int = 20, complete_suite: bool = False, compiled: bool = False,
-              command_line: list[str] | None = None, echo=print) -> Path:
+              runs_per_gpu: int = 1, command_line: list[str] | None = None, echo=print) -> Path:
     """Time every case on every path, print the table, write bench-<timestamp>.json; its path."""
     if device.type == "cuda":  # as training runs
         use_tf32_matmuls()
@@ -271,6 +334,13 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
                             if "compile_seconds" in results[-1] else "")
             echo(f"  {case.name} {path}: " + (results[-1].get("error") or
                                               f"{results[-1]['train_ms']:.2f} ms/step{compile_note}"))
+    packing = []
+    if runs_per_gpu > 1:
+        single = {r["case"]: r for r in results if r["path"] == "default" and "error" not in r}
+        for case in cases:
+            packing.append(bench_packed(case, device, precision, warmup, repeats, runs_per_gpu, single.get(case.name)))
+            echo(f"  {case.name} default x{runs_per_gpu} at once: " + (packing[-1].get("error") or
+                 f"{packing[-1]['tokens_per_second']:,.0f} tokens/s in all"))
     results = with_ratios(results)
     suite = None
     if complete_suite:
@@ -279,8 +349,11 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
     report = {**provenance(device, command_line), "precision": precision, "warmup_steps": warmup,
               "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "vocab_size": VOCAB_SIZE,
               "optimizer": "ADAM", "ptb_tokens": PTB_TOKENS, "paths": PATHS,
-              "cases": [asdict(case) | {"name": case.name} for case in cases], "results": results, "suite": suite}
+              "cases": [asdict(case) | {"name": case.name} for case in cases], "results": results, "suite": suite,
+              "packing": packing}
     echo(format_table(results, suite))
+    if packing:
+        echo(format_packing(packing))
     path = Path(out_dir) / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(path, report)
     echo(f"wrote {path}")
@@ -320,10 +393,13 @@ def select_cases(cases: list[BenchCase], only: list[str] | None) -> list[BenchCa
 
 
 def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir: Path, out_dir: Path,
-                  precision: str, warmup: int | None, repeats: int | None, compile_cache: Path | None = None) -> Path:
+                  precision: str, warmup: int | None, repeats: int | None, compile_cache: Path | None = None,
+                  runs_per_gpu: int = 1) -> Path:
     """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise. Step counts
     default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps.
     With `compile_cache` the compiled path is timed too, its artefacts cached there as training does."""
+    if runs_per_gpu < 1:
+        raise ValueError(f"bench: --runs-per-gpu {runs_per_gpu} is invalid; valid: 1 (one run alone) or more")
     device = pick_device(device_name)
     if compile_cache is not None:
         use_compile_cache(compile_cache)
@@ -334,4 +410,4 @@ def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir
     repeats = (50 if cuda else 10) if repeats is None else repeats
     return run_bench(cases, device, out_dir, precision=precision, warmup=warmup, repeats=repeats,
                      complete_suite=full and len(cases) == len(all_cases), compiled=compile_cache is not None,
-                     command_line=sys.argv)
+                     runs_per_gpu=runs_per_gpu, command_line=sys.argv)

@@ -313,7 +313,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     bench_command(args.full, args.only, args.device, args.jobs, args.out or default_results_dir() / "bench",
                   args.precision, args.warmup, args.steps,
-                  compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None)
+                  compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None,
+                  runs_per_gpu=args.runs_per_gpu)
     return 0
 
 
@@ -424,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     bench.add_argument("--compile", action="store_true", help="also time the model under torch.compile, "
                        "compile time apart (cached in <results>/.compile-cache)")
+    bench.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                       help="also time K processes at once on the device, as a profile's runs_per_gpu packs runs")
     bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")
     bench.add_argument("--warmup", type=int, default=None,
                        help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")
