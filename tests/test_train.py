@@ -229,3 +229,14 @@ def test_non_interactive_runs_log_about_every_tenth_of_an_epoch(synthetic_dir, t
     lines = [line for line in (tmp_path / rf.LOG_FILE).read_text().splitlines() if "epoch 1 train step" in line]
     assert 10 <= len(lines) <= 12 and lines[-1].split("train step ")[1].startswith(f"{steps}/{steps} (100%)")
     assert "words/s" in lines[0] and "ppl" in lines[0]
+
+
+def test_find_runs_reads_experiment_folders_and_skips_hidden_ones(synthetic_dir, tmp_path):
+    """results/.compile-cache holds Inductor's files: never an experiment, whatever names they have."""
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path / "3.2" / "gru", echo=False,
+              experiment="3.2", setting_index=0)
+    junk = tmp_path / ".compile-cache" / "ab" / rf.CONFIG_FILE
+    junk.parent.mkdir(parents=True)
+    junk.write_text("not json")
+    runs = rf.find_runs(tmp_path)
+    assert [(run.experiment, run.folder) for run in runs] == [("3.2", tmp_path / "3.2" / "gru")]

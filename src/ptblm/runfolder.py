@@ -234,10 +234,12 @@ def read_run(folder: Path) -> RunRecord:
 
 
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:
-    """All run folders under results/<exp>/<run>/, sorted by experiment then setting number."""
+    """All run folders under results/<exp>/<run>/, sorted by experiment then setting number.
+    Hidden folders (results/.compile-cache) are not experiments, whatever files they hold."""
     results_dir = Path(results_dir)
     pattern = f"{experiment}/*/{CONFIG_FILE}" if experiment else f"*/*/{CONFIG_FILE}"
-    runs = [read_run(path.parent) for path in results_dir.glob(pattern)]
+    runs = [read_run(path.parent) for path in results_dir.glob(pattern)
+            if not path.relative_to(results_dir).parts[0].startswith(".")]
     return sorted(runs, key=lambda r: (r.experiment, r.provenance.get("setting_index", 0), r.name))
 
 
