@@ -32,6 +32,7 @@ import multiprocessing
 import statistics
 import sys
 import time
+from queue import Empty
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
     result = {"case": case.name, "path": path, "cuda_graph": graphed, "model": case.model,
               "hidden_size": case.hidden_size, "num_layers": case.num_layers, "batch_size": case.batch_size,
               "dp_keep_prob": case.dp_keep_prob}
-    counts_before = cache_counts()
+    counts_before = cache_counts() if compiled else None
     try:
         timings, compile_seconds = {}, {}
         for label, step_optimizer in (("train", optimizer), ("eval", None)):
@@ -288,10 +289,18 @@ def bench_packed(case: BenchCase, device: torch.device, precision: str, warmup: 
                                                            threads, barrier, queue)) for _ in range(runs)]
     for process in processes:
         process.start()
-    per_run = [queue.get(timeout=1800) for _ in processes]
+    per_run, errors = [], []
+    while len(per_run) < runs and not errors:
+        try:
+            per_run.append(queue.get(timeout=5))
+        except Empty:  # a process that died without a result (killed, out of host memory) ends the wait
+            errors = [f"a packed process exited with code {p.exitcode} and no result"
+                      for p in processes if p.exitcode not in (None, 0)]
+            if errors:
+                barrier.abort()
     for process in processes:
         process.join()
-    errors = [r["error"] for r in per_run if "error" in r]
+    errors += [r["error"] for r in per_run if "error" in r]
     packed = {"case": case.name, "runs": runs, "per_run": per_run}
     if errors:
         return {**packed, "error": errors[0]}
