@@ -98,7 +98,6 @@ def test_bench_command_writes_json_and_names_the_cases_when_none_match(tmp_path,
 
 
 def test_the_compiled_path_reports_its_compile_time_and_the_suite_pays_it_once_per_setting(tmp_path):
-    torch._dynamo.reset()  # compile here, whatever other tests compiled in this process
     case = BenchCase("GRU", 8, 1, 4, 1.0, suite_settings=3, suite_epochs=60, **TINY)
     path = run_bench([case], torch.device("cpu"), tmp_path, warmup=1, repeats=2, complete_suite=True,
                      compiled=True, echo=lambda line: None)

@@ -218,6 +218,8 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
     result = {"case": case.name, "path": path, "cuda_graph": graphed, "model": case.model,
               "hidden_size": case.hidden_size, "num_layers": case.num_layers, "batch_size": case.batch_size,
               "dp_keep_prob": case.dp_keep_prob}
+    if compiled:  # dynamo keeps 8 graphs per function, then runs it eagerly: start each case afresh
+        torch._dynamo.reset()
     counts_before = cache_counts() if compiled else None
     try:
         timings, compile_seconds = {}, {}
