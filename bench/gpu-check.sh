@@ -10,7 +10,7 @@
 # It stays well under 10 minutes on an H100 (each part has its own time limit) and writes into
 # $OUT (default results/gpu-check): environment.txt, pytest.txt, bench-full.txt,
 # bench-<time>.json (fp32, all 11 course shapes), bench-compiled.txt and its JSON (the GRU 512x2 shapes
-# under torch.compile, compile seconds apart), bench-packed.txt and its JSON (4 runs at once on the GPU
+# with the whole model and with the time step under torch.compile, compile seconds apart), bench-packed.txt and its JSON (4 runs at once on the GPU
 # against one alone), bench-bf16.txt and its JSON (a subset in bf16).
 #
 # What goes into the README's performance section afterwards: the table at the end of
@@ -41,31 +41,32 @@ fi
 # 1. The step tests, CUDA ones included (they skip without a GPU), and the bench tests.
 per_test_limit=$("$PYTHON" -c 'import pytest_timeout' 2>/dev/null && echo "--timeout=120")
 export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"  # empty: compile times as the first task of an array sees them
-timeout 180 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
+timeout 150 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
   tests/test_step.py tests/test_compiling.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" || status=1
 
 # 2. Every course shape on every path, fp32 (TF32 matmuls, as training runs).
-timeout 240 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
+timeout 200 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
 
-# 3. torch.compile on the shapes of the GRU targets (cold cache: about a minute of compiling each).
-if (( SECONDS < 400 )); then
-  timeout $(( 500 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2 --compile --steps 30 \
+# 3. torch.compile on the shapes of the GRU targets, whole model (about a minute of compiling each, cold
+#    cache) and time step only (seconds).
+if (( SECONDS < 330 )); then
+  timeout $(( 525 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2 --compile --steps 30 \
     --out "$OUT" 2>&1 | tee "$OUT/bench-compiled.txt" || status=1
 else
   echo "gpu-check: skipped the compiled bench (${SECONDS} s spent)" | tee "$OUT/bench-compiled.txt"
 fi
 
 # 4. Four runs packed on the GPU (a profile's runs_per_gpu: 4) against one alone, on the small-batch GRU.
-if (( SECONDS < 450 )); then
-  timeout $(( 530 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2-bs20 --runs-per-gpu 4 \
+if (( SECONDS < 460 )); then
+  timeout $(( 535 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only gru-h512-l2-bs20 --runs-per-gpu 4 \
     --steps 50 --out "$OUT" 2>&1 | tee "$OUT/bench-packed.txt" || status=1
 else
   echo "gpu-check: skipped the packing bench (${SECONDS} s spent)" | tee "$OUT/bench-packed.txt"
 fi
 
 # 5. bf16 autocast where matmuls dominate, if time is left (SECONDS counts since the script began).
-if (( SECONDS < 470 )); then
-  timeout $(( 545 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
+if (( SECONDS < 480 )); then
+  timeout $(( 548 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
     --precision bf16 --steps 20 --out "$OUT" 2>&1 | tee "$OUT/bench-bf16.txt" || status=1
 else
   echo "gpu-check: skipped the bf16 bench (${SECONDS} s spent)" | tee "$OUT/bench-bf16.txt"

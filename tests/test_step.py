@@ -247,8 +247,8 @@ def test_graph_evaluation_step_equals_eager(model_name):
 
 
 @needs_cuda
-@pytest.mark.parametrize("compiled", [False, True])
-def test_graph_replays_draw_new_dropout_masks(compiled):
+@pytest.mark.parametrize("compile_mode", ["off", "model", "cell"])
+def test_graph_replays_draw_new_dropout_masks(compile_mode):
     """Same batch, same weights (SGD with lr 0): only the dropout masks can change the loss. Compiled,
     Inductor draws its own random numbers: they too must change at every replay."""
     torch._dynamo.reset()
@@ -256,12 +256,12 @@ def test_graph_replays_draw_new_dropout_masks(compiled):
     model, optimizer = model_and_optimizer(config, "cuda")
     optimizer.param_groups[0]["lr"] = 0.0
     model.train()
-    step = make_step(model, optimizer, cuda_graph=True, compiled=compiled)
+    step = make_step(model, optimizer, cuda_graph=True, compile_mode=compile_mode)
     (x, y), = batches(config, 1, "cuda")
     hidden = first_hidden(model, config, "cuda")
     losses = [step(x, y, hidden)[0] for _ in range(6)]
     replayed = torch.stack(losses[4:])  # calls 5 and 6 are replays
-    graphed = step.step if compiled else step
+    graphed = step if compile_mode == "off" else step.step
     assert graphed.graph is not None and replayed[0] != replayed[1]
 
 

@@ -10,9 +10,10 @@ tokens (seq 35, emb 200, vocab 10,000). Each case (a model and shape) is timed o
                with the scaffold's LayerNorm, eager
     builtin    PyTorch's own, the yardstick: an nn.GRU / nn.RNN language model (cuDNN on GPU) or the
                Transformer with fused scaled_dot_product_attention and nn.LayerNorm, eager
-    compiled   with --compile: `default` over the model under torch.compile; its compile time (the
-               first train and eval calls) is reported apart and counted once per setting in the
-               suite projection, which is how training pays it
+    compiled-model  with --compile: `default` over the whole model under torch.compile (compile: model)
+    compiled-cell   with --compile, RNN/GRU: `default` with only the time step compiled (compile: cell)
+               A compiled path's compile time (its first train and eval calls) is reported apart and
+               counted once per setting in the suite projection, which is how training pays it.
 
 Each path gets untimed warm-up steps (they include the graph capture), then the median of many
 timed steps: CUDA events on GPU, perf_counter on CPU. Evaluation steps (forward only) are timed
@@ -60,8 +61,10 @@ PATHS = {
     "reference": "impl reference (nested loops) / scratch attention + scaffold LayerNorm, eager "
                  "(the Transformer's equals default on CPU: not timed twice)",
     "builtin": "PyTorch's own: nn.GRU / nn.RNN (cuDNN on GPU) / fused SDPA + nn.LayerNorm, eager",
-    "compiled": "default over the model under torch.compile (with --compile; compile time apart)",
+    "compiled-model": "default over the whole model under torch.compile (with --compile; compile time apart)",
+    "compiled-cell": "default with the RNN/GRU time step under torch.compile (with --compile; compile time apart)",
 }
+COMPILED_PATHS = {"compiled-model": "model", "compiled-cell": "cell"}  # path -> RunConfig.compile
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,8 @@ class BuiltinRecurrentLM(nn.Module):
 def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
     """The model a path times, and the setting it stands for."""
     config = case.config(impl="reference") if path == "reference" else case.config()
-    if path == "compiled":
-        config = case.config(compile="on")
+    if path in COMPILED_PATHS:
+        config = case.config(compile=COMPILED_PATHS[path])
     if path != "builtin":
         return build_model(config, case.vocab_size), config
     if case.model == "TRANSFORMER":
@@ -159,7 +162,8 @@ def paths_for(case: BenchCase, device: torch.device, compiled: bool = False) -> 
     `compiled` adds the torch.compile path."""
     recurrent, cuda = case.model != "TRANSFORMER", device.type == "cuda"
     return ["default", *(["eager"] if recurrent and cuda else []),
-            *(["reference"] if recurrent or cuda else []), "builtin", *(["compiled"] if compiled else [])]
+            *(["reference"] if recurrent or cuda else []), "builtin",
+            *(["compiled-model", *(["compiled-cell"] if recurrent else [])] if compiled else [])]
 
 
 def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: int, warmup: int,
@@ -210,8 +214,9 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
     model, config = path_model(case, path)
     model.to(device)
     optimizer = make_optimizer(model, config)
-    graphed = path in ("default", "compiled") and device.type == "cuda"
-    compiled = path == "compiled"
+    compile_mode = COMPILED_PATHS.get(path, "off")
+    compiled = compile_mode != "off"
+    graphed = (path == "default" or compiled) and device.type == "cuda"
     generator = torch.Generator().manual_seed(0)
     data = torch.randint(case.vocab_size, (case.batch_size, 8 * case.seq_len + 1), generator=generator)
     data = data.to(device)  # (batch, tokens): 8 distinct batches
@@ -226,7 +231,7 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
         for label, step_optimizer in (("train", optimizer), ("eval", None)):
             model.train(step_optimizer is not None)
             hidden = None if case.model == "TRANSFORMER" else model.init_hidden().to(device)
-            step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compiled=compiled)
+            step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compile_mode=compile_mode)
             timings[label] = statistics.median(time_steps(step, data, hidden, case.seq_len, warmup, repeats,
                                                           after_warmup))
             if compiled:  # the first call compiled (with warmup 0 it was also timed)

@@ -24,7 +24,8 @@ FLAG_HELP = {
     "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
     "device": "auto, cpu or cuda",
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
-    "compile": "on: run the model under torch.compile, cached in <results>/.compile-cache; off",
+    "compile": "off, model (the whole model under torch.compile) or cell (only the RNN/GRU time step); "
+               "cached in <results>/.compile-cache",
 }
 
 
@@ -423,8 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    bench.add_argument("--compile", action="store_true", help="also time the model under torch.compile, "
-                       "compile time apart (cached in <results>/.compile-cache)")
+    bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; RNN/GRU "
+                       "time step), compile time apart (cached in <results>/.compile-cache)")
     bench.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                        help="also time K processes at once on the device, as a profile's runs_per_gpu packs runs")
     bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")

@@ -2,10 +2,12 @@
 
 Compiled, the layer-major recurrent models run each time step's gate arithmetic in a few fused
 kernels instead of one launch per op; the step (eager or a CUDA graph, see step.py) runs the
-compiled model as it would run the plain one. Compiling costs tens of seconds per process (about a
-minute for the GRU 512x2 on an H100, per issue 6), so Inductor's caches (FX graphs, AOTAutograd
-graphs, generated kernels: all under $TORCHINDUCTOR_CACHE_DIR) live beside the run folders, on the
-storage every task of an array sees: the first task to compile a shape writes, the others load.
+compiled model as it would run the plain one. Two granularities: the whole model (`compile: model`,
+the time loop unrolled into one graph: about a minute of compiling for the GRU 512x2 on an H100,
+per issue 6) or only the recurrent time step (`compile: cell`, one small graph: seconds). Inductor's
+caches (FX graphs, AOTAutograd graphs, generated kernels: all under $TORCHINDUCTOR_CACHE_DIR) live
+beside the run folders, on the storage every task of an array sees: the first task to compile a
+shape writes, the others load.
 """
 from __future__ import annotations
 
@@ -35,12 +37,26 @@ def use_compile_cache(folder: Path, environ: MutableMapping[str, str] = os.envir
     return folder
 
 
-def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
-    """The model under torch.compile, sharing its parameters and train/eval mode.
+def compile_for_step(model: nn.Module, mode: str, backend="inductor") -> nn.Module:
+    """What a step runs for compile `mode`, sharing the model's parameters and train/eval mode.
 
-    Static shapes: the batches of a split all have one shape, so each mode (train, eval) is one graph.
+    "model": the whole model under torch.compile, static shapes (a split's batches all have one shape,
+    so each of train and eval mode is one graph; the time loop is unrolled into it).
+    "cell": the model itself with its fast path's time step compiled (RecurrentLM.compile_time_step).
     """
-    return torch.compile(model, backend=backend, dynamic=False)
+    if mode == "model":
+        return torch.compile(model, backend=backend, dynamic=False)
+    if mode == "cell":
+        model.compile_time_step(backend)
+        return model
+    raise ValueError(f"compile mode {mode!r} is invalid; valid: model or cell")
+
+
+def uncompile(model: nn.Module) -> nn.Module:
+    """The model as it runs uncompiled, after `compile_for_step` failed (a cell-compiled model is reset)."""
+    if hasattr(model, "use_plain_time_step"):
+        model.use_plain_time_step()
+    return model
 
 
 def cache_counts() -> dict[str, int]:

@@ -16,7 +16,9 @@ ATTENTIONS = ("scratch", "fused")  # fused = torch's scaled_dot_product_attentio
 PRECISIONS = ("fp32", "bf16")  # bf16 = autocast with fp32 master weights
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
-COMPILES = ("off", "on")  # on = the model under torch.compile (inductor), its artefacts cached; see step.py
+# torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only the RNN/GRU fast
+# path's time step, a small graph that compiles in seconds.
+COMPILES = ("off", "model", "cell")
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
 EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "impl", "attention", "device", "cuda_graph", "compile")
@@ -91,6 +93,9 @@ class RunConfig:
             fail("max_batches", "0 (whole split) or a positive number of batches")
         if self.model == "TRANSFORMER" and self.hidden_size % self.n_heads:
             fail("hidden_size", f"a multiple of n_heads = {self.n_heads} for the TRANSFORMER")
+        if self.compile == "cell" and (self.model == "TRANSFORMER" or self.impl != "fast"):
+            fail("compile", f"off or model for {self.model} with impl {self.impl!r} (cell compiles the time step "
+                            f"of the RNN/GRU fast path)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,7 +6,7 @@ detached. Never a Python float: the loop does not wait for the GPU between batch
 also runs backward, clips the gradient norm to GRAD_CLIP and updates the weights.
 
 - `EagerStep` runs the ops one by one (CPU and CUDA).
-- `CompilingStep` runs either of them over the model under torch.compile (`--compile on`), and the
+- `CompilingStep` runs either of them over the compiled model (`--compile model|cell`), and the
   uncompiled step if the compiler fails.
 - `GraphedStep` (CUDA only) captures the whole step once, forward to optimizer update, and replays
   it for each batch: one launch instead of hundreds, which is where small recurrent models lose
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .compiling import compile_error_summary, compile_model
+from .compiling import compile_error_summary, compile_for_step, uncompile
 from .config import GRAD_CLIP
 from .models import causal_mask
 
@@ -85,6 +85,20 @@ def run_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, x: Tenso
     if optimizer is None:
         return eval_step(model, x, y, hidden, precision)
     return train_step(model, optimizer, x, y, hidden, precision)
+
+
+def rng_state(device: torch.device) -> dict:
+    """The random generators a step draws from (dropout): the CPU one, and the device's on CUDA."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def use_graph_safe_updates(optimizer: torch.optim.Optimizer, graph_safe: bool) -> None:
@@ -241,7 +255,8 @@ class GraphedStep:
 
 
 class CompilingStep:
-    """The step (eager or graphed, as `make_step` picks) over the model under torch.compile.
+    """The step (eager or graphed, as `make_step` picks) over the model compiled in `mode` ("model" or
+    "cell", see ptblm.compiling).
 
     The compiler runs inside the first call, forward and backward, so that call is timed
     (`first_call_seconds`) and reported to `on_compiled`. A compiler error (no C++ compiler on the
@@ -250,11 +265,11 @@ class CompilingStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
-                 cuda_graph: bool | None = None, backend="inductor",
+                 cuda_graph: bool | None = None, mode: str = "model", backend="inductor",
                  on_compiled: Callable[[CompilingStep], None] | None = None):
         self.model, self.optimizer, self.precision, self.cuda_graph = model, optimizer, precision, cuda_graph
-        self.on_compiled = on_compiled
-        self.step = make_step(compile_model(model, backend), optimizer, precision, cuda_graph)
+        self.mode, self.on_compiled = mode, on_compiled
+        self.step = make_step(compile_for_step(model, mode, backend), optimizer, precision, cuda_graph)
         self.first_call_seconds: float | None = None
         self.compile_error: Exception | None = None  # set when compiling failed: the step runs uncompiled
 
@@ -262,13 +277,16 @@ class CompilingStep:
         if self.first_call_seconds is not None:
             return self.step(x, y, hidden)
         started = time.perf_counter()
+        device = next(self.model.parameters()).device
+        randomness = rng_state(device)  # a cell compile fails after the dropout masks are drawn
         try:
             outputs = self.step(x, y, hidden)
         except torch._dynamo.exc.TorchDynamoException as error:
+            set_rng_state(randomness, device)  # the uncompiled step draws the masks this one would have
             self.compile_error = error
             warnings.warn(f"torch.compile failed ({compile_error_summary(error)}); running this step "
                           f"uncompiled (--compile off skips the attempt)", RuntimeWarning, stacklevel=2)
-            self.step = make_step(self.model, self.optimizer, self.precision, self.cuda_graph)
+            self.step = make_step(uncompile(self.model), self.optimizer, self.precision, self.cuda_graph)
             outputs = self.step(x, y, hidden)
         self.first_call_seconds = time.perf_counter() - started
         if self.on_compiled is not None:
@@ -277,12 +295,12 @@ class CompilingStep:
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
-              cuda_graph: bool | None = None, compiled: bool = False,
+              cuda_graph: bool | None = None, compile_mode: str = "off",
               on_compiled: Callable[[CompilingStep], None] | None = None) -> Step:
     """The step for a model on its device: a CUDA graph on CUDA, eager elsewhere (None = that choice);
-    `compiled` runs it over the model under torch.compile (see CompilingStep)."""
-    if compiled:
-        return CompilingStep(model, optimizer, precision, cuda_graph, on_compiled=on_compiled)
+    a `compile_mode` other than "off" runs it over the compiled model (see CompilingStep)."""
+    if compile_mode != "off":
+        return CompilingStep(model, optimizer, precision, cuda_graph, compile_mode, on_compiled=on_compiled)
     on_cuda = next(model.parameters()).device.type == "cuda"
     graphed = on_cuda if cuda_graph is None else cuda_graph
     if graphed:

@@ -31,7 +31,7 @@ from .config import RunConfig
 from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
 from .provenance import provenance, slurm_task_id
-from .step import CompilingStep, Step, make_step
+from .step import CompilingStep, Step, make_step, rng_state, set_rng_state
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
@@ -94,8 +94,8 @@ class EpochRunner:
     """Runs one pass over a split; the same code trains, validates and tests.
 
     Every batch goes through a step from `ptblm.step` (a CUDA graph on CUDA unless `cuda_graph` is
-    False; over the compiled model with `compiled`), made once per (optimizer, shape) and kept, so a
-    graph is captured, and the model compiled, once per run and mode.
+    False; over the compiled model with `compile_mode`), made once per (optimizer, shape) and kept, so
+    a graph is captured, and the model compiled, once per run and mode.
     """
 
     model: torch.nn.Module
@@ -104,7 +104,7 @@ class EpochRunner:
     log: RunLog
     interactive: bool
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
-    compiled: bool = False  # the model under torch.compile
+    compile_mode: str = "off"  # RunConfig.compile: off, model or cell
     _steps: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -116,7 +116,7 @@ class EpochRunner:
         key = (optimizer, shape)
         if key not in self._steps:
             self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph,
-                                         compiled=self.compiled, on_compiled=self._log_compiled)
+                                         compile_mode=self.compile_mode, on_compiled=self._log_compiled)
         return self._steps[key]
 
     def _log_compiled(self, step: CompilingStep) -> None:
@@ -127,7 +127,7 @@ class EpochRunner:
                      f"running it uncompiled")
             return
         counts = cache_counts()
-        self.log(f"compiled the {kind} step in {step.first_call_seconds:.1f} s (Inductor FX-graph cache, "
+        self.log(f"compiled the {kind} step ({step.mode}) in {step.first_call_seconds:.1f} s (Inductor FX-graph cache, "
                  f"this process so far: {counts['hits']} loaded, {counts['misses']} compiled)")
 
     def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
@@ -174,19 +174,6 @@ def _progress_bar(total: int, label: str):
     return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True)
 
 
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
     """A run folder resumes only the setting it holds; execution options (EXECUTION_OPTIONS) may change."""
     previous = RunConfig.from_dict(stored, where=str(out_dir / rf.CONFIG_FILE)).identity()
@@ -210,7 +197,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
-    With `compile_cache` a `compile on` run keeps torch.compile's artefacts there (see ptblm.compiling).
+    With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
@@ -228,7 +215,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     log = RunLog(out_dir, echo=echo)
     try:
         data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else Path(data_dir)
-        if config.compile == "on" and compile_cache is not None:
+        if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
         return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
                       sys.stderr.isatty() if interactive is None else interactive)
@@ -266,7 +253,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         check_same_setting(checkpoint["config"], config, out_dir)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        _set_rng_state(checkpoint["rng"], device)
+        set_rng_state(checkpoint["rng"], device)
         curves = rf.Curves.from_json(checkpoint["curves"])
         lr, start_epoch, elapsed = checkpoint["lr"], checkpoint["epoch"], checkpoint["wall_clock_seconds"]
         rf.write_curves(out_dir, curves)  # a kill between last.pt and curves.json left curves one epoch behind
@@ -280,7 +267,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
     log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
-                         compiled=config.compile == "on")
+                         compile_mode=config.compile)
     best = curves.best_epoch()
     state = rf.RUNNING
 
@@ -316,7 +303,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         # last.pt before curves/status: a kill between the writes leaves curves behind, never ahead.
         rf.atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "config": config.to_dict(), "epoch": record.epoch, "lr": lr,
-                              "wall_clock_seconds": elapsed, "rng": _rng_state(device),
+                              "wall_clock_seconds": elapsed, "rng": rng_state(device),
                               "curves": curves.to_json()}, last_path)
         rf.write_curves(out_dir, curves)
         write_status(state, record.epoch)

@@ -2,16 +2,17 @@
 
 A subclass only says how one layer computes: `_cell` (one time step, the course's equation on the
 concatenation [x_t, h_{t-1}]) for impl="reference", and `_fast_layer` (the whole sequence of one
-layer, input projections hoisted out of the time loop) for impl="fast". Everything else, including
-where dropout goes, lives here once, so both models and both impls cannot drift apart.
+layer, input projections hoisted out of the time loop, each step a call of the pure function
+`plain_time_step`) for impl="fast". Everything else, including where dropout goes, lives here once,
+so both models and both impls cannot drift apart.
 
 The next-token rule (`next_token`) and the eval-mode guard (`evaluating`) are also used by the
 Transformer's `generate`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ class RecurrentLM(nn.Module):
 
     dropout: nn.Dropout  # its p is the one dropout rate both impls read
     out_layer: nn.Linear  # hidden -> vocab
+    plain_time_step: Callable[..., Tensor]  # the fast path's step of one layer: a pure function of tensors
 
     def __init__(self, emb_size: int, hidden_size: int, seq_len: int, batch_size: int,
                  vocab_size: int, num_layers: int, dp_keep_prob: float, impl: str = "fast"):
@@ -47,6 +49,7 @@ class RecurrentLM(nn.Module):
         self.vocab_size = vocab_size
         self.num_layers = num_layers
         self.impl = impl
+        self.time_step = self.plain_time_step  # what _fast_layer calls; compile_time_step swaps it
 
     # --- what a subclass provides -------------------------------------------------------------
 
@@ -63,6 +66,16 @@ class RecurrentLM(nn.Module):
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------
+
+    def compile_time_step(self, backend="inductor") -> None:
+        """`--compile cell`: the fast path's time step under torch.compile. One small graph, called
+        seq_len times per layer, compiles in seconds where the unrolled model takes a minute; inside a
+        CUDA graph the calls cost no host time. It draws no random numbers: dropout stays outside."""
+        if self.time_step is self.plain_time_step:
+            self.time_step = torch.compile(self.plain_time_step, backend=backend, dynamic=False)
+
+    def use_plain_time_step(self) -> None:
+        self.time_step = self.plain_time_step
 
     @staticmethod
     def _uniform_linears(linears: nn.ModuleList, bound: float) -> None:

@@ -21,8 +21,18 @@ from torch import Tensor, nn
 from ._recurrent import RecurrentLM
 
 
+def gru_time_step(x_rz: Tensor, x_h: Tensor, h: Tensor, u_rz: Tensor, u_h: Tensor) -> Tensor:
+    """One time step of one layer, the input parts given: W_rz x_t + b_rz (batch, 2 hidden), W_h x_t + b_h
+    (batch, hidden), h_{t-1} (batch, hidden), [U_r; U_z] (2 hidden, hidden), U_h (hidden, hidden) -> h_t."""
+    reset, update = torch.sigmoid(x_rz + h @ u_rz.T).chunk(2, dim=-1)  # (batch, hidden) each
+    candidate = torch.tanh(x_h + (reset * h) @ u_h.T)
+    return (1 - update) * h + update * candidate
+
+
 class GRU(RecurrentLM):
     """The course's GRU; each gate's nn.Linear(in + hidden, hidden) per layer holds both its W and U."""
+
+    plain_time_step = staticmethod(gru_time_step)
 
     def __init__(self, emb_size: int, hidden_size: int, seq_len: int, batch_size: int,
                  vocab_size: int, num_layers: int, dp_keep_prob: float, impl: str = "fast"):
@@ -90,8 +100,6 @@ class GRU(RecurrentLM):
         # 3. the recurrence
         states = []
         for x_rz_t, x_h_t in zip(x_rz.unbind(0), x_h.unbind(0)):  # (batch, 2 hidden), (batch, hidden)
-            reset, update = torch.sigmoid(x_rz_t + h @ u_rz.T).chunk(2, dim=-1)  # (batch, hidden) each
-            candidate = torch.tanh(x_h_t + (reset * h) @ u_h.T)
-            h = (1 - update) * h + update * candidate
+            h = self.time_step(x_rz_t, x_h_t, h, u_rz, u_h)
             states.append(h)
         return states

@@ -16,8 +16,16 @@ from torch import Tensor, nn
 from ._recurrent import RecurrentLM
 
 
+def rnn_time_step(x: Tensor, h: Tensor, u: Tensor) -> Tensor:
+    """One time step of one layer, the input part given: W x_t + b (batch, hidden), h_{t-1} (batch, hidden),
+    U (hidden, hidden) -> h_t."""
+    return torch.tanh(x + h @ u.T)
+
+
 class RNN(RecurrentLM):
     """The course's RNN; one nn.Linear(in + hidden, hidden) per layer holds both W and U."""
+
+    plain_time_step = staticmethod(rnn_time_step)
 
     def __init__(self, emb_size: int, hidden_size: int, seq_len: int, batch_size: int,
                  vocab_size: int, num_layers: int, dp_keep_prob: float, impl: str = "fast"):
@@ -54,6 +62,6 @@ class RNN(RecurrentLM):
         # 2. the recurrence: only U h_{t-1} is left inside the loop
         states = []
         for x_part in projected.unbind(0):  # (batch, hidden)
-            h = torch.tanh(x_part + h @ w_h.T)
+            h = self.time_step(x_part, h, w_h)
             states.append(h)
         return states
