@@ -52,9 +52,10 @@ def compile_for_step(model: nn.Module, mode: str, backend="inductor") -> nn.Modu
     raise ValueError(f"compile mode {mode!r} is invalid; valid: model or cell")
 
 
-def uncompile(model: nn.Module) -> nn.Module:
-    """The model as it runs uncompiled, after `compile_for_step` failed (a cell-compiled model is reset)."""
-    if hasattr(model, "use_plain_time_step"):
+def uncompile(model: nn.Module, mode: str) -> nn.Module:
+    """The model as it runs uncompiled, after `compile_for_step(model, mode)` failed: "model" left the
+    model itself untouched; "cell" swapped its time step, which is swapped back."""
+    if mode == "cell":
         model.use_plain_time_step()
     return model
 

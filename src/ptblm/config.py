@@ -63,11 +63,10 @@ class RunConfig:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
-        missing = [f.name for f in fields(cls)
-                   if f.default is dataclasses.MISSING and f.name not in values]
+        required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in values]
         if missing:
-            raise ConfigError(f"{where}: missing key {missing[0]!r} (required: "
-                              f"{', '.join(f.name for f in fields(cls) if f.default is dataclasses.MISSING)})")
+            raise ConfigError(f"{where}: missing key {missing[0]!r} (required: {', '.join(required)})")
         converted = {name: _convert(where, name, known[name].type, value) for name, value in values.items()}
         config = cls(**converted)
         config.check(where)

@@ -286,7 +286,7 @@ class CompilingStep:
             self.compile_error = error
             warnings.warn(f"torch.compile failed ({compile_error_summary(error)}); running this step "
                           f"uncompiled (--compile off skips the attempt)", RuntimeWarning, stacklevel=2)
-            self.step = make_step(uncompile(self.model), self.optimizer, self.precision, self.cuda_graph)
+            self.step = make_step(uncompile(self.model, self.mode), self.optimizer, self.precision, self.cuda_graph)
             outputs = self.step(x, y, hidden)
         self.first_call_seconds = time.perf_counter() - started
         if self.on_compiled is not None:

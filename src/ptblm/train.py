@@ -94,8 +94,8 @@ class EpochRunner:
     """Runs one pass over a split; the same code trains, validates and tests.
 
     Every batch goes through a step from `ptblm.step` (a CUDA graph on CUDA unless `cuda_graph` is
-    False; over the compiled model with `compile_mode`), made once per (optimizer, shape) and kept, so
-    a graph is captured, and the model compiled, once per run and mode.
+    False; over the compiled model when `config.compile` says so), made once per (optimizer, shape) and
+    kept, so a graph is captured, and the model compiled, once per run and mode.
     """
 
     model: torch.nn.Module
@@ -104,7 +104,6 @@ class EpochRunner:
     log: RunLog
     interactive: bool
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
-    compile_mode: str = "off"  # RunConfig.compile: off, model or cell
     _steps: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -116,7 +115,7 @@ class EpochRunner:
         key = (optimizer, shape)
         if key not in self._steps:
             self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph,
-                                         compile_mode=self.compile_mode, on_compiled=self._log_compiled)
+                                         compile_mode=self.config.compile, on_compiled=self._log_compiled)
         return self._steps[key]
 
     def _log_compiled(self, step: CompilingStep) -> None:
@@ -266,8 +265,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         **provenance(device, command_line)})
     log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
-                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
-                         compile_mode=config.compile)
+                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph])
     best = curves.best_epoch()
     state = rf.RUNNING
 
@@ -318,10 +316,8 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         curves.test_ppl = perplexity(runner.run(corpus.test, label="test"))
         rf.write_curves(out_dir, curves)
         log(f"test ppl {curves.test_ppl:.2f} with the weights of epoch {best.epoch}")
-    final = rf.read_status(out_dir)
     if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
         state = rf.DONE
         write_status(state, len(curves.epochs))
-        final = rf.read_status(out_dir)
     log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
-    return final
+    return rf.read_status(out_dir)

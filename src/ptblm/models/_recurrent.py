@@ -77,13 +77,6 @@ class RecurrentLM(nn.Module):
     def use_plain_time_step(self) -> None:
         self.time_step = self.plain_time_step
 
-    @staticmethod
-    def _uniform_linears(linears: nn.ModuleList, bound: float) -> None:
-        """U(-bound, bound) on each layer's weight, then its bias: the order the scaffold draws in."""
-        for linear in linears:
-            nn.init.uniform_(linear.weight, -bound, bound)
-            nn.init.uniform_(linear.bias, -bound, bound)
-
     def init_hidden(self) -> Tensor:
         """Zeros (num_layers, batch_size, hidden_size) on the parameters' device and dtype."""
         return self.out_layer.weight.new_zeros(self.num_layers, self.batch_size, self.hidden_size)
@@ -169,6 +162,13 @@ class RecurrentLM(nn.Module):
                 token = next_token(logits[0], temperature, top_k, generator)
                 samples[step] = token
         return samples
+
+
+def uniform_linears(linears: nn.ModuleList, bound: float) -> None:
+    """U(-bound, bound) on each linear's weight, then its bias: the order the scaffold draws in."""
+    for linear in linears:
+        nn.init.uniform_(linear.weight, -bound, bound)
+        nn.init.uniform_(linear.bias, -bound, bound)
 
 
 def next_token(logits: Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._recurrent import RecurrentLM
+from ._recurrent import RecurrentLM, uniform_linears
 
 
 def gru_time_step(x_rz: Tensor, x_h: Tensor, h: Tensor, u_rz: Tensor, u_h: Tensor) -> Tensor:
@@ -64,13 +64,13 @@ class GRU(RecurrentLM):
         nn.init.uniform_(self.word_embeddings.weight, -0.1, 0.1)
 
     def init_reset_gate_weights_uniform(self) -> None:
-        self._uniform_linears(self.r, 1 / math.sqrt(self.hidden_size))
+        uniform_linears(self.r, 1 / math.sqrt(self.hidden_size))
 
     def init_forget_gate_weights_uniform(self) -> None:
-        self._uniform_linears(self.z, 1 / math.sqrt(self.hidden_size))
+        uniform_linears(self.z, 1 / math.sqrt(self.hidden_size))
 
     def init_memory_weights_uniform(self) -> None:
-        self._uniform_linears(self.h, 1 / math.sqrt(self.hidden_size))
+        uniform_linears(self.h, 1 / math.sqrt(self.hidden_size))
 
     def init_out_layer_weights_uniform(self) -> None:
         nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._recurrent import RecurrentLM
+from ._recurrent import RecurrentLM, uniform_linears
 
 
 def rnn_time_step(x: Tensor, h: Tensor, u: Tensor) -> Tensor:
@@ -43,7 +43,7 @@ class RNN(RecurrentLM):
     def init_weights_uniform(self) -> None:
         """Embeddings and output weights U(-0.1, 0.1), output bias 0, layers U(-k, k), k = 1/sqrt(hidden)."""
         nn.init.uniform_(self.embeddings.weight, -0.1, 0.1)
-        self._uniform_linears(self.layers, 1 / math.sqrt(self.hidden_size))
+        uniform_linears(self.layers, 1 / math.sqrt(self.hidden_size))
         nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)
         nn.init.zeros_(self.out_layer.bias)
 

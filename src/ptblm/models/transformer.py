@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ATTENTIONS
-from ._recurrent import evaluating, next_token
+from ._recurrent import evaluating, next_token, uniform_linears
 
 LAYER_NORMS = ("scaffold", "torch")
 MLP_WIDTH = 2048  # scaffold quirk: fixed, whatever n_units is
@@ -80,9 +80,7 @@ class MultiHeadedAttention(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(n_units, n_units) for _ in range(4))
         self.dropout = nn.Dropout(dropout)
         bound = math.sqrt(1 / n_units)  # the scaffold's init
-        for linear in self.linears:
-            nn.init.uniform_(linear.weight, -bound, bound)
-            nn.init.uniform_(linear.bias, -bound, bound)
+        uniform_linears(self.linears, bound)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
         """(batch, seq, n_units) x3, mask (batch, seq, seq) -> (batch, seq, n_units)."""
