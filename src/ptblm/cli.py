@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import ConfigError, RunConfig
+from .config import RunConfig
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -439,14 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .train import RunFolderMismatch
-
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, DataError, RunFolderMismatch, ValueError, FileNotFoundError, RuntimeError,
-            subprocess.CalledProcessError) as error:
+    # ConfigError is a ValueError; DataError, RunFolderMismatch and LatexError are RuntimeErrors. Naming
+    # them here would import torch before every command, `ptblm --help` included.
+    except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
         return 2
 
