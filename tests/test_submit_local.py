@@ -47,3 +47,19 @@ def test_dry_run_submits_nothing_and_writes_nothing(tmp_path, synthetic_dir):
     assert outcome.executor == "none" and not (tmp_path / "results").exists()
     assert "rnn_adam_lr0.01_bs8_h12_l2_keep0.8_seq12_emb12_ep2" in "\n".join(lines)
     assert lines[-1] == "dry run: nothing submitted"
+
+
+def test_a_missing_container_image_stops_a_forced_submission_before_any_run_is_cleared(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_experiment(tmp_path / "jobs", hidden_sizes=(8,)), tmp_path / "jobs")
+    results = tmp_path / "results"
+    submit_experiment(experiment, ClusterProfile(name="t", local_timeout_min=10), results_dir=results,
+                      data_dir=synthetic_dir, executor="local", echo=lambda line: None)
+    run_dir = experiment.settings[0].run_dir(results)
+    before = sorted(path.name for path in run_dir.iterdir())
+    assert rf.read_status(run_dir).state == rf.DONE and "last.pt" in before
+    profile = ClusterProfile(name="t", container=str(tmp_path / "missing.sif"))
+    with pytest.raises(ValueError, match="cluster profile t: container = .*missing.sif.* is not a file"):
+        submit_experiment(experiment, profile, results_dir=results, data_dir=synthetic_dir, force=True,
+                          executor="local", echo=lambda line: None)
+    assert sorted(path.name for path in run_dir.iterdir()) == before  # the finished run is still there
+    assert rf.read_status(run_dir).state == rf.DONE

@@ -157,12 +157,17 @@ class SubmitOutcome:
     logs_dir: Path
 
 
+def logs_dir_of(results_dir: Path, experiment: Experiment) -> Path:
+    """Where an experiment's Slurm and submitit logs go: results/<exp>/logs."""
+    return Path(results_dir) / experiment.name / "logs"
+
+
 def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
                       dry_run: bool = False, force: bool = False, executor: str = "auto",
                       echo=print) -> SubmitOutcome:
     """Plan, print, and (unless dry_run) submit the settings that still need to run."""
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
-    logs_dir = results_dir / experiment.name / "logs"
+    logs_dir = logs_dir_of(results_dir, experiment)
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
     plan = plan_experiment(experiment, results_dir, force, squeue_states() if use_slurm else {})
     echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
@@ -171,14 +176,15 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     if dry_run or not todo:
         echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
         return SubmitOutcome(plan, "none", [], logs_dir)
+    # Before anything is cleared: a profile whose image is missing stops here with the forced runs intact.
+    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
+    if spec:
+        echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
     clear_forced(plan, results_dir)
     # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
     threads = None if use_slurm else threads_per_run(profile.local_parallelism * profile.runs_per_gpu)
     tasks = group_tasks([TrainTask(task.setting, str(data_dir), str(results_dir), threads) for task in todo],
                         profile.runs_per_gpu)
-    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
-    if spec:
-        echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
     if use_slurm:
         job_ids = _submit_slurm(tasks, profile, logs_dir, f"ptblm-{experiment.name}", spec, echo)
     else:
@@ -261,7 +267,7 @@ def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProf
                 data_dir: Path, command: str, script: Path) -> tuple[list[str], dict[str, str]]:
     """The sbatch command line for `indices` (the profile's options, then slurm/array.sbatch EXP) and the
     environment it exports to the job (--export=ALL: values with commas or spaces travel intact)."""
-    logs_dir = Path(results_dir) / experiment.name / "logs"
+    logs_dir = logs_dir_of(results_dir, experiment)
     options = [f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
                f"--output={logs_dir}/%A_%a.out",
                *sbatch_flags(slurm_parameters(profile, f"ptblm-{experiment.name}"))]
@@ -280,8 +286,8 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
     script) and resumes from last.pt; a timed-out one resumes when submitted again.
     """
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
-    command = sbatch_job_command(container_spec(profile, results_dir, data_dir,
-                                                requeue_dir=results_dir / experiment.name / "logs"))
+    logs_dir = logs_dir_of(results_dir, experiment)
+    command = sbatch_job_command(container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir))
     plan = plan_experiment(experiment, results_dir, force, squeue_states())
     echo(plan_table(plan))
     indices = [task.setting.index for task in plan if task.action != SKIP]
@@ -294,7 +300,7 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
     if dry_run:
         echo("dry run: nothing submitted")
         return indices
-    (results_dir / experiment.name / "logs").mkdir(parents=True, exist_ok=True)
+    logs_dir.mkdir(parents=True, exist_ok=True)
     clear_forced(plan, results_dir)
     submitted_at = time.time()
     result = runner(argv, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
@@ -305,5 +311,5 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
         rf.write_submission(experiment.settings[index].run_dir(results_dir),
                             rf.Submission(f"{job_id}_{index}", "sbatch", submitted_at))
     echo(f"submitted array job {job_id} (tasks {','.join(map(str, indices))}); logs: "
-         f"{results_dir / experiment.name / 'logs'}/{job_id}_<task>.out")
+         f"{logs_dir}/{job_id}_<task>.out")
     return indices
