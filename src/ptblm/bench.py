@@ -45,7 +45,7 @@ from .config import RunConfig
 from .data import batch_at, num_batches
 from .jobs import load_experiment
 from .models import build_model, make_model
-from .provenance import provenance
+from .provenance import device_description, provenance
 from .runfolder import atomic_write_json
 from .slurm_job import threads_per_run
 from .step import GRAPH_WARMUP_STEPS, make_step
@@ -144,9 +144,12 @@ class BuiltinRecurrentLM(nn.Module):
 
 def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
     """The model a path times, and the setting it stands for."""
-    config = case.config(impl="reference") if path == "reference" else case.config()
-    if path in COMPILED_PATHS:
+    if path == "reference":
+        config = case.config(impl="reference")
+    elif path in COMPILED_PATHS:
         config = case.config(compile=COMPILED_PATHS[path])
+    else:
+        config = case.config()
     if path != "builtin":
         return build_model(config, case.vocab_size), config
     if case.model == "TRANSFORMER":
@@ -337,7 +340,7 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
     """Time every case on every path, print the table, write bench-<timestamp>.json; its path."""
     if device.type == "cuda":  # as training runs
         use_tf32_matmuls()
-    echo(f"ptblm bench on {provenance(device, None)['device']}, torch {torch.__version__}, {precision}, "
+    echo(f"ptblm bench on {device_description(device)}, torch {torch.__version__}, {precision}, "
          f"median of {repeats} steps after {warmup} warm-up steps")
     results = []
     for case in cases:
