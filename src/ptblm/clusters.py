@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from .config import ConfigError
+from .config import ConfigError, read_yaml_mapping
 
 DEFAULT_MAX_ARRAY_SIZE = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
 
@@ -67,12 +66,7 @@ def load_profile(name: str, clusters_dir: Path) -> ClusterProfile:
     if not path.is_file():
         known = sorted(p.stem for p in Path(clusters_dir).glob("*.yaml"))
         raise ConfigError(f"no cluster profile {name!r}: {path} does not exist; known: {', '.join(known)}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of profile keys, got {type(values).__name__}")
+    values = read_yaml_mapping(path, "a mapping of profile keys")
     return ClusterProfile.from_dict({"name": name, **values}, where=str(path))
 
 

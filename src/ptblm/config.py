@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 MODELS = ("RNN", "GRU", "TRANSFORMER")
 OPTIMIZERS = ("SGD", "SGD_LR_SCHEDULE", "ADAM")
@@ -27,6 +30,17 @@ ON_OFF_OPTIONS = ("cuda_graph", "compile")  # YAML 1.1 reads a bare on/off as a 
 
 class ConfigError(ValueError):
     """A setting that cannot run; the message names where, the key, the value and what is valid."""
+
+
+def read_yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file is an empty one); `expected` says what kind."""
+    try:
+        content = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected {expected}, got {type(content).__name__}")
+    return content
 
 
 @dataclass(frozen=True)

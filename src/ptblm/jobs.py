@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 TOP_LEVEL_KEYS = ("description", "common", "settings", "grid")
+JOBS_FILE_SHAPE = f"a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,6 @@ def jobs_file(experiment: str, jobs_dir: Path) -> Path:
     return path
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}, "
-                          f"got {type(content).__name__}")
-    return content
-
-
 def _expect_mapping(path: Path, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: {key} must be a mapping of setting keys to values, got {value!r}")
@@ -89,8 +78,8 @@ def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     """Read, merge and validate every setting; any error stops before anything runs."""
     path = jobs_file(experiment, jobs_dir)
     defaults_path = Path(jobs_dir) / DEFAULTS_FILE
-    defaults = _read_mapping(defaults_path) if defaults_path.is_file() else {}
-    content = _read_mapping(path)
+    defaults = read_yaml_mapping(defaults_path, JOBS_FILE_SHAPE) if defaults_path.is_file() else {}
+    content = read_yaml_mapping(path, JOBS_FILE_SHAPE)
     unknown = sorted(set(content) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r}; valid: {', '.join(TOP_LEVEL_KEYS)}")
