@@ -131,6 +131,9 @@ class Curves:
     def column(self, name: str) -> list[float]:
         return [getattr(record, name) for record in self.epochs]
 
+    def last_epoch(self) -> EpochRecord | None:
+        return self.epochs[-1] if self.epochs else None
+
     def best_epoch(self) -> EpochRecord | None:
         """The epoch of lowest finite validation perplexity (ties: the earliest)."""
         finite = [r for r in self.epochs if math.isfinite(r.valid_ppl)]

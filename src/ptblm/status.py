@@ -62,7 +62,7 @@ def status_rows(experiment: Experiment, results_dir: Path, scheduler: dict[str, 
         queued_as = scheduler.get(job_id, "").lower()
         if queued_as and queued_as != state and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
             state = f"{state} ({queued_as})"  # e.g. "requeued (pending)"
-        last, best = (curves.epochs[-1] if curves.epochs else None), curves.best_epoch()
+        last, best = curves.last_epoch(), curves.best_epoch()
         rows.append({"#": setting.index, "run": setting.run_name, "state": state,
                      "epoch": f"{len(curves.epochs)}/{setting.config.num_epochs}",
                      "last valid ppl": format_ppl(last.valid_ppl if last else None),

@@ -102,7 +102,7 @@ def sort_key(run: rf.RunRecord) -> tuple:
 def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
     """Sorted, numbered summaries of `runs`."""
     ordered = sorted(runs, key=sort_key)
-    return [RunSummary(number=index, run=run, final=run.curves.epochs[-1] if run.curves.epochs else None,
+    return [RunSummary(number=index, run=run, final=run.curves.last_epoch(),
                        best=run.curves.best_epoch()) for index, run in enumerate(ordered, start=1)]
 
 
