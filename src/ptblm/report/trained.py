@@ -110,10 +110,11 @@ def trained_runs_hint(model: str, results_dir: Path) -> str:
 
 
 def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None,
-                 batch_size: int | None = None) -> TrainedModel:
+                 batch_size: int | None = None, corpora: dict[Path, Corpus] | None = None) -> TrainedModel:
     """best.pt of `folder` in a model built for `batch_size` sequences (default: the run's batch size).
 
     data_dir overrides the data folder recorded in config.json (a cluster's path is often gone).
+    `corpora` keeps the corpora read so far, so that two runs of the same data read it once.
     """
     folder = Path(folder)
     checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
@@ -121,12 +122,15 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     if config.model != expected_model:
         raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
-    data_dir = Path(data_dir) if data_dir is not None else Path(rf.read_run(folder).provenance["data_dir"])
-    try:
-        corpus = load_corpus(data_dir)
-    except DataError as error:
-        raise DataError(f"{folder} needs the vocabulary of the data it was trained on ({data_dir}): "
-                        f"{error}") from error
+    data_dir = Path(data_dir) if data_dir is not None else Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"])
+    corpora = {} if corpora is None else corpora
+    if data_dir not in corpora:
+        try:
+            corpora[data_dir] = load_corpus(data_dir)
+        except DataError as error:
+            raise DataError(f"{folder} needs the vocabulary of the data it was trained on ({data_dir}): "
+                            f"{error}") from error
+    corpus = corpora[data_dir]
     if corpus.vocab_size != checkpoint["vocab_size"]:
         raise DataError(f"{data_dir} has a vocabulary of {corpus.vocab_size} words but {folder} was trained with "
                         f"{checkpoint['vocab_size']}: point --data (or PTB_DIR) at the data the run was trained on")
@@ -147,4 +151,5 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, jobs_dir: Pa
             problems.append(str(error))
     if problems:
         raise MissingRun("\n".join(problems))
-    return [load_trained(folder, model, data_dir, batch_size) for model, folder in folders.items()]
+    corpora: dict[Path, Corpus] = {}  # the RNN and the GRU were usually trained on the same data: read it once
+    return [load_trained(folder, model, data_dir, batch_size, corpora) for model, folder in folders.items()]
