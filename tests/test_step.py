@@ -137,8 +137,12 @@ def test_epoch_runner_mean_loss_is_the_mean_of_the_plain_loop(synthetic_dir):
     assert mean_loss == pytest.approx(torch.stack(losses).mean().item(), rel=1e-12)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
     kept = runner.step_for(optimizer, (8, 12))  # one step per (optimizer, shape), kept across epochs
+    laid_out = runner.on_device(corpus.train)  # each split laid out once, kept across epochs
+    assert torch.equal(laid_out[:, :60], data[:, :60])
     runner.run(corpus.valid)
+    runner.run(corpus.train, optimizer)
     assert runner.step_for(optimizer, (8, 12)) is kept and runner.step_for(None, (8, 12)) is not kept
+    assert runner.on_device(corpus.train) is laid_out and runner.on_device(corpus.valid) is not laid_out
 
 
 def test_make_step_is_eager_on_cpu_and_refuses_a_graph_there():

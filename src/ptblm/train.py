@@ -105,6 +105,7 @@ class EpochRunner:
     interactive: bool
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
     _steps: dict = field(default_factory=dict, init=False, repr=False)
+    _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
 
     @property
     def recurrent(self) -> bool:
@@ -129,11 +130,20 @@ class EpochRunner:
         self.log(f"compiled the {kind} step ({step.mode}) in {step.first_call_seconds:.1f} s (Inductor FX-graph cache, "
                  f"this process so far: {counts['hits']} loaded, {counts['misses']} compiled)")
 
+    def on_device(self, ids: list[int]) -> torch.Tensor:
+        """The split as (batch, batch_len) on the device, laid out at its first pass and kept: every
+        epoch reads the same tensor (the full training split costs tens of ms to lay out)."""
+        cached = self._splits.get(id(ids))
+        if cached is None or cached[0] is not ids:  # holding `ids` keeps its id from being reused
+            cached = self._splits[id(ids)] = (ids, torch.as_tensor(batchify(ids, self.config.batch_size),
+                                                                  device=self.device))
+        return cached[1]
+
     def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
         """Mean loss over the split's batches; trains when an optimizer is given."""
         config, training = self.config, optimizer is not None
         seq_len = config.seq_len
-        data = torch.as_tensor(batchify(ids, config.batch_size), device=self.device)  # (batch, batch_len)
+        data = self.on_device(ids)  # (batch, batch_len)
         steps = num_batches(len(ids), config.batch_size, seq_len)
         if config.max_batches:
             steps = min(steps, config.max_batches)
