@@ -24,7 +24,6 @@ OPTIONAL_PARTS = {GRADIENTS_SNIPPET: "make gradients", SAMPLES_SNIPPET: "make sa
 @dataclass
 class Report:
     tex: Path
-    written: list[Path]
     missing: list[str]  # what is not in it yet, and the command that makes it
 
 
@@ -63,9 +62,9 @@ def write_report(summaries: list[RunSummary], report_dir: Path, descriptions: di
                  threshold: float | None = None) -> Report:
     """Tables, figures, facts and report.tex in report_dir (no PDF: see latex.compile_pdf)."""
     report_dir = Path(report_dir)
-    written = tables.write_tables(summaries, report_dir, descriptions)
-    written += figures.write_figures(summaries, report_dir, descriptions)
-    written += write_facts(architecture_facts(summaries, threshold), report_dir)
+    tables.write_tables(summaries, report_dir, descriptions)
+    figures.write_figures(summaries, report_dir, descriptions)
+    write_facts(architecture_facts(summaries, threshold), report_dir)
     tex = report_dir / REPORT_FILE
     tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir), title=TITLE))
-    return Report(tex, written + [tex], missing_parts(report_dir))
+    return Report(tex, missing_parts(report_dir))
