@@ -2,6 +2,7 @@
 fast against reference, attention against torch's kernel, and generation against a manual loop."""
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -145,32 +146,64 @@ def uniform(shape, bound):
     return torch.empty(shape).uniform_(-bound, bound)
 
 
-def expected_linears_init(in_sizes, hidden):
+def scaffold_stack(emb, hidden, layers):
+    """The scaffold RNN's construction: Linear(emb + hidden) appended, then copies of ONE Linear(2 hidden)."""
+    stack = nn.ModuleList()
+    stack.append(nn.Linear(emb + hidden, hidden))
+    stack.extend([copy.deepcopy(module) for module in [nn.Linear(2 * hidden, hidden)] for _ in range(layers - 1)])
+    return stack
+
+
+def scaffold_init_stack(stack, hidden):
     k = 1 / math.sqrt(hidden)
-    return [draw for n_in in in_sizes for draw in (uniform((hidden, n_in + hidden), k), uniform(hidden, k))]
+    for linear in stack:
+        nn.init.uniform_(linear.weight, -k, k)
+        nn.init.uniform_(linear.bias, -k, k)
 
 
-def test_gru_construction_and_init_draw_from_the_rng_in_the_scaffold_order():
-    emb, hidden, vocab, layers = 7, 9, 13, 2
-    in_sizes = [emb] + [hidden] * (layers - 1)
+class ScaffoldRNN(nn.Module):
+    """solution.py's RNN.__init__ and init_weights, written out here (attribute names and draw order)."""
+
+    def __init__(self, emb, hidden, vocab, layers):
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab, emb)
+        self.layers = scaffold_stack(emb, hidden, layers)
+        self.out_layer = nn.Linear(hidden, vocab)
+        nn.init.uniform_(self.embeddings.weight, -0.1, 0.1)
+        scaffold_init_stack(self.layers, hidden)
+        nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)
+        nn.init.zeros_(self.out_layer.bias)
+
+
+class ScaffoldGRU(nn.Module):
+    """The scaffold leaves the GRU's construction open; this follows its RNN's template for every gate."""
+
+    def __init__(self, emb, hidden, vocab, layers):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, emb)
+        self.r, self.z, self.h = (scaffold_stack(emb, hidden, layers) for _ in range(3))
+        self.out_layer = nn.Linear(hidden, vocab)
+        nn.init.uniform_(self.word_embeddings.weight, -0.1, 0.1)
+        for gate in (self.r, self.z, self.h):
+            scaffold_init_stack(gate, hidden)
+        nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)
+        nn.init.zeros_(self.out_layer.bias)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 4])
+@pytest.mark.parametrize("cls, scaffold", [(RNN, ScaffoldRNN), (GRU, ScaffoldGRU)])
+def test_initial_weights_equal_a_scaffold_style_construction(cls, scaffold, layers):
+    emb, hidden, vocab = 7, 9, 13
     torch.manual_seed(1111)
-    model = GRU(emb, hidden, 35, 4, vocab, layers, 0.35)
-
+    model = cls(emb, hidden, 35, 4, vocab, layers, 0.35)
+    next_draw = torch.rand(3)
     torch.manual_seed(1111)
-    nn.Embedding(vocab, emb)  # construction: word_embeddings, r, z, h, out_layer
-    for _gate in "rzh":
-        for n_in in in_sizes:
-            nn.Linear(n_in + hidden, hidden)
-    nn.Linear(hidden, vocab)
-    expected = [uniform((vocab, emb), 0.1)]  # init: embedding, r, z, h (weight then bias per layer), output
-    for _gate in "rzh":
-        expected += expected_linears_init(in_sizes, hidden)
-    expected += [uniform((vocab, hidden), 0.1), torch.zeros(vocab)]
-
-    got = list(model.parameters())
-    assert len(got) == len(expected)
-    for parameter, want in zip(got, expected):
-        assert torch.equal(parameter.detach(), want)
+    want = scaffold(emb, hidden, vocab, layers).state_dict()
+    assert torch.equal(torch.rand(3), next_draw)  # as many draws: dropout masks follow the same stream
+    got = model.state_dict()
+    assert list(got) == list(want)
+    for name in want:
+        assert torch.equal(got[name], want[name]), name
 
 
 def test_gru_init_weights_uniform_calls_the_named_methods_in_order():
@@ -184,26 +217,6 @@ def test_gru_init_weights_uniform_calls_the_named_methods_in_order():
                  "init_out_layer_weights_uniform"):
         getattr(model, name)()
     assert all(torch.equal(w, p) for w, p in zip(whole, model.parameters()))
-
-
-def test_rnn_construction_and_init_draw_from_the_rng_in_the_scaffold_order():
-    emb, hidden, vocab, layers = 7, 9, 13, 3
-    in_sizes = [emb] + [hidden] * (layers - 1)
-    torch.manual_seed(1111)
-    model = RNN(emb, hidden, 35, 4, vocab, layers, 0.35)
-
-    torch.manual_seed(1111)
-    nn.Embedding(vocab, emb)
-    for n_in in in_sizes:
-        nn.Linear(n_in + hidden, hidden)
-    nn.Linear(hidden, vocab)
-    expected = [uniform((vocab, emb), 0.1), *expected_linears_init(in_sizes, hidden),
-                uniform((vocab, hidden), 0.1), torch.zeros(vocab)]
-
-    got = list(model.parameters())
-    assert len(got) == len(expected)
-    for parameter, want in zip(got, expected):
-        assert torch.equal(parameter.detach(), want)
 
 
 @pytest.mark.parametrize("cls", [RNN, GRU])
@@ -485,3 +498,91 @@ def test_no_built_in_recurrent_modules_or_fused_recurrent_ops():
         text = source.read_text()
         for forbidden in ("nn.GRU", "nn.RNN", "nn.LSTM", "_VF."):
             assert forbidden not in text, f"{source.name} mentions {forbidden}"
+
+
+# --- the scaffold's names and signatures (solution.py, run_exp.py) ----------------------------------
+
+def test_attention_method_is_the_function_and_forward_calls_it():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=generator) for _ in range(3))
+    mask = causal_mask(5).unsqueeze(1)  # (1, 1, 5, 5)
+    module = MultiHeadedAttention(3, 12)
+    torch.manual_seed(0)
+    got = module.attention(q, k, v, mask=mask, dropout=nn.Dropout(0.3))
+    torch.manual_seed(0)
+    want = attention(q, k, v, mask, nn.Dropout(0.3))
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return MultiHeadedAttention.attention(module, *args, **kwargs)
+
+    module.attention = spy
+    x = torch.randn(2, 5, 12, generator=generator)
+    module(x, x, x, causal_mask(5).expand(2, -1, -1))
+    assert calls == [(2, 3, 5, 4)]  # (batch, heads, seq, d_k), one call for all heads
+
+
+def test_scaffold_helpers():
+    from ptblm.models import Batch, clones, subsequent_mask
+
+    linear = nn.Linear(3, 2)
+    copies = clones(linear, 3)
+    assert isinstance(copies, nn.ModuleList) and len(copies) == 3
+    assert all(torch.equal(c.weight, linear.weight) and c.weight is not linear.weight for c in copies)
+    scaffold_mask = torch.from_numpy(np.triu(np.ones((1, 4, 4)), k=1).astype("uint8")) == 0
+    assert torch.equal(subsequent_mask(4), scaffold_mask)
+    tokens = torch.tensor([[3, 0, 2], [1, 1, 4]])
+    batch = Batch(tokens)
+    assert batch.data is tokens and torch.equal(batch.mask, scaffold_mask[:, :3, :3].expand(2, -1, -1))
+    assert torch.equal(Batch(tokens, pad=0).mask[0, 2], torch.tensor([True, False, True]))
+
+
+def test_transformer_built_with_the_scaffold_signatures_equals_make_model():
+    from ptblm.models import ResidualSkipConnectionWithLayerNorm, TransformerBlock, TransformerStack
+    from ptblm.models.transformer import MLP, PositionalEncoding, WordEmbedding
+
+    n_units, n_blocks, dropout = 16, 3, 0.2
+    torch.manual_seed(7)
+    c = copy.deepcopy  # solution.py's make_model, line by line
+    attn = MultiHeadedAttention(4, n_units)
+    ff = MLP(n_units, dropout)
+    position = PositionalEncoding(n_units, dropout)
+    course = FullTransformer(
+        transformer_stack=TransformerStack(TransformerBlock(n_units, c(attn), c(ff), dropout), n_blocks),
+        embedding=nn.Sequential(WordEmbedding(n_units, VOCAB), c(position)), n_units=n_units, vocab_size=VOCAB)
+    for p in course.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+    torch.manual_seed(7)
+    ours = make_model(VOCAB, n_blocks=n_blocks, n_units=n_units, n_heads=4, dropout=dropout)
+    want, got = course.state_dict(), ours.state_dict()
+    assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
+    residual = ResidualSkipConnectionWithLayerNorm(n_units, 0.0)
+    x = torch.randn(2, n_units)
+    torch.testing.assert_close(residual(x, lambda normed: 2 * normed), x + 2 * LayerNorm(n_units)(x))
+
+
+def test_recurrent_scaffold_names():
+    import inspect
+
+    assert list(inspect.signature(RNN.generate).parameters)[1:4] == ["inputs", "hidden", "generated_seq_len"]
+    assert list(inspect.signature(GRU.generate).parameters)[1:4] == ["input", "hidden", "generated_seq_len"]
+    model = recurrent(RNN, dtype=torch.float32)
+    assert model.dp_keep_prob == 0.6
+    torch.manual_seed(3)
+    model.init_weights()  # solution.py's RNN.init_weights: embedding, each layer's weight then bias, output
+    k = 1 / math.sqrt(HIDDEN)
+    torch.manual_seed(3)
+    want = [uniform((VOCAB, EMB), 0.1)]
+    for n_in in (EMB, HIDDEN):
+        want += [uniform((HIDDEN, n_in + HIDDEN), k), uniform(HIDDEN, k)]
+    want += [uniform((VOCAB, HIDDEN), 0.1), torch.zeros(VOCAB)]
+    assert all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), want))
+    start = torch.tensor([1, 2, 3])
+    gru = recurrent(GRU, dtype=torch.float32)
+    assert torch.equal(gru.generate(input=start, hidden=gru.init_hidden(), generated_seq_len=4),
+                       gru.generate(start, gru.init_hidden(), 4))

@@ -10,10 +10,14 @@ from torch import nn
 from ..config import RunConfig
 from .gru import GRU
 from .rnn import RNN
-from .transformer import FullTransformer, MultiHeadedAttention, attention, causal_mask, make_model
+from ._recurrent import clones
+from .transformer import (Batch, FullTransformer, MultiHeadedAttention, ResidualSkipConnectionWithLayerNorm,
+                          TransformerBlock, TransformerStack, attention, causal_mask, make_model, subsequent_mask)
 
+# The scaffold's names (solution.py) are all here, so course code runs against ptblm unchanged.
 __all__ = ["RNN", "GRU", "make_model", "FullTransformer", "MultiHeadedAttention", "attention",
-           "causal_mask", "build_model"]
+           "causal_mask", "build_model", "clones", "subsequent_mask", "Batch", "TransformerBlock",
+           "TransformerStack", "ResidualSkipConnectionWithLayerNorm"]
 
 
 def build_model(config: RunConfig, vocab_size: int) -> nn.Module:

@@ -11,6 +11,7 @@ Transformer's `generate`.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -48,6 +49,7 @@ class RecurrentLM(nn.Module):
         self.batch_size = batch_size
         self.vocab_size = vocab_size
         self.num_layers = num_layers
+        self.dp_keep_prob = dp_keep_prob  # the scaffold's attribute; self.dropout.p is what both impls read
         self.impl = impl
         self.time_step = self.plain_time_step  # what _fast_layer calls; compile_time_step swaps it
 
@@ -147,21 +149,36 @@ class RecurrentLM(nn.Module):
         return states, below
 
     @torch.no_grad()
-    def generate(self, input: Tensor, hidden: Tensor, generated_seq_len: int, temperature: float = 0.0,
+    def generate(self, inputs: Tensor, hidden: Tensor, generated_seq_len: int, temperature: float = 0.0,
                  top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
         """(batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
 
-        Row 0 is the token predicted after `input`. Greedy at temperature 0; otherwise sampled, see
+        Row 0 is the token predicted after `inputs`. Greedy at temperature 0; otherwise sampled, see
         `next_token`. Runs without dropout, whatever the mode, and restores the mode afterwards.
         """
-        samples = input.new_empty(generated_seq_len, input.size(0))  # (generated_seq_len, batch)
-        token = input  # (batch,)
+        samples = inputs.new_empty(generated_seq_len, inputs.size(0))  # (generated_seq_len, batch)
+        token = inputs  # (batch,)
         with evaluating(self):
             for step in range(generated_seq_len):
                 logits, hidden = self(token.unsqueeze(0), hidden)  # (1, batch, vocab)
                 token = next_token(logits[0], temperature, top_k, generator)
                 samples[step] = token
         return samples
+
+
+def clones(module: nn.Module, n: int) -> nn.ModuleList:
+    """The scaffold's helper: n deep copies of `module`, each with its own parameters."""
+    return nn.ModuleList(copy.deepcopy(module) for _ in range(n))
+
+
+def stacked_linears(emb_size: int, hidden_size: int, num_layers: int) -> nn.ModuleList:
+    """Linear(emb + hidden, hidden) for layer 0, then clones of one Linear(2 hidden, hidden) for the rest.
+
+    Built as the scaffold's RNN builds its stack, so the constructors draw from the RNG as there at any
+    depth: two Linears whatever num_layers is (one of them unused at 1 layer).
+    """
+    first = nn.Linear(emb_size + hidden_size, hidden_size)
+    return nn.ModuleList([first, *clones(nn.Linear(2 * hidden_size, hidden_size), num_layers - 1)])
 
 
 def uniform_linears(linears: nn.ModuleList, bound: float) -> None:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._recurrent import RecurrentLM, uniform_linears
+from ._recurrent import RecurrentLM, stacked_linears, uniform_linears
 
 
 def gru_time_step(x_rz: Tensor, x_h: Tensor, h: Tensor, u_rz: Tensor, u_h: Tensor) -> Tensor:
@@ -38,16 +38,12 @@ class GRU(RecurrentLM):
                  vocab_size: int, num_layers: int, dp_keep_prob: float, impl: str = "fast"):
         super().__init__(emb_size, hidden_size, seq_len, batch_size, vocab_size, num_layers,
                          dp_keep_prob, impl)
-        in_sizes = [emb_size] + [hidden_size] * (num_layers - 1)
-
-        def gate() -> nn.ModuleList:
-            return nn.ModuleList(nn.Linear(n_in + hidden_size, hidden_size) for n_in in in_sizes)
-
-        # Constructed in this order: the constructors draw from the RNG too.
+        # Constructed in this order: the constructors draw from the RNG too. The scaffold leaves the GRU's
+        # construction to the student; each gate's stack follows its RNN's template (stacked_linears).
         self.word_embeddings = nn.Embedding(vocab_size, emb_size)
-        self.r = gate()  # reset gate
-        self.z = gate()  # update ("forget") gate
-        self.h = gate()  # candidate memory
+        self.r = stacked_linears(emb_size, hidden_size, num_layers)  # reset gate
+        self.z = stacked_linears(emb_size, hidden_size, num_layers)  # update ("forget") gate
+        self.h = stacked_linears(emb_size, hidden_size, num_layers)  # candidate memory
         self.dropout = nn.Dropout(1 - dp_keep_prob)
         self.out_layer = nn.Linear(hidden_size, vocab_size)
         self.init_weights_uniform()
@@ -60,8 +56,8 @@ class GRU(RecurrentLM):
         self.init_memory_weights_uniform()
         self.init_out_layer_weights_uniform()
 
-    def init_embedding_weights_uniform(self) -> None:
-        nn.init.uniform_(self.word_embeddings.weight, -0.1, 0.1)
+    def init_embedding_weights_uniform(self, init_range: float = 0.1) -> None:
+        nn.init.uniform_(self.word_embeddings.weight, -init_range, init_range)
 
     def init_reset_gate_weights_uniform(self) -> None:
         uniform_linears(self.r, 1 / math.sqrt(self.hidden_size))
@@ -75,6 +71,10 @@ class GRU(RecurrentLM):
     def init_out_layer_weights_uniform(self) -> None:
         nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)
         nn.init.zeros_(self.out_layer.bias)
+
+    def generate(self, input: Tensor, hidden: Tensor, generated_seq_len: int, **sampling) -> Tensor:
+        """The RNN's generate; the argument is `input` here, as in the scaffold's GRU."""
+        return super().generate(input, hidden, generated_seq_len, **sampling)
 
     def _embed(self, inputs: Tensor) -> Tensor:
         return self.word_embeddings(inputs)

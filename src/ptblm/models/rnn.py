@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._recurrent import RecurrentLM, uniform_linears
+from ._recurrent import RecurrentLM, stacked_linears, uniform_linears
 
 
 def rnn_time_step(x: Tensor, h: Tensor, u: Tensor) -> Tensor:
@@ -33,19 +33,19 @@ class RNN(RecurrentLM):
                          dp_keep_prob, impl)
         # Constructed in this order: the constructors draw from the RNG too.
         self.embeddings = nn.Embedding(vocab_size, emb_size)
-        self.layers = nn.ModuleList(
-            nn.Linear((emb_size if layer == 0 else hidden_size) + hidden_size, hidden_size)
-            for layer in range(num_layers))
+        self.layers = stacked_linears(emb_size, hidden_size, num_layers)
         self.dropout = nn.Dropout(1 - dp_keep_prob)
         self.out_layer = nn.Linear(hidden_size, vocab_size)
-        self.init_weights_uniform()
+        self.init_weights()
 
-    def init_weights_uniform(self) -> None:
+    def init_weights(self) -> None:
         """Embeddings and output weights U(-0.1, 0.1), output bias 0, layers U(-k, k), k = 1/sqrt(hidden)."""
         nn.init.uniform_(self.embeddings.weight, -0.1, 0.1)
         uniform_linears(self.layers, 1 / math.sqrt(self.hidden_size))
         nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)
         nn.init.zeros_(self.out_layer.bias)
+
+    init_weights_uniform = init_weights  # the GRU's name for the same thing
 
     def _embed(self, inputs: Tensor) -> Tensor:
         return self.embeddings(inputs)

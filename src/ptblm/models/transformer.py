@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ATTENTIONS
-from ._recurrent import evaluating, next_token, uniform_linears
+from ._recurrent import clones, evaluating, next_token, uniform_linears
 
 LAYER_NORMS = ("scaffold", "torch")
 MLP_WIDTH = 2048  # scaffold quirk: fixed, whatever n_units is
@@ -59,6 +59,27 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
 def causal_mask(seq_len: int, device: torch.device | str | None = None) -> Tensor:
     """(1, seq, seq) bool, True on and below the diagonal: position i may attend to positions <= i."""
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril().unsqueeze(0)
+
+
+def subsequent_mask(size: int) -> Tensor:
+    """The scaffold's name for `causal_mask`: (1, size, size) bool, True where attending is allowed."""
+    return causal_mask(size)
+
+
+class Batch:
+    """The scaffold's (run_exp.py's) batch holder: `data` (batch, seq) and `mask` (batch, seq, seq).
+
+    A position may attend to earlier positions whose token is not `pad`; run_exp.py's pad = -1 masks
+    no token, so the mask is the causal one (what ptblm's training step uses).
+    """
+
+    def __init__(self, x: Tensor, pad: int = -1):
+        self.data = x
+        self.mask = self.make_mask(self.data, pad)
+
+    @staticmethod
+    def make_mask(data: Tensor, pad: int) -> Tensor:
+        return (data != pad).unsqueeze(-2) & causal_mask(data.size(-1), device=data.device)
 
 
 class MultiHeadedAttention(nn.Module):
@@ -96,10 +117,15 @@ class MultiHeadedAttention(nn.Module):
             heads = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
                                                    dropout_p=dropout_p)
         else:
-            heads, _ = attention(query, key, value, head_mask, self.dropout)
+            heads, _ = self.attention(query, key, value, head_mask, self.dropout)
         # 3. concatenate the heads and mix them: (batch, heads, seq, d_k) -> (batch, seq, n_units)
         concatenated = heads.transpose(1, 2).reshape(batch, -1, self.n_units)
         return self.linears[-1](concatenated)
+
+    def attention(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
+                  dropout: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        """The scaffold's method, graded there: the module-level `attention`, which it delegates to."""
+        return attention(query, key, value, mask, dropout)
 
 
 class WordEmbedding(nn.Module):
@@ -164,11 +190,12 @@ class MLP(nn.Module):
 
 
 class ResidualSkipConnectionWithLayerNorm(nn.Module):
-    """x + dropout(sublayer(norm(x))): pre-norm residual connection."""
+    """x + dropout(sublayer(norm(x))): pre-norm residual connection. `norm` defaults to the scaffold's
+    LayerNorm(size); make_model passes nn.LayerNorm for layer_norm="torch"."""
 
-    def __init__(self, norm: nn.Module, dropout: float):
+    def __init__(self, size: int, dropout: float, norm: nn.Module | None = None):
         super().__init__()
-        self.norm = norm
+        self.norm = LayerNorm(size) if norm is None else norm
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
@@ -176,16 +203,19 @@ class ResidualSkipConnectionWithLayerNorm(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Masked self-attention, then the MLP, each inside a pre-norm residual connection."""
+    """Masked self-attention, then the MLP, each inside a pre-norm residual connection.
+
+    The scaffold's signature; `make_norm` (default: the scaffold's LayerNorm) picks the norm's kind.
+    """
 
     def __init__(self, size: int, self_attn: MultiHeadedAttention, feed_forward: MLP, dropout: float,
-                 make_norm: Callable[[], nn.Module]):
+                 make_norm: Callable[[], nn.Module] | None = None):
         super().__init__()
         self.size = size
         self.self_attn = self_attn
         self.feed_forward = feed_forward
-        self.sublayer = nn.ModuleList(
-            ResidualSkipConnectionWithLayerNorm(make_norm(), dropout) for _ in range(2))
+        self.make_norm = make_norm or (lambda: LayerNorm(size))
+        self.sublayer = clones(ResidualSkipConnectionWithLayerNorm(size, dropout, self.make_norm()), 2)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = self.sublayer[0](x, lambda normed: self.self_attn(normed, normed, normed, mask))
@@ -193,12 +223,12 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """n_blocks copies of one block, then a final norm."""
+    """n_blocks copies of one block, then a final norm of the block's kind (the scaffold's signature)."""
 
-    def __init__(self, block: TransformerBlock, n_blocks: int, norm: nn.Module):
+    def __init__(self, layer: TransformerBlock, n_blocks: int):
         super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(block) for _ in range(n_blocks))
-        self.norm = norm
+        self.layers = clones(layer, n_blocks)
+        self.norm = layer.make_norm()
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         for layer in self.layers:
@@ -257,7 +287,7 @@ def make_model(vocab_size: int, n_blocks: int = 6, n_units: int = 512, n_heads: 
     position = PositionalEncoding(n_units, dropout)
     block = TransformerBlock(n_units, copy.deepcopy(self_attn), copy.deepcopy(mlp), dropout, make_norm)
     model = FullTransformer(
-        transformer_stack=TransformerStack(block, n_blocks, make_norm()),
+        transformer_stack=TransformerStack(block, n_blocks),
         embedding=nn.Sequential(WordEmbedding(n_units, vocab_size), copy.deepcopy(position)),
         n_units=n_units,
         vocab_size=vocab_size)
