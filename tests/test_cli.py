@@ -61,3 +61,56 @@ def test_corrupt_data_is_one_line_naming_the_file(tmp_path):
     assert result.stderr.strip() == (f"ptblm train: error: {tmp_path}/ptb.train.txt is not UTF-8 text (byte 0): "
                                      f"corrupt or not a PTB file")
     assert rf.read_status(tmp_path / "run").state == rf.FAILED  # and the run folder says why
+
+
+def parsed_config(*args: str):
+    from ptblm.cli import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", *args]))
+
+
+def test_run_exp_defaults_and_debug_while_the_jobs_files_keep_20_epochs():
+    from ptblm.jobs import load_experiment
+
+    assert parsed_config().num_epochs == 40  # run_exp.py's default
+    assert {s.config.num_epochs for exp in ("3.1", "3.2", "3.3", "3.4")
+            for s in load_experiment(exp, REPO / "jobs").settings} == {20}
+    tiny = parsed_config("--model=TRANSFORMER", "--hidden_size=512", "--num_layers=6", "--debug")
+    assert (tiny.num_epochs, tiny.hidden_size, tiny.num_layers, tiny.dp_keep_prob, tiny.n_heads, tiny.log_steps) == (
+        1, 16, 2, 0.9, 16, True)  # run_exp.py: TRANSFORMER(vocab_size, n_units=16, n_blocks=2), one epoch
+    gru = parsed_config("--model=GRU", "--hidden_size=64", "--debug")
+    assert (gru.num_epochs, gru.hidden_size, gru.log_steps) == (1, 64, True)  # the RNNs keep their size there
+    steps = parsed_config("--log_steps")
+    assert (steps.num_epochs, steps.debug, steps.log_steps) == (40, False, True)
+
+
+def test_save_dir_data_slurm_tmpdir_and_save_best(tmp_path, synthetic_dir):
+    import os
+    import shutil
+
+    import torch
+
+    from ptblm.models import GRU
+
+    node = tmp_path / "node"
+    shutil.copytree(synthetic_dir, node)
+    args = ["train", "--model=GRU", "--optimizer=ADAM", "--initial_lr=0.01", "--batch_size=8", "--seq_len=12",
+            "--hidden_size=16", "--emb_size=8", "--num_epochs=1", "--max_batches=2", "--save_best",
+            "--data", "SLURM_TMPDIR", "--save_dir", str(tmp_path / "saved")]
+    result = ptblm(*args, env={**os.environ, "SLURM_TMPDIR": str(node)})
+    assert result.returncode == 0, result.stderr
+    (folder,) = (tmp_path / "saved").iterdir()
+    run = rf.read_run(folder)
+    assert folder.name == run.provenance["run_name"] and run.provenance["data_dir"] == str(node)
+    assert not (node / "ptblm-data").exists()  # read where it lies: no second copy
+    state_dict = torch.load(folder / "best_params.pt", weights_only=True)  # run_exp.py's raw state_dict
+    model = GRU(8, 16, 12, 8, run.provenance["vocab_size"], 2, 0.35)
+    model.load_state_dict(state_dict)
+    best = torch.load(folder / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(state_dict[k], best[k]) for k in best)
+
+    unset = {k: v for k, v in os.environ.items() if k != "SLURM_TMPDIR"}
+    result = ptblm(*args, env=unset)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("ptblm train: error: --data SLURM_TMPDIR: $SLURM_TMPDIR is not set "
+                                     "(Slurm sets it inside a job); pass the PTB folder instead")

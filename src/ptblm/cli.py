@@ -13,13 +13,15 @@ from .config import RunConfig
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
-                     "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.35}
+                     "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.35, "num_epochs": 40}
 FLAG_HELP = {
     "model": "RNN, GRU or TRANSFORMER", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
     "hidden_size": "hidden units (n_units for the TRANSFORMER)", "num_layers": "layers (blocks for the TRANSFORMER)",
     "dp_keep_prob": "dropout keep probability",
-    "save_best": "accepted for the course's command lines; best.pt is always written",
-    "evaluate": "also report test perplexity of the best weights", "debug": "log the loss of every step",
+    "save_best": "also write best_params.pt, the raw state_dict (best.pt is always written)",
+    "evaluate": "also report test perplexity of the best weights",
+    "debug": "the scaffold's: one epoch, a tiny TRANSFORMER (16 units, 2 blocks), every step logged",
+    "log_steps": "log the loss of every step",
     "max_batches": "cap batches per epoch (0 = whole split)", "impl": "fast (default) or reference (plain loops)",
     "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
     "device": "auto, cpu or cuda",
@@ -68,19 +70,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .compiling import compile_cache_dir
-    from .data import write_synthetic_corpus
+    from .data import slurm_tmpdir_data, write_synthetic_corpus
     from .runfolder import DONE, DIVERGED
     from .train import train_run
 
     config = config_from_args(args)
+    scratch_dir = os.environ.get("SLURM_TMPDIR")
     with tempfile.TemporaryDirectory(prefix="ptblm-dry-run-") as scratch:
         data_dir = args.data or default_data_dir()
+        if str(args.data) == "SLURM_TMPDIR":  # run_exp.py's spelling: the copy already on the node
+            data_dir, scratch_dir = slurm_tmpdir_data(scratch_dir), None
         if args.dry_run and args.data is None and configured_data_dir() is None and not data_dir.exists():
             data_dir = write_synthetic_corpus(Path(scratch) / "data")
-        out = args.out or (Path(scratch) / "run" if args.dry_run else
-                           default_results_dir() / "manual" / config.run_name())
-        status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv,
-                           scratch_dir=os.environ.get("SLURM_TMPDIR"),
+        parent = args.save_dir or (None if args.dry_run else default_results_dir() / "manual")
+        out = args.out or (parent / config.run_name() if parent else Path(scratch) / "run")
+        status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv, scratch_dir=scratch_dir,
                            compile_cache=compile_cache_dir(default_results_dir()))
     return 0 if status.state in (DONE, DIVERGED) else 1
 
@@ -326,8 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
     add_setting_flags(train)
     train.add_argument("--data", type=Path, default=None, help="folder with ptb.{train,valid,test}.txt "
-                       "(default $PTB_DIR or data/ptb)")
+                       "(default $PTB_DIR or data/ptb; SLURM_TMPDIR: the copy in $SLURM_TMPDIR, as in run_exp.py)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default results/manual/<run name>)")
+    train.add_argument("--save_dir", type=Path, default=None, help="run_exp.py's: the folder to put the run folder "
+                       "<save_dir>/<run name> in (--out names the run folder itself)")
     train.add_argument("--force", action="store_true", help="start over even if the run folder is finished")
     train.add_argument("--dry-run", action="store_true", help="one epoch of two batches in a temporary folder "
                        "(synthetic data when no PTB is configured)")

@@ -24,8 +24,13 @@ CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA 
 COMPILES = ("off", "model", "cell")
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
-EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "impl", "attention", "device", "cuda_graph", "compile")
+EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "log_steps", "impl", "attention", "device", "cuda_graph",
+                     "compile")
 ON_OFF_OPTIONS = ("cuda_graph", "compile")  # YAML 1.1 reads a bare on/off as a boolean: taken back as "on"/"off"
+# run_exp.py's --debug: one epoch, and for the TRANSFORMER its tiny model, make_model(vocab, n_units=16, n_blocks=2)
+# with make_model's defaults (dropout 0.1, 16 heads); every step is logged, as the scaffold prints it.
+DEBUG_CHANGES = {"num_epochs": 1, "log_steps": True}
+DEBUG_TRANSFORMER = {"hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.9, "n_heads": 16}
 
 
 class ConfigError(ValueError):
@@ -58,9 +63,10 @@ class RunConfig:
     emb_size: int = 200
     num_epochs: int = 20
     seed: int = 1111
-    save_best: bool = False  # kept for the course's command lines; best.pt is always written
+    save_best: bool = False  # also write best_params.pt (the raw state_dict), as run_exp.py; best.pt is always written
     evaluate: bool = False  # also report test perplexity of the best weights
-    debug: bool = False  # log the loss of every step
+    debug: bool = False  # the scaffold's: one epoch, a tiny TRANSFORMER, every step logged (DEBUG_CHANGES)
+    log_steps: bool = False  # log the loss of every step
     n_heads: int = 16  # transformer only, as in the scaffold's make_model
     max_batches: int = 0  # > 0 caps batches per epoch (dry runs); 0 = the whole split
     impl: str = "fast"
@@ -82,6 +88,8 @@ class RunConfig:
         if missing:
             raise ConfigError(f"{where}: missing key {missing[0]!r} (required: {', '.join(required)})")
         converted = {name: _convert(where, name, known[name].type, value) for name, value in values.items()}
+        if converted.get("debug"):
+            converted.update(DEBUG_CHANGES, **(DEBUG_TRANSFORMER if converted["model"] == "TRANSFORMER" else {}))
         config = cls(**converted)
         config.check(where)
         return config

@@ -223,10 +223,13 @@ def _fetch(url: str, timeout: float, errors: list[str]) -> bytes | None:
         return None
 
 
+STAGED_FOLDER = "ptblm-data"  # stage_data's copy, under the scratch folder
+
+
 def stage_data(data_dir: Path, scratch_dir: Path, prefix: str = "ptb") -> Path:
     """Copy the corpus to node-local scratch (e.g. $SLURM_TMPDIR) once; return the staged folder."""
     data_dir = check_data_dir(data_dir, prefix)
-    staged = Path(scratch_dir) / "ptblm-data"
+    staged = Path(scratch_dir) / STAGED_FOLDER
     for split in SPLITS:
         source, target = split_path(data_dir, split, prefix), split_path(staged, split, prefix)
         if not target.is_file() or target.stat().st_size != source.stat().st_size:
@@ -237,6 +240,19 @@ def stage_data(data_dir: Path, scratch_dir: Path, prefix: str = "ptb") -> Path:
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)
     return staged
+
+
+def slurm_tmpdir_data(scratch_dir: str | None, prefix: str = "ptb") -> Path:
+    """run_exp.py's `--data SLURM_TMPDIR`: the corpus copied into $SLURM_TMPDIR (the scaffold's place for it),
+    else the copy stage_data made there."""
+    if not scratch_dir:
+        raise DataError("--data SLURM_TMPDIR: $SLURM_TMPDIR is not set (Slurm sets it inside a job); "
+                        "pass the PTB folder instead")
+    for candidate in (Path(scratch_dir), Path(scratch_dir) / STAGED_FOLDER):
+        if split_path(candidate, "train", prefix).is_file():
+            return check_data_dir(candidate, prefix)
+    raise DataError(f"--data SLURM_TMPDIR: neither {scratch_dir} nor {Path(scratch_dir) / STAGED_FOLDER} holds "
+                    f"{prefix}.train.txt; copy PTB there first, or pass the PTB folder to --data")
 
 
 # ----------------------------------------------------------------------------- synthetic corpus

@@ -7,6 +7,7 @@
         submitted.json  written by `ptblm submit` only: scheduler job id and time of the last submission
         log.txt       human log, appended
         best.pt       weights of the best validation epoch (always written)
+        best_params.pt  with save_best only: the same weights as a raw state_dict, run_exp.py's file
         last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
 
 Every write is atomic (temporary file in the same folder, then rename), so a run killed at any
@@ -28,6 +29,7 @@ CURVES_FILE = "curves.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "log.txt"
 BEST_CHECKPOINT = "best.pt"
+BEST_PARAMS = "best_params.pt"  # run_exp.py's name; a raw state_dict
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
 
@@ -248,7 +250,8 @@ def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecor
 
 def clear_run_folder(folder: Path) -> None:
     """--force: remove what an earlier run wrote (only the run folder's own files)."""
-    for name in (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, SUBMISSION_FILE):
+    for name in (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT,
+                 SUBMISSION_FILE):
         (Path(folder) / name).unlink(missing_ok=True)
 
 
