@@ -44,7 +44,7 @@ export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"  # empty: compile times as the fir
 timeout 150 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
   tests/test_step.py tests/test_compiling.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" || status=1
 
-# 2. Every course shape on every path, fp32 (TF32 matmuls, as training runs).
+# 2. Every course shape on every path, strict fp32 (TF32 off: the default of training and bench).
 timeout 200 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
 
 # 3. torch.compile on the shapes of the GRU targets, whole model (about a minute of compiling each, cold

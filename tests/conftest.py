@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from ptblm.config import RunConfig
 from ptblm.data import write_synthetic_corpus
@@ -23,6 +24,14 @@ def ptb_mini_dir() -> Path:
         pytest.skip("real PTB text not available: set PTB_DIR to a folder with ptb.{train,valid,test}.txt "
                     "(CI sets it to ../shared/data/ptb-mini)")
     return Path(path)
+
+
+@pytest.fixture
+def torch_tf32_flags():
+    """Restores the process-wide TF32 flags a test sets (monkeypatch cannot: torch's flag objects hide them)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def tiny_config(**changes) -> RunConfig:

@@ -131,3 +131,12 @@ def test_packed_runs_are_timed_together_and_their_tokens_per_second_summed(tmp_p
                for line in lines)
     assert main(["bench", "--runs-per-gpu", "0", "--device", "cpu", "--out", str(tmp_path)]) == 2
     assert "--runs-per-gpu 0 is invalid; valid: 1 (one run alone) or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True)])
+def test_bench_sets_the_matmul_precision_it_records(precision, tf32, tmp_path, torch_tf32_flags):
+    torch.backends.cuda.matmul.allow_tf32 = not tf32
+    path = run_bench(tiny_cases()[1:2], torch.device("cpu"), tmp_path, precision=precision, warmup=1, repeats=1,
+                     echo=lambda *_: None)
+    assert torch.backends.cuda.matmul.allow_tf32 is tf32
+    assert json.loads(path.read_text())["precision"] == precision

@@ -240,3 +240,13 @@ def test_find_runs_reads_experiment_folders_and_skips_hidden_ones(synthetic_dir,
     junk.write_text("not json")
     runs = rf.find_runs(tmp_path)
     assert [(run.experiment, run.folder) for run in runs] == [("3.2", tmp_path / "3.2" / "gru")]
+
+
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True)])
+def test_matmul_precision_is_an_explicit_recorded_choice(precision, tf32, synthetic_dir, tmp_path, torch_tf32_flags):
+    """fp32 is strict float32 (TF32 off) whatever the process had set; tf32 only when asked; both recorded."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not tf32
+    train_run(tiny_config(num_epochs=1, max_batches=2, precision=precision), synthetic_dir, tmp_path, echo=False)
+    assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+    assert rf.read_run(tmp_path).config["precision"] == precision
+    assert f"precision {precision}:" in (tmp_path / rf.LOG_FILE).read_text()

@@ -48,8 +48,8 @@ from .models import build_model, make_model
 from .provenance import device_description, provenance
 from .runfolder import atomic_write_json
 from .slurm_job import threads_per_run
-from .step import GRAPH_WARMUP_STEPS, make_step
-from .train import make_optimizer, pick_device, use_tf32_matmuls
+from .step import GRAPH_WARMUP_STEPS, make_step, use_matmul_precision
+from .train import make_optimizer, pick_device
 
 PTB_TOKENS = {"train": 929_589, "valid": 73_760}  # words + <eos> in ptb.train.txt / ptb.valid.txt
 VOCAB_SIZE = 10_000
@@ -280,8 +280,7 @@ def _packed_run(case: BenchCase, device_name: str, precision: str, warmup: int, 
     """One of the packed processes: the default path, timed while the others run theirs."""
     torch.set_num_threads(threads)
     device = torch.device(device_name)
-    if device.type == "cuda":
-        use_tf32_matmuls()
+    use_matmul_precision(precision)
     result = bench_path(case, "default", device, precision, warmup, repeats, after_warmup=barrier.wait)
     if "error" in result:
         barrier.abort()  # the others stop waiting for this one
@@ -338,8 +337,7 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
               warmup: int = 5, repeats: int = 20, complete_suite: bool = False, compiled: bool = False,
               runs_per_gpu: int = 1, command_line: list[str] | None = None, echo=print) -> Path:
     """Time every case on every path, print the table, write bench-<timestamp>.json; its path."""
-    if device.type == "cuda":  # as training runs
-        use_tf32_matmuls()
+    use_matmul_precision(precision)  # as training runs
     echo(f"ptblm bench on {device_description(device)}, torch {torch.__version__}, {precision}, "
          f"median of {repeats} steps after {warmup} warm-up steps")
     results = []

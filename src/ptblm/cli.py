@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import RunConfig
+from .config import PRECISIONS, RunConfig
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -23,7 +23,8 @@ FLAG_HELP = {
     "debug": "the scaffold's: one epoch, a tiny TRANSFORMER (16 units, 2 blocks), every step logged",
     "log_steps": "log the loss of every step",
     "max_batches": "cap batches per epoch (0 = whole split)", "impl": "fast (default) or reference (plain loops)",
-    "attention": "scratch (default) or fused (scaled_dot_product_attention)", "precision": "fp32 or bf16 (autocast)",
+    "attention": "scratch (default) or fused (scaled_dot_product_attention)",
+    "precision": "fp32 (strict, default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast)",
     "device": "auto, cpu or cuda",
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
     "compile": "off, model (the whole model under torch.compile) or cell (only the RNN/GRU time step); "
@@ -429,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", default=None, metavar="NAME",
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    bench.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="fp32 (strict), tf32 (TF32 matmuls on CUDA) or bf16 (autocast); as ptblm train")
     bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; RNN/GRU "
                        "time step), compile time apart (cached in <results>/.compile-cache)")
     bench.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",

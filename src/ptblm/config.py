@@ -16,7 +16,7 @@ MODELS = ("RNN", "GRU", "TRANSFORMER")
 OPTIMIZERS = ("SGD", "SGD_LR_SCHEDULE", "ADAM")
 IMPLEMENTATIONS = ("fast", "reference")  # reference = the plain nested loop over time and layers
 ATTENTIONS = ("scratch", "fused")  # fused = torch's scaled_dot_product_attention
-PRECISIONS = ("fp32", "bf16")  # bf16 = autocast with fp32 master weights
+PRECISIONS = ("fp32", "tf32", "bf16")  # strict float32; TF32 matmuls on CUDA; bf16 autocast, fp32 master weights
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
 # torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only the RNN/GRU fast

@@ -38,6 +38,15 @@ Step = Callable[[Tensor, Tensor, "Tensor | None"], "tuple[Tensor, Tensor | None]
 GRAPH_WARMUP_STEPS = 3  # eager steps on the side stream before the capture, as in PyTorch's examples
 
 
+def use_matmul_precision(precision: str) -> None:
+    """The process-wide float32 matmul mode a precision means (config.PRECISIONS): fp32 is strict float32
+    (TF32 off, in cuDNN too), as the scaffold computed (2020 GPUs had no TF32); tf32 lets CUDA matmuls use
+    TF32 tensor cores (10-bit mantissa inputs); bf16 autocasts the step (see `autocast`), ops outside it strict."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast (fp32 master weights) or nothing. The region lies inside the step, so a graph
     capture holds the whole of it, weight-cast cache included."""

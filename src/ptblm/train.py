@@ -31,7 +31,7 @@ from .config import RunConfig
 from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
 from .provenance import provenance, slurm_task_id
-from .step import CompilingStep, Step, make_step, rng_state, set_rng_state
+from .step import CompilingStep, Step, make_step, rng_state, set_rng_state, use_matmul_precision
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
@@ -62,12 +62,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device = 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
-
-
-def use_tf32_matmuls() -> None:
-    """fp32 runs use TF32 tensor cores on CUDA, as the reference timings did (torch's default is off)."""
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
@@ -248,9 +242,9 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
+    use_matmul_precision(config.precision)  # explicit, and in config.json: fp32 is strict, TF32 only when asked
     if device.type == "cuda":
         torch.cuda.manual_seed_all(config.seed)
-        use_tf32_matmuls()
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(config, corpus.vocab_size).to(device)
     optimizer = make_optimizer(model, config)
@@ -273,7 +267,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         "data_dir": str(data_dir), "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
         **provenance(device, command_line)})
-    log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
+    log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph])
     best = curves.best_epoch()
