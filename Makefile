@@ -17,7 +17,7 @@ EXPS       ?=
 # EXPS: the experiments that tables/figures/report cover (default: every one under results/)
 SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
-.PHONY: setup test demo data train submit status tables figures gradients samples report bench \
+.PHONY: setup test demo data train submit status tables figures gradients samples report export bench \
         image sif cluster-start cluster-stop sbatch clean
 
 setup: $(STAMP)
@@ -64,6 +64,9 @@ samples: $(STAMP)
 
 report: $(STAMP)
 	$(PTBLM) report $(EXPS)
+
+export: $(STAMP)
+	$(PTBLM) export $(EXPS) $(if $(FORMAT),--format $(FORMAT))
 
 bench: $(STAMP)
 	$(PTBLM) bench $(ARGS)

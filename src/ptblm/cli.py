@@ -313,6 +313,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .course_files import write_course_exports
+    from .results import load_runs, write_csv
+
+    runs = load_runs(args.results, args.experiments)
+    out = args.out or Path(args.results) / "report" / EXPORT_DIRS[args.format]
+    written = write_csv(runs, out) if args.format == "csv" else write_course_exports(runs, out)
+    print(f"{len(runs)} runs: wrote {len(written)} files to {out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_command
     from .compiling import compile_cache_dir
@@ -424,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="perplexity for 'time to reach' (default: 2 x the best of each architecture)")
     report.add_argument("--no-pdf", action="store_true", help="write report.tex only")
     report.set_defaults(handler=cmd_report)
+    export = commands.add_parser("export", help="the run folders as data: runs.csv and epochs.csv (default), or "
+                                 "per run the course's learning_curves.npy, best_params.pt, exp_config.txt")
+    export.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
+    export.add_argument("--format", choices=tuple(EXPORT_DIRS), default="csv")
+    export.add_argument("--out", type=Path, default=None,
+                        help="folder (default <results>/report/data for csv, <results>/report/course for course)")
+    export.add_argument("--results", type=Path, default=default_results_dir(), help="results folder (default results/)")
+    export.set_defaults(handler=cmd_export)
     bench = commands.add_parser("bench", help="time one training step per model and shape: this project's path, "
                                 "its reference loops and PyTorch's built-in (JSON into results/bench)")
     bench.add_argument("--full", action="store_true", help="the course suite's 11 shapes (default: 3 small ones)")

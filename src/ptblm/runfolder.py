@@ -219,6 +219,12 @@ def current_state(status: RunStatus | None, submission: Submission | None) -> st
     return status.state if status else PENDING
 
 
+def current_job_id(status: RunStatus | None, submission: Submission | None) -> str | None:
+    """The scheduler job the run last ran as, or the one it is queued as since its newer submission."""
+    running_as = status.slurm_job_id if status and current_state(status, submission) != PENDING else None
+    return running_as or (submission.job_id if submission else None)
+
+
 def read_curves(folder: Path) -> Curves:
     path = Path(folder) / CURVES_FILE
     return Curves.from_json(read_json(path)) if path.exists() else Curves()

@@ -57,8 +57,7 @@ def status_rows(experiment: Experiment, results_dir: Path, scheduler: dict[str, 
         status, submission = rf.read_status(folder), rf.read_submission(folder)
         curves = rf.read_curves(folder)
         state = rf.current_state(status, submission) if (status or submission) else "not submitted"
-        job_id = (status.slurm_job_id if status and state != rf.PENDING else None) or (
-            submission.job_id if submission else None)
+        job_id = rf.current_job_id(status, submission)
         queued_as = scheduler.get(job_id, "").lower()
         if queued_as and queued_as != state and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
             state = f"{state} ({queued_as})"  # e.g. "requeued (pending)"

@@ -1,0 +1,100 @@
+"""The run folders as pandas DataFrames, and `ptblm export`'s CSV files.
+
+`runs_frame` has one row per run folder, `epochs_frame` one row per run and finished epoch. Both
+read the folders through `runfolder.find_runs`, so they hold exactly the values of config.json,
+curves.json and status.json (perplexities of diverged runs stay inf or nan). pandas is imported
+here only, and this module only by the commands that need it, so `ptblm --help` stays fast.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pandas as pd
+
+from . import runfolder as rf
+from .config import RunConfig
+
+RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
+RUN_COLUMNS = ["state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl", "best_valid_ppl",
+               "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder"]
+EPOCH_COLUMNS = [f.name for f in fields(rf.EpochRecord)]
+CSV_FILES = {"runs": "runs.csv", "epochs": "epochs.csv"}
+
+
+def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[rf.RunRecord]:
+    """Every run under results/ (or only those of `experiments`, each of which must have one), in find_runs' order."""
+    if not experiments:
+        return rf.find_runs(results_dir)
+    runs = []
+    for name in experiments:
+        found = rf.find_runs(results_dir, name)
+        if not found:
+            raise ValueError(f"{Path(results_dir) / name}: no run folders (nothing of experiment {name!r} has run "
+                             f"yet; `ptblm status` lists what has)")
+        runs += found
+    return runs
+
+
+def run_keys(run: rf.RunRecord) -> dict:
+    return {"experiment": run.experiment, "setting": run.provenance.get("setting_index"), "run": run.name}
+
+
+def run_row(run: rf.RunRecord) -> dict:
+    """One run: its keys, every config key, then what its curves and status say."""
+    curves = run.curves
+    last, best = curves.last_epoch(), curves.best_epoch()
+    finite_train = [ppl for ppl in curves.column("train_ppl") if math.isfinite(ppl)]
+    submission = rf.read_submission(run.folder)
+    return {**run_keys(run), **run.config,
+            "state": rf.current_state(run.status, submission), "epochs_done": len(curves.epochs),
+            "final_train_ppl": last.train_ppl if last else math.nan,
+            "final_valid_ppl": last.valid_ppl if last else math.nan,
+            "best_train_ppl": min(finite_train) if finite_train else math.nan,
+            "best_valid_ppl": best.valid_ppl if best else math.nan,
+            "best_epoch": best.epoch if best else None,
+            "test_ppl": math.nan if curves.test_ppl is None else curves.test_ppl,
+            "wall_clock_seconds": last.wall_clock_seconds if last else math.nan,
+            "job_id": rf.current_job_id(run.status, submission), "folder": str(run.folder)}
+
+
+def runs_frame(results_dir: Path, experiments: list[str] | None = None) -> pd.DataFrame:
+    """One row per run: experiment, setting, run, every config key, then RUN_COLUMNS.
+
+    best_valid_ppl is the lowest finite validation perplexity and best_epoch its (1-based) epoch;
+    best_train_ppl the lowest finite training one; test_ppl is NaN unless the run was evaluated.
+    """
+    return runs_table(load_runs(results_dir, experiments))
+
+
+def epochs_frame(results_dir: Path, experiments: list[str] | None = None) -> pd.DataFrame:
+    """One row per run and finished epoch: experiment, setting, run, then EPOCH_COLUMNS (curves.json's)."""
+    return epochs_table(load_runs(results_dir, experiments))
+
+
+def runs_table(runs: list[rf.RunRecord]) -> pd.DataFrame:
+    """runs_frame of runs already read."""
+    frame = pd.DataFrame([run_row(run) for run in runs])
+    if frame.empty:
+        return pd.DataFrame(columns=RUN_KEYS + [f.name for f in fields(RunConfig)] + RUN_COLUMNS)
+    return frame.astype({"best_epoch": "Int64", "setting": "Int64"})
+
+
+def epochs_table(runs: list[rf.RunRecord]) -> pd.DataFrame:
+    """epochs_frame of runs already read."""
+    rows = [{**run_keys(run), **asdict(record)} for run in runs for record in run.curves.epochs]
+    frame = pd.DataFrame(rows, columns=RUN_KEYS + EPOCH_COLUMNS)
+    return frame.astype({"setting": "Int64"})
+
+
+def write_csv(runs: list[rf.RunRecord], out_dir: Path) -> list[Path]:
+    """runs.csv and epochs.csv in out_dir, readable by pandas.read_csv as they are (inf and nan included)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in (("runs", runs_table(runs)), ("epochs", epochs_table(runs))):
+        path = out_dir / CSV_FILES[name]
+        rf.atomic_write_bytes(path, frame.to_csv(index=False).encode())
+        written.append(path)
+    return written

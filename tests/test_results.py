@@ -1,0 +1,124 @@
+"""Run folders as DataFrames (ptblm.results) and `ptblm export` (CSV and the course's files)."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, tiny_config
+from ptblm import runfolder as rf
+from ptblm.cli import main
+from ptblm.config import RunConfig
+from ptblm.models import build_model
+from ptblm.results import epochs_frame, runs_frame
+from ptblm.train import train_run
+
+
+@pytest.fixture(scope="module")
+def results(synthetic_dir, tmp_path_factory):
+    """exp1: one trained, evaluated run (setting 0); exp2: a diverged run written by hand (setting 1)."""
+    root = tmp_path_factory.mktemp("results")
+    config = tiny_config(num_epochs=2, max_batches=3, evaluate=True)
+    train_run(config, synthetic_dir, root / "exp1" / config.run_name(), experiment="exp1", setting_index=0,
+              echo=False)
+    diverged = tiny_config(model="RNN", num_epochs=3)
+    folder = root / "exp2" / diverged.run_name()
+    rf.write_config(folder, diverged.to_dict(), {"experiment": "exp2", "setting_index": 1, "data_dir": "/d"})
+    rf.write_curves(folder, rf.Curves(epochs=[
+        rf.EpochRecord(1, 900.0, 700.5, 1.5, 1.5, 0.01),
+        rf.EpochRecord(2, 2e8, math.inf, 1.25, 2.75, 0.01),
+        rf.EpochRecord(3, math.nan, math.nan, 1.0, 3.75, 0.01)]))
+    rf.write_status(folder, rf.RunStatus(state=rf.DIVERGED, epochs_done=3, num_epochs=3, slurm_job_id="77_1"))
+    return root
+
+
+def raw_curves(folder):
+    return json.loads((folder / rf.CURVES_FILE).read_text())
+
+
+def as_float(value):
+    return float(value)  # curves.json writes non-finite values as "inf" / "nan"
+
+
+def same(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def test_frames_hold_the_curves_json_values(results):
+    runs, epochs = runs_frame(results), epochs_frame(results)
+    assert list(runs["experiment"]) == ["exp1", "exp2"] and list(runs["setting"]) == [0, 1]
+    assert len(epochs) == 5
+    for row in runs.itertuples(index=False):
+        folder = results / row.experiment / row.run
+        curves = raw_curves(folder)
+        config = json.loads((folder / rf.CONFIG_FILE).read_text())["config"]
+        for key, value in config.items():  # every config key, flat
+            assert getattr(row, key) == value, key
+        train = [as_float(e["train_ppl"]) for e in curves["epochs"]]
+        valid = [as_float(e["valid_ppl"]) for e in curves["epochs"]]
+        assert same(row.final_train_ppl, train[-1]) and same(row.final_valid_ppl, valid[-1])
+        finite = [(v, i + 1) for i, v in enumerate(valid) if math.isfinite(v)]
+        assert (row.best_valid_ppl, row.best_epoch) == min(finite)
+        assert row.best_train_ppl == min(t for t in train if math.isfinite(t))
+        assert row.epochs_done == len(curves["epochs"])
+        assert row.wall_clock_seconds == curves["epochs"][-1]["wall_clock_seconds"]
+        assert same(row.test_ppl, math.nan if curves["test_ppl"] is None else as_float(curves["test_ppl"]))
+        mine = epochs[(epochs["experiment"] == row.experiment) & (epochs["run"] == row.run)]
+        for got, want in zip(mine.to_dict("records"), curves["epochs"]):
+            for key, value in want.items():
+                assert same(got[key], as_float(value)), key
+    first, second = runs.iloc[0], runs.iloc[1]
+    assert first.state == "done" and math.isfinite(first.test_ppl) and pd.isna(first.job_id)
+    assert second.state == "diverged" and second.job_id == "77_1" and math.isnan(second.test_ppl)
+    assert second.best_epoch == 1 and second.final_train_ppl is not None and math.isnan(second.final_valid_ppl)
+
+
+def test_export_csv_reads_back_with_read_csv(results, tmp_path):
+    assert main(["export", "--results", str(results)]) == 0
+    out = results / "report" / "data"
+    runs, epochs = pd.read_csv(out / "runs.csv"), pd.read_csv(out / "epochs.csv")
+    pd.testing.assert_frame_equal(runs, runs_frame(results), check_dtype=False)
+    pd.testing.assert_frame_equal(epochs, epochs_frame(results), check_dtype=False)
+    assert epochs.loc[3, "train_ppl"] == 2e8 and math.isinf(epochs.loc[3, "valid_ppl"])  # inf reads back
+
+    assert main(["export", "exp2", "--results", str(results), "--out", str(tmp_path)]) == 0
+    assert list(pd.read_csv(tmp_path / "runs.csv")["experiment"]) == ["exp2"]
+
+
+def test_export_course_files_load_as_run_exp_py_says(results, tmp_path):
+    args = ["export", "exp1", "exp2", "--format", "course", "--results", str(results), "--out", str(tmp_path)]
+    assert main(args) == 0
+    for run in rf.find_runs(results):
+        dest = tmp_path / run.experiment / run.name
+        x = np.load(dest / "learning_curves.npy", allow_pickle=True)[()]  # run_exp.py's own loading line
+        curves = raw_curves(run.folder)["epochs"]
+        assert sorted(x) == ["times", "train_losses", "train_ppls", "val_losses", "val_ppls"]
+        for key, name in (("train_ppls", "train_ppl"), ("val_ppls", "valid_ppl"), ("times", "epoch_seconds")):
+            assert all(same(a, as_float(e[name])) for a, e in zip(x[key], curves)) and len(x[key]) == len(curves)
+        assert all(same(loss, math.log(as_float(e["train_ppl"]))) for loss, e in zip(x["train_losses"], curves))
+        lines = dict(line.split("    ", 1) for line in (dest / "exp_config.txt").read_text().splitlines())
+        assert lines["model"] == run.config["model"] and lines["initial_lr"] == str(run.config["initial_lr"])
+        assert list(lines) == sorted(lines) and lines["save_dir"] == str(dest)
+    trained = rf.find_runs(results, "exp1")[0]
+    config = RunConfig.from_dict(trained.config)
+    model = build_model(config, trained.provenance["vocab_size"])
+    model.load_state_dict(torch.load(tmp_path / "exp1" / trained.name / "best_params.pt"))  # a raw state_dict
+    best = torch.load(trained.folder / rf.BEST_CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(model.state_dict()[k], best[k]) for k in best)
+    assert not (tmp_path / "exp2" / rf.find_runs(results, "exp2")[0].name / "best_params.pt").exists()
+
+
+def test_export_of_an_experiment_without_runs_is_one_line(results, capsys):
+    assert main(["export", "3.9", "--results", str(results)]) == 2
+    assert capsys.readouterr().err.strip() == (f"ptblm export: error: {results / '3.9'}: no run folders (nothing of "
+                                               f"experiment '3.9' has run yet; `ptblm status` lists what has)")
+
+
+def test_the_command_line_imports_neither_pandas_nor_torch_to_parse():
+    code = "import sys, ptblm.cli as c; c.build_parser(); print('pandas' in sys.modules, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "False"], result.stderr
