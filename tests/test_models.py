@@ -564,6 +564,8 @@ def test_transformer_built_with_the_scaffold_signatures_equals_make_model():
     residual = ResidualSkipConnectionWithLayerNorm(n_units, 0.0)
     x = torch.randn(2, n_units)
     torch.testing.assert_close(residual(x, lambda normed: 2 * normed), x + 2 * LayerNorm(n_units)(x))
+    torch_norms = make_model(VOCAB, n_blocks=2, n_units=n_units, n_heads=4, layer_norm="torch")
+    assert all(isinstance(m.norm, nn.LayerNorm) for m in torch_norms.modules() if hasattr(m, "norm"))
 
 
 def test_recurrent_scaffold_names():

@@ -214,8 +214,8 @@ class TransformerBlock(nn.Module):
         self.size = size
         self.self_attn = self_attn
         self.feed_forward = feed_forward
-        self.make_norm = make_norm or (lambda: LayerNorm(size))
-        self.sublayer = clones(ResidualSkipConnectionWithLayerNorm(size, dropout, self.make_norm()), 2)
+        norm = LayerNorm(size) if make_norm is None else make_norm()
+        self.sublayer = clones(ResidualSkipConnectionWithLayerNorm(size, dropout, norm), 2)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = self.sublayer[0](x, lambda normed: self.self_attn(normed, normed, normed, mask))
@@ -228,7 +228,7 @@ class TransformerStack(nn.Module):
     def __init__(self, layer: TransformerBlock, n_blocks: int):
         super().__init__()
         self.layers = clones(layer, n_blocks)
-        self.norm = layer.make_norm()
+        self.norm = type(layer.sublayer[0].norm)(layer.size)  # a fresh norm of the blocks' kind
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         for layer in self.layers:
