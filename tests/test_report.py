@@ -426,3 +426,49 @@ def test_runs_from_different_corpora_are_flagged_and_experiments_selectable(tmp_
     assert [s.experiment for s in only] == ["3.2"] and notes == []
     with pytest.raises(FileNotFoundError, match="no run folders of 3.9 under"):
         load_summaries(tmp_path / "results", ["3.9"])
+
+
+# --- facts on hand-made curves ---------------------------------------------------------------------
+
+def hand_run(folder: Path, epochs: list[tuple[float, float]], state: str = rf.DONE, **config) -> rf.RunRecord:
+    """A run record of (train ppl, valid ppl) per epoch, 10 s each, without training anything."""
+    records = [rf.EpochRecord(i, train, valid, 10.0, 10.0 * i, 1.0) for i, (train, valid) in enumerate(epochs, 1)]
+    values = tiny_config(num_epochs=len(epochs), **config).to_dict()
+    return rf.RunRecord(folder, values, {"experiment": folder.parent.name}, rf.Curves(records),
+                        rf.RunStatus(state, len(epochs), len(epochs)))
+
+
+def test_best_generalisation_is_not_the_run_whose_best_epoch_is_1(tmp_path):
+    from ptblm.report.facts import architecture_facts, markdown, rows
+    from ptblm.report.summary import summarize
+
+    early = hand_run(tmp_path / "x" / "early", [(500.0, 200.0), (150.0, 210.0), (120.0, 230.0)], initial_lr=0.1)
+    good = hand_run(tmp_path / "x" / "good", [(400.0, 180.0), (100.0, 120.0), (80.0, 110.0)], initial_lr=0.01)
+    cut = hand_run(tmp_path / "x" / "cut", [(300.0, 100.0)], state=rf.RUNNING, initial_lr=0.001)
+    (facts,) = architecture_facts(summarize([early, good, cut]))
+    by_name = {s.summary.run.name: s for s in facts.settings}
+    assert by_name["early"].summary.best.epoch == 1 and by_name["early"].generalisation_gap == -300.0
+    assert facts.best_generalisation is by_name["good"]  # the old rule (most negative gap) picked "early"
+    assert not by_name["cut"].judged  # lowest valid ppl, but not complete
+    assert f"rows {by_name['cut'].number} not judged" in markdown([facts])
+    assert "cannot judge incomplete or diverged runs" in markdown([facts])
+    assert [row[2] for row in rows(facts)] == ["ADAM lr 0.001 bs 8", "ADAM lr 0.01 bs 8", "ADAM lr 0.1 bs 8"]
+
+
+def test_a_diverged_gap_prints_as_diverged_and_a_lone_setting_is_named(tmp_path):
+    from ptblm.report.facts import architecture_facts, rows
+    from ptblm.report.summary import summarize
+
+    blown = hand_run(tmp_path / "x" / "blown", [(3.2e27, 400.0), (math.inf, math.nan)], state=rf.DIVERGED)
+    (facts,) = architecture_facts(summarize([blown]))
+    (row,) = rows(facts)
+    assert row[2] == "ADAM lr 0.01 bs 8" and row[5] == "diverged"  # was '-' and '-3199999999999999...'
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0"])
+def test_a_threshold_that_is_no_perplexity_is_refused_in_one_line(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--results", str(tmp_path), f"--threshold={value}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"'{value}' is not a perplexity" in err

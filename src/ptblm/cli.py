@@ -285,6 +285,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def perplexity(text: str) -> float:
+    """--threshold: a finite perplexity > 0 (argparse turns the error into one line)."""
+    from .report.facts import check_threshold
+
+    try:
+        value = float(text)
+        check_threshold(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a perplexity; valid: a number > 0, e.g. 200") from None
+    return value
+
+
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
     """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
     add_location_flags(parser, data=False)
@@ -413,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="report.tex with every table, figure and fact, and its PDF")
     add_report_flags(report)
-    report.add_argument("--threshold", type=float, default=None,
+    report.add_argument("--threshold", type=perplexity, default=None,
                         help="perplexity for 'time to reach' (default: 2 x the best of each architecture)")
     report.add_argument("--no-pdf", action="store_true", help="write report.tex only")
     report.set_defaults(handler=cmd_report)
