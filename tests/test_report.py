@@ -8,6 +8,7 @@ its curves cut to 2 and its status set back to running, as a run killed after ep
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -316,6 +317,44 @@ def test_sampling_at_a_temperature_is_seeded(chain):
     assert "sampled at temperature 1.5" in Decoding(temperature=1.5, top_k=5).describe()
 
 
+def test_no_unk_never_generates_unk_greedy_or_sampled(chain):
+    trained = load_trained(default_run(chain, "3.1"), "RNN", batch_size=PER_LENGTH)
+    with torch.no_grad():
+        trained.model.out_layer.bias[trained.corpus.word_to_id[UNK]] += 50.0  # a model that loves <unk>
+    starts = start_words(trained.corpus, PER_LENGTH * 2, seed=0)
+    for decoding in (Decoding(), Decoding(temperature=1.0, top_k=3, seed=1)):
+        assert all(set(s.words) == {UNK} for s in make_samples(trained, starts, decoding))
+        unk_free = make_samples(trained, starts, dataclasses.replace(decoding, no_unk=True))
+        assert all(UNK not in s.words for s in unk_free) and all(math.isfinite(s.mean_log_prob) for s in unk_free)
+    assert f"{UNK} never picked" in Decoding(no_unk=True).describe()
+
+
+def test_no_unk_on_the_command_line_is_said_in_the_appendix(chain, tmp_path, monkeypatch):
+    monkeypatch.delenv("PTB_DIR", raising=False)
+    assert main(["samples", "--no-unk", "--results", str(chain["results"]), "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "samples" / "samples.json").read_text())
+    assert record["decoding"]["no_unk"] is True and not any(UNK in s["words"] for s in record["samples"])
+    assert latex.escape(f"{UNK} never picked") in (tmp_path / "samples" / "appendix.tex").read_text()
+
+
+def test_three_best_worst_and_interesting_samples_are_picked_by_the_stated_rules(chain):
+    record = json.loads((chain["report"] / "samples" / "samples.json").read_text())
+    samples = {s["id"]: s for s in record["samples"]}
+    picks = record["picks"]
+    assert [len(picks[p]) for p in ("best", "worst", "interesting")] == [3, 3, 3]
+    assert len({i for ids in picks.values() for i in ids}) == 9
+    ratios = sorted(s["distinct_ratio"] for s in samples.values())
+    median = (ratios[19] + ratios[20]) / 2
+    fluent = sorted((s for s in samples.values() if s["distinct_ratio"] >= median), key=lambda s: -s["mean_log_prob"])
+    assert picks["best"] == [s["id"] for s in fluent[:3]]
+    rest = [s for s in samples.values() if s["id"] not in picks["best"]]
+    assert max(samples[i]["distinct_ratio"] for i in picks["worst"]) <= min(
+        s["distinct_ratio"] for s in rest if s["id"] not in picks["worst"])
+    assert "median" in record["pick_rules"]["best"]
+    appendix = (chain["report"] / "samples" / "appendix.tex").read_text()
+    assert "\\subsection{Picked samples}" in appendix and appendix.count("\\item[") == 40 + 9
+
+
 def test_appendix_lists_every_sample_escaped(chain):
     appendix = (chain["report"] / "samples" / "appendix.tex").read_text()
     samples = json.loads((chain["report"] / "samples" / "samples.json").read_text())["samples"]
@@ -369,35 +408,41 @@ def test_report_inputs_every_part_and_builds(chain):
 
 # --- errors people will meet ------------------------------------------------------------------------
 
-def untrained_default_jobs(folder: Path) -> Path:
-    """A jobs folder whose 3.1 and 3.2 name settings nobody trained."""
-    folder.mkdir()
-    for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
-        content = {"common": {**TINY, "model": model}, "settings": [{"optimizer": "ADAM", "initial_lr": 0.5}]}
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(content))
-    return folder
-
-
-def test_missing_default_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path, capsys):
-    jobs = untrained_default_jobs(tmp_path / "jobs")
-    assert main(["samples", "--results", str(chain["results"]), "--jobs", str(jobs), "--out", str(tmp_path)]) == 2
+def test_missing_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("*.pt", "report"))
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
     message = capsys.readouterr().err
     for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
-        missing = load_experiment(name, jobs).settings[0].run_dir(chain["results"])
-        assert f"{missing} (the default: setting 0 of experiment {name}" in message
-        assert f"--{model.lower()} PATH" in message
-    assert str(chain["results"] / "smoke" / load_experiment("smoke", chain["jobs"]).settings[0].run_name) in message
+        assert f"no {model} run of setting 0 of experiment {name} under {results} has weights yet" in message
+        assert f"--{model.lower()} DIR" in message
 
 
-def test_the_smoke_runs_stand_in_for_untrained_defaults_with_a_notice(chain, tmp_path, capsys, monkeypatch):
+def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(chain, tmp_path, capsys,
+                                                                               monkeypatch):
+    """The run folders alone decide (no jobs/); without 3.1 and 3.2 the lowest best valid ppl stands in."""
     monkeypatch.delenv("PTB_DIR", raising=False)
-    jobs = untrained_default_jobs(tmp_path / "jobs")
-    shutil.copy(chain["jobs"] / "smoke.yaml", jobs)
-    assert main(["gradients", "--results", str(chain["results"]), "--jobs", str(jobs), "--out", str(tmp_path)]) == 0
+    no_jobs = ["--jobs", str(tmp_path / "no-jobs")]
+    assert main(["gradients", "--results", str(chain["results"]), "--out", str(tmp_path / "a"), *no_jobs]) == 0
+    record = json.loads((tmp_path / "a" / "gradients" / "gradients.json").read_text())
+    assert [Path(m["run"]) for m in record["models"]] == [default_run(chain, exp) for exp in ("3.1", "3.2")]
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("report"))
+    for experiment in ("3.1", "3.2"):  # the defaults go; 3.1's other two RNNs and the smoke runs compete
+        shutil.rmtree(results / default_run(chain, experiment).relative_to(chain["results"]))
+    capsys.readouterr()
+    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "b"), *no_jobs]) == 0
     assert capsys.readouterr().out.count("note: ") == 2
-    smoke = load_experiment("smoke", jobs).settings
-    record = json.loads((tmp_path / "gradients" / "gradients.json").read_text())
-    assert [Path(m["run"]) for m in record["models"]] == [s.run_dir(chain["results"]) for s in smoke[:2]]
+    expected = []
+    for model in ("RNN", "GRU"):
+        runs = [r for r in raw_runs(results) if r["config"]["model"] == model and (r["folder"] / "best.pt").exists()]
+        best = min(runs, key=lambda r: min(ppl(e["valid_ppl"]) for e in r["epochs"]))
+        expected.append(best["folder"])
+    record = json.loads((tmp_path / "b" / "gradients" / "gradients.json").read_text())
+    assert [Path(m["run"]) for m in record["models"]] == expected and expected[0].parent.name == "3.1"
+    named = ["--rnn", str(default_run(chain, "3.1")), "--gru", str(expected[1])]  # any run folder, named
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), *named, *no_jobs]) == 0
+    assert json.loads((tmp_path / "c" / "samples" / "samples.json").read_text())["runs"] == named[1::2]
 
 
 def test_a_vocabulary_of_another_size_is_refused(chain, tmp_path):

@@ -234,7 +234,7 @@ def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
     from .report.trained import load_analysed
 
     data_dir = args.data or configured_data_dir()
-    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, args.jobs, data_dir, batch_size)
+    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, data_dir, batch_size)
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
@@ -255,7 +255,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     models = analysed_models(args, batch_size=PER_LENGTH)
     for model in models:
         print(f"loaded {model.describe()}")
-    written = write_samples(models, report_dir(args), Decoding(args.temperature, args.top_k, args.seed))
+    written = write_samples(models, report_dir(args), Decoding(args.temperature, args.top_k, args.seed, args.no_unk))
     print("\n".join(f"wrote {path}" for path in written))
     return 0
 
@@ -306,10 +306,10 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
                             "(default $PTB_DIR, else the one each run recorded in config.json)")
-        parser.add_argument("--rnn", type=Path, default=None,
-                            help="RNN run folder (default: setting 0 of 3.1, SGD lr 1 bs 128)")
-        parser.add_argument("--gru", type=Path, default=None,
-                            help="GRU run folder (default: setting 0 of 3.2, ADAM lr 0.001 bs 128)")
+        for model, default in (("RNN", "3.1"), ("GRU", "3.2")):
+            parser.add_argument(f"--{model.lower()}", type=Path, default=None, metavar="DIR",
+                                help=f"{model} run folder (default: setting 0 of {default}; until it is trained, "
+                                     f"the {model} run with the lowest best valid ppl)")
         parser.add_argument("--seed", type=int, default=0, help="seeds the minibatch / the start words (default 0)")
 
 
@@ -421,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(samples, models=True)
     samples.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     samples.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (0 = all)")
+    samples.add_argument("--no-unk", action="store_true", help="never generate <unk> (greedy and sampled alike)")
     samples.set_defaults(handler=cmd_samples)
 
     report = commands.add_parser("report", help="report.tex with every table, figure and fact, and its PDF")
