@@ -254,7 +254,7 @@ def test_gradient_json_has_one_rescaled_norm_per_time_step_for_both_default_runs
 
 
 def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
-    """dL/dh_T for the top layer is W_out^T (softmax - onehot) / B per sequence: checked by hand."""
+    """g_T for the top layer is the batch mean of W_out^T (softmax - onehot) over sequences: by hand, one 1/B."""
     trained = load_trained(default_run(chain, "3.1"), "RNN")
     config = trained.config
     inputs, targets, _ = seeded_minibatch(trained.corpus.train, config.batch_size, config.seq_len, seed=0)
@@ -262,7 +262,7 @@ def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
     with torch.no_grad():
         logits, _ = trained.model(inputs, trained.model.init_hidden())  # (seq, batch, vocab)
         error = F.softmax(logits[-1], dim=-1) - F.one_hot(targets[-1], trained.corpus.vocab_size)  # (batch, vocab)
-        per_sequence = error @ trained.model.out_layer.weight / config.batch_size  # (batch, hidden)
+        per_sequence = error @ trained.model.out_layer.weight  # (batch, hidden): dl_b/dh_T^b
     assert norms["top"][-1] == pytest.approx(per_sequence.mean(dim=0).norm().item(), rel=1e-5)
     _, each = hidden_gradient_norms(trained.model, inputs, targets, "each")
     _, together = hidden_gradient_norms(trained.model, inputs, targets, "all")

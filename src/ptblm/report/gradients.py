@@ -2,9 +2,10 @@
 
 For one seeded training minibatch, in eval mode (no dropout) from a zero hidden state:
 
-    L   = mean over the batch of the cross-entropy at the final time step T only
-    g_t = mean over the batch of dL/dh_t   (h_t: the chosen hidden state at step t)
-    plotted: ||g_t||_2 against t, each curve min-max rescaled to [0, 1]
+    l_b = the cross-entropy of sequence b at the final time step T only;  L = (1/B) sum_b l_b
+    g_t = (1/B) sum_b dl_b/dh_t^b   (h_t^b: sequence b's chosen hidden state at step t)
+        = sum_b dL/dh_t^b, since l_b depends on sequence b's states only: a single batch mean
+    plotted: ||g_t||_2 against t, each curve min-max rescaled to [0, 1], and the raw ||g_t||_2
 
 A vanishing gradient shows as a curve that is ~0 for early t and rises only near T. The raw norms
 go to gradients.json beside the plot, since the rescaling hides their scale.
@@ -78,7 +79,7 @@ def seeded_minibatch(train_ids: list[int], batch_size: int, seq_len: int, seed: 
 
 def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
                           hidden: str) -> tuple[float, dict[str, list[float]]]:
-    """L and, per curve ("top", "1".."layers" or "all"), the T norms ||mean_batch dL/dh_t||."""
+    """L and, per curve ("top", "1".."layers" or "all"), the T norms ||g_t|| (see the module docstring)."""
     if hidden not in HIDDEN_CHOICES:
         raise ValueError(f"hidden = {hidden!r} is invalid; valid: {', '.join(HIDDEN_CHOICES)}")
     with torch.enable_grad():
@@ -87,8 +88,8 @@ def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
         layers = [model.num_layers - 1] if hidden == "top" else list(range(model.num_layers))
         gradients = torch.autograd.grad(loss, [h for layer in layers for h in states[layer]])
     seq_len = inputs.size(0)
-    # per layer: T x (batch, hidden) -> (T, batch, hidden) -> batch mean (T, hidden)
-    means = {layer: torch.stack(gradients[i * seq_len:(i + 1) * seq_len]).mean(dim=1)
+    # per layer: T x (batch, hidden) dL/dh_t^b -> (T, batch, hidden) -> sum over b = batch mean of dl_b/dh_t^b
+    means = {layer: torch.stack(gradients[i * seq_len:(i + 1) * seq_len]).sum(dim=1)
              for i, layer in enumerate(layers)}
     if hidden == "top":
         curves = {"top": means[layers[0]].norm(dim=-1)}
@@ -155,7 +156,8 @@ def write_gradients(trained: list[TrainedModel], report_dir: Path, hidden: str =
     written = save_figure(plot(results), out_dir / "gradients")  # save_figure creates out_dir
     record = {"hidden": hidden, "hidden_means": HIDDEN_CHOICES[hidden], "seed": seed,
               "loss": "cross-entropy at the final time step, mean over the minibatch",
-              "norm": "Euclidean norm of the minibatch mean of dL/dh_t, for t = 1..T",
+              "norm": "Euclidean norm of g_t = (1/B) sum_b dl_b/dh_t^b (l_b: sequence b's cross-entropy at T), "
+                      "for t = 1..T",
               "models": [{**asdict(result), "curves": [{**asdict(c), "rescaled": c.rescaled} for c in result.curves]}
                          for result in results]}
     (out_dir / "gradients.json").write_text(json.dumps(record, indent=2) + "\n")
