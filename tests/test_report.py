@@ -13,8 +13,11 @@ import json
 import math
 import re
 import shutil
+import zlib
 from pathlib import Path
 
+import matplotlib.figure
+import matplotlib.text
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,6 +30,7 @@ from ptblm.config import MODELS, OPTIMIZERS
 from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
 from ptblm.jobs import load_experiment
 from ptblm.report import latex
+from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, make_samples, start_words
 from ptblm.report.summary import load_summaries
@@ -201,7 +205,7 @@ def test_bold_is_the_lowest_best_valid_ppl_of_each_architecture_among_complete_r
     bold = {(r["exp"], r["arch"], r["optimizer"], r["lr"]) for r in rows if r["best valid ppl"].startswith("**")}
     assert bold == expected
     tex = (chain["report"] / "tables" / "summary.tex").read_text()
-    assert tex.count(r"\textbf{") == len(expected) + 1  # one per architecture, plus "Bold" in the caption
+    assert tex.count(r"\textbf{") == len(expected)  # one per architecture (the rule is in the definitions)
     assert r"\begin{table}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
 
 
@@ -235,8 +239,50 @@ def test_figures_are_written_per_experiment_as_pdf_png_and_snippet(chain):
         png, pdf, snippet = (chain["report"] / "figures" / f"{stem}.{ext}" for ext in ("png", "pdf", "tex"))
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
-        assert f"\\includegraphics[width=\\linewidth]{{figures/{stem}}}" in snippet.read_text()
-    assert "shared by all settings: RNN" in (chain["report"] / "figures" / "exp-3_1.tex").read_text()
+        assert f"\\includegraphics{{figures/{stem}}}" in snippet.read_text()  # unscaled: printed as drawn
+
+
+def pdf_fonts_and_width(path: Path) -> tuple[set[float], float]:
+    """The font sizes (Tf operators of every content stream) and the page width (pt) of a one-page PDF."""
+    data = path.read_bytes()
+    width = float(re.search(rb"/MediaBox \[\s*[\d.]+ [\d.]+ ([\d.]+) [\d.]+\s*\]", data).group(1))
+    sizes = set()
+    for stream in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.DOTALL):
+        try:
+            content = zlib.decompress(stream.group(1))
+        except zlib.error:
+            content = stream.group(1)
+        sizes |= {float(size) for size in re.findall(rb"/\w+ ([\d.]+) Tf", content)}
+    return sizes, width
+
+
+def test_figures_are_printed_at_their_drawn_size_with_text_of_at_least_8pt(chain, monkeypatch):
+    """From the files: page width <= 7 in and every font >= 8 pt; and the text sizes at draw time."""
+    pdfs = sorted((chain["report"] / "figures").glob("*.pdf")) + [chain["report"] / "gradients" / "gradients.pdf"]
+    assert len(pdfs) == 4
+    for pdf in pdfs:
+        sizes, width = pdf_fonts_and_width(pdf)
+        assert width <= 7 * 72 and sizes and min(sizes) >= 8, (pdf, width, sizes)
+    drawn = []
+
+    def recording_draw(figure, renderer):
+        drawn.append({text.get_fontsize() for text in figure.findobj(matplotlib.text.Text)
+                      if text.get_visible() and text.get_text()} | {matplotlib.rcParams["legend.fontsize"]})
+        return original_draw(figure, renderer)
+
+    original_draw = matplotlib.figure.Figure.draw
+    monkeypatch.setattr(matplotlib.figure.Figure, "draw", recording_draw)
+    summaries = load_summaries(chain["results"], ["smoke"])
+    figure = plot_experiment(summaries)
+    save_figure(figure, chain["report"] / "size-check" / "smoke")
+    assert drawn and min(min(sizes) for sizes in drawn) >= 8
+    rows = figure.axes[::2]
+    assert len(rows) == 3 and [axis.get_title(loc="left") for axis in figure.axes[:2]] == [
+        "(a) RNN, by epoch", "(b) RNN, by wall-clock"]
+    for axis in figure.axes:  # legends outside the data: right of the panel
+        legend = axis.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().x0 >= axis.get_window_extent().x1
 
 
 def test_gradient_json_has_one_rescaled_norm_per_time_step_for_both_default_runs(chain):
@@ -517,3 +563,33 @@ def test_a_threshold_that_is_no_perplexity_is_refused_in_one_line(value, tmp_pat
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"'{value}' is not a perplexity" in err
+
+
+# --- page layout -----------------------------------------------------------------------------------
+
+def test_a_single_experiment_report_prints_its_table_once(chain, tmp_path):
+    from ptblm.report.document import write_report
+
+    summaries = load_summaries(chain["results"], ["smoke"])
+    tex = write_report(summaries, tmp_path, {"smoke": "smoke"}, chain["results"]).tex.read_text()
+    assert re.findall(r"\\input\{(tables/[^}]+)\}", tex) == ["tables/exp-smoke.tex"]
+    full = (chain["report"] / "report.tex").read_text()
+    assert re.findall(r"\\input\{(tables/[^}]+)\}", full) == [
+        "tables/summary.tex", "tables/exp-3_1.tex", "tables/exp-3_2.tex", "tables/exp-smoke.tex"]
+    assert full.count("\\label{sec:definitions}") == 1 and full.split("\\appendix")[0].count("\\clearpage") == 1
+
+
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="no pdftotext (apt-get install poppler-utils)")
+def test_every_page_of_the_report_starts_at_its_top(chain):
+    """No float page with a figure alone in the middle: each page's first word is in its top fifth."""
+    pdf = chain["report"] / "report.pdf"
+    if not pdf.exists():
+        pytest.skip("no report.pdf (no LaTeX here)")
+    import subprocess
+
+    boxes = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = re.findall(r'<page width="([\d.]+)" height="([\d.]+)">(.*?)</page>', boxes, re.DOTALL)
+    assert len(pages) >= 4
+    for number, (_, height, words) in enumerate(pages, start=1):
+        tops = [float(y) for y in re.findall(r'yMin="([\d.]+)"', words)]
+        assert tops and min(tops) < 0.2 * float(height), f"page {number} starts at {min(tops) / float(height):.0%}"

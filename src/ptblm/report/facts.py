@@ -177,8 +177,9 @@ def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
         body = [[latex.number(cell) if index in GAP_COLUMNS else latex.escape(cell) for index, cell in enumerate(row)]
                 for row in rows(facts)]
         table = latex.Table("rll" + "r" * 4, [" & ".join(header for _, header in COLUMNS)], body)
-        caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, "
-                   f"{latex.escape(facts.threshold_source)}. {latex.escape(verdict(facts)).replace('tau', TAU)}")
+        source = latex.escape(facts.threshold_source).replace(" x ", r" $\times$ ")
+        caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, {source}. "
+                   f"{latex.escape(verdict(facts)).replace('tau', TAU)}")
         parts.append(latex.table_float(table, caption, f"tab:facts-{facts.model.lower()}"))
     return "\n".join(parts)
 

@@ -73,16 +73,24 @@ def table_float(table: Table, caption: str, label: str) -> str:
                       body, "\\end{table}", ""])
 
 
-def figure_float(graphic: str, caption: str, label: str, width: str = "\\linewidth") -> str:
-    """A `figure` float including `graphic` (a path relative to report.tex, without extension)."""
-    return "\n".join(["\\begin{figure}[htbp]", "\\centering", f"\\includegraphics[width={width}]{{{graphic}}}",
+def figure_float(graphic: str, caption: str, label: str) -> str:
+    """A `figure` float including `graphic` (relative to report.tex, no extension) at the size it was drawn."""
+    return "\n".join(["\\begin{figure}[htbp]", "\\centering", f"\\includegraphics{{{graphic}}}",
                       f"\\caption{{{caption}}}", f"\\label{{{label}}}", "\\end{figure}", ""])
+
+
+# Floats may fill most of a text page, a page of floats only forms when they fill 80% of it, and such
+# a page starts at the top: no figure alone in the middle of an empty page.
+FLOAT_PLACEMENT = (r"\renewcommand{\topfraction}{0.9}", r"\renewcommand{\bottomfraction}{0.8}",
+                   r"\renewcommand{\textfraction}{0.07}", r"\renewcommand{\floatpagefraction}{0.8}",
+                   r"\setcounter{topnumber}{3}", r"\setcounter{totalnumber}{6}",
+                   r"\makeatletter\setlength{\@fptop}{0pt}\setlength{\@fpsep}{14pt plus 1fil}\makeatother")
 
 
 def document(body: str, title: str = "", packages: tuple[str, ...] = PACKAGES) -> str:
     """A complete article around `body`: report.tex and the tests' compile checks share it."""
     lines = ["\\documentclass[10pt]{article}", "\\usepackage[margin=2cm]{geometry}"]
-    lines += [f"\\usepackage{{{package}}}" for package in packages]
+    lines += [f"\\usepackage{{{package}}}" for package in packages] + list(FLOAT_PLACEMENT)
     if title:
         lines += [f"\\title{{{title}}}", "\\date{\\today}"]
     lines += ["\\begin{document}"] + (["\\maketitle"] if title else []) + [body, "\\end{document}", ""]
