@@ -593,3 +593,11 @@ def test_every_page_of_the_report_starts_at_its_top(chain):
     for number, (_, height, words) in enumerate(pages, start=1):
         tops = [float(y) for y in re.findall(r'yMin="([\d.]+)"', words)]
         assert tops and min(tops) < 0.2 * float(height), f"page {number} starts at {min(tops) / float(height):.0%}"
+
+
+def test_the_readme_shows_a_page_of_the_report_as_a_small_png():
+    from conftest import REPO
+
+    assert "](docs/report-page.png)" in (REPO / "README.md").read_text()
+    png = REPO / "docs" / "report-page.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000
