@@ -41,8 +41,10 @@ def missing_parts(report_dir: Path) -> list[str]:
 
 def definitions() -> str:
     """The one place of the report that defines the columns, curves and measures the captions use."""
-    return "\n\n".join(["\\section{Definitions}\\label{sec:definitions}", tables.DEFINITION, figures.CONVENTIONS,
-                        "Facts: " + LATEX_DEFINITIONS.strip(), gradients.DEFINITION]) + "\n"
+    parts = {"Tables.": tables.DEFINITION, "Learning curves.": figures.CONVENTIONS,
+             "Facts.": LATEX_DEFINITIONS.strip(), "Gradients.": gradients.DEFINITION}
+    return "\n\n".join(["\\section{Definitions}\\label{sec:definitions}"]
+                       + [f"\\paragraph{{{title}}} {text}" for title, text in parts.items()]) + "\n"
 
 
 def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path) -> str:

@@ -25,12 +25,12 @@ from .summary import RunSummary, by_experiment, differing_keys, file_stem
 FOLDER = "figures"  # inside the report folder
 TIME_UNITS = ((3 * 3600, 3600, "h"), (3 * 60, 60, "min"), (0, 1, "s"))  # (from this many seconds, divisor, unit)
 PRINT_WIDTH = 6.5  # inches: the text width of report.tex (letter paper, 2 cm margins) is 6.9 in
-ROW_HEIGHT = 2.1  # inches per architecture
+ROW_HEIGHT = 1.85  # inches per architecture: three rows and a table fit one page
 SMALLEST_PT = 8
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": SMALLEST_PT,
          "ytick.labelsize": SMALLEST_PT, "legend.fontsize": SMALLEST_PT, "figure.titlesize": 9,
          "lines.linewidth": 1.2, "lines.markersize": 3, "pdf.fonttype": 42}
-CONVENTIONS = ("In the learning curves, dashed lines are train perplexity (averaged over the epoch, with dropout "
+CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with dropout "
                "on) and solid lines validation perplexity, both on a log scale; wall-clock time is that of "
                "training and validation. Legend numbers are table rows; runs with [brackets] are not complete; "
                "non-finite perplexities (diverged epochs) are not drawn.")

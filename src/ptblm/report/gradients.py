@@ -139,7 +139,7 @@ def plot(results: list[ModelGradients]) -> Figure:
 
 
 DEFINITION = (
-    "Gradient figure: for one training minibatch of $B$ sequences, in eval mode (no dropout) and from a zero "
+    "For one training minibatch of $B$ sequences, in eval mode (no dropout) and from a zero "
     "initial hidden state, $\\ell_b$ is the cross-entropy of sequence $b$ at the last time step $T$ only, and "
     "$g_t = \\frac{1}{B}\\sum_b \\partial \\ell_b / \\partial h^b_t$, the batch mean of the gradient with "
     "respect to that sequence's hidden state at step $t$, computed in float64 (the vanilla RNN's gradient "

@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGES = ("booktabs", "graphicx", "caption")
+PACKAGES = ("booktabs", "graphicx", "caption", "float")
+PLACEMENT = "H"  # float's "here, exactly": each table and figure stays in its section, never alone on a page
 INSTALL_HINT = ("no LaTeX found (latexmk or pdflatex): install it, e.g. `apt-get install "
                 "texlive-latex-recommended latexmk`, then rerun `make report`")
 
@@ -69,28 +70,20 @@ class Table:
 def table_float(table: Table, caption: str, label: str) -> str:
     """A `table` float; a table wider than the text is scaled down to its width (never up)."""
     body = f"\\resizebox{{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}}{{!}}{{%\n{table.tabular()}}}"
-    return "\n".join(["\\begin{table}[htbp]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+    return "\n".join([f"\\begin{{table}}[{PLACEMENT}]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
                       body, "\\end{table}", ""])
 
 
 def figure_float(graphic: str, caption: str, label: str) -> str:
     """A `figure` float including `graphic` (relative to report.tex, no extension) at the size it was drawn."""
-    return "\n".join(["\\begin{figure}[htbp]", "\\centering", f"\\includegraphics{{{graphic}}}",
+    return "\n".join([f"\\begin{{figure}}[{PLACEMENT}]", "\\centering", f"\\includegraphics{{{graphic}}}",
                       f"\\caption{{{caption}}}", f"\\label{{{label}}}", "\\end{figure}", ""])
-
-
-# Floats may fill most of a text page, a page of floats only forms when they fill 80% of it, and such
-# a page starts at the top: no figure alone in the middle of an empty page.
-FLOAT_PLACEMENT = (r"\renewcommand{\topfraction}{0.9}", r"\renewcommand{\bottomfraction}{0.8}",
-                   r"\renewcommand{\textfraction}{0.07}", r"\renewcommand{\floatpagefraction}{0.8}",
-                   r"\setcounter{topnumber}{3}", r"\setcounter{totalnumber}{6}",
-                   r"\makeatletter\setlength{\@fptop}{0pt}\setlength{\@fpsep}{14pt plus 1fil}\makeatother")
 
 
 def document(body: str, title: str = "", packages: tuple[str, ...] = PACKAGES) -> str:
     """A complete article around `body`: report.tex and the tests' compile checks share it."""
     lines = ["\\documentclass[10pt]{article}", "\\usepackage[margin=2cm]{geometry}"]
-    lines += [f"\\usepackage{{{package}}}" for package in packages] + list(FLOAT_PLACEMENT)
+    lines += [f"\\usepackage{{{package}}}" for package in packages]
     if title:
         lines += [f"\\title{{{title}}}", "\\date{\\today}"]
     lines += ["\\begin{document}"] + (["\\maketitle"] if title else []) + [body, "\\end{document}", ""]

@@ -39,7 +39,7 @@ NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl"}
 
 BOLD_RULE = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
 DEFINITION = (
-    r"Tables: \#: row number, the same in every table, figure and fact; Exp.: experiment "
+    r"\#: row number, the same in every table, figure and fact; Exp.: experiment "
     r"(jobs/\textless exp\textgreater.yaml); Arch.: architecture; Opt.: optimizer (SGD: plain SGD; "
     r"SGD\_LR\_SCHEDULE: SGD whose learning rate is divided by 1.15 at every epoch after the 14th, "
     r"compounding; ADAM: Adam); lr: initial learning rate; bs: batch size; h: hidden units (n\_units for "
