@@ -601,3 +601,17 @@ def test_the_readme_shows_a_page_of_the_report_as_a_small_png():
     assert "](docs/report-page.png)" in (REPO / "README.md").read_text()
     png = REPO / "docs" / "report-page.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000
+
+
+def test_a_description_recorded_in_the_run_folders_wins_over_the_jobs_file(tmp_path):
+    from ptblm.report.summary import experiment_descriptions, summarize
+
+    recorded = hand_run(tmp_path / "3.1" / "a", [(200.0, 150.0)])
+    recorded.provenance["description"] = "as trained"
+    old = hand_run(tmp_path / "3.2" / "b", [(200.0, 150.0)])
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for name in ("3.1", "3.2"):
+        (jobs / f"{name}.yaml").write_text(yaml.safe_dump({**JOBS[name], "description": f"jobs {name}"}))
+    assert experiment_descriptions(summarize([recorded, old]), jobs) == {"3.1": "as trained", "3.2": "jobs 3.2"}
+    assert experiment_descriptions(summarize([recorded, old]), tmp_path / "gone") == {"3.1": "as trained", "3.2": ""}
