@@ -221,10 +221,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from .report.figures import write_figures
-    from .report.summary import experiment_descriptions, load_summaries
+    from .report.summary import load_summaries
 
-    summaries = load_summaries(args.results, args.experiments)
-    for path in write_figures(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs)):
+    for path in write_figures(load_summaries(args.results, args.experiments), report_dir(args)):
         print(f"wrote {path}")
     return 0
 

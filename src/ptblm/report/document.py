@@ -74,7 +74,7 @@ def write_report(summaries: list[RunSummary], report_dir: Path, descriptions: di
     """Tables, figures, facts and report.tex in report_dir (no PDF: see latex.compile_pdf)."""
     report_dir = Path(report_dir)
     tables.write_tables(summaries, report_dir, descriptions)
-    figures.write_figures(summaries, report_dir, descriptions)
+    figures.write_figures(summaries, report_dir)
     write_facts(architecture_facts(summaries, threshold), report_dir)
     tex = report_dir / REPORT_FILE
     tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir), title=TITLE))

@@ -122,12 +122,14 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
     return figure
 
 
-def caption(experiment: str, description: str) -> str:
-    return (f"{latex.escape(description or 'Experiment ' + experiment)}: perplexity against epoch and against "
-            f"wall-clock time, one row per architecture (conventions in Section~\\ref{{sec:definitions}}).")
+def caption(experiment: str) -> str:
+    """Short: the runs are those of the experiment's table; the conventions are in the Definitions."""
+    return (f"Learning curves of the runs of Table~\\ref{{tab:{file_stem(experiment)}}}: perplexity against epoch "
+            f"(left) and wall-clock time (right), one row per architecture (conventions in "
+            f"Section~\\ref{{sec:definitions}}).")
 
 
-def write_figures(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str]) -> list[Path]:
+def write_figures(summaries: list[RunSummary], report_dir: Path) -> list[Path]:
     """figures/exp-<name>.{pdf,png,tex} for every experiment; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
     written = []
@@ -135,7 +137,7 @@ def write_figures(summaries: list[RunSummary], report_dir: Path, descriptions: d
         stem = out_dir / file_stem(experiment)
         written += save_figure(plot_experiment(group), stem)
         snippet = latex.figure_float(f"{FOLDER}/{stem.name}",  # relative to report.tex
-                                     caption(experiment, descriptions.get(experiment, "")), f"fig:{stem.name}")
+                                     caption(experiment), f"fig:{stem.name}")
         stem.with_suffix(".tex").write_text(snippet)
         written.append(stem.with_suffix(".tex"))
     return written
