@@ -32,7 +32,7 @@ from ptblm.jobs import load_experiment
 from ptblm.report import latex
 from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
-from ptblm.report.samples import PER_LENGTH, Decoding, make_samples, start_words
+from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
 from ptblm.report.summary import load_summaries
 from ptblm.report.tables import bold_numbers
 from ptblm.report.trained import load_trained
@@ -369,9 +369,12 @@ def test_no_unk_never_generates_unk_greedy_or_sampled(chain):
         trained.model.out_layer.bias[trained.corpus.word_to_id[UNK]] += 50.0  # a model that loves <unk>
     starts = start_words(trained.corpus, PER_LENGTH * 2, seed=0)
     for decoding in (Decoding(), Decoding(temperature=1.0, top_k=3, seed=1)):
-        assert all(set(s.words) == {UNK} for s in make_samples(trained, starts, decoding))
+        with_unk = make_samples(trained, starts, decoding)
+        assert all(set(s.words) == {UNK} for s in with_unk)
+        assert "100\\% of the generated tokens are" in appendix(with_unk, [trained], decoding)  # says --no-unk
         unk_free = make_samples(trained, starts, dataclasses.replace(decoding, no_unk=True))
         assert all(UNK not in s.words for s in unk_free) and all(math.isfinite(s.mean_log_prob) for s in unk_free)
+        assert "of the generated tokens are" not in appendix(unk_free, [trained], decoding)
     assert f"{UNK} never picked" in Decoding(no_unk=True).describe()
 
 

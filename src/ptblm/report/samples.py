@@ -166,6 +166,13 @@ def pick_samples(samples: list[Sample], count: int = PICKED) -> dict[str, list[S
     return picks
 
 
+def unk_share(samples: list[Sample], decoding: Decoding) -> float | None:
+    """The share of <unk> among the generated tokens when it is over a fifth and --no-unk was not given."""
+    words = [word for sample in samples for word in sample.words]
+    share = words.count(UNK) / len(words)
+    return None if decoding.no_unk or share <= 0.2 else share
+
+
 def sample_item(sample: Sample) -> list[str]:
     return [f"\\item[{latex.escape(sample.id)}] \\textit{{{latex.escape(sample.start)}}} "
             f"{latex.escape(' '.join(sample.words))}",
@@ -181,7 +188,9 @@ def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding
         f"drawn with seed {decoding.seed} from the training unigram distribution without "
         f"{latex.escape(EOS)} and {latex.escape(UNK)}. After each sample: the ratio of distinct tokens to "
         f"tokens, the length of the longest n-gram occurring twice (and the n-gram), and the mean "
-        f"log-probability of the generated tokens under the model (natural log; higher: more confident).", "",
+        f"log-probability of the generated tokens under the model (natural log; higher: more confident). "
+        + (f"{100 * share:.0f}\\% of the generated tokens are {latex.escape(UNK)}: \\texttt{{make samples "
+           f"ARGS=-{{}}-no-unk}} never picks it." if (share := unk_share(samples, decoding)) else ""), "",
         "\\subsection{Picked samples}",
         f"Chosen automatically from the {len(samples)} below, by these rules: "
         + "; ".join(f"{pick}, {latex.escape(rule)}" for pick, rule in PICK_RULES.items())
@@ -201,7 +210,8 @@ def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding
     return "\n".join(lines)
 
 
-def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding = Decoding()) -> list[Path]:
+def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding = Decoding(),
+                  notify=print) -> list[Path]:
     """samples/<model>-len<L>.txt, samples.json and appendix.tex; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -221,4 +231,6 @@ def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding
               "samples": [asdict(sample) for sample in samples]}
     (out_dir / "samples.json").write_text(json.dumps(record, indent=2) + "\n")
     (out_dir / "appendix.tex").write_text(appendix(samples, runs, decoding))
+    if share := unk_share(samples, decoding):
+        notify(f"note: {share:.0%} of the generated tokens are {UNK}; `make samples ARGS=--no-unk` never picks it")
     return written + [out_dir / "samples.json", out_dir / "appendix.tex"]
