@@ -1,5 +1,6 @@
 # Every target is a thin call of the `ptblm` command line (see `ptblm --help`).
 #   make submit EXP=3.1 [CLUSTER=local] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local]
+#   make samples ARGS='--rnn DIR --gru DIR --no-unk'   (gradients too: ARGS='--rnn DIR --gru DIR')
 # Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
 # login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
 PYTHON     ?= python3
@@ -57,10 +58,10 @@ figures: $(STAMP)
 	$(PTBLM) figures $(EXPS)
 
 gradients: $(STAMP)
-	$(PTBLM) gradients
+	$(PTBLM) gradients $(ARGS)
 
 samples: $(STAMP)
-	$(PTBLM) samples
+	$(PTBLM) samples $(ARGS)
 
 report: $(STAMP)
 	$(PTBLM) report $(EXPS)

@@ -8,12 +8,16 @@ its curves cut to 2 and its status set back to running, as a run killed after ep
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import shutil
+import zlib
 from pathlib import Path
 
+import matplotlib.figure
+import matplotlib.text
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,8 +30,9 @@ from ptblm.config import MODELS, OPTIMIZERS
 from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
 from ptblm.jobs import load_experiment
 from ptblm.report import latex
+from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
-from ptblm.report.samples import PER_LENGTH, Decoding, make_samples, start_words
+from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
 from ptblm.report.summary import load_summaries
 from ptblm.report.tables import bold_numbers
 from ptblm.report.trained import load_trained
@@ -200,7 +205,7 @@ def test_bold_is_the_lowest_best_valid_ppl_of_each_architecture_among_complete_r
     bold = {(r["exp"], r["arch"], r["optimizer"], r["lr"]) for r in rows if r["best valid ppl"].startswith("**")}
     assert bold == expected
     tex = (chain["report"] / "tables" / "summary.tex").read_text()
-    assert tex.count(r"\textbf{") == len(expected) + 1  # one per architecture, plus "Bold" in the caption
+    assert tex.count(r"\textbf{") == len(expected)  # one per architecture (the rule is in the definitions)
     assert r"\begin{table}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
 
 
@@ -234,8 +239,50 @@ def test_figures_are_written_per_experiment_as_pdf_png_and_snippet(chain):
         png, pdf, snippet = (chain["report"] / "figures" / f"{stem}.{ext}" for ext in ("png", "pdf", "tex"))
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
-        assert f"\\includegraphics[width=\\linewidth]{{figures/{stem}}}" in snippet.read_text()
-    assert "shared by all settings: RNN" in (chain["report"] / "figures" / "exp-3_1.tex").read_text()
+        assert f"\\includegraphics{{figures/{stem}}}" in snippet.read_text()  # unscaled: printed as drawn
+
+
+def pdf_fonts_and_width(path: Path) -> tuple[set[float], float]:
+    """The font sizes (Tf operators of every content stream) and the page width (pt) of a one-page PDF."""
+    data = path.read_bytes()
+    width = float(re.search(rb"/MediaBox \[\s*[\d.]+ [\d.]+ ([\d.]+) [\d.]+\s*\]", data).group(1))
+    sizes = set()
+    for stream in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.DOTALL):
+        try:
+            content = zlib.decompress(stream.group(1))
+        except zlib.error:
+            content = stream.group(1)
+        sizes |= {float(size) for size in re.findall(rb"/\w+ ([\d.]+) Tf", content)}
+    return sizes, width
+
+
+def test_figures_are_printed_at_their_drawn_size_with_text_of_at_least_8pt(chain, monkeypatch):
+    """From the files: page width <= 7 in and every font >= 8 pt; and the text sizes at draw time."""
+    pdfs = sorted((chain["report"] / "figures").glob("*.pdf")) + [chain["report"] / "gradients" / "gradients.pdf"]
+    assert len(pdfs) == 4
+    for pdf in pdfs:
+        sizes, width = pdf_fonts_and_width(pdf)
+        assert width <= 7 * 72 and sizes and min(sizes) >= 8, (pdf, width, sizes)
+    drawn = []
+
+    def recording_draw(figure, renderer):
+        drawn.append({text.get_fontsize() for text in figure.findobj(matplotlib.text.Text)
+                      if text.get_visible() and text.get_text()} | {matplotlib.rcParams["legend.fontsize"]})
+        return original_draw(figure, renderer)
+
+    original_draw = matplotlib.figure.Figure.draw
+    monkeypatch.setattr(matplotlib.figure.Figure, "draw", recording_draw)
+    summaries = load_summaries(chain["results"], ["smoke"])
+    figure = plot_experiment(summaries)
+    save_figure(figure, chain["report"] / "size-check" / "smoke")
+    assert drawn and min(min(sizes) for sizes in drawn) >= 8
+    rows = figure.axes[::2]
+    assert len(rows) == 3 and [axis.get_title(loc="left") for axis in figure.axes[:2]] == [
+        "(a) RNN, by epoch", "(b) RNN, by wall-clock"]
+    for axis in figure.axes:  # legends outside the data: right of the panel
+        legend = axis.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().x0 >= axis.get_window_extent().x1
 
 
 def test_gradient_json_has_one_rescaled_norm_per_time_step_for_both_default_runs(chain):
@@ -253,7 +300,7 @@ def test_gradient_json_has_one_rescaled_norm_per_time_step_for_both_default_runs
 
 
 def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
-    """dL/dh_T for the top layer is W_out^T (softmax - onehot) / B per sequence: checked by hand."""
+    """g_T for the top layer is the batch mean of W_out^T (softmax - onehot) over sequences: by hand, one 1/B."""
     trained = load_trained(default_run(chain, "3.1"), "RNN")
     config = trained.config
     inputs, targets, _ = seeded_minibatch(trained.corpus.train, config.batch_size, config.seq_len, seed=0)
@@ -261,7 +308,7 @@ def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
     with torch.no_grad():
         logits, _ = trained.model(inputs, trained.model.init_hidden())  # (seq, batch, vocab)
         error = F.softmax(logits[-1], dim=-1) - F.one_hot(targets[-1], trained.corpus.vocab_size)  # (batch, vocab)
-        per_sequence = error @ trained.model.out_layer.weight / config.batch_size  # (batch, hidden)
+        per_sequence = error @ trained.model.out_layer.weight  # (batch, hidden): dl_b/dh_T^b
     assert norms["top"][-1] == pytest.approx(per_sequence.mean(dim=0).norm().item(), rel=1e-5)
     _, each = hidden_gradient_norms(trained.model, inputs, targets, "each")
     _, together = hidden_gradient_norms(trained.model, inputs, targets, "all")
@@ -314,6 +361,47 @@ def test_sampling_at_a_temperature_is_seeded(chain):
     assert [s.words for s in warm] == [s.words for s in again]
     assert [s.words for s in warm] != [s.words for s in greedy]
     assert "sampled at temperature 1.5" in Decoding(temperature=1.5, top_k=5).describe()
+
+
+def test_no_unk_never_generates_unk_greedy_or_sampled(chain):
+    trained = load_trained(default_run(chain, "3.1"), "RNN", batch_size=PER_LENGTH)
+    with torch.no_grad():
+        trained.model.out_layer.bias[trained.corpus.word_to_id[UNK]] += 50.0  # a model that loves <unk>
+    starts = start_words(trained.corpus, PER_LENGTH * 2, seed=0)
+    for decoding in (Decoding(), Decoding(temperature=1.0, top_k=3, seed=1)):
+        with_unk = make_samples(trained, starts, decoding)
+        assert all(set(s.words) == {UNK} for s in with_unk)
+        assert "100\\% of the generated tokens are" in appendix(with_unk, [trained], decoding)  # says --no-unk
+        unk_free = make_samples(trained, starts, dataclasses.replace(decoding, no_unk=True))
+        assert all(UNK not in s.words for s in unk_free) and all(math.isfinite(s.mean_log_prob) for s in unk_free)
+        assert "of the generated tokens are" not in appendix(unk_free, [trained], decoding)
+    assert f"{UNK} never picked" in Decoding(no_unk=True).describe()
+
+
+def test_no_unk_on_the_command_line_is_said_in_the_appendix(chain, tmp_path, monkeypatch):
+    monkeypatch.delenv("PTB_DIR", raising=False)
+    assert main(["samples", "--no-unk", "--results", str(chain["results"]), "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "samples" / "samples.json").read_text())
+    assert record["decoding"]["no_unk"] is True and not any(UNK in s["words"] for s in record["samples"])
+    assert latex.escape(f"{UNK} never picked") in (tmp_path / "samples" / "appendix.tex").read_text()
+
+
+def test_three_best_worst_and_interesting_samples_are_picked_by_the_stated_rules(chain):
+    record = json.loads((chain["report"] / "samples" / "samples.json").read_text())
+    samples = {s["id"]: s for s in record["samples"]}
+    picks = record["picks"]
+    assert [len(picks[p]) for p in ("best", "worst", "interesting")] == [3, 3, 3]
+    assert len({i for ids in picks.values() for i in ids}) == 9
+    ratios = sorted(s["distinct_ratio"] for s in samples.values())
+    median = (ratios[19] + ratios[20]) / 2
+    fluent = sorted((s for s in samples.values() if s["distinct_ratio"] >= median), key=lambda s: -s["mean_log_prob"])
+    assert picks["best"] == [s["id"] for s in fluent[:3]]
+    rest = [s for s in samples.values() if s["id"] not in picks["best"]]
+    assert max(samples[i]["distinct_ratio"] for i in picks["worst"]) <= min(
+        s["distinct_ratio"] for s in rest if s["id"] not in picks["worst"])
+    assert "median" in record["pick_rules"]["best"]
+    appendix = (chain["report"] / "samples" / "appendix.tex").read_text()
+    assert "\\subsection{Picked samples}" in appendix and appendix.count("\\item[") == 40 + 9
 
 
 def test_appendix_lists_every_sample_escaped(chain):
@@ -369,35 +457,41 @@ def test_report_inputs_every_part_and_builds(chain):
 
 # --- errors people will meet ------------------------------------------------------------------------
 
-def untrained_default_jobs(folder: Path) -> Path:
-    """A jobs folder whose 3.1 and 3.2 name settings nobody trained."""
-    folder.mkdir()
-    for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
-        content = {"common": {**TINY, "model": model}, "settings": [{"optimizer": "ADAM", "initial_lr": 0.5}]}
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(content))
-    return folder
-
-
-def test_missing_default_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path, capsys):
-    jobs = untrained_default_jobs(tmp_path / "jobs")
-    assert main(["samples", "--results", str(chain["results"]), "--jobs", str(jobs), "--out", str(tmp_path)]) == 2
+def test_missing_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("*.pt", "report"))
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
     message = capsys.readouterr().err
     for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
-        missing = load_experiment(name, jobs).settings[0].run_dir(chain["results"])
-        assert f"{missing} (the default: setting 0 of experiment {name}" in message
-        assert f"--{model.lower()} PATH" in message
-    assert str(chain["results"] / "smoke" / load_experiment("smoke", chain["jobs"]).settings[0].run_name) in message
+        assert f"no {model} run of setting 0 of experiment {name} under {results} has weights yet" in message
+        assert f"--{model.lower()} DIR" in message
 
 
-def test_the_smoke_runs_stand_in_for_untrained_defaults_with_a_notice(chain, tmp_path, capsys, monkeypatch):
+def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(chain, tmp_path, capsys,
+                                                                               monkeypatch):
+    """The run folders alone decide (no jobs/); without 3.1 and 3.2 the lowest best valid ppl stands in."""
     monkeypatch.delenv("PTB_DIR", raising=False)
-    jobs = untrained_default_jobs(tmp_path / "jobs")
-    shutil.copy(chain["jobs"] / "smoke.yaml", jobs)
-    assert main(["gradients", "--results", str(chain["results"]), "--jobs", str(jobs), "--out", str(tmp_path)]) == 0
+    no_jobs = ["--jobs", str(tmp_path / "no-jobs")]
+    assert main(["gradients", "--results", str(chain["results"]), "--out", str(tmp_path / "a"), *no_jobs]) == 0
+    record = json.loads((tmp_path / "a" / "gradients" / "gradients.json").read_text())
+    assert [Path(m["run"]) for m in record["models"]] == [default_run(chain, exp) for exp in ("3.1", "3.2")]
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("report"))
+    for experiment in ("3.1", "3.2"):  # the defaults go; 3.1's other two RNNs and the smoke runs compete
+        shutil.rmtree(results / default_run(chain, experiment).relative_to(chain["results"]))
+    capsys.readouterr()
+    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "b"), *no_jobs]) == 0
     assert capsys.readouterr().out.count("note: ") == 2
-    smoke = load_experiment("smoke", jobs).settings
-    record = json.loads((tmp_path / "gradients" / "gradients.json").read_text())
-    assert [Path(m["run"]) for m in record["models"]] == [s.run_dir(chain["results"]) for s in smoke[:2]]
+    expected = []
+    for model in ("RNN", "GRU"):
+        runs = [r for r in raw_runs(results) if r["config"]["model"] == model and (r["folder"] / "best.pt").exists()]
+        best = min(runs, key=lambda r: min(ppl(e["valid_ppl"]) for e in r["epochs"]))
+        expected.append(best["folder"])
+    record = json.loads((tmp_path / "b" / "gradients" / "gradients.json").read_text())
+    assert [Path(m["run"]) for m in record["models"]] == expected and expected[0].parent.name == "3.1"
+    named = ["--rnn", str(default_run(chain, "3.1")), "--gru", str(expected[1])]  # any run folder, named
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), *named, *no_jobs]) == 0
+    assert json.loads((tmp_path / "c" / "samples" / "samples.json").read_text())["runs"] == named[1::2]
 
 
 def test_a_vocabulary_of_another_size_is_refused(chain, tmp_path):
@@ -426,3 +520,101 @@ def test_runs_from_different_corpora_are_flagged_and_experiments_selectable(tmp_
     assert [s.experiment for s in only] == ["3.2"] and notes == []
     with pytest.raises(FileNotFoundError, match="no run folders of 3.9 under"):
         load_summaries(tmp_path / "results", ["3.9"])
+
+
+# --- facts on hand-made curves ---------------------------------------------------------------------
+
+def hand_run(folder: Path, epochs: list[tuple[float, float]], state: str = rf.DONE, **config) -> rf.RunRecord:
+    """A run record of (train ppl, valid ppl) per epoch, 10 s each, without training anything."""
+    records = [rf.EpochRecord(i, train, valid, 10.0, 10.0 * i, 1.0) for i, (train, valid) in enumerate(epochs, 1)]
+    values = tiny_config(num_epochs=len(epochs), **config).to_dict()
+    return rf.RunRecord(folder, values, {"experiment": folder.parent.name}, rf.Curves(records),
+                        rf.RunStatus(state, len(epochs), len(epochs)))
+
+
+def test_best_generalisation_is_not_the_run_whose_best_epoch_is_1(tmp_path):
+    from ptblm.report.facts import architecture_facts, markdown, rows
+    from ptblm.report.summary import summarize
+
+    early = hand_run(tmp_path / "x" / "early", [(500.0, 200.0), (150.0, 210.0), (120.0, 230.0)], initial_lr=0.1)
+    good = hand_run(tmp_path / "x" / "good", [(400.0, 180.0), (100.0, 120.0), (80.0, 110.0)], initial_lr=0.01)
+    cut = hand_run(tmp_path / "x" / "cut", [(300.0, 100.0)], state=rf.RUNNING, initial_lr=0.001)
+    (facts,) = architecture_facts(summarize([early, good, cut]))
+    by_name = {s.summary.run.name: s for s in facts.settings}
+    assert by_name["early"].summary.best.epoch == 1 and by_name["early"].generalisation_gap == -300.0
+    assert facts.best_generalisation is by_name["good"]  # the old rule (most negative gap) picked "early"
+    assert not by_name["cut"].judged  # lowest valid ppl, but not complete
+    assert f"rows {by_name['cut'].number} not judged" in markdown([facts])
+    assert "cannot judge incomplete or diverged runs" in markdown([facts])
+    assert [row[2] for row in rows(facts)] == ["ADAM lr 0.001 bs 8", "ADAM lr 0.01 bs 8", "ADAM lr 0.1 bs 8"]
+
+
+def test_a_diverged_gap_prints_as_diverged_and_a_lone_setting_is_named(tmp_path):
+    from ptblm.report.facts import architecture_facts, rows
+    from ptblm.report.summary import summarize
+
+    blown = hand_run(tmp_path / "x" / "blown", [(3.2e27, 400.0), (math.inf, math.nan)], state=rf.DIVERGED)
+    (facts,) = architecture_facts(summarize([blown]))
+    (row,) = rows(facts)
+    assert row[2] == "ADAM lr 0.01 bs 8" and row[5] == "diverged"  # was '-' and '-3199999999999999...'
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0"])
+def test_a_threshold_that_is_no_perplexity_is_refused_in_one_line(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--results", str(tmp_path), f"--threshold={value}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"'{value}' is not a perplexity" in err
+
+
+# --- page layout -----------------------------------------------------------------------------------
+
+def test_a_single_experiment_report_prints_its_table_once(chain, tmp_path):
+    from ptblm.report.document import write_report
+
+    summaries = load_summaries(chain["results"], ["smoke"])
+    tex = write_report(summaries, tmp_path, {"smoke": "smoke"}, chain["results"]).tex.read_text()
+    assert re.findall(r"\\input\{(tables/[^}]+)\}", tex) == ["tables/exp-smoke.tex"]
+    full = (chain["report"] / "report.tex").read_text()
+    assert re.findall(r"\\input\{(tables/[^}]+)\}", full) == [
+        "tables/summary.tex", "tables/exp-3_1.tex", "tables/exp-3_2.tex", "tables/exp-smoke.tex"]
+    assert full.count("\\label{sec:definitions}") == 1 and full.split("\\appendix")[0].count("\\clearpage") == 1
+
+
+@pytest.mark.skipif(not shutil.which("pdftotext"), reason="no pdftotext (apt-get install poppler-utils)")
+def test_every_page_of_the_report_starts_at_its_top(chain):
+    """No float page with a figure alone in the middle: each page's first word is in its top fifth."""
+    pdf = chain["report"] / "report.pdf"
+    if not pdf.exists():
+        pytest.skip("no report.pdf (no LaTeX here)")
+    import subprocess
+
+    boxes = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = re.findall(r'<page width="([\d.]+)" height="([\d.]+)">(.*?)</page>', boxes, re.DOTALL)
+    assert len(pages) >= 4
+    for number, (_, height, words) in enumerate(pages, start=1):
+        tops = [float(y) for y in re.findall(r'yMin="([\d.]+)"', words)]
+        assert tops and min(tops) < 0.2 * float(height), f"page {number} starts at {min(tops) / float(height):.0%}"
+
+
+def test_the_readme_shows_a_page_of_the_report_as_a_small_png():
+    from conftest import REPO
+
+    assert "](docs/report-page.png)" in (REPO / "README.md").read_text()
+    png = REPO / "docs" / "report-page.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000
+
+
+def test_a_description_recorded_in_the_run_folders_wins_over_the_jobs_file(tmp_path):
+    from ptblm.report.summary import experiment_descriptions, summarize
+
+    recorded = hand_run(tmp_path / "3.1" / "a", [(200.0, 150.0)])
+    recorded.provenance["description"] = "as trained"
+    old = hand_run(tmp_path / "3.2" / "b", [(200.0, 150.0)])
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for name in ("3.1", "3.2"):
+        (jobs / f"{name}.yaml").write_text(yaml.safe_dump({**JOBS[name], "description": f"jobs {name}"}))
+    assert experiment_descriptions(summarize([recorded, old]), jobs) == {"3.1": "as trained", "3.2": "jobs 3.2"}
+    assert experiment_descriptions(summarize([recorded, old]), tmp_path / "gone") == {"3.1": "as trained", "3.2": ""}

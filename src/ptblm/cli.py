@@ -226,10 +226,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from .report.figures import write_figures
-    from .report.summary import experiment_descriptions, load_summaries
+    from .report.summary import load_summaries
 
-    summaries = load_summaries(args.results, args.experiments)
-    for path in write_figures(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs)):
+    for path in write_figures(load_summaries(args.results, args.experiments), report_dir(args)):
         print(f"wrote {path}")
     return 0
 
@@ -239,7 +238,7 @@ def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
     from .report.trained import load_analysed
 
     data_dir = args.data or configured_data_dir()
-    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, args.jobs, data_dir, batch_size)
+    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, data_dir, batch_size)
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
@@ -260,7 +259,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     models = analysed_models(args, batch_size=PER_LENGTH)
     for model in models:
         print(f"loaded {model.describe()}")
-    written = write_samples(models, report_dir(args), Decoding(args.temperature, args.top_k, args.seed))
+    written = write_samples(models, report_dir(args), Decoding(args.temperature, args.top_k, args.seed, args.no_unk))
     print("\n".join(f"wrote {path}" for path in written))
     return 0
 
@@ -290,6 +289,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def perplexity(text: str) -> float:
+    """--threshold: a finite perplexity > 0 (argparse turns the error into one line)."""
+    from .report.facts import check_threshold
+
+    try:
+        value = float(text)
+        check_threshold(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a perplexity; valid: a number > 0, e.g. 200") from None
+    return value
+
+
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
     """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
     add_location_flags(parser, data=False)
@@ -299,10 +310,10 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
                             "(default $PTB_DIR, else the one each run recorded in config.json)")
-        parser.add_argument("--rnn", type=Path, default=None,
-                            help="RNN run folder (default: setting 0 of 3.1, SGD lr 1 bs 128)")
-        parser.add_argument("--gru", type=Path, default=None,
-                            help="GRU run folder (default: setting 0 of 3.2, ADAM lr 0.001 bs 128)")
+        for model, default in (("RNN", "3.1"), ("GRU", "3.2")):
+            parser.add_argument(f"--{model.lower()}", type=Path, default=None, metavar="DIR",
+                                help=f"{model} run folder (default: setting 0 of {default}; until it is trained, "
+                                     f"the {model} run with the lowest best valid ppl)")
         parser.add_argument("--seed", type=int, default=0, help="seeds the minibatch / the start words (default 0)")
 
 
@@ -430,11 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_flags(samples, models=True)
     samples.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     samples.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (0 = all)")
+    samples.add_argument("--no-unk", action="store_true", help="never generate <unk> (greedy and sampled alike)")
     samples.set_defaults(handler=cmd_samples)
 
     report = commands.add_parser("report", help="report.tex with every table, figure and fact, and its PDF")
     add_report_flags(report)
-    report.add_argument("--threshold", type=float, default=None,
+    report.add_argument("--threshold", type=perplexity, default=None,
                         help="perplexity for 'time to reach' (default: 2 x the best of each architecture)")
     report.add_argument("--no-pdf", action="store_true", help="write report.tex only")
     report.set_defaults(handler=cmd_report)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import figures, gradients, latex, samples, tables
-from .facts import architecture_facts, write_facts
+from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
 from .summary import RunSummary, by_experiment, file_stem
 
 REPORT_FILE = "report.tex"
@@ -39,18 +39,29 @@ def missing_parts(report_dir: Path) -> list[str]:
             if not (report_dir / snippet).is_file()]
 
 
+def definitions() -> str:
+    """The one place of the report that defines the columns, curves and measures the captions use."""
+    parts = {"Tables.": tables.DEFINITION, "Learning curves.": figures.CONVENTIONS,
+             "Facts.": LATEX_DEFINITIONS.strip(), "Gradients.": gradients.DEFINITION}
+    return "\n\n".join(["\\section{Definitions}\\label{sec:definitions}"]
+                       + [f"\\paragraph{{{title}}} {text}" for title, text in parts.items()]) + "\n"
+
+
 def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path) -> str:
+    """The sections; with one experiment, its table is the only table of runs (not printed twice)."""
     states = collections.Counter(s.state for s in summaries)
     counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    experiments = by_experiment(summaries)
     lines = [f"Built by \\texttt{{ptblm report}} from the {len(summaries)} run folders under "
-             f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}).", "",
-             "\\section{All runs}", f"\\input{{{tables.FOLDER}/{tables.SUMMARY}.tex}}", ""]
-    for experiment in by_experiment(summaries):
+             f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}).", "", definitions()]
+    if len(experiments) > 1:
+        lines += ["\\section{All runs}", f"\\input{{{tables.FOLDER}/{tables.SUMMARY}.tex}}", ""]
+    for experiment in experiments:
         stem = file_stem(experiment)
         title = latex.escape(descriptions.get(experiment) or f"Experiment {experiment}")
         lines += [f"\\section{{{title}}}", f"\\input{{{tables.FOLDER}/{stem}.tex}}",
-                  f"\\input{{{figures.FOLDER}/{stem}.tex}}", "\\clearpage", ""]
-    lines += ["\\section{Facts per setting}", "\\input{facts.tex}", "\\clearpage", "",
+                  f"\\input{{{figures.FOLDER}/{stem}.tex}}", ""]
+    lines += ["\\section{Facts per setting}", "\\input{facts.tex}", "",
               "\\section{Vanishing gradients}",
               optional_input(report_dir, GRADIENTS_SNIPPET), "",
               "\\clearpage", "\\appendix", "\\section{Generated samples}",
@@ -63,7 +74,7 @@ def write_report(summaries: list[RunSummary], report_dir: Path, descriptions: di
     """Tables, figures, facts and report.tex in report_dir (no PDF: see latex.compile_pdf)."""
     report_dir = Path(report_dir)
     tables.write_tables(summaries, report_dir, descriptions)
-    figures.write_figures(summaries, report_dir, descriptions)
+    figures.write_figures(summaries, report_dir)
     write_facts(architecture_facts(summaries, threshold), report_dir)
     tex = report_dir / REPORT_FILE
     tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir), title=TITLE))

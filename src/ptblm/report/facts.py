@@ -3,17 +3,17 @@
 Per setting:
     best epoch        the epoch of lowest validation perplexity
     final - best      validation ppl of the last epoch minus the best: > 0 means it over-fitted after
-    valid - train     at the best epoch: the generalisation gap (train ppl is measured with dropout,
-                      while training, so it can be negative)
+    valid - train     at the best epoch (train ppl is averaged over the epoch with dropout on, so it
+                      flatters early epochs: shown, but not used to rank)
     time to tau       wall-clock seconds until the validation ppl first reached tau
 Per architecture, tau is one threshold for all its runs: by default THRESHOLD_FACTOR x the lowest best
 validation ppl of that architecture (a level the good settings reach and the poor ones may not);
---threshold sets it. Fastest: the least time to tau. Best generalisation: the smallest
-valid - train gap among the runs that reach tau (a run that learns nothing also has a small gap).
+--threshold sets it. Fastest: the least time to tau. Best generalisation: GENERALISATION_RULE.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +23,12 @@ from .. import runfolder as rf
 from ..config import MODELS
 from ..status import format_ppl, format_seconds
 from . import latex
-from .summary import RunSummary, differing_keys
+from .summary import HYPER_PARAMETERS, RunSummary, differing_keys
 
 THRESHOLD_FACTOR = 2.0
+GENERALISATION_RULE = ("the lowest validation perplexity at the best epoch, since perplexity on held-out text "
+                       "is what generalisation means (valid - train is not used: train ppl is averaged over the "
+                       "epoch with dropout on, which flatters epoch 1); it cannot judge incomplete or diverged runs")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class SettingFacts:
     @property
     def number(self) -> int:
         return self.summary.number
+
+    @property
+    def judged(self) -> bool:
+        """Whether GENERALISATION_RULE can judge it: complete, with a finite best validation ppl."""
+        return self.summary.complete and self.summary.best is not None
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class ArchitectureFacts:
 
     @property
     def best_generalisation(self) -> SettingFacts | None:
-        return min(self.reached, key=lambda s: s.generalisation_gap, default=None)
+        return min((s for s in self.settings if s.judged), key=lambda s: s.summary.best.valid_ppl, default=None)
 
 
 def seconds_to_reach(summary: RunSummary, threshold: float) -> float | None:
@@ -72,8 +80,15 @@ def setting_facts(summary: RunSummary, threshold: float) -> SettingFacts:
                         best.valid_ppl - best.train_ppl if best else None, seconds_to_reach(summary, threshold))
 
 
+def check_threshold(threshold: float | None) -> None:
+    """--threshold is a perplexity: finite and > 0 (None: the default per architecture)."""
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"--threshold = {threshold:g} is not a perplexity; valid: a finite number > 0, e.g. 200")
+
+
 def architecture_facts(summaries: list[RunSummary], threshold: float | None = None) -> list[ArchitectureFacts]:
     """One entry per architecture present, in MODELS order; `threshold` overrides the default tau."""
+    check_threshold(threshold)
     facts = []
     for model in MODELS:
         group = [s for s in summaries if s.model == model]
@@ -97,53 +112,74 @@ COLUMNS = (("#", r"\#"), ("exp", "Exp."), ("setting", "setting"), ("best epoch",
            ("time to tau", r"time to $\tau$"))
 GAP_COLUMNS = (4, 5)  # may print as 1e+08
 TAU = r"$\tau$"
+SETTING_KEYS = ("optimizer", "initial_lr", "batch_size")  # always in the setting cell, with what else differs
+
+
+def format_gap(summary: RunSummary, gap: float | None) -> str:
+    """A difference of perplexities: 'diverged' for a diverged run, large ones as 1.2e+28 (either sign)."""
+    if gap is None:
+        return "-"
+    if summary.state == rf.DIVERGED or not math.isfinite(gap):
+        return "diverged"
+    return f"{gap:.3g}" if abs(gap) >= 1e5 else f"{gap:.2f}"
+
+
+def setting_cell(summary: RunSummary, differ: tuple[str, ...]) -> str:
+    """'ADAM lr 0.001 bs 128' plus what else differs between the architecture's runs (never empty)."""
+    return summary.setting(tuple(key for key, _ in HYPER_PARAMETERS if key in SETTING_KEYS or key in differ))
 
 
 def rows(facts: ArchitectureFacts) -> list[list[str]]:
-    """The printed cells, in COLUMNS order; the setting names only what differs between the rows."""
+    """The printed cells, in COLUMNS order."""
     differ, _ = differing_keys([s.summary for s in facts.settings])
-    return [[str(s.number), s.summary.experiment, s.summary.setting(differ) or "-",
-             str(s.summary.best.epoch) if s.summary.best else "-", format_ppl(s.overfit_gap),
-             format_ppl(s.generalisation_gap),
+    return [[str(s.number), s.summary.experiment, setting_cell(s.summary, differ),
+             str(s.summary.best.epoch) if s.summary.best else "-", format_gap(s.summary, s.overfit_gap),
+             format_gap(s.summary, s.generalisation_gap),
              format_seconds(s.seconds_to_threshold) if s.seconds_to_threshold is not None else "not reached"]
             for s in facts.settings]
 
 
 def verdict(facts: ArchitectureFacts, tau: str = "tau") -> str:
-    """One sentence: which setting is best for wall-clock and which for generalisation (`tau`: its symbol)."""
+    """Which setting is best for wall-clock and which for generalisation (`tau`: its symbol)."""
     fastest, general = facts.fastest, facts.best_generalisation
-    if fastest is None:
-        return f"No {facts.model} run reached {tau} = {facts.threshold:.2f}."
-    return (f"Fastest to {tau} = {facts.threshold:.2f}: row {fastest.number} "
-            f"({format_seconds(fastest.seconds_to_threshold)}). Best generalisation among the runs reaching {tau}: "
-            f"row {general.number} (valid - train = {format_ppl(general.generalisation_gap)} at its best epoch).")
+    speed = (f"No {facts.model} run reached {tau} = {facts.threshold:.2f}." if fastest is None else
+             f"Fastest to {tau} = {facts.threshold:.2f}: row {fastest.number} "
+             f"({format_seconds(fastest.seconds_to_threshold)}).")
+    unjudged = [s.number for s in facts.settings if not s.judged]
+    judged = (f"Best generalisation: row {general.number} (best validation ppl "
+              f"{format_ppl(general.summary.best.valid_ppl)})" if general else
+              f"Best generalisation: none of the {facts.model} runs is complete yet")
+    if unjudged and general:
+        judged += f"; rows {', '.join(map(str, unjudged))} not judged (incomplete or diverged)"
+    return f"{speed} {judged}."
 
 
 def markdown(all_facts: list[ArchitectureFacts]) -> str:
-    return "\n\n".join(f"{facts.model}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
-                        + tabulate(rows(facts), headers=[name for name, _ in COLUMNS], tablefmt="github",
-                                   disable_numparse=True)
-                        + f"\n{verdict(facts)}" for facts in all_facts)
+    parts = [f"{facts.model}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
+             + tabulate(rows(facts), headers=[name for name, _ in COLUMNS], tablefmt="github", disable_numparse=True)
+             + f"\n{verdict(facts)}" for facts in all_facts]
+    return "\n\n".join([f"Best generalisation: {GENERALISATION_RULE}.", *parts])
 
 
 LATEX_DEFINITIONS = (
-    "Definitions: best epoch, the epoch of lowest validation perplexity (ppl); final $-$ best, the validation "
-    "ppl of the last finished epoch minus the best one ($> 0$: it over-fitted after the best epoch); valid "
-    "$-$ train, the generalisation gap at the best epoch (train ppl is measured with dropout, while training, "
-    "so it can be negative); time to $\\tau$, the wall-clock time (h:mm:ss) until the validation ppl first "
-    "reached the threshold $\\tau$ of the architecture. Best generalisation is the smallest gap among the runs "
-    "that reach $\\tau$ (a run that learns nothing has a small gap too). Row numbers are those of "
-    "Table~\\ref{tab:summary}.\n")
+    "Best epoch: the epoch of lowest validation perplexity (ppl). Final $-$ best: the validation ppl of the "
+    "last finished epoch minus the best one ($> 0$: it over-fitted after the best epoch). Valid $-$ train: "
+    "the difference at the best epoch, shown but not used to rank (train ppl is averaged over the epoch with "
+    "dropout on, so it flatters epoch~1 and can be negative). Time to $\\tau$: the wall-clock time (h:mm:ss) "
+    "until the validation ppl first reached the architecture's threshold $\\tau$. Fastest: the least time to "
+    "$\\tau$. Best generalisation: " + latex.escape(GENERALISATION_RULE).replace("valid - train", "valid $-$ train")
+    + ".\n")
 
 
 def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
-    parts = [LATEX_DEFINITIONS]
+    parts = []
     for facts in all_facts:
         body = [[latex.number(cell) if index in GAP_COLUMNS else latex.escape(cell) for index, cell in enumerate(row)]
                 for row in rows(facts)]
         table = latex.Table("rll" + "r" * 4, [" & ".join(header for _, header in COLUMNS)], body)
-        caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, "
-                   f"{latex.escape(facts.threshold_source)}. {verdict(facts, tau=TAU)}")
+        source = latex.escape(facts.threshold_source).replace(" x ", r" $\times$ ")
+        caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, {source}. "
+                   f"{latex.escape(verdict(facts)).replace('tau', TAU)}")
         parts.append(latex.table_float(table, caption, f"tab:facts-{facts.model.lower()}"))
     return "\n".join(parts)
 
@@ -152,13 +188,15 @@ def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
     def finite(value: float | None) -> float | str | None:
         return None if value is None else rf.encode_float(value)
 
-    return [{"model": f.model, "threshold": f.threshold, "threshold_source": f.threshold_source,
+    return [{"model": f.model, "generalisation_rule": GENERALISATION_RULE, "threshold": f.threshold,
+             "threshold_source": f.threshold_source,
              "fastest_row": f.fastest.number if f.fastest else None,
              "best_generalisation_row": f.best_generalisation.number if f.best_generalisation else None,
              "settings": [{"row": s.number, "experiment": s.summary.experiment, "run": s.summary.run.name,
                            "best_epoch": s.summary.best.epoch if s.summary.best else None,
                            "final_minus_best_valid_ppl": finite(s.overfit_gap),
                            "valid_minus_train_ppl_at_best": finite(s.generalisation_gap),
+                           "judged_for_generalisation": s.judged,
                            "seconds_to_threshold": s.seconds_to_threshold} for s in f.settings]}
             for f in all_facts]
 

@@ -2,9 +2,10 @@
 
 For one seeded training minibatch, in eval mode (no dropout) from a zero hidden state:
 
-    L   = mean over the batch of the cross-entropy at the final time step T only
-    g_t = mean over the batch of dL/dh_t   (h_t: the chosen hidden state at step t)
-    plotted: ||g_t||_2 against t, each curve min-max rescaled to [0, 1]
+    l_b = the cross-entropy of sequence b at the final time step T only;  L = (1/B) sum_b l_b
+    g_t = (1/B) sum_b dl_b/dh_t^b   (h_t^b: sequence b's chosen hidden state at step t)
+        = sum_b dL/dh_t^b, since l_b depends on sequence b's states only: a single batch mean
+    plotted: ||g_t||_2 against t, each curve min-max rescaled to [0, 1], and the raw ||g_t||_2
 
 A vanishing gradient shows as a curve that is ~0 for early t and rises only near T. The raw norms
 go to gradients.json beside the plot, since the rescaling hides their scale.
@@ -26,7 +27,7 @@ from torch import Tensor
 from ..data import batch_at, batchify, num_batches
 from ..models._recurrent import RecurrentLM
 from . import latex
-from .figures import new_figure, save_figure
+from .figures import PRINT_WIDTH, log_y_axis, new_figure, panel_tags, save_figure, style
 from .trained import TrainedModel
 
 FOLDER = "gradients"  # inside the report folder
@@ -78,7 +79,7 @@ def seeded_minibatch(train_ids: list[int], batch_size: int, seq_len: int, seed: 
 
 def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
                           hidden: str) -> tuple[float, dict[str, list[float]]]:
-    """L and, per curve ("top", "1".."layers" or "all"), the T norms ||mean_batch dL/dh_t||."""
+    """L and, per curve ("top", "1".."layers" or "all"), the T norms ||g_t|| (see the module docstring)."""
     if hidden not in HIDDEN_CHOICES:
         raise ValueError(f"hidden = {hidden!r} is invalid; valid: {', '.join(HIDDEN_CHOICES)}")
     with torch.enable_grad():
@@ -87,8 +88,8 @@ def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
         layers = [model.num_layers - 1] if hidden == "top" else list(range(model.num_layers))
         gradients = torch.autograd.grad(loss, [h for layer in layers for h in states[layer]])
     seq_len = inputs.size(0)
-    # per layer: T x (batch, hidden) -> (T, batch, hidden) -> batch mean (T, hidden)
-    means = {layer: torch.stack(gradients[i * seq_len:(i + 1) * seq_len]).mean(dim=1)
+    # per layer: T x (batch, hidden) dL/dh_t^b -> (T, batch, hidden) -> sum over b = batch mean of dl_b/dh_t^b
+    means = {layer: torch.stack(gradients[i * seq_len:(i + 1) * seq_len]).sum(dim=1)
              for i, layer in enumerate(layers)}
     if hidden == "top":
         curves = {"top": means[layers[0]].norm(dim=-1)}
@@ -112,40 +113,46 @@ def analyse(trained: TrainedModel, hidden: str, seed: int) -> ModelGradients:
 
 
 def plot(results: list[ModelGradients]) -> Figure:
-    """Left: the rescaled norms (the assignment's plot). Right: the raw norms on a log axis, where decay shows."""
-    figure = new_figure(10, 4)
-    rescaled, raw = figure.subplots(1, 2)
+    """(a) the rescaled norms (the assignment's plot); (b) the raw norms on a log axis, where decay shows."""
     styles = ["-", "--", ":", "-."]
-    for colour, result in enumerate(results):
-        for layer, curve in enumerate(result.curves):
-            steps = range(1, len(curve.raw_norms) + 1)
-            style = dict(color=f"C{colour}", linestyle=styles[layer % len(styles)], marker="o", markersize=3)
-            rescaled.plot(steps, curve.rescaled, label=curve.label, **style)
-            drawable = [norm if norm > 0 else math.nan for norm in curve.raw_norms]  # 0: below float64's range
-            raw.plot(steps, drawable, **style)
-    norm = r"$\|\overline{\partial L_T / \partial h_t}\|_2$"
-    rescaled.set_ylabel(f"{norm}, min-max rescaled")
-    rescaled.set_ylim(-0.03, 1.03)
-    rescaled.legend()
-    raw.set_ylabel(f"{norm} (log scale)")
-    raw.set_yscale("log")
-    for axis in (rescaled, raw):
-        axis.set_xlabel("time step t")
-        axis.grid(True, alpha=0.3)
+    with style():
+        figure = new_figure(PRINT_WIDTH, 2.6)
+        rescaled, raw = figure.subplots(1, 2)
+        for colour, result in enumerate(results):
+            for layer, curve in enumerate(result.curves):
+                steps = range(1, len(curve.raw_norms) + 1)
+                line = dict(color=f"C{colour}", linestyle=styles[layer % len(styles)], marker="o")
+                rescaled.plot(steps, curve.rescaled, label=curve.label, **line)
+                drawable = [norm if norm > 0 else math.nan for norm in curve.raw_norms]  # 0: below float64's range
+                raw.plot(steps, drawable, **line)
+        tags = panel_tags()
+        rescaled.set_title(f"{next(tags)} rescaled to [0, 1]", loc="left")
+        rescaled.set_ylim(-0.03, 1.03)
+        raw.set_title(f"{next(tags)} raw (log scale)", loc="left")
+        log_y_axis(raw)
+        rescaled.set_ylabel("gradient norm")
+        for axis in (rescaled, raw):
+            axis.set_xlabel("time step t")
+            axis.grid(True, alpha=0.3)
+        figure.legend(loc="outside right upper", frameon=False)
     return figure
+
+
+DEFINITION = (
+    "For one training minibatch of $B$ sequences, in eval mode (no dropout) and from a zero "
+    "initial hidden state, $\\ell_b$ is the cross-entropy of sequence $b$ at the last time step $T$ only, and "
+    "$g_t = \\frac{1}{B}\\sum_b \\partial \\ell_b / \\partial h^b_t$, the batch mean of the gradient with "
+    "respect to that sequence's hidden state at step $t$, computed in float64 (the vanilla RNN's gradient "
+    "underflows float32 within 35 steps; exact zeros are not drawn). Panel (a) rescales each curve to $[0, 1]$ "
+    "on its own, so only its shape compares; panel (b) shows the raw $\\|g_t\\|_2$, which are also in "
+    "gradients/gradients.json.")
 
 
 def caption(results: list[ModelGradients], hidden: str, seed: int) -> str:
     runs = "; ".join(f"{r.model}: {latex.escape(r.run_label)}, best epoch {r.best_epoch}, minibatch {r.batch_index} "
                      f"({r.batch_size} sequences of {r.seq_len} tokens)" for r in results)
-    return (f"Vanishing gradients: Euclidean norm of the gradient of the loss at the last time step $T$ with "
-            f"respect to {HIDDEN_CHOICES[hidden]} $h_t$, averaged over the minibatch, against $t$. The loss is "
-            f"the cross-entropy at $t = T$ only, averaged over one training minibatch drawn with seed {seed}, in "
-            f"eval mode (no dropout), from a zero initial hidden state. Each curve is min-max rescaled to "
-            f"$[0, 1]$ on its own (left), so only its shape compares; right: the raw norms on a log scale, "
-            f"computed in float64 (exact zeros, below its range, are not drawn); the raw norms are in "
-            f"gradients/gradients.json. "
-            f"Runs: {runs}.")
+    return (f"Vanishing gradients: $\\|g_t\\|_2$ against $t$ for {HIDDEN_CHOICES[hidden]} $h_t$, minibatch drawn "
+            f"with seed {seed} (definition in Section~\\ref{{sec:definitions}}). Runs: {runs}.")
 
 
 def write_gradients(trained: list[TrainedModel], report_dir: Path, hidden: str = "top", seed: int = 0) -> list[Path]:
@@ -155,7 +162,8 @@ def write_gradients(trained: list[TrainedModel], report_dir: Path, hidden: str =
     written = save_figure(plot(results), out_dir / "gradients")  # save_figure creates out_dir
     record = {"hidden": hidden, "hidden_means": HIDDEN_CHOICES[hidden], "seed": seed,
               "loss": "cross-entropy at the final time step, mean over the minibatch",
-              "norm": "Euclidean norm of the minibatch mean of dL/dh_t, for t = 1..T",
+              "norm": "Euclidean norm of g_t = (1/B) sum_b dl_b/dh_t^b (l_b: sequence b's cross-entropy at T), "
+                      "for t = 1..T",
               "models": [{**asdict(result), "curves": [{**asdict(c), "rescaled": c.rescaled} for c in result.curves]}
                          for result in results]}
     (out_dir / "gradients.json").write_text(json.dumps(record, indent=2) + "\n")

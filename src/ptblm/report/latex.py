@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGES = ("booktabs", "graphicx", "caption")
+PACKAGES = ("booktabs", "graphicx", "caption", "float")
+PLACEMENT = "H"  # float's "here, exactly": each table and figure stays in its section, never alone on a page
 INSTALL_HINT = ("no LaTeX found (latexmk or pdflatex): install it, e.g. `apt-get install "
                 "texlive-latex-recommended latexmk`, then rerun `make report`")
 
@@ -69,13 +70,13 @@ class Table:
 def table_float(table: Table, caption: str, label: str) -> str:
     """A `table` float; a table wider than the text is scaled down to its width (never up)."""
     body = f"\\resizebox{{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}}{{!}}{{%\n{table.tabular()}}}"
-    return "\n".join(["\\begin{table}[htbp]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+    return "\n".join([f"\\begin{{table}}[{PLACEMENT}]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
                       body, "\\end{table}", ""])
 
 
-def figure_float(graphic: str, caption: str, label: str, width: str = "\\linewidth") -> str:
-    """A `figure` float including `graphic` (a path relative to report.tex, without extension)."""
-    return "\n".join(["\\begin{figure}[htbp]", "\\centering", f"\\includegraphics[width={width}]{{{graphic}}}",
+def figure_float(graphic: str, caption: str, label: str) -> str:
+    """A `figure` float including `graphic` (relative to report.tex, no extension) at the size it was drawn."""
+    return "\n".join([f"\\begin{{figure}}[{PLACEMENT}]", "\\centering", f"\\includegraphics{{{graphic}}}",
                       f"\\caption{{{caption}}}", f"\\label{{{label}}}", "\\end{figure}", ""])
 
 

@@ -5,14 +5,20 @@ previous predictions, from a zero hidden state (init_hidden of a model built for
 Both models start from the same 20 seeded start words, drawn without replacement from the training
 unigram distribution with <eos> and <unk> excluded (a sample should start from a real word), one
 word per sample (greedy decoding from one word would otherwise repeat the 35-token samples as the
-prefix of the 70-token ones). Greedy by default; --temperature / --top-k sample instead.
+prefix of the 70-token ones). Greedy by default; --temperature / --top-k sample instead; --no-unk
+never picks <unk> (its probability set to 0, the others renormalised), in either mode.
 
 Per sample: the distinct-token ratio, the longest n-gram that occurs twice (occurrences may
-overlap), and the mean log-probability of the generated tokens under the model.
+overlap), and the mean log-probability of the generated tokens under the model (unmodified).
+PICK_RULES then choose 3 best, 3 worst and 3 interesting samples; all 40 stay in the appendix,
+so a person can overrule the choice.
 """
 from __future__ import annotations
 
+import copy
 import json
+import math
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +32,14 @@ FOLDER = "samples"  # inside the report folder
 LENGTHS = (35, 70)
 PER_LENGTH = 10  # sequences per model and length: the batch the models are built for
 EXCLUDED_START_WORDS = (EOS, UNK)
+PICKED = 3  # samples per pick
+PICK_RULES = {  # pick -> how it is chosen, as the appendix says it
+    "best": "the highest mean log-probability among the samples whose distinct-token ratio is at least the "
+            "median (fluent, and not a loop)",
+    "worst": "the lowest distinct-token ratio, ties broken by the longer repeated n-gram (the loops)",
+    "interesting": "of the rest, the lowest mean log-probability (where the model is least sure, off its "
+                   "beaten track)",
+}
 
 
 @dataclass
@@ -45,12 +59,15 @@ class Decoding:
     temperature: float = 0.0  # 0 = greedy
     top_k: int = 0  # 0 = the whole vocabulary
     seed: int = 0  # start words and sampling
+    no_unk: bool = False  # never pick <unk>
 
     def describe(self) -> str:
+        unk = (f", {UNK} never picked (its probability set to 0, the rest renormalised)" if self.no_unk
+               else f", {UNK} allowed")
         if self.temperature == 0:
-            return "greedy (the most probable next token at every step)"
+            return "greedy (the most probable next token at every step)" + unk
         top = f", from the {self.top_k} most probable tokens" if self.top_k else ""
-        return f"sampled at temperature {self.temperature:g}{top} (seed {self.seed})"
+        return f"sampled at temperature {self.temperature:g}{top} (seed {self.seed})" + unk
 
 
 def start_words(corpus: Corpus, count: int, seed: int) -> list[str]:
@@ -85,6 +102,16 @@ def mean_log_probs(model, sequences: torch.Tensor) -> torch.Tensor:
     return log_probs.mean(dim=0)
 
 
+def without_tokens(model, token_ids: list[int]):
+    """A copy of `model` that never predicts `token_ids`: their output bias is -inf (probability 0)."""
+    if not token_ids:
+        return model
+    banned = copy.deepcopy(model)
+    with torch.no_grad():
+        banned.out_layer.bias[token_ids] = -math.inf
+    return banned
+
+
 def generate(trained: TrainedModel, starts: list[str], length: int, decoding: Decoding) -> torch.Tensor:
     """(length + 1, len(starts)) token ids: each start word's id, then the generated tokens."""
     model, word_to_id = trained.model, trained.corpus.word_to_id
@@ -96,8 +123,10 @@ def generate(trained: TrainedModel, starts: list[str], length: int, decoding: De
     if model.batch_size != len(starts):
         raise ValueError(f"{trained.folder}: model built for {model.batch_size} sequences, asked for {len(starts)}")
     generator = torch.Generator().manual_seed(decoding.seed)
-    tokens = model.generate(start_ids, model.init_hidden(), length, temperature=decoding.temperature,
-                            top_k=decoding.top_k, generator=generator)  # (length, batch)
+    banned = [word_to_id[UNK]] if decoding.no_unk and UNK in word_to_id else []
+    # tokens: (length, batch)
+    tokens = without_tokens(model, banned).generate(start_ids, model.init_hidden(), length, generator=generator,
+                                                    temperature=decoding.temperature, top_k=decoding.top_k)
     return torch.cat([start_ids.unsqueeze(0), tokens])  # (length + 1, batch)
 
 
@@ -123,6 +152,33 @@ def statistics_text(sample: Sample, shown_words: int = 6) -> str:
             + f"; mean log p {sample.mean_log_prob:.2f}")
 
 
+def pick_samples(samples: list[Sample], count: int = PICKED) -> dict[str, list[Sample]]:
+    """PICK_RULES applied in order (best, worst, interesting), each from the samples not picked yet."""
+    median = statistics.median(s.distinct_ratio for s in samples)
+    rules = {"best": (lambda s: s.distinct_ratio >= median, lambda s: -s.mean_log_prob),
+             "worst": (lambda s: True, lambda s: (s.distinct_ratio, -len(s.longest_repeat))),
+             "interesting": (lambda s: True, lambda s: s.mean_log_prob)}
+    picks, taken = {}, set()
+    for pick, (eligible, order) in rules.items():
+        chosen = sorted((s for s in samples if s.id not in taken and eligible(s)), key=order)[:count]
+        picks[pick] = chosen
+        taken |= {s.id for s in chosen}
+    return picks
+
+
+def unk_share(samples: list[Sample], decoding: Decoding) -> float | None:
+    """The share of <unk> among the generated tokens when it is over a fifth and --no-unk was not given."""
+    words = [word for sample in samples for word in sample.words]
+    share = words.count(UNK) / len(words)
+    return None if decoding.no_unk or share <= 0.2 else share
+
+
+def sample_item(sample: Sample) -> list[str]:
+    return [f"\\item[{latex.escape(sample.id)}] \\textit{{{latex.escape(sample.start)}}} "
+            f"{latex.escape(' '.join(sample.words))}",
+            f"\\\\ {{\\small ({latex.escape(statistics_text(sample))})}}"]
+
+
 def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding) -> str:
     """LaTeX for \\input inside a section: a subsection per model, a subsubsection per length."""
     lines = [
@@ -132,7 +188,16 @@ def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding
         f"drawn with seed {decoding.seed} from the training unigram distribution without "
         f"{latex.escape(EOS)} and {latex.escape(UNK)}. After each sample: the ratio of distinct tokens to "
         f"tokens, the length of the longest n-gram occurring twice (and the n-gram), and the mean "
-        f"log-probability of the generated tokens under the model (natural log; higher: more confident).", ""]
+        f"log-probability of the generated tokens under the model (natural log; higher: more confident). "
+        + (f"{100 * share:.0f}\\% of the generated tokens are {latex.escape(UNK)}: \\texttt{{make samples "
+           f"ARGS=-{{}}-no-unk}} never picks it." if (share := unk_share(samples, decoding)) else ""), "",
+        "\\subsection{Picked samples}",
+        f"Chosen automatically from the {len(samples)} below, by these rules: "
+        + "; ".join(f"{pick}, {latex.escape(rule)}" for pick, rule in PICK_RULES.items())
+        + ". A reader may prefer others: all are listed after these.", ""]
+    for pick, chosen in pick_samples(samples).items():
+        lines += [f"\\subsubsection{{{pick.capitalize()}}}", "\\begin{description}"]
+        lines += [line for sample in chosen for line in sample_item(sample)] + ["\\end{description}", ""]
     for run in runs:
         lines += [f"\\subsection{{{latex.escape(run.name)} samples}}",
                   f"From {latex.escape(run.run_label)}, weights of epoch {run.epoch} "
@@ -140,14 +205,13 @@ def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding
         for length in LENGTHS:
             lines += [f"\\subsubsection{{{latex.escape(run.name)}, {length} tokens}}", "\\begin{description}"]
             for sample in (s for s in samples if s.model == run.name and s.length == length):
-                lines += [f"\\item[{latex.escape(sample.id)}] \\textit{{{latex.escape(sample.start)}}} "
-                          f"{latex.escape(' '.join(sample.words))}",
-                          f"\\\\ {{\\small ({latex.escape(statistics_text(sample))})}}"]
+                lines += sample_item(sample)
             lines += ["\\end{description}", ""]
     return "\n".join(lines)
 
 
-def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding = Decoding()) -> list[Path]:
+def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding = Decoding(),
+                  notify=print) -> list[Path]:
     """samples/<model>-len<L>.txt, samples.json and appendix.tex; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,8 +224,13 @@ def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding
             path.write_text("".join(f"{s.id}\t[{s.start}] {' '.join(s.words)}\t{statistics_text(s)}\n"
                                     for s in samples if s.model == run.name and s.length == length))
             written.append(path)
-    record = {"decoding": asdict(decoding), "runs": [str(run.folder) for run in runs],
+    record = {"decoding": asdict(decoding), "decoding_rule": decoding.describe(),
+              "runs": [str(run.folder) for run in runs],
+              "pick_rules": PICK_RULES,
+              "picks": {pick: [s.id for s in chosen] for pick, chosen in pick_samples(samples).items()},
               "samples": [asdict(sample) for sample in samples]}
     (out_dir / "samples.json").write_text(json.dumps(record, indent=2) + "\n")
     (out_dir / "appendix.tex").write_text(appendix(samples, runs, decoding))
+    if share := unk_share(samples, decoding):
+        notify(f"note: {share:.0%} of the generated tokens are {UNK}; `make samples ARGS=--no-unk` never picks it")
     return written + [out_dir / "samples.json", out_dir / "appendix.tex"]

@@ -155,14 +155,17 @@ def file_stem(experiment: str) -> str:
 
 
 def experiment_descriptions(summaries: list[RunSummary], jobs_dir: Path) -> dict[str, str]:
-    """Experiment -> its jobs file's description; '' when the jobs file is gone (results rsync-ed alone)."""
+    """Experiment -> its description, for section titles only: the one its run folders record
+    (config.json "description"), else its jobs file's (run folders written before they recorded it),
+    else '' (results rsync-ed alone)."""
     from ..config import ConfigError
     from ..jobs import load_experiment
 
     descriptions = {}
-    for experiment in by_experiment(summaries):
+    for experiment, group in by_experiment(summaries).items():
+        recorded = next((s.run.provenance["description"] for s in group if s.run.provenance.get("description")), "")
         try:
-            descriptions[experiment] = load_experiment(experiment, jobs_dir).description
+            descriptions[experiment] = recorded or load_experiment(experiment, jobs_dir).description
         except ConfigError:
             descriptions[experiment] = ""
     return descriptions

@@ -37,8 +37,8 @@ COLUMNS = (
 BEST_COLUMN = [column.name for column in COLUMNS].index("best valid ppl")
 NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl"}  # may print as 1e+08
 
-CAPTION_BOLD = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
-CAPTION_KEY = (
+BOLD_RULE = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
+DEFINITION = (
     r"\#: row number, the same in every table, figure and fact; Exp.: experiment "
     r"(jobs/\textless exp\textgreater.yaml); Arch.: architecture; Opt.: optimizer (SGD: plain SGD; "
     r"SGD\_LR\_SCHEDULE: SGD whose learning rate is divided by 1.15 at every epoch after the 14th, "
@@ -47,7 +47,7 @@ CAPTION_KEY = (
     r"train and validation perplexity (ppl) of the last finished epoch (train ppl is measured with "
     r"dropout, while training); best: lowest validation ppl and its epoch; time: wall-clock (h:mm:ss) of "
     r"training and validation up to the last finished epoch; epochs: epochs trained, or finished/planned "
-    r"and the run's state when it is not complete. " + CAPTION_BOLD + r" Perplexities of $10^5$ or more "
+    r"and the run's state when it is not complete. " + BOLD_RULE + r" Perplexities of $10^5$ or more "
     r"are in scientific notation; inf and diverged: the loss overflowed or became NaN.")
 
 
@@ -102,11 +102,11 @@ def write_tables(summaries: list[RunSummary], report_dir: Path, descriptions: di
     out_dir = Path(report_dir) / FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    tables = {SUMMARY: (summaries, "All runs, sorted by architecture, then optimizer. " + CAPTION_KEY,
-                          "tab:summary")}
+    key = r"columns and bold type as in Section~\ref{sec:definitions}"
+    tables = {SUMMARY: (summaries, f"All runs, sorted by architecture, then optimizer; {key}.", "tab:summary")}
     for experiment, group in by_experiment(summaries).items():
         description = descriptions.get(experiment) or f"Experiment {experiment}"
-        caption = f"{latex.escape(description)}. Columns as in Table~\\ref{{tab:summary}}. " + CAPTION_BOLD
+        caption = f"{latex.escape(description)}; {key}."
         tables[file_stem(experiment)] = (group, caption, f"tab:{file_stem(experiment)}")
     for stem, (group, caption, label) in tables.items():
         (out_dir / f"{stem}.tex").write_text(latex_table(group, caption, label))

@@ -1,25 +1,26 @@
 """The two trained models the gradient analysis and the samples study: which runs, and their best weights.
 
+Read from the run folders alone (config.json records experiment, setting index and data folder).
 By default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the GRU setting 0 of
-3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained, the smoke runs
-stand in (with a notice); `--rnn PATH --gru PATH` name others. The vocabulary is rebuilt from the
-data folder the run recorded (or --data / PTB_DIR) and must have the size the weights were trained with.
+3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained, the RNN and GRU
+runs with weights and the lowest best validation ppl stand in (with a note); `--rnn DIR --gru DIR`
+name any others. The vocabulary is rebuilt from the data folder the run recorded (or --data / PTB_DIR)
+and must have the size the weights were trained with.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runfolder as rf
-from ..config import ConfigError, RunConfig
+from ..config import RunConfig
 from ..data import Corpus, DataError, load_corpus
-from ..jobs import Setting, load_experiment
 from ..models import build_model
 from ..models._recurrent import RecurrentLM
 from ..train import load_checkpoint
 
 DEFAULT_RUNS = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # model -> (experiment, setting index)
-FALLBACK_EXPERIMENT = "smoke"  # its first RNN / GRU setting, when the defaults are not trained yet
 
 
 class MissingRun(FileNotFoundError):
@@ -48,65 +49,50 @@ class TrainedModel:
         return f"{self.name} {self.folder} (best epoch {self.epoch}, valid ppl {self.valid_ppl:.2f})"
 
 
-def trained_runs_of(model: str, results_dir: Path) -> list[Path]:
-    """Run folders of `model` under results_dir that have a best.pt."""
-    return [run.folder for run in rf.find_runs(results_dir)
+def trained_runs_of(model: str, results_dir: Path) -> list[rf.RunRecord]:
+    """Runs of `model` under results_dir that have a best.pt."""
+    return [run for run in rf.find_runs(results_dir)
             if run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
 
 
-def default_setting(model: str, jobs_dir: Path) -> Setting:
-    experiment, index = DEFAULT_RUNS[model]
-    return load_experiment(experiment, jobs_dir).settings[index]
+def best_valid_ppl(run: rf.RunRecord) -> float:
+    best = run.curves.best_epoch()
+    return best.valid_ppl if best else math.inf
 
 
-def fallback_setting(model: str, jobs_dir: Path) -> Setting | None:
-    """The fallback experiment's first setting of `model`; None without that experiment."""
-    try:
-        settings = load_experiment(FALLBACK_EXPERIMENT, jobs_dir).settings
-    except ConfigError:
-        return None
-    return next((setting for setting in settings if setting.config.model == model), None)
+def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=print) -> Path:
+    """The folder named on the command line, else the default setting's, else (with a note) the best one.
 
-
-def resolve_run_dir(model: str, named: Path | None, results_dir: Path, jobs_dir: Path, notify=print) -> Path:
-    """The folder named on the command line, else the default setting's, else (with a notice) the smoke one's.
-
-    Falling back to smoke lets `make gradients samples report` work right after the demo; the notice
-    and the captions (which name every run) say that it happened.
+    The stand-in lets `make gradients samples report` work right after the demo, or while 3.1/3.2
+    still train; the note and the captions (which name every run) say that it happened.
     """
     flag = f"--{model.lower()}"
+    trained = trained_runs_of(model, results_dir)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
         if (folder / rf.BEST_CHECKPOINT).is_file():
             return folder
         raise MissingRun(f"no trained {model}: {folder} (named with {flag}) has no {rf.BEST_CHECKPOINT}; "
-                         f"{trained_runs_hint(model, results_dir)}")
+                         f"{trained_runs_hint(model, results_dir, trained)}")
     experiment, index = DEFAULT_RUNS[model]
-    try:
-        setting = default_setting(model, jobs_dir)
-    except ConfigError as error:
-        raise MissingRun(f"cannot find the default {model} run (setting {index} of experiment {experiment}): "
-                         f"{error}; name a run folder with {flag} PATH") from error
-    folder = setting.run_dir(results_dir)
-    if (folder / rf.BEST_CHECKPOINT).is_file():
-        return folder
-    missing = (f"{folder} (the default: setting {index} of experiment {experiment}, {setting.config.model} "
-               f"{setting.config.optimizer} lr {setting.config.initial_lr:g} bs {setting.config.batch_size}) "
-               f"has no {rf.BEST_CHECKPOINT}")
-    fallback = fallback_setting(model, jobs_dir)
-    if fallback is not None and (fallback.run_dir(results_dir) / rf.BEST_CHECKPOINT).is_file():
-        notify(f"note: {missing}; using the {FALLBACK_EXPERIMENT} run {fallback.run_dir(results_dir)} instead "
-               f"(train {experiment} with `make submit EXP={experiment}`, or name a run with {flag} PATH)")
-        return fallback.run_dir(results_dir)
-    raise MissingRun(f"no trained {model}: {missing}; train it (`make submit EXP={experiment}`) or name another "
-                     f"run folder with {flag} PATH. {trained_runs_hint(model, results_dir)}")
+    for run in trained:
+        if run.experiment == experiment and run.provenance.get("setting_index") == index:
+            return run.folder
+    missing = f"no {model} run of setting {index} of experiment {experiment} under {results_dir} has weights yet"
+    if trained:
+        best = min(trained, key=best_valid_ppl)
+        notify(f"note: {missing}; using the {model} run with the lowest best validation ppl instead, {best.folder} "
+               f"({best_valid_ppl(best):.2f}; train {experiment} with `make submit EXP={experiment}`, or name a "
+               f"run with {flag} DIR)")
+        return best.folder
+    raise MissingRun(f"no trained {model}: {missing}, nor has any other; train one (`make submit EXP={experiment}`, "
+                     f"or `make demo` for small ones) or name a run folder with {flag} DIR")
 
 
-def trained_runs_hint(model: str, results_dir: Path) -> str:
-    others = trained_runs_of(model, results_dir)
-    if others:
-        return f"{model} runs with weights under {results_dir}: " + ", ".join(str(p) for p in others)
-    return f"no {model} run under {results_dir} has weights yet (`make submit EXP=smoke` trains small ones)"
+def trained_runs_hint(model: str, results_dir: Path, trained: list[rf.RunRecord]) -> str:
+    if trained:
+        return f"{model} runs with weights under {results_dir}: " + ", ".join(str(run.folder) for run in trained)
+    return f"no {model} run under {results_dir} has weights yet (`make demo` trains small ones)"
 
 
 def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None,
@@ -140,13 +126,13 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     return TrainedModel(folder, config, model, corpus, int(checkpoint["epoch"]), float(checkpoint["valid_ppl"]))
 
 
-def load_analysed(named: dict[str, Path | None], results_dir: Path, jobs_dir: Path, data_dir: Path | None = None,
+def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Path | None = None,
                   batch_size: int | None = None, notify=print) -> list[TrainedModel]:
     """The RNN and the GRU (named[model] or the defaults); one error naming every run that is missing."""
     folders, problems = {}, []
     for model in DEFAULT_RUNS:
         try:
-            folders[model] = resolve_run_dir(model, named.get(model), results_dir, jobs_dir, notify)
+            folders[model] = resolve_run_dir(model, named.get(model), results_dir, notify)
         except MissingRun as error:
             problems.append(str(error))
     if problems:
