@@ -215,6 +215,6 @@ def test_experiment_larger_than_max_array_size_is_split_into_arrays(tmp_path, sy
 
 
 def test_max_array_size_is_read_from_the_cluster():
-    from ptblm.submit import max_array_size
+    from ptblm.launch.slurm import max_array_size
 
     assert max_array_size() == 1001  # slurm/dev-cluster/slurm.conf.in sets MaxArraySize=1001

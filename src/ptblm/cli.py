@@ -114,7 +114,7 @@ def experiment_and_profile(args: argparse.Namespace):
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .submit import submit_experiment
+    from .launch.pipeline import submit_experiment
 
     experiment, profile = experiment_and_profile(args)
     submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
@@ -123,7 +123,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_sbatch(args: argparse.Namespace) -> int:
-    from .submit import submit_sbatch
+    from .launch.pipeline import submit_sbatch
 
     experiment, profile = experiment_and_profile(args)
     submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
@@ -148,31 +148,20 @@ def cmd_sif(args: argparse.Namespace) -> int:
     return 0
 
 
-def experiments_with_results(results_dir: Path, jobs_dir: Path) -> list[str]:
-    """Experiments that have a folder under results/ and a jobs file."""
-    folders = Path(results_dir).iterdir() if Path(results_dir).is_dir() else []
-    return sorted(p.name for p in folders if p.is_dir() and (Path(jobs_dir) / f"{p.name}.yaml").is_file())
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    from .jobs import load_experiment
-    from .status import squeue_states, status_table
+    from .status import status_report
 
-    names = args.experiments or experiments_with_results(args.results, args.jobs)
-    if not names:
-        print(f"no results under {args.results} yet; name an experiment, e.g. `ptblm status 3.1`")
-        return 0
-    scheduler = squeue_states() or {}
-    print("\n\n".join(status_table(load_experiment(name, args.jobs), args.results, scheduler) for name in names))
+    print(status_report(args.results, args.jobs, args.experiments))
     return 0
 
 
 def cmd_run_setting(args: argparse.Namespace) -> int:
-    from .runfolder import DIVERGED, DONE
-    from .slurm_job import run_setting
+    from .launch.sbatch import run_setting
+    from .runfolder import CANCELLED, DIVERGED, DONE
 
-    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results)
-    return 0 if state in (DONE, DIVERGED) else 1
+    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
+                        pinned=args.pinned)
+    return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -182,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .jobs import load_experiment
     from .report.summary import load_summaries
     from .report.tables import markdown_table
-    from .submit import submit_experiment
+    from .launch.pipeline import submit_experiment
 
     demo_dir = Path(args.results) / "demo"
     data_dir = args.data or configured_data_dir()
@@ -381,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_setting = commands.add_parser("run-setting", help="run setting INDEX of an experiment (the sbatch path)")
     run_setting.add_argument("experiment")
     run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
+    run_setting.add_argument("--pinned", type=Path, default=None,
+                             help="the task -> setting file `ptblm sbatch` wrote (default: read the jobs file now)")
     add_location_flags(run_setting)
     run_setting.set_defaults(handler=cmd_run_setting)
 

@@ -3,8 +3,8 @@
     results/<exp>/<run>/
         config.json   every setting plus provenance (code version, torch, device, command line, Slurm ids)
         curves.json   one record per finished epoch (see EpochRecord)
-        status.json   state: running | done | diverged | failed | requeued, epochs finished, error
-        submitted.json  written by `ptblm submit` only: scheduler job id and time of the last submission
+        status.json   state: running | done | diverged | failed | requeued | cancelled, epochs finished, error
+        submitted.json  written by `ptblm submit`/`sbatch` only: job id, time, setting of the last submission
         log.txt       human log, appended
         best.pt       weights of the best validation epoch (always written)
         last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
@@ -31,8 +31,8 @@ BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
 
-RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING = (
-    "running", "done", "diverged", "failed", "requeued", "pending")
+RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING, CANCELLED = (
+    "running", "done", "diverged", "failed", "requeued", "pending", "cancelled")  # cancelled: stopped on request
 FINISHED_STATES = (DONE, DIVERGED)  # resubmission skips these unless forced
 FORMAT_VERSION = 1
 
@@ -197,8 +197,10 @@ def read_status(folder: Path) -> RunStatus | None:
 @dataclass
 class Submission:
     job_id: str | None  # e.g. "1234_3" for array task 3; None for the local executor
-    executor: str  # "slurm" or "local"
+    executor: str  # "slurm", "sbatch" or "local"
     submitted_at: float
+    setting_index: int | None = None  # what was submitted into this folder (absent in older folders)
+    config: dict | None = None  # the RunConfig fields
 
 
 def write_submission(folder: Path, submission: Submission) -> None:
