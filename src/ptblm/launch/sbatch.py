@@ -20,7 +20,7 @@ from ..clusters import ClusterProfile
 from ..config import ConfigError, RunConfig
 from ..container import ContainerSpec, container_shell_prefix
 from ..jobs import Experiment, Setting, load_experiment, select_settings
-from .slurm import release, sbatch_flags
+from .slurm import one_line, release, sbatch_flags
 from .tasks import TrainTask
 
 
@@ -76,7 +76,7 @@ def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dic
     result = runner(argv, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
     if result.returncode != 0:
         pinned.unlink(missing_ok=True)
-        raise RuntimeError(f"sbatch failed ({result.returncode}): {result.stderr.strip()}; nothing was submitted "
+        raise RuntimeError(f"sbatch failed ({result.returncode}): {one_line(result.stderr)}; nothing was submitted "
                            f"and no run folder was changed")
     job_id = result.stdout.strip().split()[-1]  # "Submitted batch job 123"
     for job in jobs:

@@ -1,7 +1,9 @@
 """Slurm: probes (sinfo, squeue, sacct, scontrol), the profile as scheduler parameters, submitit's executor."""
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import shutil
 import subprocess
 import time
@@ -70,13 +72,18 @@ def max_array_size(runner: Runner = subprocess.run) -> int:
     return DEFAULT_MAX_ARRAY_SIZE
 
 
+def one_line(text: str) -> str:
+    """A scheduler's multi-line complaint as one line."""
+    return "; ".join(line.strip() for line in text.strip().splitlines() if line.strip()) or "no message"
+
+
 def release(job_ids: list[str], runner: Runner = subprocess.run) -> None:
     """Let held jobs start (they were submitted with --hold so that their folders are ready first)."""
     for job_id in job_ids:
         result = runner(["scontrol", "release", job_id], capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"job {job_id} is queued but held, and `scontrol release {job_id}` failed "
-                               f"({result.stderr.strip()}): run it by hand, or scancel {job_id}")
+                               f"({one_line(result.stderr)}): run it by hand, or scancel {job_id}")
 
 
 def scheduler_parameters(profile: ClusterProfile, job_name: str) -> dict:
@@ -117,8 +124,12 @@ def submit_arrays(jobs: list, parameters: dict, *, logs_dir: Path, max_timeouts:
     for chunk in split_array(len(jobs), array_size or max_array_size()):
         chunk_jobs = [jobs[i] for i in chunk]
         submitted_at = time.time()  # before sbatch: a task that starts at once updates its status later
-        with executor.batch():
-            handles = [executor.submit(job) for job in chunk_jobs]
+        try:  # submitit prints sbatch's complaint before raising it: the error below says it once, in one line
+            with contextlib.redirect_stderr(io.StringIO()), executor.batch():
+                handles = [executor.submit(job) for job in chunk_jobs]
+        except Exception as error:  # submitit's FailedJobError holds sbatch's stderr
+            raise RuntimeError(f"sbatch refused the array ({one_line(str(error))}); nothing more was submitted and "
+                               f"no run folder of it was changed") from error
         for job, handle in zip(chunk_jobs, handles):
             accepted(job, handle.job_id, submitted_at)
         array_ids.append(handles[0].job_id.split("_")[0])
