@@ -69,6 +69,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from .compiling import compile_cache_dir
     from .data import write_synthetic_corpus
+    from .layout import manual_run_dir
     from .runfolder import DONE, DIVERGED
     from .train import train_run
 
@@ -78,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.dry_run and args.data is None and configured_data_dir() is None and not data_dir.exists():
             data_dir = write_synthetic_corpus(Path(scratch) / "data")
         out = args.out or (Path(scratch) / "run" if args.dry_run else
-                           default_results_dir() / "manual" / config.run_name())
+                           manual_run_dir(default_results_dir(), config.run_name()))
         status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv,
                            scratch_dir=os.environ.get("SLURM_TMPDIR"),
                            compile_cache=compile_cache_dir(default_results_dir()))
@@ -169,11 +170,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .clusters import load_profile
     from .data import write_synthetic_corpus
     from .jobs import load_experiment
+    from .launch.pipeline import submit_experiment
+    from .layout import demo_results_dir
     from .report.summary import load_summaries
     from .report.tables import markdown_table
-    from .launch.pipeline import submit_experiment
 
-    demo_dir = Path(args.results) / "demo"
+    demo_dir = demo_results_dir(args.results)
     data_dir = args.data or configured_data_dir()
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
@@ -194,7 +196,9 @@ def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> No
 
 
 def report_dir(args: argparse.Namespace) -> Path:
-    return args.out or Path(args.results) / "report"
+    from .layout import report_dir as results_report_dir
+
+    return args.out or results_report_dir(args.results)
 
 
 def cmd_tables(args: argparse.Namespace) -> int:

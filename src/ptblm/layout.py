@@ -5,6 +5,9 @@
       logs/                        scheduler logs: submitit's <job>_<task>_0_log.out, sbatch's <job>_<task>.out,
                                    and pinned-*.json, what each task of an sbatch array runs
       .submit.lock                 held by the `ptblm submit`/`ptblm sbatch` planning and submitting now
+    results/manual/<run>/          `ptblm train` without --out
+    results/report/                tables, figures, gradients, samples, report.tex
+    results/demo/                  `ptblm demo`: a results tree of its own (demo/smoke/<run>/)
     results/.compile-cache/        Inductor's cache (ptblm.compiling)
 """
 from __future__ import annotations
@@ -14,6 +17,26 @@ from pathlib import Path
 LOGS_FOLDER = "logs"
 SUBMIT_LOCK_FILE = ".submit.lock"
 NOT_RUN_FOLDERS = (LOGS_FOLDER,)  # folders of an experiment that are not settings
+MANUAL_EXPERIMENT = "manual"
+REPORT_FOLDER = "report"
+DEMO_FOLDER = "demo"
+COMPILE_CACHE_FOLDER = ".compile-cache"
+
+
+def manual_run_dir(results_dir: Path, run_name: str) -> Path:
+    return run_dir(results_dir, MANUAL_EXPERIMENT, run_name)
+
+
+def report_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / REPORT_FOLDER
+
+
+def demo_results_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / DEMO_FOLDER
+
+
+def compile_cache_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / COMPILE_CACHE_FOLDER
 
 
 def experiment_dir(results_dir: Path, experiment: str) -> Path:

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import layout
+
 CONFIG_FILE = "config.json"
 CURVES_FILE = "curves.json"
 STATUS_FILE = "status.json"
@@ -241,10 +243,9 @@ def read_run(folder: Path) -> RunRecord:
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:
     """All run folders under results/<exp>/<run>/, sorted by experiment then setting number.
     Hidden folders (results/.compile-cache) are not experiments, whatever files they hold."""
-    results_dir = Path(results_dir)
-    pattern = f"{experiment}/*/{CONFIG_FILE}" if experiment else f"*/*/{CONFIG_FILE}"
-    runs = [read_run(path.parent) for path in results_dir.glob(pattern)
-            if not path.relative_to(results_dir).parts[0].startswith(".")]
+    names = [experiment] if experiment else layout.experiments_with_results(results_dir)
+    runs = [read_run(folder) for name in names for folder in layout.run_folders(results_dir, name)
+            if (folder / CONFIG_FILE).is_file()]
     return sorted(runs, key=lambda r: (r.experiment, r.provenance.get("setting_index", 0), r.name))
 
 

@@ -144,7 +144,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
     from .launch.slurm import sacct_states, squeue_states
 
     names = names or [name for name in layout.experiments_with_results(results_dir)
-                      if (Path(jobs_dir) / f"{name}.yaml").is_file() or layout.run_folders(results_dir, name)]
+                      if any(read_folder(folder) for folder in layout.run_folders(results_dir, name))]
     if not names:
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
     queued = (scheduler or squeue_states)()  # None when squeue does not answer
