@@ -9,6 +9,7 @@ leaves every folder as it was, and a task that Slurm requeues later resumes (nev
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from dataclasses import dataclass
@@ -102,22 +103,22 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     check_data_for_submission(data_dir)
     parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
     spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
-    scheduler = {} if executor == "local" else squeue_states()
-    if dry_run:
-        plan = plan_experiment(experiment, results_dir, force, scheduler)
-        echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
-        echo(plan_table(plan))
-        indices = [task.setting.index for task in plan if task.runs]
-        if executor == "sbatch" and indices:
-            echo(" ".join(sbatch_argv(experiment, indices, profile, parameters, results_dir=results_dir,
-                                      data_dir=data_dir, command=sbatch_job_command(spec), script=script)[0]))
-        echo("dry run: nothing submitted")
-        return SubmitOutcome(plan, "none", [], logs_dir)
-    with submission_lock(layout.submit_lock_path(results_dir, experiment.name), experiment.name):
+    # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
+    # holder's submitted.json files are written.
+    with contextlib.nullcontext() if dry_run else submission_lock(
+            layout.submit_lock_path(results_dir, experiment.name), experiment.name):
+        scheduler = {} if executor == "local" else squeue_states()
         plan = plan_experiment(experiment, results_dir, force, scheduler)
         echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
         echo(plan_table(plan))
         todo = [task for task in plan if task.runs]
+        if dry_run:
+            if executor == "sbatch" and todo:
+                echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
+                                          results_dir=results_dir, data_dir=data_dir,
+                                          command=sbatch_job_command(spec), script=script)[0]))
+            echo("dry run: nothing submitted")
+            return SubmitOutcome(plan, "none", [], logs_dir)
         if not todo:
             echo("nothing to submit: every setting is finished or queued")
             return SubmitOutcome(plan, "none", [], logs_dir)
