@@ -37,7 +37,7 @@ def slurm_cluster():
 def ptblm(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """The command line exactly as `make submit` / `make sbatch` call it, run from the repository root."""
     result = subprocess.run([sys.executable, "-m", "ptblm.cli", *args], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=120)
+                            env={**os.environ, **(env or {})}, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"ptblm {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
