@@ -10,7 +10,11 @@ from ptblm.clusters import ClusterProfile, load_profile, split_array
 from ptblm.config import ConfigError, RunConfig
 from ptblm.jobs import load_experiment
 from ptblm.status import status_rows
-from ptblm.submit import RESUME, SKIP, SUBMIT, plan_experiment, sbatch_argv, slurm_parameters
+from ptblm.launch.plan import Action, plan_experiment
+from ptblm.launch.sbatch import sbatch_argv
+from ptblm.launch.slurm import scheduler_parameters
+
+SUBMIT, RESUME, SKIP = Action.SUBMIT, Action.RESUME, Action.SKIP
 
 JOBS = REPO / "jobs"
 
@@ -124,12 +128,12 @@ def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
     profile = ClusterProfile(name="c", partition="long", account="rrg-x", gres="gpu:a100:1", mem_gb=16,
                              cpus_per_task=4, time_min=90, array_parallelism=3, setup=("module load apptainer",),
                              sbatch_extra={"constraint": "ampere"})
-    parameters = slurm_parameters(profile, "ptblm-3.1")
+    parameters = scheduler_parameters(profile, "ptblm-3.1")
     assert parameters["partition"] == "long" and parameters["gres"] == "gpu:a100:1"
     assert parameters["mem"] == "16384MB" and parameters["time"] == 90 and parameters["array_parallelism"] == 3
     assert parameters["setup"] == ["module load apptainer"]
     experiment = load_experiment("3.1", JOBS)
-    argv, env = sbatch_argv(experiment, [1, 3], profile, results_dir=tmp_path, data_dir=Path("/d"),
+    argv, env = sbatch_argv(experiment, [1, 3], profile, parameters, results_dir=tmp_path, data_dir=Path("/d"),
                             command="python -m ptblm.cli", script=Path("slurm/array.sbatch"))
     assert argv[0] == "sbatch" and argv[-2:] == ["slurm/array.sbatch", "3.1"]
     assert "--array=1,3%3" in argv and "--gres=gpu:a100:1" in argv and "--constraint=ampere" in argv
@@ -157,15 +161,18 @@ def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
 
 
 def test_forced_folders_are_cleared_at_submission_not_in_the_requeued_task(tmp_path):
-    from ptblm.slurm_job import TrainTask, mark_requeued
-    from ptblm.submit import clear_forced
+    from ptblm.launch.pipeline import mark_accepted
+    from ptblm.launch.tasks import TrainTask, mark_requeued
 
     experiment = load_experiment("3.2", JOBS)
     for setting in experiment.settings:
         rf.write_status(setting.run_dir(tmp_path), rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
     plan = plan_experiment(experiment, tmp_path, force=True, scheduler={})
-    clear_forced(plan[:1], tmp_path)
+    assert all(task.forced for task in plan)
+    accepted = mark_accepted(plan, tmp_path, "slurm")
+    accepted(TrainTask(experiment.settings[0], str(tmp_path), str(tmp_path)), "5_0", 1.0)
     assert rf.read_status(experiment.settings[0].run_dir(tmp_path)) is None
+    assert rf.read_submission(experiment.settings[0].run_dir(tmp_path)).setting_index == 0
     task = TrainTask(experiment.settings[1], str(tmp_path), str(tmp_path))
     assert task.checkpoint().function is task  # the requeued attempt is the same task: it resumes
     mark_requeued(task.run_dir, 20)  # a finished run stays finished
@@ -188,7 +195,7 @@ def test_status_rows_come_from_run_folders(tmp_path, synthetic_dir):
     first = experiment.settings[0]
     train_run(first.config, synthetic_dir, first.run_dir(tmp_path), echo=False)
     rf.write_submission(experiment.settings[1].run_dir(tmp_path), rf.Submission("9_1", "slurm", 2e9))
-    rows = status_rows(experiment, tmp_path, scheduler={"9_1": "RUNNING"})
+    rows = status_rows(tmp_path, "tiny", experiment, scheduler={"9_1": "RUNNING"})
     curves = rf.read_curves(first.run_dir(tmp_path))
     assert rows[0]["state"] == "done" and rows[0]["epoch"] == "2/2"
     assert rows[0]["best valid ppl"] == f"{curves.best_epoch().valid_ppl:.2f}"

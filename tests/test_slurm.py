@@ -37,7 +37,7 @@ def slurm_cluster():
 def ptblm(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """The command line exactly as `make submit` / `make sbatch` call it, run from the repository root."""
     result = subprocess.run([sys.executable, "-m", "ptblm.cli", *args], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=120)
+                            env={**os.environ, **(env or {})}, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"ptblm {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -165,6 +165,8 @@ def test_interrupted_task_resumes_to_the_uninterrupted_curves(tmp_path, slow_cor
         wait_for_job(job)
         interrupted = rf.read_run(run_dir)  # readable after the kill
         assert interrupted.status.state != rf.DONE and 2 <= len(interrupted.curves.epochs) < 8
+        status = ptblm("status", name, "--jobs", str(jobs_dir), "--results", str(results)).stdout
+        assert " lost " in status and f"job {task_job} is no longer queued or running" in status  # one squeue poll
         assert "resume: from last.pt" in ptblm("submit", name, *locations, "--dry-run").stdout
         wait_for_job(submitted_job(ptblm("submit", name, *locations).stdout))
     final = rf.read_run(run_dir)
@@ -215,6 +217,54 @@ def test_experiment_larger_than_max_array_size_is_split_into_arrays(tmp_path, sy
 
 
 def test_max_array_size_is_read_from_the_cluster():
-    from ptblm.submit import max_array_size
+    from ptblm.launch.slurm import max_array_size
 
     assert max_array_size() == 1001  # slurm/dev-cluster/slurm.conf.in sets MaxArraySize=1001
+
+
+def test_scancel_stops_a_running_task_at_once_and_leaves_it_resumable(tmp_path, slow_corpus):
+    """scancel sends SIGTERM (submitit only logs it): the task stops after the batch, long before KillWait's
+    SIGKILL, and says `cancelled`; resubmitting resumes it."""
+    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
+    name = write_tiny_jobs(jobs_dir, num_epochs=30, hidden_sizes=(64,))
+    locations = ["--jobs", str(jobs_dir), "--results", str(results), "--data", str(slow_corpus)]
+    job = submitted_job(ptblm("submit", name, *locations).stdout)
+    run_dir = load_experiment(name, jobs_dir).settings[0].run_dir(results)
+    wait_for_epochs(run_dir, 1)
+    subprocess.run(["scancel", rf.read_submission(run_dir).job_id], check=True)
+    wait_for_job(job, timeout_s=120)
+    status = rf.read_status(run_dir)
+    assert status.state == rf.CANCELLED and 1 <= status.epochs_done < 30
+    assert "stopped on request" in (run_dir / rf.LOG_FILE).read_text()  # our handler, not the SIGKILL
+    table = ptblm("status", name, "--jobs", str(jobs_dir), "--results", str(results)).stdout
+    assert " cancelled " in table
+    assert "resume: from last.pt" in ptblm("submit", name, *locations, "--dry-run").stdout
+
+
+@pytest.mark.parametrize("command", ["submit", "sbatch"])
+def test_forced_submission_with_a_partition_typo_changes_no_folder(tmp_path, synthetic_dir, command):
+    jobs_dir, results, clusters = tmp_path / "jobs", tmp_path / "results", tmp_path / "clusters"
+    name = write_tiny_jobs(jobs_dir)
+    setting = load_experiment(name, jobs_dir).settings[0]
+    from ptblm.train import train_run
+
+    train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment=name, setting_index=0, echo=False)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in setting.run_dir(results).iterdir())
+    clusters.mkdir()
+    (clusters / "typo.yaml").write_text("partition: dbug\ncpus_per_task: 1\nmem_gb: 2\n")
+    result = ptblm(command, name, "--force", "--cluster", "typo", "--clusters", str(clusters), "--jobs", str(jobs_dir),
+                   "--results", str(results), "--data", str(synthetic_dir), check=False)
+    assert result.returncode == 2 and "invalid partition" in result.stderr.lower(), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in setting.run_dir(results).iterdir()) == before
+    assert rf.read_status(setting.run_dir(results)).state == rf.DONE
+    assert "submitted array job" not in result.stdout
+
+
+def test_missing_data_is_found_on_the_login_node_and_nothing_is_queued(tmp_path):
+    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
+    name = write_tiny_jobs(jobs_dir)
+    result = ptblm("submit", name, "--jobs", str(jobs_dir), "--results", str(results), "--data",
+                   str(tmp_path / "not-here"), check=False)
+    assert result.returncode == 2 and f"{tmp_path}/not-here/ptb.train.txt is missing" in result.stderr
+    assert "submitted" not in result.stdout and not results.exists()

@@ -7,7 +7,8 @@ from conftest import tiny_config
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile
 from ptblm.jobs import load_experiment
-from ptblm.submit import submit_experiment
+from ptblm.launch.pipeline import submit_experiment
+from ptblm.launch.plan import Action
 
 
 def tiny_experiment(jobs_dir: Path, hidden_sizes=(8, 10, 12)) -> str:
@@ -36,7 +37,7 @@ def test_local_executor_runs_everything_then_resubmission_is_a_no_op(tmp_path, s
     again = submit_experiment(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir,
                               executor="local", echo=lines.append)
     assert again.executor == "none" and again.job_ids == []
-    assert {task.action for task in again.plan} == {"skip"}
+    assert {task.action for task in again.plan} == {Action.SKIP}
 
 
 def test_dry_run_submits_nothing_and_writes_nothing(tmp_path, synthetic_dir):

@@ -47,7 +47,7 @@ from .jobs import load_experiment
 from .models import build_model, make_model
 from .provenance import device_description, provenance
 from .runfolder import atomic_write_json
-from .slurm_job import threads_per_run
+from .launch.tasks import threads_per_run
 from .step import GRAPH_WARMUP_STEPS, make_step, use_matmul_precision
 from .train import make_optimizer, pick_device
 

@@ -72,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from .compiling import compile_cache_dir
     from .data import slurm_tmpdir_data, write_synthetic_corpus
+    from .layout import manual_run_dir
     from .runfolder import DONE, DIVERGED
     from .train import train_run
 
@@ -83,8 +84,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             data_dir, scratch_dir = slurm_tmpdir_data(scratch_dir), None
         if args.dry_run and args.data is None and configured_data_dir() is None and not data_dir.exists():
             data_dir = write_synthetic_corpus(Path(scratch) / "data")
-        parent = args.save_dir or (None if args.dry_run else default_results_dir() / "manual")
-        out = args.out or (parent / config.run_name() if parent else Path(scratch) / "run")
+        if args.out:
+            out = args.out
+        elif args.save_dir:  # run_exp.py's: the parent of the run folder
+            out = args.save_dir / config.run_name()
+        else:
+            out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
         status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv, scratch_dir=scratch_dir,
                            compile_cache=compile_cache_dir(default_results_dir()))
     return 0 if status.state in (DONE, DIVERGED) else 1
@@ -119,7 +124,7 @@ def experiment_and_profile(args: argparse.Namespace):
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .submit import submit_experiment
+    from .launch.pipeline import submit_experiment
 
     experiment, profile = experiment_and_profile(args)
     submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
@@ -128,7 +133,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_sbatch(args: argparse.Namespace) -> int:
-    from .submit import submit_sbatch
+    from .launch.pipeline import submit_sbatch
 
     experiment, profile = experiment_and_profile(args)
     submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
@@ -153,31 +158,20 @@ def cmd_sif(args: argparse.Namespace) -> int:
     return 0
 
 
-def experiments_with_results(results_dir: Path, jobs_dir: Path) -> list[str]:
-    """Experiments that have a folder under results/ and a jobs file."""
-    folders = Path(results_dir).iterdir() if Path(results_dir).is_dir() else []
-    return sorted(p.name for p in folders if p.is_dir() and (Path(jobs_dir) / f"{p.name}.yaml").is_file())
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    from .jobs import load_experiment
-    from .status import squeue_states, status_table
+    from .status import status_report
 
-    names = args.experiments or experiments_with_results(args.results, args.jobs)
-    if not names:
-        print(f"no results under {args.results} yet; name an experiment, e.g. `ptblm status 3.1`")
-        return 0
-    scheduler = squeue_states() or {}
-    print("\n\n".join(status_table(load_experiment(name, args.jobs), args.results, scheduler) for name in names))
+    print(status_report(args.results, args.jobs, args.experiments))
     return 0
 
 
 def cmd_run_setting(args: argparse.Namespace) -> int:
-    from .runfolder import DIVERGED, DONE
-    from .slurm_job import run_setting
+    from .launch.sbatch import run_setting
+    from .runfolder import CANCELLED, DIVERGED, DONE
 
-    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results)
-    return 0 if state in (DONE, DIVERGED) else 1
+    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
+                        pinned=args.pinned)
+    return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -185,11 +179,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .clusters import load_profile
     from .data import write_synthetic_corpus
     from .jobs import load_experiment
+    from .launch.pipeline import submit_experiment
+    from .layout import demo_results_dir
     from .report.summary import load_summaries
     from .report.tables import markdown_table
-    from .submit import submit_experiment
 
-    demo_dir = Path(args.results) / "demo"
+    demo_dir = demo_results_dir(args.results)
     data_dir = args.data or configured_data_dir()
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
@@ -210,7 +205,9 @@ def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> No
 
 
 def report_dir(args: argparse.Namespace) -> Path:
-    return args.out or Path(args.results) / "report"
+    from .layout import report_dir as results_report_dir
+
+    return args.out or results_report_dir(args.results)
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
@@ -413,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_setting = commands.add_parser("run-setting", help="run setting INDEX of an experiment (the sbatch path)")
     run_setting.add_argument("experiment")
     run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
+    run_setting.add_argument("--pinned", type=Path, default=None,
+                             help="the task -> setting file `ptblm sbatch` wrote (default: read the jobs file now)")
     add_location_flags(run_setting)
     run_setting.set_defaults(handler=cmd_run_setting)
 

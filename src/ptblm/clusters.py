@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,22 @@ class ClusterProfile:
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
         values = dict(values)
+        for key in ("partition", "account", "qos", "gres"):
+            if values.get(key) is not None:
+                _check_word(where, key, values[key])
+        if values.get("container") is not None:
+            _check_line(where, "container", values["container"], "a path to the image")
         for key in ("setup", "container_binds"):
             if key in values:
-                if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
-                    raise ConfigError(f"{where}: {key} must be a list of strings, got {values[key]!r}")
+                if not isinstance(values[key], list):
+                    raise ConfigError(f"{where}: {key} = {values[key]!r} is invalid; valid: a list of strings")
+                for i, line in enumerate(values[key]):
+                    _check_line(where, f"{key}[{i}]", line, "one line of text" if key == "setup" else "a path")
                 values[key] = tuple(values[key])
+        mem = values.get("mem_gb")
+        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or not mem > 0
+                                or mem != mem or mem == float("inf")):
+            raise ConfigError(f"{where}: mem_gb = {mem!r} is invalid; valid: a positive number of GB, e.g. 16")
         for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu",
                     "local_parallelism", "local_timeout_min", "max_array_size", "max_timeouts"):
             value = values.get(key)
@@ -55,10 +67,43 @@ class ClusterProfile:
                                   f"{'0 or more' if key == 'gpus_per_node' else 'a positive integer'}")
         if values.get("gpus_per_node") and values.get("gres"):
             raise ConfigError(f"{where}: set gpus_per_node or gres, not both")
-        if "sbatch_extra" in values and not isinstance(values["sbatch_extra"], dict):
-            raise ConfigError(f"{where}: sbatch_extra must be a mapping of sbatch options, got "
-                              f"{values['sbatch_extra']!r}")
+        if "sbatch_extra" in values:
+            _check_sbatch_extra(where, values["sbatch_extra"])
         return cls(**values)
+
+
+SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:=+@%/-]+")  # partition, account, qos, gres: sbatch's own characters
+SBATCH_OPTION = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def _check_word(where: str, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not SBATCH_WORD.fullmatch(value):
+        raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: one word of letters, digits and "
+                          f"_ . , : = + @ % / - (e.g. {key}: main)")
+
+
+def _check_line(where: str, key: str, value: Any, what: str) -> None:
+    """One line of text: no newline or other control character can reach the job script."""
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: {what} (a non-empty string without "
+                          f"newlines or control characters)")
+
+
+def _check_sbatch_extra(where: str, extra: Any) -> None:
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: sbatch_extra = {extra!r} is invalid; valid: a mapping of sbatch options to "
+                          f"values, e.g. {{constraint: a100, exclusive: true}}")
+    for option, value in extra.items():
+        if not isinstance(option, str) or not SBATCH_OPTION.fullmatch(option):
+            raise ConfigError(f"{where}: sbatch_extra key {option!r} is invalid; valid: an sbatch long option "
+                              f"without its dashes, e.g. constraint")
+        if isinstance(value, bool):
+            continue  # true: the bare flag (--exclusive); false: left out
+        if isinstance(value, (int, float)):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"{where}: sbatch_extra.{option} = {value!r} is invalid; valid: a finite number")
+            continue
+        _check_line(where, f"sbatch_extra.{option}", value, "a string, a number or true/false")
 
 
 def load_profile(name: str, clusters_dir: Path) -> ClusterProfile:

@@ -18,15 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import layout
+
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by Inductor each time it compiles
-COMPILE_CACHE_FOLDER = ".compile-cache"  # under the results folder
 
 
 def compile_cache_dir(results_dir: Path, environ: MutableMapping[str, str] = os.environ) -> Path:
     """$TORCHINDUCTOR_CACHE_DIR when the user set it, else <results>/.compile-cache (one for all experiments)."""
     if environ.get(COMPILE_CACHE_ENV):
         return Path(environ[COMPILE_CACHE_ENV])
-    return Path(results_dir) / COMPILE_CACHE_FOLDER
+    return layout.compile_cache_dir(results_dir)
 
 
 def use_compile_cache(folder: Path, environ: MutableMapping[str, str] = os.environ) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
+from . import layout
 from .config import ConfigError, RunConfig, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
@@ -33,7 +34,7 @@ class Setting:
         return self.config.run_name()
 
     def run_dir(self, results_dir: Path) -> Path:
-        return Path(results_dir) / self.experiment / self.run_name
+        return layout.run_dir(results_dir, self.experiment, self.run_name)
 
 
 @dataclass(frozen=True)

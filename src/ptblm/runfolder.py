@@ -3,8 +3,8 @@
     results/<exp>/<run>/
         config.json   every setting plus provenance (code version, torch, device, command line, Slurm ids)
         curves.json   one record per finished epoch (see EpochRecord)
-        status.json   state: running | done | diverged | failed | requeued, epochs finished, error
-        submitted.json  written by `ptblm submit` only: scheduler job id and time of the last submission
+        status.json   state: running | done | diverged | failed | requeued | cancelled, epochs finished, error
+        submitted.json  written by `ptblm submit`/`sbatch` only: job id, time, setting of the last submission
         log.txt       human log, appended
         best.pt       weights of the best validation epoch (always written)
         best_params.pt  with save_best only: the same weights as a raw state_dict, run_exp.py's file
@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import layout
+
 CONFIG_FILE = "config.json"
 CURVES_FILE = "curves.json"
 STATUS_FILE = "status.json"
@@ -33,8 +35,8 @@ BEST_PARAMS = "best_params.pt"  # run_exp.py's name; a raw state_dict
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
 
-RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING = (
-    "running", "done", "diverged", "failed", "requeued", "pending")
+RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING, CANCELLED = (
+    "running", "done", "diverged", "failed", "requeued", "pending", "cancelled")  # cancelled: stopped on request
 FINISHED_STATES = (DONE, DIVERGED)  # resubmission skips these unless forced
 FORMAT_VERSION = 1
 
@@ -199,8 +201,10 @@ def read_status(folder: Path) -> RunStatus | None:
 @dataclass
 class Submission:
     job_id: str | None  # e.g. "1234_3" for array task 3; None for the local executor
-    executor: str  # "slurm" or "local"
+    executor: str  # "slurm", "sbatch" or "local"
     submitted_at: float
+    setting_index: int | None = None  # what was submitted into this folder (absent in older folders)
+    config: dict | None = None  # the RunConfig fields
 
 
 def write_submission(folder: Path, submission: Submission) -> None:
@@ -247,10 +251,9 @@ def read_run(folder: Path) -> RunRecord:
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:
     """All run folders under results/<exp>/<run>/, sorted by experiment then setting number.
     Hidden folders (results/.compile-cache) are not experiments, whatever files they hold."""
-    results_dir = Path(results_dir)
-    pattern = f"{experiment}/*/{CONFIG_FILE}" if experiment else f"*/*/{CONFIG_FILE}"
-    runs = [read_run(path.parent) for path in results_dir.glob(pattern)
-            if not path.relative_to(results_dir).parts[0].startswith(".")]
+    names = [experiment] if experiment else layout.experiments_with_results(results_dir)
+    runs = [read_run(folder) for name in names for folder in layout.run_folders(results_dir, name)
+            if (folder / CONFIG_FILE).is_file()]
     return sorted(runs, key=lambda r: (r.experiment, r.provenance.get("setting_index", 0), r.name))
 
 

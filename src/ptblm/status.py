@@ -1,35 +1,66 @@
-"""`ptblm status EXP`: one table per experiment, built from the run folders alone.
+"""`ptblm status EXP`: one table per experiment, built from its run folders alone.
 
-squeue, when present, only adds the scheduler's view of queued and running jobs; the table never
-depends on it (it works on a laptop after rsync-ing results back).
+config.json (or, before the task started, submitted.json) says which setting a folder holds, so the
+table needs no jobs file. The scheduler's view is one squeue poll, taken when the table is made: a run
+that its folder calls pending, running or requeued but whose job squeue no longer lists is shown
+`lost` (or as sacct says, e.g. `cancelled`, where accounting answers), with its job id and log.
+Without squeue (a laptop after rsync-ing results back) the folders' states are shown as they are.
 """
 from __future__ import annotations
 
-import getpass
 import math
-import shutil
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
+from . import layout
 from . import runfolder as rf
 from .jobs import Experiment
+from .launch.plan import ACTIVE_STATES
 
 
-def squeue_states(runner=subprocess.run) -> dict[str, str] | None:
-    """Job id ("123", "123_4") -> Slurm state ("PENDING", "RUNNING", ...) of this user's jobs;
-    None when squeue is missing or does not answer (then nobody knows what still runs)."""
-    if shutil.which("squeue") is None:
+@dataclass
+class FolderView:
+    """One run folder as status sees it."""
+
+    folder: Path
+    index: int | None
+    num_epochs: int | None
+    state: str
+    job_id: str | None
+    executor: str | None
+    error: str | None
+
+
+def read_folder(folder: Path) -> FolderView | None:
+    """None for a folder that holds no run (no config.json and no submitted.json)."""
+    status, submission = rf.read_status(folder), rf.read_submission(folder)
+    config = rf.read_json(folder / rf.CONFIG_FILE) if (folder / rf.CONFIG_FILE).is_file() else None
+    if config is None and submission is None:
         return None
-    command = ["squeue", "-u", getpass.getuser(), "-h", "-r", "-o", "%i %T"]
-    try:
-        result = runner(command, capture_output=True, text=True, timeout=30)
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    if result.returncode != 0:
-        return None
-    return dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if " " in line)
+    index = config.get("setting_index") if config else None
+    if index is None and submission:
+        index = submission.setting_index
+    settings = config["config"] if config else (submission.config or {})
+    state = rf.current_state(status, submission)
+    return FolderView(folder, index, settings.get("num_epochs"), state, rf.current_job_id(status, submission),
+                      submission.executor if submission else None, status.error if status else None)
+
+
+def scheduler_state(view: FolderView, scheduler: dict[str, str] | None, accounting: dict[str, str] | None,
+                    results_dir: Path, experiment: str) -> tuple[str, str | None]:
+    """The state to show and, for a lost job, a note naming the job and its log."""
+    if view.state not in ACTIVE_STATES or scheduler is None or not view.job_id:
+        return view.state, None
+    queued_as = scheduler.get(view.job_id, "").lower()
+    if queued_as:
+        return (view.state if queued_as == view.state else f"{view.state} ({queued_as})"), None
+    final = (accounting or {}).get(view.job_id, "").lower()
+    shown = final if final and final not in ("pending", "running", "requeued") else "lost"
+    log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
+    return shown, (f"job {view.job_id} is no longer queued or running, but its run folder says {view.state}; "
+                   f"log: {log}; `ptblm submit {experiment}` resumes it")
 
 
 def format_ppl(value: float | None) -> str:
@@ -49,28 +80,79 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def status_rows(experiment: Experiment, results_dir: Path, scheduler: dict[str, str] | None = None) -> list[dict]:
-    scheduler = scheduler or {}
-    rows = []
-    for setting in experiment.settings:
-        folder = setting.run_dir(results_dir)
-        status, submission = rf.read_status(folder), rf.read_submission(folder)
+def lost_job_ids(results_dir: Path, experiment: str, scheduler: dict[str, str] | None) -> list[str]:
+    """Jobs that the run folders say may still run but squeue does not list: the ones to ask sacct about."""
+    if scheduler is None:
+        return []
+    views = [read_folder(folder) for folder in layout.run_folders(results_dir, experiment)]
+    return sorted(v.job_id for v in views if v and v.job_id and v.state in ACTIVE_STATES
+                  and v.job_id not in scheduler)
+
+
+def status_rows(results_dir: Path, experiment: str, planned: Experiment | None = None,
+                scheduler: dict[str, str] | None = None, accounting: dict[str, str] | None = None,
+                notes: list[str] | None = None) -> list[dict]:
+    """One row per run folder of `experiment`, then the settings of `planned` (its jobs file, when there is
+    one) that have no folder yet. `scheduler`: squeue's view, None when it does not answer."""
+    rows, seen = [], set()
+    notes = [] if notes is None else notes
+    planned_index = {s.run_name: s.index for s in planned.settings} if planned else {}  # folders from before
+    # submitted.json recorded the setting (and manual runs) have no index of their own
+    for folder in layout.run_folders(results_dir, experiment):
+        view = read_folder(folder)
+        if view is None:
+            continue
+        seen.add(folder.name)
+        if view.index is None:
+            view.index = planned_index.get(folder.name)
+        state, note = scheduler_state(view, scheduler, accounting, results_dir, experiment)
+        if note:
+            notes.append(f"{view.index}: {note}")
+        elif view.state == rf.FAILED and view.error:
+            notes.append(f"{view.index}: failed: {view.error}")
         curves = rf.read_curves(folder)
-        state = rf.current_state(status, submission) if (status or submission) else "not submitted"
-        job_id = rf.current_job_id(status, submission)
-        queued_as = scheduler.get(job_id, "").lower()
-        if queued_as and queued_as != state and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
-            state = f"{state} ({queued_as})"  # e.g. "requeued (pending)"
         last, best = curves.last_epoch(), curves.best_epoch()
-        rows.append({"#": setting.index, "run": setting.run_name, "state": state,
-                     "epoch": f"{len(curves.epochs)}/{setting.config.num_epochs}",
+        rows.append({"#": "-" if view.index is None else view.index, "run": folder.name, "state": state,
+                     "epoch": f"{len(curves.epochs)}/{view.num_epochs or '?'}",
                      "last valid ppl": format_ppl(last.valid_ppl if last else None),
                      "best valid ppl": format_ppl(best.valid_ppl if best else None),
                      "elapsed": format_seconds(last.wall_clock_seconds if last else None),
-                     "slurm job": job_id or "-"})
-    return rows
+                     "slurm job": view.job_id or "-"})
+    for setting in (planned.settings if planned else ()):
+        if setting.run_name not in seen:
+            rows.append({"#": setting.index, "run": setting.run_name, "state": "not submitted",
+                         "epoch": f"0/{setting.config.num_epochs}", "last valid ppl": "-", "best valid ppl": "-",
+                         "elapsed": "-", "slurm job": "-"})
+    return sorted(rows, key=lambda row: (row["#"] == "-", row["#"] if row["#"] != "-" else 0, row["run"]))
 
 
-def status_table(experiment: Experiment, results_dir: Path, scheduler: dict[str, str] | None = None) -> str:
-    rows = status_rows(experiment, results_dir, scheduler)
-    return f"{experiment.name}: {experiment.description}\n" + tabulate(rows, headers="keys")
+def status_table(results_dir: Path, experiment: str, planned: Experiment | None = None,
+                 scheduler: dict[str, str] | None = None, accounting: dict[str, str] | None = None) -> str:
+    notes: list[str] = []
+    rows = status_rows(results_dir, experiment, planned, scheduler, accounting, notes)
+    title = f"{experiment}: {planned.description}" if planned and planned.description else experiment
+    return f"{title}\n" + tabulate(rows, headers="keys") + "".join(f"\n  setting {note}" for note in notes)
+
+
+def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = None,
+                  scheduler=None, accounting=None) -> str:
+    """The tables of `names` (default: every experiment with results), one squeue poll for all of them.
+    `scheduler` and `accounting` are functions (squeue_states, sacct_states), to be replaced in tests."""
+    from .jobs import load_experiment
+    from .launch.slurm import sacct_states, squeue_states
+
+    names = names or [name for name in layout.experiments_with_results(results_dir)
+                      if any(read_folder(folder) for folder in layout.run_folders(results_dir, name))]
+    if not names:
+        return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
+    queued = (scheduler or squeue_states)()  # None when squeue does not answer
+    tables = []
+    for name in names:
+        has_jobs_file = Path(name).suffix in (".yaml", ".yml") or (Path(jobs_dir) / f"{name}.yaml").is_file()
+        planned = None  # the jobs file only adds "not submitted" rows
+        if has_jobs_file or not layout.experiment_dir(results_dir, name).is_dir():
+            planned = load_experiment(name, jobs_dir)  # raises the usual one line for an unknown experiment
+        experiment = planned.name if planned else name
+        final = (accounting or sacct_states)(lost_job_ids(results_dir, experiment, queued))
+        tables.append(status_table(results_dir, experiment, planned, queued, final))
+    return "\n\n".join(tables)

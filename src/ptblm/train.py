@@ -10,7 +10,7 @@ training goes on, as in the reference results. When an epoch's mean train or val
 not finite (inf/NaN: the weights are poisoned), that epoch is recorded as such and the run ends
 `diverged`; best.pt keeps the best finite epoch.
 
-The trainer knows nothing about Slurm: preemption is handled by the caller (ptblm.slurm_job)
+The trainer knows nothing about Slurm: preemption is handled by the caller (ptblm.launch.tasks)
 rerunning `train_run`, which resumes from last.pt.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,10 @@ from .step import CompilingStep, Step, make_step, rng_state, set_rng_state, use_
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
+
+
+class StopRequested(Exception):
+    """The caller's `should_stop` said yes between two batches."""
 
 
 class RunFolderMismatch(RuntimeError):
@@ -98,6 +103,7 @@ class EpochRunner:
     log: RunLog
     interactive: bool
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
+    should_stop: Callable[[], bool] = lambda: False  # asked between batches (StopRequested)
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
 
@@ -149,6 +155,8 @@ class EpochRunner:
         progress = _progress_bar(steps, label) if self.interactive else None
         started = time.perf_counter()
         for index in range(steps):
+            if self.should_stop():
+                raise StopRequested
             x, y = batch_at(data, index, seq_len)  # (batch, seq) each, y shifted by one token
             loss, hidden = step(x, y, hidden)  # loss stays on the device: no sync per batch
             total += loss
@@ -196,8 +204,11 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
               experiment: str | None = None, setting_index: int | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
               echo: bool = True, scratch_dir: Path | None = None,
-              compile_cache: Path | None = None) -> rf.RunStatus:
+              compile_cache: Path | None = None, should_stop: Callable[[], bool] | None = None) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
+
+    `should_stop` is asked between batches: once it says yes, the epoch is abandoned and the run ends
+    `cancelled`, resumable from its last.pt (the caller decides why: a signal, a parent gone).
 
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
@@ -221,11 +232,19 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
         return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
-                      sys.stderr.isatty() if interactive is None else interactive)
-    except BaseException as error:  # record why, for status tables, then let the caller see it
+                      sys.stderr.isatty() if interactive is None else interactive, should_stop or (lambda: False))
+    except StopRequested:
         previous = rf.read_status(out_dir)
-        if isinstance(error, SystemExit) and previous and previous.state == rf.REQUEUED:
-            raise  # submitit's requeue exit after checkpoint(): the folder already says so
+        epochs_done = previous.epochs_done if previous else 0
+        rf.write_status(out_dir, rf.RunStatus(
+            state=rf.CANCELLED, epochs_done=epochs_done, num_epochs=config.num_epochs, updated_at=time.time(),
+            slurm_job_id=previous.slurm_job_id if previous else None, host=previous.host if previous else None))
+        log(f"stopped on request: cancelled after {epochs_done}/{config.num_epochs} epochs; "
+            f"rerunning resumes from last.pt")
+        return rf.read_status(out_dir)
+    except (Exception, KeyboardInterrupt) as error:  # record why, for status tables, then let the caller see it
+        # (a SystemExit is the caller's own decision to leave, e.g. a requeue: its state is the caller's to write)
+        previous = rf.read_status(out_dir)
         if isinstance(error, RunFolderMismatch):
             raise  # the folder belongs to another setting: leave its status alone
         interrupted = isinstance(error, KeyboardInterrupt)
@@ -238,7 +257,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
 
 
 def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experiment, setting_index,
-           command_line, interactive: bool) -> rf.RunStatus:
+           command_line, interactive: bool, should_stop: Callable[[], bool]) -> rf.RunStatus:
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
@@ -269,7 +288,8 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         **provenance(device, command_line)})
     log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
-                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph])
+                         cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
+                         should_stop=should_stop)
     best = curves.best_epoch()
     state = rf.RUNNING
 

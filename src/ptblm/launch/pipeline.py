@@ -1,0 +1,144 @@
+"""One pipeline behind `ptblm submit` (submitit: Slurm or local) and `ptblm sbatch`:
+
+    check data and profile -> lock the experiment -> plan -> table -> submit the settings that run
+    -> for each task the scheduler accepted: empty its forced folders, write submitted.json -> release
+
+Slurm tasks are submitted held and released once their folders are ready, so a forced folder is
+emptied only after the scheduler accepted its task, and before the task can start: a partition typo
+leaves every folder as it was, and a task that Slurm requeues later resumes (never in the task).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import layout
+from .. import runfolder as rf
+from ..clusters import ClusterProfile
+from ..config import ConfigError
+from ..container import ContainerSpec, default_runtime, job_binds, requeue_env
+from ..jobs import Experiment
+from .checks import check_data_for_submission
+from .local import run_local
+from .lock import submission_lock
+from .plan import PlannedTask, plan_experiment, plan_table
+from .sbatch import sbatch_argv, sbatch_job_command, submit_array
+from .slurm import scheduler_parameters, slurm_answers, squeue_states, submit_arrays
+from .tasks import TrainGroup, TrainTask, threads_per_run
+
+
+@dataclass
+class SubmitOutcome:
+    plan: list[PlannedTask]
+    executor: str  # "slurm", "local", "sbatch" or "none" (dry run / nothing to do)
+    job_ids: list[str]
+    logs_dir: Path
+
+
+def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
+                   requeue_dir: Path) -> ContainerSpec | None:
+    """The profile's image with the repository, results, data (and $SLURM_TMPDIR) bound at their own paths."""
+    if not profile.container:
+        return None
+    image = Path(profile.container).expanduser().resolve()
+    if not image.is_file():
+        raise ConfigError(f"cluster profile {profile.name}: container = {profile.container!r} is not a file; "
+                          f"build it with `make sif` (see README, Containers) or remove the key")
+    return ContainerSpec(image=str(image), runtime=default_runtime(),
+                         binds=job_binds(Path.cwd(), results_dir, data_dir, profile.container_binds),
+                         env=requeue_env(requeue_dir))
+
+
+def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | TrainGroup]:
+    """One array task per setting, or per `runs_per_gpu` settings sharing one allocation."""
+    if runs_per_gpu <= 1:
+        return list(tasks)
+    return [TrainGroup(tuple(tasks[i:i + runs_per_gpu])) for i in range(0, len(tasks), runs_per_gpu)]
+
+
+def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str):
+    """What happens once the scheduler has accepted a job: its forced folders are emptied, then each run
+    folder records the job (submitted.json, with the setting it runs)."""
+    forced = {task.setting.index for task in plan if task.forced}
+
+    def accepted(job: TrainTask | TrainGroup, job_id: str | None, submitted_at: float) -> None:
+        for member in job.members:
+            if member.setting.index in forced:
+                rf.clear_run_folder(member.run_dir)
+            rf.write_submission(member.run_dir, rf.Submission(
+                job_id, executor, submitted_at, setting_index=member.setting.index,
+                config=member.setting.config.to_dict()))
+    return accepted
+
+
+def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
+                      dry_run: bool = False, force: bool = False, executor: str = "auto",
+                      echo=print) -> SubmitOutcome:
+    """`ptblm submit`: submitit, to Slurm (one array, fire-and-forget) or, without Slurm, local processes (waits)."""
+    use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
+    return _pipeline(experiment, profile, "slurm" if use_slurm else "local", results_dir=results_dir,
+                     data_dir=data_dir, dry_run=dry_run, force=force, echo=echo)
+
+
+def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
+                  script: Path, dry_run: bool = False, force: bool = False,
+                  runner=subprocess.run, echo=print) -> SubmitOutcome:
+    """`ptblm sbatch`: one sbatch array of slurm/array.sbatch for the settings that still need to run.
+
+    No submitit here, so no USR2 handling: a preempted task is requeued by Slurm (--requeue in the
+    script) and resumes from last.pt; a timed-out one resumes when submitted again.
+    """
+    return _pipeline(experiment, profile, "sbatch", results_dir=results_dir, data_dir=data_dir, dry_run=dry_run,
+                     force=force, echo=echo, script=script, runner=runner)
+
+
+def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *, results_dir: Path, data_dir: Path,
+              dry_run: bool, force: bool, echo, script: Path | None = None, runner=subprocess.run) -> SubmitOutcome:
+    results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
+    logs_dir = layout.logs_dir(results_dir, experiment.name)
+    # Everything that can be wrong is found here, before any folder or queue is touched.
+    check_data_for_submission(data_dir)
+    parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
+    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
+    # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
+    # holder's submitted.json files are written.
+    with contextlib.nullcontext() if dry_run else submission_lock(
+            layout.submit_lock_path(results_dir, experiment.name), experiment.name):
+        scheduler = {} if executor == "local" else squeue_states()
+        plan = plan_experiment(experiment, results_dir, force, scheduler)
+        echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
+        echo(plan_table(plan))
+        todo = [task for task in plan if task.runs]
+        if dry_run:
+            if executor == "sbatch" and todo:
+                echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
+                                          results_dir=results_dir, data_dir=data_dir,
+                                          command=sbatch_job_command(spec), script=script)[0]))
+            echo("dry run: nothing submitted")
+            return SubmitOutcome(plan, "none", [], logs_dir)
+        if not todo:
+            echo("nothing to submit: every setting is finished or queued")
+            return SubmitOutcome(plan, "none", [], logs_dir)
+        if spec:
+            echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
+        accepted = mark_accepted(plan, results_dir, executor)
+        # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
+        threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
+        watch = os.getpid() if executor == "local" else None  # local trainers stop when this process is gone
+        tasks = [TrainTask(task.setting, str(data_dir), str(results_dir), threads, watch) for task in todo]
+        if executor == "sbatch":
+            job_ids = submit_array(tasks, profile, parameters, experiment, results_dir=results_dir,
+                                   data_dir=data_dir, command=sbatch_job_command(spec), script=script,
+                                   accepted=accepted, runner=runner, echo=echo)
+        elif executor == "slurm":
+            job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), parameters, logs_dir=logs_dir,
+                                    max_timeouts=profile.max_timeouts, array_size=profile.max_array_size,
+                                    spec=spec, accepted=accepted, echo=echo)
+            echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `ptblm status {experiment.name}`")
+        else:
+            job_ids = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir, spec=spec,
+                                accepted=accepted, echo=echo)
+    return SubmitOutcome(plan, executor, job_ids, logs_dir)

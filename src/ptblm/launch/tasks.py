@@ -1,0 +1,182 @@
+"""The callables a scheduled task runs: one setting (TrainTask) or several on one allocation (TrainGroup).
+
+Like MAE's submitit wrapper: on USR2 (sent by Slurm before the time limit or on preemption, as
+configured by submitit) submitit calls `checkpoint()`, which marks the run folder `requeued` and
+returns the same task; submitit requeues it and the new attempt resumes from last.pt. On SIGTERM
+(`scancel`, or a local submit that went away) the task asks the trainer to stop: it ends `cancelled`
+after the current batch, its last.pt resumable. The trainer itself knows nothing about Slurm or signals.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import runfolder as rf
+from ..jobs import Setting
+
+
+def threads_per_run(runs: int, environ=os.environ) -> int:
+    """CPU threads for each of `runs` runs sharing this allocation ($SLURM_CPUS_PER_TASK, else every core)."""
+    cpus = int(environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
+    return max(1, cpus // runs)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(stop: threading.Event):
+    """SIGTERM sets `stop` (submitit only logs "Bypassing signal SIGTERM"); the old handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
+    """Set `stop` once process `pid` has exited (the local `ptblm submit` that started this task, even
+    after `kill -9`: submitit's local controller outlives it)."""
+    if pid is None:
+        return
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        stop.set()
+        return
+
+    def watch() -> None:
+        select.select([handle], [], [])
+        stop.set()
+
+    threading.Thread(target=watch, name=f"stop-when-{pid}-exits", daemon=True).start()
+
+
+def record_failure_before_start(run_dir: Path, num_epochs: int, error: BaseException) -> None:
+    """A task that failed before the trainer wrote anything (data missing on the node, an import error)
+    says so in its run folder, which would otherwise stay `pending` forever."""
+    status, submission = rf.read_status(run_dir), rf.read_submission(run_dir)
+    if submission is None or rf.current_state(status, submission) != rf.PENDING:
+        return  # the trainer recorded it, or the folder is not this submission's
+    lines = str(error).strip().splitlines()
+    rf.write_status(run_dir, rf.RunStatus(
+        state=rf.FAILED, epochs_done=status.epochs_done if status else 0, num_epochs=num_epochs,
+        error=f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": "), updated_at=time.time(),
+        slurm_job_id=submission.job_id, host=socket.gethostname()))
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    setting: Setting
+    data_dir: str
+    results_dir: str
+    threads: int | None = None  # torch CPU threads; default: threads_per_run(1)
+    watch_pid: int | None = None  # stop when this process exits (the local submit)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.setting.run_dir(Path(self.results_dir))
+
+    @property
+    def setting_indices(self) -> tuple[int, ...]:
+        return (self.setting.index,)
+
+    @property
+    def members(self) -> tuple[TrainTask, ...]:
+        return (self,)
+
+    def __call__(self) -> str:
+        stop = threading.Event()
+        stop_when_gone(self.watch_pid, stop)
+        with stop_on_sigterm(stop):
+            try:
+                import torch
+
+                from ..compiling import compile_cache_dir
+                from ..train import train_run
+
+                torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe
+                status = train_run(self.setting.config, Path(self.data_dir), self.run_dir,
+                                   experiment=self.setting.experiment, setting_index=self.setting.index,
+                                   command_line=sys.argv, interactive=False,
+                                   scratch_dir=os.environ.get("SLURM_TMPDIR"),
+                                   compile_cache=compile_cache_dir(Path(self.results_dir)), should_stop=stop.is_set)
+            except Exception as error:
+                record_failure_before_start(self.run_dir, self.setting.config.num_epochs, error)
+                raise
+        return status.state
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on USR2: the same task again, which resumes from last.pt."""
+        from submitit.helpers import DelayedSubmission
+
+        mark_requeued(self.run_dir, self.setting.config.num_epochs)
+        return DelayedSubmission(self)
+
+
+@dataclass(frozen=True)
+class TrainGroup:
+    """Several settings at once on one allocation (profile `runs_per_gpu`): one process each.
+
+    These models use a fraction of a modern GPU, so packing K runs on it multiplies throughput.
+    On USR2 or SIGTERM Slurm signals every process of the step: the children stop, and on USR2
+    `checkpoint()` requeues the group, whose runs each resume from their own last.pt.
+    """
+
+    tasks: tuple[TrainTask, ...]
+
+    @property
+    def setting_indices(self) -> tuple[int, ...]:
+        return tuple(task.setting.index for task in self.tasks)
+
+    @property
+    def members(self) -> tuple[TrainTask, ...]:
+        return self.tasks
+
+    def __call__(self) -> list[str]:
+        import multiprocessing
+
+        threads = threads_per_run(len(self.tasks))
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no CUDA state is forked
+        processes = [context.Process(target=dataclasses.replace(task, threads=task.threads or threads,
+                                                                watch_pid=task.watch_pid or os.getpid()),
+                                     name=task.setting.run_name) for task in self.tasks]
+        stop = threading.Event()  # the children stop on their own SIGTERM; this one only waits for them
+        with stop_on_sigterm(stop):
+            for process in processes:
+                process.start()
+            for process in processes:
+                process.join()
+        states = [(rf.read_status(task.run_dir) or rf.RunStatus(rf.FAILED, 0, 0)).state for task in self.tasks]
+        failed = [task.setting.run_name for task, p in zip(self.tasks, processes) if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(self.tasks)} runs failed: {', '.join(failed)} "
+                               f"(see their log.txt)")
+        return states
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        for task in self.tasks:
+            mark_requeued(task.run_dir, task.setting.config.num_epochs)
+        return DelayedSubmission(self)  # finished members return at once, the others resume
+
+
+def mark_requeued(run_dir: Path, num_epochs: int) -> None:
+    """Say so in status.json, unless the run already finished (done and diverged stay final)."""
+    previous = rf.read_status(run_dir)
+    if previous and previous.state in rf.FINISHED_STATES:
+        return
+    rf.write_status(run_dir, rf.RunStatus(
+        state=rf.REQUEUED, epochs_done=previous.epochs_done if previous else 0, num_epochs=num_epochs,
+        updated_at=time.time(), slurm_job_id=previous.slurm_job_id if previous else None,
+        host=previous.host if previous else None))

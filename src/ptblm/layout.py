@@ -1,0 +1,84 @@
+"""The results tree, spelled out in one place (the files inside a run folder are runfolder.py's):
+
+    results/<exp>/                 one experiment
+      <run>/                       one run folder per setting (see ptblm.runfolder)
+      logs/                        scheduler logs: submitit's <job>_<task>_0_log.out, sbatch's <job>_<task>.out,
+                                   and pinned-*.json, what each task of an sbatch array runs
+      .submit.lock                 held by the `ptblm submit`/`ptblm sbatch` planning and submitting now
+    results/manual/<run>/          `ptblm train` without --out
+    results/report/                tables, figures, gradients, samples, report.tex
+    results/demo/                  `ptblm demo`: a results tree of its own (demo/smoke/<run>/)
+    results/.compile-cache/        Inductor's cache (ptblm.compiling)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+LOGS_FOLDER = "logs"
+SUBMIT_LOCK_FILE = ".submit.lock"
+NOT_RUN_FOLDERS = (LOGS_FOLDER,)  # folders of an experiment that are not settings
+MANUAL_EXPERIMENT = "manual"
+REPORT_FOLDER = "report"
+DEMO_FOLDER = "demo"
+COMPILE_CACHE_FOLDER = ".compile-cache"
+
+
+def manual_run_dir(results_dir: Path, run_name: str) -> Path:
+    return run_dir(results_dir, MANUAL_EXPERIMENT, run_name)
+
+
+def report_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / REPORT_FOLDER
+
+
+def demo_results_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / DEMO_FOLDER
+
+
+def compile_cache_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / COMPILE_CACHE_FOLDER
+
+
+def experiment_dir(results_dir: Path, experiment: str) -> Path:
+    return Path(results_dir) / experiment
+
+
+def run_dir(results_dir: Path, experiment: str, run_name: str) -> Path:
+    return experiment_dir(results_dir, experiment) / run_name
+
+
+def logs_dir(results_dir: Path, experiment: str) -> Path:
+    """Where an experiment's Slurm and submitit logs go."""
+    return experiment_dir(results_dir, experiment) / LOGS_FOLDER
+
+
+def submit_lock_path(results_dir: Path, experiment: str) -> Path:
+    return experiment_dir(results_dir, experiment) / SUBMIT_LOCK_FILE
+
+
+def pinned_tasks_path(results_dir: Path, experiment: str, stamp: str) -> Path:
+    """The task id -> run config mapping of one sbatch array, written before sbatch."""
+    return logs_dir(results_dir, experiment) / f"pinned-{stamp}.json"
+
+
+def task_log_path(results_dir: Path, experiment: str, executor: str, job_id: str | None) -> Path | None:
+    """The log of a submitted task: submitit's `<job>_<task>_0_log.out`, sbatch's `<job>_<task>.out`."""
+    if not job_id:
+        return None
+    folder = logs_dir(results_dir, experiment)
+    return folder / (f"{job_id}.out" if executor == "sbatch" else f"{job_id}_0_log.out")
+
+
+def run_folders(results_dir: Path, experiment: str) -> list[Path]:
+    """Every setting's folder of an experiment (hidden folders and logs/ are not settings)."""
+    folder = experiment_dir(results_dir, experiment)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_RUN_FOLDERS)
+
+
+def experiments_with_results(results_dir: Path) -> list[str]:
+    """Experiments that have a folder under results/ (hidden ones, like .compile-cache, are not)."""
+    folders = Path(results_dir).iterdir() if Path(results_dir).is_dir() else []
+    return sorted(p.name for p in folders if p.is_dir() and not p.name.startswith("."))

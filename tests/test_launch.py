@@ -1,0 +1,346 @@
+"""The launch layer without a scheduler: nothing lost, checks before queueing, one writer, true states."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tiny_config
+from ptblm import layout
+from ptblm import runfolder as rf
+from ptblm.clusters import ClusterProfile, load_profile
+from ptblm.config import ConfigError
+from ptblm.data import DataError, write_synthetic_corpus
+from ptblm.jobs import load_experiment
+from ptblm.launch.lock import SubmissionLocked, submission_lock
+from ptblm.launch.pipeline import submit_experiment, submit_sbatch
+from ptblm.launch.plan import Action, plan_experiment
+from ptblm.launch.sbatch import pinned_setting, run_setting
+from ptblm.launch.slurm import sbatch_flags, scheduler_parameters
+from ptblm.launch.tasks import TrainTask
+from ptblm.status import status_report, status_rows
+from ptblm.train import train_run
+
+
+def tiny_jobs(jobs_dir: Path, hidden_sizes=(8, 10), num_epochs: int = 2) -> str:
+    jobs_dir.mkdir(exist_ok=True)
+    common = {k: v for k, v in tiny_config(num_epochs=num_epochs, model="RNN").to_dict().items() if k != "hidden_size"}
+    settings = "".join(f"  - {{hidden_size: {h}}}\n" for h in hidden_sizes)
+    (jobs_dir / "tiny.yaml").write_text(f"description: tiny\ncommon: {json.dumps(common)}\nsettings:\n{settings}")
+    return "tiny"
+
+
+def finished_runs(tmp_path, synthetic_dir):
+    """An experiment whose two settings are done, as training leaves them."""
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    for setting in experiment.settings:
+        train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path / "results"), experiment=setting.experiment,
+                  setting_index=setting.index, echo=False)
+    return experiment
+
+
+def folder_contents(experiment, results):
+    return {s.run_name: sorted((p.name, p.stat().st_mtime_ns) for p in s.run_dir(results).iterdir())
+            for s in experiment.settings}
+
+
+class FakeSlurm:
+    """sbatch and scontrol as a runner: records each call and what the forced folders held at that moment."""
+
+    def __init__(self, experiment, results, sbatch_rc=0, stderr=""):
+        self.experiment, self.results, self.sbatch_rc, self.stderr = experiment, results, sbatch_rc, stderr
+        self.calls = []
+
+    def __call__(self, argv, **kwargs):
+        held = {s.index: sorted(p.name for p in s.run_dir(self.results).iterdir()) for s in self.experiment.settings}
+        self.calls.append((argv, kwargs.get("env"), held))
+        if argv[0] == "sbatch":
+            return subprocess.CompletedProcess(argv, self.sbatch_rc, "Submitted batch job 41\n" if not self.sbatch_rc
+                                               else "", self.stderr)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+
+# ----------------------------------------------------------------------------- nothing lost
+
+def test_a_forced_sbatch_that_slurm_refuses_leaves_every_folder_as_it_was(tmp_path, synthetic_dir):
+    experiment = finished_runs(tmp_path, synthetic_dir)
+    results = tmp_path / "results"
+    before = folder_contents(experiment, results)
+    runner = FakeSlurm(experiment, results, sbatch_rc=1, stderr="sbatch: error: invalid partition specified: dbug")
+    with pytest.raises(RuntimeError, match="invalid partition specified: dbug; nothing was submitted"):
+        submit_sbatch(experiment, ClusterProfile(name="t", partition="dbug"), results_dir=results,
+                      data_dir=synthetic_dir, script=Path("slurm/array.sbatch"), force=True, runner=runner,
+                      echo=lambda line: None)
+    assert folder_contents(experiment, results) == before
+    assert [call[0][0] for call in runner.calls] == ["sbatch"]
+
+
+def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job_may_start(tmp_path, synthetic_dir):
+    experiment = finished_runs(tmp_path, synthetic_dir)
+    results = tmp_path / "results"
+    runner = FakeSlurm(experiment, results)
+    submit_sbatch(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,
+                  script=Path("slurm/array.sbatch"), force=True, runner=runner, echo=lambda line: None)
+    (sbatch, _, at_sbatch), (release, _, at_release) = runner.calls
+    assert sbatch[:2] == ["sbatch", "--hold"] and release == ["scontrol", "release", "41"]
+    assert all(rf.LAST_CHECKPOINT in files for files in at_sbatch.values())  # intact while sbatch could fail
+    assert all(files == [rf.SUBMISSION_FILE] for files in at_release.values())  # emptied before the release
+    submission = rf.read_submission(experiment.settings[1].run_dir(results))
+    assert (submission.job_id, submission.executor, submission.setting_index) == ("41_1", "sbatch", 1)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("partition: [a, b]", "partition = ['a', 'b'] is invalid; valid: one word"),
+    ("account: {a: 1}", "account = {'a': 1} is invalid; valid: one word"),
+    ("mem_gb: -4", "mem_gb = -4 is invalid; valid: a positive number of GB"),
+    ('mem_gb: "lots"', "mem_gb = 'lots' is invalid; valid: a positive number of GB"),
+    ('partition: "debug\\n#SBATCH --time=0"', "partition = 'debug\\n#SBATCH --time=0' is invalid"),
+    ('setup: ["module load x\\nrm -rf ~"]', "setup[0] = 'module load x\\nrm -rf ~' is invalid; valid: one line"),
+    ('sbatch_extra: {constraint: "a100\\nhostname"}', "sbatch_extra.constraint = 'a100\\nhostname' is invalid"),
+    ('sbatch_extra: {"bad option": 1}', "sbatch_extra key 'bad option' is invalid"),
+    ("sbatch_extra: [exclusive]", "sbatch_extra = ['exclusive'] is invalid; valid: a mapping"),
+])
+def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path, line, message):
+    (tmp_path / "c.yaml").write_text(line + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_profile("c", tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'c.yaml'}: {message}") and "\n" not in str(error.value).replace(
+        "\\n", "")
+
+
+def test_both_paths_spell_a_profile_the_same_way_booleans_as_bare_flags(tmp_path):
+    (tmp_path / "c.yaml").write_text("partition: main\nmem_gb: 1.5\nsbatch_extra: {exclusive: true, "
+                                     "requeue: false, constraint: a100}\n")
+    parameters = scheduler_parameters(load_profile("c", tmp_path), "ptblm-x")
+    assert parameters["additional_parameters"] == {"exclusive": True, "constraint": "a100"}
+    flags = sbatch_flags(parameters)
+    assert "--exclusive" in flags and "--constraint=a100" in flags and "--mem=1536MB" in flags
+    assert not any("True" in flag or "requeue" in flag for flag in flags)
+
+
+def test_setup_lines_reach_the_job_script_as_separate_lines(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    setup = ("# the site's modules", "first=1", "if true; then", "  second=2", "fi")
+    runner = FakeSlurm(experiment, tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    for setting in experiment.settings:
+        setting.run_dir(tmp_path / "results").mkdir(parents=True)
+    submit_sbatch(experiment, ClusterProfile(name="t", setup=setup), results_dir=tmp_path / "results",
+                  data_dir=synthetic_dir, script=Path("slurm/array.sbatch"), runner=runner, echo=lambda line: None)
+    environment = runner.calls[0][1]
+    # what slurm/array.sbatch does with it
+    shell = subprocess.run(["bash", "-c", 'eval "${PTBLM_SETUP:-}"; echo "$first$second"'],
+                           env={**os.environ, "PTBLM_SETUP": environment["PTBLM_SETUP"]},
+                           capture_output=True, text=True)
+    assert shell.returncode == 0 and shell.stdout == "12\n", shell.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "corrupt PTB"])
+def test_bad_data_stops_submit_and_dry_run_before_anything_is_queued(tmp_path, synthetic_dir, damage):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    data = write_synthetic_corpus(tmp_path / "data", seed=1, vocab_size=30, tokens=(500, 100, 100))
+    if damage == "missing":
+        (data / "ptb.valid.txt").unlink()
+    elif damage == "empty":
+        (data / "ptb.test.txt").write_text("")
+    else:  # the size of the real ptb.valid.txt, other bytes
+        (data / "ptb.valid.txt").write_bytes(b"x\n" * (399782 // 2))
+    expected = {"missing": "ptb.valid.txt is missing", "empty": "ptb.test.txt is empty",
+                "corrupt PTB": "ptb.valid.txt has the size of PTB's ptb.valid.txt but MD5"}[damage]
+    for dry_run in (True, False):
+        with pytest.raises(DataError, match=expected):
+            submit_experiment(experiment, ClusterProfile(name="t"), results_dir=tmp_path / "results",
+                              data_dir=data, dry_run=dry_run, executor="local", echo=lambda line: None)
+    assert not (tmp_path / "results").exists()
+
+
+# ----------------------------------------------------------------------------- one writer
+
+def test_a_second_submission_of_the_same_experiment_is_refused_naming_the_holder(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    results = tmp_path / "results"
+    holder = f"experiment tiny is being submitted by another `ptblm submit` \\(host .*, pid {os.getpid()}, since"
+    with submission_lock(layout.submit_lock_path(results, "tiny"), "tiny"), \
+            pytest.raises(SubmissionLocked, match=holder):
+        submit_experiment(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,
+                          executor="local", echo=lambda line: None)
+    assert not any(layout.run_folders(results, "tiny"))  # nothing was planned into a folder
+    with submission_lock(layout.submit_lock_path(results, "tiny"), "tiny"):  # released when its holder let go
+        pass
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_local_submit_stops_its_trainers(tmp_path):
+    data = write_synthetic_corpus(tmp_path / "data", seed=3, vocab_size=60, tokens=(20000, 1200, 1200))
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    common = {k: v for k, v in tiny_config(num_epochs=30, hidden_size=64).to_dict().items()}
+    (jobs_dir / "slow.yaml").write_text(f"common: {json.dumps(common)}\nsettings:\n  - {{}}\n")
+    (tmp_path / "clusters").mkdir()
+    (tmp_path / "clusters" / "one.yaml").write_text("local_parallelism: 1\nlocal_timeout_min: 10\n")
+    submit = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "submit", "slow", "--executor", "local",
+                               "--cluster", "one", "--clusters", str(tmp_path / "clusters"), "--jobs", str(jobs_dir),
+                               "--results", str(tmp_path / "results"), "--data", str(data)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = load_experiment("slow", jobs_dir).settings[0].run_dir(tmp_path / "results")
+    deadline = time.time() + 300
+    while len(rf.read_curves(run_dir).epochs) < 1:
+        assert time.time() < deadline and submit.poll() is None, "the local run did not start"
+        time.sleep(0.2)
+    submit.send_signal(signal.SIGKILL)
+    submit.wait()
+    deadline = time.time() + 120
+    while rf.read_status(run_dir).state == rf.RUNNING:
+        assert time.time() < deadline, "the trainer went on after its submit was killed"
+        time.sleep(0.2)
+    status = rf.read_status(run_dir)
+    assert status.state == rf.CANCELLED and status.epochs_done < 30
+    time.sleep(2)
+    assert rf.read_status(run_dir) == status  # nobody writes there any more
+    assert "stopped on request" in (run_dir / rf.LOG_FILE).read_text()
+
+
+# ----------------------------------------------------------------------------- states that stay true
+
+def test_a_stop_request_ends_the_run_cancelled_and_resumable(tmp_path, synthetic_dir):
+    config = tiny_config(num_epochs=3)
+    asked = []
+
+    def stop_in_the_second_epoch() -> bool:
+        asked.append(1)
+        return len(rf.read_curves(tmp_path / "run").epochs) == 1 and len(asked) > 1
+
+    status = train_run(config, synthetic_dir, tmp_path / "run", echo=False, should_stop=stop_in_the_second_epoch)
+    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
+    resumed = train_run(config, synthetic_dir, tmp_path / "run", echo=False)
+    assert (resumed.state, resumed.epochs_done) == (rf.DONE, 3)
+    assert "resuming from" in (tmp_path / "run" / rf.LOG_FILE).read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_task_promptly_and_cleanly(tmp_path):
+    data = write_synthetic_corpus(tmp_path / "data", seed=3, vocab_size=60, tokens=(20000, 1200, 1200))
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    common = tiny_config(num_epochs=30, hidden_size=64).to_dict()
+    (jobs_dir / "slow.yaml").write_text(f"common: {json.dumps(common)}\nsettings:\n  - {{}}\n")
+    task = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "run-setting", "slow", "0", "--jobs", str(jobs_dir),
+                             "--results", str(tmp_path / "results"), "--data", str(data)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run_dir = load_experiment("slow", jobs_dir).settings[0].run_dir(tmp_path / "results")
+    deadline = time.time() + 300
+    while len(rf.read_curves(run_dir).epochs) < 1:
+        assert time.time() < deadline and task.poll() is None, task.stderr.read() if task.poll() is not None else ""
+        time.sleep(0.2)
+    task.send_signal(signal.SIGTERM)
+    assert task.wait(timeout=120) == 0  # a clean exit, not a kill
+    status = rf.read_status(run_dir)
+    assert status.state == rf.CANCELLED and 1 <= status.epochs_done < 30
+    plan = plan_experiment(load_experiment("slow", jobs_dir), tmp_path / "results", False, {})
+    assert plan[0].action is Action.RESUME
+
+
+def test_a_systemexit_is_left_to_the_caller_not_recorded_as_a_failure(tmp_path, synthetic_dir):
+    from ptblm.launch.tasks import mark_requeued
+
+    def requeue_now() -> bool:  # what submitit does on USR2: checkpoint(), then sys.exit
+        mark_requeued(tmp_path / "run", 3)
+        raise SystemExit(-1)
+
+    with pytest.raises(SystemExit):
+        train_run(tiny_config(), synthetic_dir, tmp_path / "run", echo=False, should_stop=requeue_now)
+    assert rf.read_status(tmp_path / "run").state == rf.REQUEUED
+
+
+def test_a_task_that_fails_before_training_records_its_error(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    setting = experiment.settings[0]
+    results = tmp_path / "results"
+    rf.write_submission(setting.run_dir(results), rf.Submission("12_0", "slurm", time.time() - 1, 0,
+                                                                setting.config.to_dict()))
+    with pytest.raises(DataError):
+        TrainTask(setting, str(tmp_path / "no-data-on-this-node"), str(results))()
+    status = rf.read_status(setting.run_dir(results))
+    assert status.state == rf.FAILED and status.error.startswith(
+        f"DataError: {tmp_path}/no-data-on-this-node/ptb.train.txt is missing")
+    assert plan_experiment(experiment, results, False, {})[0].reason == "was failed"
+    assert f"0: failed: DataError: {tmp_path}/no-data-on-this-node" in status_report(
+        results, tmp_path / "jobs", ["tiny"], scheduler=lambda: {}, accounting=lambda ids: None)
+
+
+def running_folder(results, setting, job_id):
+    rf.write_submission(setting.run_dir(results), rf.Submission(job_id, "slurm", 1.0, setting.index,
+                                                                setting.config.to_dict()))
+    rf.write_status(setting.run_dir(results), rf.RunStatus(rf.RUNNING, 1, 2, updated_at=2.0, slurm_job_id=job_id))
+
+
+def test_status_shows_a_run_whose_job_left_the_queue_as_lost_or_as_sacct_says(tmp_path):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    results = tmp_path / "results"
+    running_folder(results, experiment.settings[0], "7_0")
+    running_folder(results, experiment.settings[1], "7_1")
+    states = lambda **kw: [row["state"] for row in status_rows(results, "tiny", experiment, **kw)]  # noqa: E731
+    assert states(scheduler={"7_0": "RUNNING", "7_1": "RUNNING"}) == ["running", "running"]
+    assert states(scheduler={"7_1": "RUNNING"}) == ["lost", "running"]
+    assert states(scheduler={}, accounting={"7_0": "CANCELLED", "7_1": "TIMEOUT"}) == ["cancelled", "timeout"]
+    assert states(scheduler=None) == ["running", "running"]  # no squeue: the folders as they are
+    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: {"7_1": "RUNNING"},
+                           accounting=lambda ids: None)
+    assert (f"setting 0: job 7_0 is no longer queued or running, but its run folder says running; log: "
+            f"{results}/tiny/logs/7_0_0_log.out") in report
+
+
+def test_status_reads_run_folders_not_the_jobs_file(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    results = tmp_path / "results"
+    running_folder(results, experiment.settings[1], "8_1")
+    tiny_jobs(tmp_path / "jobs", hidden_sizes=(6, 8, 10))  # a setting inserted in front while the job runs
+    rows = status_rows(results, "tiny", load_experiment("tiny", tmp_path / "jobs"), scheduler={"8_1": "RUNNING"})
+    assert [(row["#"], row["run"].split("_")[4], row["state"]) for row in rows] == [
+        (0, "h6", "not submitted"), (1, "h10", "running"), (1, "h8", "not submitted")]
+    (tmp_path / "jobs" / "tiny.yaml").unlink()
+    report = status_report(results, tmp_path / "jobs", None, scheduler=lambda: None, accounting=lambda ids: None)
+    assert "tiny" in report and "h10" in report and " running " in report
+
+
+def test_sbatch_pins_what_each_task_runs_at_submission(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    results = tmp_path / "results"
+    for setting in experiment.settings:
+        setting.run_dir(results).mkdir(parents=True)
+    runner = FakeSlurm(experiment, results)
+    submit_sbatch(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,
+                  script=Path("slurm/array.sbatch"), runner=runner, echo=lambda line: None)
+    pinned = Path(runner.calls[0][1]["PTBLM_PINNED"])
+    assert pinned.parent == layout.logs_dir(results, "tiny") and pinned.is_file()
+    tiny_jobs(tmp_path / "jobs", hidden_sizes=(6, 8, 10))  # edited while the array waits
+    assert pinned_setting(pinned, 0).run_name == experiment.settings[0].run_name  # still h8
+    assert pinned_setting(pinned, 1).config.hidden_size == 10
+    with pytest.raises(ConfigError, match="no task 2; pinned tasks: 0, 1"):
+        pinned_setting(pinned, 2)
+    assert run_setting("tiny", 0, tmp_path / "jobs", synthetic_dir, results, pinned=pinned) == rf.DONE
+    assert rf.read_status(experiment.settings[0].run_dir(results)).state == rf.DONE
+    script = (REPO / "slurm" / "array.sbatch").read_text()
+    assert "--pinned" in script
+
+
+def test_resubmission_that_adds_a_setting_keeps_task_ids_equal_to_setting_numbers(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    results = tmp_path / "results"
+    train_run(experiment.settings[0].config, synthetic_dir, experiment.settings[0].run_dir(results), echo=False,
+              experiment="tiny", setting_index=0)
+    experiment.settings[1].run_dir(results).mkdir(parents=True)
+    runner = FakeSlurm(experiment, results)
+    submit_sbatch(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,
+                  script=Path("slurm/array.sbatch"), runner=runner, echo=lambda line: None)
+    assert "--array=1%16" in runner.calls[0][0]
+    assert rf.read_submission(experiment.settings[1].run_dir(results)).job_id == "41_1"
+
+
+def test_profile_yaml_in_the_repository_still_loads():
+    for path in (REPO / "slurm" / "clusters").glob("*.yaml"):
+        load_profile(path.stem, path.parent)
