@@ -25,6 +25,11 @@ FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
+    require_slurm()
+
+
+def require_slurm() -> None:
+    """Skip without a cluster; fail in CI."""
     answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True) \
         if shutil.which("sinfo") else None
     if answer is None or answer.returncode != 0 or not answer.stdout.strip():

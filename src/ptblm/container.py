@@ -1,9 +1,10 @@
-"""Jobs inside the ptblm image: the command lines, the two image builds, and their agreement.
+"""Jobs inside the ptblm image: the command lines, the image builds, and their agreement.
 
-Clusters run Apptainer; the image is built with Docker (docker/Dockerfile) and converted to a
-.sif (docker/ptblm.def). A job runs as
+Clusters run Apptainer (or podman); the image is built with Docker or podman (docker/Dockerfile)
+and converted to a .sif (docker/ptblm.def). A job runs as
 
     apptainer exec --nv --bind R:R,S:S,D:D [--bind $SLURM_TMPDIR:$SLURM_TMPDIR] --env K=V ptblm.sif CMD...
+    podman ... run --rm --volume R:R ... --env 'SLURM_*' ... --workdir CWD --entrypoint= IMAGE CMD...
 
 Every host path is bound at the *same* path inside, so each path a job is handed (run folder,
 data folder, submitit's log folder) names the same file on both sides and nothing is rewritten.
@@ -35,6 +36,17 @@ IMAGE_TAG = "ptblm:latest"  # what `make image` builds and docker/ptblm.def boot
 RUNTIME_ENV = "PTBLM_CONTAINER_RUNTIME"  # overrides the runtime, e.g. with tests/fixtures/fake-apptainer
 REQUEUE_DIR_ENV = "PTBLM_REQUEUE_DIR"  # where docker/scontrol-shim records a requeue request
 RUNTIME_BIND_VARS = ("SLURM_TMPDIR",)  # folders known only once the job runs: bound when set
+RUNTIMES = ("apptainer", "podman")  # the profile's container_runtime
+# Podman's global options that work without systemd cgroups and with runc (crun refuses hybrid
+# cgroups), and explicit ulimits (its defaults need CAP_SYS_RESOURCE, which sandboxes lack).
+PODMAN_GLOBAL_OPTIONS = ("--runtime", "runc", "--cgroup-manager", "cgroupfs")
+PODMAN_ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+# Apptainer passes the whole host environment in; podman only what is named. A job needs these
+# (submitit's and Slurm's job identity, ptblm's paths, the GPUs Slurm gave it, thread counts).
+PODMAN_FORWARDED_ENV = ("SLURM_*", "SUBMITIT_*", "PTBLM_*", "PTB_DIR", "CUDA_VISIBLE_DEVICES",
+                        "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# With these CDI specs (nvidia-ctk cdi generate) podman can hand the GPUs in: --device nvidia.com/gpu=all.
+CDI_SPECS = ("/etc/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml")
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -42,6 +54,8 @@ DOCKER_HELP = (
     "Install Docker Engine (https://docs.docker.com/engine/install/), or build on a machine that has "
     "it: `docker build -f docker/Dockerfile -t ptblm:latest .` then `docker save ptblm:latest -o ptblm.tar`, "
     "and turn the tar into a .sif where Apptainer is: `make sif FROM_TAR=ptblm.tar`.")
+PODMAN_HELP = (
+    "Install podman (Debian/Ubuntu: `apt-get install podman runc uidmap`), or build with Docker: `make image`.")
 APPTAINER_HELP = (
     "Install Apptainer (https://apptainer.org/docs/admin/main/installation.html; on a cluster try "
     "`module load apptainer`), or run `make sif` on a machine that has it and copy ptblm.sif to the "
@@ -52,20 +66,44 @@ APPTAINER_HELP = (
 class ContainerSpec:
     """How to wrap a command: which image, which runtime, what the container sees."""
 
-    image: str  # path to the .sif
-    runtime: str = "apptainer"
+    image: str  # path to the .sif (apptainer) or an image name in podman's storage (podman)
+    runtime: str = "apptainer"  # the command
     nv: bool = True  # --nv: the host's NVIDIA driver inside (only a warning on a node without one)
     binds: Sequence[str] = ()  # host paths, bound at the same path inside
     env: Mapping[str, str] = field(default_factory=dict)  # passed as --env K=V
+    kind: str = "apptainer"  # apptainer | podman: which command line to compose
+    workdir: str | None = None  # podman: the working directory inside (apptainer keeps the caller's)
 
 
-def default_runtime(environ: Mapping[str, str] = os.environ) -> str:
-    """apptainer, unless PTBLM_CONTAINER_RUNTIME names another command (a path is made absolute,
-    since the job runs in another directory)."""
+def default_runtime(environ: Mapping[str, str] = os.environ, kind: str = "apptainer") -> str:
+    """The command of runtime `kind`, unless PTBLM_CONTAINER_RUNTIME names another command (a path
+    is made absolute, since the job runs in another directory)."""
     override = environ.get(RUNTIME_ENV, "")
     if not override:
-        return "apptainer"
+        return kind
     return os.path.abspath(override) if os.sep in override else override
+
+
+def profile_spec(image: str, kind: str, binds: Sequence[str], env: Mapping[str, str], where: str,
+                 environ: Mapping[str, str], runner: Runner = subprocess.run) -> ContainerSpec:
+    """The spec for a profile's `container:` and `container_runtime:`; a missing image stops here,
+    before anything is submitted, naming the profile and how to build it."""
+    from .config import ConfigError
+
+    runtime = default_runtime(environ, kind)
+    if kind == "podman":
+        found = shutil.which(runtime) and runner([runtime, "image", "exists", image],
+                                                 capture_output=True).returncode == 0
+        if not found:
+            raise ConfigError(f"{where}: container = {image!r} is not an image {runtime} has; build it with "
+                              f"`make image ENGINE=podman` (see README, Containers) or remove the key")
+        return ContainerSpec(image=image, runtime=runtime, binds=binds, env=env, kind=kind,
+                             workdir=os.getcwd(), nv=any(os.path.exists(path) for path in CDI_SPECS))
+    path = Path(image).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}: container = {image!r} is not a file; build it with `make sif` "
+                          f"(see README, Containers) or remove the key")
+    return ContainerSpec(image=str(path), runtime=runtime, binds=binds, env=env)
 
 
 def job_binds(repo_dir: str | Path, results_dir: str | Path, data_dir: str | Path,
@@ -96,24 +134,43 @@ def container_argv(spec: ContainerSpec, argv: Sequence[str],
     """[runtime, exec, options..., image, *argv] for subprocess; environ supplies the run-time
     binds (RUNTIME_BIND_VARS) when this runs inside the job."""
     runtime_paths = _unique_absolute(environ.get(name, "") for name in RUNTIME_BIND_VARS) if environ else []
-    runtime_binds = [word for path in runtime_paths for word in ("--bind", f"{path}:{path}")]
-    return [spec.runtime, "exec", *_gpu_and_binds(spec), *runtime_binds, *_env_options(spec),
-            os.path.abspath(spec.image), *argv]
+    bind = "--volume" if spec.kind == "podman" else "--bind"
+    runtime_binds = [word for path in runtime_paths for word in (bind, f"{path}:{path}")]
+    head, tail = _runtime_words(spec)
+    return [*head, *runtime_binds, *tail, *argv]
 
 
 def container_shell_prefix(spec: ContainerSpec) -> str:
     """The same command for a job script, where $SLURM_TMPDIR is bound if set when the job runs;
     append the (quoted) command to it."""
-    runtime_binds = [f'${{{name}:+--bind "${name}:${name}"}}' for name in RUNTIME_BIND_VARS]
-    words = [spec.runtime, "exec", *_gpu_and_binds(spec)]
-    tail = [*_env_options(spec), os.path.abspath(spec.image)]
-    return " ".join([*map(shlex.quote, words), *runtime_binds, *map(shlex.quote, tail)])
+    bind = "--volume" if spec.kind == "podman" else "--bind"
+    runtime_binds = [f'${{{name}:+{bind} "${name}:${name}"}}' for name in RUNTIME_BIND_VARS]
+    head, tail = _runtime_words(spec)
+    return " ".join([*map(shlex.quote, head), *runtime_binds, *map(shlex.quote, tail)])
 
 
 def submitit_python(spec: ContainerSpec, python: str = "python") -> str:
     """submitit's `slurm_python` (AutoExecutor(folder, slurm_python=...)): submitit writes
     `srun ... <this> -u -m submitit.core._submit FOLDER` into the sbatch script, unquoted."""
     return f"{container_shell_prefix(spec)} {shlex.quote(python)}"
+
+
+def local_python(spec: ContainerSpec, python: str = "python") -> str:
+    """submitit's LocalExecutor `python`: it shlex-splits the string and runs it without a shell, so
+    no shell text here (no $SLURM_TMPDIR outside Slurm anyway)."""
+    return shlex.join(container_argv(spec, [python]))
+
+
+def _runtime_words(spec: ContainerSpec) -> tuple[list[str], list[str]]:
+    """The words before the run-time binds, and those after them up to the command."""
+    if spec.kind == "podman":
+        binds = [word for path in _unique_absolute(spec.binds, podman=True) for word in ("--volume", f"{path}:{path}")]
+        gpus = ["--device", "nvidia.com/gpu=all"] if spec.nv else []
+        head = [spec.runtime, *PODMAN_GLOBAL_OPTIONS, "run", "--rm", "--network=none", *PODMAN_ULIMITS, *gpus, *binds]
+        forwarded = [word for name in PODMAN_FORWARDED_ENV for word in ("--env", name)]
+        workdir = ["--workdir", os.path.abspath(spec.workdir)] if spec.workdir else []
+        return head, [*forwarded, *_env_options(spec), *workdir, "--entrypoint=", spec.image]
+    return [spec.runtime, "exec", *_gpu_and_binds(spec)], [*_env_options(spec), os.path.abspath(spec.image)]
 
 
 def _gpu_and_binds(spec: ContainerSpec) -> list[str]:
@@ -134,15 +191,16 @@ def _env_options(spec: ContainerSpec) -> list[str]:
     return options
 
 
-def _unique_absolute(paths: Iterable[str | Path]) -> list[str]:
+def _unique_absolute(paths: Iterable[str | Path], podman: bool = False) -> list[str]:
     """Absolute (not symlink-resolved, as submitit's folders are), first occurrence kept; empty
-    entries dropped. Apptainer's --bind splits on ',' and ':', so such paths are refused."""
+    entries dropped. Apptainer's --bind splits on ',' and ':' (podman's --volume on ':'), so such
+    paths are refused."""
     unique: list[str] = []
     for path in paths:
         if not str(path):
             continue
         absolute = os.path.abspath(os.path.expanduser(str(path)))
-        bad = sorted(set(",:%") & set(absolute))
+        bad = sorted((set(":%") if podman else set(",:%")) & set(absolute))
         if bad:
             raise ValueError(f"container bind {absolute!r} contains {' '.join(bad)}: apptainer's --bind cannot "
                              "take it (for a submitit folder with %j, bind its first parent without it)")
@@ -153,8 +211,18 @@ def _unique_absolute(paths: Iterable[str | Path]) -> list[str]:
 
 # --- building the images ---------------------------------------------------------------------
 
-def build_image(tag: str, dockerfile: str | Path, context: str | Path, runner: Runner = subprocess.run) -> None:
-    """docker build; fails first, with what to do, when Docker or its engine is missing."""
+def build_image(tag: str, dockerfile: str | Path, context: str | Path, runner: Runner = subprocess.run,
+                engine: str = "docker", base: str | None = None, build_args: Mapping[str, str] | None = None,
+                pip_config: str = "") -> None:
+    """docker build, or podman build (base: an image in place of the Dockerfile's FROM; pip_config:
+    `pip config list` of this machine, whose files are bound read-only into the build); fails first,
+    with what to do, when the tool or its engine is missing."""
+    if engine == "podman":
+        podman = _require_tool("podman", "`ptblm image --engine podman`", PODMAN_HELP)
+        with tempfile.TemporaryDirectory(prefix="ptblm-pip-") as scratch:
+            runner(podman_build_argv(podman, tag, dockerfile, context, base=base, build_args=build_args or {},
+                                     volumes=pip_build_volumes(pip_config, Path(scratch))), check=True)
+        return
     docker = _require_tool("docker", "`ptblm image`", DOCKER_HELP)
     info = runner([docker, "info"], capture_output=True, text=True)
     if info.returncode != 0:
@@ -164,6 +232,44 @@ def build_image(tag: str, dockerfile: str | Path, context: str | Path, runner: R
                            f"(`docker info`: {reason}). Start the engine (e.g. `sudo systemctl start docker`) "
                            f"or use a machine that has one. {DOCKER_HELP}")
     runner([docker, "build", "-f", str(dockerfile), "-t", tag, str(context)], check=True)
+
+
+def podman_build_argv(podman: str, tag: str, dockerfile: str | Path, context: str | Path, *, base: str | None,
+                      build_args: Mapping[str, str], volumes: Sequence[str]) -> list[str]:
+    """podman build with the host's network (the package index) and read-only volumes (pip's
+    configuration and the files it names), which RUN steps see and the image does not keep."""
+    return [podman, *PODMAN_GLOBAL_OPTIONS, "build", "--network", "host", *PODMAN_ULIMITS,
+            *(["--from", base] if base else []),
+            *(word for key, value in build_args.items() for word in ("--build-arg", f"{key}={value}")),
+            *(word for volume in volumes for word in ("--volume", volume)),
+            "-f", str(dockerfile), "-t", tag, str(context)]
+
+
+def pip_build_volumes(pip_config: str, scratch: Path) -> list[str]:
+    """`pip config list` output (`global.find-links='/opt/wheels'`, `:env:.cert='...'`) -> podman
+    volumes: a pip.conf with the same settings at /etc/pip.conf, and every local file or folder
+    they name (for a file:// index .../simple, its parent, where the wheels lie), all read-only."""
+    settings: dict[str, str] = {}
+    for line in pip_config.splitlines():
+        match = re.fullmatch(r"([^=]*)\.([a-z-]+)=(.*)", line.strip())
+        if not match:
+            continue
+        value = match.group(3).strip()
+        value = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == "'" else value
+        if match.group(1) != ":env:" and match.group(2) in settings:
+            continue  # the environment's value wins, as it does for pip
+        settings[match.group(2)] = value
+    if not settings:
+        return []
+    paths = []
+    for value in settings.values():
+        for word in value.split():
+            path = word[len("file://"):] if word.startswith("file://") else word
+            if os.path.isabs(path) and os.path.exists(path):
+                paths.append(str(Path(path).parent) if path.rstrip("/").endswith("/simple") else path)
+    conf = scratch / "pip.conf"
+    conf.write_text("[global]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items()))
+    return [f"{conf}:/etc/pip.conf:ro", *(f"{path}:{path}:ro" for path in dict.fromkeys(paths))]
 
 
 def build_sif(sif_path: str | Path, source: str | Path, definition: str | Path,

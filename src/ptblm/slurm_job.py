@@ -105,7 +105,11 @@ def mark_requeued(run_dir: Path, num_epochs: int) -> None:
         host=previous.host if previous else None))
 
 
-def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, results_dir: Path) -> str:
-    """The plain-sbatch path (slurm/array.sbatch): setting `index` of an experiment, same code and layout."""
+def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, results_dir: Path,
+                force: bool = False) -> str:
+    """The plain-sbatch path (slurm/array.sbatch): setting `index` of an experiment, same code and layout.
+    force empties its run folder first (the script passes it on a job's first attempt only)."""
     setting, = select_settings(load_experiment(experiment, jobs_dir), [index])
+    if force:
+        rf.clear_run_folder(setting.run_dir(Path(results_dir).resolve()))
     return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()))()

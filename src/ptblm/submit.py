@@ -19,8 +19,7 @@ from tabulate import tabulate
 
 from . import runfolder as rf
 from .clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
-from .config import ConfigError
-from .container import ContainerSpec, container_shell_prefix, default_runtime, job_binds, requeue_env, \
+from .container import ContainerSpec, container_shell_prefix, job_binds, local_python, profile_spec, requeue_env, \
     requeue_lines, submitit_python
 from .jobs import Experiment, Setting
 from .slurm_job import TrainGroup, TrainTask, threads_per_run
@@ -131,17 +130,15 @@ def sbatch_flags(parameters: dict) -> list[str]:
 
 
 def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
-                   requeue_dir: Path) -> ContainerSpec | None:
-    """The profile's image with the repository, results, data (and $SLURM_TMPDIR) bound at their own paths."""
+                   requeue_dir: Path, jobs_dir: Path) -> ContainerSpec | None:
+    """The profile's image (apptainer .sif or podman image) with the repository, results, data, the
+    experiments folder (and $SLURM_TMPDIR) bound at their own paths."""
     if not profile.container:
         return None
-    image = Path(profile.container).expanduser().resolve()
-    if not image.is_file():
-        raise ConfigError(f"cluster profile {profile.name}: container = {profile.container!r} is not a file; "
-                          f"build it with `make sif` (see README, Containers) or remove the key")
-    return ContainerSpec(image=str(image), runtime=default_runtime(),
-                         binds=job_binds(Path.cwd(), results_dir, data_dir, profile.container_binds),
-                         env=requeue_env(requeue_dir))
+    return profile_spec(profile.container, profile.container_runtime,
+                        binds=job_binds(Path.cwd(), results_dir, data_dir,
+                                        [jobs_dir.resolve(), *profile.container_binds]),
+                        env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=os.environ)
 
 
 def sbatch_job_command(spec: ContainerSpec | None) -> str:
@@ -177,9 +174,9 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
         echo("dry run: nothing submitted" if dry_run else "nothing to submit: every setting is finished or queued")
         return SubmitOutcome(plan, "none", [], logs_dir)
     # Before anything is cleared: a profile whose image is missing stops here with the forced runs intact.
-    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
+    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir, jobs_dir=experiment.path.parent)
     if spec:
-        echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
+        echo(f"tasks run inside {spec.image} ({spec.kind})")
     clear_forced(plan, results_dir)
     # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
     threads = None if use_slurm else threads_per_run(profile.local_parallelism * profile.runs_per_gpu)
@@ -237,7 +234,7 @@ def _run_local(tasks: list[TrainTask | TrainGroup], profile: ClusterProfile, log
     """No Slurm here: submitit's local executor, at most `local_parallelism` tasks at once; waits."""
     import submitit
 
-    executor = submitit.LocalExecutor(folder=logs_dir, python=submitit_python(spec) if spec else None)
+    executor = submitit.LocalExecutor(folder=logs_dir, python=local_python(spec) if spec else None)
     executor.update_parameters(timeout_min=profile.local_timeout_min)
     echo(f"no Slurm cluster answers here (sbatch/sinfo): running {len(tasks)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
@@ -287,7 +284,8 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
     """
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     logs_dir = logs_dir_of(results_dir, experiment)
-    command = sbatch_job_command(container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir))
+    command = sbatch_job_command(container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir,
+                                                jobs_dir=experiment.path.parent))
     plan = plan_experiment(experiment, results_dir, force, squeue_states())
     echo(plan_table(plan))
     indices = [task.setting.index for task in plan if task.action != SKIP]
