@@ -131,8 +131,20 @@ def test_podman_argv_mounts_forwards_the_job_environment_and_keeps_the_working_d
                     "--env", "CUDA_VISIBLE_DEVICES", "--env", "OMP_NUM_THREADS", "--env", "MKL_NUM_THREADS",
                     "--env", f"{REQUEUE_DIR_ENV}=/r", "--workdir", str(tmp_path), "--entrypoint=",
                     "localhost/ptblm:latest", "ptblm", "--help"]
-    gpu = container_argv(ContainerSpec(image="i", runtime="podman", kind="podman", nv=True), ["true"])
-    assert gpu[gpu.index("--device") + 1] == "nvidia.com/gpu=all"
+
+
+@pytest.mark.parametrize("cdi", [False, True])
+def test_podman_hands_gpus_in_where_the_node_has_a_cdi_spec(tmp_path, monkeypatch, cdi):
+    """Decided where the task runs: a GPU node has /etc/cdi/nvidia.yaml, the login node may not."""
+    spec_file = tmp_path / "nvidia.yaml"
+    if cdi:
+        spec_file.write_text("cdiVersion: 0.5.0\n")
+    monkeypatch.setattr("ptblm.container.CDI_SPECS", (str(spec_file),))
+    echo = write_script(tmp_path / "print-argv", 'printf "%s\\0" "$0" "$@"\n')
+    spec = ContainerSpec(image="localhost/ptblm", runtime=str(echo), kind="podman")
+    argv = container_argv(spec, ["true"])
+    assert (argv[argv.index("--device") + 1] == "nvidia.com/gpu=all") if cdi else "--device" not in argv
+    assert run_prefix(container_shell_prefix(spec), ["true"], {}) == argv
 
 
 def test_local_python_has_no_shell_text_for_submitits_shlex_split(tmp_path):

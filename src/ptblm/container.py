@@ -45,8 +45,9 @@ PODMAN_ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 # (submitit's and Slurm's job identity, ptblm's paths, the GPUs Slurm gave it, thread counts).
 PODMAN_FORWARDED_ENV = ("SLURM_*", "SUBMITIT_*", "PTBLM_*", "PTB_DIR", "CUDA_VISIBLE_DEVICES",
                         "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# With these CDI specs (nvidia-ctk cdi generate) podman can hand the GPUs in: --device nvidia.com/gpu=all.
+# With one of these CDI specs (nvidia-ctk cdi generate) podman can hand the GPUs in: --device nvidia.com/gpu=all.
 CDI_SPECS = ("/etc/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml")
+PODMAN_GPU_DEVICE = "nvidia.com/gpu=all"
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -68,7 +69,7 @@ class ContainerSpec:
 
     image: str  # path to the .sif (apptainer) or an image name in podman's storage (podman)
     runtime: str = "apptainer"  # the command
-    nv: bool = True  # --nv: the host's NVIDIA driver inside (only a warning on a node without one)
+    nv: bool = True  # apptainer --nv (only a warning on a node without GPUs); podman: the GPUs where CDI has them
     binds: Sequence[str] = ()  # host paths, bound at the same path inside
     env: Mapping[str, str] = field(default_factory=dict)  # passed as --env K=V
     kind: str = "apptainer"  # apptainer | podman: which command line to compose
@@ -97,8 +98,7 @@ def profile_spec(image: str, kind: str, binds: Sequence[str], env: Mapping[str, 
         if not found:
             raise ConfigError(f"{where}: container = {image!r} is not an image {runtime} has; build it with "
                               f"`make image ENGINE=podman` (see README, Containers) or remove the key")
-        return ContainerSpec(image=image, runtime=runtime, binds=binds, env=env, kind=kind,
-                             workdir=os.getcwd(), nv=any(os.path.exists(path) for path in CDI_SPECS))
+        return ContainerSpec(image=image, runtime=runtime, binds=binds, env=env, kind=kind, workdir=os.getcwd())
     path = Path(image).expanduser().resolve()
     if not path.is_file():
         raise ConfigError(f"{where}: container = {image!r} is not a file; build it with `make sif` "
@@ -137,7 +137,8 @@ def container_argv(spec: ContainerSpec, argv: Sequence[str],
     bind = "--volume" if spec.kind == "podman" else "--bind"
     runtime_binds = [word for path in runtime_paths for word in (bind, f"{path}:{path}")]
     head, tail = _runtime_words(spec)
-    return [*head, *runtime_binds, *tail, *argv]
+    gpus = ["--device", PODMAN_GPU_DEVICE] if _podman_gpus(spec) and any(map(os.path.exists, CDI_SPECS)) else []
+    return [*head, *gpus, *runtime_binds, *tail, *argv]
 
 
 def container_shell_prefix(spec: ContainerSpec) -> str:
@@ -146,7 +147,10 @@ def container_shell_prefix(spec: ContainerSpec) -> str:
     bind = "--volume" if spec.kind == "podman" else "--bind"
     runtime_binds = [f'${{{name}:+{bind} "${name}:${name}"}}' for name in RUNTIME_BIND_VARS]
     head, tail = _runtime_words(spec)
-    return " ".join([*map(shlex.quote, head), *runtime_binds, *map(shlex.quote, tail)])
+    # the GPU nodes, not the login node, know whether podman can hand GPUs in: decided when the job runs
+    specs = " -o ".join(f"-e {shlex.quote(path)}" for path in CDI_SPECS)
+    gpus = [f"$(test {specs} && echo --device {PODMAN_GPU_DEVICE})"] if _podman_gpus(spec) else []
+    return " ".join([*map(shlex.quote, head), *gpus, *runtime_binds, *map(shlex.quote, tail)])
 
 
 def submitit_python(spec: ContainerSpec, python: str = "python") -> str:
@@ -165,12 +169,15 @@ def _runtime_words(spec: ContainerSpec) -> tuple[list[str], list[str]]:
     """The words before the run-time binds, and those after them up to the command."""
     if spec.kind == "podman":
         binds = [word for path in _unique_absolute(spec.binds, podman=True) for word in ("--volume", f"{path}:{path}")]
-        gpus = ["--device", "nvidia.com/gpu=all"] if spec.nv else []
-        head = [spec.runtime, *PODMAN_GLOBAL_OPTIONS, "run", "--rm", "--network=none", *PODMAN_ULIMITS, *gpus, *binds]
+        head = [spec.runtime, *PODMAN_GLOBAL_OPTIONS, "run", "--rm", "--network=none", *PODMAN_ULIMITS, *binds]
         forwarded = [word for name in PODMAN_FORWARDED_ENV for word in ("--env", name)]
         workdir = ["--workdir", os.path.abspath(spec.workdir)] if spec.workdir else []
         return head, [*forwarded, *_env_options(spec), *workdir, "--entrypoint=", spec.image]
     return [spec.runtime, "exec", *_gpu_and_binds(spec)], [*_env_options(spec), os.path.abspath(spec.image)]
+
+
+def _podman_gpus(spec: ContainerSpec) -> bool:
+    return spec.kind == "podman" and spec.nv
 
 
 def _gpu_and_binds(spec: ContainerSpec) -> list[str]:
