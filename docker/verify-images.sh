@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the images the way `make image` and `make sif` do (ptblm.container.build_image and build_sif),
+# Build the images the way `make image` and `make sif` do (ptblm.images.build_image and build_sif),
 # then check them:
 #   Docker or podman: the entrypoint is ptblm; the .def's %test (import, one-batch GRU forward on the CPU)
 #              passes in the image; no data or results inside; with podman also the job command line of
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${VERIFY_DIR:-build/verify-images}
-TAG=ptblm:latest  # ptblm.container.IMAGE_TAG, the tag docker/ptblm.def bootstraps from
+TAG=ptblm:latest  # ptblm.images.IMAGE_TAG, the tag docker/ptblm.def bootstraps from
 
 if docker info > /dev/null 2>&1; then
     engine=docker
@@ -32,7 +32,7 @@ command -v apptainer > /dev/null ||
     unchecked+=("Apptainer (not on PATH): the .sif builds, its %test and runscript, binds and requeue under apptainer")
 
 step() { echo "== $*"; }
-container() { PYTHONPATH=src "$PYTHON" -c "from ptblm.container import *; $1"; }
+container() { PYTHONPATH=src "$PYTHON" -c "from ptblm.container import *; from ptblm.images import *; $1"; }
 has_gpu() { command -v nvidia-smi > /dev/null && nvidia-smi > /dev/null 2>&1; }
 has_gpu || unchecked+=("CUDA (no working nvidia-smi): the GPU inside the image (--gpus, --nv)")
 cuda_check='import torch; assert torch.cuda.is_available(), "no CUDA"; print("CUDA:", torch.cuda.get_device_name(0))'

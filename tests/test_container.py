@@ -1,6 +1,7 @@
-"""The container command lines, the requeue forwarding, the image builds' failure messages, and the
-agreement of docker/Dockerfile, docker/ptblm.def and pyproject.toml. No Docker engine or Apptainer
-is needed: commands are run through recording stand-ins; the real builds are docker/verify-images.sh."""
+"""The container command lines (apptainer and podman), the requeue forwarding, the image builds' commands
+and failure messages, and the agreement of docker/Dockerfile, docker/ptblm.def and pyproject.toml. No
+container engine is needed: commands are run through recording stand-ins; the real podman build and runs
+are tests/test_image.py, the Docker and Apptainer ones docker/verify-images.sh."""
 from __future__ import annotations
 
 import os
@@ -15,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from ptblm.config import ConfigError
-from ptblm.container import (APPTAINER_HELP, DOCKER_HELP, IMAGE_TAG, REQUEUE_DIR_ENV, RUNTIME_ENV, ContainerSpec,
-                             build_image, build_sif, check_image_agreement, container_argv, container_shell_prefix,
-                             default_runtime, job_binds, local_python, pip_build_volumes, profile_spec, read_lock,
-                             render_definition, requeue_env, requeue_lines, submitit_python, version_in_range)
+from ptblm.container import (REQUEUE_DIR_ENV, RUNTIME_ENV, ContainerSpec, container_argv, container_shell_prefix,
+                             default_runtime, job_binds, local_python, profile_spec, requeue_env, requeue_lines,
+                             submitit_python)
+from ptblm.images import (APPTAINER_HELP, DOCKER_HELP, IMAGE_TAG, build_image, build_sif, check_image_agreement,
+                          pip_build_volumes, read_lock, render_definition, version_in_range)
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"

@@ -132,7 +132,7 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from .container import build_image
+    from .images import build_image
 
     build_args = dict(pair.partition("=")[::2] for pair in args.build_arg)
     pip_config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
@@ -149,7 +149,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_sif(args: argparse.Namespace) -> int:
-    from .container import build_sif
+    from .images import build_sif
 
     build_sif(args.out, args.from_tar or args.tag, Path("docker/ptblm.def"))
     print(f"wrote {args.out}; copy it to the cluster and set `container: /path/to/{args.out.name}` in its profile")
@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(sbatch)
     sbatch.set_defaults(handler=cmd_sbatch)
 
-    from .container import IMAGE_TAG
+    from .images import IMAGE_TAG
 
     image = commands.add_parser("image", help="docker (or podman) build of docker/Dockerfile")
     image.add_argument("--tag", default=IMAGE_TAG)

@@ -8,6 +8,7 @@ from typing import Any
 
 
 from .config import ConfigError, read_yaml_mapping
+from .container import RUNTIMES
 
 DEFAULT_MAX_ARRAY_SIZE = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
 
@@ -56,9 +57,9 @@ class ClusterProfile:
                                   f"{'0 or more' if key == 'gpus_per_node' else 'a positive integer'}")
         if values.get("gpus_per_node") and values.get("gres"):
             raise ConfigError(f"{where}: set gpus_per_node or gres, not both")
-        if values.get("container_runtime", "apptainer") not in ("apptainer", "podman"):
+        if values.get("container_runtime", RUNTIMES[0]) not in RUNTIMES:
             raise ConfigError(f"{where}: container_runtime = {values['container_runtime']!r} is invalid; "
-                              "valid: apptainer, podman")
+                              f"valid: {', '.join(RUNTIMES)}")
         if "sbatch_extra" in values and not isinstance(values["sbatch_extra"], dict):
             raise ConfigError(f"{where}: sbatch_extra must be a mapping of sbatch options, got "
                               f"{values['sbatch_extra']!r}")
