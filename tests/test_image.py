@@ -146,7 +146,7 @@ def test_podman_smoke_array_on_a_gpu_request_runs_every_task_inside_the_image(tm
     runs inside the image (python_version and host are the image's), gets a GPU from Slurm, and says it
     runs on the CPU."""
     jobs_dir, results, clusters = tmp_path / "jobs", tmp_path / "results", tmp_path / "clusters"
-    name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10, 12))
+    name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10, 12) if command == "submit" else (8, 10))
     clusters.mkdir()
     (clusters / "podman-gpu.yaml").write_text(
         f"partition: debug\ncpus_per_task: 1\nmem_gb: 2\ngres: 'gpu:1'\narray_parallelism: 2\n"
