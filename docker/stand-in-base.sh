@@ -30,10 +30,8 @@ if ! "${podman[@]}" image exists "$MINBASE"; then
 fi
 echo "stand-in-base: a venv at /opt/conda with torch==$BASE_TORCH and numpy" >&2
 PYTHONPATH=src "$PYTHON" -c "
-import subprocess, sys
 from ptblm.images import build_image
-pip_config = subprocess.run([sys.executable, '-m', 'pip', 'config', 'list'], capture_output=True, text=True).stdout
 build_image('$TAG', 'docker/stand-in-base.Containerfile', 'docker', engine='podman',
-            build_args={'MINBASE': '$MINBASE', 'BASE_TORCH': '$BASE_TORCH'}, pip_config=pip_config)
+            build_args={'MINBASE': '$MINBASE', 'BASE_TORCH': '$BASE_TORCH'})
 " >&2
 echo "$TAG"

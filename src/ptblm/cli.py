@@ -135,10 +135,8 @@ def cmd_image(args: argparse.Namespace) -> int:
     from .images import build_image
 
     build_args = dict(pair.partition("=")[::2] for pair in args.build_arg)
-    pip_config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                                text=True).stdout if args.engine == "podman" else ""
     build_image(args.tag, Path("docker/Dockerfile"), Path("."), engine=args.engine, base=args.base,
-                build_args=build_args, pip_config=pip_config)
+                build_args=build_args)
     if args.engine == "podman":
         print(f"built {args.tag} in podman's storage; set `container: {args.tag}` and `container_runtime: podman` "
               f"in a cluster profile to run jobs inside it")

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,12 +34,15 @@ APPTAINER_HELP = (
 
 def build_image(tag: str, dockerfile: str | Path, context: str | Path, runner: Runner = subprocess.run,
                 engine: str = "docker", base: str | None = None, build_args: Mapping[str, str] | None = None,
-                pip_config: str = "") -> None:
+                pip_config: str | None = None) -> None:
     """docker build, or podman build (base: an image in place of the Dockerfile's FROM; pip_config:
-    `pip config list` of this machine, whose files are bound read-only into the build); fails first,
-    with what to do, when the tool or its engine is missing."""
+    `pip config list` output, this machine's by default, whose files are bound read-only into the
+    build); fails first, with what to do, when the tool or its engine is missing."""
     if engine == "podman":
         podman = _require_tool("podman", "`ptblm image --engine podman`", PODMAN_HELP)
+        if pip_config is None:
+            pip_config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                                        text=True).stdout
         with tempfile.TemporaryDirectory(prefix="ptblm-pip-") as scratch:
             runner(podman_build_argv(podman, tag, dockerfile, context, base=base, build_args=build_args or {},
                                      volumes=pip_build_volumes(pip_config, Path(scratch))), check=True)
