@@ -8,7 +8,6 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXP        ?= smoke
 CLUSTER    ?= local
-RESULTS    ?= results
 PTBLM      := $(VENV)/bin/ptblm
 STAMP      := $(VENV)/.installed
 DRY_RUN    ?=
@@ -16,7 +15,15 @@ FORCE      ?=
 EXECUTOR   ?= auto
 EXPS       ?=
 # EXPS: the experiments that tables/figures/report cover (default: every one under results/)
+ENGINE     ?= docker
+BASE       ?=
+BASE_TORCH ?=
 SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+IMAGE_FLAGS  := --engine $(ENGINE) $(if $(BASE),--base $(BASE)) $(if $(BASE_TORCH),--build-arg BASE_TORCH=$(BASE_TORCH))
+# Every ptblm command (and the jobs it submits) reads the results folder from PTBLM_RESULTS.
+ifneq ($(RESULTS),)
+export PTBLM_RESULTS := $(abspath $(RESULTS))
+endif
 
 .PHONY: setup test demo data train submit status tables figures gradients samples report export bench \
         image sif cluster-start cluster-stop sbatch clean
@@ -73,7 +80,7 @@ bench: $(STAMP)
 	$(PTBLM) bench $(ARGS)
 
 image: $(STAMP)
-	$(PTBLM) image
+	$(PTBLM) image $(IMAGE_FLAGS)
 
 sif: $(STAMP)
 	$(PTBLM) sif $(if $(FROM_TAR),--from-tar $(FROM_TAR))

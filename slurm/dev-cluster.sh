@@ -10,10 +10,16 @@
 # Python code need no SLURM_CONF. Daemon state and logs live in $PTBLM_SLURM_STATE_DIR (/var/lib/ptblm-dev-cluster).
 # Other settings: PTBLM_SLURM_START_TIMEOUT (seconds to wait for the node, 60),
 #                 PTBLM_SLURM_KILL_WAIT (seconds between SIGTERM and SIGKILL when a job is stopped, 30).
+# GPUs: the node declares gpu gres. With real /dev/nvidiaN files those are used; otherwise two stand-in character
+# devices under /run/ptblm-dev-cluster let Slurm schedule --gres=gpu:N jobs (which then run on the CPU).
 set -euo pipefail
 
-readonly TEMPLATE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/dev-cluster/slurm.conf.in"
+readonly TEMPLATE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/dev-cluster"
 readonly SLURM_CONF=/etc/slurm/slurm.conf
+readonly GRES_CONF=/etc/slurm/gres.conf
+# Stand-in GPU device files (copies of /dev/null) for a machine without NVIDIA GPUs; never created under /dev.
+readonly STAND_IN_GPU_DIR=/run/ptblm-dev-cluster
+readonly STAND_IN_GPU_COUNT=2
 readonly MARKER="Written by ptblm slurm/dev-cluster.sh"
 readonly STATE_DIR="${PTBLM_SLURM_STATE_DIR:-/var/lib/ptblm-dev-cluster}"
 readonly LOG_DIR="$STATE_DIR/log"
@@ -100,8 +106,26 @@ cmd_install() {
   rm -f "$apt_log"
 }
 
-# Fill the template with this machine's hardware as slurmd itself sees it ("NodeName=vm CPUs=2 Boards=1 ...").
-render_conf() {
+# The GPU device files, one a line: the real /dev/nvidiaN when there are any, else the stand-ins (made if missing).
+gpu_files() {
+  local real=(/dev/nvidia[0-9]*) index
+  if [[ -e ${real[0]} ]]; then
+    printf '%s\n' "${real[@]}"
+    return
+  fi
+  install -d -m 0755 "$STAND_IN_GPU_DIR"
+  for ((index = 0; index < STAND_IN_GPU_COUNT; index++)); do
+    [[ -c $STAND_IN_GPU_DIR/gpu$index ]] || mknod -m 0666 "$STAND_IN_GPU_DIR/gpu$index" c 1 3
+    echo "$STAND_IN_GPU_DIR/gpu$index"
+  done
+}
+
+# render TEMPLATE GPU_FILES...: fill a template with this machine's hardware as slurmd itself sees it
+# ("NodeName=vm CPUs=2 Boards=1 ...") and with the number of its GPUs.
+render() {
+  local template=$1
+  shift
+
   local -A hardware
   local fields field key
   read -r -a fields < <(slurmd -C)
@@ -122,26 +146,34 @@ render_conf() {
     -e "s|@THREADS_PER_CORE@|${hardware[ThreadsPerCore]}|" \
     -e "s|@REAL_MEMORY@|${hardware[RealMemory]}|" \
     -e "s|@MEM_PER_CPU@|$((hardware[RealMemory] / hardware[CPUs]))|" \
-    "$TEMPLATE"
+    -e "s|@GPU_COUNT@|$#|" \
+    "$template"
 }
 
-# Write slurm.conf when it differs; a running Slurm is stopped first so that it rereads everything.
+# Write slurm.conf and gres.conf when either differs; a running Slurm is stopped first so that it rereads everything.
 write_conf() {
-  local wanted
-  wanted=$(render_conf)
-  if [[ -e $SLURM_CONF ]] && ! grep -qF "$MARKER" "$SLURM_CONF"; then
-    die "$SLURM_CONF was not written by this script (it lacks the line '# $MARKER'): move it away to use the dev cluster"
-  fi
-  if [[ -e $SLURM_CONF && $(<"$SLURM_CONF") == "$wanted" ]]; then
-    return
-  fi
+  local -a gpus
+  mapfile -t gpus < <(gpu_files)
+  local -A wanted=([$SLURM_CONF]="$(render "$TEMPLATE_DIR/slurm.conf.in" "${gpus[@]}")"
+    [$GRES_CONF]="$(render "$TEMPLATE_DIR/gres.conf.in" "${gpus[@]}" && printf 'Name=gpu File=%s\n' "${gpus[@]}")")
+  local conf changed=()
+  for conf in "$SLURM_CONF" "$GRES_CONF"; do
+    if [[ -e $conf ]] && ! grep -qF "$MARKER" "$conf"; then
+      die "$conf was not written by this script (it lacks the line '# $MARKER'): move it away to use the dev cluster"
+    fi
+    [[ -e $conf && $(<"$conf") == "${wanted[$conf]}" ]] || changed+=("$conf")
+  done
+  ((${#changed[@]} > 0)) || return 0
   if is_running "$STATE_DIR/slurmctld.pid" slurmctld || is_running "$STATE_DIR/slurmd.pid" slurmd; then
-    say "$SLURM_CONF changes: restarting Slurm"
+    say "${changed[*]} change: restarting Slurm"
     stop_slurm
   fi
   install -d -m 0755 "$(dirname "$SLURM_CONF")"
-  printf '%s\n' "$wanted" >"$SLURM_CONF"
-  say "wrote $SLURM_CONF"
+  for conf in "${changed[@]}"; do
+    printf '%s\n' "${wanted[$conf]}" >"$conf"
+    say "wrote $conf"
+  done
+  say "GPUs for the scheduler: ${gpus[*]}"
 }
 
 start_munge() {

@@ -1,6 +1,7 @@
-"""The container command lines, the requeue forwarding, the image builds' failure messages, and the
-agreement of docker/Dockerfile, docker/ptblm.def and pyproject.toml. No Docker engine or Apptainer
-is needed: commands are run through recording stand-ins; the real builds are docker/verify-images.sh."""
+"""The container command lines (apptainer and podman), the requeue forwarding, the image builds' commands
+and failure messages, and the agreement of docker/Dockerfile, docker/ptblm.def and pyproject.toml. No
+container engine is needed: commands are run through recording stand-ins; the real podman build and runs
+are tests/test_image.py, the Docker and Apptainer ones docker/verify-images.sh."""
 from __future__ import annotations
 
 import os
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ptblm.container import (APPTAINER_HELP, DOCKER_HELP, IMAGE_TAG, REQUEUE_DIR_ENV, RUNTIME_ENV, ContainerSpec,
-                             build_image, build_sif, check_image_agreement, container_argv, container_shell_prefix,
-                             default_runtime, job_binds, read_lock, render_definition, requeue_env, requeue_lines,
-                             submitit_python, version_in_range)
+from ptblm.config import ConfigError
+from ptblm.container import (REQUEUE_DIR_ENV, RUNTIME_ENV, ContainerSpec, container_argv, container_shell_prefix,
+                             default_runtime, job_binds, local_python, profile_spec, requeue_env, requeue_lines,
+                             submitit_python)
+from ptblm.images import (APPTAINER_HELP, DOCKER_HELP, IMAGE_TAG, build_image, build_sif, check_image_agreement,
+                          pip_build_volumes, read_lock, render_definition, version_in_range)
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"
@@ -92,12 +95,13 @@ def run_prefix(prefix: str, argv: list[str], environ: dict[str, str]) -> list[st
     return done.stdout.split("\0")[:-1]
 
 
+@pytest.mark.parametrize("kind", ["apptainer", "podman"])
 @pytest.mark.parametrize("environ", [{}, {"SLURM_TMPDIR": "/local/scratch dir/job 7"}])
-def test_shell_prefix_gives_the_runtime_the_same_argv(tmp_path, environ):
+def test_shell_prefix_gives_the_runtime_the_same_argv(tmp_path, environ, kind):
     """The job-script form, expanded by bash, equals the subprocess form: quoting survives and
     $SLURM_TMPDIR is bound exactly when the job has one."""
     echo = write_script(tmp_path / "print-argv", 'printf "%s\\0" "$0" "$@"\n')
-    spec = ContainerSpec(image=str(tmp_path / "my image.sif"), runtime=str(echo),
+    spec = ContainerSpec(image=str(tmp_path / "my image.sif"), runtime=str(echo), kind=kind, workdir=str(tmp_path),
                          binds=[tmp_path / "it's here", "/data"], env={"MSG": "it's $HOME; `x`"})
     argv = ["python", "-c", "print('a b')"]
     assert run_prefix(container_shell_prefix(spec), argv, environ) == container_argv(spec, argv, environ)
@@ -115,6 +119,55 @@ def test_submitit_runs_its_worker_through_the_container(tmp_path):
     executor = SlurmExecutor(folder, python=submitit_python(spec))
     received = run_prefix(executor._submitit_command_str, [], {})
     assert received == container_argv(spec, ["python", "-u", "-m", "submitit.core._submit", str(folder)])
+
+
+def test_podman_argv_mounts_forwards_the_job_environment_and_keeps_the_working_directory(tmp_path):
+    spec = ContainerSpec(image="localhost/ptblm:latest", runtime="podman", kind="podman", nv=False,
+                         binds=[tmp_path, "/data,v2"], env={REQUEUE_DIR_ENV: "/r"}, workdir=str(tmp_path))
+    argv = container_argv(spec, ["ptblm", "--help"], environ={"SLURM_TMPDIR": "/local/7"})
+    assert argv == ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "run", "--rm", "--network=none",
+                    "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+                    "--volume", f"{tmp_path}:{tmp_path}", "--volume", "/data,v2:/data,v2",  # podman splits on ':' only
+                    "--volume", "/local/7:/local/7",
+                    "--env", "SLURM_*", "--env", "SUBMITIT_*", "--env", "PTBLM_*", "--env", "PTB_DIR",
+                    "--env", "CUDA_VISIBLE_DEVICES", "--env", "OMP_NUM_THREADS", "--env", "MKL_NUM_THREADS",
+                    "--env", f"{REQUEUE_DIR_ENV}=/r", "--workdir", str(tmp_path), "--entrypoint=",
+                    "localhost/ptblm:latest", "ptblm", "--help"]
+
+
+@pytest.mark.parametrize("cdi", [False, True])
+def test_podman_hands_gpus_in_where_the_node_has_a_cdi_spec(tmp_path, monkeypatch, cdi):
+    """Decided where the task runs: a GPU node has /etc/cdi/nvidia.yaml, the login node may not."""
+    spec_file = tmp_path / "nvidia.yaml"
+    if cdi:
+        spec_file.write_text("cdiVersion: 0.5.0\n")
+    monkeypatch.setattr("ptblm.container.CDI_SPECS", (str(spec_file),))
+    echo = write_script(tmp_path / "print-argv", 'printf "%s\\0" "$0" "$@"\n')
+    spec = ContainerSpec(image="localhost/ptblm", runtime=str(echo), kind="podman")
+    argv = container_argv(spec, ["true"])
+    assert (argv[argv.index("--device") + 1] == "nvidia.com/gpu=all") if cdi else "--device" not in argv
+    assert run_prefix(container_shell_prefix(spec), ["true"], {}) == argv
+
+
+def test_local_python_has_no_shell_text_for_submitits_shlex_split(tmp_path):
+    """submitit's LocalExecutor shlex-splits `python` and runs it without a shell: no ${SLURM_TMPDIR:+...}."""
+    spec = ContainerSpec(image=str(tmp_path / "my image.sif"), binds=[tmp_path / "a b"], env={"K": "v w"})
+    assert "$" in submitit_python(spec)  # the sbatch script's form, for a shell
+    assert shlex.split(local_python(spec)) == container_argv(spec, ["python"])
+
+
+def test_profile_spec_checks_the_image_the_runtime_names(tmp_path, monkeypatch, image):
+    monkeypatch.setenv("PATH", path_with(tmp_path, "podman"))
+    monkeypatch.chdir(tmp_path)
+    missing = Recorder(info_returncode=1)
+    with pytest.raises(ConfigError, match=r"^cluster profile p: container = 'ptblm:nope' is not an image .*podman "
+                                          r"has; build it with `make image ENGINE=podman`"):
+        profile_spec("ptblm:nope", "podman", [], {}, "cluster profile p", environ={}, runner=missing)
+    assert missing.calls == [["podman", "image", "exists", "ptblm:nope"]]
+    spec = profile_spec("ptblm:yes", "podman", ["/data"], {}, "p", environ={}, runner=Recorder())
+    assert (spec.kind, spec.runtime, spec.image, spec.workdir) == ("podman", "podman", "ptblm:yes", str(tmp_path))
+    apptainer = profile_spec(str(image), "apptainer", [], {}, "p", environ={})
+    assert (apptainer.kind, apptainer.runtime, apptainer.image) == ("apptainer", "apptainer", str(image))
 
 
 # --- requeue forwarding ----------------------------------------------------------------------
@@ -201,7 +254,7 @@ class Recorder:
         self.calls.append(list(argv))
         if argv[1] == "build" and argv[-1].endswith(".def"):
             self.definitions.append(Path(argv[-1]).read_text())
-        returncode, stderr = self.info if argv[1] == "info" else (0, "")
+        returncode, stderr = self.info if argv[1] in ("info", "image") else (0, "")
         return subprocess.CompletedProcess(argv, returncode, stdout="", stderr=stderr)
 
 
@@ -236,6 +289,37 @@ def test_build_image_runs_docker_build(tmp_path, monkeypatch):
     docker = str(tmp_path / "bin" / "docker")
     assert runner.calls == [[docker, "info"], [docker, "build", "-f", str(REPO / "docker/Dockerfile"),
                                                "-t", "ptblm:test", str(REPO)]]
+
+
+def test_build_image_with_podman_binds_pips_configuration_read_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", path_with(tmp_path, "podman"))
+    wheels, index, cert = tmp_path / "wheels", tmp_path / "pypi" / "simple", tmp_path / "ca.crt"
+    wheels.mkdir()
+    index.mkdir(parents=True)
+    cert.write_text("cert\n")
+    pip_config = (f"global.cert='{cert}'\nglobal.find-links='/no/such/dir'\n"
+                  f"global.extra-index-url='file://{index} https://example.org/simple'\n"
+                  f":env:.find-links='{wheels}'\n:env:.default-timeout='180'\n")
+    runner = Recorder()
+    build_image("ptblm:test", "docker/Dockerfile", ".", runner=runner, engine="podman", base="stand-in:1",
+                build_args={"BASE_TORCH": "2.13.0"}, pip_config=pip_config)
+    [argv] = runner.calls
+    volumes = [argv[i + 1] for i, word in enumerate(argv) if word == "--volume"]
+    assert argv[:argv.index("--volume")] == [
+        str(tmp_path / "bin" / "podman"), "--runtime", "runc", "--cgroup-manager", "cgroupfs", "build",
+        "--network", "host", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", "--from", "stand-in:1",
+        "--build-arg", "BASE_TORCH=2.13.0"]
+    assert argv[-5:] == ["-f", "docker/Dockerfile", "-t", "ptblm:test", "."]
+    assert volumes[0].endswith("/pip.conf:/etc/pip.conf:ro")
+    # the wheel folder the environment names (not the missing one of the file), the index's parent, the CA bundle
+    assert sorted(volumes[1:]) == [f"{cert}:{cert}:ro", f"{index.parent}:{index.parent}:ro", f"{wheels}:{wheels}:ro"]
+
+
+def test_pip_build_volumes_write_the_settings_pip_reads_inside(tmp_path):
+    volumes = pip_build_volumes("global.index-url='https://mirror/simple'\n:env:.no-cache-dir='1'\n", tmp_path)
+    assert volumes == [f"{tmp_path}/pip.conf:/etc/pip.conf:ro"]
+    assert (tmp_path / "pip.conf").read_text() == "[global]\nindex-url = https://mirror/simple\nno-cache-dir = 1\n"
+    assert pip_build_volumes("", tmp_path) == []
 
 
 def test_build_sif_without_apptainer_says_what_to_install(tmp_path, monkeypatch):

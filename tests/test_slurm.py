@@ -25,6 +25,11 @@ FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
+    require_slurm()
+
+
+def require_slurm() -> None:
+    """Skip without a cluster; fail in CI."""
     answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True) \
         if shutil.which("sinfo") else None
     if answer is None or answer.returncode != 0 or not answer.stdout.strip():
@@ -131,6 +136,45 @@ def test_sbatch_path_runs_one_task_with_the_same_layout(tmp_path, synthetic_dir)
     assert status.state == rf.DONE and status.slurm_job_id == f"{job}_0"
     log = (tmp_path / "results" / name / "logs" / f"{job}_0.out").read_text()
     assert "finished: done" in log
+
+
+def test_plain_sbatch_logs_into_the_experiment_and_force_reruns_once(tmp_path, synthetic_dir):
+    """`sbatch slurm/array.sbatch EXP` by hand: the log lands in results/<exp>/logs/ (no slurm-*.out where sbatch
+    ran), and `--force` reruns a finished setting from scratch."""
+    name = write_tiny_jobs(tmp_path / "jobs")
+    results = tmp_path / "results"
+    env = {**os.environ, "PTBLM_RESULTS": str(results), "PTBLM_JOBS": str(tmp_path / "jobs"),
+           "PTB_DIR": str(synthetic_dir), "PTBLM_COMMAND": f"{sys.executable} -m ptblm.cli"}
+    run_dir = load_experiment(name, tmp_path / "jobs").settings[0].run_dir(results)
+    for extra in ([], ["--force"]):
+        submitted = subprocess.run(["sbatch", "--parsable", "--array=0", "--cpus-per-task=1", "--mem=1G",
+                                    str(REPO / "slurm/array.sbatch"), name, *extra], cwd=tmp_path, env=env,
+                                   capture_output=True, text=True, check=True)
+        job = submitted.stdout.strip().split(";")[0]
+        wait_for_job(job)
+        assert rf.read_status(run_dir).state == rf.DONE
+        log = (results / name / "logs" / f"{job}_0.out").read_text()
+        assert "finished: done" in log, log
+    assert not list(tmp_path.glob("slurm-*.out"))
+    assert "already done" not in log  # the second, forced run trained again
+    assert (run_dir / rf.LOG_FILE).read_text().count("finished: done") == 1  # its folder was emptied first
+
+
+def test_gpu_profile_runs_through_the_scheduler_on_the_stand_in_gpus(tmp_path, synthetic_dir):
+    """slurm/clusters/dev-gpu.yaml: one GPU per task, two settings per GPU; Slurm hands each task a GPU
+    (CUDA_VISIBLE_DEVICES) and the runs say they go on on the CPU."""
+    node = subprocess.run(["scontrol", "show", "node"], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"\bGres=gpu:2\b", node), "no GPUs on the dev cluster: restart it (slurm/dev-cluster.sh start)"
+    name = write_tiny_jobs(tmp_path / "jobs", hidden_sizes=(8, 10, 12))
+    output = ptblm("submit", name, "--cluster", "dev-gpu", "--jobs", str(tmp_path / "jobs"), "--results",
+                   str(tmp_path / "results"), "--data", str(synthetic_dir)).stdout
+    assert "with 2 tasks: settings 0+1" in output, output
+    wait_for_job(submitted_job(output))
+    for setting in load_experiment(name, tmp_path / "jobs").settings:
+        run_dir = setting.run_dir(tmp_path / "results")
+        assert rf.read_status(run_dir).state == rf.DONE
+        assert re.search(r"GPUs \d allocated \(CUDA_VISIBLE_DEVICES\) but torch sees no CUDA device: running on the "
+                         r"CPU", (run_dir / rf.LOG_FILE).read_text())
 
 
 def reference_curves(tmp_path: Path, jobs_dir: Path, name: str, data: Path) -> list:

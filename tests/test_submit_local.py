@@ -1,9 +1,11 @@
 """The submit path without Slurm: submitit's local executor, idempotent resubmission, packed runs."""
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile
 from ptblm.jobs import load_experiment
@@ -64,3 +66,23 @@ def test_a_missing_container_image_stops_a_forced_submission_before_any_run_is_c
                           executor="local", echo=lambda line: None)
     assert sorted(path.name for path in run_dir.iterdir()) == before  # the finished run is still there
     assert rf.read_status(run_dir).state == rf.DONE
+
+
+def test_a_container_profile_runs_every_local_task_inside_the_container(tmp_path, synthetic_dir, monkeypatch):
+    """submitit's local executor shlex-splits its `python` and runs it without a shell: the container command
+    must hold no shell text (it once held ${SLURM_TMPDIR:+--bind ...}, and every task failed)."""
+    experiment = load_experiment(tiny_experiment(tmp_path / "jobs", hidden_sizes=(8, 10)), tmp_path / "jobs")
+    image = tmp_path / "ptblm.sif"
+    image.write_text("not a real image: the pass-through only checks it exists\n")
+    log = tmp_path / "apptainer.log"
+    monkeypatch.setenv("PTBLM_CONTAINER_RUNTIME", str(REPO / "tests" / "fixtures" / "fake-apptainer"))
+    monkeypatch.setenv("FAKE_APPTAINER_LOG", str(log))
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    profile = ClusterProfile(name="t", local_parallelism=2, local_timeout_min=10, container=str(image))
+    lines = []
+    submit_experiment(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir,
+                      executor="local", echo=lines.append)
+    for setting in experiment.settings:
+        assert rf.read_status(setting.run_dir(tmp_path / "results")).state == rf.DONE, lines
+    calls = log.read_text().split("\n\n")[:-1]
+    assert len(calls) == 2 and all(f"\n{image}\npython\n-u\n-m\nsubmitit.core._submit\n" in call for call in calls)

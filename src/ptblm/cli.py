@@ -142,16 +142,22 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from .container import build_image
+    from .images import build_image
 
-    build_image(args.tag, Path("docker/Dockerfile"), Path("."))
-    print(f"built {args.tag}; next: `make sif` here, or `docker save {args.tag} -o ptblm.tar` and "
-          f"`make sif FROM_TAR=ptblm.tar` where Apptainer is")
+    build_args = dict(pair.partition("=")[::2] for pair in args.build_arg)
+    build_image(args.tag, Path("docker/Dockerfile"), Path("."), engine=args.engine, base=args.base,
+                build_args=build_args)
+    if args.engine == "podman":
+        print(f"built {args.tag} in podman's storage; set `container: {args.tag}` and `container_runtime: podman` "
+              f"in a cluster profile to run jobs inside it")
+    else:
+        print(f"built {args.tag}; next: `make sif` here, or `docker save {args.tag} -o ptblm.tar` and "
+              f"`make sif FROM_TAR=ptblm.tar` where Apptainer is")
     return 0
 
 
 def cmd_sif(args: argparse.Namespace) -> int:
-    from .container import build_sif
+    from .images import build_sif
 
     build_sif(args.out, args.from_tar or args.tag, Path("docker/ptblm.def"))
     print(f"wrote {args.out}; copy it to the cluster and set `container: /path/to/{args.out.name}` in its profile")
@@ -170,7 +176,7 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
     from .runfolder import CANCELLED, DIVERGED, DONE
 
     state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
-                        pinned=args.pinned)
+                        pinned=args.pinned, force=args.force)
     return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
 
 
@@ -391,10 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(sbatch)
     sbatch.set_defaults(handler=cmd_sbatch)
 
-    from .container import IMAGE_TAG
+    from .images import IMAGE_TAG
 
-    image = commands.add_parser("image", help="docker build of docker/Dockerfile (needs a Docker engine)")
+    image = commands.add_parser("image", help="docker (or podman) build of docker/Dockerfile")
     image.add_argument("--tag", default=IMAGE_TAG)
+    image.add_argument("--engine", choices=("docker", "podman"), default="docker")
+    image.add_argument("--base", help="podman: this image in place of the Dockerfile's FROM (e.g. a stand-in base)")
+    image.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="e.g. BASE_TORCH=2.13.0 for a base with another torch")
     image.set_defaults(handler=cmd_image)
     sif = commands.add_parser("sif", help="Apptainer .sif from the Docker image or a saved tar (runs its %%test)")
     sif.add_argument("--from-tar", type=Path, help="a `docker save` tar built elsewhere")
@@ -412,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
     run_setting.add_argument("--pinned", type=Path, default=None,
                              help="the task -> setting file `ptblm sbatch` wrote (default: read the jobs file now)")
+    run_setting.add_argument("--force", action="store_true", help="empty the run folder first (array.sbatch passes "
+                             "it on a job's first attempt only)")
     add_location_flags(run_setting)
     run_setting.set_defaults(handler=cmd_run_setting)
 

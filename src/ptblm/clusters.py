@@ -9,6 +9,7 @@ from typing import Any
 
 
 from .config import ConfigError, read_yaml_mapping
+from .container import RUNTIMES
 
 DEFAULT_MAX_ARRAY_SIZE = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
 
@@ -28,7 +29,8 @@ class ClusterProfile:
     array_parallelism: int = 16  # the %K throttle of the array
     max_array_size: int | None = None  # None: ask `scontrol show config`, else 1000
     setup: tuple[str, ...] = ()  # lines run before the task, e.g. "module load apptainer"
-    container: str | None = None  # path to ptblm.sif: tasks run inside it with `apptainer exec --nv`
+    container: str | None = None  # path to ptblm.sif (apptainer) or an image name (podman): tasks run inside it
+    container_runtime: str = "apptainer"  # apptainer | podman (see ptblm.container)
     container_binds: tuple[str, ...] = ()  # extra host paths bound at the same path
     sbatch_extra: dict[str, Any] = field(default_factory=dict)  # more sbatch options, e.g. {constraint: a100}
     runs_per_gpu: int = 1  # settings run side by side in one array task (one process each, one allocation)
@@ -67,6 +69,9 @@ class ClusterProfile:
                                   f"{'0 or more' if key == 'gpus_per_node' else 'a positive integer'}")
         if values.get("gpus_per_node") and values.get("gres"):
             raise ConfigError(f"{where}: set gpus_per_node or gres, not both")
+        if values.get("container_runtime", RUNTIMES[0]) not in RUNTIMES:
+            raise ConfigError(f"{where}: container_runtime = {values['container_runtime']!r} is invalid; "
+                              f"valid: {', '.join(RUNTIMES)}")
         if "sbatch_extra" in values:
             _check_sbatch_extra(where, values["sbatch_extra"])
         return cls(**values)

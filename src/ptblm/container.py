@@ -1,9 +1,11 @@
-"""Jobs inside the ptblm image: the command lines, the two image builds, and their agreement.
+"""Jobs inside the ptblm image: the command lines that run a task in it (building the image is
+ptblm.images).
 
-Clusters run Apptainer; the image is built with Docker (docker/Dockerfile) and converted to a
-.sif (docker/ptblm.def). A job runs as
+Clusters run Apptainer (or podman); the image is built with Docker or podman (docker/Dockerfile)
+and converted to a .sif (docker/ptblm.def). A job runs as
 
     apptainer exec --nv --bind R:R,S:S,D:D [--bind $SLURM_TMPDIR:$SLURM_TMPDIR] --env K=V ptblm.sif CMD...
+    podman ... run --rm --volume R:R ... --env 'SLURM_*' ... --workdir CWD --entrypoint= IMAGE CMD...
 
 Every host path is bound at the *same* path inside, so each path a job is handed (run folder,
 data folder, submitit's log folder) names the same file on both sides and nothing is rewritten.
@@ -18,54 +20,75 @@ the job script, on the host after the container exits, runs the real `scontrol r
 """
 from __future__ import annotations
 
-import json
-import operator
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-IMAGE_TAG = "ptblm:latest"  # what `make image` builds and docker/ptblm.def bootstraps from
+from .config import ConfigError
+
 RUNTIME_ENV = "PTBLM_CONTAINER_RUNTIME"  # overrides the runtime, e.g. with tests/fixtures/fake-apptainer
 REQUEUE_DIR_ENV = "PTBLM_REQUEUE_DIR"  # where docker/scontrol-shim records a requeue request
 RUNTIME_BIND_VARS = ("SLURM_TMPDIR",)  # folders known only once the job runs: bound when set
+RUNTIMES = ("apptainer", "podman")  # the profile's container_runtime
+# Podman's global options that work without systemd cgroups and with runc (crun refuses hybrid
+# cgroups), and explicit ulimits (its defaults need CAP_SYS_RESOURCE, which sandboxes lack).
+PODMAN_GLOBAL_OPTIONS = ("--runtime", "runc", "--cgroup-manager", "cgroupfs")
+PODMAN_ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+# Apptainer passes the whole host environment in; podman only what is named. A job needs these
+# (submitit's and Slurm's job identity, ptblm's paths, the GPUs Slurm gave it, thread counts).
+PODMAN_FORWARDED_ENV = ("SLURM_*", "SUBMITIT_*", "PTBLM_*", "PTB_DIR", "CUDA_VISIBLE_DEVICES",
+                        "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# With one of these CDI specs (nvidia-ctk cdi generate) podman can hand the GPUs in: --device nvidia.com/gpu=all.
+CDI_SPECS = ("/etc/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml")
+PODMAN_GPU_DEVICE = "nvidia.com/gpu=all"
 
 Runner = Callable[..., subprocess.CompletedProcess]
-
-DOCKER_HELP = (
-    "Install Docker Engine (https://docs.docker.com/engine/install/), or build on a machine that has "
-    "it: `docker build -f docker/Dockerfile -t ptblm:latest .` then `docker save ptblm:latest -o ptblm.tar`, "
-    "and turn the tar into a .sif where Apptainer is: `make sif FROM_TAR=ptblm.tar`.")
-APPTAINER_HELP = (
-    "Install Apptainer (https://apptainer.org/docs/admin/main/installation.html; on a cluster try "
-    "`module load apptainer`), or run `make sif` on a machine that has it and copy ptblm.sif to the "
-    "cluster, then set `container: /path/to/ptblm.sif` in its profile.")
 
 
 @dataclass(frozen=True)
 class ContainerSpec:
     """How to wrap a command: which image, which runtime, what the container sees."""
 
-    image: str  # path to the .sif
-    runtime: str = "apptainer"
-    nv: bool = True  # --nv: the host's NVIDIA driver inside (only a warning on a node without one)
+    image: str  # path to the .sif (apptainer) or an image name in podman's storage (podman)
+    runtime: str = "apptainer"  # the command
+    nv: bool = True  # apptainer --nv (only a warning on a node without GPUs); podman: the GPUs where CDI has them
     binds: Sequence[str] = ()  # host paths, bound at the same path inside
     env: Mapping[str, str] = field(default_factory=dict)  # passed as --env K=V
+    kind: str = "apptainer"  # apptainer | podman: which command line to compose
+    workdir: str | None = None  # podman: the working directory inside (apptainer keeps the caller's)
 
 
-def default_runtime(environ: Mapping[str, str] = os.environ) -> str:
-    """apptainer, unless PTBLM_CONTAINER_RUNTIME names another command (a path is made absolute,
-    since the job runs in another directory)."""
+def default_runtime(environ: Mapping[str, str] = os.environ, kind: str = "apptainer") -> str:
+    """The command of runtime `kind`, unless PTBLM_CONTAINER_RUNTIME names another command (a path
+    is made absolute, since the job runs in another directory)."""
     override = environ.get(RUNTIME_ENV, "")
     if not override:
-        return "apptainer"
+        return kind
     return os.path.abspath(override) if os.sep in override else override
+
+
+def profile_spec(image: str, kind: str, binds: Sequence[str], env: Mapping[str, str], where: str,
+                 environ: Mapping[str, str], runner: Runner = subprocess.run) -> ContainerSpec:
+    """The spec for a profile's `container:` and `container_runtime:`; a missing image stops here,
+    before anything is submitted, naming the profile and how to build it."""
+    runtime = default_runtime(environ, kind)
+    if kind == "podman":
+        found = shutil.which(runtime) and runner([runtime, "image", "exists", image],
+                                                 capture_output=True).returncode == 0
+        if not found:
+            raise ConfigError(f"{where}: container = {image!r} is not an image {runtime} has; build it with "
+                              f"`make image ENGINE=podman` (see README, Containers) or remove the key")
+        return ContainerSpec(image=image, runtime=runtime, binds=binds, env=env, kind=kind, workdir=os.getcwd())
+    path = Path(image).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}: container = {image!r} is not a file; build it with `make sif` "
+                          f"(see README, Containers) or remove the key")
+    return ContainerSpec(image=str(path), runtime=runtime, binds=binds, env=env)
 
 
 def job_binds(repo_dir: str | Path, results_dir: str | Path, data_dir: str | Path,
@@ -96,24 +119,50 @@ def container_argv(spec: ContainerSpec, argv: Sequence[str],
     """[runtime, exec, options..., image, *argv] for subprocess; environ supplies the run-time
     binds (RUNTIME_BIND_VARS) when this runs inside the job."""
     runtime_paths = _unique_absolute(environ.get(name, "") for name in RUNTIME_BIND_VARS) if environ else []
-    runtime_binds = [word for path in runtime_paths for word in ("--bind", f"{path}:{path}")]
-    return [spec.runtime, "exec", *_gpu_and_binds(spec), *runtime_binds, *_env_options(spec),
-            os.path.abspath(spec.image), *argv]
+    bind = "--volume" if spec.kind == "podman" else "--bind"
+    runtime_binds = [word for path in runtime_paths for word in (bind, f"{path}:{path}")]
+    head, tail = _runtime_words(spec)
+    gpus = ["--device", PODMAN_GPU_DEVICE] if _podman_gpus(spec) and any(map(os.path.exists, CDI_SPECS)) else []
+    return [*head, *gpus, *runtime_binds, *tail, *argv]
 
 
 def container_shell_prefix(spec: ContainerSpec) -> str:
     """The same command for a job script, where $SLURM_TMPDIR is bound if set when the job runs;
     append the (quoted) command to it."""
-    runtime_binds = [f'${{{name}:+--bind "${name}:${name}"}}' for name in RUNTIME_BIND_VARS]
-    words = [spec.runtime, "exec", *_gpu_and_binds(spec)]
-    tail = [*_env_options(spec), os.path.abspath(spec.image)]
-    return " ".join([*map(shlex.quote, words), *runtime_binds, *map(shlex.quote, tail)])
+    bind = "--volume" if spec.kind == "podman" else "--bind"
+    runtime_binds = [f'${{{name}:+{bind} "${name}:${name}"}}' for name in RUNTIME_BIND_VARS]
+    head, tail = _runtime_words(spec)
+    # the GPU nodes, not the login node, know whether podman can hand GPUs in: decided when the job runs
+    specs = " -o ".join(f"-e {shlex.quote(path)}" for path in CDI_SPECS)
+    gpus = [f"$(test {specs} && echo --device {PODMAN_GPU_DEVICE})"] if _podman_gpus(spec) else []
+    return " ".join([*map(shlex.quote, head), *gpus, *runtime_binds, *map(shlex.quote, tail)])
 
 
 def submitit_python(spec: ContainerSpec, python: str = "python") -> str:
     """submitit's `slurm_python` (AutoExecutor(folder, slurm_python=...)): submitit writes
     `srun ... <this> -u -m submitit.core._submit FOLDER` into the sbatch script, unquoted."""
     return f"{container_shell_prefix(spec)} {shlex.quote(python)}"
+
+
+def local_python(spec: ContainerSpec, python: str = "python") -> str:
+    """submitit's LocalExecutor `python`: it shlex-splits the string and runs it without a shell, so
+    no shell text here (no $SLURM_TMPDIR outside Slurm anyway)."""
+    return shlex.join(container_argv(spec, [python]))
+
+
+def _runtime_words(spec: ContainerSpec) -> tuple[list[str], list[str]]:
+    """The words before the run-time binds, and those after them up to the command."""
+    if spec.kind == "podman":
+        binds = [word for path in _unique_absolute(spec.binds, podman=True) for word in ("--volume", f"{path}:{path}")]
+        head = [spec.runtime, *PODMAN_GLOBAL_OPTIONS, "run", "--rm", "--network=none", *PODMAN_ULIMITS, *binds]
+        forwarded = [word for name in PODMAN_FORWARDED_ENV for word in ("--env", name)]
+        workdir = ["--workdir", os.path.abspath(spec.workdir)] if spec.workdir else []
+        return head, [*forwarded, *_env_options(spec), *workdir, "--entrypoint=", spec.image]
+    return [spec.runtime, "exec", *_gpu_and_binds(spec)], [*_env_options(spec), os.path.abspath(spec.image)]
+
+
+def _podman_gpus(spec: ContainerSpec) -> bool:
+    return spec.kind == "podman" and spec.nv
 
 
 def _gpu_and_binds(spec: ContainerSpec) -> list[str]:
@@ -134,307 +183,20 @@ def _env_options(spec: ContainerSpec) -> list[str]:
     return options
 
 
-def _unique_absolute(paths: Iterable[str | Path]) -> list[str]:
+def _unique_absolute(paths: Iterable[str | Path], podman: bool = False) -> list[str]:
     """Absolute (not symlink-resolved, as submitit's folders are), first occurrence kept; empty
-    entries dropped. Apptainer's --bind splits on ',' and ':', so such paths are refused."""
+    entries dropped. Apptainer's --bind splits on ',' and ':' (podman's --volume on ':'), so such
+    paths are refused."""
     unique: list[str] = []
     for path in paths:
         if not str(path):
             continue
         absolute = os.path.abspath(os.path.expanduser(str(path)))
-        bad = sorted(set(",:%") & set(absolute))
+        bad = sorted((set(":%") if podman else set(",:%")) & set(absolute))
         if bad:
-            raise ValueError(f"container bind {absolute!r} contains {' '.join(bad)}: apptainer's --bind cannot "
+            option = "podman's --volume" if podman else "apptainer's --bind"
+            raise ValueError(f"container bind {absolute!r} contains {' '.join(bad)}: {option} cannot "
                              "take it (for a submitit folder with %j, bind its first parent without it)")
         if absolute not in unique:
             unique.append(absolute)
     return unique
-
-
-# --- building the images ---------------------------------------------------------------------
-
-def build_image(tag: str, dockerfile: str | Path, context: str | Path, runner: Runner = subprocess.run) -> None:
-    """docker build; fails first, with what to do, when Docker or its engine is missing."""
-    docker = _require_tool("docker", "`ptblm image`", DOCKER_HELP)
-    info = runner([docker, "info"], capture_output=True, text=True)
-    if info.returncode != 0:
-        said = (info.stderr or info.stdout or "").strip().splitlines()
-        reason = said[-1] if said else f"exit status {info.returncode}"
-        raise RuntimeError(f"`ptblm image`: {docker} is installed but no Docker engine answers "
-                           f"(`docker info`: {reason}). Start the engine (e.g. `sudo systemctl start docker`) "
-                           f"or use a machine that has one. {DOCKER_HELP}")
-    runner([docker, "build", "-f", str(dockerfile), "-t", tag, str(context)], check=True)
-
-
-def build_sif(sif_path: str | Path, source: str | Path, definition: str | Path,
-              runner: Runner = subprocess.run) -> None:
-    """apptainer build from the .def, so its %test, %help and %environment always apply; source is
-    the Docker image tag (read from the daemon) or a `docker save` tar built elsewhere."""
-    apptainer = _require_tool("apptainer", "`ptblm sif`", APPTAINER_HELP)
-    text = render_definition(Path(definition).read_text(), source)
-    Path(sif_path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ptblm-def-") as scratch:
-        rendered = Path(scratch) / "ptblm.def"
-        rendered.write_text(text)
-        runner([apptainer, "build", "--force", str(sif_path), str(rendered)], check=True)
-
-
-def render_definition(text: str, source: str | Path) -> str:
-    """The .def with its Bootstrap/From header pointing at source: a .tar -> docker-archive, else a
-    tag in the Docker daemon."""
-    if str(source).endswith(".tar"):
-        archive = Path(source).resolve()
-        if not archive.is_file():
-            raise FileNotFoundError(f"{source}: no such image archive; make one with "
-                                    f"`docker save {IMAGE_TAG} -o {source}` where the image was built")
-        header = {"Bootstrap": "docker-archive", "From": str(archive)}
-    else:
-        header = {"Bootstrap": "docker-daemon", "From": str(source)}
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("%"):
-            break
-        key = line.partition(":")[0].strip()
-        if key in header:
-            lines[index] = f"{key}: {header.pop(key)}"
-    if header:
-        raise ValueError(f"definition has no {' or '.join(header)} header line before its first section")
-    return "\n".join(lines) + "\n"
-
-
-def _require_tool(name: str, command: str, help_text: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{command} needs {name}, which is not on PATH. {help_text}")
-    return path
-
-
-# --- agreement of docker/Dockerfile, docker/ptblm.def and pyproject.toml ---------------------
-
-def check_image_agreement(repo_dir: str | Path, image_tag: str = IMAGE_TAG) -> list[str]:
-    """Problems that would make the images disagree with the project (empty when they agree)."""
-    repo = Path(repo_dir)
-    project = _read_toml(repo / "pyproject.toml")["project"]
-    requirements = dict(_requirement(text) for text in project.get("dependencies", []))
-    scripts = sorted(project.get("scripts", {}))
-    dockerfile = _dockerfile_instructions((repo / "docker/Dockerfile").read_text())
-    return [
-        *_dockerfile_problems(dockerfile, requirements, project.get("requires-python", ""), scripts),
-        *_definition_problems(*_definition((repo / "docker/ptblm.def").read_text()), image_tag, scripts),
-        *_lock_problems(read_lock(repo / "docker/constraints.txt"), requirements),
-        *_dockerignore_problems((repo / ".dockerignore").read_text().splitlines(), dockerfile),
-    ]
-
-
-def _dockerfile_problems(instructions: list[tuple[str, str]], requirements: dict[str, str],
-                         requires_python: str, scripts: list[str]) -> list[str]:
-    where = "docker/Dockerfile"
-    problems = []
-    bases = [value for keyword, value in instructions if keyword == "FROM"]
-    build_args = dict(value.partition("=")[::2] for keyword, value in instructions if keyword == "ARG")
-    tag_torch = re.search(r":(\d+(?:\.\d+)+)-", bases[0]) if bases else None
-    if len(bases) != 1 or tag_torch is None:
-        return [f"{where}: expected one FROM with a versioned PyTorch tag such as "
-                f"pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime, got {bases}"]
-    torch, python = build_args.get("BASE_TORCH", ""), build_args.get("BASE_PYTHON", "")
-    if torch != tag_torch.group(1):
-        problems.append(f"{where}: ARG BASE_TORCH={torch!r} but the base tag {bases[0]} ships torch "
-                        f"{tag_torch.group(1)}")
-    if "torch" in requirements and not version_in_range(tag_torch.group(1), requirements["torch"]):
-        problems.append(f"{where}: base {bases[0]} ships torch {tag_torch.group(1)}, outside pyproject.toml's "
-                        f"torch{requirements['torch']}")
-    if not python or not version_in_range(python, requires_python):
-        problems.append(f"{where}: ARG BASE_PYTHON={python!r} does not satisfy pyproject.toml's "
-                        f"requires-python {requires_python!r}")
-    env = " ".join(value for keyword, value in instructions if keyword == "ENV")
-    for setting in ("PYTHONNOUSERSITE=1", "PYTHONUNBUFFERED=1"):
-        if setting not in env.split():
-            problems.append(f"{where}: ENV lacks {setting}")
-    entrypoints = [value for keyword, value in instructions if keyword == "ENTRYPOINT"]
-    entrypoint = _exec_form(entrypoints[-1]) if entrypoints else None
-    if len(scripts) != 1 or entrypoint != scripts:
-        problems.append(f"{where}: ENTRYPOINT is {entrypoints[-1] if entrypoints else 'missing'}; expected the "
-                        f"console script of pyproject.toml [project.scripts] {scripts}, as {json.dumps(scripts)}")
-    problems += _installed_from_repo(instructions, where)
-    return problems
-
-
-def _installed_from_repo(instructions: list[tuple[str, str]], where: str) -> list[str]:
-    """The package must be pip-installed from a COPY of pyproject.toml and src/, not a registry."""
-    copies = {source: dest for keyword, value in instructions if keyword == "COPY"
-              for source, dest in _copy_pairs(value)}
-    src_dest = copies.get("src/", copies.get("src", "")).rstrip("/")
-    folder = src_dest[:-len("/src")] if src_dest.endswith("/src") else ""
-    if not folder or copies.get("pyproject.toml", "").rstrip("/") != folder:
-        return [f"{where}: expected `COPY pyproject.toml ... DIR/` and `COPY src/ DIR/src/` (the package from "
-                f"this repository), got COPY {copies}"]
-    commands = [command for keyword, value in instructions if keyword == "RUN"
-                for command in re.split(r"&&|\|\||;", value)]
-    if not any("pip install" in command and folder in command.split() for command in commands):
-        return [f"{where}: no `pip install {folder}` (the repository copy) in any RUN"]
-    return []
-
-
-def _exec_form(value: str) -> list[str] | None:
-    """ENTRYPOINT ["a", "b"] -> ['a', 'b']; the shell form (no JSON list) -> None."""
-    try:
-        words = json.loads(value)
-    except json.JSONDecodeError:
-        return None
-    return words if isinstance(words, list) else None
-
-
-def _copy_pairs(value: str) -> list[tuple[str, str]]:
-    words = [word for word in value.split() if not word.startswith("--")]
-    return [(source, words[-1]) for source in words[:-1]]
-
-
-def _definition_problems(header: dict[str, str], sections: dict[str, str], image_tag: str,
-                         scripts: list[str]) -> list[str]:
-    where = "docker/ptblm.def"
-    problems = []
-    if header.get("Bootstrap") != "docker-daemon" or header.get("From") != image_tag:
-        problems.append(f"{where}: header is Bootstrap: {header.get('Bootstrap')} / From: {header.get('From')}; "
-                        f"expected Bootstrap: docker-daemon / From: {image_tag} (the tag `make image` builds)")
-    missing = [name for name in ("environment", "runscript", "test", "labels", "help") if name not in sections]
-    if missing:
-        problems.append(f"{where}: missing sections {', '.join('%' + name for name in missing)}")
-    expected_run = f'exec {scripts[0] if scripts else "?"} "$@"'
-    if sections.get("runscript", "").strip() != expected_run:
-        problems.append(f"{where}: %runscript is {sections.get('runscript', '').strip()!r}; expected {expected_run!r}")
-    if "import" not in sections.get("test", "") or "ptblm" not in sections.get("test", ""):
-        problems.append(f"{where}: %test does not import ptblm")
-    return problems
-
-
-def _lock_problems(lock: dict[str, str], requirements: dict[str, str]) -> list[str]:
-    where = "docker/constraints.txt"
-    problems = []
-    if "torch" in lock:
-        problems.append(f"{where}: pins torch=={lock['torch']}; leave torch out (the base image provides it)")
-    for name, specifier in requirements.items():
-        if name == "torch":
-            continue
-        if name not in lock:
-            problems.append(f"{where}: dependency {name} of pyproject.toml is not pinned (add {name}==VERSION)")
-        elif not version_in_range(lock[name], specifier):
-            problems.append(f"{where}: {name}=={lock[name]} is outside pyproject.toml's {name}{specifier}")
-    return problems
-
-
-def _dockerignore_problems(patterns: list[str], instructions: list[tuple[str, str]]) -> list[str]:
-    """.dockerignore must keep results/, .venv/ and data/ out and let every COPY source in."""
-    where = ".dockerignore"
-    patterns = [line.strip() for line in patterns if line.strip() and not line.lstrip().startswith("#")]
-    allowed = {pattern[1:].strip("/") for pattern in patterns if pattern.startswith("!")}
-    if patterns[:1] != ["*"]:
-        excluded = {pattern.strip("/") for pattern in patterns if not pattern.startswith("!")}
-        return [f"{where}: {name}/ is not excluded" for name in ("results", ".venv", "data") if name not in excluded]
-    problems = [f"{where}: re-includes {name}/, which must stay out of the build context"
-                for name in ("results", ".venv", "data") if name in allowed]
-    sources = [source for keyword, value in instructions if keyword == "COPY" for source, _ in _copy_pairs(value)]
-    problems += [f"{where}: COPY source {source} is excluded (add !{source.rstrip('/')})"
-                 for source in sources if source.rstrip("/") not in allowed]
-    return problems
-
-
-# --- small parsers -------------------------------------------------------------------------
-
-_OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
-              "==": operator.eq, "!=": operator.ne}
-
-
-def version_in_range(version: str, specifier: str) -> bool:
-    """'2.5.1+cu124' satisfies '>=2.4,<2.15': release numbers compared, zero-padded (2.5 == 2.5.0).
-    Enough for the plain X.Y[.Z] clauses this project writes; anything else is refused."""
-    release = _release(version)
-    for clause in filter(None, (part.strip() for part in specifier.split(","))):
-        match = re.fullmatch(r"(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)", clause)
-        if match is None:
-            raise ValueError(f"version clause {clause!r} (in {specifier!r}) is not supported; "
-                             "use >=, <=, >, <, == or != with X.Y[.Z]")
-        bound = _release(match.group(2))
-        width = max(len(release), len(bound))
-        padded = release + (0,) * (width - len(release)), bound + (0,) * (width - len(bound))
-        if not _OPERATORS[match.group(1)](*padded):
-            return False
-    return True
-
-
-def _release(version: str) -> tuple[int, ...]:
-    match = re.match(r"\d+(?:\.\d+)*", version.strip())
-    if match is None:
-        raise ValueError(f"{version!r} is not a version number")
-    return tuple(int(part) for part in match.group().split("."))
-
-
-def _requirement(text: str) -> tuple[str, str]:
-    """'torch>=2.4,<2.15' -> ('torch', '>=2.4,<2.15'); names normalised as pip does."""
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*)", text)
-    if match is None:
-        raise ValueError(f"cannot read requirement {text!r}")
-    return _normalise(match.group(1)), match.group(2).strip()
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def read_lock(path: Path) -> dict[str, str]:
-    """name==version lines (comments and blanks skipped) -> {normalised name: version}."""
-    lock = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.split("#")[0].strip()
-        if not line:
-            continue
-        name, separator, version = line.partition("==")
-        if not separator or not version.strip():
-            raise ValueError(f"{path}:{number}: {line!r} is not an exact pin NAME==VERSION")
-        lock[_normalise(name.strip())] = version.strip()
-    return lock
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError as error:
-            raise RuntimeError(f"reading {path} needs Python >= 3.11 or `pip install tomli`") from error
-    with open(path, "rb") as file:
-        return tomllib.load(file)
-
-
-def _dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
-    instructions, pending = [], ""
-    for line in text.splitlines():
-        if line.lstrip().startswith("#"):  # Docker drops comment lines, inside continuations too
-            continue
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
-            continue
-        joined = (pending + line).strip()
-        pending = ""
-        if joined:
-            keyword, _, arguments = joined.partition(" ")
-            instructions.append((keyword.upper(), arguments.strip()))
-    return instructions
-
-
-def _definition(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """({'Bootstrap': ..., 'From': ...}, {'runscript': body, 'test': body, ...})."""
-    header: dict[str, str] = {}
-    sections: dict[str, str] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("%"):
-            current = line[1:].split()[0]
-            sections[current] = ""
-        elif current is not None:
-            sections[current] += line + "\n"
-        elif ":" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition(":")
-            header[key.strip()] = value.strip()
-    return header, sections

@@ -46,6 +46,18 @@ def device_description(device) -> str:
     return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+def cpu_fallback_note(device, environ: dict[str, str] | None = None) -> str | None:
+    """Said in the run log when Slurm handed the job GPUs (CUDA_VISIBLE_DEVICES) that torch cannot use,
+    e.g. the dev cluster's stand-in GPUs or a CPU-only torch: the run goes on, on the CPU."""
+    import torch
+
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device.type != "cpu" or not visible or torch.cuda.is_available():
+        return None
+    return f"GPUs {visible} allocated (CUDA_VISIBLE_DEVICES) but torch sees no CUDA device: running on the CPU"
+
+
 def provenance(device, command_line: list[str] | None) -> dict:
     import torch
 

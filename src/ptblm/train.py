@@ -31,7 +31,7 @@ from .compiling import cache_counts, compile_error_summary, use_compile_cache
 from .config import RunConfig
 from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
-from .provenance import provenance, slurm_task_id
+from .provenance import cpu_fallback_note, provenance, slurm_task_id
 from .step import CompilingStep, Step, make_step, rng_state, set_rng_state, use_matmul_precision
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
@@ -260,6 +260,8 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
            command_line, interactive: bool, should_stop: Callable[[], bool]) -> rf.RunStatus:
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
+    if cpu_fallback_note(device):
+        log(cpu_fallback_note(device))
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
     use_matmul_precision(config.precision)  # explicit, and in config.json: fp32 is strict, TF32 only when asked
     if device.type == "cuda":

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from ..clusters import ClusterProfile
-from ..container import ContainerSpec, submitit_python
+from ..container import ContainerSpec, local_python
 
 
 def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: ContainerSpec | None, accepted,
@@ -13,7 +13,7 @@ def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: Cont
     """Start each job once a slot is free (`accepted(job, None, now)` prepares its folders just before)."""
     import submitit
 
-    executor = submitit.LocalExecutor(folder=logs_dir, python=submitit_python(spec) if spec else None)
+    executor = submitit.LocalExecutor(folder=logs_dir, python=local_python(spec) if spec else None)
     executor.update_parameters(timeout_min=profile.local_timeout_min)
     echo(f"no Slurm cluster answers here (sbatch/sinfo): running {len(jobs)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "

@@ -18,8 +18,7 @@ from pathlib import Path
 from .. import layout
 from .. import runfolder as rf
 from ..clusters import ClusterProfile
-from ..config import ConfigError
-from ..container import ContainerSpec, default_runtime, job_binds, requeue_env
+from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..jobs import Experiment
 from .checks import check_data_for_submission
 from .local import run_local
@@ -39,17 +38,15 @@ class SubmitOutcome:
 
 
 def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
-                   requeue_dir: Path) -> ContainerSpec | None:
-    """The profile's image with the repository, results, data (and $SLURM_TMPDIR) bound at their own paths."""
+                   requeue_dir: Path, jobs_dir: Path) -> ContainerSpec | None:
+    """The profile's image (apptainer .sif or podman image) with the repository, results, data, the
+    experiments folder (and $SLURM_TMPDIR) bound at their own paths."""
     if not profile.container:
         return None
-    image = Path(profile.container).expanduser().resolve()
-    if not image.is_file():
-        raise ConfigError(f"cluster profile {profile.name}: container = {profile.container!r} is not a file; "
-                          f"build it with `make sif` (see README, Containers) or remove the key")
-    return ContainerSpec(image=str(image), runtime=default_runtime(),
-                         binds=job_binds(Path.cwd(), results_dir, data_dir, profile.container_binds),
-                         env=requeue_env(requeue_dir))
+    return profile_spec(profile.container, profile.container_runtime,
+                        binds=job_binds(Path.cwd(), results_dir, data_dir,
+                                        [jobs_dir.resolve(), *profile.container_binds]),
+                        env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=os.environ)
 
 
 def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | TrainGroup]:
@@ -102,7 +99,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     # Everything that can be wrong is found here, before any folder or queue is touched.
     check_data_for_submission(data_dir)
     parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
-    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir)
+    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir, jobs_dir=experiment.path.parent)
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
     # holder's submitted.json files are written.
     with contextlib.nullcontext() if dry_run else submission_lock(
@@ -123,7 +120,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             echo("nothing to submit: every setting is finished or queued")
             return SubmitOutcome(plan, "none", [], logs_dir)
         if spec:
-            echo(f"tasks run inside {spec.image} ({spec.runtime} exec --nv)")
+            echo(f"tasks run inside {spec.image} ({spec.kind})")
         accepted = mark_accepted(plan, results_dir, executor)
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
         threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
