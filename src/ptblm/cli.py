@@ -69,6 +69,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from .compiling import compile_cache_dir
     from .data import write_synthetic_corpus
+    from .provenance import slurm_task_id
     from .runfolder import DONE, DIVERGED
     from .train import train_run
 
@@ -81,7 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                            default_results_dir() / "manual" / config.run_name())
         status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv,
                            scratch_dir=os.environ.get("SLURM_TMPDIR"),
-                           compile_cache=compile_cache_dir(default_results_dir()))
+                           compile_cache=compile_cache_dir(default_results_dir()),
+                           slurm_job_id=slurm_task_id(os.environ))
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 

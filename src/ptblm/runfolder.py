@@ -37,6 +37,10 @@ FINISHED_STATES = (DONE, DIVERGED)  # resubmission skips these unless forced
 FORMAT_VERSION = 1
 
 
+class RunFolderError(RuntimeError):
+    """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
+
+
 def encode_float(value: float) -> float | str:
     """JSON-safe float: finite values as numbers, others as 'inf', '-inf' or 'nan'."""
     value = float(value)

@@ -39,6 +39,7 @@ class TrainTask:
         import torch
 
         from .compiling import compile_cache_dir
+        from .provenance import slurm_task_id
         from .train import train_run
 
         torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe it
@@ -46,7 +47,8 @@ class TrainTask:
                            experiment=self.setting.experiment, setting_index=self.setting.index,
                            command_line=sys.argv, interactive=False,
                            scratch_dir=os.environ.get("SLURM_TMPDIR"),
-                           compile_cache=compile_cache_dir(Path(self.results_dir)))
+                           compile_cache=compile_cache_dir(Path(self.results_dir)),
+                           slurm_job_id=slurm_task_id(os.environ))
         return status.state
 
     def checkpoint(self, *args, **kwargs):

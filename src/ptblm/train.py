@@ -30,7 +30,8 @@ from .compiling import cache_counts, compile_error_summary, use_compile_cache
 from .config import RunConfig
 from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
 from .models import build_model
-from .provenance import provenance, slurm_task_id
+from .provenance import provenance
+from .runlock import hold_run_folder
 from .step import CompilingStep, Step, make_step, rng_state, set_rng_state
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
@@ -202,14 +203,25 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
               experiment: str | None = None, setting_index: int | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
               echo: bool = True, scratch_dir: Path | None = None,
-              compile_cache: Path | None = None) -> rf.RunStatus:
+              compile_cache: Path | None = None, slurm_job_id: str | None = None) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
+    The run holds the folder's lock (ptblm.runlock) for its whole life: a second writer is refused.
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
+    `slurm_job_id` ("123_4") is recorded in status.json and in the lock, to name this run to others.
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_folder(out_dir, slurm_job_id):
+        return _train_holding_lock(config, Path(data_dir), out_dir, force, experiment, setting_index, command_line,
+                                   interactive, echo, scratch_dir, compile_cache, slurm_job_id)
+
+
+def _train_holding_lock(config: RunConfig, data_dir: Path, out_dir: Path, force: bool, experiment, setting_index,
+                        command_line, interactive, echo: bool, scratch_dir, compile_cache,
+                        slurm_job_id) -> rf.RunStatus:
     if not force and (out_dir / rf.CONFIG_FILE).exists():
         check_same_setting(rf.read_json(out_dir / rf.CONFIG_FILE)["config"], config, out_dir)
     status = rf.read_status(out_dir)
@@ -218,16 +230,15 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
             print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
                   f"use --force to rerun", flush=True)
         return status
-    out_dir.mkdir(parents=True, exist_ok=True)
     if force:
         rf.clear_run_folder(out_dir)
     log = RunLog(out_dir, echo=echo)
     try:
-        data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else Path(data_dir)
+        data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else data_dir
         if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
         return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
-                      sys.stderr.isatty() if interactive is None else interactive)
+                      sys.stderr.isatty() if interactive is None else interactive, slurm_job_id)
     except BaseException as error:  # record why, for status tables, then let the caller see it
         previous = rf.read_status(out_dir)
         if isinstance(error, SystemExit) and previous and previous.state == rf.REQUEUED:
@@ -244,7 +255,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
 
 
 def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experiment, setting_index,
-           command_line, interactive: bool) -> rf.RunStatus:
+           command_line, interactive: bool, slurm_job_id: str | None) -> rf.RunStatus:
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
@@ -282,7 +293,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
     def write_status(state: str, epochs_done: int) -> None:
         rf.write_status(out_dir, rf.RunStatus(state=state, epochs_done=epochs_done,
                                               num_epochs=config.num_epochs, updated_at=time.time(),
-                                              slurm_job_id=slurm_task_id(), host=socket.gethostname()))
+                                              slurm_job_id=slurm_job_id, host=socket.gethostname()))
 
     write_status(state, start_epoch)
     for epoch_index in range(start_epoch, config.num_epochs):
