@@ -74,3 +74,90 @@ def test_two_runs_at_once_in_one_process_are_refused_and_a_later_one_resumes(tmp
         train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False)
     assert train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False).state == rf.DONE
     assert train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False).state == rf.DONE  # returns at once
+
+
+def other_corpus(tmp_path: Path) -> Path:
+    """Same vocabulary size and shape as the session's synthetic corpus, other words."""
+    from ptblm.data import write_synthetic_corpus
+
+    return write_synthetic_corpus(tmp_path / "other", seed=4, vocab_size=60, tokens=(4000, 1200, 1200))
+
+
+def test_the_corpus_fingerprint_is_its_content_cached_by_path_size_and_mtime(tmp_path, synthetic_dir):
+    import hashlib
+    import shutil
+
+    from ptblm.data import corpus_fingerprint, read_json
+
+    copy = Path(shutil.copytree(synthetic_dir, tmp_path / "copy"))
+    cache = tmp_path / "cache.json"
+    fingerprint = corpus_fingerprint(copy, cache)
+    assert fingerprint == corpus_fingerprint(synthetic_dir) != corpus_fingerprint(other_corpus(tmp_path))
+    entries = read_json(cache)
+    train = str((copy / "ptb.train.txt").resolve())
+    assert entries[train]["sha256"] == hashlib.sha256((copy / "ptb.train.txt").read_bytes()).hexdigest()
+    entries[train]["sha256"] = "0" * 64  # the cache is what is read while size and mtime match
+    cache.write_text(__import__("json").dumps(entries))
+    cached = corpus_fingerprint(copy, cache)
+    assert cached != fingerprint
+    (copy / "ptb.train.txt").write_text((copy / "ptb.train.txt").read_text() + " w1 \n")  # a new mtime
+    assert corpus_fingerprint(copy, cache) not in (cached, fingerprint)
+
+
+def test_a_run_resumes_only_on_its_corpus(tmp_path, synthetic_dir):
+    from ptblm.data import corpus_fingerprint
+    from ptblm.train import RunFolderMismatch
+
+    folder, other = tmp_path / "run", other_corpus(tmp_path)
+    train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False)
+    assert rf.recorded_corpus(folder) == corpus_fingerprint(synthetic_dir)
+    message = (rf"{folder} was trained on another corpus \(fingerprint {corpus_fingerprint(synthetic_dir)}, data "
+               rf"{synthetic_dir}\), not on {other} \(fingerprint {corpus_fingerprint(other)}\); pass --force")
+    with pytest.raises(RunFolderMismatch, match=message):  # a finished run is not reported done on another corpus
+        train_run(tiny_config(num_epochs=2), other, folder, echo=False)
+    rf.write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
+    before = (folder / rf.CONFIG_FILE).read_text()
+    with pytest.raises(RunFolderMismatch, match=message):  # nor resumed there
+        train_run(tiny_config(num_epochs=2), other, folder, echo=False)
+    assert (folder / rf.CONFIG_FILE).read_text() == before
+    assert train_run(tiny_config(num_epochs=2), other, folder, echo=False, force=True).state == rf.DONE
+    assert rf.recorded_corpus(folder) == corpus_fingerprint(other)
+
+
+def test_a_folder_from_before_fingerprints_resumes_and_records_its_corpus(tmp_path, synthetic_dir):
+    import json
+
+    from ptblm.data import corpus_fingerprint
+
+    folder = tmp_path / "run"
+    train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False)
+    config = json.loads((folder / rf.CONFIG_FILE).read_text())
+    del config[rf.CORPUS_KEY]
+    (folder / rf.CONFIG_FILE).write_text(json.dumps(config))
+    rf.write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
+    assert rf.recorded_corpus(folder) is None
+    assert train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False).state == rf.DONE
+    assert rf.recorded_corpus(folder) == corpus_fingerprint(synthetic_dir)
+    assert (f"this run folder predates corpus fingerprints: recording {corpus_fingerprint(synthetic_dir)}"
+            in (folder / rf.LOG_FILE).read_text())
+
+
+def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir):
+    from ptblm.data import corpus_fingerprint
+    from ptblm.jobs import load_experiment
+    from ptblm.submit import SKIP, SUBMIT, plan_experiment
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    tiny = {k: v for k, v in tiny_config(num_epochs=1).to_dict().items() if k != "hidden_size"}
+    (jobs / "tiny.yaml").write_text(f"common: {tiny}\nsettings:\n  - {{hidden_size: 8}}\n")
+    experiment = load_experiment("tiny", jobs)
+    setting = experiment.settings[0]
+    train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path), echo=False)
+    same, other = corpus_fingerprint(synthetic_dir), corpus_fingerprint(other_corpus(tmp_path))
+    assert [(t.action, t.reason) for t in plan_experiment(experiment, tmp_path, False, {}, corpus=same)] == [
+        (SKIP, "done (1/1 epochs)")]
+    assert [(t.action, t.reason) for t in plan_experiment(experiment, tmp_path, False, {}, corpus=other)] == [
+        (SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
+               f"or choose another --results")]
+    assert [t.action for t in plan_experiment(experiment, tmp_path, True, {}, corpus=other)] == [SUBMIT]

@@ -30,6 +30,7 @@ LOG_FILE = "log.txt"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
+CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 
 RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING = (
     "running", "done", "diverged", "failed", "requeued", "pending")
@@ -238,6 +239,12 @@ def read_run(folder: Path) -> RunRecord:
                                               num_epochs=int(config.get("num_epochs", 0)))
     return RunRecord(folder=folder, config=config, provenance=raw,
                      curves=read_curves(folder), status=status)
+
+
+def recorded_corpus(folder: Path) -> str | None:
+    """The corpus fingerprint a run folder was trained on; None for none yet (or a folder older than them)."""
+    path = Path(folder) / CONFIG_FILE
+    return read_json(path).get(CORPUS_KEY) if path.exists() else None
 
 
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:

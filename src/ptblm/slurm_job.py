@@ -39,6 +39,7 @@ class TrainTask:
         import torch
 
         from .compiling import compile_cache_dir
+        from .data import fingerprint_cache_file
         from .provenance import slurm_task_id
         from .train import train_run
 
@@ -48,7 +49,8 @@ class TrainTask:
                            command_line=sys.argv, interactive=False,
                            scratch_dir=os.environ.get("SLURM_TMPDIR"),
                            compile_cache=compile_cache_dir(Path(self.results_dir)),
-                           slurm_job_id=slurm_task_id(os.environ))
+                           slurm_job_id=slurm_task_id(os.environ),
+                           fingerprint_cache=fingerprint_cache_file(Path(self.results_dir)))
         return status.state
 
     def checkpoint(self, *args, **kwargs):

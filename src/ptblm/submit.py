@@ -22,6 +22,7 @@ from .clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
 from .config import ConfigError
 from .container import ContainerSpec, container_shell_prefix, default_runtime, job_binds, requeue_env, \
     requeue_lines, submitit_python
+from .data import DataError, corpus_fingerprint, fingerprint_cache_file
 from .jobs import Experiment, Setting
 from .slurm_job import TrainGroup, TrainTask, threads_per_run
 from .status import squeue_states
@@ -48,11 +49,13 @@ def slurm_answers(runner=subprocess.run) -> bool:
 
 
 def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
-                    scheduler: dict[str, str] | None) -> list[PlannedTask]:
+                    scheduler: dict[str, str] | None, corpus: str | None = None) -> list[PlannedTask]:
     """What submitting does with each setting. `scheduler` is squeue's view ({} without Slurm, None when
-    squeue does not answer: then settings that may still run are left alone)."""
+    squeue does not answer: then settings that may still run are left alone). `corpus` is the fingerprint
+    of the data the tasks will read: a run folder of another corpus is neither reused nor resumed."""
     plan = []
     for setting in experiment.settings:
+        recorded = rf.recorded_corpus(setting.run_dir(results_dir)) if corpus else None
         status = rf.read_status(setting.run_dir(results_dir))
         submission = rf.read_submission(setting.run_dir(results_dir))
         job_ids = {status.slurm_job_id if status else None, submission.job_id if submission else None} - {None}
@@ -63,6 +66,9 @@ def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
                                     + ("; scancel it to force a rerun" if force else "")))
         elif force:
             plan.append(PlannedTask(setting, SUBMIT, FORCED))
+        elif recorded and recorded != corpus:
+            plan.append(PlannedTask(setting, SKIP, f"trained on another corpus ({recorded}, not {corpus}): "
+                                    f"--force reruns it on this one, or choose another --results"))
         elif scheduler is None and job_ids and state in (rf.PENDING, rf.RUNNING, rf.REQUEUED):
             plan.append(PlannedTask(setting, SKIP, f"{state}, and squeue does not answer: job "
                                     f"{sorted(job_ids)[0]} may still run (--force reruns it)"))
@@ -77,6 +83,14 @@ def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
         else:
             plan.append(PlannedTask(setting, SUBMIT, f"was {status.state}"))
     return plan
+
+
+def corpus_if_present(data_dir: Path, results_dir: Path) -> str | None:
+    """The fingerprint of the corpus the tasks will read; None when it is not there (the tasks say so)."""
+    try:
+        return corpus_fingerprint(data_dir, fingerprint_cache_file(results_dir))
+    except DataError:
+        return None
 
 
 def clear_forced(plan: list[PlannedTask], results_dir: Path) -> None:
@@ -169,7 +183,8 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     logs_dir = logs_dir_of(results_dir, experiment)
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
-    plan = plan_experiment(experiment, results_dir, force, squeue_states() if use_slurm else {})
+    plan = plan_experiment(experiment, results_dir, force, squeue_states() if use_slurm else {},
+                           corpus=corpus_if_present(data_dir, results_dir))
     echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
     echo(plan_table(plan))
     todo = [task for task in plan if task.action != SKIP]
@@ -288,7 +303,8 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
     results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
     logs_dir = logs_dir_of(results_dir, experiment)
     command = sbatch_job_command(container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir))
-    plan = plan_experiment(experiment, results_dir, force, squeue_states())
+    plan = plan_experiment(experiment, results_dir, force, squeue_states(),
+                           corpus=corpus_if_present(data_dir, results_dir))
     echo(plan_table(plan))
     indices = [task.setting.index for task in plan if task.action != SKIP]
     if not indices:

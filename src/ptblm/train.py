@@ -28,7 +28,8 @@ import torch
 from . import runfolder as rf
 from .compiling import cache_counts, compile_error_summary, use_compile_cache
 from .config import RunConfig
-from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
+from .data import (Corpus, batch_at, batchify, check_data_dir, corpus_fingerprint, load_corpus, num_batches,
+                   stage_data)
 from .models import build_model
 from .provenance import provenance
 from .runlock import hold_run_folder
@@ -194,6 +195,16 @@ def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
                                 f"start over there or choose another --out")
 
 
+def check_same_corpus(stored: dict, corpus: str, data_dir: Path, out_dir: Path) -> str | None:
+    """A run folder resumes only on the corpus it recorded; returns that fingerprint (None: not recorded yet)."""
+    recorded = stored.get(rf.CORPUS_KEY)
+    if recorded is not None and recorded != corpus:
+        raise RunFolderMismatch(f"{out_dir} was trained on another corpus (fingerprint {recorded}, data "
+                                f"{stored.get('data_dir')}), not on {data_dir} (fingerprint {corpus}); pass --force "
+                                f"to start over there on this corpus or choose another --out")
+    return recorded
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     """Checkpoints hold only tensors and plain containers, so the safe loader reads them."""
     return torch.load(path, map_location=device, weights_only=True)
@@ -203,27 +214,34 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
               experiment: str | None = None, setting_index: int | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
               echo: bool = True, scratch_dir: Path | None = None,
-              compile_cache: Path | None = None, slurm_job_id: str | None = None) -> rf.RunStatus:
+              compile_cache: Path | None = None, slurm_job_id: str | None = None,
+              fingerprint_cache: Path | None = None) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
     The run holds the folder's lock (ptblm.runlock) for its whole life: a second writer is refused.
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
     `slurm_job_id` ("123_4") is recorded in status.json and in the lock, to name this run to others.
+    The corpus's fingerprint (ptblm.data.corpus_fingerprint, cached in `fingerprint_cache`) is recorded in
+    config.json: a run folder resumes only on the corpus it was trained on.
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
+    corpus = corpus_fingerprint(data_dir, fingerprint_cache)
     out_dir.mkdir(parents=True, exist_ok=True)
     with hold_run_folder(out_dir, slurm_job_id):
-        return _train_holding_lock(config, Path(data_dir), out_dir, force, experiment, setting_index, command_line,
-                                   interactive, echo, scratch_dir, compile_cache, slurm_job_id)
+        return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, experiment, setting_index,
+                                   command_line, interactive, echo, scratch_dir, compile_cache, slurm_job_id)
 
 
-def _train_holding_lock(config: RunConfig, data_dir: Path, out_dir: Path, force: bool, experiment, setting_index,
-                        command_line, interactive, echo: bool, scratch_dir, compile_cache,
+def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir: Path, force: bool, experiment,
+                        setting_index, command_line, interactive, echo: bool, scratch_dir, compile_cache,
                         slurm_job_id) -> rf.RunStatus:
+    recorded_corpus = None
     if not force and (out_dir / rf.CONFIG_FILE).exists():
-        check_same_setting(rf.read_json(out_dir / rf.CONFIG_FILE)["config"], config, out_dir)
+        stored = rf.read_json(out_dir / rf.CONFIG_FILE)
+        check_same_setting(stored["config"], config, out_dir)
+        recorded_corpus = check_same_corpus(stored, corpus, data_dir, out_dir)
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
         if echo:
@@ -237,7 +255,9 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, out_dir: Path, force:
         data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else data_dir
         if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
-        return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
+        if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
+            log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
+        return _train(config, data_dir, corpus, out_dir, log, experiment, setting_index, command_line,
                       sys.stderr.isatty() if interactive is None else interactive, slurm_job_id)
     except BaseException as error:  # record why, for status tables, then let the caller see it
         previous = rf.read_status(out_dir)
@@ -254,7 +274,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, out_dir: Path, force:
         raise
 
 
-def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experiment, setting_index,
+def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log: RunLog, experiment, setting_index,
            command_line, interactive: bool, slurm_job_id: str | None) -> rf.RunStatus:
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
@@ -281,7 +301,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
 
     rf.write_config(out_dir, config.to_dict(), {
         "experiment": experiment, "setting_index": setting_index, "run_name": config.run_name(),
-        "data_dir": str(data_dir), "vocab_size": corpus.vocab_size,
+        "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
         **provenance(device, command_line)})
     log(f"{config.model} {config.run_name()} on {device}: {corpus.describe()}")
