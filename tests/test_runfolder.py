@@ -161,3 +161,72 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
         (SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
                f"or choose another --results")]
     assert [t.action for t in plan_experiment(experiment, tmp_path, True, {}, corpus=other)] == [SUBMIT]
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_an_out_that_is_a_file_or_cannot_be_written_is_one_line(tmp_path, synthetic_dir):
+    (tmp_path / "file").write_text("mine\n")
+    assert one_error_line(ptblm_train(tmp_path / "file", synthetic_dir)) == (
+        f"ptblm train: error: {tmp_path / 'file'} is a file, not a run folder; choose a folder for --out")
+    assert (tmp_path / "file").read_text() == "mine\n"
+    unwritable = Path("/sys/ptblm-run")  # a read-only place even for root (sysfs)
+    assert one_error_line(ptblm_train(unwritable, synthetic_dir)).startswith(
+        f"ptblm train: error: {unwritable}: cannot create the run folder (")
+
+
+def test_a_folder_that_is_not_a_run_folder_is_never_trained_into_nor_forced(tmp_path, synthetic_dir):
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"latex": true}\n')
+    (foreign / "notes.md").write_text("draft\n")
+    for flags in ((), ("--force",)):
+        assert one_error_line(ptblm_train(foreign, synthetic_dir, *flags)) == (
+            f"ptblm train: error: {foreign} is not empty and not a ptblm run folder (it holds config.json, "
+            f"notes.md); choose an empty or new folder for --out")
+    assert sorted(p.name for p in foreign.iterdir()) == ["config.json", "notes.md"]
+    assert (foreign / "config.json").read_text() == '{"latex": true}\n'
+
+
+EVIL_PICKLE = textwrap.dedent("""
+    import os, pickle, sys
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {sys.argv[2]}",))
+    with open(sys.argv[1], "wb") as handle:
+        pickle.dump({"model": Evil()}, handle)
+""")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty last.pt", "{run}/last.pt is empty (0 bytes): not a checkpoint; delete it to start that run over, "
+                      "or rerun with --force"),
+    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a JSON list; delete the "
+                    "file or rerun with --force"),
+    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a JSON list; delete the "
+                    "file or rerun with --force"),
+    ("malicious last.pt", "{run}/last.pt: refused to load it: it holds Python objects other than tensors and plain "
+                          "containers, so ptblm did not write it (nothing in it was run); delete it"),
+])
+def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir, damage, message):
+    run = tmp_path / "run"
+    assert ptblm_train(run, synthetic_dir, "--num_epochs", "2", "--max_batches", "2").returncode == 0
+    rf.write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # to be resumed
+    marker = tmp_path / "pwned"
+    if damage == "empty last.pt":
+        (run / rf.LAST_CHECKPOINT).write_bytes(b"")
+    elif damage == "status list":
+        (run / rf.STATUS_FILE).write_text("[]\n")
+    elif damage == "curves list":
+        (run / rf.CURVES_FILE).write_text('[{"epoch": 1}]\n')
+    else:
+        subprocess.run([sys.executable, "-c", EVIL_PICKLE, str(run / rf.LAST_CHECKPOINT), str(marker)], check=True)
+    line = one_error_line(ptblm_train(run, synthetic_dir, "--num_epochs", "2", "--max_batches", "2"))
+    assert line.startswith("ptblm train: error: " + message.format(run=run))
+    assert not marker.exists()
+    assert "weights_only" not in line and "weights_only" not in (run / rf.LOG_FILE).read_text()

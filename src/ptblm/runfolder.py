@@ -30,6 +30,8 @@ LOG_FILE = "log.txt"
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
+LOCK_FILE = ".lock"  # held by the training run that writes the folder (see ptblm.runlock)
+OWN_FILES = (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, SUBMISSION_FILE)
 CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 
 RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING = (
@@ -88,6 +90,52 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+def read_json_object(path: Path) -> dict:
+    """A run-folder JSON file, which is always an object: anything else is named, not half-read."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
+                         f"{type(obj).__name__}; delete the file or rerun with --force")
+    return obj
+
+
+def make_run_folder(folder: Path) -> Path:
+    """Create `folder` for a run, or check that it is one. Refused: a file, a place that cannot be written,
+    and a non-empty folder that is not a ptblm run's (never train into someone else's files, nor --force
+    them away)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"{folder} is a file, not a run folder; choose a folder for --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"{folder}: cannot create the run folder ({error.strerror}); choose a writable "
+                             f"--out") from None
+    if not is_run_folder(folder):
+        names = sorted(path.name for path in folder.iterdir())
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise RunFolderError(f"{folder} is not empty and not a ptblm run folder (it holds {shown}); choose an "
+                             f"empty or new folder for --out")
+    return folder
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Empty, or holding what only ptblm writes: the lock, or a config.json, status.json or submitted.json
+    in ptblm's shape (folders from before the lock existed have those)."""
+    names = {path.name for path in Path(folder).iterdir()}
+    if not names or LOCK_FILE in names:
+        return True
+    for name, key in ((CONFIG_FILE, "config"), (STATUS_FILE, "state"), (SUBMISSION_FILE, "executor")):
+        if name in names:
+            try:
+                obj = read_json(Path(folder) / name)
+            except (OSError, ValueError):
+                continue
+            if isinstance(obj, dict) and key in obj:
+                return True
+    return False
 
 
 @dataclass
@@ -196,7 +244,7 @@ def write_status(folder: Path, status: RunStatus) -> None:
 
 def read_status(folder: Path) -> RunStatus | None:
     path = Path(folder) / STATUS_FILE
-    return RunStatus.from_json(read_json(path)) if path.exists() else None
+    return RunStatus.from_json(read_json_object(path)) if path.exists() else None
 
 
 @dataclass
@@ -212,7 +260,7 @@ def write_submission(folder: Path, submission: Submission) -> None:
 
 def read_submission(folder: Path) -> Submission | None:
     path = Path(folder) / SUBMISSION_FILE
-    return Submission(**read_json(path)) if path.exists() else None
+    return Submission(**read_json_object(path)) if path.exists() else None
 
 
 def current_state(status: RunStatus | None, submission: Submission | None) -> str:
@@ -224,7 +272,7 @@ def current_state(status: RunStatus | None, submission: Submission | None) -> st
 
 def read_curves(folder: Path) -> Curves:
     path = Path(folder) / CURVES_FILE
-    return Curves.from_json(read_json(path)) if path.exists() else Curves()
+    return Curves.from_json(read_json_object(path)) if path.exists() else Curves()
 
 
 def read_run(folder: Path) -> RunRecord:
@@ -233,8 +281,11 @@ def read_run(folder: Path) -> RunRecord:
     config_path = folder / CONFIG_FILE
     if not config_path.exists():
         raise ValueError(f"{folder}: no {CONFIG_FILE}, not a run folder")
-    raw = read_json(config_path)
-    config = raw.pop("config")
+    raw = read_json_object(config_path)
+    config = raw.pop("config", None)
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
+                         f"train, or damaged: delete it or rerun with --force")
     status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
                                               num_epochs=int(config.get("num_epochs", 0)))
     return RunRecord(folder=folder, config=config, provenance=raw,
@@ -244,7 +295,7 @@ def read_run(folder: Path) -> RunRecord:
 def recorded_corpus(folder: Path) -> str | None:
     """The corpus fingerprint a run folder was trained on; None for none yet (or a folder older than them)."""
     path = Path(folder) / CONFIG_FILE
-    return read_json(path).get(CORPUS_KEY) if path.exists() else None
+    return read_json_object(path).get(CORPUS_KEY) if path.exists() else None
 
 
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:

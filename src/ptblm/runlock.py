@@ -18,9 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .runfolder import RunFolderError
-
-LOCK_FILE = ".lock"
+from .runfolder import LOCK_FILE, RunFolderError
 
 
 class RunFolderBusy(RunFolderError):

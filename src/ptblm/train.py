@@ -16,10 +16,12 @@ rerunning `train_run`, which resumes from last.pt.
 from __future__ import annotations
 
 import math
+import pickle
 import socket
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,8 +208,23 @@ def check_same_corpus(stored: dict, corpus: str, data_dir: Path, out_dir: Path) 
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """Checkpoints hold only tensors and plain containers, so the safe loader reads them."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Checkpoints hold only tensors and plain containers, so the safe loader reads them; anything else
+    (an empty or truncated file, a pickle with code in it) is one error naming the file."""
+    path = Path(path)
+    remedy = "delete it to start that run over, or rerun with --force"
+    if path.stat().st_size == 0:
+        raise rf.RunFolderError(f"{path} is empty (0 bytes): not a checkpoint; {remedy}")
+    try:
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": what a foreign pickle looks like
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise rf.RunFolderError(f"{path}: refused to load it: it holds Python objects other than tensors and "
+                                f"plain containers, so ptblm did not write it (nothing in it was run); {remedy}") \
+            from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        reason = str(error).split(". ")[0] or type(error).__name__
+        raise rf.RunFolderError(f"{path} is not a readable checkpoint ({reason}); {remedy}") from None
 
 
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
@@ -228,7 +245,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
     corpus = corpus_fingerprint(data_dir, fingerprint_cache)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    rf.make_run_folder(out_dir)  # a file, an unwritable place or someone else's folder: refused here
     with hold_run_folder(out_dir, slurm_job_id):
         return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, experiment, setting_index,
                                    command_line, interactive, echo, scratch_dir, compile_cache, slurm_job_id)
@@ -239,9 +256,9 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
                         slurm_job_id) -> rf.RunStatus:
     recorded_corpus = None
     if not force and (out_dir / rf.CONFIG_FILE).exists():
-        stored = rf.read_json(out_dir / rf.CONFIG_FILE)
-        check_same_setting(stored["config"], config, out_dir)
-        recorded_corpus = check_same_corpus(stored, corpus, data_dir, out_dir)
+        stored = rf.read_run(out_dir)
+        check_same_setting(stored.config, config, out_dir)
+        recorded_corpus = check_same_corpus(stored.provenance, corpus, data_dir, out_dir)
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
         if echo:
