@@ -230,3 +230,19 @@ def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir
     assert line.startswith("ptblm train: error: " + message.format(run=run))
     assert not marker.exists()
     assert "weights_only" not in line and "weights_only" not in (run / rf.LOG_FILE).read_text()
+
+
+def test_orphan_temporaries_of_a_kill_are_removed_on_the_next_start_and_on_force(tmp_path, synthetic_dir):
+    run = tmp_path / "run"
+    train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False)
+    rf.write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
+    (run / ".last.pt.k3j4l5.tmp").write_bytes(b"\0" * 2_000_000)  # what a SIGKILL inside a write leaves
+    (run / ".curves.json.a1b2c3.tmp").write_text("{")
+    (run / ".submitted.json.d4e5f6.tmp").write_text("{")  # ptblm submit's: it may be writing it right now
+    (run / ".notes.tmp").write_text("not ours")
+    assert train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False).state == rf.DONE
+    hidden = sorted(p.name for p in run.glob(".*"))
+    assert hidden == [".lock", ".notes.tmp", ".submitted.json.d4e5f6.tmp"]
+    assert "removed 2 temporary files (2.0 MB) left by a run killed during a write" in (run / rf.LOG_FILE).read_text()
+    train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, force=True)
+    assert sorted(p.name for p in run.glob(".*")) == [".lock", ".notes.tmp"]

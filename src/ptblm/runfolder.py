@@ -15,6 +15,7 @@ instant leaves readable files. JSON stays standard: a non-finite float is writte
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,7 @@ LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
 LOCK_FILE = ".lock"  # held by the training run that writes the folder (see ptblm.runlock)
 OWN_FILES = (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, SUBMISSION_FILE)
+TRAINER_FILES = tuple(name for name in OWN_FILES if name != SUBMISSION_FILE)  # submitted.json: `ptblm submit`'s
 CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 
 RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING = (
@@ -309,9 +311,24 @@ def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecor
 
 
 def clear_run_folder(folder: Path) -> None:
-    """--force: remove what an earlier run wrote (only the run folder's own files)."""
-    for name in (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, LAST_CHECKPOINT, SUBMISSION_FILE):
+    """--force: remove what an earlier run wrote (only the run folder's own files and their orphans)."""
+    for name in OWN_FILES:
         (Path(folder) / name).unlink(missing_ok=True)
+    remove_orphans(folder, OWN_FILES)
+
+
+def remove_orphans(folder: Path, names: tuple[str, ...]) -> tuple[int, int]:
+    """Delete the temporary files (`.<name>.*.tmp`) that a kill during an atomic write of `names` left
+    behind; returns how many and their bytes. Only the writer of those files may call it (no write of
+    theirs is under way): the training run holding the lock, or --force."""
+    count = size = 0
+    for path in Path(folder).glob(".*.tmp"):
+        if any(path.name.startswith(f".{name}.") for name in names):
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+                path.unlink()
+                count += 1
+    return count, size
 
 
 def append_log(folder: Path, line: str) -> None:

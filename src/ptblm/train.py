@@ -259,6 +259,10 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
         stored = rf.read_run(out_dir)
         check_same_setting(stored.config, config, out_dir)
         recorded_corpus = check_same_corpus(stored.provenance, corpus, data_dir, out_dir)
+    orphans, orphan_bytes = rf.remove_orphans(out_dir, rf.TRAINER_FILES)  # a kill during a write left them
+    if orphans:
+        RunLog(out_dir, echo=echo)(f"removed {orphans} temporary files ({orphan_bytes / 1e6:.1f} MB) left by a "
+                                   f"run killed during a write")
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
         if echo:
