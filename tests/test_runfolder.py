@@ -246,3 +246,17 @@ def test_orphan_temporaries_of_a_kill_are_removed_on_the_next_start_and_on_force
     assert "removed 2 temporary files (2.0 MB) left by a run killed during a write" in (run / rf.LOG_FILE).read_text()
     train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, force=True)
     assert sorted(p.name for p in run.glob(".*")) == [".lock", ".notes.tmp"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_run_files_follow_the_umask(tmp_path, synthetic_dir, umask, mode):
+    """A lab's shared project space: with umask 022 the group and others can read every result file."""
+    previous = os.umask(umask)
+    try:
+        train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False)
+        rf.write_submission(tmp_path / "run", rf.Submission(None, "local", 1.0))
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
+    assert set(modes) == {*rf.OWN_FILES, LOCK_FILE}
+    assert modes == dict.fromkeys(modes, mode)

@@ -19,7 +19,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,21 @@ def decode_float(value: float | str | None) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new `.<name>.<random>.tmp` beside `path`, created with the umask's mode as log.txt is (mkstemp's
+    0600 would keep results from a lab's shared project space)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
