@@ -359,7 +359,10 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
                                   "epoch": record.epoch, "valid_ppl": record.valid_ppl,
                                   "vocab_size": corpus.vocab_size}, best_path)
         diverged = not (math.isfinite(train_loss) and math.isfinite(valid_loss))
-        state = rf.DIVERGED if diverged else (rf.DONE if record.epoch == config.num_epochs else rf.RUNNING)
+        finished = record.epoch == config.num_epochs
+        # every epoch's perplexity infinite (lr 1e30): no best.pt, nothing learnt; diverged, not done
+        never_finite = finished and best is None
+        state = rf.DIVERGED if diverged or never_finite else (rf.DONE if finished else rf.RUNNING)
         # last.pt before curves/status: a kill between the writes leaves curves behind, never ahead.
         rf.atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "config": config.to_dict(), "epoch": record.epoch, "lr": lr,
@@ -372,6 +375,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         if diverged:
             log(f"diverged: non-finite loss at epoch {record.epoch} (train {train_loss}, valid {valid_loss}); stopping")
             break
+        if never_finite:
+            log(f"diverged: no epoch of {config.num_epochs} had a finite validation perplexity (no best.pt)")
 
     if config.evaluate and best_path.exists():
         model.load_state_dict(load_checkpoint(best_path, device)["model"])
@@ -379,7 +384,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         rf.write_curves(out_dir, curves)
         log(f"test ppl {curves.test_ppl:.2f} with the weights of epoch {best.epoch}")
     if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
-        state = rf.DONE
+        state = rf.DONE if best else rf.DIVERGED
         write_status(state, len(curves.epochs))
     log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
     return rf.read_status(out_dir)
