@@ -29,7 +29,7 @@ import torch
 
 from . import runfolder as rf
 from .compiling import cache_counts, compile_error_summary, use_compile_cache
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data import (Corpus, batch_at, batchify, check_data_dir, corpus_fingerprint, load_corpus, num_batches,
                    stage_data)
 from .models import build_model
@@ -66,6 +66,16 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device = 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
+
+
+def check_cuda_graph(config: RunConfig) -> None:
+    """cuda_graph "on" needs CUDA: said before anything is written, in the user's terms."""
+    device = pick_device(config.device)
+    if config.cuda_graph == "on" and device.type != "cuda":
+        raise ConfigError(f"cuda_graph = 'on' needs a CUDA device, but this run is on {device} (device "
+                          f"{config.device!r}, torch sees {torch.cuda.device_count()} GPUs); valid here: cuda_graph "
+                          f"auto (graphs on CUDA, eager elsewhere) or off (--cuda_graph, or cuda_graph: in a jobs "
+                          f"file), or run it on a GPU node")
 
 
 def use_tf32_matmuls() -> None:
@@ -244,6 +254,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
+    check_cuda_graph(config)
     corpus = corpus_fingerprint(data_dir, fingerprint_cache)
     rf.make_run_folder(out_dir)  # a file, an unwritable place or someone else's folder: refused here
     with hold_run_folder(out_dir, slurm_job_id):
