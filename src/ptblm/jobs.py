@@ -5,7 +5,8 @@ A jobs file has three optional parts, merged in this order (later wins):
     common: {...}           what every setting of this experiment shares
     settings: [{...}, ...]  one entry per setting, listing only what differs
     grid: {key: [v1, v2]}   optional sweep: the product of the values, appended after `settings`
-Settings are numbered from 0 in file order; that number is the Slurm array task id.
+Settings are numbered from 0 in file order; that number is the Slurm array task id. An experiment holds
+at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names results/<exp>/.
 """
 from __future__ import annotations
 

@@ -8,9 +8,11 @@
         log.txt       human log, appended
         best.pt       weights of the best validation epoch (always written)
         last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
+        .lock         flock'd by the one training run writing the folder (see ptblm.runlock)
 
-Every write is atomic (temporary file in the same folder, then rename), so a run killed at any
-instant leaves readable files. JSON stays standard: a non-finite float is written as the string
+Every write is atomic (temporary file in the same folder, created with the umask's mode, then rename),
+so a run killed at any instant leaves readable files; the orphans of such a kill are removed by the next
+run (remove_orphans). JSON stays standard: a non-finite float is written as the string
 "inf", "-inf" or "nan" and read back as a float.
 """
 from __future__ import annotations
