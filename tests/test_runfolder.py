@@ -260,3 +260,16 @@ def test_run_files_follow_the_umask(tmp_path, synthetic_dir, umask, mode):
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
     assert set(modes) == {*rf.OWN_FILES, LOCK_FILE}
     assert modes == dict.fromkeys(modes, mode)
+
+
+def test_a_file_system_without_flock_trains_and_says_so(tmp_path, synthetic_dir, monkeypatch):
+    """Lustre mounted without `flock` answers ENOLCK: the run goes on, and its log says one writer is not enforced."""
+    import errno
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr("ptblm.runlock.fcntl.flock", no_flock)
+    assert train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False).state == rf.DONE
+    assert "does not support flock: a second writer" in (tmp_path / "run" / rf.LOG_FILE).read_text()
+    assert read_holder(tmp_path / "run").enforced is False

@@ -8,6 +8,7 @@ one process (each acquisition opens the file anew, and flock locks belong to the
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from .runfolder import LOCK_FILE, RunFolderError
 
+UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # flock refused by the file system, not by a holder
+
 
 class RunFolderBusy(RunFolderError):
     """Another process (or another run of this one) is writing the run folder."""
@@ -31,6 +34,7 @@ class LockHolder:
     pid: int
     slurm_job_id: str | None
     since: float
+    enforced: bool = True  # False where the file system has no flock: a second writer would not be refused
 
     def describe(self) -> str:
         job = f", Slurm job {self.slurm_job_id}" if self.slurm_job_id else ""
@@ -48,7 +52,8 @@ def read_holder(folder: Path) -> LockHolder | None:
 
 @contextmanager
 def hold_run_folder(folder: Path, slurm_job_id: str | None = None) -> Iterator[LockHolder]:
-    """Hold the folder's lock, or raise RunFolderBusy naming the holder. `folder` must exist."""
+    """Hold the folder's lock, or raise RunFolderBusy naming the holder. `folder` must exist. On a file system
+    without flock the holder is yielded with `enforced` False (the caller says so) rather than no run at all."""
     folder = Path(folder)
     path = folder / LOCK_FILE
     try:
@@ -65,9 +70,12 @@ def hold_run_folder(folder: Path, slurm_job_id: str | None = None) -> Iterator[L
                                 f"({holder.describe() if holder else 'holder unknown'}); wait for it to end or "
                                 f"stop it, or choose another --out") from None
         except OSError as error:
-            raise RunFolderError(f"{path}: cannot lock the run folder ({error.strerror}); its file system "
-                                 f"must support flock") from None
-        holder = LockHolder(socket.gethostname(), os.getpid(), slurm_job_id, time.time())
+            if error.errno not in UNSUPPORTED:
+                raise RunFolderError(f"{path}: cannot lock the run folder ({error.strerror})") from None
+            enforced = False  # e.g. Lustre mounted without `flock`: train anyway, and say so in the log
+        else:
+            enforced = True
+        holder = LockHolder(socket.gethostname(), os.getpid(), slurm_job_id, time.time(), enforced)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(asdict(holder)) + "\n").encode(), 0)
         yield holder

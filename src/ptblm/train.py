@@ -257,7 +257,10 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     check_cuda_graph(config)
     corpus = corpus_fingerprint(data_dir, fingerprint_cache)
     rf.make_run_folder(out_dir)  # a file, an unwritable place or someone else's folder: refused here
-    with hold_run_folder(out_dir, slurm_job_id):
+    with hold_run_folder(out_dir, slurm_job_id) as holder:
+        if not holder.enforced:
+            RunLog(out_dir, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
+                                       f"writer into this folder would not be refused")
         return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, experiment, setting_index,
                                    command_line, interactive, echo, scratch_dir, compile_cache, slurm_job_id)
 
