@@ -293,7 +293,14 @@ def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, prefix: s
         except (OSError, ValueError):
             pass
     before = dict(cache)
-    lines = [f"{split} {file_digest(split_path(data_dir, split, prefix), cache)}\n" for split in SPLITS]
+    lines = []
+    for split in SPLITS:
+        path = split_path(data_dir, split, prefix)
+        try:
+            lines.append(f"{split} {file_digest(path, cache)}\n")
+        except OSError as error:
+            raise DataError(f"{path}: cannot read it ({error.strerror}); make it readable, or point --data or "
+                            f"PTB_DIR at a readable copy") from None
     if cache_file is not None and cache != before and Path(cache_file).parent.is_dir():
         with contextlib.suppress(OSError):  # a read-only results folder: hashing again next time is all it costs
             atomic_write_json(cache_file, cache)
