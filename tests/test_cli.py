@@ -41,7 +41,13 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
     (["train", "--dp_keep_prob=1.5"],
      "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),
     (["train", "--bogus"], "ptblm: error: unrecognized arguments: --bogus"),
+    (["train", "--seed=1180591620717411303424"],
+     "ptblm train: error: command line: seed = 1180591620717411303424 is invalid; valid: an integer from 0 to "),
+    (["train", "--initial_lr=1e400"],
+     "ptblm train: error: command line: initial_lr = inf is invalid; valid: a finite number > 0"),
     (["train", "--data", "/nonexistent"], "ptblm train: error: /nonexistent/ptb.train.txt is missing: run `make data`"),
+    (["train", "--dry-run", "--device=cpu", "--cuda_graph=on"],
+     "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
     (["submit", "3.9"], "ptblm submit: error: no experiment '3.9': jobs/3.9.yaml does not exist"),
     (["submit", "3.1", "--cluster", "nowhere", "--dry-run"], "ptblm submit: error: no cluster profile 'nowhere'"),
 ])

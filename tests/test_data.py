@@ -147,3 +147,11 @@ def test_download_offline_fails_fast_with_the_ptb_dir_hint(tmp_path):
     closed = "http://127.0.0.1:9/{name}"  # the discard port: connection refused at once
     with pytest.raises(DataError, match=r"could not download ptb.train.txt.*PTB_DIR"):
         download_ptb(tmp_path, timeout=2, raw_url=closed, tgz_url="http://127.0.0.1:9/x.tgz")
+
+
+def test_stage_data_replaces_a_stale_copy_of_the_same_size(tmp_path):
+    (tmp_path / "src").mkdir()
+    source = write_corpus(tmp_path / "src", " a b \n", " a \n", " b \n")
+    staged = stage_data(source, tmp_path / "scratch")
+    (staged / "ptb.valid.txt").write_text(" b \n")  # another corpus's file, byte for byte as long
+    assert (stage_data(source, tmp_path / "scratch") / "ptb.valid.txt").read_text() == " a \n"

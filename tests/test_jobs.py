@@ -94,10 +94,43 @@ def write_jobs(tmp_path: Path, body: str) -> Path:
     ("settings:\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.1, batch_size: 2, hidden_size: 8, num_layers: 1,"
      " dp_keep_prob: 1}\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.1, batch_size: 2, hidden_size: 8,"
      " num_layers: 1, dp_keep_prob: 1.0}\n", r"bad.yaml: settings 0 and 1 are the same setting"),
+    ("settings:\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.1, batch_size: 2, hidden_size: 8, num_layers: 1,"
+     " dp_keep_prob: 1, batch_size: 4}\n",
+     r"bad.yaml, line 2: key 'batch_size' appears a second time \(first on line 2\); valid: each key once"),
+    ("settings:\n  - {hidden_size: 8}\ncommon: {model: GRU}\nsettings:\n  - {hidden_size: 9}\n",
+     r"bad.yaml, line 4: key 'settings' appears a second time \(first on line 1\)"),
+    ("description: &a [x, x, x, x, x, x, x, x, x]\ncommon: {b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]}\n",
+     r"bad.yaml, line 1: YAML anchors and aliases \(&name, \*name, <<\) are not allowed"),
+    ("common: {model: GRU, optimizer: ADAM, batch_size: 2, num_layers: 1, hidden_size: 8, dp_keep_prob: 1}\n"
+     "settings:\n  - {initial_lr: .inf}\n",
+     r"bad.yaml, setting 0: initial_lr = inf is invalid; valid: a finite number > 0"),
+    ("common: {model: GRU, optimizer: ADAM, batch_size: 2, num_layers: 1, hidden_size: 8, dp_keep_prob: 1}\n"
+     "settings:\n  - {initial_lr: 1e400}\n",
+     r"bad.yaml, setting 0: initial_lr = inf is invalid; valid: a finite number > 0"),
+    ("common: {model: GRU, optimizer: ADAM, initial_lr: 0.1, batch_size: 2, num_layers: 1, hidden_size: 8,"
+     " dp_keep_prob: 1}\nsettings:\n  - {seed: 1180591620717411303424}\n",
+     r"bad.yaml, setting 0: seed = 1180591620717411303424 is invalid; valid: an integer from 0 to 4294967295"),
+    ("grid: {seed: [" + ", ".join(map(str, range(1000))) + "], batch_size: [" + ", ".join(map(str, range(1, 1001)))
+     + "]}\nsettings:\n  - {seed: 5}\n",
+     r"bad.yaml: grid gives 1000 x 1000 = 1000000 settings after 1 listed ones; valid: at most 1000 settings per "
+     r"experiment"),
 ])
 def test_invalid_jobs_stop_with_one_message_naming_file_setting_and_key(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
         load_experiment("bad", write_jobs(tmp_path, body))
+
+
+def test_an_experiment_name_that_would_leave_results_is_refused(tmp_path):
+    (tmp_path / "...yaml").write_text("settings: []\n")  # the experiment `..`: results/../<run>
+    with pytest.raises(ConfigError, match=r"experiment name '..' \(the file's name\) is invalid; valid: letters, "
+                                          r"digits, '.', '_' and '-', starting with a letter or digit"):
+        load_experiment("..", tmp_path)
+
+
+def test_a_profile_with_a_key_written_twice_is_refused(tmp_path):
+    (tmp_path / "twice.yaml").write_text("partition: debug\ntime_min: 60\npartition: gpu\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml, line 3: key 'partition' appears a second time"):
+        load_profile("twice", tmp_path)
 
 
 def test_unknown_experiment_lists_the_known_ones():

@@ -114,12 +114,15 @@ def test_evaluate_reports_test_perplexity_of_the_best_weights(synthetic_dir, tmp
 
 
 def test_huge_but_finite_losses_keep_training_and_record_inf(synthetic_dir, tmp_path):
-    """Loss above ~709 nats: perplexity overflows to inf, the weights are still numbers, training goes on."""
+    """Loss above ~709 nats: perplexity overflows to inf, the weights are still numbers, training goes on;
+    a run where no epoch was finite has no best.pt and ends diverged, not done."""
     status = train_run(tiny_config(model="RNN", optimizer="SGD", initial_lr=1e30, num_epochs=2),
                        synthetic_dir, tmp_path, echo=False)
-    assert status.state == rf.DONE
+    assert (status.state, status.epochs_done) == (rf.DIVERGED, 2)
     assert curves_of(tmp_path) == [(math.inf, math.inf)] * 2
     assert '"valid_ppl": "inf"' in (tmp_path / rf.CURVES_FILE).read_text()
+    assert not (tmp_path / rf.BEST_CHECKPOINT).exists()
+    assert "diverged: no epoch of 2 had a finite validation perplexity" in (tmp_path / rf.LOG_FILE).read_text()
 
 
 def test_non_finite_loss_ends_the_run_diverged_with_standard_json(synthetic_dir, tmp_path):

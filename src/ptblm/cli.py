@@ -73,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .compiling import compile_cache_dir
     from .data import slurm_tmpdir_data, write_synthetic_corpus
     from .layout import manual_run_dir
+    from .provenance import slurm_task_id
     from .runfolder import DONE, DIVERGED
     from .train import train_run
 
@@ -91,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
         status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv, scratch_dir=scratch_dir,
-                           compile_cache=compile_cache_dir(default_results_dir()))
+                           compile_cache=compile_cache_dir(default_results_dir()),
+                           slurm_job_id=slurm_task_id(os.environ))
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 

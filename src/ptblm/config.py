@@ -6,6 +6,7 @@ all go through `RunConfig.from_dict`, so a setting is validated in exactly one p
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA 
 # torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only the RNN/GRU fast
 # path's time step, a small graph that compiles in seconds.
 COMPILES = ("off", "model", "cell")
+MAX_SEED = 2**32 - 1  # numpy's limit; torch's is larger
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
 EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "log_steps", "impl", "attention", "device", "cuda_graph",
@@ -37,10 +39,43 @@ class ConfigError(ValueError):
     """A setting that cannot run; the message names where, the key, the value and what is valid."""
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first_line: int):
+        super().__init__(f"line {line}: key {key!r} appears a second time (first on line {first_line}); "
+                         f"valid: each key once per mapping (merge the two)")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in first_lines:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1, first_lines[key])
+                first_lines[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: the base class names it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (an empty file is an empty one); `expected` says what kind."""
+    """A YAML file that must hold a mapping (an empty file is an empty one); `expected` says what kind.
+
+    Anchors and aliases are refused before anything is built (a few lines of aliases expand to billions of
+    values), and so is a key written twice in one mapping.
+    """
+    text = Path(path).read_text()
     try:
-        content = yaml.safe_load(Path(path).read_text()) or {}
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events only: aliases are not expanded here
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise ConfigError(f"{path}, line {event.start_mark.line + 1}: YAML anchors and aliases (&name, "
+                                  f"*name, <<) are not allowed; valid: each value written out")
+        content = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as error:
+        raise ConfigError(f"{path}, {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(content, dict):
@@ -106,8 +141,10 @@ class RunConfig:
         for key in ("batch_size", "hidden_size", "num_layers", "seq_len", "emb_size", "num_epochs", "n_heads"):
             if getattr(self, key) < 1:
                 fail(key, "an integer >= 1")
-        if not self.initial_lr > 0:
-            fail("initial_lr", "a number > 0")
+        if not 0 < self.initial_lr < math.inf:
+            fail("initial_lr", "a finite number > 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            fail("seed", f"an integer from 0 to {MAX_SEED} (what torch and numpy accept)")
         if not 0 < self.dp_keep_prob <= 1:
             fail("dp_keep_prob", "a keep probability in (0, 1]")
         if self.max_batches < 0:

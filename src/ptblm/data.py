@@ -7,6 +7,8 @@ silently dropped (real PTB has none; smaller corpora do).
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -22,7 +24,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .runfolder import atomic_write_bytes
+from .runfolder import atomic_write_bytes, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +229,14 @@ STAGED_FOLDER = "ptblm-data"  # stage_data's copy, under the scratch folder
 
 
 def stage_data(data_dir: Path, scratch_dir: Path, prefix: str = "ptb") -> Path:
-    """Copy the corpus to node-local scratch (e.g. $SLURM_TMPDIR) once; return the staged folder."""
+    """Copy the corpus to node-local scratch (e.g. $SLURM_TMPDIR) once; return the staged folder.
+    A copy left there earlier is reused only when its content hashes equal the source's."""
     data_dir = check_data_dir(data_dir, prefix)
     staged = Path(scratch_dir) / STAGED_FOLDER
     for split in SPLITS:
         source, target = split_path(data_dir, split, prefix), split_path(staged, split, prefix)
-        if not target.is_file() or target.stat().st_size != source.stat().st_size:
+        if (not target.is_file() or target.stat().st_size != source.stat().st_size
+                or file_digest(target) != file_digest(source)):
             staged.mkdir(parents=True, exist_ok=True)
             # a private temporary name: runs packed on one node stage into the same $SLURM_TMPDIR at once
             fd, tmp = tempfile.mkstemp(dir=staged, prefix=f".{target.name}.", suffix=".partial")
@@ -253,6 +257,62 @@ def slurm_tmpdir_data(scratch_dir: str | None, prefix: str = "ptb") -> Path:
             return check_data_dir(candidate, prefix)
     raise DataError(f"--data SLURM_TMPDIR: neither {scratch_dir} nor {Path(scratch_dir) / STAGED_FOLDER} holds "
                     f"{prefix}.train.txt; copy PTB there first, or pass the PTB folder to --data")
+
+
+# ----------------------------------------------------------------------------- the corpus fingerprint
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and mtime as well: a file rewritten since is hashed again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path, cache: dict | None = None) -> str:
+    """SHA-256 of a file, hashed once per process, or read from `cache` (path -> size, mtime_ns, sha256)
+    where its size and mtime still match; a fresh digest is put into `cache`."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    entry = (cache or {}).get(str(path))
+    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return str(entry["sha256"])
+    digest = _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+    if cache is not None:
+        cache[str(path)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    return digest
+
+
+def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, prefix: str = "ptb") -> str:
+    """What identifies a corpus whatever folder holds it: 16 hex digits of a SHA-256 over its three files'.
+
+    The data folder may be read-only (a shared copy), so digests are cached in `cache_file` (any writable
+    folder the caller chooses, e.g. beside the run folders; written only where that folder exists), keyed
+    by path, size and mtime; a cache that cannot be read or written is only a cache.
+    """
+    data_dir = check_data_dir(data_dir, prefix)
+    cache: dict = {}
+    if cache_file is not None and Path(cache_file).is_file():
+        try:
+            loaded = read_json(cache_file)
+            cache = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            pass
+    before = dict(cache)
+    lines = []
+    for split in SPLITS:
+        path = split_path(data_dir, split, prefix)
+        try:
+            lines.append(f"{split} {file_digest(path, cache)}\n")
+        except OSError as error:
+            raise DataError(f"{path}: cannot read it ({error.strerror}); make it readable, or point --data or "
+                            f"PTB_DIR at a readable copy") from None
+    if cache_file is not None and cache != before and Path(cache_file).parent.is_dir():
+        with contextlib.suppress(OSError):  # a read-only results folder: hashing again next time is all it costs
+            atomic_write_json(cache_file, cache)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- synthetic corpus

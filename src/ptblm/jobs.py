@@ -5,11 +5,14 @@ A jobs file has three optional parts, merged in this order (later wins):
     common: {...}           what every setting of this experiment shares
     settings: [{...}, ...]  one entry per setting, listing only what differs
     grid: {key: [v1, v2]}   optional sweep: the product of the values, appended after `settings`
-Settings are numbered from 0 in file order; that number is the Slurm array task id.
+Settings are numbered from 0 in file order; that number is the Slurm array task id. An experiment holds
+at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names results/<exp>/.
 """
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,9 @@ from . import layout
 from .config import ConfigError, RunConfig, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
+MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
+# The experiment's name (its file's) names results/<exp>/: no dot first (no `..`, no hidden folder), no slash.
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TOP_LEVEL_KEYS = ("description", "common", "settings", "grid")
 JOBS_FILE_SHAPE = f"a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"
 
@@ -64,13 +70,19 @@ def _expect_mapping(path: Path, key: str, value: Any) -> dict:
     return value
 
 
-def grid_settings(path: Path, grid: dict[str, Any]) -> list[dict[str, Any]]:
-    """The product of the grid's value lists, in the order keys and values are written."""
+def grid_settings(path: Path, grid: dict[str, Any], listed: int = 0) -> list[dict[str, Any]]:
+    """The product of the grid's value lists, in the order keys and values are written; its size is
+    checked against MAX_SETTINGS (with the `listed` settings) before anything is expanded."""
     if not grid:
         return []
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: grid.{key} must be a non-empty list of values, got {values!r}")
+    size = math.prod(len(values) for values in grid.values())
+    if listed + size > MAX_SETTINGS:
+        raise ConfigError(f"{path}: grid gives {' x '.join(str(len(v)) for v in grid.values())} = {size} settings"
+                          f"{f' after {listed} listed ones' if listed else ''}; valid: at most {MAX_SETTINGS} "
+                          f"settings per experiment (split the sweep into several jobs files)")
     keys = list(grid)
     return [dict(zip(keys, combination)) for combination in itertools.product(*(grid[k] for k in keys))]
 
@@ -78,6 +90,9 @@ def grid_settings(path: Path, grid: dict[str, Any]) -> list[dict[str, Any]]:
 def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     """Read, merge and validate every setting; any error stops before anything runs."""
     path = jobs_file(experiment, jobs_dir)
+    if not EXPERIMENT_NAME.fullmatch(path.stem):
+        raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
+                          f"digits, '.', '_' and '-', starting with a letter or digit (it names results/<exp>/)")
     defaults_path = Path(jobs_dir) / DEFAULTS_FILE
     defaults = read_yaml_mapping(defaults_path, JOBS_FILE_SHAPE) if defaults_path.is_file() else {}
     content = read_yaml_mapping(path, JOBS_FILE_SHAPE)
@@ -88,8 +103,11 @@ def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     entries = content.get("settings") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: settings must be a list of mappings, got {type(entries).__name__}")
+    if len(entries) > MAX_SETTINGS:
+        raise ConfigError(f"{path}: settings lists {len(entries)} settings; valid: at most {MAX_SETTINGS} per "
+                          f"experiment (split them into several jobs files)")
     entries = [_expect_mapping(path, f"settings[{i}]", e) for i, e in enumerate(entries)]
-    entries += grid_settings(path, _expect_mapping(path, "grid", content.get("grid") or {}))
+    entries += grid_settings(path, _expect_mapping(path, "grid", content.get("grid") or {}), len(entries))
     if not entries:
         raise ConfigError(f"{path}: no settings (add a `settings:` list or a `grid:`)")
     name = path.stem

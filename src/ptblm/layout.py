@@ -9,6 +9,7 @@
     results/report/                tables, figures, gradients, samples, report.tex
     results/demo/                  `ptblm demo`: a results tree of its own (demo/smoke/<run>/)
     results/.compile-cache/        Inductor's cache (ptblm.compiling)
+    results/.corpus-fingerprints.json  corpus file digests by path, size and mtime (ptblm.data.corpus_fingerprint)
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ MANUAL_EXPERIMENT = "manual"
 REPORT_FOLDER = "report"
 DEMO_FOLDER = "demo"
 COMPILE_CACHE_FOLDER = ".compile-cache"
+FINGERPRINT_CACHE_FILE = ".corpus-fingerprints.json"
 
 
 def manual_run_dir(results_dir: Path, run_name: str) -> Path:
@@ -37,6 +39,10 @@ def demo_results_dir(results_dir: Path) -> Path:
 
 def compile_cache_dir(results_dir: Path) -> Path:
     return Path(results_dir) / COMPILE_CACHE_FOLDER
+
+
+def fingerprint_cache_file(results_dir: Path) -> Path:
+    return Path(results_dir) / FINGERPRINT_CACHE_FILE
 
 
 def experiment_dir(results_dir: Path, experiment: str) -> Path:

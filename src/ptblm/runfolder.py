@@ -9,17 +9,20 @@
         best.pt       weights of the best validation epoch (always written)
         best_params.pt  with save_best only: the same weights as a raw state_dict, run_exp.py's file
         last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
+        .lock         flock'd by the one training run writing the folder (see ptblm.runlock)
 
-Every write is atomic (temporary file in the same folder, then rename), so a run killed at any
-instant leaves readable files. JSON stays standard: a non-finite float is written as the string
+Every write is atomic (temporary file in the same folder, created with the umask's mode, then rename),
+so a run killed at any instant leaves readable files; the orphans of such a kill are removed by the next
+run (remove_orphans). JSON stays standard: a non-finite float is written as the string
 "inf", "-inf" or "nan" and read back as a float.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +37,20 @@ BEST_CHECKPOINT = "best.pt"
 BEST_PARAMS = "best_params.pt"  # run_exp.py's name; a raw state_dict
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
+LOCK_FILE = ".lock"  # held by the training run that writes the folder (see ptblm.runlock)
+OWN_FILES = (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT,
+             SUBMISSION_FILE)
+TRAINER_FILES = tuple(name for name in OWN_FILES if name != SUBMISSION_FILE)  # submitted.json: `ptblm submit`'s
+CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 
 RUNNING, DONE, DIVERGED, FAILED, REQUEUED, PENDING, CANCELLED = (
     "running", "done", "diverged", "failed", "requeued", "pending", "cancelled")  # cancelled: stopped on request
 FINISHED_STATES = (DONE, DIVERGED)  # resubmission skips these unless forced
 FORMAT_VERSION = 1
+
+
+class RunFolderError(RuntimeError):
+    """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
 
 
 def encode_float(value: float) -> float | str:
@@ -51,10 +63,21 @@ def decode_float(value: float | str | None) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new `.<name>.<random>.tmp` beside `path`, created with the umask's mode as log.txt is (mkstemp's
+    0600 would keep results from a lab's shared project space)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -87,6 +110,52 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+def read_json_object(path: Path) -> dict:
+    """A run-folder JSON file, which is always an object: anything else is named, not half-read."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
+                         f"{type(obj).__name__}; delete the file or rerun with --force")
+    return obj
+
+
+def make_run_folder(folder: Path) -> Path:
+    """Create `folder` for a run, or check that it is one. Refused: a file, a place that cannot be written,
+    and a non-empty folder that is not a ptblm run's (never train into someone else's files, nor --force
+    them away)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"{folder} is a file, not a run folder; choose a folder for --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"{folder}: cannot create the run folder ({error.strerror}); choose a writable "
+                             f"--out") from None
+    if not is_run_folder(folder):
+        names = sorted(path.name for path in folder.iterdir())
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise RunFolderError(f"{folder} is not empty and not a ptblm run folder (it holds {shown}); choose an "
+                             f"empty or new folder for --out")
+    return folder
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Empty, or holding what only ptblm writes: the lock, or a config.json, status.json or submitted.json
+    in ptblm's shape (folders from before the lock existed have those)."""
+    names = {path.name for path in Path(folder).iterdir()}
+    if not names or LOCK_FILE in names:
+        return True
+    for name, key in ((CONFIG_FILE, "config"), (STATUS_FILE, "state"), (SUBMISSION_FILE, "executor")):
+        if name in names:
+            try:
+                obj = read_json(Path(folder) / name)
+            except (OSError, ValueError):
+                continue
+            if isinstance(obj, dict) and key in obj:
+                return True
+    return False
 
 
 @dataclass
@@ -195,7 +264,7 @@ def write_status(folder: Path, status: RunStatus) -> None:
 
 def read_status(folder: Path) -> RunStatus | None:
     path = Path(folder) / STATUS_FILE
-    return RunStatus.from_json(read_json(path)) if path.exists() else None
+    return RunStatus.from_json(read_json_object(path)) if path.exists() else None
 
 
 @dataclass
@@ -213,7 +282,7 @@ def write_submission(folder: Path, submission: Submission) -> None:
 
 def read_submission(folder: Path) -> Submission | None:
     path = Path(folder) / SUBMISSION_FILE
-    return Submission(**read_json(path)) if path.exists() else None
+    return Submission(**read_json_object(path)) if path.exists() else None
 
 
 def current_state(status: RunStatus | None, submission: Submission | None) -> str:
@@ -231,7 +300,7 @@ def current_job_id(status: RunStatus | None, submission: Submission | None) -> s
 
 def read_curves(folder: Path) -> Curves:
     path = Path(folder) / CURVES_FILE
-    return Curves.from_json(read_json(path)) if path.exists() else Curves()
+    return Curves.from_json(read_json_object(path)) if path.exists() else Curves()
 
 
 def read_run(folder: Path) -> RunRecord:
@@ -240,12 +309,21 @@ def read_run(folder: Path) -> RunRecord:
     config_path = folder / CONFIG_FILE
     if not config_path.exists():
         raise ValueError(f"{folder}: no {CONFIG_FILE}, not a run folder")
-    raw = read_json(config_path)
-    config = raw.pop("config")
+    raw = read_json_object(config_path)
+    config = raw.pop("config", None)
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
+                         f"train, or damaged: delete it or rerun with --force")
     status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
                                               num_epochs=int(config.get("num_epochs", 0)))
     return RunRecord(folder=folder, config=config, provenance=raw,
                      curves=read_curves(folder), status=status)
+
+
+def recorded_corpus(folder: Path) -> str | None:
+    """The corpus fingerprint a run folder was trained on; None for none yet (or a folder older than them)."""
+    path = Path(folder) / CONFIG_FILE
+    return read_json_object(path).get(CORPUS_KEY) if path.exists() else None
 
 
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:
@@ -258,10 +336,24 @@ def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecor
 
 
 def clear_run_folder(folder: Path) -> None:
-    """--force: remove what an earlier run wrote (only the run folder's own files)."""
-    for name in (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT,
-                 SUBMISSION_FILE):
+    """--force: remove what an earlier run wrote (only the run folder's own files and their orphans)."""
+    for name in OWN_FILES:
         (Path(folder) / name).unlink(missing_ok=True)
+    remove_orphans(folder, OWN_FILES)
+
+
+def remove_orphans(folder: Path, names: tuple[str, ...]) -> tuple[int, int]:
+    """Delete the temporary files (`.<name>.*.tmp`) that a kill during an atomic write of `names` left
+    behind; returns how many and their bytes. Only the writer of those files may call it (no write of
+    theirs is under way): the training run holding the lock, or --force."""
+    count = size = 0
+    for path in Path(folder).glob(".*.tmp"):
+        if any(path.name.startswith(f".{name}.") for name in names):
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+                path.unlink()
+                count += 1
+    return count, size
 
 
 def append_log(folder: Path, line: str) -> None:

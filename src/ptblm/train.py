@@ -16,10 +16,12 @@ rerunning `train_run`, which resumes from last.pt.
 from __future__ import annotations
 
 import math
+import pickle
 import socket
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +30,12 @@ import torch
 
 from . import runfolder as rf
 from .compiling import cache_counts, compile_error_summary, use_compile_cache
-from .config import RunConfig
-from .data import Corpus, batch_at, batchify, check_data_dir, load_corpus, num_batches, stage_data
+from .config import ConfigError, RunConfig
+from .data import (Corpus, batch_at, batchify, check_data_dir, corpus_fingerprint, load_corpus, num_batches,
+                   stage_data)
 from .models import build_model
-from .provenance import cpu_fallback_note, provenance, slurm_task_id
+from .provenance import cpu_fallback_note, provenance
+from .runlock import hold_run_folder
 from .step import CompilingStep, Step, make_step, rng_state, set_rng_state, use_matmul_precision
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
@@ -67,6 +71,16 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device = 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
+
+
+def check_cuda_graph(config: RunConfig) -> None:
+    """cuda_graph "on" needs CUDA: said before anything is written, in the user's terms."""
+    device = pick_device(config.device)
+    if config.cuda_graph == "on" and device.type != "cuda":
+        raise ConfigError(f"cuda_graph = 'on' needs a CUDA device, but this run is on {device} (device "
+                          f"{config.device!r}, torch sees {torch.cuda.device_count()} GPUs); valid here: cuda_graph "
+                          f"auto (graphs on CUDA, eager elsewhere) or off (--cuda_graph, or cuda_graph: in a jobs "
+                          f"file), or run it on a GPU node")
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
@@ -195,44 +209,97 @@ def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
                                 f"start over there or choose another --out")
 
 
+def check_same_corpus(stored: dict, corpus: str, data_dir: Path, out_dir: Path) -> str | None:
+    """A run folder resumes only on the corpus it recorded; returns that fingerprint (None: not recorded yet)."""
+    recorded = stored.get(rf.CORPUS_KEY)
+    if recorded is not None and recorded != corpus:
+        raise RunFolderMismatch(f"{out_dir} was trained on another corpus (fingerprint {recorded}, data "
+                                f"{stored.get('data_dir')}), not on {data_dir} (fingerprint {corpus}); pass --force "
+                                f"to start over there on this corpus or choose another --out")
+    return recorded
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """Checkpoints hold only tensors and plain containers, so the safe loader reads them."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Checkpoints hold only tensors and plain containers, so the safe loader reads them; anything else
+    (an empty or truncated file, a pickle with code in it) is one error naming the file."""
+    path = Path(path)
+    remedy = "delete it to start that run over, or rerun with --force"
+    if path.stat().st_size == 0:
+        raise rf.RunFolderError(f"{path} is empty (0 bytes): not a checkpoint; {remedy}")
+    try:
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": what a foreign pickle looks like
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise rf.RunFolderError(f"{path}: refused to load it: it holds Python objects other than tensors and "
+                                f"plain containers, so ptblm did not write it (nothing in it was run); {remedy}") \
+            from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        reason = str(error).split(". ")[0] or type(error).__name__
+        raise rf.RunFolderError(f"{path} is not a readable checkpoint ({reason}); {remedy}") from None
 
 
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
               experiment: str | None = None, setting_index: int | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
               echo: bool = True, scratch_dir: Path | None = None,
-              compile_cache: Path | None = None, should_stop: Callable[[], bool] | None = None) -> rf.RunStatus:
+              compile_cache: Path | None = None, slurm_job_id: str | None = None,
+              fingerprint_cache: Path | None = None, should_stop: Callable[[], bool] | None = None) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
+    The run holds the folder's lock (ptblm.runlock) for its whole life: a second writer is refused.
     `should_stop` is asked between batches: once it says yes, the epoch is abandoned and the run ends
     `cancelled`, resumable from its last.pt (the caller decides why: a signal, a parent gone).
-
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
+    `slurm_job_id` ("123_4") is recorded in status.json and in the lock, to name this run to others.
+    The corpus's fingerprint (ptblm.data.corpus_fingerprint, cached in `fingerprint_cache`) is recorded in
+    config.json: a run folder resumes only on the corpus it was trained on.
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
+    check_cuda_graph(config)
+    corpus = corpus_fingerprint(data_dir, fingerprint_cache)
+    rf.make_run_folder(out_dir)  # a file, an unwritable place or someone else's folder: refused here
+    with hold_run_folder(out_dir, slurm_job_id) as holder:
+        if not holder.enforced:
+            RunLog(out_dir, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
+                                       f"writer into this folder would not be refused")
+        return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, experiment, setting_index,
+                                   command_line, interactive, echo, scratch_dir, compile_cache, slurm_job_id,
+                                   should_stop)
+
+
+def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir: Path, force: bool, experiment,
+                        setting_index, command_line, interactive, echo: bool, scratch_dir, compile_cache,
+                        slurm_job_id, should_stop) -> rf.RunStatus:
+    recorded_corpus = None
     if not force and (out_dir / rf.CONFIG_FILE).exists():
-        check_same_setting(rf.read_json(out_dir / rf.CONFIG_FILE)["config"], config, out_dir)
+        stored = rf.read_run(out_dir)
+        check_same_setting(stored.config, config, out_dir)
+        recorded_corpus = check_same_corpus(stored.provenance, corpus, data_dir, out_dir)
+    orphans, orphan_bytes = rf.remove_orphans(out_dir, rf.TRAINER_FILES)  # a kill during a write left them
+    if orphans:
+        RunLog(out_dir, echo=echo)(f"removed {orphans} temporary files ({orphan_bytes / 1e6:.1f} MB) left by a "
+                                   f"run killed during a write")
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
         if echo:
             print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
                   f"use --force to rerun", flush=True)
         return status
-    out_dir.mkdir(parents=True, exist_ok=True)
     if force:
         rf.clear_run_folder(out_dir)
     log = RunLog(out_dir, echo=echo)
     try:
-        data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else Path(data_dir)
+        data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else data_dir
         if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
-        return _train(config, data_dir, out_dir, log, experiment, setting_index, command_line,
-                      sys.stderr.isatty() if interactive is None else interactive, should_stop or (lambda: False))
+        if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
+            log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
+        return _train(config, data_dir, corpus, out_dir, log, experiment, setting_index, command_line,
+                      sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
+                      should_stop or (lambda: False))
     except StopRequested:
         previous = rf.read_status(out_dir)
         epochs_done = previous.epochs_done if previous else 0
@@ -256,8 +323,9 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         raise
 
 
-def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experiment, setting_index,
-           command_line, interactive: bool, should_stop: Callable[[], bool]) -> rf.RunStatus:
+def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log: RunLog, experiment, setting_index,
+           command_line, interactive: bool, slurm_job_id: str | None,
+           should_stop: Callable[[], bool]) -> rf.RunStatus:
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
     if cpu_fallback_note(device):
@@ -285,7 +353,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
 
     rf.write_config(out_dir, config.to_dict(), {
         "experiment": experiment, "setting_index": setting_index, "run_name": config.run_name(),
-        "data_dir": str(data_dir), "vocab_size": corpus.vocab_size,
+        "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
         **provenance(device, command_line)})
     log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {corpus.describe()}")
@@ -298,7 +366,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
     def write_status(state: str, epochs_done: int) -> None:
         rf.write_status(out_dir, rf.RunStatus(state=state, epochs_done=epochs_done,
                                               num_epochs=config.num_epochs, updated_at=time.time(),
-                                              slurm_job_id=slurm_task_id(), host=socket.gethostname()))
+                                              slurm_job_id=slurm_job_id, host=socket.gethostname()))
 
     write_status(state, start_epoch)
     for epoch_index in range(start_epoch, config.num_epochs):
@@ -325,7 +393,10 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
             if config.save_best:  # the scaffold's file, for the course's own loading code
                 rf.atomic_torch_save(model.state_dict(), out_dir / rf.BEST_PARAMS)
         diverged = not (math.isfinite(train_loss) and math.isfinite(valid_loss))
-        state = rf.DIVERGED if diverged else (rf.DONE if record.epoch == config.num_epochs else rf.RUNNING)
+        finished = record.epoch == config.num_epochs
+        # every epoch's perplexity infinite (lr 1e30): no best.pt, nothing learnt; diverged, not done
+        never_finite = finished and best is None
+        state = rf.DIVERGED if diverged or never_finite else (rf.DONE if finished else rf.RUNNING)
         # last.pt before curves/status: a kill between the writes leaves curves behind, never ahead.
         rf.atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "config": config.to_dict(), "epoch": record.epoch, "lr": lr,
@@ -338,6 +409,8 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         if diverged:
             log(f"diverged: non-finite loss at epoch {record.epoch} (train {train_loss}, valid {valid_loss}); stopping")
             break
+        if never_finite:
+            log(f"diverged: no epoch of {config.num_epochs} had a finite validation perplexity (no best.pt)")
 
     if config.evaluate and best_path.exists():
         model.load_state_dict(load_checkpoint(best_path, device)["model"])
@@ -345,7 +418,7 @@ def _train(config: RunConfig, data_dir: Path, out_dir: Path, log: RunLog, experi
         rf.write_curves(out_dir, curves)
         log(f"test ppl {curves.test_ppl:.2f} with the weights of epoch {best.epoch}")
     if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
-        state = rf.DONE
+        state = rf.DONE if best else rf.DIVERGED
         write_status(state, len(curves.epochs))
     log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
     return rf.read_status(out_dir)

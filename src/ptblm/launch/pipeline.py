@@ -19,6 +19,7 @@ from .. import layout
 from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
+from ..data import corpus_fingerprint
 from ..jobs import Experiment
 from .checks import check_data_for_submission
 from .local import run_local
@@ -98,6 +99,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     # Everything that can be wrong is found here, before any folder or queue is touched.
     check_data_for_submission(data_dir)
+    # skip-as-done and resume only on the corpus each run folder was trained on
+    corpus = corpus_fingerprint(data_dir, layout.fingerprint_cache_file(results_dir))
     parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
     spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir, jobs_dir=experiment.path.parent)
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
@@ -105,7 +108,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     with contextlib.nullcontext() if dry_run else submission_lock(
             layout.submit_lock_path(results_dir, experiment.name), experiment.name):
         scheduler = {} if executor == "local" else squeue_states()
-        plan = plan_experiment(experiment, results_dir, force, scheduler)
+        plan = plan_experiment(experiment, results_dir, force, scheduler, corpus)
         echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
         echo(plan_table(plan))
         todo = [task for task in plan if task.runs]

@@ -36,9 +36,12 @@ ACTIVE_STATES = (rf.PENDING, rf.RUNNING, rf.REQUEUED)  # a task may still be wor
 
 
 def plan_setting(setting: Setting, status: rf.RunStatus | None, submission: rf.Submission | None, force: bool,
-                 scheduler: dict[str, str] | None) -> PlannedTask:
+                 scheduler: dict[str, str] | None, recorded_corpus: str | None = None,
+                 corpus: str | None = None) -> PlannedTask:
     """`scheduler` is squeue's view ({} without Slurm, None when squeue does not answer: then settings that
-    may still run are left alone)."""
+    may still run are left alone). `corpus` is the fingerprint of the data the tasks will read and
+    `recorded_corpus` the one the run folder was trained on: a folder of another corpus is neither reused
+    nor resumed."""
     job_ids = {status.slurm_job_id if status else None, submission.job_id if submission else None} - {None}
     active = sorted(job_ids & set(scheduler or {}))
     state = rf.current_state(status, submission) if (status or submission) else None
@@ -47,6 +50,9 @@ def plan_setting(setting: Setting, status: rf.RunStatus | None, submission: rf.S
                            + ("; scancel it to force a rerun" if force else ""))
     if force:
         return PlannedTask(setting, Action.SUBMIT, "forced rerun", forced=True)
+    if corpus and recorded_corpus and recorded_corpus != corpus:
+        return PlannedTask(setting, Action.SKIP, f"trained on another corpus ({recorded_corpus}, not {corpus}): "
+                           f"--force reruns it on this one, or choose another --results")
     if scheduler is None and job_ids and state in ACTIVE_STATES:
         return PlannedTask(setting, Action.SKIP, f"{state}, and squeue does not answer: job "
                            f"{sorted(job_ids)[0]} may still run (--force reruns it)")
@@ -62,12 +68,13 @@ def plan_setting(setting: Setting, status: rf.RunStatus | None, submission: rf.S
 
 
 def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
-                    scheduler: dict[str, str] | None) -> list[PlannedTask]:
-    """One PlannedTask per setting, read from the run folders only."""
+                    scheduler: dict[str, str] | None, corpus: str | None = None) -> list[PlannedTask]:
+    """One PlannedTask per setting, read from the run folders only (`corpus`: see plan_setting)."""
     plan = []
     for setting in experiment.settings:
         folder = setting.run_dir(results_dir)
-        plan.append(plan_setting(setting, rf.read_status(folder), rf.read_submission(folder), force, scheduler))
+        plan.append(plan_setting(setting, rf.read_status(folder), rf.read_submission(folder), force, scheduler,
+                                 rf.recorded_corpus(folder) if corpus else None, corpus))
     return plan
 
 

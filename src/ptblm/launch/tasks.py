@@ -20,7 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import layout
 from .. import runfolder as rf
+from ..provenance import slurm_task_id
 from ..jobs import Setting
 
 
@@ -109,7 +111,9 @@ class TrainTask:
                                    experiment=self.setting.experiment, setting_index=self.setting.index,
                                    command_line=sys.argv, interactive=False,
                                    scratch_dir=os.environ.get("SLURM_TMPDIR"),
-                                   compile_cache=compile_cache_dir(Path(self.results_dir)), should_stop=stop.is_set)
+                                   compile_cache=compile_cache_dir(Path(self.results_dir)), should_stop=stop.is_set,
+                                   slurm_job_id=slurm_task_id(os.environ),
+                                   fingerprint_cache=layout.fingerprint_cache_file(Path(self.results_dir)))
             except Exception as error:
                 record_failure_before_start(self.run_dir, self.setting.config.num_epochs, error)
                 raise
