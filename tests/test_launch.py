@@ -88,7 +88,8 @@ def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job
     (sbatch, _, at_sbatch), (release, _, at_release) = runner.calls
     assert sbatch[:2] == ["sbatch", "--hold"] and release == ["scontrol", "release", "41"]
     assert all(rf.LAST_CHECKPOINT in files for files in at_sbatch.values())  # intact while sbatch could fail
-    assert all(files == [rf.SUBMISSION_FILE] for files in at_release.values())  # emptied before the release
+    # emptied before the release (the trainers' lock file stays: a lock is never deleted under its holder)
+    assert all(files == [rf.LOCK_FILE, rf.SUBMISSION_FILE] for files in at_release.values())
     submission = rf.read_submission(experiment.settings[1].run_dir(results))
     assert (submission.job_id, submission.executor, submission.setting_index) == ("41_1", "sbatch", 1)
 

@@ -145,7 +145,7 @@ def test_a_folder_from_before_fingerprints_resumes_and_records_its_corpus(tmp_pa
 def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir):
     from ptblm.data import corpus_fingerprint
     from ptblm.jobs import load_experiment
-    from ptblm.submit import SKIP, SUBMIT, plan_experiment
+    from ptblm.launch.plan import Action, plan_experiment
 
     jobs = tmp_path / "jobs"
     jobs.mkdir()
@@ -156,11 +156,11 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
     train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path), echo=False)
     same, other = corpus_fingerprint(synthetic_dir), corpus_fingerprint(other_corpus(tmp_path))
     assert [(t.action, t.reason) for t in plan_experiment(experiment, tmp_path, False, {}, corpus=same)] == [
-        (SKIP, "done (1/1 epochs)")]
+        (Action.SKIP, "done (1/1 epochs)")]
     assert [(t.action, t.reason) for t in plan_experiment(experiment, tmp_path, False, {}, corpus=other)] == [
-        (SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
+        (Action.SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
                f"or choose another --results")]
-    assert [t.action for t in plan_experiment(experiment, tmp_path, True, {}, corpus=other)] == [SUBMIT]
+    assert [t.action for t in plan_experiment(experiment, tmp_path, True, {}, corpus=other)] == [Action.SUBMIT]
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -253,7 +253,7 @@ def test_run_files_follow_the_umask(tmp_path, synthetic_dir, umask, mode):
     """A lab's shared project space: with umask 022 the group and others can read every result file."""
     previous = os.umask(umask)
     try:
-        train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False)
+        train_run(tiny_config(num_epochs=1, save_best=True), synthetic_dir, tmp_path / "run", echo=False)
         rf.write_submission(tmp_path / "run", rf.Submission(None, "local", 1.0))
     finally:
         os.umask(previous)
