@@ -17,7 +17,8 @@ from ptblm.config import GRAD_CLIP
 from ptblm.models import build_model, causal_mask
 from ptblm.step import (DeviceLearningRates, EagerStep, GraphedStep, eval_step, make_step,
                         use_graph_safe_updates)
-from ptblm.train import EpochRunner, make_optimizer, train_run
+from ptblm.epochs import EpochRunner
+from ptblm.train import make_optimizer, train_run
 
 VOCAB = 50
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),

@@ -12,7 +12,8 @@ import torch
 
 from conftest import tiny_config
 from ptblm import runfolder as rf
-from ptblm.train import RunFolderMismatch, load_checkpoint, perplexity, scheduled_lr, train_run
+from ptblm.epochs import perplexity
+from ptblm.train import RunFolderMismatch, load_checkpoint, scheduled_lr, train_run
 
 
 def curves_of(folder: Path) -> list[tuple[float, float]]:
@@ -102,7 +103,7 @@ def test_resume_rewrites_curves_left_behind_by_a_kill_between_writes(synthetic_d
 def test_evaluate_reports_test_perplexity_of_the_best_weights(synthetic_dir, tmp_path):
     from ptblm.data import load_corpus
     from ptblm.models import build_model
-    from ptblm.train import EpochRunner, RunLog
+    from ptblm.epochs import EpochRunner, RunLog
 
     config = tiny_config(num_epochs=3, evaluate=True, initial_lr=0.05)
     train_run(config, synthetic_dir, tmp_path, echo=False)
@@ -205,7 +206,7 @@ def test_hidden_state_starts_from_zeros_every_epoch_and_in_validation(synthetic_
     equals a hand loop that carries the state from batch to batch, starting at zeros."""
     from ptblm.data import batchify, load_corpus, num_batches
     from ptblm.models import build_model
-    from ptblm.train import EpochRunner, RunLog
+    from ptblm.epochs import EpochRunner, RunLog
 
     config = tiny_config(model="GRU")
     corpus = load_corpus(synthetic_dir)

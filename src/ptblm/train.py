@@ -23,39 +23,26 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import runfolder as rf
-from .compiling import cache_counts, compile_error_summary, use_compile_cache
+from .compiling import use_compile_cache
 from .config import ConfigError, RunConfig
-from .data import (Corpus, batch_at, batchify, check_data_dir, corpus_fingerprint, load_corpus, num_batches,
-                   stage_data)
+from .data import Corpus, check_data_dir, corpus_fingerprint, load_corpus, stage_data
+from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .models import build_model
 from .provenance import cpu_fallback_note, provenance
 from .runlock import hold_run_folder
-from .step import CompilingStep, Step, make_step, rng_state, set_rng_state, use_matmul_precision
+from .step import rng_state, set_rng_state, use_matmul_precision
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
 
 
-class StopRequested(Exception):
-    """The caller's `should_stop` said yes between two batches."""
-
-
 class RunFolderMismatch(RuntimeError):
     """The run folder holds another setting: resuming would mix two experiments."""
-
-
-def perplexity(mean_loss: float) -> float:
-    """exp(mean NLL); inf where that overflows or the loss is inf, nan stays nan."""
-    try:
-        return math.exp(mean_loss)
-    except OverflowError:
-        return math.inf
 
 
 def scheduled_lr(lr: float, optimizer_name: str, epoch_index: int) -> float:
@@ -87,116 +74,6 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Opt
     if config.optimizer == "ADAM":
         return torch.optim.Adam(model.parameters(), lr=config.initial_lr)
     return torch.optim.SGD(model.parameters(), lr=config.initial_lr)  # p <- p - lr * g, no momentum
-
-
-class RunLog:
-    """Lines go to log.txt and to stdout (the Slurm log)."""
-
-    def __init__(self, folder: Path, echo: bool = True):
-        self.folder, self.echo = folder, echo
-
-    def __call__(self, message: str) -> None:
-        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
-        rf.append_log(self.folder, line)
-        if self.echo:
-            print(line, flush=True)
-
-
-@dataclass
-class EpochRunner:
-    """Runs one pass over a split; the same code trains, validates and tests.
-
-    Every batch goes through a step from `ptblm.step` (a CUDA graph on CUDA unless `cuda_graph` is
-    False; over the compiled model when `config.compile` says so), made once per (optimizer, shape) and
-    kept, so a graph is captured, and the model compiled, once per run and mode.
-    """
-
-    model: torch.nn.Module
-    config: RunConfig
-    device: torch.device
-    log: RunLog
-    interactive: bool
-    cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
-    should_stop: Callable[[], bool] = lambda: False  # asked between batches (StopRequested)
-    _steps: dict = field(default_factory=dict, init=False, repr=False)
-    _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
-
-    @property
-    def recurrent(self) -> bool:
-        return self.config.model != "TRANSFORMER"
-
-    def step_for(self, optimizer: torch.optim.Optimizer | None, shape: tuple[int, int]) -> Step:
-        """The training (with an optimizer) or evaluation step for (batch, seq) batches."""
-        key = (optimizer, shape)
-        if key not in self._steps:
-            self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph,
-                                         compile_mode=self.config.compile, on_compiled=self._log_compiled)
-        return self._steps[key]
-
-    def _log_compiled(self, step: CompilingStep) -> None:
-        """The compile time of a step, and how much of it came from the cache, or why it runs uncompiled."""
-        kind = "evaluation" if step.optimizer is None else "training"
-        if step.compile_error is not None:
-            self.log(f"torch.compile failed for the {kind} step ({compile_error_summary(step.compile_error)}); "
-                     f"running it uncompiled")
-            return
-        counts = cache_counts()
-        self.log(f"compiled the {kind} step ({step.mode}) in {step.first_call_seconds:.1f} s (Inductor FX-graph cache, "
-                 f"this process so far: {counts['hits']} loaded, {counts['misses']} compiled)")
-
-    def on_device(self, ids: list[int]) -> torch.Tensor:
-        """The split as (batch, batch_len) on the device, laid out at its first pass and kept: every
-        epoch reads the same tensor (the full training split costs tens of ms to lay out)."""
-        cached = self._splits.get(id(ids))
-        if cached is None or cached[0] is not ids:  # holding `ids` keeps its id from being reused
-            cached = self._splits[id(ids)] = (ids, torch.as_tensor(batchify(ids, self.config.batch_size),
-                                                                  device=self.device))
-        return cached[1]
-
-    def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
-        """Mean loss over the split's batches; trains when an optimizer is given."""
-        config, training = self.config, optimizer is not None
-        seq_len = config.seq_len
-        data = self.on_device(ids)  # (batch, batch_len)
-        steps = num_batches(len(ids), config.batch_size, seq_len)
-        if config.max_batches:
-            steps = min(steps, config.max_batches)
-        self.model.train(training)
-        step = self.step_for(optimizer, (config.batch_size, seq_len))
-        hidden = self.model.init_hidden().to(self.device) if self.recurrent else None  # (layers, batch, hidden)
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        report_every = max(steps // 10, 1)
-        progress = _progress_bar(steps, label) if self.interactive else None
-        started = time.perf_counter()
-        for index in range(steps):
-            if self.should_stop():
-                raise StopRequested
-            x, y = batch_at(data, index, seq_len)  # (batch, seq) each, y shifted by one token
-            loss, hidden = step(x, y, hidden)  # loss stays on the device: no sync per batch
-            total += loss
-            if config.log_steps or (index + 1) % report_every == 0 or index + 1 == steps:
-                self._report(label, index + 1, steps, total, started, progress)
-        if progress is not None:
-            progress.close()
-        return (total / steps).item()
-
-    def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress) -> None:
-        """Every ~10% of an epoch (every step with --log_steps): the progress bar, or a log line."""
-        mean_loss = (total / done).item()  # one host sync per report, ~10 per epoch
-        seconds = max(time.perf_counter() - started, 1e-9)
-        words_per_second = done * self.config.batch_size * self.config.seq_len / seconds
-        if progress is not None:
-            progress.update(done - progress.n)
-            progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
-        else:
-            self.log(f"{label} step {done}/{steps} ({100 * done // steps}%) loss {mean_loss:.4f} "
-                     f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s")
-
-
-def _progress_bar(total: int, label: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=label, leave=False, dynamic_ncols=True)
 
 
 def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
