@@ -122,3 +122,62 @@ def test_the_command_line_imports_neither_pandas_nor_torch_to_parse():
     code = "import sys, ptblm.cli as c; c.build_parser(); print('pandas' in sys.modules, 'torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+# --- seeds and the published study -------------------------------------------------------------
+
+PUBLISHED_RNN = dict(model="RNN", optimizer="SGD", initial_lr=1.0, batch_size=128, hidden_size=512, num_layers=2,
+                     dp_keep_prob=0.8)  # 3.1 setting 0 of the study (emb 200 and seq 35 are RunConfig's defaults)
+PUBLISHED_RNN_VALID = [796.77, 670.16, 578.56]  # its validation ppl at epochs 1-3, from the study's CSV
+
+
+def write_run(root, experiment, valid, train=None, state=rf.DONE, **changes):
+    """A run folder written by hand: `valid` (and `train`) ppl per epoch, 10 s per epoch."""
+    config = RunConfig.from_dict({**PUBLISHED_RNN, "num_epochs": len(valid), **changes})
+    folder = root / experiment / config.run_name()
+    train = train or [2 * v for v in valid]
+    rf.write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d"})
+    rf.write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(i + 1, t, v, 10.0, 10.0 * (i + 1), 1.0)
+                                              for i, (t, v) in enumerate(zip(train, valid))]))
+    rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))
+    return folder
+
+
+def test_the_published_study_is_package_data_with_the_study_s_emb_and_seq():
+    from ptblm.published import published_epochs
+    study = published_epochs()
+    assert len(study) == 15 * 20 and set(study["emb_size"]) == {200} and set(study["seq_len"]) == {35}
+    first = study[(study["published_experiment"] == "3.1") & (study["published_setting"] == 0)]
+    assert list(first["valid_ppl"][:3]) == PUBLISHED_RNN_VALID and first["train_ppl"].iloc[0] == 1139.62
+
+
+def test_a_run_matches_its_published_setting_at_the_epochs_both_have_and_another_matches_none(tmp_path):
+    from ptblm.published import published_comparison
+    write_run(tmp_path, "3.1", [700.0, 600.0, 610.0], seed=7, max_batches=5)  # seed and length may differ
+    write_run(tmp_path, "3.1", [500.0, 400.0], hidden_size=256)  # no published setting has h 256 with SGD
+    write_run(tmp_path, "mine", [800.0], emb_size=100)  # emb differs from the study's 200
+    compared = published_comparison(runs_frame(tmp_path), epochs_frame(tmp_path))
+    assert len(compared) == 1
+    row = compared.iloc[0]
+    assert (row.published_experiment, row.published_setting, row.epoch) == ("3.1", 0, 3)
+    assert (row.best_valid_ppl, row.published_best_valid_ppl) == (600.0, 578.56)
+    assert (row.final_valid_ppl, row.published_final_valid_ppl) == (610.0, 578.56)
+    assert row.relative_difference == pytest.approx(600.0 / 578.56 - 1)
+
+
+def test_seeds_of_one_setting_aggregate_to_mean_and_sample_sd(tmp_path):
+    from ptblm.results import mean_epochs, seed_groups, seed_statistics
+    for seed, valid in ((1, [300.0, 200.0]), (2, [310.0, 220.0]), (3, [290.0, 240.0])):
+        write_run(tmp_path, "3.1", valid, seed=seed)
+    write_run(tmp_path, "3.1", [100.0, 90.0], initial_lr=0.5)  # another setting
+    groups = seed_groups(rf.find_runs(tmp_path))
+    assert sorted(len(group) for group in groups) == [1, 3]
+    seeds = next(group for group in groups if len(group) == 3)
+    stats = seed_statistics(seeds)
+    assert stats.loc["mean", "best_valid_ppl"] == pytest.approx((200 + 220 + 240) / 3)
+    assert stats.loc["std", "best_valid_ppl"] == pytest.approx(math.sqrt(((-20) ** 2 + 0 + 20 ** 2) / 2))  # ddof 1
+    assert stats.loc["count", "best_valid_ppl"] == 3
+    curve = mean_epochs(seeds)
+    assert list(curve["valid_ppl"]) == pytest.approx([300.0, 220.0])
+    assert list(curve["valid_ppl_min"]) == [290.0, 200.0] and list(curve["valid_ppl_max"]) == [310.0, 240.0]
+    assert list(curve["n"]) == [3, 3]
