@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import tiny_config
+from conftest import tiny_config, write_run
 from ptblm import runfolder as rf
 from ptblm.cli import main
 from ptblm.config import MODELS, OPTIMIZERS
@@ -34,7 +34,7 @@ from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
 from ptblm.report.summary import load_summaries
-from ptblm.report.tables import bold_numbers
+from ptblm.report.tables import bold_numbers, latex_table, markdown_table
 from ptblm.report.trained import load_trained
 from ptblm.train import train_run
 
@@ -104,7 +104,11 @@ def raw_runs(results: Path) -> list[dict]:
 
 
 def markdown_rows(path: Path) -> list[dict[str, str]]:
-    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    return markdown_rows_of(path.read_text())
+
+
+def markdown_rows_of(text: str) -> list[dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
 
@@ -618,3 +622,33 @@ def test_a_description_recorded_in_the_run_folders_wins_over_the_jobs_file(tmp_p
         (jobs / f"{name}.yaml").write_text(yaml.safe_dump({**JOBS[name], "description": f"jobs {name}"}))
     assert experiment_descriptions(summarize([recorded, old]), jobs) == {"3.1": "as trained", "3.2": "jobs 3.2"}
     assert experiment_descriptions(summarize([recorded, old]), tmp_path / "gone") == {"3.1": "as trained", "3.2": ""}
+
+
+# --- several seeds of one setting ---------------------------------------------------------------
+
+def write_seeds(root: Path, **changes) -> None:
+    """Three seeds of one RNN setting (best valid 200, 220, 240: mean 220, sd 20) and a worse setting of one."""
+    for seed, valid in ((1, [300.0, 200.0]), (2, [310.0, 220.0]), (3, [290.0, 240.0])):
+        write_run(root, "3.1", valid, seed=seed, **changes)
+    write_run(root, "3.1", [400.0, 350.0], initial_lr=0.5, **changes)
+
+
+def test_seeds_of_a_setting_are_one_row_of_mean_sd_and_n_with_bold_on_the_mean(tmp_path):
+    write_seeds(tmp_path, hidden_size=256)
+    summaries = load_summaries(tmp_path)
+    assert [s.n for s in summaries] == [1, 3]  # lr 0.5, then lr 1
+    rows = {row["#"]: row for row in markdown_rows_of(markdown_table(summaries))}
+    single, seeded = rows["1"], rows["2"]
+    assert (seeded["n"], single["n"]) == ("3", "1")
+    assert seeded["best valid ppl"] == "**220.00 ± 20.00**" and seeded["final valid ppl"] == "220.00 ± 20.00"
+    assert seeded["final train ppl"] == "440.00 ± 40.00"  # train = 2 x valid: 400, 440, 480
+    assert seeded["best epoch"] == "2" and seeded["wall-clock"] == "0:00:20"  # of the mean curve
+    assert single["best valid ppl"] == "350.00"
+    tex = latex_table(summaries, "caption", "tab:x")
+    assert r"\textbf{220.00 $\pm$ 20.00}" in tex and r"& n &" in tex
+
+
+def test_one_seed_per_setting_has_no_seed_column(chain):
+    assert "| n " not in (chain["report"] / "tables" / "summary.md").read_text()
+    assert " & n & " not in (chain["report"] / "tables" / "summary.tex").read_text()
+

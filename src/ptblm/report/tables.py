@@ -5,6 +5,7 @@ print the same digits, which are the values of curves.json rounded to the printe
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,13 @@ COLUMNS = (
     Column("best valid ppl", "valid", "r"), Column("best epoch", "epoch", "r"),
     Column("wall-clock", "time", "r"), Column("epochs", "epochs", "l"),
 )
-BEST_COLUMN = [column.name for column in COLUMNS].index("best valid ppl")
+BEST = "best valid ppl"
 NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl"}  # may print as 1e+08
+
+SEEDS = Column("n", "n", "r")  # only in tables with a setting of several seeds
+SEED_RULE = (r" Over several seeds (n): mean $\pm$ sample standard deviation of each run's final and best ppl "
+             r"(the best ppl is each run's own); epoch and time are those of the mean curve.")
+
 
 BOLD_RULE = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
 DEFINITION = (
@@ -48,18 +54,40 @@ DEFINITION = (
     r"dropout, while training); best: lowest validation ppl and its epoch; time: wall-clock (h:mm:ss) of "
     r"training and validation up to the last finished epoch; epochs: epochs trained, or finished/planned "
     r"and the run's state when it is not complete. " + BOLD_RULE + r" Perplexities of $10^5$ or more "
-    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN.")
+    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN." + SEED_RULE)
 
 
-def row_cells(summary: RunSummary) -> list[str]:
-    """The printed cells of one run, in COLUMNS order."""
+def ppl_cell(values, column: str, summary: RunSummary) -> str:
+    """A perplexity, or 'mean ± sd' over a setting's seeds (`values`: results.seed_statistics)."""
+    if not summary.seeds:
+        return format_ppl(values)
+    mean, sd = values.loc["mean", column], values.loc["std", column]
+    return format_ppl(mean) if not math.isfinite(mean) else f"{format_ppl(mean)} ± {format_ppl(sd)}"
+
+
+def row_cells(summary: RunSummary) -> dict[str, str]:
+    """The printed cells of one setting, by column name (COLUMNS, plus SEEDS)."""
     config, final, best = summary.config, summary.final, summary.best
-    return [str(summary.number), summary.experiment, summary.model, config["optimizer"],
-            f"{config['initial_lr']:g}", str(config["batch_size"]), str(config["hidden_size"]),
-            str(config["num_layers"]), f"{config['dp_keep_prob']:g}",
-            format_ppl(final.train_ppl if final else None), format_ppl(final.valid_ppl if final else None),
-            format_ppl(best.valid_ppl if best else None), str(best.epoch) if best else "-",
-            format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
+    if summary.seeds:
+        from ..results import seed_statistics
+        stats = seed_statistics(list(summary.seeds))
+        ppls = [ppl_cell(stats, column, summary) for column in ("final_train_ppl", "final_valid_ppl", "best_valid_ppl")]
+    else:
+        ppls = [format_ppl(final.train_ppl if final else None), format_ppl(final.valid_ppl if final else None),
+                format_ppl(best.valid_ppl if best else None)]
+    cells = [str(summary.number), summary.experiment, summary.model, config["optimizer"],
+             f"{config['initial_lr']:g}", str(config["batch_size"]), str(config["hidden_size"]),
+             str(config["num_layers"]), f"{config['dp_keep_prob']:g}", *ppls,
+             str(best.epoch) if best else "-", format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
+    return {**dict(zip((column.name for column in COLUMNS), cells)), SEEDS.name: str(summary.n)}
+
+
+def table_columns(summaries: list[RunSummary]) -> list[Column]:
+    """COLUMNS, with SEEDS after keep when a setting has several seeds (one seed prints as before)."""
+    columns = list(COLUMNS)
+    if any(summary.seeds for summary in summaries):
+        columns.insert([column.name for column in columns].index("keep") + 1, SEEDS)
+    return columns
 
 
 def bold_numbers(summaries: list[RunSummary]) -> set[int]:
@@ -68,32 +96,39 @@ def bold_numbers(summaries: list[RunSummary]) -> set[int]:
 
 
 def markdown_table(summaries: list[RunSummary]) -> str:
-    bold = bold_numbers(summaries)
+    bold, columns = bold_numbers(summaries), table_columns(summaries)
     rows = []
     for summary in summaries:
         cells = row_cells(summary)
         if summary.number in bold:
-            cells[BEST_COLUMN] = f"**{cells[BEST_COLUMN]}**"
-        rows.append(cells)
-    return tabulate(rows, headers=[column.name for column in COLUMNS], tablefmt="github", disable_numparse=True)
+            cells[BEST] = f"**{cells[BEST]}**"
+        rows.append([cells[column.name] for column in columns])
+    return tabulate(rows, headers=[column.name for column in columns], tablefmt="github", disable_numparse=True)
+
+
+def latex_cell(column: Column, cell: str) -> str:
+    if column.name not in NUMERIC_COLUMNS:
+        return latex.escape(cell)
+    return r" $\pm$ ".join(latex.number(part) for part in cell.split(" ± "))
 
 
 def latex_table(summaries: list[RunSummary], caption: str, label: str) -> str:
-    bold = bold_numbers(summaries)
+    bold, columns = bold_numbers(summaries), table_columns(summaries)
     rows, group_starts = [], set()
     for index, summary in enumerate(summaries):
         if index > 0 and summary.model != summaries[index - 1].model:
             group_starts.add(index)
-        cells = [latex.number(cell) if column.name in NUMERIC_COLUMNS else latex.escape(cell)
-                 for column, cell in zip(COLUMNS, row_cells(summary))]
+        printed = row_cells(summary)
+        cells = {column.name: latex_cell(column, printed[column.name]) for column in columns}
         if summary.number in bold:
-            cells[BEST_COLUMN] = latex.bold(cells[BEST_COLUMN])
-        rows.append(cells)
-    first = [column.name for column in COLUMNS].index("final train ppl") + 1  # 1-based, as \cmidrule counts
+            cells[BEST] = latex.bold(cells[BEST])
+        rows.append([cells[column.name] for column in columns])
+    first = [column.name for column in columns].index("final train ppl") + 1  # 1-based, as \cmidrule counts
     groups = r"\multicolumn{2}{c}{final ppl} & \multicolumn{2}{c}{best}"
     rules = rf"\cmidrule(lr){{{first}-{first + 1}}}\cmidrule(lr){{{first + 2}-{first + 3}}}"
-    header = [" & " * (first - 1) + groups + " & &", rules + " " + " & ".join(column.latex for column in COLUMNS)]
-    table = latex.Table("".join(column.align for column in COLUMNS), header, rows, group_starts)
+    after = len(columns) - first - 3  # columns right of the group headers
+    header = [" & " * (first - 1) + groups + " &" * after, rules + " " + " & ".join(column.latex for column in columns)]
+    table = latex.Table("".join(column.align for column in columns), header, rows, group_starts)
     return latex.table_float(table, caption, label)
 
 
