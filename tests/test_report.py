@@ -652,3 +652,28 @@ def test_one_seed_per_setting_has_no_seed_column(chain):
     assert "| n " not in (chain["report"] / "tables" / "summary.md").read_text()
     assert " & n & " not in (chain["report"] / "tables" / "summary.tex").read_text()
 
+
+
+def test_a_setting_of_several_seeds_is_drawn_as_its_mean_with_a_min_max_band(tmp_path):
+    write_seeds(tmp_path, hidden_size=256)
+    figure = plot_experiment(load_summaries(tmp_path))
+    by_epoch = figure.axes[0]
+    bands = by_epoch.collections
+    assert len(bands) == 1  # the one-seed setting has none
+    vertices = bands[0].get_paths()[0].vertices
+    at_epoch_2 = {y for x, y in vertices if x == 2}
+    assert min(at_epoch_2) == 200.0 and max(at_epoch_2) == 240.0
+    solid = [line for line in by_epoch.get_lines() if line.get_linestyle() == "-"]
+    assert [list(line.get_ydata()) for line in solid] == [[400.0, 350.0], [300.0, 220.0]]  # the mean of the seeds
+    labels = [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
+    assert labels == ["(1) lr 0.5", "(2) lr 1 n=3"]
+
+
+def test_facts_of_a_setting_of_several_seeds_are_those_of_its_mean_curve(tmp_path):
+    write_seeds(tmp_path, hidden_size=256)
+    from ptblm.report.facts import architecture_facts, markdown
+    text = markdown(architecture_facts(load_summaries(tmp_path)))
+    row = next(line for line in text.splitlines() if line.startswith("| 2 "))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2].endswith(", mean of 3 seeds") and cells[3] == "2"  # best epoch of the mean curve
+    assert cells[4] == "0.00" and cells[5] == f"{220.0 - 440.0:.2f}"  # valid - train of the means at epoch 2

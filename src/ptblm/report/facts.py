@@ -6,6 +6,7 @@ Per setting:
     valid - train     at the best epoch (train ppl is averaged over the epoch with dropout on, so it
                       flatters early epochs: shown, but not used to rank)
     time to tau       wall-clock seconds until the validation ppl first reached tau
+A setting of several seeds is judged on the mean curve of its seeds (summary.py).
 Per architecture, tau is one threshold for all its runs: by default THRESHOLD_FACTOR x the lowest best
 validation ppl of that architecture (a level the good settings reach and the poor ones may not);
 --threshold sets it. Fastest: the least time to tau. Best generalisation: GENERALISATION_RULE.
@@ -125,8 +126,10 @@ def format_gap(summary: RunSummary, gap: float | None) -> str:
 
 
 def setting_cell(summary: RunSummary, differ: tuple[str, ...]) -> str:
-    """'ADAM lr 0.001 bs 128' plus what else differs between the architecture's runs (never empty)."""
-    return summary.setting(tuple(key for key, _ in HYPER_PARAMETERS if key in SETTING_KEYS or key in differ))
+    """'ADAM lr 0.001 bs 128' plus what else differs between the architecture's runs (never empty), and
+    ', mean of 3 seeds' for a setting of several seeds (its facts are those of the mean curve)."""
+    seeds = f", mean of {summary.n} seeds" if summary.seeds else ""
+    return summary.setting(tuple(key for key, _ in HYPER_PARAMETERS if key in SETTING_KEYS or key in differ)) + seeds
 
 
 def rows(facts: ArchitectureFacts) -> list[list[str]]:
@@ -193,6 +196,7 @@ def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
              "fastest_row": f.fastest.number if f.fastest else None,
              "best_generalisation_row": f.best_generalisation.number if f.best_generalisation else None,
              "settings": [{"row": s.number, "experiment": s.summary.experiment, "run": s.summary.run.name,
+                           "seed_runs": [run.name for run in s.summary.seeds],
                            "best_epoch": s.summary.best.epoch if s.summary.best else None,
                            "final_minus_best_valid_ppl": finite(s.overfit_gap),
                            "valid_minus_train_ppl_at_best": finite(s.generalisation_gap),

@@ -33,7 +33,8 @@ STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labels
 CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with dropout "
                "on) and solid lines validation perplexity, both on a log scale; wall-clock time is that of "
                "training and validation. Legend numbers are table rows; runs with [brackets] are not complete; "
-               "non-finite perplexities (diverged epochs) are not drawn.")
+               "non-finite perplexities (diverged epochs) are not drawn. A setting of several seeds (n in the legend) "
+               "is drawn as the mean curve of its seeds, with the min-max range of their validation ppl shaded.")
 
 
 def style():
@@ -85,7 +86,18 @@ def time_unit(max_seconds: float) -> tuple[float, str]:
 def legend_label(summary: RunSummary, differ: tuple[str, ...]) -> str:
     """'(3) ADAM lr 0.01': the row number and what differs within its panel (optimizer and lr if nothing)."""
     keys = tuple(key for key in differ if key != "model") or ("optimizer", "initial_lr")
-    return summary.label(keys) + ("" if summary.complete else f" [{summary.epochs_label()}]")
+    seeds = f" n={summary.n}" if summary.seeds else ""
+    return summary.label(keys) + seeds + ("" if summary.complete else f" [{summary.epochs_label()}]")
+
+
+def seed_band(axis, x: list[float], summary: RunSummary, colour: str) -> None:
+    """The min-max range of the seeds' validation ppl, shaded (a setting of one seed has none)."""
+    if not summary.seeds:
+        return
+    from ..results import mean_epochs
+    curve = mean_epochs(list(summary.seeds))
+    axis.fill_between(x, drawable(list(curve["valid_ppl_min"])), drawable(list(curve["valid_ppl_max"])),
+                      color=colour, alpha=0.2, linewidth=0)
 
 
 def plot_experiment(summaries: list[RunSummary]) -> Figure:
@@ -104,6 +116,7 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
                 train, valid = drawable(curves.column("train_ppl")), drawable(curves.column("valid_ppl"))
                 seconds = [value / divisor for value in curves.column("wall_clock_seconds")]
                 for axis, x in ((by_epoch, curves.column("epoch")), (by_time, seconds)):
+                    seed_band(axis, x, summary, f"C{colour % 10}")
                     axis.plot(x, train, color=f"C{colour % 10}", linestyle="--", marker="o")
                     axis.plot(x, valid, color=f"C{colour % 10}", linestyle="-", marker="o",
                               label=legend_label(summary, differ))
