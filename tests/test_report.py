@@ -677,3 +677,25 @@ def test_facts_of_a_setting_of_several_seeds_are_those_of_its_mean_curve(tmp_pat
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2].endswith(", mean of 3 seeds") and cells[3] == "2"  # best epoch of the mean curve
     assert cells[4] == "0.00" and cells[5] == f"{220.0 - 440.0:.2f}"  # valid - train of the means at epoch 2
+
+
+# --- the published study beside the runs --------------------------------------------------------
+
+def write_published_and_other(root: Path) -> None:
+    """3.1 setting 0 of the study (3 epochs, seed 7) and an RNN of no published setting (h 256)."""
+    write_run(root, "3.1", [700.0, 600.0, 610.0], seed=7)
+    write_run(root, "3.1", [500.0, 400.0], hidden_size=256)
+
+
+def test_tables_show_the_published_best_final_and_difference_beside_a_run_of_its_setting(tmp_path):
+    write_published_and_other(tmp_path)
+    summaries = load_summaries(tmp_path)
+    rows = {row["hidden"]: row for row in markdown_rows_of(markdown_table(summaries))}
+    mine, other = rows["512"], rows["256"]
+    assert (mine["published best"], mine["published final"]) == (f"{578.56:.2f}", f"{578.56:.2f}")
+    assert mine["vs published"] == f"{100 * (600.0 / 578.56 - 1):+.1f} %" == "+3.7 %"
+    assert (other["published best"], other["published final"], other["vs published"]) == ("-", "-", "-")
+    tex = latex_table(summaries, "caption", "tab:x")
+    assert r"\multicolumn{3}{c}{published}" in tex and r"& 578.56 & 578.56 & +3.7 \% \\" in tex
+    alone = load_summaries(tmp_path)[:1]  # the h 256 run alone: nothing extra
+    assert "published" not in markdown_table(alone) and "published" not in latex_table(alone, "c", "tab:y")

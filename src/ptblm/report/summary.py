@@ -183,6 +183,28 @@ def best_per_architecture(summaries: list[RunSummary]) -> dict[str, RunSummary]:
     return best
 
 
+def published_comparisons(summaries: list[RunSummary]) -> dict[int, dict]:
+    """Row number -> published.published_comparison's columns for the settings of a published setting; for
+    several seeds the mean over the seeds of their own comparisons (and the relative difference of that mean
+    best). Settings of no published setting are absent."""
+    from ..published import published_comparison
+    from ..results import epochs_table, runs_table
+
+    owners = {(run.experiment, run.name): s.number for s in summaries for run in (s.seeds or (s.run,))}
+    runs = [run for s in summaries for run in (s.seeds or (s.run,))]
+    compared = published_comparison(runs_table(runs), epochs_table(runs))
+    if compared.empty:
+        return {}
+    compared["number"] = [owners[key] for key in zip(compared["experiment"], compared["run"])]
+    merged = compared.groupby("number").agg(
+        published_experiment=("published_experiment", "first"), published_setting=("published_setting", "first"),
+        epoch=("epoch", "min"), best_valid_ppl=("best_valid_ppl", "mean"),
+        published_best_valid_ppl=("published_best_valid_ppl", "first"), final_valid_ppl=("final_valid_ppl", "mean"),
+        published_final_valid_ppl=("published_final_valid_ppl", "first"), n=("run", "size"))
+    merged["relative_difference"] = merged["best_valid_ppl"] / merged["published_best_valid_ppl"] - 1
+    return merged.to_dict("index")
+
+
 def by_experiment(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
     """Experiment name -> its summaries (in row order); experiments in name order."""
     groups: dict[str, list[RunSummary]] = {}

@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from ..status import format_ppl, format_seconds
 from . import latex
-from .summary import RunSummary, best_per_architecture, by_experiment, file_stem
+from .summary import RunSummary, best_per_architecture, by_experiment, file_stem, published_comparisons
 
 
 FOLDER = "tables"  # inside the report folder
@@ -36,13 +36,17 @@ COLUMNS = (
     Column("wall-clock", "time", "r"), Column("epochs", "epochs", "l"),
 )
 BEST = "best valid ppl"
-NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl"}  # may print as 1e+08
+NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl", "published best",
+                   "published final"}  # may print as 1e+08
 
 SEEDS = Column("n", "n", "r")  # only in tables with a setting of several seeds
 SEED_RULE = (r" Over several seeds (n): mean $\pm$ sample standard deviation of each run's final and best ppl "
              r"(the best ppl is each run's own); epoch and time are those of the mean curve.")
-
-
+PUBLISHED = (Column("published best", "best", "r"), Column("published final", "final", "r"),
+             Column("vs published", r"$\Delta$", "r"))  # only in tables with a run of a published setting
+PUBLISHED_RULE = (r" Published: the published study's (ptblm/reference/) best and final validation ppl over the "
+                  r"epochs both it and the run have, and $\Delta$ = best / published best $-$ 1 over those epochs "
+                  r"(for several seeds: the mean of the seeds' best); empty for a run of no published setting.")
 BOLD_RULE = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
 DEFINITION = (
     r"\#: row number, the same in every table, figure and fact; Exp.: experiment "
@@ -54,7 +58,8 @@ DEFINITION = (
     r"dropout, while training); best: lowest validation ppl and its epoch; time: wall-clock (h:mm:ss) of "
     r"training and validation up to the last finished epoch; epochs: epochs trained, or finished/planned "
     r"and the run's state when it is not complete. " + BOLD_RULE + r" Perplexities of $10^5$ or more "
-    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN." + SEED_RULE)
+    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN." + SEED_RULE
+    + PUBLISHED_RULE)
 
 
 def ppl_cell(values, column: str, summary: RunSummary) -> str:
@@ -82,11 +87,34 @@ def row_cells(summary: RunSummary) -> dict[str, str]:
     return {**dict(zip((column.name for column in COLUMNS), cells)), SEEDS.name: str(summary.n)}
 
 
-def table_columns(summaries: list[RunSummary]) -> list[Column]:
-    """COLUMNS, with SEEDS after keep when a setting has several seeds (one seed prints as before)."""
+def published_cells(comparison: dict | None) -> dict[str, str]:
+    """The PUBLISHED cells of one setting ('-' for a setting of no published setting)."""
+    if comparison is None:
+        return {column.name: "-" for column in PUBLISHED}
+    return {"published best": format_ppl(comparison["published_best_valid_ppl"]),
+            "published final": format_ppl(comparison["published_final_valid_ppl"]),
+            "vs published": format_relative(comparison["relative_difference"])}
+
+
+def format_relative(difference: float) -> str:
+    """+3.1 % (a relative difference), or 'diverged'."""
+    return f"{100 * difference:+.1f} %" if math.isfinite(difference) else "diverged"
+
+
+def all_cells(summaries: list[RunSummary]) -> list[dict[str, str]]:
+    """Every setting's cells by column name, the published ones included."""
+    compared = published_comparisons(summaries)
+    return [{**row_cells(summary), **published_cells(compared.get(summary.number))} for summary in summaries]
+
+
+def table_columns(summaries: list[RunSummary], cells: list[dict[str, str]]) -> list[Column]:
+    """COLUMNS, with SEEDS after keep when a setting has several seeds and PUBLISHED last when a setting is
+    one of the published study's (so a table of one-seed runs of no published setting prints as before)."""
     columns = list(COLUMNS)
     if any(summary.seeds for summary in summaries):
         columns.insert([column.name for column in columns].index("keep") + 1, SEEDS)
+    if any(row["published best"] != "-" for row in cells):
+        columns += PUBLISHED
     return columns
 
 
@@ -96,10 +124,10 @@ def bold_numbers(summaries: list[RunSummary]) -> set[int]:
 
 
 def markdown_table(summaries: list[RunSummary]) -> str:
-    bold, columns = bold_numbers(summaries), table_columns(summaries)
+    printed = all_cells(summaries)
+    bold, columns = bold_numbers(summaries), table_columns(summaries, printed)
     rows = []
-    for summary in summaries:
-        cells = row_cells(summary)
+    for summary, cells in zip(summaries, printed):
         if summary.number in bold:
             cells[BEST] = f"**{cells[BEST]}**"
         rows.append([cells[column.name] for column in columns])
@@ -113,20 +141,25 @@ def latex_cell(column: Column, cell: str) -> str:
 
 
 def latex_table(summaries: list[RunSummary], caption: str, label: str) -> str:
-    bold, columns = bold_numbers(summaries), table_columns(summaries)
+    printed = all_cells(summaries)
+    bold, columns = bold_numbers(summaries), table_columns(summaries, printed)
     rows, group_starts = [], set()
     for index, summary in enumerate(summaries):
         if index > 0 and summary.model != summaries[index - 1].model:
             group_starts.add(index)
-        printed = row_cells(summary)
-        cells = {column.name: latex_cell(column, printed[column.name]) for column in columns}
+        cells = {column.name: latex_cell(column, printed[index][column.name]) for column in columns}
         if summary.number in bold:
             cells[BEST] = latex.bold(cells[BEST])
         rows.append([cells[column.name] for column in columns])
     first = [column.name for column in columns].index("final train ppl") + 1  # 1-based, as \cmidrule counts
     groups = r"\multicolumn{2}{c}{final ppl} & \multicolumn{2}{c}{best}"
     rules = rf"\cmidrule(lr){{{first}-{first + 1}}}\cmidrule(lr){{{first + 2}-{first + 3}}}"
-    after = len(columns) - first - 3  # columns right of the group headers
+    published = len(PUBLISHED) if columns[-1] == PUBLISHED[-1] else 0
+    after = len(columns) - first - 3 - published  # columns between the best group and the published one
+    if published:
+        groups += " &" * after + rf" & \multicolumn{{{published}}}{{c}}{{published}}"
+        rules += rf"\cmidrule(lr){{{len(columns) - published + 1}-{len(columns)}}}"
+        after = 0
     header = [" & " * (first - 1) + groups + " &" * after, rules + " " + " & ".join(column.latex for column in columns)]
     table = latex.Table("".join(column.align for column in columns), header, rows, group_starts)
     return latex.table_float(table, caption, label)
