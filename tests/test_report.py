@@ -699,3 +699,16 @@ def test_tables_show_the_published_best_final_and_difference_beside_a_run_of_its
     assert r"\multicolumn{3}{c}{published}" in tex and r"& 578.56 & 578.56 & +3.7 \% \\" in tex
     alone = load_summaries(tmp_path)[:1]  # the h 256 run alone: nothing extra
     assert "published" not in markdown_table(alone) and "published" not in latex_table(alone, "c", "tab:y")
+
+
+def test_facts_give_a_one_line_published_verdict_per_setting_of_the_study_only(tmp_path):
+    write_published_and_other(tmp_path)
+    assert main(["report", "--results", str(tmp_path), "--no-pdf"]) == 0
+    text = (tmp_path / "report" / "facts.md").read_text()
+    verdicts = [line for line in text.splitlines() if "published" in line]
+    assert verdicts == ["Row 2: within 4 % of published 3.1 setting 0 at epoch 3 (best valid ppl 600.00 vs 578.56, "
+                        "+3.7 %)."]
+    settings = json.loads((tmp_path / "report" / "facts.json").read_text())[0]["settings"]
+    assert [s["published"] is None for s in settings] == [True, False]
+    assert settings[1]["published"]["epoch"] == 3 and settings[1]["published"]["published_best_valid_ppl"] == 578.56
+    assert r"within 4 \% of published 3.1 setting 0 at epoch 3" in (tmp_path / "report" / "facts.tex").read_text()
