@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import tiny_config, write_run
+from conftest import PUBLISHED_RNN_VALID, tiny_config, write_run
 from ptblm import runfolder as rf
 from ptblm.cli import main
 from ptblm.config import MODELS, OPTIMIZERS
@@ -712,3 +712,21 @@ def test_facts_give_a_one_line_published_verdict_per_setting_of_the_study_only(t
     assert [s["published"] is None for s in settings] == [True, False]
     assert settings[1]["published"]["epoch"] == 3 and settings[1]["published"]["published_best_valid_ppl"] == 578.56
     assert r"within 4 \% of published 3.1 setting 0 at epoch 3" in (tmp_path / "report" / "facts.tex").read_text()
+
+
+def test_figures_draw_the_published_validation_curve_light_and_dashed_beside_its_setting(tmp_path):
+    write_published_and_other(tmp_path)
+    figure = plot_experiment(load_summaries(tmp_path))
+    by_epoch, by_time = figure.axes[:2]
+    light = [line for line in by_epoch.get_lines() if line.get_alpha()]
+    assert len(light) == 1 and light[0].get_linestyle() == "-." and light[0].get_color() == "C1"  # row 2's colour
+    assert list(light[0].get_xdata()) == [1, 2, 3] and list(light[0].get_ydata()) == PUBLISHED_RNN_VALID
+    assert not [line for line in by_time.get_lines() if line.get_alpha()]  # another machine's seconds: not drawn
+    assert "published validation" in [text.get_text() for text in figure.legends[0].get_texts()]
+    save_figure(figure, tmp_path / "figure")
+    sizes, width = pdf_fonts_and_width(tmp_path / "figure.pdf")
+    assert width <= 7 * 72 and min(sizes) >= 8
+    for axis in figure.axes:
+        legend = axis.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().x0 >= axis.get_window_extent().x1

@@ -20,7 +20,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from ..config import MODELS
 from . import latex
-from .summary import RunSummary, by_experiment, differing_keys, file_stem
+from .summary import RunSummary, by_experiment, differing_keys, file_stem, published_comparisons
 
 FOLDER = "figures"  # inside the report folder
 TIME_UNITS = ((3 * 3600, 3600, "h"), (3 * 60, 60, "min"), (0, 1, "s"))  # (from this many seconds, divisor, unit)
@@ -33,8 +33,11 @@ STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labels
 CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with dropout "
                "on) and solid lines validation perplexity, both on a log scale; wall-clock time is that of "
                "training and validation. Legend numbers are table rows; runs with [brackets] are not complete; "
-               "non-finite perplexities (diverged epochs) are not drawn. A setting of several seeds (n in the legend) "
-               "is drawn as the mean curve of its seeds, with the min-max range of their validation ppl shaded.")
+               "non-finite perplexities (diverged epochs) are not drawn. A setting of several seeds (n in the "
+               "legend) is drawn as the mean curve of its seeds, with the min-max range of their validation ppl "
+               "shaded. A setting of the published study has that study's validation curve beside it, light and dash-dotted, by epoch "
+               "up to the run's planned epochs (not by wall-clock: the study ran on another machine).")
+PUBLISHED_STYLE = {"linestyle": "-.", "alpha": 0.45, "linewidth": 1.0}
 
 
 def style():
@@ -100,8 +103,27 @@ def seed_band(axis, x: list[float], summary: RunSummary, colour: str) -> None:
                       color=colour, alpha=0.2, linewidth=0)
 
 
+def published_curves(summaries: list[RunSummary]) -> dict[int, tuple[list[int], list[float]]]:
+    """Row number -> (epochs, validation ppl) of the published study's run of its setting, up to the run's
+    planned epochs; settings of no published setting are absent."""
+    compared = published_comparisons(summaries)
+    if not compared:
+        return {}
+    from ..published import SOURCE, published_epochs
+    study = published_epochs().set_index(SOURCE)
+    curves = {}
+    for summary in summaries:
+        if summary.number in compared:
+            row = compared[summary.number]
+            curve = study.loc[(row["published_experiment"], row["published_setting"])]
+            curve = curve[curve["epoch"] <= summary.num_epochs]
+            curves[summary.number] = (list(curve["epoch"]), list(curve["valid_ppl"]))
+    return curves
+
+
 def plot_experiment(summaries: list[RunSummary]) -> Figure:
     """A row per architecture: perplexity vs epoch (left), vs wall-clock (right), sharing a log axis."""
+    published = published_curves(summaries)
     models = [model for model in MODELS if any(s.model == model for s in summaries)]
     divisor, unit = time_unit(max(s.wall_clock_seconds or 0.0 for s in summaries))
     with style():
@@ -120,6 +142,8 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
                     axis.plot(x, train, color=f"C{colour % 10}", linestyle="--", marker="o")
                     axis.plot(x, valid, color=f"C{colour % 10}", linestyle="-", marker="o",
                               label=legend_label(summary, differ))
+                if summary.number in published:
+                    by_epoch.plot(*published[summary.number], color=f"C{colour % 10}", **PUBLISHED_STYLE)
             by_time.sharey(by_epoch)
             for axis, what in ((by_epoch, "by epoch"), (by_time, "by wall-clock")):
                 log_y_axis(axis)
@@ -129,9 +153,11 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
             by_time.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
         grid[-1][0].set_xlabel("epoch")
         grid[-1][1].set_xlabel(f"wall-clock time ({unit})")
-        figure.legend(handles=[Line2D([], [], color="black", linestyle="-", label="validation"),
-                               Line2D([], [], color="black", linestyle="--", label="train")],
-                      loc="outside upper center", ncols=2, frameon=False)
+        keys = [Line2D([], [], color="black", linestyle="-", label="validation"),
+                Line2D([], [], color="black", linestyle="--", label="train")]
+        if published:
+            keys.append(Line2D([], [], color="black", label="published validation", **PUBLISHED_STYLE))
+        figure.legend(handles=keys, loc="outside upper center", ncols=len(keys), frameon=False)
     return figure
 
 
