@@ -35,8 +35,9 @@ CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with
                "training and validation. Legend numbers are table rows; runs with [brackets] are not complete; "
                "non-finite perplexities (diverged epochs) are not drawn. A setting of several seeds (n in the "
                "legend) is drawn as the mean curve of its seeds, with the min-max range of their validation ppl "
-               "shaded. A setting of the published study has that study's validation curve beside it, light and dash-dotted, by epoch "
-               "up to the run's planned epochs (not by wall-clock: the study ran on another machine).")
+               "shaded. A setting of the published study has that study's validation curve beside it, light and "
+               "dash-dotted, by epoch up to the run's planned epochs (not by wall-clock: the study ran on another "
+               "machine).")
 PUBLISHED_STYLE = {"linestyle": "-.", "alpha": 0.45, "linewidth": 1.0}
 
 
