@@ -2,6 +2,14 @@
 
 Each cell is formatted once (`row_cells`) and only then set as LaTeX or Markdown, so both renderings
 print the same digits, which are the values of curves.json rounded to the printed precision.
+Seed aggregation and the published comparison are pandas operations on the ptblm.results frames
+(results.seed_statistics, published.published_comparison via summary.published_comparisons).
+
+Why not pandas' Styler.to_latex (booktabs via hrules, bold via highlight_min): highlight_min bolds a
+column's minimum, while the rule here is per architecture and among complete runs only (a mask we
+compute anyway); Styler has no \\midrule between architecture groups (its clines are \\cline) and would
+need jinja2, which is no dependency of ptblm; and the cells must be the strings Markdown prints
+(mean ± sd, '12/20 running', 10^8). So latex.Table stays; the frames feed it.
 """
 from __future__ import annotations
 
