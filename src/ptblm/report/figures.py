@@ -16,6 +16,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from ..config import MODELS
@@ -38,7 +39,8 @@ CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with
                "shaded. A setting of the published study has that study's validation curve beside it, light and "
                "dash-dotted, by epoch up to the run's planned epochs (not by wall-clock: the study ran on another "
                "machine).")
-PUBLISHED_STYLE = {"linestyle": "-.", "alpha": 0.45, "linewidth": 1.0}
+BAND_ALPHA = 0.3
+PUBLISHED_STYLE = {"linestyle": "-.", "alpha": 0.45, "linewidth": 1.0, "zorder": 3}  # above ours: seen when equal
 
 
 def style():
@@ -101,7 +103,7 @@ def seed_band(axis, x: list[float], summary: RunSummary, colour: str) -> None:
     from ..results import mean_epochs
     curve = mean_epochs(list(summary.seeds))
     axis.fill_between(x, drawable(list(curve["valid_ppl_min"])), drawable(list(curve["valid_ppl_max"])),
-                      color=colour, alpha=0.2, linewidth=0)
+                      color=colour, alpha=BAND_ALPHA, linewidth=0)
 
 
 def published_curves(summaries: list[RunSummary]) -> dict[int, tuple[list[int], list[float]]]:
@@ -158,6 +160,8 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
                 Line2D([], [], color="black", linestyle="--", label="train")]
         if published:
             keys.append(Line2D([], [], color="black", label="published validation", **PUBLISHED_STYLE))
+        if any(summary.seeds for summary in summaries):
+            keys.append(Patch(color="black", alpha=BAND_ALPHA, linewidth=0, label="seeds' min-max"))
         figure.legend(handles=keys, loc="outside upper center", ncols=len(keys), frameon=False)
     return figure
 
