@@ -164,3 +164,9 @@ def test_seeds_of_one_setting_aggregate_to_mean_and_sample_sd(tmp_path):
     assert list(curve["valid_ppl"]) == pytest.approx([300.0, 220.0])
     assert list(curve["valid_ppl_min"]) == [290.0, 200.0] and list(curve["valid_ppl_max"]) == [310.0, 240.0]
     assert list(curve["n"]) == [3, 3]
+    diverged = write_run(tmp_path, "3.1", [280.0, math.nan], seed=4)
+    with_diverged = seeds + [run for run in rf.find_runs(tmp_path) if run.folder == diverged]
+    stats = seed_statistics(with_diverged)
+    assert math.isnan(stats.loc["mean", "final_valid_ppl"]) and stats.loc["count", "final_valid_ppl"] == 3
+    assert stats.loc["mean", "best_valid_ppl"] == pytest.approx((200 + 220 + 240 + 280) / 4)
+    assert list(mean_epochs(with_diverged)["valid_ppl"])[1] == math.inf  # never a mean of the other seeds

@@ -137,5 +137,10 @@ def mean_epochs(runs: list[rf.RunRecord]) -> pd.DataFrame:
 
 
 def seed_statistics(runs: list[rf.RunRecord]) -> pd.DataFrame:
-    """mean, std (sample, ddof 1; NaN for one seed) and count of SEED_STATISTICS over the runs, one column each."""
-    return runs_table(runs)[SEED_STATISTICS].astype(float).agg(["mean", "std", "count"])
+    """mean, std (sample, ddof 1; NaN for one seed) and count of SEED_STATISTICS over the runs, one column each.
+
+    A seed without the value (diverged: NaN) makes mean and std NaN rather than a mean of the others.
+    """
+    frame = runs_table(runs)[SEED_STATISTICS].astype(float)
+    return pd.DataFrame({"mean": frame.mean(skipna=False), "std": frame.std(skipna=False),
+                         "count": frame.count()}).T
