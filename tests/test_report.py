@@ -651,6 +651,8 @@ def test_seeds_of_a_setting_are_one_row_of_mean_sd_and_n_with_bold_on_the_mean(t
 def test_one_seed_per_setting_has_no_seed_column(chain):
     assert "| n " not in (chain["report"] / "tables" / "summary.md").read_text()
     assert " & n & " not in (chain["report"] / "tables" / "summary.tex").read_text()
+    report = (chain["report"] / "report.tex").read_text()  # nor definitions of seeds or the published study
+    assert "several seeds" not in report and "published" not in report
 
 
 
@@ -712,6 +714,8 @@ def test_facts_give_a_one_line_published_verdict_per_setting_of_the_study_only(t
     assert [s["published"] is None for s in settings] == [True, False]
     assert settings[1]["published"]["epoch"] == 3 and settings[1]["published"]["published_best_valid_ppl"] == 578.56
     assert r"within 4 \% of published 3.1 setting 0 at epoch 3" in (tmp_path / "report" / "facts.tex").read_text()
+    report = (tmp_path / "report" / "report.tex").read_text()
+    assert "Against the published study" in report and "Over several seeds (n)" not in report
 
 
 def test_figures_draw_the_published_validation_curve_light_and_dashed_beside_its_setting(tmp_path):

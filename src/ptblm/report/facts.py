@@ -196,9 +196,11 @@ LATEX_DEFINITIONS = (
     "dropout on, so it flatters epoch~1 and can be negative). Time to $\\tau$: the wall-clock time (h:mm:ss) "
     "until the validation ppl first reached the architecture's threshold $\\tau$. Fastest: the least time to "
     "$\\tau$. Best generalisation: " + latex.escape(GENERALISATION_RULE).replace("valid - train", "valid $-$ train")
-    + ". Against the published study: per setting of it, the relative difference of the best validation ppl "
-    "over the epochs both have, named by the last of them (several seeds: their facts are those of the mean "
-    "curve, the comparison that of the mean of their best).\n")
+    + ".\n")
+SEED_DEFINITION = "A setting of several seeds: its facts are those of the mean curve of its seeds."
+PUBLISHED_DEFINITION = ("Against the published study: per setting of it, the relative difference of the best "
+                        "validation ppl over the epochs both have, named by the last of them (several seeds: of "
+                        "the mean of their best).")
 
 
 def latex_tables(all_facts: list[ArchitectureFacts]) -> str:

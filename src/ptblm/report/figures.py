@@ -34,11 +34,12 @@ STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labels
 CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with dropout "
                "on) and solid lines validation perplexity, both on a log scale; wall-clock time is that of "
                "training and validation. Legend numbers are table rows; runs with [brackets] are not complete; "
-               "non-finite perplexities (diverged epochs) are not drawn. A setting of several seeds (n in the "
-               "legend) is drawn as the mean curve of its seeds, with the min-max range of their validation ppl "
-               "shaded. A setting of the published study has that study's validation curve beside it, light and "
-               "dash-dotted, by epoch up to the run's planned epochs (not by wall-clock: the study ran on another "
-               "machine).")
+               "non-finite perplexities (diverged epochs) are not drawn.")
+SEED_CONVENTION = ("A setting of several seeds (n in the legend) is drawn as the mean curve of its seeds, with the "
+                   "min-max range of their validation ppl shaded.")
+PUBLISHED_CONVENTION = ("A setting of the published study has that study's validation curve beside it, light and "
+                        "dash-dotted (dashed is our train ppl), by epoch up to the run's planned epochs (not by "
+                        "wall-clock: the study ran on another machine).")
 BAND_ALPHA = 0.3
 PUBLISHED_STYLE = {"linestyle": "-.", "alpha": 0.45, "linewidth": 1.0, "zorder": 3}  # above ours: seen when equal
 

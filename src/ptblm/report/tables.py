@@ -66,8 +66,7 @@ DEFINITION = (
     r"dropout, while training); best: lowest validation ppl and its epoch; time: wall-clock (h:mm:ss) of "
     r"training and validation up to the last finished epoch; epochs: epochs trained, or finished/planned "
     r"and the run's state when it is not complete. " + BOLD_RULE + r" Perplexities of $10^5$ or more "
-    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN." + SEED_RULE
-    + PUBLISHED_RULE)
+    r"are in scientific notation; inf and diverged: the loss overflowed or became NaN.")
 
 
 def ppl_cell(values, column: str, summary: RunSummary) -> str:
