@@ -49,7 +49,7 @@ NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl",
 
 SEEDS = Column("n", "n", "r")  # only in tables with a setting of several seeds
 SEED_RULE = (r" Over several seeds (n): mean $\pm$ sample standard deviation of each run's final and best ppl "
-             r"(the best ppl is each run's own); epoch and time are those of the mean curve.")
+             r"(the best ppl is each run's own; bold compares the means); epoch and time are those of the mean curve.")
 PUBLISHED = (Column("published best", "best", "r"), Column("published final", "final", "r"),
              Column("vs published", r"$\Delta$", "r"))  # only in tables with a run of a published setting
 PUBLISHED_RULE = (r" Published: the published study's (ptblm/reference/) best and final validation ppl over the "
