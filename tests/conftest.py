@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ptblm import runfolder as rf
 from ptblm.config import RunConfig
 from ptblm.data import write_synthetic_corpus
 
@@ -42,3 +43,20 @@ def tiny_config(**changes) -> RunConfig:
     if values["model"] == "TRANSFORMER":
         values.setdefault("n_heads", 2)
     return RunConfig.from_dict(values)
+
+
+PUBLISHED_RNN = dict(model="RNN", optimizer="SGD", initial_lr=1.0, batch_size=128, hidden_size=512, num_layers=2,
+                     dp_keep_prob=0.8)  # 3.1 setting 0 of the study (emb 200 and seq 35 are RunConfig's defaults)
+PUBLISHED_RNN_VALID = [796.77, 670.16, 578.56]  # its validation ppl at epochs 1-3, from the study's CSV
+
+
+def write_run(root, experiment, valid, train=None, state=rf.DONE, **changes):
+    """A run folder written by hand: `valid` (and `train`) ppl per epoch, 10 s per epoch."""
+    config = RunConfig.from_dict({**PUBLISHED_RNN, "num_epochs": len(valid), **changes})
+    folder = root / experiment / config.run_name()
+    train = train or [2 * v for v in valid]
+    rf.write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d"})
+    rf.write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(i + 1, t, v, 10.0, 10.0 * (i + 1), 1.0)
+                                              for i, (t, v) in enumerate(zip(train, valid))]))
+    rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))
+    return folder

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import tiny_config
+from conftest import PUBLISHED_RNN_VALID, tiny_config, write_run
 from ptblm import runfolder as rf
 from ptblm.cli import main
 from ptblm.config import MODELS, OPTIMIZERS
@@ -34,7 +34,7 @@ from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
 from ptblm.report.summary import load_summaries
-from ptblm.report.tables import bold_numbers
+from ptblm.report.tables import bold_numbers, latex_table, markdown_table
 from ptblm.report.trained import load_trained
 from ptblm.train import train_run
 
@@ -104,7 +104,11 @@ def raw_runs(results: Path) -> list[dict]:
 
 
 def markdown_rows(path: Path) -> list[dict[str, str]]:
-    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    return markdown_rows_of(path.read_text())
+
+
+def markdown_rows_of(text: str) -> list[dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
 
@@ -618,3 +622,115 @@ def test_a_description_recorded_in_the_run_folders_wins_over_the_jobs_file(tmp_p
         (jobs / f"{name}.yaml").write_text(yaml.safe_dump({**JOBS[name], "description": f"jobs {name}"}))
     assert experiment_descriptions(summarize([recorded, old]), jobs) == {"3.1": "as trained", "3.2": "jobs 3.2"}
     assert experiment_descriptions(summarize([recorded, old]), tmp_path / "gone") == {"3.1": "as trained", "3.2": ""}
+
+
+# --- several seeds of one setting ---------------------------------------------------------------
+
+def write_seeds(root: Path, **changes) -> None:
+    """Three seeds of one RNN setting (best valid 200, 220, 240: mean 220, sd 20) and a worse setting of one."""
+    for seed, valid in ((1, [300.0, 200.0]), (2, [310.0, 220.0]), (3, [290.0, 240.0])):
+        write_run(root, "3.1", valid, seed=seed, **changes)
+    write_run(root, "3.1", [400.0, 350.0], initial_lr=0.5, **changes)
+
+
+def test_seeds_of_a_setting_are_one_row_of_mean_sd_and_n_with_bold_on_the_mean(tmp_path):
+    write_seeds(tmp_path, hidden_size=256)
+    summaries = load_summaries(tmp_path)
+    assert [s.n for s in summaries] == [1, 3]  # lr 0.5, then lr 1
+    rows = {row["#"]: row for row in markdown_rows_of(markdown_table(summaries))}
+    single, seeded = rows["1"], rows["2"]
+    assert (seeded["n"], single["n"]) == ("3", "1")
+    assert seeded["best valid ppl"] == "**220.00 ± 20.00**" and seeded["final valid ppl"] == "220.00 ± 20.00"
+    assert seeded["final train ppl"] == "440.00 ± 40.00"  # train = 2 x valid: 400, 440, 480
+    assert seeded["best epoch"] == "2" and seeded["wall-clock"] == "0:00:20"  # of the mean curve
+    assert single["best valid ppl"] == "350.00"
+    tex = latex_table(summaries, "caption", "tab:x")
+    assert r"\textbf{220.00 $\pm$ 20.00}" in tex and r"& n &" in tex
+
+
+def test_one_seed_per_setting_has_no_seed_column(chain):
+    assert "| n " not in (chain["report"] / "tables" / "summary.md").read_text()
+    assert " & n & " not in (chain["report"] / "tables" / "summary.tex").read_text()
+    report = (chain["report"] / "report.tex").read_text()  # nor definitions of seeds or the published study
+    assert "several seeds" not in report and "published" not in report
+
+
+
+def test_a_setting_of_several_seeds_is_drawn_as_its_mean_with_a_min_max_band(tmp_path):
+    write_seeds(tmp_path, hidden_size=256)
+    figure = plot_experiment(load_summaries(tmp_path))
+    by_epoch = figure.axes[0]
+    bands = by_epoch.collections
+    assert len(bands) == 1  # the one-seed setting has none
+    vertices = bands[0].get_paths()[0].vertices
+    at_epoch_2 = {y for x, y in vertices if x == 2}
+    assert min(at_epoch_2) == 200.0 and max(at_epoch_2) == 240.0
+    solid = [line for line in by_epoch.get_lines() if line.get_linestyle() == "-"]
+    assert [list(line.get_ydata()) for line in solid] == [[400.0, 350.0], [300.0, 220.0]]  # the mean of the seeds
+    labels = [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
+    assert labels == ["(1) lr 0.5", "(2) lr 1 n=3"]
+
+
+def test_facts_of_a_setting_of_several_seeds_are_those_of_its_mean_curve(tmp_path):
+    write_seeds(tmp_path, hidden_size=256)
+    from ptblm.report.facts import architecture_facts, markdown
+    text = markdown(architecture_facts(load_summaries(tmp_path)))
+    row = next(line for line in text.splitlines() if line.startswith("| 2 "))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2].endswith(", mean of 3 seeds") and cells[3] == "2"  # best epoch of the mean curve
+    assert cells[4] == "0.00" and cells[5] == f"{220.0 - 440.0:.2f}"  # valid - train of the means at epoch 2
+
+
+# --- the published study beside the runs --------------------------------------------------------
+
+def write_published_and_other(root: Path) -> None:
+    """3.1 setting 0 of the study (3 epochs, seed 7) and an RNN of no published setting (h 256)."""
+    write_run(root, "3.1", [700.0, 600.0, 610.0], seed=7)
+    write_run(root, "3.1", [500.0, 400.0], hidden_size=256)
+
+
+def test_tables_show_the_published_best_final_and_difference_beside_a_run_of_its_setting(tmp_path):
+    write_published_and_other(tmp_path)
+    summaries = load_summaries(tmp_path)
+    rows = {row["hidden"]: row for row in markdown_rows_of(markdown_table(summaries))}
+    mine, other = rows["512"], rows["256"]
+    assert (mine["published best"], mine["published final"]) == (f"{578.56:.2f}", f"{578.56:.2f}")
+    assert mine["vs published"] == f"{100 * (600.0 / 578.56 - 1):+.1f} %" == "+3.7 %"
+    assert (other["published best"], other["published final"], other["vs published"]) == ("-", "-", "-")
+    tex = latex_table(summaries, "caption", "tab:x")
+    assert r"\multicolumn{3}{c}{published}" in tex and r"& 578.56 & 578.56 & +3.7 \% \\" in tex
+    alone = load_summaries(tmp_path)[:1]  # the h 256 run alone: nothing extra
+    assert "published" not in markdown_table(alone) and "published" not in latex_table(alone, "c", "tab:y")
+
+
+def test_facts_give_a_one_line_published_verdict_per_setting_of_the_study_only(tmp_path):
+    write_published_and_other(tmp_path)
+    assert main(["report", "--results", str(tmp_path), "--no-pdf"]) == 0
+    text = (tmp_path / "report" / "facts.md").read_text()
+    verdicts = [line for line in text.splitlines() if "published" in line]
+    assert verdicts == ["Row 2: within 4 % of published 3.1 setting 0 at epoch 3 (best valid ppl 600.00 vs 578.56, "
+                        "+3.7 %)."]
+    settings = json.loads((tmp_path / "report" / "facts.json").read_text())[0]["settings"]
+    assert [s["published"] is None for s in settings] == [True, False]
+    assert settings[1]["published"]["epoch"] == 3 and settings[1]["published"]["published_best_valid_ppl"] == 578.56
+    assert r"within 4 \% of published 3.1 setting 0 at epoch 3" in (tmp_path / "report" / "facts.tex").read_text()
+    report = (tmp_path / "report" / "report.tex").read_text()
+    assert "Against the published study" in report and "Over several seeds (n)" not in report
+
+
+def test_figures_draw_the_published_validation_curve_light_and_dashed_beside_its_setting(tmp_path):
+    write_published_and_other(tmp_path)
+    figure = plot_experiment(load_summaries(tmp_path))
+    by_epoch, by_time = figure.axes[:2]
+    light = [line for line in by_epoch.get_lines() if line.get_alpha()]
+    assert len(light) == 1 and light[0].get_linestyle() == "-." and light[0].get_color() == "C1"  # row 2's colour
+    assert list(light[0].get_xdata()) == [1, 2, 3] and list(light[0].get_ydata()) == PUBLISHED_RNN_VALID
+    assert not [line for line in by_time.get_lines() if line.get_alpha()]  # another machine's seconds: not drawn
+    assert "published validation" in [text.get_text() for text in figure.legends[0].get_texts()]
+    save_figure(figure, tmp_path / "figure")
+    sizes, width = pdf_fonts_and_width(tmp_path / "figure.pdf")
+    assert width <= 7 * 72 and min(sizes) >= 8
+    for axis in figure.axes:
+        legend = axis.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().x0 >= axis.get_window_extent().x1

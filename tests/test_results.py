@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, tiny_config
+from conftest import PUBLISHED_RNN_VALID, REPO, tiny_config, write_run
 from ptblm import runfolder as rf
 from ptblm.cli import main
 from ptblm.config import RunConfig
@@ -122,3 +122,51 @@ def test_the_command_line_imports_neither_pandas_nor_torch_to_parse():
     code = "import sys, ptblm.cli as c; c.build_parser(); print('pandas' in sys.modules, 'torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+# --- seeds and the published study -------------------------------------------------------------
+
+def test_the_published_study_is_package_data_with_the_study_s_emb_and_seq():
+    from ptblm.published import published_epochs
+    study = published_epochs()
+    assert len(study) == 15 * 20 and set(study["emb_size"]) == {200} and set(study["seq_len"]) == {35}
+    first = study[(study["published_experiment"] == "3.1") & (study["published_setting"] == 0)]
+    assert list(first["valid_ppl"][:3]) == PUBLISHED_RNN_VALID and first["train_ppl"].iloc[0] == 1139.62
+
+
+def test_a_run_matches_its_published_setting_at_the_epochs_both_have_and_another_matches_none(tmp_path):
+    from ptblm.published import published_comparison
+    write_run(tmp_path, "3.1", [700.0, 600.0, 610.0], seed=7, max_batches=5)  # seed and length may differ
+    write_run(tmp_path, "3.1", [500.0, 400.0], hidden_size=256)  # no published setting has h 256 with SGD
+    write_run(tmp_path, "mine", [800.0], emb_size=100)  # emb differs from the study's 200
+    compared = published_comparison(runs_frame(tmp_path), epochs_frame(tmp_path))
+    assert len(compared) == 1
+    row = compared.iloc[0]
+    assert (row.published_experiment, row.published_setting, row.epoch) == ("3.1", 0, 3)
+    assert (row.best_valid_ppl, row.published_best_valid_ppl) == (600.0, 578.56)
+    assert (row.final_valid_ppl, row.published_final_valid_ppl) == (610.0, 578.56)
+    assert row.relative_difference == pytest.approx(600.0 / 578.56 - 1)
+
+
+def test_seeds_of_one_setting_aggregate_to_mean_and_sample_sd(tmp_path):
+    from ptblm.results import mean_epochs, seed_groups, seed_statistics
+    for seed, valid in ((1, [300.0, 200.0]), (2, [310.0, 220.0]), (3, [290.0, 240.0])):
+        write_run(tmp_path, "3.1", valid, seed=seed)
+    write_run(tmp_path, "3.1", [100.0, 90.0], initial_lr=0.5)  # another setting
+    groups = seed_groups(rf.find_runs(tmp_path))
+    assert sorted(len(group) for group in groups) == [1, 3]
+    seeds = next(group for group in groups if len(group) == 3)
+    stats = seed_statistics(seeds)
+    assert stats.loc["mean", "best_valid_ppl"] == pytest.approx((200 + 220 + 240) / 3)
+    assert stats.loc["std", "best_valid_ppl"] == pytest.approx(math.sqrt(((-20) ** 2 + 0 + 20 ** 2) / 2))  # ddof 1
+    assert stats.loc["count", "best_valid_ppl"] == 3
+    curve = mean_epochs(seeds)
+    assert list(curve["valid_ppl"]) == pytest.approx([300.0, 220.0])
+    assert list(curve["valid_ppl_min"]) == [290.0, 200.0] and list(curve["valid_ppl_max"]) == [310.0, 240.0]
+    assert list(curve["n"]) == [3, 3]
+    diverged = write_run(tmp_path, "3.1", [280.0, math.nan], seed=4)
+    with_diverged = seeds + [run for run in rf.find_runs(tmp_path) if run.folder == diverged]
+    stats = seed_statistics(with_diverged)
+    assert math.isnan(stats.loc["mean", "final_valid_ppl"]) and stats.loc["count", "final_valid_ppl"] == 3
+    assert stats.loc["mean", "best_valid_ppl"] == pytest.approx((200 + 220 + 240 + 280) / 4)
+    assert list(mean_epochs(with_diverged)["valid_ppl"])[1] == math.inf  # never a mean of the other seeds

@@ -8,7 +8,7 @@ here only, and this module only by the commands that need it, so `ptblm --help` 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,8 @@ RUN_COLUMNS = ["state", "epochs_done", "final_train_ppl", "final_valid_ppl", "be
                "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder"]
 EPOCH_COLUMNS = [f.name for f in fields(rf.EpochRecord)]
 CSV_FILES = {"runs": "runs.csv", "epochs": "epochs.csv"}
+SEED_STATISTICS = ["final_train_ppl", "final_valid_ppl", "best_valid_ppl"]  # aggregated over seeds in tables
+PPL_COLUMNS = ["train_ppl", "valid_ppl"]
 
 
 def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[rf.RunRecord]:
@@ -98,3 +100,47 @@ def write_csv(runs: list[rf.RunRecord], out_dir: Path) -> list[Path]:
         rf.atomic_write_bytes(path, frame.to_csv(index=False).encode())
         written.append(path)
     return written
+
+
+# --- seeds: runs of one setting that differ only by seed ------------------------------------------
+
+def setting_keys() -> list[str]:
+    """The config keys that define a setting, less the seed: those RunConfig.identity() keeps."""
+    required = {f.name: None for f in fields(RunConfig) if f.default is MISSING}
+    return [key for key in RunConfig(**required).identity() if key != "seed"]
+
+
+def seed_groups(runs: list[rf.RunRecord]) -> list[list[rf.RunRecord]]:
+    """The runs grouped by experiment and setting (config without seed), groups and runs in `runs`' order."""
+    if not runs:
+        return []
+    frame = runs_table(runs)
+    keys = ["experiment", *[key for key in setting_keys() if key in frame.columns]]
+    groups = frame.groupby(keys, sort=False, dropna=False).indices
+    return [[runs[index] for index in indices] for indices in sorted(groups.values(), key=min)]
+
+
+def mean_epochs(runs: list[rf.RunRecord]) -> pd.DataFrame:
+    """Per epoch that every run has: the mean of EPOCH_COLUMNS, and n, sd, min and max of each perplexity.
+
+    A non-finite perplexity (a diverged seed) makes its epoch's mean and extremes inf, never a mean of
+    the other seeds (pandas would skip a NaN).
+    """
+    frame = epochs_table(runs)
+    frame[PPL_COLUMNS] = frame[PPL_COLUMNS].astype(float).fillna(math.inf)
+    grouped = frame.groupby("epoch")
+    mean = grouped[[c for c in EPOCH_COLUMNS if c != "epoch"]].mean()
+    spread = grouped[PPL_COLUMNS].agg(["std", "min", "max"])
+    spread.columns = [f"{column}_{statistic}" for column, statistic in spread.columns]
+    table = mean.join(spread).assign(n=grouped.size()).reset_index()
+    return table[table["n"] == len(runs)].reset_index(drop=True)
+
+
+def seed_statistics(runs: list[rf.RunRecord]) -> pd.DataFrame:
+    """mean, std (sample, ddof 1; NaN for one seed) and count of SEED_STATISTICS over the runs, one column each.
+
+    A seed without the value (diverged: NaN) makes mean and std NaN rather than a mean of the others.
+    """
+    frame = runs_table(runs)[SEED_STATISTICS].astype(float)
+    return pd.DataFrame({"mean": frame.mean(skipna=False), "std": frame.std(skipna=False),
+                         "count": frame.count()}).T

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import figures, gradients, latex, samples, tables
+from . import facts
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
-from .summary import RunSummary, by_experiment, file_stem
+from .summary import RunSummary, by_experiment, file_stem, published_comparisons
 
 REPORT_FILE = "report.tex"
 TITLE = "Word-level language models on Penn Treebank: RNN, GRU and Transformer"
@@ -39,10 +40,16 @@ def missing_parts(report_dir: Path) -> list[str]:
             if not (report_dir / snippet).is_file()]
 
 
-def definitions() -> str:
-    """The one place of the report that defines the columns, curves and measures the captions use."""
-    parts = {"Tables.": tables.DEFINITION, "Learning curves.": figures.CONVENTIONS,
-             "Facts.": LATEX_DEFINITIONS.strip(), "Gradients.": gradients.DEFINITION}
+def definitions(seeds: bool = False, published: bool = False) -> str:
+    """The one place of the report that defines the columns, curves and measures the captions use; what
+    several seeds and the published study add only when the report has them."""
+    extras = [(seeds, 0), (published, 1)]
+    added = {name: "".join(" " + texts[index] for present, index in extras if present) for name, texts in (
+        ("tables", (tables.SEED_RULE.strip(), tables.PUBLISHED_RULE.strip())),
+        ("figures", (figures.SEED_CONVENTION, figures.PUBLISHED_CONVENTION)),
+        ("facts", (facts.SEED_DEFINITION, facts.PUBLISHED_DEFINITION)))}
+    parts = {"Tables.": tables.DEFINITION + added["tables"], "Learning curves.": figures.CONVENTIONS + added["figures"],
+             "Facts.": LATEX_DEFINITIONS.strip() + added["facts"], "Gradients.": gradients.DEFINITION}
     return "\n\n".join(["\\section{Definitions}\\label{sec:definitions}"]
                        + [f"\\paragraph{{{title}}} {text}" for title, text in parts.items()]) + "\n"
 
@@ -53,7 +60,8 @@ def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, 
     counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
     experiments = by_experiment(summaries)
     lines = [f"Built by \\texttt{{ptblm report}} from the {len(summaries)} run folders under "
-             f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}).", "", definitions()]
+             f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}).", "",
+             definitions(any(s.seeds for s in summaries), bool(published_comparisons(summaries)))]
     if len(experiments) > 1:
         lines += ["\\section{All runs}", f"\\input{{{tables.FOLDER}/{tables.SUMMARY}.tex}}", ""]
     for experiment in experiments:

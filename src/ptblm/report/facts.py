@@ -6,6 +6,7 @@ Per setting:
     valid - train     at the best epoch (train ppl is averaged over the epoch with dropout on, so it
                       flatters early epochs: shown, but not used to rank)
     time to tau       wall-clock seconds until the validation ppl first reached tau
+A setting of several seeds is judged on the mean curve of its seeds (summary.py).
 Per architecture, tau is one threshold for all its runs: by default THRESHOLD_FACTOR x the lowest best
 validation ppl of that architecture (a level the good settings reach and the poor ones may not);
 --threshold sets it. Fastest: the least time to tau. Best generalisation: GENERALISATION_RULE.
@@ -23,7 +24,7 @@ from .. import runfolder as rf
 from ..config import MODELS
 from ..status import format_ppl, format_seconds
 from . import latex
-from .summary import HYPER_PARAMETERS, RunSummary, differing_keys
+from .summary import HYPER_PARAMETERS, RunSummary, differing_keys, published_comparisons
 
 THRESHOLD_FACTOR = 2.0
 GENERALISATION_RULE = ("the lowest validation perplexity at the best epoch, since perplexity on held-out text "
@@ -37,6 +38,7 @@ class SettingFacts:
     overfit_gap: float | None  # final valid ppl - best valid ppl
     generalisation_gap: float | None  # valid ppl - train ppl at the best epoch
     seconds_to_threshold: float | None  # None: never reached
+    published: dict | None = None  # summary.published_comparisons' row: None for a run of no published setting
 
     @property
     def number(self) -> int:
@@ -74,10 +76,27 @@ def seconds_to_reach(summary: RunSummary, threshold: float) -> float | None:
     return next((r.wall_clock_seconds for r in summary.run.curves.epochs if r.valid_ppl <= threshold), None)
 
 
-def setting_facts(summary: RunSummary, threshold: float) -> SettingFacts:
+def setting_facts(summary: RunSummary, threshold: float, published: dict | None = None) -> SettingFacts:
     final, best = summary.final, summary.best
     return SettingFacts(summary, final.valid_ppl - best.valid_ppl if best else None,
-                        best.valid_ppl - best.train_ppl if best else None, seconds_to_reach(summary, threshold))
+                        best.valid_ppl - best.train_ppl if best else None, seconds_to_reach(summary, threshold),
+                        published)
+
+
+def published_verdict(facts: SettingFacts) -> str | None:
+    """'Row 2 (mean of 3 seeds): within 4 % of published 3.1 setting 0 at epoch 20 (best valid ppl 150.20 vs
+    146.70, +2.4 %)': the best validation ppl over the epochs both have, up to the last of them."""
+    compared = facts.published
+    if compared is None:
+        return None
+    seeds = f" (mean of {facts.summary.n} seeds)" if facts.summary.seeds else ""
+    difference = compared["relative_difference"]
+    source = f"published {compared['published_experiment']} setting {compared['published_setting']}"
+    if not math.isfinite(difference):
+        return f"Row {facts.number}{seeds}: diverged, unlike {source}, by epoch {compared['epoch']}."
+    return (f"Row {facts.number}{seeds}: within {math.ceil(100 * abs(difference) - 1e-9):d} % of {source} at epoch "
+            f"{compared['epoch']} (best valid ppl {format_ppl(compared['best_valid_ppl'])} vs "
+            f"{format_ppl(compared['published_best_valid_ppl'])}, {100 * difference:+.1f} %).")
 
 
 def check_threshold(threshold: float | None) -> None:
@@ -90,6 +109,7 @@ def architecture_facts(summaries: list[RunSummary], threshold: float | None = No
     """One entry per architecture present, in MODELS order; `threshold` overrides the default tau."""
     check_threshold(threshold)
     facts = []
+    published = published_comparisons(summaries)
     for model in MODELS:
         group = [s for s in summaries if s.model == model]
         bests = [s for s in group if s.best is not None]
@@ -102,7 +122,8 @@ def architecture_facts(summaries: list[RunSummary], threshold: float | None = No
                       f"({lowest.best.valid_ppl:.2f}, row {lowest.number})")
         else:
             tau, source = threshold, "set with --threshold"
-        facts.append(ArchitectureFacts(model, tau, source, [setting_facts(s, tau) for s in group]))
+        facts.append(ArchitectureFacts(model, tau, source,
+                                       [setting_facts(s, tau, published.get(s.number)) for s in group]))
     return facts
 
 
@@ -125,8 +146,10 @@ def format_gap(summary: RunSummary, gap: float | None) -> str:
 
 
 def setting_cell(summary: RunSummary, differ: tuple[str, ...]) -> str:
-    """'ADAM lr 0.001 bs 128' plus what else differs between the architecture's runs (never empty)."""
-    return summary.setting(tuple(key for key, _ in HYPER_PARAMETERS if key in SETTING_KEYS or key in differ))
+    """'ADAM lr 0.001 bs 128' plus what else differs between the architecture's runs (never empty), and
+    ', mean of 3 seeds' for a setting of several seeds (its facts are those of the mean curve)."""
+    seeds = f", mean of {summary.n} seeds" if summary.seeds else ""
+    return summary.setting(tuple(key for key, _ in HYPER_PARAMETERS if key in SETTING_KEYS or key in differ)) + seeds
 
 
 def rows(facts: ArchitectureFacts) -> list[list[str]]:
@@ -154,10 +177,15 @@ def verdict(facts: ArchitectureFacts, tau: str = "tau") -> str:
     return f"{speed} {judged}."
 
 
+def published_verdicts(facts: ArchitectureFacts) -> list[str]:
+    return [line for line in map(published_verdict, facts.settings) if line]
+
+
 def markdown(all_facts: list[ArchitectureFacts]) -> str:
     parts = [f"{facts.model}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
              + tabulate(rows(facts), headers=[name for name, _ in COLUMNS], tablefmt="github", disable_numparse=True)
-             + f"\n{verdict(facts)}" for facts in all_facts]
+             + f"\n{verdict(facts)}" + "".join(f"\n{line}" for line in published_verdicts(facts))
+             for facts in all_facts]
     return "\n\n".join([f"Best generalisation: {GENERALISATION_RULE}.", *parts])
 
 
@@ -169,6 +197,10 @@ LATEX_DEFINITIONS = (
     "until the validation ppl first reached the architecture's threshold $\\tau$. Fastest: the least time to "
     "$\\tau$. Best generalisation: " + latex.escape(GENERALISATION_RULE).replace("valid - train", "valid $-$ train")
     + ".\n")
+SEED_DEFINITION = "A setting of several seeds: its facts are those of the mean curve of its seeds."
+PUBLISHED_DEFINITION = ("Against the published study: per setting of it, the relative difference of the best "
+                        "validation ppl over the epochs both have, named by the last of them (several seeds: of "
+                        "the mean of their best).")
 
 
 def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
@@ -181,6 +213,9 @@ def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
         caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, {source}. "
                    f"{latex.escape(verdict(facts)).replace('tau', TAU)}")
         parts.append(latex.table_float(table, caption, f"tab:facts-{facts.model.lower()}"))
+        lines = published_verdicts(facts)
+        if lines:
+            parts.append(f"{facts.model} against the published study: " + " ".join(map(latex.escape, lines)) + "\n")
     return "\n".join(parts)
 
 
@@ -193,11 +228,16 @@ def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
              "fastest_row": f.fastest.number if f.fastest else None,
              "best_generalisation_row": f.best_generalisation.number if f.best_generalisation else None,
              "settings": [{"row": s.number, "experiment": s.summary.experiment, "run": s.summary.run.name,
+                           "seed_runs": [run.name for run in s.summary.seeds],
                            "best_epoch": s.summary.best.epoch if s.summary.best else None,
                            "final_minus_best_valid_ppl": finite(s.overfit_gap),
                            "valid_minus_train_ppl_at_best": finite(s.generalisation_gap),
                            "judged_for_generalisation": s.judged,
-                           "seconds_to_threshold": s.seconds_to_threshold} for s in f.settings]}
+                           "seconds_to_threshold": s.seconds_to_threshold,
+                           "published": None if s.published is None else {
+                               key: finite(value) if isinstance(value, float) else value
+                               for key, value in s.published.items()},
+                           "published_verdict": published_verdict(s)} for s in f.settings]}
             for f in all_facts]
 
 

@@ -16,11 +16,12 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from ..config import MODELS
 from . import latex
-from .summary import RunSummary, by_experiment, differing_keys, file_stem
+from .summary import RunSummary, by_experiment, differing_keys, file_stem, published_comparisons
 
 FOLDER = "figures"  # inside the report folder
 TIME_UNITS = ((3 * 3600, 3600, "h"), (3 * 60, 60, "min"), (0, 1, "s"))  # (from this many seconds, divisor, unit)
@@ -34,6 +35,13 @@ CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with
                "on) and solid lines validation perplexity, both on a log scale; wall-clock time is that of "
                "training and validation. Legend numbers are table rows; runs with [brackets] are not complete; "
                "non-finite perplexities (diverged epochs) are not drawn.")
+SEED_CONVENTION = ("A setting of several seeds (n in the legend) is drawn as the mean curve of its seeds, with the "
+                   "min-max range of their validation ppl shaded.")
+PUBLISHED_CONVENTION = ("A setting of the published study has that study's validation curve beside it, light and "
+                        "dash-dotted (dashed is our train ppl), by epoch up to the run's planned epochs (not by "
+                        "wall-clock: the study ran on another machine).")
+BAND_ALPHA = 0.3
+PUBLISHED_STYLE = {"linestyle": "-.", "alpha": 0.45, "linewidth": 1.0, "zorder": 3}  # above ours: seen when equal
 
 
 def style():
@@ -85,11 +93,41 @@ def time_unit(max_seconds: float) -> tuple[float, str]:
 def legend_label(summary: RunSummary, differ: tuple[str, ...]) -> str:
     """'(3) ADAM lr 0.01': the row number and what differs within its panel (optimizer and lr if nothing)."""
     keys = tuple(key for key in differ if key != "model") or ("optimizer", "initial_lr")
-    return summary.label(keys) + ("" if summary.complete else f" [{summary.epochs_label()}]")
+    seeds = f" n={summary.n}" if summary.seeds else ""
+    return summary.label(keys) + seeds + ("" if summary.complete else f" [{summary.epochs_label()}]")
+
+
+def seed_band(axis, x: list[float], summary: RunSummary, colour: str) -> None:
+    """The min-max range of the seeds' validation ppl, shaded (a setting of one seed has none)."""
+    if not summary.seeds:
+        return
+    from ..results import mean_epochs
+    curve = mean_epochs(list(summary.seeds))
+    axis.fill_between(x, drawable(list(curve["valid_ppl_min"])), drawable(list(curve["valid_ppl_max"])),
+                      color=colour, alpha=BAND_ALPHA, linewidth=0)
+
+
+def published_curves(summaries: list[RunSummary]) -> dict[int, tuple[list[int], list[float]]]:
+    """Row number -> (epochs, validation ppl) of the published study's run of its setting, up to the run's
+    planned epochs; settings of no published setting are absent."""
+    compared = published_comparisons(summaries)
+    if not compared:
+        return {}
+    from ..published import SOURCE, published_epochs
+    study = published_epochs().set_index(SOURCE)
+    curves = {}
+    for summary in summaries:
+        if summary.number in compared:
+            row = compared[summary.number]
+            curve = study.loc[(row["published_experiment"], row["published_setting"])]
+            curve = curve[curve["epoch"] <= summary.num_epochs]
+            curves[summary.number] = (list(curve["epoch"]), list(curve["valid_ppl"]))
+    return curves
 
 
 def plot_experiment(summaries: list[RunSummary]) -> Figure:
     """A row per architecture: perplexity vs epoch (left), vs wall-clock (right), sharing a log axis."""
+    published = published_curves(summaries)
     models = [model for model in MODELS if any(s.model == model for s in summaries)]
     divisor, unit = time_unit(max(s.wall_clock_seconds or 0.0 for s in summaries))
     with style():
@@ -104,9 +142,12 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
                 train, valid = drawable(curves.column("train_ppl")), drawable(curves.column("valid_ppl"))
                 seconds = [value / divisor for value in curves.column("wall_clock_seconds")]
                 for axis, x in ((by_epoch, curves.column("epoch")), (by_time, seconds)):
+                    seed_band(axis, x, summary, f"C{colour % 10}")
                     axis.plot(x, train, color=f"C{colour % 10}", linestyle="--", marker="o")
                     axis.plot(x, valid, color=f"C{colour % 10}", linestyle="-", marker="o",
                               label=legend_label(summary, differ))
+                if summary.number in published:
+                    by_epoch.plot(*published[summary.number], color=f"C{colour % 10}", **PUBLISHED_STYLE)
             by_time.sharey(by_epoch)
             for axis, what in ((by_epoch, "by epoch"), (by_time, "by wall-clock")):
                 log_y_axis(axis)
@@ -116,9 +157,13 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
             by_time.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
         grid[-1][0].set_xlabel("epoch")
         grid[-1][1].set_xlabel(f"wall-clock time ({unit})")
-        figure.legend(handles=[Line2D([], [], color="black", linestyle="-", label="validation"),
-                               Line2D([], [], color="black", linestyle="--", label="train")],
-                      loc="outside upper center", ncols=2, frameon=False)
+        keys = [Line2D([], [], color="black", linestyle="-", label="validation"),
+                Line2D([], [], color="black", linestyle="--", label="train")]
+        if published:
+            keys.append(Line2D([], [], color="black", label="published validation", **PUBLISHED_STYLE))
+        if any(summary.seeds for summary in summaries):
+            keys.append(Patch(color="black", alpha=BAND_ALPHA, linewidth=0, label="seeds' min-max"))
+        figure.legend(handles=keys, loc="outside upper center", ncols=len(keys), frameon=False)
     return figure
 
 

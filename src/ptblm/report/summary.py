@@ -2,7 +2,9 @@
 
 Rows are sorted by architecture, then optimizer (in the order config.py lists them), then
 experiment and the remaining hyper-parameters, and numbered from 1; tables, figure legends and
-facts all use these numbers, so the text can say "row 3" and mean one run everywhere.
+facts all use these numbers, so the text can say "row 3" and mean one setting everywhere.
+Runs of one setting that differ only by seed are one summary: its run is their mean curve
+(results.mean_epochs) and `seeds` holds the runs themselves; a setting of one seed is its run.
 """
 from __future__ import annotations
 
@@ -27,6 +29,20 @@ class RunSummary:
     run: rf.RunRecord
     final: rf.EpochRecord | None  # the last finished epoch
     best: rf.EpochRecord | None  # the epoch of lowest finite validation perplexity
+    seeds: tuple[rf.RunRecord, ...] = ()  # the setting's runs when it has several seeds (then `run` is their mean)
+
+    @property
+    def n(self) -> int:
+        """How many runs (seeds) the summary stands for."""
+        return len(self.seeds) or 1
+
+    @property
+    def best_valid_ppl(self) -> float | None:
+        """The best validation ppl: over seeds, the mean of each run's best (what bold and the tables rank)."""
+        if self.seeds:
+            from ..results import seed_statistics
+            return float(seed_statistics(list(self.seeds)).loc["mean", "best_valid_ppl"])
+        return self.best.valid_ppl if self.best else None
 
     @property
     def config(self) -> dict:
@@ -99,11 +115,36 @@ def sort_key(run: rf.RunRecord) -> tuple:
             config["dp_keep_prob"], run.name)
 
 
+def mean_run(seeds: list[rf.RunRecord]) -> rf.RunRecord:
+    """The runs of one setting as one: the first's folder and config, their mean curve over the epochs all
+    have, and state done only when every seed is (else the first other state)."""
+    from ..results import mean_epochs
+
+    curve = mean_epochs(seeds)
+    epochs = [rf.EpochRecord(int(row.epoch), row.train_ppl, row.valid_ppl, row.epoch_seconds,
+                             row.wall_clock_seconds, row.lr) for row in curve.itertuples(index=False)]
+    state = next((run.status.state for run in seeds if run.status.state != rf.DONE), rf.DONE)
+    first = seeds[0]
+    status = rf.RunStatus(state=state, epochs_done=len(epochs), num_epochs=first.status.num_epochs)
+    return rf.RunRecord(first.folder, first.config, first.provenance, rf.Curves(epochs=epochs), status)
+
+
+def setting_runs(runs: list[rf.RunRecord]) -> list[tuple[rf.RunRecord, tuple[rf.RunRecord, ...]]]:
+    """(the run that stands for a setting, its seeds when several) per setting of `runs`."""
+    from ..results import seed_groups
+
+    pairs = []
+    for group in seed_groups(runs):
+        group = sorted(group, key=lambda run: run.config.get("seed", 0))
+        pairs.append((group[0], ()) if len(group) == 1 else (mean_run(group), tuple(group)))
+    return pairs
+
+
 def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
-    """Sorted, numbered summaries of `runs`."""
-    ordered = sorted(runs, key=sort_key)
-    return [RunSummary(number=index, run=run, final=run.curves.last_epoch(),
-                       best=run.curves.best_epoch()) for index, run in enumerate(ordered, start=1)]
+    """Sorted, numbered summaries of `runs`, one per setting (its seeds merged)."""
+    ordered = sorted(setting_runs(runs), key=lambda pair: sort_key(pair[0]))
+    return [RunSummary(number=index, run=run, final=run.curves.last_epoch(), best=run.curves.best_epoch(),
+                       seeds=seeds) for index, (run, seeds) in enumerate(ordered, start=1)]
 
 
 def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn=print) -> list[RunSummary]:
@@ -130,15 +171,38 @@ def corpus_groups(runs: list[rf.RunRecord]) -> dict[object, set[str]]:
 
 
 def best_per_architecture(summaries: list[RunSummary]) -> dict[str, RunSummary]:
-    """Model -> the complete run of lowest best validation perplexity (ties: the lower row number)."""
+    """Model -> the complete setting of lowest (mean) best validation perplexity (ties: the lower row number)."""
     best: dict[str, RunSummary] = {}
     for summary in summaries:
-        if not summary.complete or summary.best is None or not math.isfinite(summary.best.valid_ppl):
+        value = summary.best_valid_ppl
+        if not summary.complete or value is None or not math.isfinite(value):
             continue
         current = best.get(summary.model)
-        if current is None or summary.best.valid_ppl < current.best.valid_ppl:
+        if current is None or value < current.best_valid_ppl:
             best[summary.model] = summary
     return best
+
+
+def published_comparisons(summaries: list[RunSummary]) -> dict[int, dict]:
+    """Row number -> published.published_comparison's columns for the settings of a published setting; for
+    several seeds the mean over the seeds of their own comparisons (and the relative difference of that mean
+    best). Settings of no published setting are absent."""
+    from ..published import published_comparison
+    from ..results import epochs_table, runs_table
+
+    owners = {(run.experiment, run.name): s.number for s in summaries for run in (s.seeds or (s.run,))}
+    runs = [run for s in summaries for run in (s.seeds or (s.run,))]
+    compared = published_comparison(runs_table(runs), epochs_table(runs))
+    if compared.empty:
+        return {}
+    compared["number"] = [owners[key] for key in zip(compared["experiment"], compared["run"])]
+    merged = compared.groupby("number").agg(
+        published_experiment=("published_experiment", "first"), published_setting=("published_setting", "first"),
+        epoch=("epoch", "min"), best_valid_ppl=("best_valid_ppl", "mean"),
+        published_best_valid_ppl=("published_best_valid_ppl", "first"), final_valid_ppl=("final_valid_ppl", "mean"),
+        published_final_valid_ppl=("published_final_valid_ppl", "first"), n=("run", "size"))
+    merged["relative_difference"] = merged["best_valid_ppl"] / merged["published_best_valid_ppl"] - 1
+    return merged.to_dict("index")
 
 
 def by_experiment(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:

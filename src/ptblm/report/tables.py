@@ -2,9 +2,18 @@
 
 Each cell is formatted once (`row_cells`) and only then set as LaTeX or Markdown, so both renderings
 print the same digits, which are the values of curves.json rounded to the printed precision.
+Seed aggregation and the published comparison are pandas operations on the ptblm.results frames
+(results.seed_statistics, published.published_comparison via summary.published_comparisons).
+
+Why not pandas' Styler.to_latex (booktabs via hrules, bold via highlight_min): highlight_min bolds a
+column's minimum, while the rule here is per architecture and among complete runs only (a mask we
+compute anyway); Styler has no \\midrule between architecture groups (its clines are \\cline) and would
+need jinja2, which is no dependency of ptblm; and the cells must be the strings Markdown prints
+(mean ± sd, '12/20 running', 10^8). So latex.Table stays; the frames feed it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +21,7 @@ from tabulate import tabulate
 
 from ..status import format_ppl, format_seconds
 from . import latex
-from .summary import RunSummary, best_per_architecture, by_experiment, file_stem
+from .summary import RunSummary, best_per_architecture, by_experiment, file_stem, published_comparisons
 
 
 FOLDER = "tables"  # inside the report folder
@@ -34,9 +43,18 @@ COLUMNS = (
     Column("best valid ppl", "valid", "r"), Column("best epoch", "epoch", "r"),
     Column("wall-clock", "time", "r"), Column("epochs", "epochs", "l"),
 )
-BEST_COLUMN = [column.name for column in COLUMNS].index("best valid ppl")
-NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl"}  # may print as 1e+08
+BEST = "best valid ppl"
+NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl", "published best",
+                   "published final"}  # may print as 1e+08
 
+SEEDS = Column("n", "n", "r")  # only in tables with a setting of several seeds
+SEED_RULE = (r" Over several seeds (n): mean $\pm$ sample standard deviation of each run's final and best ppl "
+             r"(the best ppl is each run's own; bold compares the means); epoch and time are those of the mean curve.")
+PUBLISHED = (Column("published best", "best", "r"), Column("published final", "final", "r"),
+             Column("vs published", r"$\Delta$", "r"))  # only in tables with a run of a published setting
+PUBLISHED_RULE = (r" Published: the published study's (ptblm/reference/) best and final validation ppl over the "
+                  r"epochs both it and the run have, and $\Delta$ = best / published best $-$ 1 over those epochs "
+                  r"(for several seeds: the mean of the seeds' best); empty for a run of no published setting.")
 BOLD_RULE = r"\textbf{Bold}: the lowest best validation ppl of each architecture among the table's complete runs."
 DEFINITION = (
     r"\#: row number, the same in every table, figure and fact; Exp.: experiment "
@@ -51,15 +69,60 @@ DEFINITION = (
     r"are in scientific notation; inf and diverged: the loss overflowed or became NaN.")
 
 
-def row_cells(summary: RunSummary) -> list[str]:
-    """The printed cells of one run, in COLUMNS order."""
+def ppl_cell(values, column: str, summary: RunSummary) -> str:
+    """A perplexity, or 'mean ± sd' over a setting's seeds (`values`: results.seed_statistics)."""
+    if not summary.seeds:
+        return format_ppl(values)
+    mean, sd = values.loc["mean", column], values.loc["std", column]
+    return format_ppl(mean) if not math.isfinite(mean) else f"{format_ppl(mean)} ± {format_ppl(sd)}"
+
+
+def row_cells(summary: RunSummary) -> dict[str, str]:
+    """The printed cells of one setting, by column name (COLUMNS, plus SEEDS)."""
     config, final, best = summary.config, summary.final, summary.best
-    return [str(summary.number), summary.experiment, summary.model, config["optimizer"],
-            f"{config['initial_lr']:g}", str(config["batch_size"]), str(config["hidden_size"]),
-            str(config["num_layers"]), f"{config['dp_keep_prob']:g}",
-            format_ppl(final.train_ppl if final else None), format_ppl(final.valid_ppl if final else None),
-            format_ppl(best.valid_ppl if best else None), str(best.epoch) if best else "-",
-            format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
+    if summary.seeds:
+        from ..results import seed_statistics
+        stats = seed_statistics(list(summary.seeds))
+        ppls = [ppl_cell(stats, column, summary) for column in ("final_train_ppl", "final_valid_ppl", "best_valid_ppl")]
+    else:
+        ppls = [format_ppl(final.train_ppl if final else None), format_ppl(final.valid_ppl if final else None),
+                format_ppl(best.valid_ppl if best else None)]
+    cells = [str(summary.number), summary.experiment, summary.model, config["optimizer"],
+             f"{config['initial_lr']:g}", str(config["batch_size"]), str(config["hidden_size"]),
+             str(config["num_layers"]), f"{config['dp_keep_prob']:g}", *ppls,
+             str(best.epoch) if best else "-", format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
+    return {**dict(zip((column.name for column in COLUMNS), cells)), SEEDS.name: str(summary.n)}
+
+
+def published_cells(comparison: dict | None) -> dict[str, str]:
+    """The PUBLISHED cells of one setting ('-' for a setting of no published setting)."""
+    if comparison is None:
+        return {column.name: "-" for column in PUBLISHED}
+    return {"published best": format_ppl(comparison["published_best_valid_ppl"]),
+            "published final": format_ppl(comparison["published_final_valid_ppl"]),
+            "vs published": format_relative(comparison["relative_difference"])}
+
+
+def format_relative(difference: float) -> str:
+    """+3.1 % (a relative difference), or 'diverged'."""
+    return f"{100 * difference:+.1f} %" if math.isfinite(difference) else "diverged"
+
+
+def all_cells(summaries: list[RunSummary]) -> list[dict[str, str]]:
+    """Every setting's cells by column name, the published ones included."""
+    compared = published_comparisons(summaries)
+    return [{**row_cells(summary), **published_cells(compared.get(summary.number))} for summary in summaries]
+
+
+def table_columns(summaries: list[RunSummary], cells: list[dict[str, str]]) -> list[Column]:
+    """COLUMNS, with SEEDS after keep when a setting has several seeds and PUBLISHED last when a setting is
+    one of the published study's (so a table of one-seed runs of no published setting prints as before)."""
+    columns = list(COLUMNS)
+    if any(summary.seeds for summary in summaries):
+        columns.insert([column.name for column in columns].index("keep") + 1, SEEDS)
+    if any(row["published best"] != "-" for row in cells):
+        columns += PUBLISHED
+    return columns
 
 
 def bold_numbers(summaries: list[RunSummary]) -> set[int]:
@@ -68,33 +131,46 @@ def bold_numbers(summaries: list[RunSummary]) -> set[int]:
 
 
 def markdown_table(summaries: list[RunSummary]) -> str:
-    bold = bold_numbers(summaries)
+    printed = all_cells(summaries)
+    bold, columns = bold_numbers(summaries), table_columns(summaries, printed)
     rows = []
-    for summary in summaries:
-        cells = row_cells(summary)
+    for summary, cells in zip(summaries, printed):
         if summary.number in bold:
-            cells[BEST_COLUMN] = f"**{cells[BEST_COLUMN]}**"
-        rows.append(cells)
-    return tabulate(rows, headers=[column.name for column in COLUMNS], tablefmt="github", disable_numparse=True)
+            cells[BEST] = f"**{cells[BEST]}**"
+        rows.append([cells[column.name] for column in columns])
+    return tabulate(rows, headers=[column.name for column in columns], tablefmt="github", disable_numparse=True)
+
+
+def latex_cell(column: Column, cell: str) -> str:
+    if column.name not in NUMERIC_COLUMNS:
+        return latex.escape(cell)
+    return r" $\pm$ ".join(latex.number(part) for part in cell.split(" ± "))
 
 
 def latex_table(summaries: list[RunSummary], caption: str, label: str) -> str:
-    bold = bold_numbers(summaries)
+    printed = all_cells(summaries)
+    bold, columns = bold_numbers(summaries), table_columns(summaries, printed)
     rows, group_starts = [], set()
     for index, summary in enumerate(summaries):
         if index > 0 and summary.model != summaries[index - 1].model:
             group_starts.add(index)
-        cells = [latex.number(cell) if column.name in NUMERIC_COLUMNS else latex.escape(cell)
-                 for column, cell in zip(COLUMNS, row_cells(summary))]
+        cells = {column.name: latex_cell(column, printed[index][column.name]) for column in columns}
         if summary.number in bold:
-            cells[BEST_COLUMN] = latex.bold(cells[BEST_COLUMN])
-        rows.append(cells)
-    first = [column.name for column in COLUMNS].index("final train ppl") + 1  # 1-based, as \cmidrule counts
+            cells[BEST] = latex.bold(cells[BEST])
+        rows.append([cells[column.name] for column in columns])
+    first = [column.name for column in columns].index("final train ppl") + 1  # 1-based, as \cmidrule counts
     groups = r"\multicolumn{2}{c}{final ppl} & \multicolumn{2}{c}{best}"
     rules = rf"\cmidrule(lr){{{first}-{first + 1}}}\cmidrule(lr){{{first + 2}-{first + 3}}}"
-    header = [" & " * (first - 1) + groups + " & &", rules + " " + " & ".join(column.latex for column in COLUMNS)]
-    table = latex.Table("".join(column.align for column in COLUMNS), header, rows, group_starts)
-    return latex.table_float(table, caption, label)
+    published = len(PUBLISHED) if columns[-1] == PUBLISHED[-1] else 0
+    after = len(columns) - first - 3 - published  # columns between the best group and the published one
+    if published:
+        groups += " &" * after + rf" & \multicolumn{{{published}}}{{c}}{{published}}"
+        rules += rf"\cmidrule(lr){{{len(columns) - published + 1}-{len(columns)}}}"
+        after = 0
+    header = [" & " * (first - 1) + groups + " &" * after, rules + " " + " & ".join(column.latex for column in columns)]
+    table = latex.Table("".join(column.align for column in columns), header, rows, group_starts)
+    wide = len(columns) > len(COLUMNS)  # seeds or published columns: 3 pt gaps, so less scaling shrinks the text
+    return latex.table_float(table, caption, label, column_gap_pt=3 if wide else None)
 
 
 def write_tables(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str]) -> list[Path]:
