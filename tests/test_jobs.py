@@ -73,6 +73,47 @@ def write_jobs(tmp_path: Path, body: str) -> Path:
     return tmp_path
 
 
+TWO_SETTINGS = ("common: {model: GRU, optimizer: ADAM, initial_lr: 0.001, num_layers: 1, dp_keep_prob: 0.5}\n"
+                "settings:\n  - {batch_size: 2, hidden_size: 8}\n  - {batch_size: 4, hidden_size: 8}\n")
+
+
+def test_seeds_run_each_setting_once_per_seed_numbered_seed_by_seed(tmp_path):
+    plain = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS)).settings
+    seeded = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + "seeds: [1111, 1, 2]\n")).settings
+    assert [(s.index, s.config.seed, s.config.batch_size) for s in seeded] == [
+        (0, 1111, 2), (1, 1111, 4), (2, 1, 2), (3, 1, 4), (4, 2, 2), (5, 2, 4)]
+    # the default seed's block keeps today's numbers and folder names; the others carry their seed
+    assert [s.run_name for s in plain] == ["gru_adam_lr0.001_bs2_h8_l1_keep0.5", "gru_adam_lr0.001_bs4_h8_l1_keep0.5"]
+    assert [s.run_name for s in seeded] == [s.run_name for s in plain] + [
+        "gru_adam_lr0.001_bs2_h8_l1_keep0.5_seed1", "gru_adam_lr0.001_bs4_h8_l1_keep0.5_seed1",
+        "gru_adam_lr0.001_bs2_h8_l1_keep0.5_seed2", "gru_adam_lr0.001_bs4_h8_l1_keep0.5_seed2"]
+    one = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + "seeds: [1111]\n")).settings
+    assert one == plain
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("[1, 2, 1]", r"bad.yaml: seeds\[2\] = 1 appears a second time; valid: a non-empty list of distinct integers "
+                  r"from 0 to 4294967295"),
+    ("[1, -3]", r"bad.yaml: seeds\[1\] = -3 is invalid; valid: a non-empty list of distinct integers"),
+    ("[1, 4294967296]", r"bad.yaml: seeds\[1\] = 4294967296 is invalid"),
+    ("[1, true]", r"bad.yaml: seeds\[1\] = True is invalid"),
+    ("[1, '2']", r"bad.yaml: seeds\[1\] = '2' is invalid"),
+    ("5", r"bad.yaml: seeds = 5 is invalid; valid: a non-empty list"),
+    ("[]", r"bad.yaml: seeds = \[\] is invalid"),
+    ("[" + ", ".join(map(str, range(501))) + "]",
+     r"bad.yaml: 2 settings x 501 seeds = 1002 settings; valid: at most 1000 settings per experiment"),
+])
+def test_invalid_seeds_are_one_line_naming_the_file_and_what_is_valid(tmp_path, seeds, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + f"seeds: {seeds}\n"))
+
+
+def test_a_seed_in_a_setting_beside_seeds_is_refused(tmp_path):
+    body = TWO_SETTINGS.replace("{batch_size: 4,", "{seed: 3, batch_size: 4,") + "seeds: [1, 2]\n"
+    with pytest.raises(ConfigError, match=r"bad.yaml: setting 1 sets seed and the file has seeds:; valid: one of"):
+        load_experiment("bad", write_jobs(tmp_path, body))
+
+
 @pytest.mark.parametrize("body, message", [
     ("settings:\n  - {model: GRU, optimizer: ADAM, initial_lr: 0.001, batch_size: 2, hidden_size: 8,\n"
      "     num_layers: 1, dp_keep_prob: 0.5, hiden_size: 3}\n",

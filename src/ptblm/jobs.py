@@ -5,8 +5,12 @@ A jobs file has three optional parts, merged in this order (later wins):
     common: {...}           what every setting of this experiment shares
     settings: [{...}, ...]  one entry per setting, listing only what differs
     grid: {key: [v1, v2]}   optional sweep: the product of the values, appended after `settings`
-Settings are numbered from 0 in file order; that number is the Slurm array task id. An experiment holds
-at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names results/<exp>/.
+    seeds: [1111, 1, 2]     optional: every setting once per seed
+Settings are numbered from 0 in file order; that number is the Slurm array task id. With seeds, the file's
+n settings are numbered 0..n-1 with the first seed, n..2n-1 with the second, and so on: the first seed's
+block keeps the numbers (and, for the default seed 1111, the run names) the file had without `seeds:`.
+An experiment holds at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names
+results/<exp>/.
 """
 from __future__ import annotations
 
@@ -19,13 +23,13 @@ from typing import Any
 
 
 from . import layout
-from .config import ConfigError, RunConfig, read_yaml_mapping
+from .config import MAX_SEED, ConfigError, RunConfig, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
 # The experiment's name (its file's) names results/<exp>/: no dot first (no `..`, no hidden folder), no slash.
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-TOP_LEVEL_KEYS = ("description", "common", "settings", "grid")
+TOP_LEVEL_KEYS = ("description", "common", "settings", "grid", "seeds")
 JOBS_FILE_SHAPE = f"a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"
 
 
@@ -87,6 +91,19 @@ def grid_settings(path: Path, grid: dict[str, Any], listed: int = 0) -> list[dic
     return [dict(zip(keys, combination)) for combination in itertools.product(*(grid[k] for k in keys))]
 
 
+def check_seeds(where: str, seeds: Any) -> list[int]:
+    """A non-empty list of distinct seeds in torch's and numpy's range."""
+    valid = f"valid: a non-empty list of distinct integers from 0 to {MAX_SEED}, e.g. [1111, 1, 2]"
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{where}: seeds = {seeds!r} is invalid; {valid}")
+    for i, seed in enumerate(seeds):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{where}: seeds[{i}] = {seed!r} is invalid; {valid}")
+        if seed in seeds[:i]:
+            raise ConfigError(f"{where}: seeds[{i}] = {seed} appears a second time; {valid}")
+    return seeds
+
+
 def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     """Read, merge and validate every setting; any error stops before anything runs."""
     path = jobs_file(experiment, jobs_dir)
@@ -110,6 +127,17 @@ def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     entries += grid_settings(path, _expect_mapping(path, "grid", content.get("grid") or {}), len(entries))
     if not entries:
         raise ConfigError(f"{path}: no settings (add a `settings:` list or a `grid:`)")
+    seeds = None
+    if "seeds" in content:
+        seeds = check_seeds(str(path), content["seeds"])
+        if "seed" in common or any("seed" in entry for entry in entries):
+            where = "common" if "seed" in common else f"setting {next(i for i, e in enumerate(entries) if 'seed' in e)}"
+            raise ConfigError(f"{path}: {where} sets seed and the file has seeds:; valid: one of the two")
+        if len(entries) * len(seeds) > MAX_SETTINGS:
+            raise ConfigError(f"{path}: {len(entries)} settings x {len(seeds)} seeds = {len(entries) * len(seeds)} "
+                              f"settings; valid: at most {MAX_SETTINGS} settings per experiment (split the sweep into "
+                              f"several jobs files)")
+        entries = [{**entry, "seed": seed} for seed in seeds for entry in entries]  # seed by seed, see above
     name = path.stem
     settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
                                                           where=f"{path}, setting {i}"))
