@@ -50,6 +50,11 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
      "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
     (["submit", "3.9"], "ptblm submit: error: no experiment '3.9': jobs/3.9.yaml does not exist"),
     (["submit", "3.1", "--cluster", "nowhere", "--dry-run"], "ptblm submit: error: no cluster profile 'nowhere'"),
+    (["submit", "3.2", "--set", "num_epochs=forty", "--dry-run"],
+     "ptblm submit: error: --set num_epochs=forty: num_epochs = 'forty' has type str; expected int"),
+    (["sbatch", "3.2", "--set", "dp_keep_prob=2", "--dry-run"],
+     "ptblm sbatch: error: jobs/3.2.yaml with --set dp_keep_prob=2, setting 0: dp_keep_prob = 2.0 is invalid; valid: "
+     "a keep probability in (0, 1]"),
 ])
 def test_mistakes_give_one_clear_error_line(tmp_path, args, message):
     result = ptblm(*args, cwd=REPO)

@@ -118,11 +118,19 @@ def default_clusters_dir(environ=os.environ) -> Path:
 
 
 def experiment_and_profile(args: argparse.Namespace):
-    """Both validated before anything is submitted."""
+    """Both validated, --set overrides included, before anything is submitted."""
     from .clusters import load_profile
-    from .jobs import load_experiment
+    from .jobs import load_experiment, parse_overrides
 
-    return load_experiment(args.experiment, args.jobs), load_profile(args.cluster, args.clusters)
+    return (load_experiment(args.experiment, args.jobs, parse_overrides(args.set)),
+            load_profile(args.cluster, args.clusters))
+
+
+def add_override_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
+                        help="override a jobs-file key in every setting (repeatable); a comma list adds a grid "
+                             "axis; seeds=1111,1,2 sets the seeds. Validated like the jobs file, and part of the "
+                             "run names (e.g. --set num_epochs=40 -> ..._ep40)")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -387,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto = Slurm when a cluster answers sinfo, else local processes")
     submit.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
     submit.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_override_flag(submit)
     add_location_flags(submit)
     submit.set_defaults(handler=cmd_submit)
 
@@ -396,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"))
     sbatch.add_argument("--dry-run", action="store_true", help="print the sbatch command, submit nothing")
     sbatch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_override_flag(sbatch)
     add_location_flags(sbatch)
     sbatch.set_defaults(handler=cmd_sbatch)
 

@@ -14,6 +14,7 @@ results/<exp>/.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 
 from . import layout
-from .config import MAX_SEED, ConfigError, RunConfig, read_yaml_mapping
+from .config import MAX_SEED, ConfigError, RunConfig, convert_value, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
@@ -53,6 +55,64 @@ class Experiment:
     path: Path
     description: str
     settings: tuple[Setting, ...]
+    overrides: tuple[str, ...] = ()  # the --set texts it was loaded with
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """`--set KEY=VALUE[,VALUE...]`: one value replaces the key in every setting (over the file's own), a
+    comma list adds a grid axis; `seeds=` (or `seed=`) replaces the file's seeds."""
+
+    values: dict[str, list]  # RunConfig key -> its typed values
+    seeds: list[int] | None = None
+    texts: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return " ".join(f"--set {text}" for text in self.texts)
+
+
+OVERRIDE_SHAPE = "valid: KEY=VALUE or KEY=VALUE,VALUE,... (e.g. --set num_epochs=40, --set seeds=1111,1,2)"
+
+
+def _override_value(text: str, piece: str) -> Any:
+    """One value as YAML reads it in a jobs file (40 is an int, 1e-3 a float, GRU a string)."""
+    if not piece.strip():
+        raise ConfigError(f"--set {text}: an empty value; {OVERRIDE_SHAPE}")
+    try:
+        return yaml.safe_load(piece)
+    except yaml.YAMLError:
+        return piece
+
+
+def parse_overrides(texts: list[str]) -> Overrides:
+    """--set texts -> typed Overrides; each error one line naming --set, the key and what is valid. Values
+    are checked for their type here and, merged into each setting, like any jobs-file value."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    values: dict[str, list] = {}
+    seeds, first = None, {}
+    for text in texts:
+        key, equals, raw = text.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ConfigError(f"--set {text}: expected KEY=VALUE; {OVERRIDE_SHAPE}")
+        if key not in fields and key not in ("seeds", "seed"):
+            raise ConfigError(f"--set {text}: unknown key {key!r}; valid keys: seeds, {', '.join(fields)}")
+        name = "seeds" if key in ("seeds", "seed") else key
+        if name in first:
+            raise ConfigError(f"--set {text}: {name} is set a second time (first by --set {first[name]}); valid: "
+                              f"each key once, with a comma list for several values")
+        first[name] = text
+        parsed = [_override_value(text, piece) for piece in raw.split(",")]
+        if name == "seeds":
+            seeds = check_seeds(f"--set {text}", parsed)
+            continue
+        typed = [convert_value(f"--set {text}", key, fields[key].type, value) for value in parsed]
+        for i, value in enumerate(typed):
+            if value in typed[:i]:
+                raise ConfigError(f"--set {text}: {key} value {value!r} appears a second time; valid: distinct "
+                                  f"values")
+        values[key] = typed
+    return Overrides(values, seeds, tuple(texts))
 
 
 def jobs_file(experiment: str, jobs_dir: Path) -> Path:
@@ -104,8 +164,8 @@ def check_seeds(where: str, seeds: Any) -> list[int]:
     return seeds
 
 
-def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
-    """Read, merge and validate every setting; any error stops before anything runs."""
+def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None = None) -> Experiment:
+    """Read, merge and validate every setting (with `overrides` on top); any error stops before anything runs."""
     path = jobs_file(experiment, jobs_dir)
     if not EXPERIMENT_NAME.fullmatch(path.stem):
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
@@ -131,24 +191,35 @@ def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     if "seeds" in content:
         seeds = check_seeds(str(path), content["seeds"])
         if "seed" in common or any("seed" in entry for entry in entries):
-            where = "common" if "seed" in common else f"setting {next(i for i, e in enumerate(entries) if 'seed' in e)}"
-            raise ConfigError(f"{path}: {where} sets seed and the file has seeds:; valid: one of the two")
-        if len(entries) * len(seeds) > MAX_SETTINGS:
-            raise ConfigError(f"{path}: {len(entries)} settings x {len(seeds)} seeds = {len(entries) * len(seeds)} "
-                              f"settings; valid: at most {MAX_SETTINGS} settings per experiment (split the sweep into "
-                              f"several jobs files)")
-        entries = [{**entry, "seed": seed} for seed in seeds for entry in entries]  # seed by seed, see above
+            place = "common" if "seed" in common else f"setting {next(i for i, e in enumerate(entries) if 'seed' in e)}"
+            raise ConfigError(f"{path}: {place} sets seed and the file has seeds:; valid: one of the two")
+    overrides = overrides or Overrides({})
+    seeds = overrides.seeds or seeds
+    where = f"{path} with {overrides.describe()}" if overrides.texts else str(path)
+    factors = [(len(entries), "settings"), *((len(v), f"{k} values") for k, v in overrides.values.items()
+                                             if len(v) > 1), *([(len(seeds), "seeds")] if seeds else [])]
+    total = math.prod(count for count, _ in factors)
+    if total > MAX_SETTINGS:
+        raise ConfigError(f"{where}: {' x '.join(f'{count} {what}' for count, what in factors)} = {total} settings; "
+                          f"valid: at most {MAX_SETTINGS} settings per experiment (split the sweep into several "
+                          f"jobs files)")
+    axes = overrides.values
+    combinations = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    # block by block: the file's settings, then again for each further --set combination, then for each seed
+    entries = [{**entry, **combination, **({"seed": seed} if seed is not None else {})}
+               for seed in (seeds or [None]) for combination in combinations for entry in entries]
     name = path.stem
     settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
-                                                          where=f"{path}, setting {i}"))
+                                                          where=f"{where}, setting {i}"))
                      for i, entry in enumerate(entries))
     seen: dict[str, int] = {}
     for setting in settings:
         if setting.run_name in seen:
-            raise ConfigError(f"{path}: settings {seen[setting.run_name]} and {setting.index} are the same "
+            raise ConfigError(f"{where}: settings {seen[setting.run_name]} and {setting.index} are the same "
                               f"setting ({setting.run_name}); make them differ or remove one")
         seen[setting.run_name] = setting.index
-    return Experiment(name=name, path=path, description=str(content.get("description", "")), settings=settings)
+    return Experiment(name=name, path=path, description=str(content.get("description", "")), settings=settings,
+                      overrides=overrides.texts)
 
 
 def select_settings(experiment: Experiment, indices: list[int] | None) -> list[Setting]:
