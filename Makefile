@@ -6,7 +6,8 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXP        ?= smoke
+EXP        ?=
+# EXP: one or more experiments, or all; submit and sbatch default to smoke, status to every one with results
 CLUSTER    ?= local
 PTBLM      := $(VENV)/bin/ptblm
 STAMP      := $(VENV)/.installed
@@ -52,10 +53,10 @@ train: $(STAMP)
 	$(PTBLM) train $(ARGS)
 
 submit: $(STAMP)
-	$(PTBLM) submit $(EXP) --cluster $(CLUSTER) --executor $(EXECUTOR) $(SUBMIT_FLAGS)
+	$(PTBLM) submit $(or $(EXP),smoke) --cluster $(CLUSTER) --executor $(EXECUTOR) $(SUBMIT_FLAGS)
 
 sbatch: $(STAMP)
-	$(PTBLM) sbatch $(EXP) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
+	$(PTBLM) sbatch $(or $(EXP),smoke) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
 
 status: $(STAMP)
 	$(PTBLM) status $(EXP)

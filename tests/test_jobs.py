@@ -8,7 +8,7 @@ from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile, load_profile, split_array
 from ptblm.config import ConfigError, RunConfig
-from ptblm.jobs import load_experiment, parse_overrides
+from ptblm.jobs import experiment_names, load_experiment, parse_overrides
 from ptblm.status import status_rows
 from ptblm.launch.plan import Action, plan_experiment
 from ptblm.launch.sbatch import sbatch_argv
@@ -347,3 +347,8 @@ def test_submitted_json_records_the_set_texts_and_the_overridden_config(tmp_path
         TrainTask(experiment.settings[0], str(tmp_path), str(tmp_path)), "5_0", 1.0)
     submission = rf.read_submission(tmp_path / "3.2" / "gru_adam_lr0.001_bs128_h512_l2_keep0.5_ep40")
     assert (submission.overrides, submission.config["num_epochs"]) == (["num_epochs=40"], 40)
+
+
+def test_all_is_every_jobs_file_but_the_examples_and_the_smoke_test():
+    assert experiment_names(["all"], JOBS) == ["3.1", "3.2", "3.3", "3.4"]
+    assert experiment_names(["3.2", "smoke", "all", "3.2"], JOBS) == ["3.2", "smoke", "3.1", "3.3", "3.4"]

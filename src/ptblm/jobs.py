@@ -33,6 +33,8 @@ MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArr
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TOP_LEVEL_KEYS = ("description", "common", "settings", "grid", "seeds")
 JOBS_FILE_SHAPE = f"a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"
+ALL = "all"  # every jobs file but the examples (example-*) and the smoke test
+NOT_IN_ALL = "the examples (example-*.yaml) and the smoke test (smoke.yaml)"
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,15 @@ def jobs_file(experiment: str, jobs_dir: Path) -> Path:
         raise ConfigError(f"no experiment {experiment!r}: {path} does not exist; "
                           f"known experiments: {', '.join(known) or 'none'}")
     return path
+
+
+def experiment_names(names: list[str], jobs_dir: Path) -> list[str]:
+    """The experiments a command names, `all` expanded to the study's jobs files (sorted; not NOT_IN_ALL);
+    each once, in the order given."""
+    study = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml")
+                   if p.name != DEFAULTS_FILE and p.stem != "smoke" and not p.stem.startswith("example"))
+    expanded = [part for name in names for part in (study if name == ALL else [name])]
+    return list(dict.fromkeys(expanded))
 
 
 def _expect_mapping(path: Path, key: str, value: Any) -> dict:
