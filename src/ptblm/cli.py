@@ -361,7 +361,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_command
     from .compiling import compile_cache_dir
 
-    bench_command(args.full, args.only, args.device, args.jobs, args.out or default_results_dir() / "bench",
+    from .layout import bench_dir
+
+    bench_command(args.full, args.only, args.device, args.jobs, args.out or bench_dir(default_results_dir()),
                   args.precision, args.warmup, args.steps,
                   compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None,
                   runs_per_gpu=args.runs_per_gpu)

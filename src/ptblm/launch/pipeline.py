@@ -22,6 +22,7 @@ from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import corpus_fingerprint
 from ..jobs import Experiment
 from .checks import check_data_for_submission
+from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, plan_experiment, plan_table
@@ -118,6 +119,9 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                 echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
                                           results_dir=results_dir, data_dir=data_dir,
                                           command=sbatch_job_command(spec), script=script)[0]))
+            costs = project_costs([task.setting for task in todo], profile,
+                                  read_bench_reports(layout.bench_dir(results_dir)))
+            echo(cost_table(costs, profile))
             echo("dry run: nothing submitted")
             return SubmitOutcome(plan, "none", [], logs_dir)
         if not todo:
