@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     submit.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
                         help="auto = Slurm when a cluster answers sinfo, else local processes")
-    submit.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
+    submit.add_argument("--dry-run", action="store_true", help="print the plan and its cost (resources, projected "
+                        "time from results/bench/*.json, GPU-hours), submit nothing")
     submit.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
     add_override_flag(submit)
     add_location_flags(submit)
@@ -415,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbatch.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
     sbatch.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"))
-    sbatch.add_argument("--dry-run", action="store_true", help="print the sbatch command, submit nothing")
+    sbatch.add_argument("--dry-run", action="store_true", help="print the plan, its cost and the sbatch command, "
+                        "submit nothing")
     sbatch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
     add_override_flag(sbatch)
     add_location_flags(sbatch)

@@ -9,6 +9,7 @@ A jobs file has three optional parts, merged in this order (later wins):
 Settings are numbered from 0 in file order; that number is the Slurm array task id. With seeds, the file's
 n settings are numbered 0..n-1 with the first seed, n..2n-1 with the second, and so on: the first seed's
 block keeps the numbers (and, for the default seed 1111, the run names) the file had without `seeds:`.
+`--set KEY=VALUE[,VALUE...]` (Overrides) goes over all of it; each further value repeats the block the same way.
 An experiment holds at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names
 results/<exp>/.
 """
