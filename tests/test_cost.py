@@ -15,8 +15,9 @@ GRU_512 = {"model": "GRU", "hidden_size": 512, "num_layers": 2, "batch_size": 12
 
 def bench(device: str, epoch_seconds: float, train_ms: float = 140.0, eval_ms: float = 40.0) -> dict:
     """What `ptblm bench` writes, reduced to what the projection reads."""
-    return {"device": device, "seq_len": 35, "emb_size": 200, "ptb_tokens": {"train": 929_589, "valid": 73_760},
-            "cases": [{"name": GRU_512["case"], "seq_len": 35, "emb_size": 200}],
+    return {"device": device, "seq_len": 35, "emb_size": 200, "vocab_size": 10_000,
+            "ptb_tokens": {"train": 929_589, "valid": 73_760},
+            "cases": [{"name": GRU_512["case"], "seq_len": 35, "emb_size": 200, "vocab_size": 10_000}],
             "results": [{**GRU_512, "path": "reference", "epoch_seconds": 1.0, "train_ms": 1.0, "eval_ms": 1.0},
                         {**GRU_512, "path": "default", "epoch_seconds": epoch_seconds, "train_ms": train_ms,
                          "eval_ms": eval_ms}]}
@@ -30,6 +31,9 @@ def bench_dir(tmp_path):
     (folder / "bench-20260301-000000.json").write_text(json.dumps(bench("cuda:NVIDIA H100", 30.0)))  # newest cuda
     (folder / "bench-20260401-000000.json").write_text(json.dumps(bench("cpu:x86_64 (2 threads)", 3000.0)))
     (folder / "notes.json").write_text("not json")
+    tiny = bench("cuda:NVIDIA H100", 1.0)  # the newest, but its case is a test's tiny vocabulary: not PTB's
+    tiny["cases"][0]["vocab_size"] = 50
+    (folder / "bench-20260501-000000.json").write_text(json.dumps(tiny))
     return folder
 
 
@@ -51,6 +55,9 @@ def test_projection_uses_the_newest_bench_of_the_device_kind_and_the_shape(bench
     assert "no estimate for 1 setting: no results/bench/*.json of device kind cuda timed its shape" in table
     on_cpu = project_costs(list(settings)[:1], ClusterProfile(name="cpu"), read_bench_reports(bench_dir))
     assert on_cpu[0].epoch_seconds == 3000.0 and on_cpu[0].requeues == 5  # 20 x 3000 s = 60000 s: 6 slices of 180 min
+    # 60000 s = 16.67 h on the profile's default 2 cpus: 33.33 core-hours
+    assert "projected total for 1 of 1 settings: 16.67 h, no GPU, 33.33 core-hours" in cost_table(
+        on_cpu, ClusterProfile(name="cpu"))
 
 
 def test_max_batches_caps_the_projected_epoch(bench_dir):

@@ -2,9 +2,9 @@
 
 The time comes from the newest `ptblm bench` JSON (results/bench/*.json) of the device kind the tasks get
 (cuda when the profile asks for GPUs, else cpu) that timed the setting's shape (model, hidden size,
-layers, batch, seq len, emb size): its `epoch_seconds` (one PTB epoch, training then validation, step time
-only) times the setting's epochs. A setting no bench timed says so. Pure functions, apart from reading
-the JSON files.
+layers, batch, seq len, emb size, at the bench's PTB vocabulary): its `epoch_seconds` (one PTB epoch,
+training then validation, step time only) times the setting's epochs. A setting no bench timed says so.
+Pure functions, apart from reading the JSON files.
 """
 from __future__ import annotations
 
@@ -71,14 +71,17 @@ def bench_epoch_seconds(config: RunConfig, kind: str, reports: list[tuple[str, d
     for name, report in reports:
         if str(report.get("device", "")).split(":")[0] != kind:
             continue
-        shapes = {case.get("name"): (case.get("seq_len"), case.get("emb_size")) for case in report.get("cases", [])}
+        # a case's sequence, embedding and vocabulary (a test's tiny case is not a PTB shape)
+        shapes = {case.get("name"): (case.get("seq_len"), case.get("emb_size"), case.get("vocab_size"))
+                  for case in report.get("cases", [])}
+        ptb = (config.seq_len, config.emb_size, report.get("vocab_size"))
         for result in report["results"]:
             if (result.get("path") == path and result.get("epoch_seconds") is not None
                     and (result.get("model"), result.get("hidden_size"), result.get("num_layers"),
                          result.get("batch_size")) == (config.model, config.hidden_size, config.num_layers,
                                                        config.batch_size)
-                    and shapes.get(result.get("case"), (report.get("seq_len"), report.get("emb_size")))
-                    == (config.seq_len, config.emb_size)):
+                    and shapes.get(result.get("case"), (report.get("seq_len"), report.get("emb_size"),
+                                                        report.get("vocab_size"))) == ptb):
                 if not config.max_batches:
                     return result["epoch_seconds"], name
                 tokens = report["ptb_tokens"]
@@ -126,9 +129,10 @@ def cost_table(costs: list[SettingCost], profile: ClusterProfile) -> str:
     seconds = sum(cost.seconds for cost in known)
     if known:
         gpu_hours = sum(cost.seconds * cost.gpus for cost in known) / 3600
-        table += (f"\nprojected total for {len(known)} of {len(costs)} settings: {_hours(seconds)}, "
-                  f"{gpu_hours:.2f} GPU-hours (gpus x projected time, step time only, each run as if alone; "
-                  f"from {', '.join(sources)})")
+        core_hours = sum(cost.seconds * cost.cpus for cost in known) / 3600
+        hours = (f"{gpu_hours:.2f} GPU-hours (gpus" if gpu_hours else f"no GPU, {core_hours:.2f} core-hours (cpus")
+        table += (f"\nprojected total for {len(known)} of {len(costs)} settings: {_hours(seconds)}, {hours} x "
+                  f"projected time, step time only, each run as if alone; from {', '.join(sources)})")
     if unknown:
         kind = "cuda" if costs[0].gpus else "cpu"
         table += (f"\nno estimate for {unknown} setting{'s' if unknown > 1 else ''}: no results/bench/*.json of "
