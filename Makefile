@@ -59,7 +59,7 @@ sbatch: $(STAMP)
 	$(PTBLM) sbatch $(or $(EXP),smoke) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
 
 status: $(STAMP)
-	$(PTBLM) status $(EXP)
+	$(PTBLM) status $(EXP) $(foreach item,$(SET),--set $(item))
 
 tables: $(STAMP)
 	$(PTBLM) tables $(EXPS)

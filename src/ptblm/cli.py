@@ -180,10 +180,11 @@ def cmd_sif(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .jobs import experiment_names
+    from .jobs import experiment_names, parse_overrides
     from .status import status_report
 
-    print(status_report(args.results, args.jobs, experiment_names(args.experiments, args.jobs)))
+    print(status_report(args.results, args.jobs, experiment_names(args.experiments, args.jobs),
+                        overrides=parse_overrides(args.set)))
     return 0
 
 
@@ -441,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="a table per experiment from the run folders")
     status.add_argument("experiments", nargs="*", help="experiments, or all (every jobs file but the examples "
                         "and the smoke test); default: every one with results")
+    status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
+                        help="as given to submit: the settings not submitted yet are listed with these overrides")
     add_location_flags(status, data=False)
     status.set_defaults(handler=cmd_status)
 
