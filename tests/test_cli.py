@@ -134,7 +134,7 @@ def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_p
     assert [line.split(" (")[0] for line in result.stdout.splitlines() if line.startswith("experiment ")] == [
         "experiment 3.1", "experiment 3.2"]
     assert result.stdout.count("dry run: nothing submitted") == 2
-    assert result.stdout.count("_ep3 ") == 5 + 3 and not (tmp_path / "3.1").exists()
+    assert result.stdout.count("_ep3 ") == 2 * (5 + 3) and not (tmp_path / "3.1").exists()  # plan and cost rows
     every = ptblm("sbatch", "all", "--dry-run", "--data", str(synthetic_dir), "--results", str(tmp_path))
     assert every.returncode == 0, every.stderr
     assert [line.split(" (")[0] for line in every.stdout.splitlines() if line.startswith("experiment ")] == [
