@@ -1,12 +1,13 @@
 # Every target is a thin call of the `ptblm` command line (see `ptblm --help`).
-#   make submit EXP=3.1 [CLUSTER=local] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local]
+#   make submit EXP=3.1 [CLUSTER=local] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local] [SET="num_epochs=40 seeds=1111,1,2"]
 #   make samples ARGS='--rnn DIR --gru DIR --no-unk'   (gradients too: ARGS='--rnn DIR --gru DIR')
 # Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
 # login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXP        ?= smoke
+EXP        ?=
+# EXP: one or more experiments, or all; submit and sbatch default to smoke, status to every one with results
 CLUSTER    ?= local
 PTBLM      := $(VENV)/bin/ptblm
 STAMP      := $(VENV)/.installed
@@ -18,7 +19,9 @@ EXPS       ?=
 ENGINE     ?= docker
 BASE       ?=
 BASE_TORCH ?=
-SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+SET        ?=
+# SET: space-separated KEY=VALUE[,VALUE...] overrides, each passed as --set KEY=VALUE
+SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force) $(foreach item,$(SET),--set $(item))
 IMAGE_FLAGS  := --engine $(ENGINE) $(if $(BASE),--base $(BASE)) $(if $(BASE_TORCH),--build-arg BASE_TORCH=$(BASE_TORCH))
 # Every ptblm command (and the jobs it submits) reads the results folder from PTBLM_RESULTS.
 ifneq ($(RESULTS),)
@@ -50,13 +53,13 @@ train: $(STAMP)
 	$(PTBLM) train $(ARGS)
 
 submit: $(STAMP)
-	$(PTBLM) submit $(EXP) --cluster $(CLUSTER) --executor $(EXECUTOR) $(SUBMIT_FLAGS)
+	$(PTBLM) submit $(or $(EXP),smoke) --cluster $(CLUSTER) --executor $(EXECUTOR) $(SUBMIT_FLAGS)
 
 sbatch: $(STAMP)
-	$(PTBLM) sbatch $(EXP) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
+	$(PTBLM) sbatch $(or $(EXP),smoke) --cluster $(CLUSTER) $(SUBMIT_FLAGS)
 
 status: $(STAMP)
-	$(PTBLM) status $(EXP)
+	$(PTBLM) status $(EXP) $(foreach item,$(SET),--set $(item))
 
 tables: $(STAMP)
 	$(PTBLM) tables $(EXPS)

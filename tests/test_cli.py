@@ -50,6 +50,11 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
      "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
     (["submit", "3.9"], "ptblm submit: error: no experiment '3.9': jobs/3.9.yaml does not exist"),
     (["submit", "3.1", "--cluster", "nowhere", "--dry-run"], "ptblm submit: error: no cluster profile 'nowhere'"),
+    (["submit", "3.2", "--set", "num_epochs=forty", "--dry-run"],
+     "ptblm submit: error: --set num_epochs=forty: num_epochs = 'forty' has type str; expected int"),
+    (["sbatch", "3.2", "--set", "dp_keep_prob=2", "--dry-run"],
+     "ptblm sbatch: error: jobs/3.2.yaml with --set dp_keep_prob=2, setting 0: dp_keep_prob = 2.0 is invalid; valid: "
+     "a keep probability in (0, 1]"),
 ])
 def test_mistakes_give_one_clear_error_line(tmp_path, args, message):
     result = ptblm(*args, cwd=REPO)
@@ -120,3 +125,17 @@ def test_save_dir_data_slurm_tmpdir_and_save_best(tmp_path, synthetic_dir):
     assert result.returncode == 2
     assert result.stderr.strip() == ("ptblm train: error: --data SLURM_TMPDIR: $SLURM_TMPDIR is not set "
                                      "(Slurm sets it inside a job); pass the PTB folder instead")
+
+
+def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_path, synthetic_dir):
+    result = ptblm("submit", "3.1", "3.2", "--set", "num_epochs=3", "--dry-run", "--executor", "local",
+                   "--data", str(synthetic_dir), "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert [line.split(" (")[0] for line in result.stdout.splitlines() if line.startswith("experiment ")] == [
+        "experiment 3.1", "experiment 3.2"]
+    assert result.stdout.count("dry run: nothing submitted") == 2
+    assert result.stdout.count("_ep3 ") == 2 * (5 + 3) and not (tmp_path / "3.1").exists()  # plan and cost rows
+    every = ptblm("sbatch", "all", "--dry-run", "--data", str(synthetic_dir), "--results", str(tmp_path))
+    assert every.returncode == 0, every.stderr
+    assert [line.split(" (")[0] for line in every.stdout.splitlines() if line.startswith("experiment ")] == [
+        "experiment 3.1", "experiment 3.2", "experiment 3.3", "experiment 3.4"]

@@ -8,7 +8,7 @@ from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile, load_profile, split_array
 from ptblm.config import ConfigError, RunConfig
-from ptblm.jobs import load_experiment
+from ptblm.jobs import experiment_names, load_experiment, parse_overrides
 from ptblm.status import status_rows
 from ptblm.launch.plan import Action, plan_experiment
 from ptblm.launch.sbatch import sbatch_argv
@@ -71,6 +71,47 @@ def test_grid_is_the_product_of_its_values():
 def write_jobs(tmp_path: Path, body: str) -> Path:
     (tmp_path / "bad.yaml").write_text(textwrap.dedent(body))
     return tmp_path
+
+
+TWO_SETTINGS = ("common: {model: GRU, optimizer: ADAM, initial_lr: 0.001, num_layers: 1, dp_keep_prob: 0.5}\n"
+                "settings:\n  - {batch_size: 2, hidden_size: 8}\n  - {batch_size: 4, hidden_size: 8}\n")
+
+
+def test_seeds_run_each_setting_once_per_seed_numbered_seed_by_seed(tmp_path):
+    plain = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS)).settings
+    seeded = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + "seeds: [1111, 1, 2]\n")).settings
+    assert [(s.index, s.config.seed, s.config.batch_size) for s in seeded] == [
+        (0, 1111, 2), (1, 1111, 4), (2, 1, 2), (3, 1, 4), (4, 2, 2), (5, 2, 4)]
+    # the default seed's block keeps today's numbers and folder names; the others carry their seed
+    assert [s.run_name for s in plain] == ["gru_adam_lr0.001_bs2_h8_l1_keep0.5", "gru_adam_lr0.001_bs4_h8_l1_keep0.5"]
+    assert [s.run_name for s in seeded] == [s.run_name for s in plain] + [
+        "gru_adam_lr0.001_bs2_h8_l1_keep0.5_seed1", "gru_adam_lr0.001_bs4_h8_l1_keep0.5_seed1",
+        "gru_adam_lr0.001_bs2_h8_l1_keep0.5_seed2", "gru_adam_lr0.001_bs4_h8_l1_keep0.5_seed2"]
+    one = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + "seeds: [1111]\n")).settings
+    assert one == plain
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("[1, 2, 1]", r"bad.yaml: seeds\[2\] = 1 appears a second time; valid: a non-empty list of distinct integers "
+                  r"from 0 to 4294967295"),
+    ("[1, -3]", r"bad.yaml: seeds\[1\] = -3 is invalid; valid: a non-empty list of distinct integers"),
+    ("[1, 4294967296]", r"bad.yaml: seeds\[1\] = 4294967296 is invalid"),
+    ("[1, true]", r"bad.yaml: seeds\[1\] = True is invalid"),
+    ("[1, '2']", r"bad.yaml: seeds\[1\] = '2' is invalid"),
+    ("5", r"bad.yaml: seeds = 5 is invalid; valid: a non-empty list"),
+    ("[]", r"bad.yaml: seeds = \[\] is invalid"),
+    ("[" + ", ".join(map(str, range(501))) + "]",
+     r"bad.yaml: 2 settings x 501 seeds = 1002 settings; valid: at most 1000 settings per experiment"),
+])
+def test_invalid_seeds_are_one_line_naming_the_file_and_what_is_valid(tmp_path, seeds, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + f"seeds: {seeds}\n"))
+
+
+def test_a_seed_in_a_setting_beside_seeds_is_refused(tmp_path):
+    body = TWO_SETTINGS.replace("{batch_size: 4,", "{seed: 3, batch_size: 4,") + "seeds: [1, 2]\n"
+    with pytest.raises(ConfigError, match=r"bad.yaml: setting 1 sets seed and the file has seeds:; valid: one of"):
+        load_experiment("bad", write_jobs(tmp_path, body))
 
 
 @pytest.mark.parametrize("body, message", [
@@ -242,3 +283,72 @@ def test_config_round_trips_through_dict():
                                   "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.5})
     assert config.initial_lr == 0.001  # YAML 1.1 reads 1e-3 as a string
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+# ----------------------------------------------------------------------------- --set overrides
+
+def test_set_replaces_a_key_in_every_setting_and_a_comma_list_adds_a_grid_axis(tmp_path):
+    jobs = write_jobs(tmp_path, TWO_SETTINGS)
+    longer = load_experiment("bad", jobs, parse_overrides(["num_epochs=40", "hidden_size=16"]))
+    assert [(s.config.num_epochs, s.config.hidden_size, s.config.batch_size) for s in longer.settings] == [
+        (40, 16, 2), (40, 16, 4)]
+    assert [s.run_name for s in longer.settings] == ["gru_adam_lr0.001_bs2_h16_l1_keep0.5_ep40",
+                                                     "gru_adam_lr0.001_bs4_h16_l1_keep0.5_ep40"]
+    assert longer.overrides == ("num_epochs=40", "hidden_size=16")
+    swept = load_experiment("bad", jobs, parse_overrides(["initial_lr=0.01,1e-3", "seeds=1111,7"])).settings
+    assert [(s.index, s.config.initial_lr, s.config.batch_size, s.config.seed) for s in swept] == [
+        (0, 0.01, 2, 1111), (1, 0.01, 4, 1111), (2, 0.001, 2, 1111), (3, 0.001, 4, 1111),
+        (4, 0.01, 2, 7), (5, 0.01, 4, 7), (6, 0.001, 2, 7), (7, 0.001, 4, 7)]
+    # --set seeds replaces the file's seeds; values are typed as in a jobs file (true, on, 1e-3)
+    seeded = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + "seeds: [1, 2]\n"),
+                             parse_overrides(["seed=3", "save_best=true", "cuda_graph=off"])).settings
+    assert [(s.config.seed, s.config.save_best, s.config.cuda_graph) for s in seeded] == [(3, True, "off")] * 2
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["num_epochs"], r"^--set num_epochs: expected KEY=VALUE; valid: KEY=VALUE or KEY=VALUE,VALUE,..."),
+    (["num_epochs="], r"^--set num_epochs=: an empty value; valid: KEY=VALUE"),
+    (["hiden_size=3"], r"^--set hiden_size=3: unknown key 'hiden_size'; valid keys: seeds, model, optimizer"),
+    (["num_epochs=forty"], r"^--set num_epochs=forty: num_epochs = 'forty' has type str; expected int$"),
+    (["initial_lr=0.1,x"], r"^--set initial_lr=0.1,x: initial_lr = 'x' has type str; expected float$"),
+    (["initial_lr=0.1,0.1"], r"^--set initial_lr=0.1,0.1: initial_lr value 0.1 appears a second time"),
+    (["seeds=1,1"], r"^--set seeds=1,1: seeds\[1\] = 1 appears a second time; valid: a non-empty list"),
+    (["seeds=-1"], r"^--set seeds=-1: seeds\[0\] = -1 is invalid; valid: a non-empty list of distinct integers"),
+    (["seed=1", "seeds=2"], r"^--set seeds=2: seeds is set a second time \(first by --set seed=1\)"),
+])
+def test_bad_set_texts_are_one_line_naming_set_the_key_and_what_is_valid(texts, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_overrides(texts)
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["num_epochs=0"], r"bad.yaml with --set num_epochs=0, setting 0: num_epochs = 0 is invalid; valid: an "
+                       r"integer >= 1"),
+    (["optimizer=RMSPROP"], r"bad.yaml with --set optimizer=RMSPROP, setting 0: optimizer = 'RMSPROP' is invalid"),
+    (["batch_size=3"], r"bad.yaml with --set batch_size=3: settings 0 and 1 are the same setting"),
+    (["batch_size=" + ",".join(map(str, range(1, 502)))],
+     r"bad.yaml with --set batch_size=1,2,.*: 2 settings x 501 batch_size values = 1002 settings; valid: at most "
+     r"1000 settings per experiment"),
+    (["seeds=" + ",".join(map(str, range(300))), "hidden_size=8,16"],
+     r": 2 settings x 2 hidden_size values x 300 seeds = 1200 settings; valid: at most 1000"),
+])
+def test_set_values_are_validated_in_each_setting_like_the_jobs_file(tmp_path, texts, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS), parse_overrides(texts))
+
+
+def test_submitted_json_records_the_set_texts_and_the_overridden_config(tmp_path):
+    from ptblm.launch.pipeline import mark_accepted
+    from ptblm.launch.tasks import TrainTask
+
+    experiment = load_experiment("3.2", JOBS, parse_overrides(["num_epochs=40"]))
+    plan = plan_experiment(experiment, tmp_path, force=False, scheduler={})
+    mark_accepted(plan, tmp_path, "slurm", experiment.overrides)(
+        TrainTask(experiment.settings[0], str(tmp_path), str(tmp_path)), "5_0", 1.0)
+    submission = rf.read_submission(tmp_path / "3.2" / "gru_adam_lr0.001_bs128_h512_l2_keep0.5_ep40")
+    assert (submission.overrides, submission.config["num_epochs"]) == (["num_epochs=40"], 40)
+
+
+def test_all_is_every_jobs_file_but_the_examples_and_the_smoke_test():
+    assert experiment_names(["all"], JOBS) == ["3.1", "3.2", "3.3", "3.4"]
+    assert experiment_names(["3.2", "smoke", "all", "3.2"], JOBS) == ["3.2", "smoke", "3.1", "3.3", "3.4"]

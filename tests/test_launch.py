@@ -15,7 +15,7 @@ from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile, load_profile
 from ptblm.config import ConfigError
 from ptblm.data import DataError, write_synthetic_corpus
-from ptblm.jobs import load_experiment
+from ptblm.jobs import load_experiment, parse_overrides
 from ptblm.launch.lock import SubmissionLocked, submission_lock
 from ptblm.launch.pipeline import submit_experiment, submit_sbatch
 from ptblm.launch.plan import Action, plan_experiment
@@ -306,6 +306,19 @@ def test_status_reads_run_folders_not_the_jobs_file(tmp_path, synthetic_dir):
     (tmp_path / "jobs" / "tiny.yaml").unlink()
     report = status_report(results, tmp_path / "jobs", None, scheduler=lambda: None, accounting=lambda ids: None)
     assert "tiny" in report and "h10" in report and " running " in report
+
+
+def test_status_with_the_submissions_set_lists_its_settings_not_the_files(tmp_path):
+    overrides = parse_overrides(["num_epochs=5"])
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs", overrides)
+    results = tmp_path / "results"
+    for setting in experiment.settings:
+        running_folder(results, setting, f"8_{setting.index}")
+    quiet = dict(scheduler=lambda: {"8_0": "RUNNING", "8_1": "RUNNING"}, accounting=lambda ids: {})
+    with_set = status_report(results, tmp_path / "jobs", ["tiny"], overrides=overrides, **quiet)
+    assert with_set.count(" running ") == 2 and "not submitted" not in with_set and "_ep5 " in with_set
+    without = status_report(results, tmp_path / "jobs", ["tiny"], **quiet)
+    assert without.count("not submitted") == 2  # the file's own 2-epoch settings
 
 
 def test_sbatch_pins_what_each_task_runs_at_submission(tmp_path, synthetic_dir):

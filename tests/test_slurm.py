@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
-from ptblm.jobs import load_experiment
+from ptblm.jobs import load_experiment, parse_overrides
 
 pytestmark = pytest.mark.slurm
 FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"
@@ -312,3 +312,24 @@ def test_missing_data_is_found_on_the_login_node_and_nothing_is_queued(tmp_path)
                    str(tmp_path / "not-here"), check=False)
     assert result.returncode == 2 and f"{tmp_path}/not-here/ptb.train.txt is missing" in result.stderr
     assert "submitted" not in result.stdout and not results.exists()
+
+
+def test_two_experiments_with_set_are_two_arrays_and_status_shows_both(tmp_path, synthetic_dir):
+    jobs, results = tmp_path / "jobs", tmp_path / "results"
+    write_tiny_jobs(jobs, num_epochs=3)
+    (jobs / "tiny.yaml").rename(jobs / "other.yaml")
+    write_tiny_jobs(jobs, num_epochs=3, hidden_sizes=(10,))
+    locations = ["--jobs", str(jobs), "--results", str(results), "--data", str(synthetic_dir)]
+    output = ptblm("submit", "other", "tiny", "--set", "num_epochs=1", *locations).stdout
+    arrays = re.findall(r"submitted array job (\d+)", output)
+    assert len(arrays) == 2 and arrays[0] != arrays[1], output
+    for job in arrays:
+        wait_for_job(job)
+    for name, job in zip(("other", "tiny"), arrays):
+        setting, = load_experiment(name, jobs, parse_overrides(["num_epochs=1"])).settings
+        run = rf.read_run(setting.run_dir(results))
+        assert run.status.state == rf.DONE and run.status.slurm_job_id.split("_")[0] == job, name  # one task: no _0
+        assert run.config["num_epochs"] == 1 and setting.run_name.endswith("_ep1")
+        assert rf.read_submission(setting.run_dir(results)).overrides == ["num_epochs=1"]
+    table = ptblm("status", "--results", str(results), "--jobs", str(jobs)).stdout
+    assert table.startswith("other: tiny") and "\n\ntiny: tiny" in table and table.count(" done ") == 2

@@ -117,29 +117,42 @@ def default_clusters_dir(environ=os.environ) -> Path:
     return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
 
 
-def experiment_and_profile(args: argparse.Namespace):
-    """Both validated before anything is submitted."""
+def experiments_and_profile(args: argparse.Namespace):
+    """Every named experiment (`all` expanded) and the profile, all validated, --set overrides included,
+    before anything is submitted."""
     from .clusters import load_profile
-    from .jobs import load_experiment
+    from .jobs import experiment_names, load_experiment, parse_overrides
 
-    return load_experiment(args.experiment, args.jobs), load_profile(args.cluster, args.clusters)
+    overrides = parse_overrides(args.set)
+    names = experiment_names(args.experiments, args.jobs)
+    experiments = [load_experiment(name, args.jobs, overrides) for name in names]
+    return experiments, load_profile(args.cluster, args.clusters)
+
+
+def add_override_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
+                        help="override a jobs-file key in every setting (repeatable); a comma list adds a grid "
+                             "axis; seeds=1111,1,2 sets the seeds. Validated like the jobs file, and part of the "
+                             "run names (e.g. --set num_epochs=40 -> ..._ep40)")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from .launch.pipeline import submit_experiment
 
-    experiment, profile = experiment_and_profile(args)
-    submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
-                      dry_run=args.dry_run, force=args.force, executor=args.executor)
+    experiments, profile = experiments_and_profile(args)
+    for experiment in experiments:  # one array (one lock, one plan table) each
+        submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+                          dry_run=args.dry_run, force=args.force, executor=args.executor)
     return 0
 
 
 def cmd_sbatch(args: argparse.Namespace) -> int:
     from .launch.pipeline import submit_sbatch
 
-    experiment, profile = experiment_and_profile(args)
-    submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
-                  script=args.script, dry_run=args.dry_run, force=args.force)
+    experiments, profile = experiments_and_profile(args)
+    for experiment in experiments:
+        submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+                      script=args.script, dry_run=args.dry_run, force=args.force)
     return 0
 
 
@@ -167,9 +180,11 @@ def cmd_sif(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .jobs import experiment_names, parse_overrides
     from .status import status_report
 
-    print(status_report(args.results, args.jobs, args.experiments))
+    print(status_report(args.results, args.jobs, experiment_names(args.experiments, args.jobs),
+                        overrides=parse_overrides(args.set)))
     return 0
 
 
@@ -347,11 +362,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_command
     from .compiling import compile_cache_dir
 
-    bench_command(args.full, args.only, args.device, args.jobs, args.out or default_results_dir() / "bench",
+    from .layout import bench_dir
+
+    bench_command(args.full, args.only, args.device, args.jobs, args.out or bench_dir(default_results_dir()),
                   args.precision, args.warmup, args.steps,
                   compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None,
                   runs_per_gpu=args.runs_per_gpu)
     return 0
+
+
+EXPERIMENTS_HELP = ("jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file; several (one array each), or all: "
+                    "every jobs file but the examples (example-*) and the smoke test")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,21 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit",
                                  help="submit an experiment as one Slurm array (local processes without Slurm)")
-    submit.add_argument("experiment", help="jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file")
+    submit.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
     submit.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     submit.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
                         help="auto = Slurm when a cluster answers sinfo, else local processes")
-    submit.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
+    submit.add_argument("--dry-run", action="store_true", help="print the plan and its cost (resources, projected "
+                        "time from results/bench/*.json, GPU-hours), submit nothing")
     submit.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_override_flag(submit)
     add_location_flags(submit)
     submit.set_defaults(handler=cmd_submit)
 
     sbatch = commands.add_parser("sbatch", help="submit an experiment through slurm/array.sbatch (no submitit)")
-    sbatch.add_argument("experiment")
+    sbatch.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
     sbatch.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"))
-    sbatch.add_argument("--dry-run", action="store_true", help="print the sbatch command, submit nothing")
+    sbatch.add_argument("--dry-run", action="store_true", help="print the plan, its cost and the sbatch command, "
+                        "submit nothing")
     sbatch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_override_flag(sbatch)
     add_location_flags(sbatch)
     sbatch.set_defaults(handler=cmd_sbatch)
 
@@ -415,7 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     sif.set_defaults(handler=cmd_sif)
 
     status = commands.add_parser("status", help="a table per experiment from the run folders")
-    status.add_argument("experiments", nargs="*", help="experiments (default: every one with results)")
+    status.add_argument("experiments", nargs="*", help="experiments, or all (every jobs file but the examples "
+                        "and the smoke test); default: every one with results")
+    status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
+                        help="as given to submit: the settings not submitted yet are listed with these overrides")
     add_location_flags(status, data=False)
     status.set_defaults(handler=cmd_status)
 

@@ -122,7 +122,7 @@ class RunConfig:
         missing = [name for name in required if name not in values]
         if missing:
             raise ConfigError(f"{where}: missing key {missing[0]!r} (required: {', '.join(required)})")
-        converted = {name: _convert(where, name, known[name].type, value) for name, value in values.items()}
+        converted = {name: convert_value(where, name, known[name].type, value) for name, value in values.items()}
         if converted.get("debug"):
             converted.update(DEBUG_CHANGES, **(DEBUG_TRANSFORMER if converted["model"] == "TRANSFORMER" else {}))
         config = cls(**converted)
@@ -182,7 +182,7 @@ class RunConfig:
 _TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def _convert(where: str, key: str, type_name: Any, value: Any) -> Any:
+def convert_value(where: str, key: str, type_name: Any, value: Any) -> Any:
     expected = _TYPE_NAMES[str(type_name)]
     if key in ON_OFF_OPTIONS and isinstance(value, bool):
         return "on" if value else "off"

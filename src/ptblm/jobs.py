@@ -5,11 +5,17 @@ A jobs file has three optional parts, merged in this order (later wins):
     common: {...}           what every setting of this experiment shares
     settings: [{...}, ...]  one entry per setting, listing only what differs
     grid: {key: [v1, v2]}   optional sweep: the product of the values, appended after `settings`
-Settings are numbered from 0 in file order; that number is the Slurm array task id. An experiment holds
-at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names results/<exp>/.
+    seeds: [1111, 1, 2]     optional: every setting once per seed
+Settings are numbered from 0 in file order; that number is the Slurm array task id. With seeds, the file's
+n settings are numbered 0..n-1 with the first seed, n..2n-1 with the second, and so on: the first seed's
+block keeps the numbers (and, for the default seed 1111, the run names) the file had without `seeds:`.
+`--set KEY=VALUE[,VALUE...]` (Overrides) goes over all of it; each further value repeats the block the same way.
+An experiment holds at most MAX_SETTINGS; its name (the file's) must be a safe folder name, since it names
+results/<exp>/.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -17,16 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 
 from . import layout
-from .config import ConfigError, RunConfig, read_yaml_mapping
+from .config import MAX_SEED, ConfigError, RunConfig, convert_value, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
 # The experiment's name (its file's) names results/<exp>/: no dot first (no `..`, no hidden folder), no slash.
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-TOP_LEVEL_KEYS = ("description", "common", "settings", "grid")
+TOP_LEVEL_KEYS = ("description", "common", "settings", "grid", "seeds")
 JOBS_FILE_SHAPE = f"a mapping with keys {', '.join(TOP_LEVEL_KEYS)}"
+ALL = "all"  # every jobs file but the examples (example-*) and the smoke test
+NOT_IN_ALL = "the examples (example-*.yaml) and the smoke test (smoke.yaml)"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,64 @@ class Experiment:
     path: Path
     description: str
     settings: tuple[Setting, ...]
+    overrides: tuple[str, ...] = ()  # the --set texts it was loaded with
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """`--set KEY=VALUE[,VALUE...]`: one value replaces the key in every setting (over the file's own), a
+    comma list adds a grid axis; `seeds=` (or `seed=`) replaces the file's seeds."""
+
+    values: dict[str, list]  # RunConfig key -> its typed values
+    seeds: list[int] | None = None
+    texts: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return " ".join(f"--set {text}" for text in self.texts)
+
+
+OVERRIDE_SHAPE = "valid: KEY=VALUE or KEY=VALUE,VALUE,... (e.g. --set num_epochs=40, --set seeds=1111,1,2)"
+
+
+def _override_value(text: str, piece: str) -> Any:
+    """One value as YAML reads it in a jobs file (40 is an int, 1e-3 a float, GRU a string)."""
+    if not piece.strip():
+        raise ConfigError(f"--set {text}: an empty value; {OVERRIDE_SHAPE}")
+    try:
+        return yaml.safe_load(piece)
+    except yaml.YAMLError:
+        return piece
+
+
+def parse_overrides(texts: list[str]) -> Overrides:
+    """--set texts -> typed Overrides; each error one line naming --set, the key and what is valid. Values
+    are checked for their type here and, merged into each setting, like any jobs-file value."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    values: dict[str, list] = {}
+    seeds, first = None, {}
+    for text in texts:
+        key, equals, raw = text.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ConfigError(f"--set {text}: expected KEY=VALUE; {OVERRIDE_SHAPE}")
+        if key not in fields and key not in ("seeds", "seed"):
+            raise ConfigError(f"--set {text}: unknown key {key!r}; valid keys: seeds, {', '.join(fields)}")
+        name = "seeds" if key in ("seeds", "seed") else key
+        if name in first:
+            raise ConfigError(f"--set {text}: {name} is set a second time (first by --set {first[name]}); valid: "
+                              f"each key once, with a comma list for several values")
+        first[name] = text
+        parsed = [_override_value(text, piece) for piece in raw.split(",")]
+        if name == "seeds":
+            seeds = check_seeds(f"--set {text}", parsed)
+            continue
+        typed = [convert_value(f"--set {text}", key, fields[key].type, value) for value in parsed]
+        for i, value in enumerate(typed):
+            if value in typed[:i]:
+                raise ConfigError(f"--set {text}: {key} value {value!r} appears a second time; valid: distinct "
+                                  f"values")
+        values[key] = typed
+    return Overrides(values, seeds, tuple(texts))
 
 
 def jobs_file(experiment: str, jobs_dir: Path) -> Path:
@@ -62,6 +129,15 @@ def jobs_file(experiment: str, jobs_dir: Path) -> Path:
         raise ConfigError(f"no experiment {experiment!r}: {path} does not exist; "
                           f"known experiments: {', '.join(known) or 'none'}")
     return path
+
+
+def experiment_names(names: list[str], jobs_dir: Path) -> list[str]:
+    """The experiments a command names, `all` expanded to the study's jobs files (sorted; not NOT_IN_ALL);
+    each once, in the order given."""
+    study = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml")
+                   if p.name != DEFAULTS_FILE and p.stem != "smoke" and not p.stem.startswith("example"))
+    expanded = [part for name in names for part in (study if name == ALL else [name])]
+    return list(dict.fromkeys(expanded))
 
 
 def _expect_mapping(path: Path, key: str, value: Any) -> dict:
@@ -87,8 +163,21 @@ def grid_settings(path: Path, grid: dict[str, Any], listed: int = 0) -> list[dic
     return [dict(zip(keys, combination)) for combination in itertools.product(*(grid[k] for k in keys))]
 
 
-def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
-    """Read, merge and validate every setting; any error stops before anything runs."""
+def check_seeds(where: str, seeds: Any) -> list[int]:
+    """A non-empty list of distinct seeds in torch's and numpy's range."""
+    valid = f"valid: a non-empty list of distinct integers from 0 to {MAX_SEED}, e.g. [1111, 1, 2]"
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{where}: seeds = {seeds!r} is invalid; {valid}")
+    for i, seed in enumerate(seeds):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{where}: seeds[{i}] = {seed!r} is invalid; {valid}")
+        if seed in seeds[:i]:
+            raise ConfigError(f"{where}: seeds[{i}] = {seed} appears a second time; {valid}")
+    return seeds
+
+
+def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None = None) -> Experiment:
+    """Read, merge and validate every setting (with `overrides` on top); any error stops before anything runs."""
     path = jobs_file(experiment, jobs_dir)
     if not EXPERIMENT_NAME.fullmatch(path.stem):
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
@@ -110,17 +199,39 @@ def load_experiment(experiment: str, jobs_dir: Path) -> Experiment:
     entries += grid_settings(path, _expect_mapping(path, "grid", content.get("grid") or {}), len(entries))
     if not entries:
         raise ConfigError(f"{path}: no settings (add a `settings:` list or a `grid:`)")
+    seeds = None
+    if "seeds" in content:
+        seeds = check_seeds(str(path), content["seeds"])
+        if "seed" in common or any("seed" in entry for entry in entries):
+            place = "common" if "seed" in common else f"setting {next(i for i, e in enumerate(entries) if 'seed' in e)}"
+            raise ConfigError(f"{path}: {place} sets seed and the file has seeds:; valid: one of the two")
+    overrides = overrides or Overrides({})
+    seeds = overrides.seeds or seeds
+    where = f"{path} with {overrides.describe()}" if overrides.texts else str(path)
+    factors = [(len(entries), "settings"), *((len(v), f"{k} values") for k, v in overrides.values.items()
+                                             if len(v) > 1), *([(len(seeds), "seeds")] if seeds else [])]
+    total = math.prod(count for count, _ in factors)
+    if total > MAX_SETTINGS:
+        raise ConfigError(f"{where}: {' x '.join(f'{count} {what}' for count, what in factors)} = {total} settings; "
+                          f"valid: at most {MAX_SETTINGS} settings per experiment (split the sweep into several "
+                          f"jobs files)")
+    axes = overrides.values
+    combinations = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    # block by block: the file's settings, then again for each further --set combination, then for each seed
+    entries = [{**entry, **combination, **({"seed": seed} if seed is not None else {})}
+               for seed in (seeds or [None]) for combination in combinations for entry in entries]
     name = path.stem
     settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
-                                                          where=f"{path}, setting {i}"))
+                                                          where=f"{where}, setting {i}"))
                      for i, entry in enumerate(entries))
     seen: dict[str, int] = {}
     for setting in settings:
         if setting.run_name in seen:
-            raise ConfigError(f"{path}: settings {seen[setting.run_name]} and {setting.index} are the same "
+            raise ConfigError(f"{where}: settings {seen[setting.run_name]} and {setting.index} are the same "
                               f"setting ({setting.run_name}); make them differ or remove one")
         seen[setting.run_name] = setting.index
-    return Experiment(name=name, path=path, description=str(content.get("description", "")), settings=settings)
+    return Experiment(name=name, path=path, description=str(content.get("description", "")), settings=settings,
+                      overrides=overrides.texts)
 
 
 def select_settings(experiment: Experiment, indices: list[int] | None) -> list[Setting]:

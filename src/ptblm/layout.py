@@ -22,6 +22,7 @@ MANUAL_EXPERIMENT = "manual"
 REPORT_FOLDER = "report"
 DEMO_FOLDER = "demo"
 COMPILE_CACHE_FOLDER = ".compile-cache"
+BENCH_FOLDER = "bench"  # ptblm bench's JSON files, read back by the dry run's cost projection
 FINGERPRINT_CACHE_FILE = ".corpus-fingerprints.json"
 
 
@@ -35,6 +36,10 @@ def report_dir(results_dir: Path) -> Path:
 
 def demo_results_dir(results_dir: Path) -> Path:
     return Path(results_dir) / DEMO_FOLDER
+
+
+def bench_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / BENCH_FOLDER
 
 
 def compile_cache_dir(results_dir: Path) -> Path:

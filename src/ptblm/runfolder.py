@@ -274,6 +274,7 @@ class Submission:
     submitted_at: float
     setting_index: int | None = None  # what was submitted into this folder (absent in older folders)
     config: dict | None = None  # the RunConfig fields
+    overrides: list[str] | None = None  # the `--set KEY=VALUE` texts the setting was submitted with
 
 
 def write_submission(folder: Path, submission: Submission) -> None:

@@ -135,9 +135,10 @@ def status_table(results_dir: Path, experiment: str, planned: Experiment | None 
 
 
 def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = None,
-                  scheduler=None, accounting=None) -> str:
+                  scheduler=None, accounting=None, overrides=None) -> str:
     """The tables of `names` (default: every experiment with results), one squeue poll for all of them.
-    `scheduler` and `accounting` are functions (squeue_states, sacct_states), to be replaced in tests."""
+    `scheduler` and `accounting` are functions (squeue_states, sacct_states), to be replaced in tests;
+    `overrides` (jobs.Overrides, from --set) make the "not submitted" rows those of a submission with them."""
     from .jobs import load_experiment
     from .launch.slurm import sacct_states, squeue_states
 
@@ -151,7 +152,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
         has_jobs_file = Path(name).suffix in (".yaml", ".yml") or (Path(jobs_dir) / f"{name}.yaml").is_file()
         planned = None  # the jobs file only adds "not submitted" rows
         if has_jobs_file or not layout.experiment_dir(results_dir, name).is_dir():
-            planned = load_experiment(name, jobs_dir)  # raises the usual one line for an unknown experiment
+            planned = load_experiment(name, jobs_dir, overrides)  # the usual one line for an unknown experiment
         experiment = planned.name if planned else name
         final = (accounting or sacct_states)(lost_job_ids(results_dir, experiment, queued))
         tables.append(status_table(results_dir, experiment, planned, queued, final))

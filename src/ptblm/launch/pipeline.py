@@ -22,6 +22,7 @@ from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import corpus_fingerprint
 from ..jobs import Experiment
 from .checks import check_data_for_submission
+from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, plan_experiment, plan_table
@@ -57,9 +58,9 @@ def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | T
     return [TrainGroup(tuple(tasks[i:i + runs_per_gpu])) for i in range(0, len(tasks), runs_per_gpu)]
 
 
-def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str):
+def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, overrides: tuple[str, ...] = ()):
     """What happens once the scheduler has accepted a job: its forced folders are emptied, then each run
-    folder records the job (submitted.json, with the setting it runs)."""
+    folder records the job (submitted.json, with the setting it runs and the --set texts that made it)."""
     forced = {task.setting.index for task in plan if task.forced}
 
     def accepted(job: TrainTask | TrainGroup, job_id: str | None, submitted_at: float) -> None:
@@ -68,7 +69,7 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str):
                 rf.clear_run_folder(member.run_dir)
             rf.write_submission(member.run_dir, rf.Submission(
                 job_id, executor, submitted_at, setting_index=member.setting.index,
-                config=member.setting.config.to_dict()))
+                config=member.setting.config.to_dict(), overrides=list(overrides) or None))
     return accepted
 
 
@@ -109,7 +110,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             layout.submit_lock_path(results_dir, experiment.name), experiment.name):
         scheduler = {} if executor == "local" else squeue_states()
         plan = plan_experiment(experiment, results_dir, force, scheduler, corpus)
-        echo(f"experiment {experiment.name} ({experiment.path}): {experiment.description}")
+        overridden = "".join(f" --set {text}" for text in experiment.overrides)
+        echo(f"experiment {experiment.name} ({experiment.path}{overridden}): {experiment.description}")
         echo(plan_table(plan))
         todo = [task for task in plan if task.runs]
         if dry_run:
@@ -117,6 +119,9 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                 echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
                                           results_dir=results_dir, data_dir=data_dir,
                                           command=sbatch_job_command(spec), script=script)[0]))
+            costs = project_costs([task.setting for task in todo], profile,
+                                  read_bench_reports(layout.bench_dir(results_dir)))
+            echo(cost_table(costs, profile))
             echo("dry run: nothing submitted")
             return SubmitOutcome(plan, "none", [], logs_dir)
         if not todo:
@@ -124,7 +129,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             return SubmitOutcome(plan, "none", [], logs_dir)
         if spec:
             echo(f"tasks run inside {spec.image} ({spec.kind})")
-        accepted = mark_accepted(plan, results_dir, executor)
+        accepted = mark_accepted(plan, results_dir, executor, experiment.overrides)
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
         threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
         watch = os.getpid() if executor == "local" else None  # local trainers stop when this process is gone
