@@ -352,3 +352,13 @@ def test_submitted_json_records_the_set_texts_and_the_overridden_config(tmp_path
 def test_all_is_every_jobs_file_but_the_examples_and_the_smoke_test():
     assert experiment_names(["all"], JOBS) == ["3.1", "3.2", "3.3", "3.4"]
     assert experiment_names(["3.2", "smoke", "all", "3.2"], JOBS) == ["3.2", "smoke", "3.1", "3.3", "3.4"]
+
+
+def test_each_setting_carries_its_experiments_description_into_the_pinned_tasks(tmp_path):
+    """What a task records in its run folder (config.json "description") for the report's section titles."""
+    from ptblm.launch.sbatch import pinned_setting, write_pinned_tasks
+
+    experiment = load_experiment("3.2", REPO / "jobs")
+    assert experiment.description and {s.description for s in experiment.settings} == {experiment.description}
+    pinned = write_pinned_tasks(list(experiment.settings), tmp_path, "3.2")
+    assert pinned_setting(pinned, 1) == experiment.settings[1]

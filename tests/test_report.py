@@ -610,18 +610,16 @@ def test_the_readme_shows_a_page_of_the_report_as_a_small_png():
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000
 
 
-def test_a_description_recorded_in_the_run_folders_wins_over_the_jobs_file(tmp_path):
+def test_section_titles_come_from_the_description_the_run_folders_record(tmp_path, synthetic_dir):
+    """No jobs file is read: a folder records its experiment's description when it trains; older ones have none."""
     from ptblm.report.summary import experiment_descriptions, summarize
 
-    recorded = hand_run(tmp_path / "3.1" / "a", [(200.0, 150.0)])
-    recorded.provenance["description"] = "as trained"
-    old = hand_run(tmp_path / "3.2" / "b", [(200.0, 150.0)])
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    for name in ("3.1", "3.2"):
-        (jobs / f"{name}.yaml").write_text(yaml.safe_dump({**JOBS[name], "description": f"jobs {name}"}))
-    assert experiment_descriptions(summarize([recorded, old]), jobs) == {"3.1": "as trained", "3.2": "jobs 3.2"}
-    assert experiment_descriptions(summarize([recorded, old]), tmp_path / "gone") == {"3.1": "as trained", "3.2": ""}
+    train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "3.1" / "a", experiment="3.1", setting_index=0,
+              description="as trained", echo=False)
+    trained = rf.read_run(tmp_path / "3.1" / "a")
+    assert trained.provenance["description"] == "as trained"
+    older = hand_run(tmp_path / "3.2" / "b", [(200.0, 150.0)])  # from before descriptions were recorded
+    assert experiment_descriptions(summarize([trained, older])) == {"3.1": "as trained", "3.2": ""}
 
 
 # --- several seeds of one setting ---------------------------------------------------------------

@@ -238,7 +238,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from .report.tables import markdown_table, write_tables
 
     summaries = load_summaries(args.results, args.experiments)
-    written = write_tables(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs))
+    written = write_tables(summaries, report_dir(args), experiment_descriptions(summaries))
     print(markdown_table(summaries))
     print(f"\nwrote {len(written)} files to {written[0].parent}")
     return 0
@@ -290,7 +290,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.summary import experiment_descriptions, load_summaries
 
     summaries = load_summaries(args.results, args.experiments)
-    report = write_report(summaries, report_dir(args), experiment_descriptions(summaries, args.jobs), args.results,
+    report = write_report(summaries, report_dir(args), experiment_descriptions(summaries), args.results,
                           threshold=args.threshold)
     print((report.tex.parent / "facts.md").read_text())
     for item in report.missing:

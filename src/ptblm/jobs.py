@@ -43,6 +43,7 @@ class Setting:
     experiment: str
     index: int  # 0-based position in the jobs file = Slurm array task id
     config: RunConfig
+    description: str = ""  # the experiment's, recorded in each run folder (report titles read it there)
 
     @property
     def run_name(self) -> str:
@@ -221,8 +222,9 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
     entries = [{**entry, **combination, **({"seed": seed} if seed is not None else {})}
                for seed in (seeds or [None]) for combination in combinations for entry in entries]
     name = path.stem
+    description = str(content.get("description", ""))
     settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
-                                                          where=f"{where}, setting {i}"))
+                                                          where=f"{where}, setting {i}"), description)
                      for i, entry in enumerate(entries))
     seen: dict[str, int] = {}
     for setting in settings:
@@ -230,7 +232,7 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
             raise ConfigError(f"{where}: settings {seen[setting.run_name]} and {setting.index} are the same "
                               f"setting ({setting.run_name}); make them differ or remove one")
         seen[setting.run_name] = setting.index
-    return Experiment(name=name, path=path, description=str(content.get("description", "")), settings=settings,
+    return Experiment(name=name, path=path, description=description, settings=settings,
                       overrides=overrides.texts)
 
 

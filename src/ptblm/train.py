@@ -117,7 +117,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 
 
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
-              experiment: str | None = None, setting_index: int | None = None,
+              experiment: str | None = None, setting_index: int | None = None, description: str | None = None,
               command_line: list[str] | None = None, interactive: bool | None = None,
               echo: bool = True, scratch_dir: Path | None = None,
               compile_cache: Path | None = None, slurm_job_id: str | None = None,
@@ -131,7 +131,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
     `slurm_job_id` ("123_4") is recorded in status.json and in the lock, to name this run to others.
     The corpus's fingerprint (ptblm.data.corpus_fingerprint, cached in `fingerprint_cache`) is recorded in
-    config.json: a run folder resumes only on the corpus it was trained on.
+    config.json: a run folder resumes only on the corpus it was trained on. `experiment`, `setting_index` and
+    the experiment's `description` go into config.json too, so that status and reports read the run folder alone.
     """
     out_dir = Path(out_dir)
     check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
@@ -142,13 +143,13 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         if not holder.enforced:
             RunLog(out_dir, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
                                        f"writer into this folder would not be refused")
-        return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, experiment, setting_index,
-                                   command_line, interactive, echo, scratch_dir, compile_cache, slurm_job_id,
-                                   should_stop)
+        origin = {"experiment": experiment, "setting_index": setting_index, "description": description}
+        return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, origin, command_line,
+                                   interactive, echo, scratch_dir, compile_cache, slurm_job_id, should_stop)
 
 
-def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir: Path, force: bool, experiment,
-                        setting_index, command_line, interactive, echo: bool, scratch_dir, compile_cache,
+def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir: Path, force: bool, origin: dict,
+                        command_line, interactive, echo: bool, scratch_dir, compile_cache,
                         slurm_job_id, should_stop) -> rf.RunStatus:
     recorded_corpus = None
     if not force and (out_dir / rf.CONFIG_FILE).exists():
@@ -174,7 +175,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
             use_compile_cache(compile_cache)
         if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
             log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
-        return _train(config, data_dir, corpus, out_dir, log, experiment, setting_index, command_line,
+        return _train(config, data_dir, corpus, out_dir, log, origin, command_line,
                       sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
                       should_stop or (lambda: False))
     except StopRequested:
@@ -200,9 +201,8 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
         raise
 
 
-def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log: RunLog, experiment, setting_index,
-           command_line, interactive: bool, slurm_job_id: str | None,
-           should_stop: Callable[[], bool]) -> rf.RunStatus:
+def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log: RunLog, origin: dict,
+           command_line, interactive: bool, slurm_job_id: str | None, should_stop: Callable[[], bool]) -> rf.RunStatus:
     corpus: Corpus = load_corpus(data_dir)
     device = pick_device(config.device)
     if cpu_fallback_note(device):
@@ -229,7 +229,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         log(f"resuming from {last_path} after epoch {start_epoch}/{config.num_epochs}")
 
     rf.write_config(out_dir, config.to_dict(), {
-        "experiment": experiment, "setting_index": setting_index, "run_name": config.run_name(),
+        **origin, "run_name": config.run_name(),
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
         **provenance(device, command_line)})

@@ -47,7 +47,8 @@ def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProf
 def write_pinned_tasks(settings: list[Setting], results_dir: Path, experiment: str) -> Path:
     """What each array task (id = setting number) runs, fixed now."""
     path = layout.pinned_tasks_path(results_dir, experiment, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    rf.atomic_write_json(path, {"experiment": experiment, "tasks": {
+    description = settings[0].description if settings else ""
+    rf.atomic_write_json(path, {"experiment": experiment, "description": description, "tasks": {
         str(s.index): {"run_name": s.run_name, "config": s.config.to_dict()} for s in settings}})
     return path
 
@@ -58,7 +59,8 @@ def pinned_setting(path: Path, task: int) -> Setting:
     entry = pinned.get("tasks", {}).get(str(task))
     if entry is None:
         raise ConfigError(f"{path}: no task {task}; pinned tasks: {', '.join(pinned.get('tasks', {})) or 'none'}")
-    return Setting(pinned["experiment"], task, RunConfig.from_dict(entry["config"], where=f"{path}, task {task}"))
+    return Setting(pinned["experiment"], task, RunConfig.from_dict(entry["config"], where=f"{path}, task {task}"),
+                   str(pinned.get("description", "")))
 
 
 def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dict, experiment: Experiment, *,

@@ -109,6 +109,7 @@ class TrainTask:
                 torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe
                 status = train_run(self.setting.config, Path(self.data_dir), self.run_dir,
                                    experiment=self.setting.experiment, setting_index=self.setting.index,
+                                   description=self.setting.description,
                                    command_line=sys.argv, interactive=False,
                                    scratch_dir=os.environ.get("SLURM_TMPDIR"),
                                    compile_cache=compile_cache_dir(Path(self.results_dir)), should_stop=stop.is_set,

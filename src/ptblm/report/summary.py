@@ -218,18 +218,9 @@ def file_stem(experiment: str) -> str:
     return "exp-" + "".join(c if c.isalnum() or c == "-" else "_" for c in experiment)
 
 
-def experiment_descriptions(summaries: list[RunSummary], jobs_dir: Path) -> dict[str, str]:
+def experiment_descriptions(summaries: list[RunSummary]) -> dict[str, str]:
     """Experiment -> its description, for section titles only: the one its run folders record
-    (config.json "description"), else its jobs file's (run folders written before they recorded it),
-    else '' (results rsync-ed alone)."""
-    from ..config import ConfigError
-    from ..jobs import load_experiment
-
-    descriptions = {}
-    for experiment, group in by_experiment(summaries).items():
-        recorded = next((s.run.provenance["description"] for s in group if s.run.provenance.get("description")), "")
-        try:
-            descriptions[experiment] = recorded or load_experiment(experiment, jobs_dir).description
-        except ConfigError:
-            descriptions[experiment] = ""
-    return descriptions
+    (config.json "description"), else '' (folders trained before they recorded it)."""
+    return {experiment: next((s.run.provenance["description"] for s in group if s.run.provenance.get("description")),
+                             "")
+            for experiment, group in by_experiment(summaries).items()}
