@@ -185,15 +185,21 @@ def reference_curves(tmp_path: Path, jobs_dir: Path, name: str, data: Path) -> l
     return [(r.train_ppl, r.valid_ppl) for r in rf.read_curves(setting.run_dir(tmp_path / "reference")).epochs]
 
 
+def submit_one_slow_run(tmp_path: Path, corpus: Path, num_epochs: int) -> tuple[list[str], str, str, Path]:
+    """One 64-unit setting submitted through the scheduler: (its --jobs/--results/--data flags, experiment, job id,
+    run folder)."""
+    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
+    name = write_tiny_jobs(jobs_dir, num_epochs=num_epochs, hidden_sizes=(64,))
+    locations = ["--jobs", str(jobs_dir), "--results", str(results), "--data", str(corpus)]
+    job = submitted_job(ptblm("submit", name, *locations).stdout)
+    return locations, name, job, load_experiment(name, jobs_dir).settings[0].run_dir(results)
+
+
 @pytest.mark.parametrize("fault", ["preempt-usr2", "kill-and-resubmit"])
 def test_interrupted_task_resumes_to_the_uninterrupted_curves(tmp_path, slow_corpus, fault):
     """USR2 (what Slurm sends before a time limit or on preemption): submitit checkpoints and requeues.
     SIGKILL (a node crash, scancel): nothing is saved but last.pt, and a resubmission resumes."""
-    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
-    name = write_tiny_jobs(jobs_dir, num_epochs=8, hidden_sizes=(64,))
-    locations = ["--jobs", str(jobs_dir), "--results", str(results), "--data", str(slow_corpus)]
-    job = submitted_job(ptblm("submit", name, *locations).stdout)
-    run_dir = load_experiment(name, jobs_dir).settings[0].run_dir(results)
+    locations, name, job, run_dir = submit_one_slow_run(tmp_path, slow_corpus, num_epochs=8)
     wait_for_epochs(run_dir, 2)
     task_job = rf.read_submission(run_dir).job_id  # "9" for a one-task submission (no array), else "9_0"
     assert task_job.split("_")[0] == job
@@ -209,7 +215,7 @@ def test_interrupted_task_resumes_to_the_uninterrupted_curves(tmp_path, slow_cor
         wait_for_job(job)
         interrupted = rf.read_run(run_dir)  # readable after the kill
         assert interrupted.status.state != rf.DONE and 2 <= len(interrupted.curves.epochs) < 8
-        status = ptblm("status", name, "--jobs", str(jobs_dir), "--results", str(results)).stdout
+        status = ptblm("status", name, *locations[:4]).stdout  # --jobs, --results
         assert " lost " in status and f"job {task_job} is no longer queued or running" in status  # one squeue poll
         assert "resume: from last.pt" in ptblm("submit", name, *locations, "--dry-run").stdout
         wait_for_job(submitted_job(ptblm("submit", name, *locations).stdout))
@@ -217,7 +223,7 @@ def test_interrupted_task_resumes_to_the_uninterrupted_curves(tmp_path, slow_cor
     assert final.status.state == rf.DONE and len(final.curves.epochs) == 8
     assert "resuming from" in (run_dir / rf.LOG_FILE).read_text()
     curves = [(r.train_ppl, r.valid_ppl) for r in final.curves.epochs]
-    assert curves == reference_curves(tmp_path, jobs_dir, name, slow_corpus)
+    assert curves == reference_curves(tmp_path, tmp_path / "jobs", name, slow_corpus)
 
 
 @pytest.mark.parametrize("command", ["submit", "sbatch"])
@@ -269,18 +275,14 @@ def test_max_array_size_is_read_from_the_cluster():
 def test_scancel_stops_a_running_task_at_once_and_leaves_it_resumable(tmp_path, slow_corpus):
     """scancel sends SIGTERM (submitit only logs it): the task stops after the batch, long before KillWait's
     SIGKILL, and says `cancelled`; resubmitting resumes it."""
-    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
-    name = write_tiny_jobs(jobs_dir, num_epochs=30, hidden_sizes=(64,))
-    locations = ["--jobs", str(jobs_dir), "--results", str(results), "--data", str(slow_corpus)]
-    job = submitted_job(ptblm("submit", name, *locations).stdout)
-    run_dir = load_experiment(name, jobs_dir).settings[0].run_dir(results)
+    locations, name, job, run_dir = submit_one_slow_run(tmp_path, slow_corpus, num_epochs=30)
     wait_for_epochs(run_dir, 1)
     subprocess.run(["scancel", rf.read_submission(run_dir).job_id], check=True)
     wait_for_job(job, timeout_s=120)
     status = rf.read_status(run_dir)
     assert status.state == rf.CANCELLED and 1 <= status.epochs_done < 30
     assert "stopped on request" in (run_dir / rf.LOG_FILE).read_text()  # our handler, not the SIGKILL
-    table = ptblm("status", name, "--jobs", str(jobs_dir), "--results", str(results)).stdout
+    table = ptblm("status", name, *locations[:4]).stdout  # --jobs DIR --results DIR
     assert " cancelled " in table
     assert "resume: from last.pt" in ptblm("submit", name, *locations, "--dry-run").stdout
 
