@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 MODELS = ("RNN", "GRU", "TRANSFORMER")
 OPTIMIZERS = ("SGD", "SGD_LR_SCHEDULE", "ADAM")
 IMPLEMENTATIONS = ("fast", "reference")  # reference = the plain nested loop over time and layers
@@ -35,7 +37,7 @@ DEBUG_CHANGES = {"num_epochs": 1, "log_steps": True}
 DEBUG_TRANSFORMER = {"hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.9, "n_heads": 16}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting that cannot run; the message names where, the key, the value and what is valid."""
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .errors import UserError
 from .runfolder import atomic_write_bytes, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ PTB_TGZ_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 PTB_TGZ_MEMBER = "./simple-examples/data/{name}"
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Missing, unreadable or corrupt data; the message says which file and what to do."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .errors import UserError
 
 CONFIG_FILE = "config.json"
 CURVES_FILE = "curves.json"
@@ -49,7 +50,7 @@ FINISHED_STATES = (DONE, DIVERGED)  # resubmission skips these unless forced
 FORMAT_VERSION = 1
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError, RuntimeError):
     """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
 
 

@@ -31,6 +31,7 @@ from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import ConfigError, RunConfig
 from .data import Corpus, check_data_dir, corpus_fingerprint, load_corpus, stage_data
+from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .models import build_model
 from .provenance import cpu_fallback_note, provenance
@@ -41,7 +42,7 @@ LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
 
 
-class RunFolderMismatch(RuntimeError):
+class RunFolderMismatch(UserError, RuntimeError):
     """The run folder holds another setting: resuming would mix two experiments."""
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from ..errors import UserError
 from ..runlock import LockBusy, exclusive_lock
 
 
-class SubmissionLocked(RuntimeError):
+class SubmissionLocked(UserError, RuntimeError):
     """Another submission of the same experiment is planning or submitting now."""
 
 

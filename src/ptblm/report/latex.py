@@ -11,6 +11,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
+
 PACKAGES = ("booktabs", "graphicx", "caption", "float")
 PLACEMENT = "H"  # float's "here, exactly": each table and figure stays in its section, never alone on a page
 INSTALL_HINT = ("no LaTeX found (latexmk or pdflatex): install it, e.g. `apt-get install "
@@ -24,7 +26,7 @@ _SPECIAL = {
 _SPECIAL_PATTERN = re.compile("|".join(re.escape(character) for character in _SPECIAL))
 
 
-class LatexError(RuntimeError):
+class LatexError(UserError, RuntimeError):
     """The document did not compile; the message names the log and quotes its first error."""
 
 

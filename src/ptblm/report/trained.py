@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import runfolder as rf
 from ..config import RunConfig
 from ..data import Corpus, DataError, load_corpus
+from ..errors import UserError
 from ..models import build_model
 from ..models._recurrent import RecurrentLM
 from ..train import load_checkpoint
@@ -23,7 +24,7 @@ from ..train import load_checkpoint
 DEFAULT_RUNS = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # model -> (experiment, setting index)
 
 
-class MissingRun(FileNotFoundError):
+class MissingRun(UserError, FileNotFoundError):
     """A run the analysis needs has no best.pt; the message says which and how to name another."""
 
 

@@ -1,0 +1,11 @@
+"""The one base class of the errors a person can act on (kept free of torch, so every command may import it).
+
+`ptblm`'s command line prints a UserError as one line and exits 1; a usage error (argparse's) exits 2; anything
+else is a bug, or the machine's (CUDA out of memory), and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in what a person asked for, or a state of their files they can fix: the message names the
+    file or flag, the value, and what would be valid."""
