@@ -282,7 +282,7 @@ def test_figures_are_printed_at_their_drawn_size_with_text_of_at_least_8pt(chain
     assert drawn and min(min(sizes) for sizes in drawn) >= 8
     rows = figure.axes[::2]
     assert len(rows) == 3 and [axis.get_title(loc="left") for axis in figure.axes[:2]] == [
-        "(a) RNN, by epoch", "(b) RNN, by wall-clock"]
+        "(a) RNN, by epoch", "(b) RNN, by time"]
     for axis in figure.axes:  # legends outside the data: right of the panel
         legend = axis.get_legend()
         if legend is not None:

@@ -129,7 +129,7 @@ def plot(results: list[ModelGradients]) -> Figure:
         rescaled.set_title(f"{next(tags)} rescaled to [0, 1]", loc="left")
         rescaled.set_ylim(-0.03, 1.03)
         raw.set_title(f"{next(tags)} raw (log scale)", loc="left")
-        log_y_axis(raw)
+        log_y_axis([raw])
         rescaled.set_ylabel("gradient norm")
         for axis in (rescaled, raw):
             axis.set_xlabel("time step t")
