@@ -548,7 +548,7 @@ def test_best_generalisation_is_not_the_run_whose_best_epoch_is_1(tmp_path):
     assert by_name["early"].summary.best.epoch == 1 and by_name["early"].generalisation_gap == -300.0
     assert facts.best_generalisation is by_name["good"]  # the old rule (most negative gap) picked "early"
     assert not by_name["cut"].judged  # lowest valid ppl, but not complete
-    assert f"rows {by_name['cut'].number} not judged" in markdown([facts])
+    assert f"; row {by_name['cut'].number} not judged" in markdown([facts])
     assert "cannot judge incomplete or diverged runs" in markdown([facts])
     assert [row[2] for row in rows(facts)] == ["ADAM lr 0.001 bs 8", "ADAM lr 0.01 bs 8", "ADAM lr 0.1 bs 8"]
 

@@ -10,7 +10,7 @@ import collections
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import figures, gradients, latex, samples, tables
+from . import figures, gradients, latex, samples, tables, wording
 from . import facts
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
 from .summary import RunSummary, by_experiment, file_stem, published_comparisons
@@ -54,13 +54,26 @@ def definitions(seeds: bool = False, published: bool = False) -> str:
                        + [f"\\paragraph{{{title}}} {text}" for title, text in parts.items()]) + "\n"
 
 
+def provenance(summaries: list[RunSummary], results_dir: Path) -> str:
+    """Page 1's first line: how many run folders (by state) under which folder, and how many settings (table
+    rows) they are; a setting of several seeds is several folders and one row."""
+    folders = [run for summary in summaries for run in (summary.seeds or (summary.run,))]
+    states = collections.Counter(run.status.state for run in folders)
+    counts = ", ".join(f"{number} {state}" for state, number in sorted(states.items()))
+    if len(folders) == len(summaries):
+        rows = ", one table row each" if len(folders) > 1 else ""
+    elif len(summaries) == 1:
+        rows = ": 1 setting, whose seeds share one table row"
+    else:
+        rows = f": {len(summaries)} settings, one table row each (the seeds of a setting share its row)"
+    return (f"Built by \\texttt{{ptblm report}} from {wording.count(len(folders), 'run folder')} under "
+            f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}){rows}.")
+
+
 def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path) -> str:
     """The sections; with one experiment, its table is the only table of runs (not printed twice)."""
-    states = collections.Counter(s.state for s in summaries)
-    counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
     experiments = by_experiment(summaries)
-    lines = [f"Built by \\texttt{{ptblm report}} from the {len(summaries)} run folders under "
-             f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}).", "",
+    lines = [provenance(summaries, results_dir), "",
              definitions(any(s.seeds for s in summaries), bool(published_comparisons(summaries)))]
     if len(experiments) > 1:
         lines += ["\\section{All runs}", f"\\input{{{tables.FOLDER}/{tables.SUMMARY}.tex}}", ""]

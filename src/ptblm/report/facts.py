@@ -23,7 +23,7 @@ from tabulate import tabulate
 from .. import runfolder as rf
 from ..config import MODELS
 from ..status import format_ppl, format_seconds
-from . import latex
+from . import latex, wording
 from .summary import HYPER_PARAMETERS, RunSummary, differing_keys, published_comparisons
 
 THRESHOLD_FACTOR = 2.0
@@ -173,7 +173,7 @@ def verdict(facts: ArchitectureFacts, tau: str = "tau") -> str:
               f"{format_ppl(general.summary.best.valid_ppl)})" if general else
               f"Best generalisation: none of the {facts.model} runs is complete yet")
     if unjudged and general:
-        judged += f"; rows {', '.join(map(str, unjudged))} not judged (incomplete or diverged)"
+        judged += f"; {wording.rows(unjudged)} not judged (incomplete or diverged)"
     return f"{speed} {judged}."
 
 
