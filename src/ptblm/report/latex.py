@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,12 @@ _SPECIAL = {
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "<": r"\textless{}", ">": r"\textgreater{}",  # the default OT1 font prints '<' as '¡'
 }
-_SPECIAL_PATTERN = re.compile("|".join(re.escape(character) for character in _SPECIAL))
+# Characters pdflatex prints with the document's default (OT1) fonts: printable ASCII, most of Latin-1 and
+# Latin Extended-A, and common punctuation; tests/test_report_text.py compiles every one of them.
+_NOT_IN_OT1 = set("«»ÐÞðþĄąĐđĘęĦħĮįĸĿŀŉŊŋŦŧŲųſ")
+PRINTABLE = frozenset({chr(code) for code in range(0x20, 0x7F)} | {chr(code) for code in range(0xA1, 0x180)}
+                      | set("–—‘’“”…•€")) - _NOT_IN_OT1
+UNPRINTABLE = "?"  # stands for a character pdflatex cannot print here (Greek, CJK, emoji, control characters)
 
 
 class LatexError(UserError, RuntimeError):
@@ -31,8 +37,21 @@ class LatexError(UserError, RuntimeError):
 
 
 def escape(text: str) -> str:
-    """Plain text -> LaTeX text that prints the same characters (one pass, so nothing is escaped twice)."""
-    return _SPECIAL_PATTERN.sub(lambda match: _SPECIAL[match.group()], str(text))
+    """Any text (a description, a run or experiment name, a path, a corpus word) -> LaTeX that prints it on
+    one line: the one function every text from outside the code goes through. Whitespace runs (blank lines,
+    tabs, newlines) become one space, as a paragraph break in a title or caption is an error; special
+    characters are escaped in one pass (nothing twice); characters the fonts lack become their ASCII
+    letters (ſ -> s) or UNPRINTABLE, since one unknown character stops the whole PDF."""
+    return "".join(_SPECIAL.get(character) or printable(character)
+                   for character in re.sub(r"\s+", " ", str(text)))
+
+
+def printable(character: str) -> str:
+    """The character when pdflatex prints it here, else its ASCII decomposition (ﬁ -> fi), else UNPRINTABLE."""
+    if character in PRINTABLE:
+        return character
+    ascii_form = unicodedata.normalize("NFKD", character).encode("ascii", "ignore").decode()
+    return ascii_form if ascii_form and all(c in PRINTABLE for c in ascii_form) else UNPRINTABLE
 
 
 def number(text: str) -> str:
@@ -97,33 +116,76 @@ def document(body: str, title: str = "", packages: tuple[str, ...] = PACKAGES) -
 
 
 def latex_engine() -> list[str] | None:
-    """The command that builds a PDF here: latexmk when present, else pdflatex, else None."""
+    """The command that builds a PDF here: latexmk when present, else pdflatex, else None. Errors are
+    reported as 'file:line: message' (-file-line-error), so the message can name where the problem is."""
+    options = ["-interaction=nonstopmode", "-halt-on-error", "-file-line-error"]
     if shutil.which("latexmk"):
-        return ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error"]
+        return ["latexmk", "-pdf", *options]
     if shutil.which("pdflatex"):
-        return ["pdflatex", "-interaction=nonstopmode", "-halt-on-error"]
+        return ["pdflatex", *options]
     return None
 
 
+BUILD_STATE = (".fdb_latexmk", ".aux")  # what a failed build leaves that would make the next one skip or fail
+
+
 def compile_pdf(tex_path: Path, timeout: float = 300) -> Path:
-    """Build tex_path's PDF beside it (pdflatex runs twice for references); raise LatexError on failure."""
+    """Build tex_path's PDF beside it (pdflatex runs twice for references); raise LatexError on failure.
+
+    A failed build removes latexmk's record of it and the half-written .aux, so that the next build runs
+    LaTeX again (instead of latexmk's "Nothing to do") and shows the error again while it is there."""
     tex_path = Path(tex_path)
     engine = latex_engine()
     if engine is None:
         raise LatexError(INSTALL_HINT)
     runs = 1 if engine[0] == "latexmk" else 2
-    for _ in range(runs):
-        result = subprocess.run([*engine, tex_path.name], cwd=tex_path.parent, capture_output=True, text=True,
-                                timeout=timeout)
-        if result.returncode != 0:
-            log_path = tex_path.with_suffix(".log")
-            raise LatexError(f"{engine[0]} failed on {tex_path} (see {log_path}):\n{first_error(result.stdout)}")
+    try:
+        for _ in range(runs):
+            result = subprocess.run([*engine, tex_path.name], cwd=tex_path.parent, capture_output=True, text=True,
+                                    errors="replace", stdin=subprocess.DEVNULL, timeout=timeout)  # TeX logs: bytes
+            if result.returncode != 0:
+                raise LatexError(build_error(tex_path, engine[0], result.stdout))
+    except subprocess.TimeoutExpired:
+        forget_build(tex_path)
+        raise LatexError(f"{engine[0]} did not finish {tex_path} within {timeout:g} s (see "
+                         f"{tex_path.with_suffix('.log')})") from None
+    except LatexError:
+        forget_build(tex_path)
+        raise
     return tex_path.with_suffix(".pdf")
 
 
-def first_error(output: str, context: int = 6) -> str:
-    """The first '! ...' error of a LaTeX log and the lines after it (where the problem is)."""
-    lines = output.splitlines()
+def forget_build(tex_path: Path) -> None:
+    for suffix in BUILD_STATE:
+        tex_path.with_suffix(suffix).unlink(missing_ok=True)
+
+
+def build_error(tex_path: Path, engine: str, output: str) -> str:
+    """'<engine> failed on report.tex: tables/exp-3_1.tex line 4: Paragraph ended before ...' and the
+    source line LaTeX quotes, read from the log (the engine's output when there is no log)."""
+    log_path = tex_path.with_suffix(".log")
+    log = log_path.read_text(errors="replace") if log_path.is_file() else output
+    return f"{engine} failed on {tex_path} (log: {log_path}):\n{first_error(log, tex_path.parent)}"
+
+
+_FILE_LINE_ERROR = re.compile(r"^(?P<file>[^\s:][^:]*\.(?:tex|sty|cls|def)):(?P<line>\d+): (?P<message>.*)$")
+
+
+def first_error(log: str, folder: Path | None = None, context: int = 6) -> str:
+    """The first error of a LaTeX log as '<file> line <n>: <message>' and the lines after it (up to the
+    'l.<n>' line quoting the source); a file of `folder` is named by its full path. Without a file-line
+    error: the first '! ...' error, else the last lines."""
+    lines = log.splitlines()
+    for index, line in enumerate(lines):
+        match = _FILE_LINE_ERROR.match(line)
+        if match:
+            path = Path(match["file"])
+            if folder is not None and not path.is_absolute():
+                path = Path(folder) / path
+            quoted = next((i for i in range(index + 1, min(index + 1 + 2 * context, len(lines)))
+                           if lines[i].startswith("l.")), index + context - 1)
+            after = [line.rstrip() for line in lines[index + 1:quoted + 2] if line.strip()]
+            return "\n".join([f"{path} line {match['line']}: {match['message']}", *after])
     for index, line in enumerate(lines):
         if line.startswith("!"):
             return "\n".join(lines[index:index + context])
