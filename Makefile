@@ -15,7 +15,7 @@ DRY_RUN    ?=
 FORCE      ?=
 EXECUTOR   ?= auto
 EXPS       ?=
-# EXPS: the experiments that tables/figures/report cover (default: every one under results/)
+# EXPS: the experiments that tables/figures/report cover (default: every one under results/ but manual/)
 ENGINE     ?= docker
 BASE       ?=
 BASE_TORCH ?=

@@ -326,7 +326,8 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     add_location_flags(parser, data=False)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
     if not models:
-        parser.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
+        parser.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/ "
+                            "but manual/, the runs of `ptblm train`)")
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
                             "(default $PTB_DIR, else the one each run recorded in config.json)")

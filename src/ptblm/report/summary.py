@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS
+from .selection import left_out_note, reported
 
 # (RunConfig key, short name in legends and captions)
 HYPER_PARAMETERS = (("model", ""), ("optimizer", ""), ("initial_lr", "lr"), ("batch_size", "bs"),
@@ -148,12 +149,15 @@ def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
 
 
 def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn=print) -> list[RunSummary]:
-    """The runs of `experiments` (default all) under results_dir; warns when they come from different corpora."""
-    runs = [run for run in rf.find_runs(results_dir) if not experiments or run.experiment in experiments]
+    """The runs of `experiments` (default all but selection.LEFT_OUT_UNLESS_NAMED) under results_dir; warns when
+    they come from different corpora."""
+    found = rf.find_runs(results_dir)
+    runs = [run for run in found if reported(run.experiment, experiments)]
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
         raise FileNotFoundError(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
-                                f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`")
+                                f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
+                                + left_out_note({run.experiment for run in found}))
     corpora = corpus_groups(runs)
     if len(corpora) > 1:
         warn("note: these runs come from different corpora, whose perplexities do not compare: "
@@ -215,7 +219,7 @@ def by_experiment(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
 
 def file_stem(experiment: str) -> str:
     """'3.1' -> 'exp-3_1': a name graphicx and every shell take without quoting."""
-    return "exp-" + "".join(c if c.isalnum() or c == "-" else "_" for c in experiment)
+    return "exp-" + "".join(c if (c.isascii() and c.isalnum()) or c == "-" else "_" for c in experiment)
 
 
 def experiment_descriptions(summaries: list[RunSummary]) -> dict[str, str]:

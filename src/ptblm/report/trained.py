@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..models import build_model
 from ..models._recurrent import RecurrentLM
 from ..train import load_checkpoint
+from .selection import reported
 
 DEFAULT_RUNS = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # model -> (experiment, setting index)
 
@@ -51,9 +52,10 @@ class TrainedModel:
 
 
 def trained_runs_of(model: str, results_dir: Path) -> list[rf.RunRecord]:
-    """Runs of `model` under results_dir that have a best.pt."""
-    return [run for run in rf.find_runs(results_dir)
-            if run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
+    """Runs of `model` under results_dir that have a best.pt, of the experiments the report covers by default
+    (a `ptblm train --debug` run never stands in; --rnn/--gru can name one)."""
+    return [run for run in rf.find_runs(results_dir) if reported(run.experiment)
+            and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
 
 
 def best_valid_ppl(run: rf.RunRecord) -> float:
