@@ -17,7 +17,7 @@ from ptblm.cli import main
 from ptblm.config import RunConfig
 from ptblm.report import latex
 from ptblm.report.document import write_report
-from ptblm.report.facts import architecture_facts, markdown
+from ptblm.report.facts import architecture_facts, markdown, rows
 from ptblm.report.summary import load_summaries
 
 needs_latex = pytest.mark.skipif(latex.latex_engine() is None, reason="no latexmk/pdflatex: apt-get install "
@@ -60,6 +60,20 @@ def test_runs_not_judged_are_named_as_one_row_or_several(tmp_path):
     cut_to(write_run(tmp_path, "3.1", [300.0, 150.0], initial_lr=0.1), 1)
     (facts,) = architecture_facts(load_summaries(tmp_path))
     assert "; rows 1 and 2 not judged (incomplete or diverged)" in markdown([facts])
+
+
+def test_a_setting_without_a_finished_epoch_has_no_time_to_tau_and_none_at_all_no_facts(tmp_path):
+    from ptblm.report.facts import NO_FACTS
+
+    write_run(tmp_path, "3.1", [300.0, 200.0])
+    cut_to(write_run(tmp_path, "3.1", [300.0, 150.0], initial_lr=0.5), 0)
+    (facts,) = architecture_facts(load_summaries(tmp_path))
+    assert [row[-1] for row in rows(facts)] == ["-", "0:00:10"]  # lr 0.5 first (was: 'not reached')
+    fresh = tmp_path / "fresh"
+    cut_to(write_run(fresh, "3.1", [300.0, 200.0]), 0)
+    assert main(["report", "--results", str(fresh), "--no-pdf"]) == 0
+    assert NO_FACTS in (fresh / "report" / "facts.md").read_text()  # was an empty section
+    assert latex.escape(NO_FACTS) in (fresh / "report" / "facts.tex").read_text()
 
 
 # --- text from run folders reaching LaTeX -------------------------------------------------------------
@@ -154,6 +168,15 @@ def test_runs_of_ptblm_train_are_left_out_of_the_report_unless_named(tmp_path, c
     assert [f["model"] for f in json.loads((report / "facts.json").read_text())] == ["RNN"]
     assert "manual" not in (report / "tables" / "summary.md").read_text()
     assert "manual" not in (report / "report.tex").read_text()
+
+
+def test_a_run_in_manual_is_left_out_whatever_experiment_its_config_names(tmp_path):
+    write_run(tmp_path, "3.1", [300.0, 200.0])
+    copied = write_run(tmp_path, "manual", [300.0, 200.0], model="GRU")
+    config = json.loads((copied / rf.CONFIG_FILE).read_text())
+    (copied / rf.CONFIG_FILE).write_text(json.dumps({**config, "experiment": "3.1"}))  # a copy of a 3.1 run
+    assert [s.model for s in load_summaries(tmp_path)] == ["RNN"]
+    assert [s.model for s in load_summaries(tmp_path, ["manual"])] == ["GRU"]
 
 
 def test_with_only_manual_runs_the_error_says_how_to_name_them(tmp_path):

@@ -1,21 +1,28 @@
-"""Which experiments the report covers: those named on the command line, else every one under results/
-but the runs of `ptblm train` (results/manual/: trials and --debug runs, no experiment of the study)."""
+"""Which runs the report covers: those of the experiments named on the command line, else every run under
+results/ but the runs of `ptblm train` (results/manual/: trials and --debug runs, no experiment of the study)."""
 from __future__ import annotations
 
+from .. import runfolder as rf
 from ..layout import MANUAL_EXPERIMENT
 
 LEFT_OUT_UNLESS_NAMED = (MANUAL_EXPERIMENT,)
 
 
-def reported(experiment: str, named: list[str] | None = None) -> bool:
-    """Whether the report covers `experiment` when `named` (maybe none) are asked for."""
-    return experiment in named if named else experiment not in LEFT_OUT_UNLESS_NAMED
+def groups(run: rf.RunRecord) -> set[str]:
+    """The names a run answers to: its experiment and the folder it lies in under results/ (a run of
+    `ptblm train` records no experiment; one copied into manual/ still lies there)."""
+    return {run.experiment, run.folder.parent.name}
 
 
-def left_out_note(experiments: set[str]) -> str:
-    """' (results/manual/ is left out unless named: `ptblm report manual`)' when such an experiment exists."""
-    names = sorted(name for name in experiments if name in LEFT_OUT_UNLESS_NAMED)
-    if not names:
+def reported(run: rf.RunRecord, named: list[str] | None = None) -> bool:
+    """Whether the report covers `run` when `named` experiments (maybe none) are asked for."""
+    return bool(groups(run) & set(named)) if named else not groups(run) & set(LEFT_OUT_UNLESS_NAMED)
+
+
+def left_out_note(runs: list[rf.RunRecord]) -> str:
+    """'; the runs of `ptblm train` (<results>/manual/) are left out unless named, ...' when some are."""
+    if all(reported(run) for run in runs):
         return ""
-    return (f"; the runs of `ptblm train` ({', '.join(f'<results>/{name}/' for name in names)}) are left out "
-            f"unless named, e.g. `ptblm report {' '.join(names)}`")
+    names = " ".join(LEFT_OUT_UNLESS_NAMED)
+    return (f"; the runs of `ptblm train` ({', '.join(f'<results>/{name}/' for name in LEFT_OUT_UNLESS_NAMED)}) "
+            f"are left out unless named, e.g. `ptblm report {names}`")

@@ -152,12 +152,12 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     """The runs of `experiments` (default all but selection.LEFT_OUT_UNLESS_NAMED) under results_dir; warns when
     they come from different corpora."""
     found = rf.find_runs(results_dir)
-    runs = [run for run in found if reported(run.experiment, experiments)]
+    runs = [run for run in found if reported(run, experiments)]
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
         raise FileNotFoundError(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
                                 f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
-                                + left_out_note({run.experiment for run in found}))
+                                + left_out_note(found))
     corpora = corpus_groups(runs)
     if len(corpora) > 1:
         warn("note: these runs come from different corpora, whose perplexities do not compare: "

@@ -54,7 +54,7 @@ class TrainedModel:
 def trained_runs_of(model: str, results_dir: Path) -> list[rf.RunRecord]:
     """Runs of `model` under results_dir that have a best.pt, of the experiments the report covers by default
     (a `ptblm train --debug` run never stands in; --rnn/--gru can name one)."""
-    return [run for run in rf.find_runs(results_dir) if reported(run.experiment)
+    return [run for run in rf.find_runs(results_dir) if reported(run)
             and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
 
 
