@@ -158,8 +158,14 @@ def rows(facts: ArchitectureFacts) -> list[list[str]]:
     return [[str(s.number), s.summary.experiment, setting_cell(s.summary, differ),
              str(s.summary.best.epoch) if s.summary.best else "-", format_gap(s.summary, s.overfit_gap),
              format_gap(s.summary, s.generalisation_gap),
-             format_seconds(s.seconds_to_threshold) if s.seconds_to_threshold is not None else "not reached"]
-            for s in facts.settings]
+             time_to_threshold(s)] for s in facts.settings]
+
+
+def time_to_threshold(facts: SettingFacts) -> str:
+    """h:mm:ss, 'not reached', or '-' for a setting with no finished epoch yet (it had no chance to)."""
+    if facts.seconds_to_threshold is not None:
+        return format_seconds(facts.seconds_to_threshold)
+    return "not reached" if facts.summary.final is not None else "-"
 
 
 def verdict(facts: ArchitectureFacts, tau: str = "tau") -> str:
@@ -181,12 +187,15 @@ def published_verdicts(facts: ArchitectureFacts) -> list[str]:
     return [line for line in map(published_verdict, facts.settings) if line]
 
 
+NO_FACTS = "No setting has a finished epoch with a finite validation perplexity yet: no facts to give."
+
+
 def markdown(all_facts: list[ArchitectureFacts]) -> str:
     parts = [f"{facts.model}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
              + tabulate(rows(facts), headers=[name for name, _ in COLUMNS], tablefmt="github", disable_numparse=True)
              + f"\n{verdict(facts)}" + "".join(f"\n{line}" for line in published_verdicts(facts))
              for facts in all_facts]
-    return "\n\n".join([f"Best generalisation: {GENERALISATION_RULE}.", *parts])
+    return "\n\n".join([f"Best generalisation: {GENERALISATION_RULE}.", *(parts or [NO_FACTS])])
 
 
 LATEX_DEFINITIONS = (
@@ -204,6 +213,8 @@ PUBLISHED_DEFINITION = ("Against the published study: per setting of it, the rel
 
 
 def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
+    if not all_facts:
+        return latex.escape(NO_FACTS) + "\n"
     parts = []
     for facts in all_facts:
         body = [[latex.number(cell) if index in GAP_COLUMNS else latex.escape(cell) for index, cell in enumerate(row)]

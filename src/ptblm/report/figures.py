@@ -44,10 +44,10 @@ PUBLISHED_CONVENTION = ("A setting of the published study has that study's valid
                         "dash-dotted (dashed is our train ppl), by epoch up to the run's planned epochs (not by "
                         "wall-clock: the study ran on another machine).")
 MIN_LOG_SPAN = math.log10(1.5)  # decades: a y axis spans at least a factor 1.5
-LOG_MARGIN = 0.05  # of the y axis's decades, above and below the data
+LOG_MARGIN = 0.08  # of the y axis's decades, above and below the data (a marker at the edge stays whole)
 TICK_MANTISSAS = ((1, 1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 9), (1, 1.5, 2, 3, 4, 5, 6, 8),
                   (1, 2, 3, 5), (1, 2, 5), (1, 3), (1,))  # of the labelled y ticks, densest first
-MAX_TICKS = 6  # labelled ticks per y axis
+MAX_TICKS = 5  # labelled ticks per y axis
 MIN_TICK_GAP = 0.12  # of the y axis's height between labelled ticks: 8 pt labels on a panel of ~1.2 in
 LARGE_TICKS = ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k"))  # (from, divisor, suffix) of tick labels
 EMPTY_PANEL = "no finished epoch\nwith a finite perplexity yet"
