@@ -9,13 +9,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import PRECISIONS, RunConfig
+from .config import MODELS, PRECISIONS, RunConfig
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
                      "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.35, "num_epochs": 40}
 FLAG_HELP = {
-    "model": "RNN, GRU or TRANSFORMER", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
+    "model": f"{', '.join(MODELS[:-1])} or {MODELS[-1]}", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
     "hidden_size": "hidden units (n_units for the TRANSFORMER)", "num_layers": "layers (blocks for the TRANSFORMER)",
     "dp_keep_prob": "dropout keep probability",
     "save_best": "also write best_params.pt, the raw state_dict (best.pt is always written)",
@@ -27,7 +27,7 @@ FLAG_HELP = {
     "precision": "fp32 (strict, default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast)",
     "device": "auto, cpu or cuda",
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
-    "compile": "off, model (the whole model under torch.compile) or cell (only the RNN/GRU time step); "
+    "compile": "off, model (the whole model under torch.compile) or cell (only a recurrent model's time step); "
                "cached in <results>/.compile-cache",
 }
 
@@ -507,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="fp32 (strict), tf32 (TF32 matmuls on CUDA) or bf16 (autocast); as ptblm train")
-    bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; RNN/GRU "
-                       "time step), compile time apart (cached in <results>/.compile-cache)")
+    bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; a "
+                       "recurrent model's time step), compile time apart (cached in <results>/.compile-cache)")
     bench.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                        help="also time K processes at once on the device, as a profile's runs_per_gpu packs runs")
     bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")

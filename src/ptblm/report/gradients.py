@@ -40,7 +40,7 @@ HIDDEN_CHOICES = {  # --hidden: which h_t, as the caption says it
 
 @dataclass
 class GradientCurve:
-    label: str  # legend entry, e.g. "RNN" or "GRU layer 1"
+    label: str  # legend entry: the model, or the model and a layer ("GRU layer 1")
     layer: str  # "top", a 1-based layer number, or "all"
     raw_norms: list[float]  # ||g_t|| for t = 1..T
 
