@@ -19,6 +19,7 @@ TINY = dict(vocab_size=50, seq_len=5, emb_size=8)
 def tiny_cases() -> list[BenchCase]:
     return [BenchCase("RNN", 8, 2, 4, 0.8, suite_settings=2, suite_epochs=40, **TINY),
             BenchCase("GRU", 8, 1, 4, 0.5, suite_settings=1, suite_epochs=20, **TINY),
+            BenchCase("LSTM", 8, 2, 4, 0.5, suite_settings=1, suite_epochs=20, **TINY),
             BenchCase("TRANSFORMER", 16, 1, 4, 0.9, suite_settings=1, suite_epochs=20, **TINY)]
 
 
@@ -43,7 +44,7 @@ def test_bench_writes_every_path_of_every_case_with_consistent_figures(tmp_path)
             assert r["ratio_to_builtin"] == pytest.approx(r["train_ms"] / builtin["train_ms"])
             assert r["epoch_seconds"] == pytest.approx(epoch_seconds(case, r["train_ms"], r["eval_ms"]))
     suite = report["suite"]
-    assert suite["settings"] == 4 and suite["epochs"] == 80
+    assert suite["settings"] == 5 and suite["epochs"] == 100
     assert set(suite["seconds"]) == {"default", "builtin"}  # `reference` is not timed for the CPU Transformer
     assert suite["seconds"]["default"] == pytest.approx(
         sum(c.suite_epochs * results[c.name, "default"]["epoch_seconds"] for c in cases))
@@ -68,7 +69,7 @@ def test_full_cases_are_the_course_suites_eleven_shapes():
         select_cases(cases, ["lstm"])
 
 
-@pytest.mark.parametrize("model, layer, state_tensors", [("GRU", nn.GRU, 1), ("RNN", nn.RNN, 1)])
+@pytest.mark.parametrize("model, layer, state_tensors", [("GRU", nn.GRU, 1), ("RNN", nn.RNN, 1), ("LSTM", nn.LSTM, 2)])
 def test_builtin_recurrent_lm_takes_the_course_models_inputs(model, layer, state_tensors):
     case = BenchCase(model, 8, 2, 4, 0.8, **TINY)
     config = case.config()
@@ -94,7 +95,7 @@ def test_bench_command_writes_json_and_names_the_cases_when_none_match(tmp_path,
         ("rnn-h128-l2-bs20", "default"), ("rnn-h128-l2-bs20", "reference"), ("rnn-h128-l2-bs20", "builtin")]
     assert "rnn-h128-l2-bs20" in capsys.readouterr().out
     assert main(["bench", "--only", "tcn", "--device", "cpu", "--out", str(tmp_path)]) == 2
-    assert ("matches no case; cases: rnn-h128-l2-bs20, gru-h128-l2-bs20, "
+    assert ("matches no case; cases: rnn-h128-l2-bs20, gru-h128-l2-bs20, lstm-h128-l2-bs20, "
             "transformer-h128-l2-bs20") in capsys.readouterr().err
 
 

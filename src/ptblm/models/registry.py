@@ -51,6 +51,7 @@ def _resolve(reference: str):
 ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
     Architecture("RNN", build="rnn:RNN.from_config", baseline="builtin.baselines:rnn", recurrent=True),
     Architecture("GRU", build="gru:GRU.from_config", baseline="builtin.baselines:gru", recurrent=True),
+    Architecture("LSTM", build="lstm:LSTM.from_config", baseline="builtin.baselines:lstm", recurrent=True),
     # run_exp.py --debug builds the TRANSFORMER as make_model(vocab, n_units=16, n_blocks=2), make_model's
     # other defaults (dropout 0.1, 16 heads); the recurrent models keep their size.
     Architecture("TRANSFORMER", build="transformer:build", baseline="builtin.baselines:transformer",
