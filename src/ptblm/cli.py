@@ -254,11 +254,13 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
-    """The RNN and GRU of --rnn/--gru (default 3.1 and 3.2, setting 0); --data or PTB_DIR overrides their data."""
-    from .report.trained import load_analysed
+    """The models of --rnn/--gru/--lstm (report.trained.ANALYSED: defaults 3.1 and 3.2, setting 0; the LSTM when
+    there is one); --data or PTB_DIR overrides their data."""
+    from .report.trained import ANALYSED, load_analysed
 
     data_dir = args.data or configured_data_dir()
-    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, data_dir, batch_size)
+    named = {analysed.model: getattr(args, analysed.model.lower()) for analysed in ANALYSED}
+    return load_analysed(named, args.results, data_dir, batch_size)
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
@@ -322,7 +324,7 @@ def perplexity(text: str) -> float:
 
 
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
-    """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
+    """--out for every report command; --rnn/--gru/--lstm/--seed for the two that load trained models."""
     add_location_flags(parser, data=False)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
     if not models:
@@ -330,10 +332,14 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
                             "(default $PTB_DIR, else the one each run recorded in config.json)")
-        for model, default in (("RNN", "3.1"), ("GRU", "3.2")):
-            parser.add_argument(f"--{model.lower()}", type=Path, default=None, metavar="DIR",
-                                help=f"{model} run folder (default: setting 0 of {default}; until it is trained, "
-                                     f"the {model} run with the lowest best valid ppl)")
+        from .report.trained import ANALYSED  # torch-free
+
+        for run in ANALYSED:
+            optional = "" if run.required else f"; without any {run.model} run, none"
+            parser.add_argument(run.flag, type=Path, default=None, metavar="DIR",
+                                help=f"{run.model} run folder (default: setting {run.setting_index} of "
+                                     f"{run.experiment}; until it is trained, the {run.model} run with the lowest "
+                                     f"best valid ppl{optional})")
         parser.add_argument("--seed", type=int, default=0, help="seeds the minibatch / the start words (default 0)")
 
 
