@@ -57,7 +57,7 @@ def test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and
 
 @pytest.mark.parametrize("model", MODELS)
 def test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interface(model):
-    config = setting(model)
+    config = setting(model, dp_keep_prob=1.0)  # no dropout: the same batch again must cost less
     tokens = torch.randint(VOCAB, (3, 11), generator=torch.Generator().manual_seed(2))
     x, y = tokens[:, :-1], tokens[:, 1:]  # (batch, seq) each
     for build in (build_model, build_baseline):
@@ -71,7 +71,7 @@ def test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interf
         assert loss.dim() == 0 and 0 < loss.item() < 10 and shapes(next_state) == shapes(state)
         assert all(tensor.grad_fn is None for tensor in state_tensors(next_state))  # detached
         assert all(not torch.equal(b, p) for b, p in zip(before, lm.parameters())), build.__name__
-        assert step(x, y, next_state)[0].item() < loss.item()  # the same batch again: learnt something
+        assert step(x, y, state)[0].item() < loss.item()  # the same batch again: learnt something
 
 
 def test_no_code_outside_the_models_package_branches_on_a_model_s_name():
@@ -114,3 +114,21 @@ def test_a_ptb_run_has_the_name_and_curves_it_had_before_the_registry(model, syn
     assert run.provenance["run_name"] == name
     assert [e.train_ppl for e in run.curves.epochs] == pytest.approx(train_ppl, rel=1e-5, abs=0)
     assert [e.valid_ppl for e in run.curves.epochs] == pytest.approx(valid_ppl, rel=1e-5, abs=0)
+
+
+def test_a_new_architecture_is_one_registry_entry(monkeypatch, synthetic_dir, tmp_path):
+    """Registered under a new name (here the GRU's class, without a builtin baseline), a model validates, trains
+    into its own run folder, and is benched: nothing else in ptblm had to learn its name."""
+    from ptblm import config as config_module
+    from ptblm.bench import BenchCase, paths_for
+    from ptblm.models import Architecture
+
+    entry = Architecture("TOY", build="gru:GRU.from_config", recurrent=True)
+    monkeypatch.setitem(ARCHITECTURES, "TOY", entry)
+    monkeypatch.setattr(config_module, "MODELS", (*MODELS, "TOY"))
+    config = tiny_config(model="TOY", num_epochs=1, max_batches=2)
+    status = train_run(config, synthetic_dir, tmp_path / config.run_name(), echo=False, interactive=False)
+    assert status.state == rf.DONE and config.run_name().startswith("toy_adam_lr0.01_bs8")
+    assert paths_for(BenchCase("TOY", 8, 1, 4, 0.8), torch.device("cpu")) == ["default", "reference"]
+    with pytest.raises(ValueError, match="TOY has no builtin baseline"):
+        build_baseline(config, VOCAB)

@@ -132,10 +132,11 @@ def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
 def paths_for(case: BenchCase, device: torch.device, compiled: bool = False) -> list[str]:
     """The paths that differ on this device: on CPU nothing is graphed, so `eager` is `default`, and
     so is the Transformer's `reference`; on GPU the Transformer's `eager` is its `reference`.
-    `compiled` adds the torch.compile path."""
-    recurrent, cuda = architecture(case.model).recurrent, device.type == "cuda"
+    `compiled` adds the torch.compile path; `builtin` is timed where the registry names a baseline."""
+    entry, cuda = architecture(case.model), device.type == "cuda"
+    recurrent = entry.recurrent
     return ["default", *(["eager"] if recurrent and cuda else []),
-            *(["reference"] if recurrent or cuda else []), "builtin",
+            *(["reference"] if recurrent or cuda else []), *(["builtin"] if entry.baseline else []),
             *(["compiled-model", *(["compiled-cell"] if recurrent else [])] if compiled else [])]
 
 

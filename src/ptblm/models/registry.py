@@ -27,8 +27,8 @@ class Architecture:
 
     name: str  # a setting's `model` value
     build: str  # "module:attribute" in ptblm.models: (config, vocab_size) -> the model a run trains
-    baseline: str  # the same for PyTorch's own layers at the same sizes, the bench's yardstick
     recurrent: bool  # carries a state across batches, has impl fast|reference and a time step (compile: cell)
+    baseline: str | None = None  # the same for PyTorch's own layers at its sizes, the bench's `builtin` yardstick
     attention_heads: bool = False  # n_heads splits hidden_size, which must be a multiple of it
     debug_changes: Mapping[str, Any] = field(default_factory=dict)  # run_exp.py's --debug, beyond one epoch
 
@@ -36,6 +36,8 @@ class Architecture:
         return _resolve(self.build)(config, vocab_size)
 
     def build_baseline(self, config: RunConfig, vocab_size: int) -> nn.Module:
+        if self.baseline is None:
+            raise ValueError(f"{self.name} has no builtin baseline (its registry entry names none)")
         return _resolve(self.baseline)(config, vocab_size)
 
 
@@ -49,13 +51,13 @@ def _resolve(reference: str):
 
 
 ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
-    Architecture("RNN", build="rnn:RNN.from_config", baseline="builtin.baselines:rnn", recurrent=True),
-    Architecture("GRU", build="gru:GRU.from_config", baseline="builtin.baselines:gru", recurrent=True),
-    Architecture("LSTM", build="lstm:LSTM.from_config", baseline="builtin.baselines:lstm", recurrent=True),
+    Architecture("RNN", build="rnn:RNN.from_config", recurrent=True, baseline="builtin.baselines:rnn"),
+    Architecture("GRU", build="gru:GRU.from_config", recurrent=True, baseline="builtin.baselines:gru"),
+    Architecture("LSTM", build="lstm:LSTM.from_config", recurrent=True, baseline="builtin.baselines:lstm"),
     # run_exp.py --debug builds the TRANSFORMER as make_model(vocab, n_units=16, n_blocks=2), make_model's
     # other defaults (dropout 0.1, 16 heads); the recurrent models keep their size.
-    Architecture("TRANSFORMER", build="transformer:build", baseline="builtin.baselines:transformer",
-                 recurrent=False, attention_heads=True,
+    Architecture("TRANSFORMER", build="transformer:build", recurrent=False,
+                 baseline="builtin.baselines:transformer", attention_heads=True,
                  debug_changes={"hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.9, "n_heads": 16}),
 )}
 MODELS = tuple(ARCHITECTURES)  # a setting's valid `model` values, in the order tables and figures list them
