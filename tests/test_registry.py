@@ -132,3 +132,20 @@ def test_a_new_architecture_is_one_registry_entry(monkeypatch, synthetic_dir, tm
     assert paths_for(BenchCase("TOY", 8, 1, 4, 0.8), torch.device("cpu")) == ["default", "reference"]
     with pytest.raises(ValueError, match="TOY has no builtin baseline"):
         build_baseline(config, VOCAB)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_stopped_after_an_epoch_resumes_to_the_unbroken_curves(model, synthetic_dir, tmp_path):
+    """Its state (the LSTM's (h, c) too) restarts at zeros each epoch; weights, optimizer and RNG resume."""
+    config = tiny_config(model=model, num_epochs=3, max_batches=3)
+    unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
+    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False)
+    status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
+    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
+    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False).state == rf.DONE
+
+    def curves(folder):
+        return [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs]
+
+    assert curves(stopped) == curves(unbroken) and len(curves(unbroken)) == 3

@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from ..config import IMPLEMENTATIONS
+from .interface import State  # here: h (num_layers, batch, hidden), or the LSTM's (h, c), each that shape
 
 if TYPE_CHECKING:
     from ..config import RunConfig
 
 Outputs = list[list[Tensor]]  # outputs[layer][t]: (batch, hidden), the layer's hidden state h after time step t
 LayerState = Any  # one layer's state: h (batch, hidden), or the LSTM's (h, c)
-State = Any  # the model's: h (num_layers, batch, hidden), or the LSTM's (h, c), each that shape
 
 
 class RecurrentLM(nn.Module):
