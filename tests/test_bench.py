@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from conftest import REPO
-from ptblm.bench import (BenchCase, BuiltinRecurrentLM, epoch_seconds, paths_for, run_bench, select_cases,
-                         suite_cases)
+from ptblm.bench import BenchCase, epoch_seconds, paths_for, run_bench, select_cases, suite_cases
 from ptblm.cli import main
+from ptblm.models import build_baseline
 from ptblm.step import EagerStep
 from ptblm.train import make_optimizer
 
@@ -19,6 +19,7 @@ TINY = dict(vocab_size=50, seq_len=5, emb_size=8)
 def tiny_cases() -> list[BenchCase]:
     return [BenchCase("RNN", 8, 2, 4, 0.8, suite_settings=2, suite_epochs=40, **TINY),
             BenchCase("GRU", 8, 1, 4, 0.5, suite_settings=1, suite_epochs=20, **TINY),
+            BenchCase("LSTM", 8, 2, 4, 0.5, suite_settings=1, suite_epochs=20, **TINY),
             BenchCase("TRANSFORMER", 16, 1, 4, 0.9, suite_settings=1, suite_epochs=20, **TINY)]
 
 
@@ -43,7 +44,7 @@ def test_bench_writes_every_path_of_every_case_with_consistent_figures(tmp_path)
             assert r["ratio_to_builtin"] == pytest.approx(r["train_ms"] / builtin["train_ms"])
             assert r["epoch_seconds"] == pytest.approx(epoch_seconds(case, r["train_ms"], r["eval_ms"]))
     suite = report["suite"]
-    assert suite["settings"] == 4 and suite["epochs"] == 80
+    assert suite["settings"] == 5 and suite["epochs"] == 100
     assert set(suite["seconds"]) == {"default", "builtin"}  # `reference` is not timed for the CPU Transformer
     assert suite["seconds"]["default"] == pytest.approx(
         sum(c.suite_epochs * results[c.name, "default"]["epoch_seconds"] for c in cases))
@@ -68,16 +69,17 @@ def test_full_cases_are_the_course_suites_eleven_shapes():
         select_cases(cases, ["lstm"])
 
 
-@pytest.mark.parametrize("model, layer", [("GRU", nn.GRU), ("RNN", nn.RNN)])
-def test_builtin_recurrent_lm_takes_the_course_models_inputs(model, layer):
+@pytest.mark.parametrize("model, layer, state_tensors", [("GRU", nn.GRU, 1), ("RNN", nn.RNN, 1), ("LSTM", nn.LSTM, 2)])
+def test_builtin_recurrent_lm_takes_the_course_models_inputs(model, layer, state_tensors):
     case = BenchCase(model, 8, 2, 4, 0.8, **TINY)
     config = case.config()
-    lm = BuiltinRecurrentLM(config, case.vocab_size)
+    lm = build_baseline(config, case.vocab_size)
     assert isinstance(lm.recurrent, layer) and lm.recurrent.num_layers == 2
     assert lm.recurrent.dropout == pytest.approx(0.2)
     inputs = torch.randint(case.vocab_size, (case.seq_len, case.batch_size))  # (seq, batch)
     logits, hidden = lm(inputs, lm.init_hidden())
-    assert logits.shape == (5, 4, 50) and hidden.shape == (2, 4, 8)
+    hidden = (hidden,) if state_tensors == 1 else hidden
+    assert logits.shape == (5, 4, 50) and [h.shape for h in hidden] == [(2, 4, 8)] * state_tensors
     before = lm.out_layer.weight.detach().clone()
     loss, _ = EagerStep(lm, make_optimizer(lm, config))(inputs.t(), inputs.t(), lm.init_hidden())
     assert torch.isfinite(loss) and not torch.equal(before, lm.out_layer.weight)
@@ -92,9 +94,9 @@ def test_bench_command_writes_json_and_names_the_cases_when_none_match(tmp_path,
     assert [(r["case"], r["path"]) for r in results] == [
         ("rnn-h128-l2-bs20", "default"), ("rnn-h128-l2-bs20", "reference"), ("rnn-h128-l2-bs20", "builtin")]
     assert "rnn-h128-l2-bs20" in capsys.readouterr().out
-    assert main(["bench", "--only", "lstm", "--device", "cpu", "--out", str(tmp_path)]) == 2
-    assert "matches no case; cases: rnn-h128-l2-bs20, gru-h128-l2-bs20, transformer-h128-l2-bs20" in \
-        capsys.readouterr().err
+    assert main(["bench", "--only", "tcn", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert ("matches no case; cases: rnn-h128-l2-bs20, gru-h128-l2-bs20, lstm-h128-l2-bs20, "
+            "transformer-h128-l2-bs20") in capsys.readouterr().err
 
 
 def test_the_compiled_path_reports_its_compile_time_and_the_suite_pays_it_once_per_setting(tmp_path):

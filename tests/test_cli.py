@@ -6,6 +6,7 @@ import pytest
 
 from conftest import REPO
 from ptblm import runfolder as rf
+from ptblm.config import MODELS
 
 
 def ptblm(*args: str, cwd=REPO, env=None) -> subprocess.CompletedProcess:
@@ -13,7 +14,7 @@ def ptblm(*args: str, cwd=REPO, env=None) -> subprocess.CompletedProcess:
                           env=env, timeout=300)
 
 
-@pytest.mark.parametrize("model", ["RNN", "GRU", "TRANSFORMER"])
+@pytest.mark.parametrize("model", MODELS)
 def test_dry_run_smoke_path_for_every_model(model, tmp_path):
     result = ptblm("train", f"--model={model}", "--hidden_size=32", "--n_heads=4", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -35,8 +36,8 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--model=LSTM"],
-     "ptblm train: error: command line: model = 'LSTM' is invalid; valid: one of RNN, GRU, TRANSFORMER"),
+    (["train", "--model=TCN"],
+     "ptblm train: error: command line: model = 'TCN' is invalid; valid: one of RNN, GRU, LSTM, TRANSFORMER"),
     (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: invalid int value: 'many'"),
     (["train", "--dp_keep_prob=1.5"],
      "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),

@@ -36,7 +36,7 @@ def compiled_count() -> int:
 
 
 @pytest.mark.parametrize("model_name, mode", [("GRU", "model"), ("TRANSFORMER", "model"), ("RNN", "cell"),
-                                              ("GRU", "cell")])
+                                              ("GRU", "cell"), ("LSTM", "cell")])
 def test_compiled_training_step_equals_the_eager_one(model_name, mode):
     """Three SGD steps: losses, states, gradients and weights as eager, to float rounding (Inductor fuses
     ops). SGD, not Adam: Adam's first steps are lr * sign(g), which rounding flips where g is near 0.
@@ -149,7 +149,8 @@ def test_a_second_process_loads_the_compiled_graphs_from_the_results_cache(synth
 # ------------------------------------------------------------------------------------------ CUDA only
 
 @needs_cuda
-@pytest.mark.parametrize("model_name, mode", [("GRU", "model"), ("TRANSFORMER", "model"), ("GRU", "cell")])
+@pytest.mark.parametrize("model_name, mode", [("GRU", "model"), ("TRANSFORMER", "model"), ("GRU", "cell"),
+                                              ("LSTM", "model"), ("LSTM", "cell")])
 def test_compiled_graph_training_step_equals_eager(model_name, mode):
     """The compiled model inside the captured step: warm-up (which compiles), capture and replays."""
     config, (model, optimizer), (twin, twin_optimizer) = graph_and_eager_pair(model_name, "SGD", 0.5)

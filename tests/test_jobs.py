@@ -362,3 +362,20 @@ def test_each_setting_carries_its_experiments_description_into_the_pinned_tasks(
     assert experiment.description and {s.description for s in experiment.settings} == {experiment.description}
     pinned = write_pinned_tasks(list(experiment.settings), tmp_path, "3.2")
     assert pinned_setting(pinned, 1) == experiment.settings[1]
+
+
+def test_example_lstm_runs_3_2_s_settings_with_the_lstm_and_holds_the_analysed_lstm():
+    from ptblm.report.trained import ANALYSED
+
+    gru, lstm = (load_experiment(name, JOBS).settings for name in ("3.2", "example-lstm"))
+    assert [s.config.model for s in lstm] == ["LSTM"] * len(gru) == ["LSTM"] * 3
+    assert [s.config.replace(model="GRU") for s in lstm] == [s.config for s in gru]
+    assert [s.run_name for s in lstm] == [s.run_name.replace("gru_", "lstm_", 1) for s in gru]
+    (analysed,) = [a for a in ANALYSED if a.model == "LSTM"]
+    assert (analysed.experiment, analysed.setting_index) == ("example-lstm", 0) and lstm[0].config.save_best
+
+
+def test_the_smoke_test_has_one_setting_per_registered_model():
+    from ptblm.config import MODELS
+
+    assert [s.config.model for s in load_experiment("smoke", JOBS).settings] == list(MODELS)

@@ -14,7 +14,7 @@ from torch import nn
 
 import ptblm.models
 from ptblm.config import RunConfig
-from ptblm.models import (GRU, RNN, FullTransformer, MultiHeadedAttention, attention, build_model,
+from ptblm.models import (GRU, LSTM, RNN, FullTransformer, MultiHeadedAttention, attention, build_model,
                           causal_mask, make_model)
 from ptblm.models._recurrent import next_token
 from ptblm.models.transformer import LayerNorm
@@ -588,3 +588,198 @@ def test_recurrent_scaffold_names():
     gru = recurrent(GRU, dtype=torch.float32)
     assert torch.equal(gru.generate(input=start, hidden=gru.init_hidden(), generated_seq_len=4),
                        gru.generate(start, gru.init_hidden(), 4))
+
+
+# --- the LSTM: the course's style (as its GRU), the state the pair (h, c) ------------------------------------
+
+def lstm_case(model, seq_len, batch, seed=1):
+    """Random (seq, batch) tokens and a random non-zero state (h, c), each (layers, batch, hidden)."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, VOCAB, (seq_len, batch), generator=generator)
+    dtype = model.out_layer.weight.dtype
+    h, c = (torch.randn(model.num_layers, batch, HIDDEN, generator=generator, dtype=torch.float64).to(dtype)
+            for _ in range(2))
+    return inputs, (h, c)
+
+
+def loop_lstm(model, inputs, state, masks):
+    """The issue's equations, written out: i, f, o = σ(W x_t + U h_{t-1} + b), c̃ = tanh(...), c_t = f c_{t-1} + i c̃,
+    h_t = o tanh(c_t); dropout on the embedding and on each layer's output, never on h or c in the recurrence."""
+    x_all = model.word_embeddings.weight[inputs] * (masks[0] if masks else 1)  # (seq, batch, emb)
+    h, c = list(state[0]), list(state[1])
+    logits = []
+    for t in range(inputs.size(0)):
+        x = x_all[t]
+        for layer in range(model.num_layers):
+            n_in = x.size(-1)
+            W_i, U_i, b_i = split(model.i[layer], n_in)
+            W_f, U_f, b_f = split(model.f[layer], n_in)
+            W_o, U_o, b_o = split(model.o[layer], n_in)
+            W_c, U_c, b_c = split(model.c[layer], n_in)
+            i = torch.sigmoid(x @ W_i.T + h[layer] @ U_i.T + b_i)
+            f = torch.sigmoid(x @ W_f.T + h[layer] @ U_f.T + b_f)
+            o = torch.sigmoid(x @ W_o.T + h[layer] @ U_o.T + b_o)
+            c_tilde = torch.tanh(x @ W_c.T + h[layer] @ U_c.T + b_c)
+            c[layer] = f * c[layer] + i * c_tilde
+            h[layer] = o * torch.tanh(c[layer])
+            x = h[layer] * (masks[1 + layer][t] if masks else 1)
+        logits.append(x @ model.out_layer.weight.T + model.out_layer.bias)
+    return torch.stack(logits), torch.stack(h), torch.stack(c)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_equals_a_loop_of_its_equations_forward_and_backward_in_float64(impl, training, num_layers):
+    keep = 0.6
+    model = recurrent(LSTM, impl, num_layers=num_layers, keep=keep).train(training)
+    inputs, (h0, c0) = lstm_case(model, seq_len=5, batch=2)
+    h0.requires_grad_(), c0.requires_grad_()
+    leaves = [*model.parameters(), h0, c0]
+
+    torch.manual_seed(7)
+    logits, (h_T, c_T) = model(inputs, (h0, c0))
+    got, got_grads = value_and_grads((logits, h_T, c_T), leaves)
+    torch.manual_seed(7)
+    masks = draw_masks(model, 5, 2, keep) if training else None
+    want, want_grads = value_and_grads(loop_lstm(model, inputs, (h0, c0), masks), leaves)
+
+    assert logits.shape == (5, 2, VOCAB) and h_T.shape == c_T.shape == (num_layers, 2, HIDDEN)
+    for g, w in zip(got + got_grads, want + want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    assert got_grads[-2].abs().sum() > 0 and got_grads[-1].abs().sum() > 0  # both h_0 and c_0 matter
+
+
+@pytest.mark.parametrize("num_layers, seq_len, batch", [(1, SEQ, BATCH), (1, 7, 2), (3, 1, 5), (3, 9, 1)])
+@pytest.mark.parametrize("training", [False, True])
+def test_lstm_fast_path_equals_the_reference_loop(num_layers, seq_len, batch, training):
+    fast = recurrent(LSTM, "fast", num_layers).train(training)
+    reference = recurrent(LSTM, "reference", num_layers).train(training)
+    inputs, (h0, c0) = lstm_case(fast, seq_len, batch)
+    h0.requires_grad_(), c0.requires_grad_()
+    results = []
+    for model in (fast, reference):
+        torch.manual_seed(3)  # same dropout masks
+        logits, (h, c) = model(inputs, (h0, c0))
+        results.append(value_and_grads((logits, h, c), [*model.parameters(), h0, c0]))
+    (fast_out, fast_grads), (ref_out, ref_grads) = results
+    for f, r in zip(fast_out + fast_grads, ref_out + ref_grads):
+        torch.testing.assert_close(f, r, rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_state_is_the_pair_h_c_of_zeros_and_wrong_states_are_refused():
+    model = recurrent(LSTM, num_layers=3)
+    h, c = model.init_hidden()
+    assert h.shape == c.shape == (3, BATCH, HIDDEN) and h.dtype == torch.float64 and not h.any() and not c.any()
+    assert [t.shape for t in model.initial_state(7)] == [(3, 7, HIDDEN)] * 2
+    tokens = torch.zeros(SEQ, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"LSTM: c has shape \(3, 3, 5\); expected .* \(3, 2, 5\)"):
+        model(tokens, (torch.zeros(3, 2, HIDDEN, dtype=torch.float64), c))
+    with pytest.raises(ValueError, match=r"LSTM: the state is the tuple \(h, c\); got Tensor"):
+        model(tokens, h)
+
+
+def test_lstm_dropout_is_on_the_embedding_and_between_layers_never_on_the_recurrence():
+    """With every layer's output dropped completely (masks of zeros there), the logits are the output bias alone,
+    yet the final state is the undropped recurrence's: dropout never touches h or c inside a layer."""
+    model = recurrent(LSTM, num_layers=2, keep=0.5).train()
+    inputs, state = lstm_case(model, seq_len=4, batch=2)
+    torch.manual_seed(5)
+    logits, (h, c) = model(inputs, state)
+    torch.manual_seed(5)
+    masks = draw_masks(model, 4, 2, 0.5)
+    _, want_h, want_c = loop_lstm(model, inputs, state, masks)
+    torch.testing.assert_close(h, want_h)
+    torch.testing.assert_close(c, want_c)
+    # the top layer's h_T, undropped, is what the last layer computed; its dropped copy fed the output layer
+    model.eval()
+    eval_logits, _ = model(inputs, state)
+    assert not torch.allclose(logits, eval_logits)  # dropout acted in training
+    top_mask = masks[-1][-1]  # (batch, hidden): the last step's mask on the top layer's output
+    torch.testing.assert_close(logits[-1], model.out_layer(h[-1] * top_mask))
+
+
+class ScaffoldLSTM(nn.Module):
+    """The GRU's construction (ScaffoldGRU) with the LSTM's four maps i, f, o, c."""
+
+    def __init__(self, emb, hidden, vocab, layers):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, emb)
+        self.i, self.f, self.o, self.c = (scaffold_stack(emb, hidden, layers) for _ in range(4))
+        self.out_layer = nn.Linear(hidden, vocab)
+        nn.init.uniform_(self.word_embeddings.weight, -0.1, 0.1)
+        for gate in (self.i, self.f, self.o, self.c):
+            scaffold_init_stack(gate, hidden)
+        nn.init.uniform_(self.out_layer.weight, -0.1, 0.1)
+        nn.init.zeros_(self.out_layer.bias)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 4])
+def test_lstm_is_built_and_initialised_as_the_gru(layers):
+    import inspect
+
+    emb, hidden, vocab = 7, 9, 13
+    assert list(inspect.signature(LSTM).parameters)[:7] == [
+        "emb_size", "hidden_size", "seq_len", "batch_size", "vocab_size", "num_layers", "dp_keep_prob"]
+    torch.manual_seed(1111)
+    model = LSTM(emb, hidden, 35, 4, vocab, layers, 0.35)
+    next_draw = torch.rand(3)
+    torch.manual_seed(1111)
+    want = ScaffoldLSTM(emb, hidden, vocab, layers).state_dict()
+    assert torch.equal(torch.rand(3), next_draw)
+    got = model.state_dict()
+    assert list(got) == list(want) and all(torch.equal(got[name], want[name]) for name in want)
+    for maps in (model.i, model.f, model.o, model.c):
+        assert maps[0].in_features == emb + hidden and maps[0].out_features == hidden
+        assert all(linear.in_features == 2 * hidden for linear in maps[1:layers])
+    assert model.dropout.p == pytest.approx(0.65) and model.dp_keep_prob == 0.35
+    assert not any(isinstance(m, (nn.RNNBase, nn.RNNCellBase)) for m in model.modules())
+
+    torch.manual_seed(3)
+    model.init_weights_uniform()
+    whole = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(3)
+    for name in ("init_embedding_weights_uniform", "init_input_gate_weights_uniform",
+                 "init_forget_gate_weights_uniform", "init_output_gate_weights_uniform",
+                 "init_memory_weights_uniform", "init_out_layer_weights_uniform"):
+        getattr(model, name)()
+    assert all(torch.equal(w, p) for w, p in zip(whole, model.parameters()))
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_lstm_generate_is_greedy_and_feeds_back_its_predictions_and_state(impl):
+    model = recurrent(LSTM, impl, keep=0.5).train()
+    start, state = lstm_case(model, seq_len=1, batch=BATCH)
+    tokens = model.generate(input=start[0], hidden=state, generated_seq_len=6)
+    assert model.training  # mode restored
+    model.eval()
+    expected, token = [], start[0]
+    for _ in range(6):
+        logits, state = model(token.unsqueeze(0), state)
+        token = logits[0].argmax(dim=-1)
+        expected.append(token)
+    assert torch.equal(tokens, torch.stack(expected))
+
+
+def test_lstm_forward_with_states_gives_dl_dh_t():
+    """outputs[layer][t] is h_t: its gradient equals the one found by restarting from (h_t, c_t)."""
+    model = recurrent(LSTM, "fast", 2).eval()
+    inputs, state = lstm_case(model, seq_len=6, batch=2)
+    targets = torch.randint(0, VOCAB, (2,), generator=torch.Generator().manual_seed(4))
+    t, top = 2, 1
+    logits, _, outputs = model.forward_with_states(inputs, state)
+    loss = F.cross_entropy(logits[-1], targets)
+    grad_from_outputs = torch.autograd.grad(loss, outputs[top])[t]
+
+    _, (h_t, c_t) = model(inputs[:t + 1], state)
+    h_t = h_t.detach().requires_grad_()
+    restarted = F.cross_entropy(model(inputs[t + 1:], (h_t, c_t.detach()))[0][-1], targets)
+    torch.testing.assert_close(restarted, loss)
+    torch.testing.assert_close(grad_from_outputs, torch.autograd.grad(restarted, h_t)[0][top])
+    assert grad_from_outputs.abs().sum() > 0
+
+
+def test_build_model_builds_the_lstm_from_its_setting():
+    lstm = build_model(config("LSTM", impl="reference", emb_size=10), vocab_size=VOCAB)
+    assert isinstance(lstm, LSTM) and lstm.impl == "reference" and lstm.word_embeddings.weight.shape == (VOCAB, 10)
+    assert [t.shape for t in lstm.init_hidden()] == [(2, 4, 16)] * 2 and lstm.dropout.p == pytest.approx(0.2)

@@ -1,6 +1,6 @@
 """The report chain on results trained here by the real training code, checked against curves.json.
 
-One session fixture trains eight tiny runs on the synthetic corpus, laid out as results/<exp>/<run>/
+One session fixture trains nine tiny runs on the synthetic corpus, laid out as results/<exp>/<run>/
 from jobs files written here (3.1: three RNNs, 3.2: two GRUs, smoke: one per model), including a
 run that diverges (GRU SGD lr 1e38: inf at epoch 1) and one left incomplete (trained 3 epochs, then
 its curves cut to 2 and its status set back to running, as a run killed after epoch 2 looks). Then
@@ -52,6 +52,7 @@ JOBS = {
     "smoke": {"description": "smoke: one per model", "common": {**TINY, "num_epochs": 2},
               "settings": [{"model": "RNN", "optimizer": "ADAM", "initial_lr": 0.003},
                            {"model": "GRU", "optimizer": "SGD", "initial_lr": 1.0},
+                           {"model": "LSTM", "optimizer": "ADAM", "initial_lr": 0.01},  # the LSTM's stand-in
                            {"model": "TRANSFORMER", "optimizer": "ADAM", "initial_lr": 0.003, "n_heads": 2,
                             "max_batches": 10}]},
 }
@@ -165,7 +166,7 @@ def test_escaped_special_characters_compile(tmp_path):
 def test_table_values_are_the_curves_json_values_at_printed_precision(chain):
     runs = raw_runs(chain["results"])
     rows = markdown_rows(chain["report"] / "tables" / "summary.md")
-    assert len(rows) == len(runs) == 8
+    assert len(rows) == len(runs) == 9
     for row in rows:
         run = run_of(row, runs)
         final = run["epochs"][-1]
@@ -281,7 +282,7 @@ def test_figures_are_printed_at_their_drawn_size_with_text_of_at_least_8pt(chain
     save_figure(figure, chain["report"] / "size-check" / "smoke")
     assert drawn and min(min(sizes) for sizes in drawn) >= 8
     rows = figure.axes[::2]
-    assert len(rows) == 3 and [axis.get_title(loc="left") for axis in figure.axes[:2]] == [
+    assert len(rows) == len(MODELS) and [axis.get_title(loc="left") for axis in figure.axes[:2]] == [
         "(a) RNN, by epoch", "(b) RNN, by time"]
     for axis in figure.axes:  # legends outside the data: right of the panel
         legend = axis.get_legend()
@@ -289,10 +290,17 @@ def test_figures_are_printed_at_their_drawn_size_with_text_of_at_least_8pt(chain
             assert legend.get_window_extent().x0 >= axis.get_window_extent().x1
 
 
-def test_gradient_json_has_one_rescaled_norm_per_time_step_for_both_default_runs(chain):
+def lstm_run(chain: dict[str, Path]) -> Path:
+    """The smoke experiment's LSTM: the only one, so it stands in for example-lstm's setting 0."""
+    (setting,) = [s for s in load_experiment("smoke", chain["jobs"]).settings if s.config.model == "LSTM"]
+    return setting.run_dir(chain["results"])
+
+
+def test_gradient_json_has_one_rescaled_norm_per_time_step_for_each_analysed_run(chain):
     record = json.loads((chain["report"] / "gradients" / "gradients.json").read_text())
-    assert record["hidden"] == "top" and [m["model"] for m in record["models"]] == ["RNN", "GRU"]
-    assert [Path(m["run"]) for m in record["models"]] == [default_run(chain, exp) for exp in ("3.1", "3.2")]
+    assert record["hidden"] == "top" and [m["model"] for m in record["models"]] == ["RNN", "GRU", "LSTM"]
+    assert [Path(m["run"]) for m in record["models"]] == [*(default_run(chain, exp) for exp in ("3.1", "3.2")),
+                                                          lstm_run(chain)]
     for model in record["models"]:
         (curve,) = model["curves"]
         assert len(curve["raw_norms"]) == len(curve["rescaled"]) == TINY["seq_len"]
@@ -322,18 +330,18 @@ def test_the_gradient_at_the_last_step_is_the_output_layers_backprop(chain):
                                              for t in range(config.seq_len)], rel=1e-5)
 
 
-def test_forty_samples_share_start_words_and_their_statistics_hold(chain):
+def test_twenty_samples_per_model_share_start_words_and_their_statistics_hold(chain):
     record = json.loads((chain["report"] / "samples" / "samples.json").read_text())
     samples = record["samples"]
-    assert len(samples) == 40 and record["decoding"]["temperature"] == 0
-    for model in ("RNN", "GRU"):
+    assert len(samples) == 3 * 20 and record["decoding"]["temperature"] == 0
+    for model in ("RNN", "GRU", "LSTM"):
         for length in (35, 70):
             group = [s for s in samples if s["model"] == model and s["length"] == length]
             assert len(group) == 10 and all(len(s["words"]) == length for s in group)
             lines = (chain["report"] / "samples" / f"{model.lower()}-len{length}.txt").read_text().splitlines()
             assert len(lines) == 10
-    starts = {model: [s["start"] for s in samples if s["model"] == model] for model in ("RNN", "GRU")}
-    assert starts["RNN"] == starts["GRU"] and len(set(starts["RNN"])) == 20
+    starts = {model: [s["start"] for s in samples if s["model"] == model] for model in ("RNN", "GRU", "LSTM")}
+    assert starts["RNN"] == starts["GRU"] == starts["LSTM"] and len(set(starts["RNN"])) == 20
     assert not {EOS, UNK} & set(starts["RNN"])
     for sample in samples:
         words, repeat = sample["words"], sample["longest_repeat"]
@@ -397,7 +405,7 @@ def test_three_best_worst_and_interesting_samples_are_picked_by_the_stated_rules
     assert [len(picks[p]) for p in ("best", "worst", "interesting")] == [3, 3, 3]
     assert len({i for ids in picks.values() for i in ids}) == 9
     ratios = sorted(s["distinct_ratio"] for s in samples.values())
-    median = (ratios[19] + ratios[20]) / 2
+    median = (ratios[29] + ratios[30]) / 2  # of 60
     fluent = sorted((s for s in samples.values() if s["distinct_ratio"] >= median), key=lambda s: -s["mean_log_prob"])
     assert picks["best"] == [s["id"] for s in fluent[:3]]
     rest = [s for s in samples.values() if s["id"] not in picks["best"]]
@@ -405,7 +413,7 @@ def test_three_best_worst_and_interesting_samples_are_picked_by_the_stated_rules
         s["distinct_ratio"] for s in rest if s["id"] not in picks["worst"])
     assert "median" in record["pick_rules"]["best"]
     appendix = (chain["report"] / "samples" / "appendix.tex").read_text()
-    assert "\\subsection{Picked samples}" in appendix and appendix.count("\\item[") == 40 + 9
+    assert "\\subsection{Picked samples}" in appendix and appendix.count("\\item[") == 60 + 9
 
 
 def test_appendix_lists_every_sample_escaped(chain):
@@ -469,6 +477,23 @@ def test_missing_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path
     for name, model in (("3.1", "RNN"), ("3.2", "GRU")):
         assert f"no {model} run of setting 0 of experiment {name} under {results} has weights yet" in message
         assert f"--{model.lower()} DIR" in message
+    assert "LSTM" not in message  # optional: without any LSTM run, the analyses go without one
+
+
+def test_the_lstm_is_analysed_when_named_or_trained_and_otherwise_left_out(chain, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PTB_DIR", raising=False)
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("report"))
+    lstm = results / lstm_run(chain).relative_to(chain["results"])
+    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "a")]) == 0
+    assert f"note: no LSTM run of setting 0 of experiment example-lstm under {results}" in capsys.readouterr().out
+    (lstm / "best.pt").unlink()  # no LSTM with weights: RNN and GRU alone, nothing to note
+    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "b")]) == 0
+    assert "LSTM" not in capsys.readouterr().out
+    record = json.loads((tmp_path / "b" / "gradients" / "gradients.json").read_text())
+    assert [m["model"] for m in record["models"]] == ["RNN", "GRU"]
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), "--lstm", str(lstm)]) == 2
+    assert f"no trained LSTM: {lstm} (named with --lstm) has no best.pt" in capsys.readouterr().err
 
 
 def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(chain, tmp_path, capsys,
@@ -478,22 +503,23 @@ def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(c
     no_jobs = ["--jobs", str(tmp_path / "no-jobs")]
     assert main(["gradients", "--results", str(chain["results"]), "--out", str(tmp_path / "a"), *no_jobs]) == 0
     record = json.loads((tmp_path / "a" / "gradients" / "gradients.json").read_text())
-    assert [Path(m["run"]) for m in record["models"]] == [default_run(chain, exp) for exp in ("3.1", "3.2")]
+    assert [Path(m["run"]) for m in record["models"]] == [*(default_run(chain, exp) for exp in ("3.1", "3.2")),
+                                                          lstm_run(chain)]
     results = tmp_path / "results"
     shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("report"))
     for experiment in ("3.1", "3.2"):  # the defaults go; 3.1's other two RNNs and the smoke runs compete
         shutil.rmtree(results / default_run(chain, experiment).relative_to(chain["results"]))
     capsys.readouterr()
     assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "b"), *no_jobs]) == 0
-    assert capsys.readouterr().out.count("note: ") == 2
+    assert capsys.readouterr().out.count("note: ") == 3  # the LSTM's stand-in was one from the start
     expected = []
-    for model in ("RNN", "GRU"):
+    for model in ("RNN", "GRU", "LSTM"):
         runs = [r for r in raw_runs(results) if r["config"]["model"] == model and (r["folder"] / "best.pt").exists()]
         best = min(runs, key=lambda r: min(ppl(e["valid_ppl"]) for e in r["epochs"]))
         expected.append(best["folder"])
     record = json.loads((tmp_path / "b" / "gradients" / "gradients.json").read_text())
     assert [Path(m["run"]) for m in record["models"]] == expected and expected[0].parent.name == "3.1"
-    named = ["--rnn", str(default_run(chain, "3.1")), "--gru", str(expected[1])]  # any run folder, named
+    named = ["--rnn", str(default_run(chain, "3.1")), "--gru", str(expected[1]), "--lstm", str(expected[2])]
     assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), *named, *no_jobs]) == 0
     assert json.loads((tmp_path / "c" / "samples" / "samples.json").read_text())["runs"] == named[1::2]
 

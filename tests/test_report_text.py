@@ -40,7 +40,7 @@ def test_page_one_counts_run_folders_and_the_settings_they_are(tmp_path):
         write_run(results, "3.1", [300.0, 200.0], seed=seed)
     cut_to(write_run(results, "3.1", [400.0, 350.0], initial_lr=0.5), 1)
     tex = write_report(load_summaries(results), tmp_path / "report", {}, results).tex.read_text()
-    assert (f"from 4 run folders under \\texttt{{{latex.escape(str(results))}}} (3 done, 1 running): 2 settings, "
+    assert (f"from 4 run folders under \\texttt{{{latex.path(str(results))}}} (3 done, 1 running): 2 settings, "
             "one table row each (the seeds of a setting share its row).") in tex
 
 
@@ -48,7 +48,7 @@ def test_page_one_says_one_run_folder_in_the_singular(tmp_path):
     results = tmp_path / "results"
     write_run(results, "3.1", [300.0, 200.0])
     tex = write_report(load_summaries(results), tmp_path / "report", {}, results).tex.read_text()
-    assert f"from 1 run folder under \\texttt{{{latex.escape(str(results))}}} (1 done)." in tex
+    assert f"from 1 run folder under \\texttt{{{latex.path(str(results))}}} (1 done)." in tex
 
 
 def test_runs_not_judged_are_named_as_one_row_or_several(tmp_path):
@@ -186,10 +186,10 @@ def test_with_only_manual_runs_the_error_says_how_to_name_them(tmp_path):
 
 
 def test_a_manual_run_never_stands_in_for_the_analysed_models(tmp_path):
-    from ptblm.report.trained import MissingRun, resolve_run_dir
+    from ptblm.report.trained import ANALYSED, MissingRun, resolve_run_dir
 
     manual = write_run(tmp_path, "manual", [300.0, 200.0])
     (manual / rf.BEST_CHECKPOINT).write_bytes(b"weights")
     with pytest.raises(MissingRun):
-        resolve_run_dir("RNN", None, tmp_path, notify=lambda message: None)
-    assert resolve_run_dir("RNN", manual, tmp_path) == manual  # named: used
+        resolve_run_dir(ANALYSED[0], None, tmp_path, notify=lambda message: None)
+    assert resolve_run_dir(ANALYSED[0], manual, tmp_path) == manual  # named: used

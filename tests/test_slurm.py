@@ -107,20 +107,21 @@ def data_dir(synthetic_dir) -> Path:
 
 def test_submit_smoke_runs_every_setting_then_resubmission_submits_nothing(tmp_path, data_dir):
     locations = ["--results", str(tmp_path), "--data", str(data_dir)]
+    experiment = load_experiment("smoke", REPO / "jobs")
+    count = len(experiment.settings)  # one per model
     first = ptblm("submit", "smoke", *locations)
     job = submitted_job(first.stdout)
-    assert "3 tasks" in first.stdout and f"{tmp_path}/smoke/logs" in first.stdout
+    assert f"{count} tasks" in first.stdout and f"{tmp_path}/smoke/logs" in first.stdout
     wait_for_job(job)
-    experiment = load_experiment("smoke", REPO / "jobs")
     for setting in experiment.settings:
         status = rf.read_status(setting.run_dir(tmp_path))
         assert status.state == rf.DONE and status.epochs_done == 2, setting.run_name
         assert status.slurm_job_id == f"{job}_{setting.index}"
         assert rf.read_run(setting.run_dir(tmp_path)).provenance["slurm"]["SLURM_ARRAY_JOB_ID"] == job
     assert sorted(p.name for p in (tmp_path / "smoke" / "logs").glob("*_log.out")) == [
-        f"{job}_{i}_0_log.out" for i in range(3)]
+        f"{job}_{i}_0_log.out" for i in range(count)]
     table = ptblm("status", "smoke", "--results", str(tmp_path)).stdout
-    assert table.count(" done ") == 3
+    assert table.count(" done ") == count
     again = ptblm("submit", "smoke", *locations)
     assert "nothing to submit" in again.stdout and "submitted array job" not in again.stdout
 

@@ -15,6 +15,7 @@ from conftest import tiny_config
 from ptblm import runfolder as rf
 from ptblm.config import GRAD_CLIP
 from ptblm.models import build_model, causal_mask
+from ptblm.models.interface import map_state, state_tensors
 from ptblm.step import (DeviceLearningRates, EagerStep, GraphedStep, eval_step, make_step,
                         use_graph_safe_updates)
 from ptblm.epochs import EpochRunner
@@ -44,7 +45,8 @@ def batches(config, count: int, device="cpu", seed=1) -> list[tuple[torch.Tensor
 
 
 def first_hidden(model, config, device="cpu"):
-    return model.init_hidden().to(device) if config.model != "TRANSFORMER" else None
+    """The state before the first batch: zeros on the model's device, (h, c) for the LSTM, None for the Transformer."""
+    return model.initial_state(config.batch_size)
 
 
 def plain_forward(model, x, y, hidden):
@@ -63,7 +65,11 @@ def plain_training_step(model, optimizer, x, y, hidden):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
     optimizer.step()
-    return loss.detach(), None if hidden is None else hidden.detach()
+    return loss.detach(), map_state(torch.Tensor.detach, hidden)
+
+
+def states_equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(state_tensors(a), state_tensors(b), strict=True))
 
 
 def without_dropout(model: nn.Module) -> nn.Module:
@@ -74,7 +80,7 @@ def without_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("model_name", ["RNN", "GRU", "TRANSFORMER"])
+@pytest.mark.parametrize("model_name", ["RNN", "GRU", "LSTM", "TRANSFORMER"])
 def test_eager_training_step_equals_the_plain_code(model_name):
     """Loss, next hidden, gradients and weights after three steps, bit for bit, dropout included."""
     config = setting(model_name, optimizer="ADAM", dp_keep_prob=0.8)
@@ -91,7 +97,7 @@ def test_eager_training_step_equals_the_plain_code(model_name):
         assert loss.dim() == 0 and not loss.requires_grad and math.isfinite(loss.item())
         assert torch.equal(loss, twin_loss)
         if hidden is not None:
-            assert hidden.grad_fn is None and torch.equal(hidden, twin_hidden)
+            assert all(h.grad_fn is None for h in state_tensors(hidden)) and states_equal(hidden, twin_hidden)
     for (name, parameter), twin_parameter in zip(model.named_parameters(), twin.parameters()):
         assert torch.equal(parameter.grad, twin_parameter.grad), name
         assert torch.equal(parameter, twin_parameter), name
@@ -209,11 +215,13 @@ def graph_and_eager_pair(model_name, optimizer_name, lr, precision="fp32"):
 
 
 def assert_close(a, b, tolerance=1e-5):
-    assert torch.allclose(a, b, rtol=tolerance, atol=tolerance), (a - b).abs().max().item()
+    """Tensors, or states (tuples of tensors), equal to `tolerance`."""
+    for x, y in zip(state_tensors(a), state_tensors(b), strict=True):
+        assert torch.allclose(x, y, rtol=tolerance, atol=tolerance), (x - y).abs().max().item()
 
 
 @needs_cuda
-@pytest.mark.parametrize("model_name", ["RNN", "GRU", "TRANSFORMER"])
+@pytest.mark.parametrize("model_name", ["RNN", "GRU", "LSTM", "TRANSFORMER"])
 @pytest.mark.parametrize("optimizer_name, lr", [("ADAM", 0.01), ("SGD", 0.5)])
 def test_graph_training_step_equals_eager(model_name, optimizer_name, lr):
     """Warm-up steps, the capture and replays: the same losses, states and weights as eager, lr changes too."""
@@ -236,7 +244,7 @@ def test_graph_training_step_equals_eager(model_name, optimizer_name, lr):
 
 
 @needs_cuda
-@pytest.mark.parametrize("model_name", ["GRU", "TRANSFORMER"])
+@pytest.mark.parametrize("model_name", ["GRU", "LSTM", "TRANSFORMER"])
 def test_graph_evaluation_step_equals_eager(model_name):
     config, (model, _), _ = graph_and_eager_pair(model_name, "ADAM", 0.01)
     model.eval()
@@ -352,3 +360,31 @@ def test_an_interrupted_cuda_run_resumes_to_the_unbroken_curves(optimizer_name, 
     assert max(r.valid_ppl for r in expected) < 60  # learns: below a uniform guess over ~60 words
     for a, b in zip(expected, resumed):
         assert (b.train_ppl, b.valid_ppl) == pytest.approx((a.train_ppl, a.valid_ppl), rel=1e-4)
+
+
+def test_graph_input_buffers_take_a_state_of_any_structure():
+    """GraphedStep's buffers (the CPU-testable part of the graph): made at the first call, then written in place,
+    for a state that is a tensor, the LSTM's (h, c) or None; a state of another shape is refused by name."""
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(state_shapes):
+        x, y = (torch.randint(9, (4, 6), generator=generator) for _ in range(2))
+        state = tuple(torch.randn(shape, generator=generator) for shape in state_shapes)
+        return x, y, state
+
+    for structure in (lambda s: s, lambda s: s[0], lambda s: None):
+        step = object.__new__(GraphedStep)  # no CUDA here: only the buffer logic, not the graph
+        step.inputs = None
+        first = batch([(2, 4, 8), (2, 4, 8)])
+        step._load(*first[:2], structure(first[2]))
+        buffers = step.inputs
+        assert all(b is not f for b, f in zip(state_tensors(buffers), state_tensors((*first[:2], structure(first[2])))))
+        second = batch([(2, 4, 8), (2, 4, 8)])
+        step._load(*second[:2], structure(second[2]))
+        assert step.inputs is buffers and states_equal(buffers, (*second[:2], structure(second[2])))
+        copies = step._copies(torch.tensor(1.0), buffers[2])
+        assert states_equal(copies[1], buffers[2]) and not set(map(id, state_tensors(copies))) & set(
+            map(id, state_tensors(buffers)))
+    with pytest.raises(ValueError, match=r"GraphedStep: state has shape \(\(2, 4, 8\),\); the graph was captured "
+                                         r"for None"):
+        step._load(*second[:2], second[2][:1])

@@ -8,10 +8,11 @@ tokens (seq 35, emb 200, vocab 10,000). Each case (a model and shape) is timed o
     eager      the same without the graph (GPU, recurrent models only: on CPU it is `default`)
     reference  the plain path: impl reference (nested loops over time and layers) / scratch attention
                with the scaffold's LayerNorm, eager
-    builtin    PyTorch's own, the yardstick: an nn.GRU / nn.RNN language model (cuDNN on GPU) or the
-               Transformer with fused scaled_dot_product_attention and nn.LayerNorm, eager
+    builtin    PyTorch's own, the yardstick (each architecture's baseline, ptblm.models.builtin): an
+               nn.RNN / nn.GRU / nn.LSTM language model (cuDNN on GPU) or the Transformer with fused
+               scaled_dot_product_attention and nn.LayerNorm, eager
     compiled-model  with --compile: `default` over the whole model under torch.compile (compile: model)
-    compiled-cell   with --compile, RNN/GRU: `default` with only the time step compiled (compile: cell)
+    compiled-cell   with --compile, recurrent models: `default` with only the time step compiled (compile: cell)
                A compiled path's compile time (its first train and eval calls) is reported apart and
                counted once per setting in the suite projection, which is how training pays it.
 
@@ -44,7 +45,7 @@ from .compiling import cache_counts, use_compile_cache
 from .config import RunConfig
 from .data import batch_at, num_batches
 from .jobs import load_experiment
-from .models import build_model, make_model
+from .models import MODELS, architecture, build_baseline, build_model
 from .provenance import device_description, provenance
 from .runfolder import atomic_write_json
 from .launch.tasks import threads_per_run
@@ -60,9 +61,11 @@ PATHS = {
     "eager": "default without the CUDA graph (GPU, recurrent models)",
     "reference": "impl reference (nested loops) / scratch attention + scaffold LayerNorm, eager "
                  "(the Transformer's equals default on CPU: not timed twice)",
-    "builtin": "PyTorch's own: nn.GRU / nn.RNN (cuDNN on GPU) / fused SDPA + nn.LayerNorm, eager",
+    "builtin": "PyTorch's own (ptblm.models.builtin): nn.RNN / nn.GRU / nn.LSTM (cuDNN on GPU) / fused SDPA "
+               "+ nn.LayerNorm, eager",
     "compiled-model": "default over the whole model under torch.compile (with --compile; compile time apart)",
-    "compiled-cell": "default with the RNN/GRU time step under torch.compile (with --compile; compile time apart)",
+    "compiled-cell": "default with a recurrent model's time step under torch.compile (with --compile; compile "
+                     "time apart)",
 }
 COMPILED_PATHS = {"compiled-model": "model", "compiled-cell": "cell"}  # path -> RunConfig.compile
 
@@ -94,9 +97,9 @@ class BenchCase:
             "seq_len": self.seq_len, "emb_size": self.emb_size, **changes}, where=f"bench case {self.name}")
 
 
-# Small enough for a couple of seconds per path on a 2-core CPU; vocab and sequence as in the course.
-SMALL_CASES = (BenchCase("RNN", 128, 2, 20, 0.8), BenchCase("GRU", 128, 2, 20, 0.8),
-               BenchCase("TRANSFORMER", 128, 2, 20, 0.9))
+# One per architecture, small enough for a couple of seconds per path on a 2-core CPU; vocab and sequence as in
+# the course. Dropout keep 0.8 for all: a cost, not a result, is compared.
+SMALL_CASES = tuple(BenchCase(model, 128, 2, 20, 0.8) for model in MODELS)
 
 
 def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE) -> list[BenchCase]:
@@ -114,34 +117,6 @@ def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE) -> list[Be
     return list(cases.values())
 
 
-class BuiltinRecurrentLM(nn.Module):
-    """Embedding -> dropout -> nn.GRU / nn.RNN (tanh, dropout between layers) -> dropout -> Linear.
-
-    PyTorch's own recurrent layers at the course's sizes, as the yardstick for the from-scratch
-    models' speed. nn.GRU's gate equations differ from the course's (see models/gru.py); its cost
-    does not. Same interface as the course's models: (seq, batch) ids and (layers, batch, hidden).
-    """
-
-    def __init__(self, config: RunConfig, vocab_size: int):
-        super().__init__()
-        dropout = 1 - config.dp_keep_prob
-        layer = {"GRU": nn.GRU, "RNN": nn.RNN}[config.model]
-        self.embedding = nn.Embedding(vocab_size, config.emb_size)
-        self.dropout = nn.Dropout(dropout)
-        self.recurrent = layer(config.emb_size, config.hidden_size, config.num_layers,
-                               dropout=dropout if config.num_layers > 1 else 0.0)
-        self.out_layer = nn.Linear(config.hidden_size, vocab_size)
-        self.state_shape = (config.num_layers, config.batch_size, config.hidden_size)
-
-    def init_hidden(self) -> torch.Tensor:
-        return self.out_layer.weight.new_zeros(self.state_shape)  # (layers, batch, hidden)
-
-    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedded = self.dropout(self.embedding(inputs))  # (seq, batch, emb)
-        outputs, hidden = self.recurrent(embedded, hidden)  # (seq, batch, hidden)
-        return self.out_layer(self.dropout(outputs)), hidden  # (seq, batch, vocab)
-
-
 def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
     """The model a path times, and the setting it stands for."""
     if path == "reference":
@@ -150,35 +125,31 @@ def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
         config = case.config(compile=COMPILED_PATHS[path])
     else:
         config = case.config()
-    if path != "builtin":
-        return build_model(config, case.vocab_size), config
-    if case.model == "TRANSFORMER":
-        return make_model(case.vocab_size, n_blocks=case.num_layers, n_units=case.hidden_size,
-                          n_heads=config.n_heads, dropout=1 - case.dp_keep_prob, attention="fused",
-                          layer_norm="torch"), config
-    return BuiltinRecurrentLM(config, case.vocab_size), config
+    build = build_baseline if path == "builtin" else build_model
+    return build(config, case.vocab_size), config
 
 
 def paths_for(case: BenchCase, device: torch.device, compiled: bool = False) -> list[str]:
     """The paths that differ on this device: on CPU nothing is graphed, so `eager` is `default`, and
     so is the Transformer's `reference`; on GPU the Transformer's `eager` is its `reference`.
-    `compiled` adds the torch.compile path."""
-    recurrent, cuda = case.model != "TRANSFORMER", device.type == "cuda"
+    `compiled` adds the torch.compile path; `builtin` is timed where the registry names a baseline."""
+    entry, cuda = architecture(case.model), device.type == "cuda"
+    recurrent = entry.recurrent
     return ["default", *(["eager"] if recurrent and cuda else []),
-            *(["reference"] if recurrent or cuda else []), "builtin",
+            *(["reference"] if recurrent or cuda else []), *(["builtin"] if entry.baseline else []),
             *(["compiled-model", *(["compiled-cell"] if recurrent else [])] if compiled else [])]
 
 
-def time_steps(step, data: torch.Tensor, hidden: torch.Tensor | None, seq_len: int, warmup: int,
+def time_steps(step, data: torch.Tensor, state, seq_len: int, warmup: int,
                repeats: int, after_warmup=None) -> list[float]:
     """Milliseconds of each of `repeats` steps after `warmup` untimed ones; batches are cut from
-    `data` (batch, tokens) as EpochRunner cuts them, cyclically, and the hidden state is carried.
+    `data` (batch, tokens) as EpochRunner cuts them, cyclically, and the model's state is carried.
     `after_warmup()` is called between the two (packed processes wait there for each other)."""
     count = (data.size(1) - 1) // seq_len
 
     def run(index: int) -> None:
-        nonlocal hidden
-        _, hidden = step(*batch_at(data, index % count, seq_len), hidden)
+        nonlocal state
+        _, state = step(*batch_at(data, index % count, seq_len), state)
 
     for index in range(warmup):
         run(index)
@@ -233,9 +204,9 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
         timings, compile_seconds = {}, {}
         for label, step_optimizer in (("train", optimizer), ("eval", None)):
             model.train(step_optimizer is not None)
-            hidden = None if case.model == "TRANSFORMER" else model.init_hidden().to(device)
+            state = model.initial_state(case.batch_size)  # zeros on the device, or None
             step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compile_mode=compile_mode)
-            timings[label] = statistics.median(time_steps(step, data, hidden, case.seq_len, warmup, repeats,
+            timings[label] = statistics.median(time_steps(step, data, state, case.seq_len, warmup, repeats,
                                                           after_warmup))
             if compiled:  # the first call compiled (with warmup 0 it was also timed)
                 if step.compile_error is not None:

@@ -9,13 +9,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import PRECISIONS, RunConfig
+from .config import MODELS, PRECISIONS, RunConfig
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
                      "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.35, "num_epochs": 40}
 FLAG_HELP = {
-    "model": "RNN, GRU or TRANSFORMER", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
+    "model": f"{', '.join(MODELS[:-1])} or {MODELS[-1]}", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
     "hidden_size": "hidden units (n_units for the TRANSFORMER)", "num_layers": "layers (blocks for the TRANSFORMER)",
     "dp_keep_prob": "dropout keep probability",
     "save_best": "also write best_params.pt, the raw state_dict (best.pt is always written)",
@@ -27,7 +27,7 @@ FLAG_HELP = {
     "precision": "fp32 (strict, default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast)",
     "device": "auto, cpu or cuda",
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
-    "compile": "off, model (the whole model under torch.compile) or cell (only the RNN/GRU time step); "
+    "compile": "off, model (the whole model under torch.compile) or cell (only a recurrent model's time step); "
                "cached in <results>/.compile-cache",
 }
 
@@ -254,11 +254,13 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
-    """The RNN and GRU of --rnn/--gru (default 3.1 and 3.2, setting 0); --data or PTB_DIR overrides their data."""
-    from .report.trained import load_analysed
+    """The models of --rnn/--gru/--lstm (report.trained.ANALYSED: defaults 3.1 and 3.2, setting 0; the LSTM when
+    there is one); --data or PTB_DIR overrides their data."""
+    from .report.trained import ANALYSED, load_analysed
 
     data_dir = args.data or configured_data_dir()
-    return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, data_dir, batch_size)
+    named = {analysed.model: getattr(args, analysed.model.lower()) for analysed in ANALYSED}
+    return load_analysed(named, args.results, data_dir, batch_size)
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
@@ -322,7 +324,7 @@ def perplexity(text: str) -> float:
 
 
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
-    """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
+    """--out for every report command; --rnn/--gru/--lstm/--seed for the two that load trained models."""
     add_location_flags(parser, data=False)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
     if not models:
@@ -331,10 +333,14 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
                             "(default $PTB_DIR, else the one each run recorded in config.json)")
-        for model, default in (("RNN", "3.1"), ("GRU", "3.2")):
-            parser.add_argument(f"--{model.lower()}", type=Path, default=None, metavar="DIR",
-                                help=f"{model} run folder (default: setting 0 of {default}; until it is trained, "
-                                     f"the {model} run with the lowest best valid ppl)")
+        from .report.trained import ANALYSED  # torch-free
+
+        for run in ANALYSED:
+            optional = "" if run.required else f"; without any {run.model} run, none"
+            parser.add_argument(run.flag, type=Path, default=None, metavar="DIR",
+                                help=f"{run.model} run folder (default: setting {run.setting_index} of "
+                                     f"{run.experiment}; until it is trained, the {run.model} run with the lowest "
+                                     f"best valid ppl{optional})")
         parser.add_argument("--seed", type=int, default=0, help="seeds the minibatch / the start words (default 0)")
 
 
@@ -508,8 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="fp32 (strict), tf32 (TF32 matmuls on CUDA) or bf16 (autocast); as ptblm train")
-    bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; RNN/GRU "
-                       "time step), compile time apart (cached in <results>/.compile-cache)")
+    bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; a "
+                       "recurrent model's time step), compile time apart (cached in <results>/.compile-cache)")
     bench.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
                        help="also time K processes at once on the device, as a profile's runs_per_gpu packs runs")
     bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")

@@ -38,19 +38,37 @@ def use_compile_cache(folder: Path, environ: MutableMapping[str, str] = os.envir
     return folder
 
 
-def compile_for_step(model: nn.Module, mode: str, backend="inductor") -> nn.Module:
+def compile_for_step(model: nn.Module, mode: str, backend="inductor") -> nn.Module | CompiledModel:
     """What a step runs for compile `mode`, sharing the model's parameters and train/eval mode.
 
-    "model": the whole model under torch.compile, static shapes (a split's batches all have one shape,
-    so each of train and eval mode is one graph; the time loop is unrolled into it).
+    "model": the model's uniform forward (lm_forward) under torch.compile, static shapes (a split's batches
+    all have one shape, so each of train and eval mode is one graph; the time loop is unrolled into it).
     "cell": the model itself with its fast path's time step compiled (RecurrentLM.compile_time_step).
     """
     if mode == "model":
-        return torch.compile(model, backend=backend, dynamic=False)
+        return CompiledModel(model, backend)
     if mode == "cell":
         model.compile_time_step(backend)
         return model
     raise ValueError(f"compile mode {mode!r} is invalid; valid: model or cell")
+
+
+class CompiledModel:
+    """`model` as a step sees it (ptblm.step), its lm_forward compiled; its parameters and mode are the model's.
+
+    torch.compile(model) would compile only `forward`, the course's signature, which the step does not call.
+    """
+
+    def __init__(self, model: nn.Module, backend="inductor"):
+        self.model = model
+        self.lm_forward = torch.compile(model.lm_forward, backend=backend, dynamic=False)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
 
 
 def uncompile(model: nn.Module, mode: str) -> nn.Module:

@@ -14,15 +14,15 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .models.registry import ARCHITECTURES, MODELS  # torch-free: one entry per architecture
 
-MODELS = ("RNN", "GRU", "TRANSFORMER")
 OPTIMIZERS = ("SGD", "SGD_LR_SCHEDULE", "ADAM")
 IMPLEMENTATIONS = ("fast", "reference")  # reference = the plain nested loop over time and layers
 ATTENTIONS = ("scratch", "fused")  # fused = torch's scaled_dot_product_attention
 PRECISIONS = ("fp32", "tf32", "bf16")  # strict float32; TF32 matmuls on CUDA; bf16 autocast, fp32 master weights
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
-# torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only the RNN/GRU fast
+# torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only a recurrent model's fast
 # path's time step, a small graph that compiles in seconds.
 COMPILES = ("off", "model", "cell")
 MAX_SEED = 2**32 - 1  # numpy's limit; torch's is larger
@@ -31,10 +31,9 @@ GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "log_steps", "impl", "attention", "device", "cuda_graph",
                      "compile")
 ON_OFF_OPTIONS = ("cuda_graph", "compile")  # YAML 1.1 reads a bare on/off as a boolean: taken back as "on"/"off"
-# run_exp.py's --debug: one epoch, and for the TRANSFORMER its tiny model, make_model(vocab, n_units=16, n_blocks=2)
-# with make_model's defaults (dropout 0.1, 16 heads); every step is logged, as the scaffold prints it.
+# run_exp.py's --debug: one epoch, every step logged as the scaffold prints it, and the architecture's own
+# changes (Architecture.debug_changes: the TRANSFORMER's tiny model).
 DEBUG_CHANGES = {"num_epochs": 1, "log_steps": True}
-DEBUG_TRANSFORMER = {"hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.9, "n_heads": 16}
 
 
 class ConfigError(UserError, ValueError):
@@ -126,7 +125,8 @@ class RunConfig:
             raise ConfigError(f"{where}: missing key {missing[0]!r} (required: {', '.join(required)})")
         converted = {name: convert_value(where, name, known[name].type, value) for name, value in values.items()}
         if converted.get("debug"):
-            converted.update(DEBUG_CHANGES, **(DEBUG_TRANSFORMER if converted["model"] == "TRANSFORMER" else {}))
+            entry = ARCHITECTURES.get(converted["model"])  # an unknown model is reported by check()
+            converted.update(DEBUG_CHANGES, **(entry.debug_changes if entry else {}))
         config = cls(**converted)
         config.check(where)
         return config
@@ -151,11 +151,12 @@ class RunConfig:
             fail("dp_keep_prob", "a keep probability in (0, 1]")
         if self.max_batches < 0:
             fail("max_batches", "0 (whole split) or a positive number of batches")
-        if self.model == "TRANSFORMER" and self.hidden_size % self.n_heads:
-            fail("hidden_size", f"a multiple of n_heads = {self.n_heads} for the TRANSFORMER")
-        if self.compile == "cell" and (self.model == "TRANSFORMER" or self.impl != "fast"):
+        entry = ARCHITECTURES[self.model]
+        if entry.attention_heads and self.hidden_size % self.n_heads:
+            fail("hidden_size", f"a multiple of n_heads = {self.n_heads} for the {self.model}")
+        if self.compile == "cell" and not (entry.recurrent and self.impl == "fast"):
             fail("compile", f"off or model for {self.model} with impl {self.impl!r} (cell compiles the time step "
-                            f"of the RNN/GRU fast path)")
+                            f"of a recurrent model's fast path)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

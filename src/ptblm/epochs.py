@@ -64,10 +64,6 @@ class EpochRunner:
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
 
-    @property
-    def recurrent(self) -> bool:
-        return self.config.model != "TRANSFORMER"
-
     def step_for(self, optimizer: torch.optim.Optimizer | None, shape: tuple[int, int]) -> Step:
         """The training (with an optimizer) or evaluation step for (batch, seq) batches."""
         key = (optimizer, shape)
@@ -106,7 +102,7 @@ class EpochRunner:
             steps = min(steps, config.max_batches)
         self.model.train(training)
         step = self.step_for(optimizer, (config.batch_size, seq_len))
-        hidden = self.model.init_hidden().to(self.device) if self.recurrent else None  # (layers, batch, hidden)
+        state = self.model.initial_state(config.batch_size)  # zeros on the model's device, or None
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         report_every = max(steps // 10, 1)
         progress = _progress_bar(steps, label) if self.interactive else None
@@ -115,7 +111,7 @@ class EpochRunner:
             if self.should_stop():
                 raise StopRequested
             x, y = batch_at(data, index, seq_len)  # (batch, seq) each, y shifted by one token
-            loss, hidden = step(x, y, hidden)  # loss stays on the device: no sync per batch
+            loss, state = step(x, y, state)  # loss stays on the device: no sync per batch
             total += loss
             if config.log_steps or (index + 1) % report_every == 0 or index + 1 == steps:
                 self._report(label, index + 1, steps, total, started, progress)

@@ -1,9 +1,10 @@
 """One batch of training or evaluation, the way EpochRunner runs every batch: eager, or a CUDA graph.
 
-A step takes a (batch, seq) input, its (batch, seq) targets (shifted by one token) and the recurrent
-state, and returns the mean cross-entropy as a 0-dim tensor on the device plus the next state,
-detached. Never a Python float: the loop does not wait for the GPU between batches. A training step
-also runs backward, clips the gradient norm to GRAD_CLIP and updates the weights.
+A step takes a (batch, seq) input, its (batch, seq) targets (shifted by one token) and the model's
+state (ptblm.models.interface: a tensor, a tuple of them, or None), and returns the mean cross-entropy
+as a 0-dim tensor on the device plus the next state, detached. Never a Python float: the loop does
+not wait for the GPU between batches. A training step also runs backward, clips the gradient norm to
+GRAD_CLIP and updates the weights. The step calls only the models' uniform interface (lm_forward).
 
 - `EagerStep` runs the ops one by one (CPU and CUDA).
 - `CompilingStep` runs either of them over the compiled model (`--compile model|cell`), and the
@@ -30,10 +31,10 @@ from torch import Tensor, nn
 
 from .compiling import compile_error_summary, compile_for_step, uncompile
 from .config import GRAD_CLIP
-from .models import causal_mask
+from .models.interface import State, map_state, state_tensors
 
-# (x (batch, seq), y (batch, seq), hidden (layers, batch, hidden) or None) -> (loss (), next hidden)
-Step = Callable[[Tensor, Tensor, "Tensor | None"], "tuple[Tensor, Tensor | None]"]
+# (x (batch, seq), y (batch, seq), state) -> (loss (), next state)
+Step = Callable[[Tensor, Tensor, State], "tuple[Tensor, State]"]
 
 GRAPH_WARMUP_STEPS = 3  # eager steps on the side stream before the capture, as in PyTorch's examples
 
@@ -55,45 +56,53 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def forward_loss(model: nn.Module, x: Tensor, y: Tensor, hidden: Tensor | None,
-                 precision: str = "fp32") -> tuple[Tensor, Tensor | None]:
-    """Mean cross-entropy of one batch and the next hidden state; `hidden` is None for the Transformer."""
+def forward_loss(model: nn.Module, x: Tensor, y: Tensor, state: State,
+                 precision: str = "fp32") -> tuple[Tensor, State]:
+    """Mean cross-entropy of one batch and the model's next state (model.lm_forward)."""
     with autocast(x.device, precision):
-        if hidden is not None:
-            logits, hidden = model(x.t(), hidden)  # inputs (seq, batch) -> (seq, batch, vocab)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.t().reshape(-1))
-        else:
-            mask = causal_mask(x.size(1), device=x.device).expand(x.size(0), -1, -1)  # (batch, seq, seq)
-            log_probs = model(x, mask)  # (batch, seq, vocab)
-            loss = F.nll_loss(log_probs.float().reshape(-1, log_probs.size(-1)), y.reshape(-1))
-    return loss, hidden
+        logits, state = model.lm_forward(x, state)  # (batch, seq, vocab)
+        loss = F.cross_entropy(*tokens_in_memory_order(logits.float(), y))
+    return loss, state
+
+
+def tokens_in_memory_order(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """(batch, seq, vocab), (batch, seq) -> (tokens, vocab), (tokens,), tokens in the order the logits lie in
+    memory: a view, never a copy of the large logits. The recurrent models compute them time-major (as
+    run_exp.py sums its loss), the Transformer batch-major; each keeps the summation order it always had."""
+    if logits.stride(0) < logits.stride(1):  # time-major in memory: (seq, batch, vocab) seen transposed
+        logits, targets = logits.transpose(0, 1), targets.t()
+    return logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
+
+
+def detached(state: State) -> State:
+    return map_state(Tensor.detach, state)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
-               hidden: Tensor | None, precision: str = "fp32") -> tuple[Tensor, Tensor | None]:
-    """Forward, backward, clip the gradient norm to GRAD_CLIP, update; (loss, next hidden), detached."""
+               state: State, precision: str = "fp32") -> tuple[Tensor, State]:
+    """Forward, backward, clip the gradient norm to GRAD_CLIP, update; (loss, next state), detached."""
     optimizer.zero_grad(set_to_none=True)  # None, not zeros: backward then writes fresh gradients
     with torch.enable_grad():
-        loss, hidden = forward_loss(model, x, y, hidden, precision)
+        loss, state = forward_loss(model, x, y, state, precision)
         loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)  # on device: no .item()
     optimizer.step()
-    return loss.detach(), None if hidden is None else hidden.detach()
+    return loss.detach(), detached(state)
 
 
 @torch.no_grad()
-def eval_step(model: nn.Module, x: Tensor, y: Tensor, hidden: Tensor | None,
-              precision: str = "fp32") -> tuple[Tensor, Tensor | None]:
+def eval_step(model: nn.Module, x: Tensor, y: Tensor, state: State,
+              precision: str = "fp32") -> tuple[Tensor, State]:
     """Forward and loss only."""
-    return forward_loss(model, x, y, hidden, precision)
+    return forward_loss(model, x, y, state, precision)
 
 
 def run_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, x: Tensor, y: Tensor,
-             hidden: Tensor | None, precision: str) -> tuple[Tensor, Tensor | None]:
+             state: State, precision: str) -> tuple[Tensor, State]:
     """A training step when there is an optimizer, an evaluation step otherwise."""
     if optimizer is None:
-        return eval_step(model, x, y, hidden, precision)
-    return train_step(model, optimizer, x, y, hidden, precision)
+        return eval_step(model, x, y, state, precision)
+    return train_step(model, optimizer, x, y, state, precision)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -171,15 +180,15 @@ class EagerStep:
         if optimizer is not None:
             use_graph_safe_updates(optimizer, False)
 
-    def __call__(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        return run_step(self.model, self.optimizer, x, y, hidden, self.precision)
+    def __call__(self, x: Tensor, y: Tensor, state: State) -> tuple[Tensor, State]:
+        return run_step(self.model, self.optimizer, x, y, state, self.precision)
 
 
 class GraphedStep:
     """The step captured in one CUDA graph at its first call after `warmup_steps`, then replayed.
 
-    The graph reads the batch from static input buffers and writes the loss and next hidden state
-    to static outputs; both are private, and the returned tensors are copies, safe to keep. The
+    The graph reads the batch and the state from static input buffers and writes the loss and next
+    state to static outputs; both are private, and the returned tensors are copies, safe to keep. The
     model's train/eval mode is baked into the graph, so a call in the other mode is refused.
     """
 
@@ -196,18 +205,18 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_error: RuntimeError | None = None  # set when capture failed: the step stays eager
         self.calls = 0
-        self.inputs: tuple[Tensor, Tensor, Tensor | None] | None = None  # what the graph reads
-        self.outputs: tuple[Tensor, Tensor | None] | None = None  # what the graph writes
+        self.inputs: tuple[Tensor, Tensor, State] | None = None  # what the graph reads
+        self.outputs: tuple[Tensor, State] | None = None  # what the graph writes
         self.learning_rates = None
         if optimizer is not None:
             use_graph_safe_updates(optimizer, True)
             self.learning_rates = DeviceLearningRates(optimizer, device)
 
-    def __call__(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def __call__(self, x: Tensor, y: Tensor, state: State) -> tuple[Tensor, State]:
         if self.model.training != self.training:
             raise RuntimeError(f"GraphedStep for {'training' if self.training else 'evaluation'} called "
                                f"with the model in {'train' if self.model.training else 'eval'} mode")
-        self._load(x, y, hidden)
+        self._load(x, y, state)
         if self.learning_rates is not None:
             self.learning_rates.sync()
         if self.graph is None and self.calls < self.warmup_steps:
@@ -225,10 +234,10 @@ class GraphedStep:
         self.graph.replay()
         return self._copies(*self.outputs)
 
-    def _run(self) -> tuple[Tensor, Tensor | None]:
+    def _run(self) -> tuple[Tensor, State]:
         return run_step(self.model, self.optimizer, *self.inputs, self.precision)
 
-    def _run_on_side_stream(self) -> tuple[Tensor, Tensor | None]:
+    def _run_on_side_stream(self) -> tuple[Tensor, State]:
         """One eager step on the capture stream, ordered after and before the caller's work."""
         self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
@@ -244,23 +253,27 @@ class GraphedStep:
         with rates, torch.cuda.graph(self.graph, stream=self.stream):
             self.outputs = self._run()
 
-    def _load(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> None:
-        batch = (x, y, hidden)
+    def _load(self, x: Tensor, y: Tensor, state: State) -> None:
+        """Copy the batch and the state into the graph's input buffers (made at the first call)."""
+        batch = (x, y, state)
         if self.inputs is None:
-            self.inputs = tuple(None if t is None else t.clone(memory_format=torch.contiguous_format)
-                                for t in batch)
+            self.inputs = map_state(lambda t: t.clone(memory_format=torch.contiguous_format), batch)
             return
-        for name, static, new in zip(("x", "y", "hidden"), self.inputs, batch):
-            if (static is None) != (new is None) or static is not None and static.shape != new.shape:
-                raise ValueError(f"GraphedStep: {name} has shape {None if new is None else tuple(new.shape)}; "
-                                 f"the graph was captured for {None if static is None else tuple(static.shape)} "
-                                 f"(make one step per shape)")
-            if static is not None:
-                static.copy_(new)
+        for name, static, new in zip(("x", "y", "state"), self.inputs, batch):
+            if shapes(static) != shapes(new):
+                raise ValueError(f"GraphedStep: {name} has shape {shapes(new)}; the graph was captured for "
+                                 f"{shapes(static)} (make one step per shape)")
+            for static_tensor, new_tensor in zip(state_tensors(static), state_tensors(new)):
+                static_tensor.copy_(new_tensor)
 
     @staticmethod
-    def _copies(loss: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        return loss.clone(), None if hidden is None else hidden.clone()
+    def _copies(loss: Tensor, state: State) -> tuple[Tensor, State]:
+        return map_state(Tensor.clone, (loss, state))
+
+
+def shapes(state: State):
+    """The shape of each tensor, in the state's structure: (4, 6), ((2, 4, 16), (2, 4, 16)) or None."""
+    return map_state(lambda tensor: tuple(tensor.shape), state)
 
 
 class CompilingStep:
@@ -282,21 +295,21 @@ class CompilingStep:
         self.first_call_seconds: float | None = None
         self.compile_error: Exception | None = None  # set when compiling failed: the step runs uncompiled
 
-    def __call__(self, x: Tensor, y: Tensor, hidden: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def __call__(self, x: Tensor, y: Tensor, state: State) -> tuple[Tensor, State]:
         if self.first_call_seconds is not None:
-            return self.step(x, y, hidden)
+            return self.step(x, y, state)
         started = time.perf_counter()
         device = next(self.model.parameters()).device
         randomness = rng_state(device)  # a cell compile fails after the dropout masks are drawn
         try:
-            outputs = self.step(x, y, hidden)
+            outputs = self.step(x, y, state)
         except torch._dynamo.exc.TorchDynamoException as error:
             set_rng_state(randomness, device)  # the uncompiled step draws the masks this one would have
             self.compile_error = error
             warnings.warn(f"torch.compile failed ({compile_error_summary(error)}); running this step "
                           f"uncompiled (--compile off skips the attempt)", RuntimeWarning, stacklevel=2)
             self.step = make_step(uncompile(self.model, self.mode), self.optimizer, self.precision, self.cuda_graph)
-            outputs = self.step(x, y, hidden)
+            outputs = self.step(x, y, state)
         self.first_call_seconds = time.perf_counter() - started
         if self.on_compiled is not None:
             self.on_compiled(self)

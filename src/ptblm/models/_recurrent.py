@@ -1,10 +1,15 @@
-"""What the RNN and the GRU share: dropout masks, the two loop orders, the output layer, generation.
+"""What the RNN, the GRU and the LSTM share: dropout masks, the two loop orders, the state, the output
+layer, generation, and the uniform interface (lm_forward, initial_state) on top of the course's forward.
 
-A subclass only says how one layer computes: `_cell` (one time step, the course's equation on the
+A subclass only says how one layer computes: `_cell` (one time step, the course's equations on the
 concatenation [x_t, h_{t-1}]) for impl="reference", and `_fast_layer` (the whole sequence of one
 layer, input projections hoisted out of the time loop, each step a call of the pure function
 `plain_time_step`) for impl="fast". Everything else, including where dropout goes, lives here once,
-so both models and both impls cannot drift apart.
+so the models and both impls cannot drift apart.
+
+A layer's state is its hidden state h (RNN, GRU) or the pair (h, c) (LSTM: `state_names`); the
+model's state stacks the layers': each tensor (num_layers, batch, hidden). A layer's output, what
+the layer above and the output layer read, is always h.
 
 The next-token rule (`next_token`) and the eval-mode guard (`evaluating`) are also used by the
 Transformer's `generate`.
@@ -14,13 +19,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ..config import IMPLEMENTATIONS
+from .interface import State  # here: h (num_layers, batch, hidden), or the LSTM's (h, c), each that shape
 
-States = list[list[Tensor]]  # states[layer][t]: (batch, hidden), the hidden state after time step t
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+Outputs = list[list[Tensor]]  # outputs[layer][t]: (batch, hidden), the layer's hidden state h after time step t
+LayerState = Any  # one layer's state: h (batch, hidden), or the LSTM's (h, c)
 
 
 class RecurrentLM(nn.Module):
@@ -32,7 +43,8 @@ class RecurrentLM(nn.Module):
 
     dropout: nn.Dropout  # its p is the one dropout rate both impls read
     out_layer: nn.Linear  # hidden -> vocab
-    plain_time_step: Callable[..., Tensor]  # the fast path's step of one layer: a pure function of tensors
+    plain_time_step: Callable[..., Any]  # the fast path's step of one layer: a pure function of tensors
+    state_names: tuple[str, ...] = ("hidden",)  # the state's tensors; the LSTM's are ("h", "c")
 
     def __init__(self, emb_size: int, hidden_size: int, seq_len: int, batch_size: int,
                  vocab_size: int, num_layers: int, dp_keep_prob: float, impl: str = "fast"):
@@ -53,19 +65,45 @@ class RecurrentLM(nn.Module):
         self.impl = impl
         self.time_step = self.plain_time_step  # what _fast_layer calls; compile_time_step swaps it
 
+    @classmethod
+    def from_config(cls, config: RunConfig, vocab_size: int) -> RecurrentLM:
+        """The model a run trains (the registry's builder): the course's constructor, from a setting."""
+        return cls(config.emb_size, config.hidden_size, config.seq_len, config.batch_size, vocab_size,
+                   config.num_layers, config.dp_keep_prob, impl=config.impl)
+
     # --- what a subclass provides -------------------------------------------------------------
 
     def _embed(self, inputs: Tensor) -> Tensor:
         """(seq, batch) int64 -> (seq, batch, emb)."""
         raise NotImplementedError
 
-    def _cell(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
-        """One step of one layer, as the equations say: (batch, in), (batch, hidden) -> (batch, hidden)."""
+    def _cell(self, layer: int, x: Tensor, state: LayerState) -> LayerState:
+        """One step of one layer, as the equations say: x (batch, in) and the layer's state -> its next state."""
         raise NotImplementedError
 
-    def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> list[Tensor]:
-        """One layer over the whole sequence: (seq, batch, in), (batch, hidden) -> seq x (batch, hidden)."""
+    def _fast_layer(self, layer: int, inputs: Tensor, state: LayerState) -> tuple[list[Tensor], LayerState]:
+        """One layer over the whole sequence: (seq, batch, in) and its state -> seq x h (batch, hidden), final state."""
         raise NotImplementedError
+
+    # --- the uniform interface (ptblm.models.interface) -----------------------------------------
+
+    def lm_forward(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """(batch, seq) int64 -> logits (batch, seq, vocab), next state: the course's forward, transposed.
+
+        The logits are a view of the course's (seq, batch, vocab) tensor: time-major in memory.
+        """
+        logits, state = self(tokens.t(), state)  # inputs (seq, batch) -> logits (seq, batch, vocab)
+        return logits.transpose(0, 1), state  # (batch, seq, vocab)
+
+    def initial_state(self, batch_size: int) -> State:
+        """Zeros, each (num_layers, batch_size, hidden_size), on the parameters' device and dtype."""
+        weight = self.out_layer.weight
+        return self._pack([weight.new_zeros(self.num_layers, batch_size, self.hidden_size)
+                           for _ in self.state_names])
+
+    def init_hidden(self) -> State:
+        """The scaffold's: `initial_state` for the batch size the model was built with."""
+        return self.initial_state(self.batch_size)
 
     # --- shared ---------------------------------------------------------------------------------
 
@@ -79,9 +117,33 @@ class RecurrentLM(nn.Module):
     def use_plain_time_step(self) -> None:
         self.time_step = self.plain_time_step
 
-    def init_hidden(self) -> Tensor:
-        """Zeros (num_layers, batch_size, hidden_size) on the parameters' device and dtype."""
-        return self.out_layer.weight.new_zeros(self.num_layers, self.batch_size, self.hidden_size)
+    def _pack(self, tensors: list[Tensor] | tuple[Tensor, ...]) -> State:
+        """The state's tensors, in `state_names` order -> the state: the tensor itself, or a tuple."""
+        return tensors[0] if len(self.state_names) == 1 else tuple(tensors)
+
+    def _unpack(self, state: State) -> tuple[Tensor, ...]:
+        """The state -> its tensors, in `state_names` order."""
+        if len(self.state_names) == 1:
+            return (state,)
+        if isinstance(state, Tensor) or len(state) != len(self.state_names):
+            raise ValueError(f"{type(self).__name__}: the state is the tuple ({', '.join(self.state_names)}); "
+                             f"got {type(state).__name__}" + ("" if isinstance(state, Tensor) else
+                                                               f" of {len(state)}"))
+        return tuple(state)
+
+    def _layer_states(self, state: State) -> list[LayerState]:
+        """The model's state -> one state per layer (views): layers x h (batch, hidden), or x (h, c)."""
+        per_layer = zip(*(tensor.unbind(0) for tensor in self._unpack(state)))
+        return [self._pack(tensors) for tensors in per_layer]
+
+    def _stacked(self, layer_states: list[LayerState]) -> State:
+        """One state per layer -> the model's state, each tensor (num_layers, batch, hidden)."""
+        per_name = zip(*(self._unpack(layer_state) for layer_state in layer_states))
+        return self._pack([torch.stack(tensors) for tensors in per_name])
+
+    def _output(self, layer_state: LayerState) -> Tensor:
+        """What a layer passes up: its hidden state h (batch, hidden)."""
+        return self._unpack(layer_state)[0]
 
     def _dropout_masks(self, seq_len: int, batch: int) -> list[Tensor | None]:
         """[embedding mask (seq, batch, emb), layer 0 output mask (seq, batch, hidden), ...].
@@ -96,20 +158,21 @@ class RecurrentLM(nn.Module):
         weight = self.out_layer.weight
         return [weight.new_empty(seq_len, batch, size).bernoulli_(keep).div_(keep) for size in sizes]
 
-    def forward(self, inputs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """(seq, batch) int64, (layers, batch, hidden) -> logits (seq, batch, vocab), final hidden."""
-        logits, final_hidden, _ = self.forward_with_states(inputs, hidden)
-        return logits, final_hidden
+    def forward(self, inputs: Tensor, hidden: State) -> tuple[Tensor, State]:
+        """The course's: (seq, batch) int64, state -> logits (seq, batch, vocab), final state."""
+        logits, final_state, _ = self.forward_with_states(inputs, hidden)
+        return logits, final_state
 
-    def forward_with_states(self, inputs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor, States]:
-        """Like forward, plus states[layer][t] (batch, hidden): the very tensors the logits are computed
-        from, so torch.autograd.grad(loss, states[layer]) is dL/dh_t."""
+    def forward_with_states(self, inputs: Tensor, hidden: State) -> tuple[Tensor, State, Outputs]:
+        """Like forward, plus outputs[layer][t] (batch, hidden), each layer's h_t: the very tensors the
+        logits are computed from, so torch.autograd.grad(loss, outputs[layer]) is dL/dh_t."""
         seq_len, batch = inputs.shape
         expected = (self.num_layers, batch, self.hidden_size)
-        if hidden.shape != expected:
-            raise ValueError(f"{type(self).__name__}: hidden has shape {tuple(hidden.shape)}; expected "
-                             f"(num_layers, batch, hidden_size) = {expected} "
-                             f"for inputs of shape (seq_len, batch) = {(seq_len, batch)}")
+        for name, tensor in zip(self.state_names, self._unpack(hidden)):
+            if tensor.shape != expected:
+                raise ValueError(f"{type(self).__name__}: {name} has shape {tuple(tensor.shape)}; expected "
+                                 f"(num_layers, batch, hidden_size) = {expected} "
+                                 f"for inputs of shape (seq_len, batch) = {(seq_len, batch)}")
         embedding_mask, *layer_masks = self._dropout_masks(seq_len, batch)
         # 1. embeddings, dropped: (seq, batch, emb)
         x = self._embed(inputs)
@@ -117,39 +180,44 @@ class RecurrentLM(nn.Module):
             x = x * embedding_mask
         # 2. the recurrence; top is the dropped output of the last layer: (seq, batch, hidden)
         run = self._run_fast if self.impl == "fast" else self._run_reference
-        states, top = run(x, hidden, layer_masks)
+        outputs, final_states, top = run(x, self._layer_states(hidden), layer_masks)
         # 3. the output layer once over the whole sequence: (seq * batch, hidden) -> (seq, batch, vocab)
         logits = self.out_layer(top.reshape(seq_len * batch, self.hidden_size))
-        final_hidden = torch.stack([layer_states[-1] for layer_states in states])  # (layers, batch, hidden)
-        return logits.view(seq_len, batch, self.vocab_size), final_hidden, states
+        return logits.view(seq_len, batch, self.vocab_size), self._stacked(final_states), outputs
 
-    def _run_reference(self, x: Tensor, hidden: Tensor, masks: list[Tensor | None]) -> tuple[States, Tensor]:
+    def _run_reference(self, x: Tensor, states: list[LayerState],
+                       masks: list[Tensor | None]) -> tuple[Outputs, list[LayerState], Tensor]:
         """The plain nested loop: time outer, layers inner, each layer's `_cell` on the concatenation."""
-        h = list(hidden.unbind(0))  # layers x (batch, hidden)
-        states: States = [[] for _ in range(self.num_layers)]
+        states = list(states)  # per layer, updated at every time step
+        outputs: Outputs = [[] for _ in range(self.num_layers)]
         tops = []
         for t in range(x.size(0)):
             below = x[t]  # (batch, emb)
             for layer in range(self.num_layers):
-                h[layer] = self._cell(layer, below, h[layer])
-                states[layer].append(h[layer])
-                below = h[layer] if masks[layer] is None else h[layer] * masks[layer][t]
+                states[layer] = self._cell(layer, below, states[layer])
+                h = self._output(states[layer])  # (batch, hidden)
+                outputs[layer].append(h)
+                below = h if masks[layer] is None else h * masks[layer][t]
             tops.append(below)
-        return states, torch.stack(tops)
+        return outputs, states, torch.stack(tops)
 
-    def _run_fast(self, x: Tensor, hidden: Tensor, masks: list[Tensor | None]) -> tuple[States, Tensor]:
+    def _run_fast(self, x: Tensor, states: list[LayerState],
+                  masks: list[Tensor | None]) -> tuple[Outputs, list[LayerState], Tensor]:
         """Layer-major: each layer runs over the whole sequence before the next one starts."""
-        states: States = []
+        outputs: Outputs = []
+        final_states = []
         below = x  # (seq, batch, emb)
-        for layer in range(self.num_layers):
-            states.append(self._fast_layer(layer, below, hidden[layer]))
-            below = torch.stack(states[layer])  # (seq, batch, hidden)
+        for layer, state in enumerate(states):
+            layer_outputs, final_state = self._fast_layer(layer, below, state)
+            outputs.append(layer_outputs)
+            final_states.append(final_state)
+            below = torch.stack(layer_outputs)  # (seq, batch, hidden)
             if masks[layer] is not None:
                 below = below * masks[layer]
-        return states, below
+        return outputs, final_states, below
 
     @torch.no_grad()
-    def generate(self, inputs: Tensor, hidden: Tensor, generated_seq_len: int, temperature: float = 0.0,
+    def generate(self, inputs: Tensor, hidden: State, generated_seq_len: int, temperature: float = 0.0,
                  top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
         """(batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
 

@@ -8,7 +8,8 @@
 
 Not torch's built-in GRU: there the reset gate multiplies U_h h_{t-1} (after the matmul), gates
 have two biases, and z keeps the old state instead of letting the new one in.
-Dropout, the two loop orders and generation are shared with the RNN in `_recurrent.py`.
+Dropout, the two loop orders, the state and generation are shared with the RNN and the LSTM in
+`_recurrent.py`.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ class GRU(RecurrentLM):
         candidate = torch.tanh(self.h[layer](torch.cat([x, reset * h], dim=-1)))
         return (1 - update) * h + update * candidate
 
-    def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> list[Tensor]:
+    def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> tuple[list[Tensor], Tensor]:
         r, z, memory = self.r[layer], self.z[layer], self.h[layer]
         n_in, hidden = inputs.size(-1), self.hidden_size
         # 1. W x_t + b of all three gates for every time step in one matmul
@@ -102,4 +103,4 @@ class GRU(RecurrentLM):
         for x_rz_t, x_h_t in zip(x_rz.unbind(0), x_h.unbind(0)):  # (batch, 2 hidden), (batch, hidden)
             h = self.time_step(x_rz_t, x_h_t, h, u_rz, u_h)
             states.append(h)
-        return states
+        return states, h

@@ -3,7 +3,8 @@
     h_t = tanh(W x_t + U h_{t-1} + b) = tanh(layers[l](cat([x_t, h_{t-1}])))
     logits_t = out_layer(h_t of the last layer)
 
-Dropout, the two loop orders and generation are shared with the GRU in `_recurrent.py`.
+Dropout, the two loop orders, the state and generation are shared with the GRU and the LSTM in
+`_recurrent.py`.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class RNN(RecurrentLM):
     def _cell(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
         return torch.tanh(self.layers[layer](torch.cat([x, h], dim=-1)))
 
-    def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> list[Tensor]:
+    def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> tuple[list[Tensor], Tensor]:
         linear = self.layers[layer]
         n_in = inputs.size(-1)
         w_x, w_h = linear.weight[:, :n_in], linear.weight[:, n_in:]  # (hidden, in), (hidden, hidden)
@@ -64,4 +65,4 @@ class RNN(RecurrentLM):
         for x_part in projected.unbind(0):  # (batch, hidden)
             h = self.time_step(x_part, h, w_h)
             states.append(h)
-        return states
+        return states, h

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ATTENTIONS
+from ..config import ATTENTIONS, RunConfig
 from ._recurrent import clones, evaluating, next_token, uniform_linears
 
 LAYER_NORMS = ("scaffold", "torch")
@@ -247,9 +247,24 @@ class FullTransformer(nn.Module):
         self.output_layer = nn.Linear(n_units, vocab_size)
 
     def forward(self, input_sequence: Tensor, mask: Tensor) -> Tensor:
-        """(batch, seq) int64, mask (batch, seq, seq) -> log-probabilities (batch, seq, vocab)."""
+        """The scaffold's: (batch, seq) int64, mask (batch, seq, seq) -> log-probabilities (batch, seq, vocab)."""
+        return F.log_softmax(self.logits(input_sequence, mask), dim=-1)
+
+    def logits(self, input_sequence: Tensor, mask: Tensor) -> Tensor:
+        """(batch, seq) int64, mask (batch, seq, seq) -> unnormalised scores (batch, seq, vocab)."""
         embeddings = self.embedding(input_sequence)  # (batch, seq, n_units)
-        return F.log_softmax(self.output_layer(self.transformer_stack(embeddings, mask)), dim=-1)
+        return self.output_layer(self.transformer_stack(embeddings, mask))
+
+    # --- the uniform interface (ptblm.models.interface) -----------------------------------------
+
+    def lm_forward(self, tokens: Tensor, state: None = None) -> tuple[Tensor, None]:
+        """(batch, seq) int64 -> logits (batch, seq, vocab), no state: each batch is attended to on its own,
+        every position to itself and the positions before it."""
+        mask = causal_mask(tokens.size(1), device=tokens.device).expand(tokens.size(0), -1, -1)  # (batch, seq, seq)
+        return self.logits(tokens, mask), None
+
+    def initial_state(self, batch_size: int) -> None:
+        return None
 
     @torch.no_grad()
     def generate(self, input: Tensor, generated_seq_len: int, temperature: float = 0.0, top_k: int = 0,
@@ -295,3 +310,9 @@ def make_model(vocab_size: int, n_blocks: int = 6, n_units: int = 512, n_heads: 
         if parameter.dim() > 1:
             nn.init.xavier_uniform_(parameter)
     return model
+
+
+def build(config: RunConfig, vocab_size: int) -> FullTransformer:
+    """The model a run trains (the registry's builder): make_model as run_exp.py calls it, from a setting."""
+    return make_model(vocab_size, n_blocks=config.num_layers, n_units=config.hidden_size, n_heads=config.n_heads,
+                      dropout=1 - config.dp_keep_prob, attention=config.attention)

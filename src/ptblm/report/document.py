@@ -67,7 +67,7 @@ def provenance(summaries: list[RunSummary], results_dir: Path) -> str:
     else:
         rows = f": {len(summaries)} settings, one table row each (the seeds of a setting share its row)"
     return (f"Built by \\texttt{{ptblm report}} from {wording.count(len(folders), 'run folder')} under "
-            f"\\texttt{{{latex.escape(str(results_dir))}}} ({counts}){rows}.")
+            f"\\texttt{{{latex.path(str(results_dir))}}} ({counts}){rows}.")
 
 
 def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path) -> str:

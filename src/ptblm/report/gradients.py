@@ -1,9 +1,11 @@
-"""`ptblm gradients`: how far back the loss at the last time step reaches, for the RNN and the GRU.
+"""`ptblm gradients`: how far back the loss at the last time step reaches, for each analysed recurrent model
+(report.trained.ANALYSED: the RNN, the GRU and an LSTM when there is one).
 
 For one seeded training minibatch, in eval mode (no dropout) from a zero hidden state:
 
     l_b = the cross-entropy of sequence b at the final time step T only;  L = (1/B) sum_b l_b
-    g_t = (1/B) sum_b dl_b/dh_t^b   (h_t^b: sequence b's chosen hidden state at step t)
+    g_t = (1/B) sum_b dl_b/dh_t^b   (h_t^b: sequence b's chosen hidden state at step t; the LSTM's h_t,
+                                     not its cell state c_t)
         = sum_b dL/dh_t^b, since l_b depends on sequence b's states only: a single batch mean
     plotted: ||g_t||_2 against t, each curve min-max rescaled to [0, 1], and the raw ||g_t||_2
 
@@ -40,7 +42,7 @@ HIDDEN_CHOICES = {  # --hidden: which h_t, as the caption says it
 
 @dataclass
 class GradientCurve:
-    label: str  # legend entry, e.g. "RNN" or "GRU layer 1"
+    label: str  # legend entry: the model, or the model and a layer ("GRU layer 1")
     layer: str  # "top", a 1-based layer number, or "all"
     raw_norms: list[float]  # ||g_t|| for t = 1..T
 
@@ -83,7 +85,8 @@ def hidden_gradient_norms(model: RecurrentLM, inputs: Tensor, targets: Tensor,
     if hidden not in HIDDEN_CHOICES:
         raise ValueError(f"hidden = {hidden!r} is invalid; valid: {', '.join(HIDDEN_CHOICES)}")
     with torch.enable_grad():
-        logits, _, states = model.forward_with_states(inputs, model.init_hidden())  # (seq, batch, vocab)
+        # logits (seq, batch, vocab); states[layer][t] (batch, hidden)
+        logits, _, states = model.forward_with_states(inputs, model.initial_state(inputs.size(1)))
         loss = F.cross_entropy(logits[-1], targets[-1])  # final step only, mean over the batch
         layers = [model.num_layers - 1] if hidden == "top" else list(range(model.num_layers))
         gradients = torch.autograd.grad(loss, [h for layer in layers for h in states[layer]])
@@ -142,8 +145,9 @@ DEFINITION = (
     "For one training minibatch of $B$ sequences, in eval mode (no dropout) and from a zero "
     "initial hidden state, $\\ell_b$ is the cross-entropy of sequence $b$ at the last time step $T$ only, and "
     "$g_t = \\frac{1}{B}\\sum_b \\partial \\ell_b / \\partial h^b_t$, the batch mean of the gradient with "
-    "respect to that sequence's hidden state at step $t$, computed in float64 (the vanilla RNN's gradient "
-    "underflows float32 within 35 steps; exact zeros are not drawn). Panel (a) rescales each curve to $[0, 1]$ "
+    "respect to that sequence's hidden state at step $t$ (for an LSTM $h_t$, not its cell state $c_t$), "
+    "computed in float64 (the vanilla RNN's gradient underflows float32 within 35 steps; exact zeros are not "
+    "drawn). Panel (a) rescales each curve to $[0, 1]$ "
     "on its own, so only its shape compares; panel (b) shows the raw $\\|g_t\\|_2$, which are also in "
     "gradients/gradients.json.")
 

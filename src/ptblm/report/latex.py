@@ -46,6 +46,12 @@ def escape(text: str) -> str:
                    for character in re.sub(r"\s+", " ", str(text)))
 
 
+def path(text: str) -> str:
+    """A path as escape() sets it, breakable after each '/': a long results path in \\texttt never runs off
+    the page."""
+    return escape(text).replace("/", "/\\allowbreak{}")
+
+
 def printable(character: str) -> str:
     """The character when pdflatex prints it here, else its ASCII decomposition (ﬁ -> fi), else UNPRINTABLE."""
     if character in PRINTABLE:

@@ -1,8 +1,8 @@
 """`ptblm samples`: the appendix's 40 generated sequences and the numbers that help compare them.
 
 Per model, 10 sequences of 35 tokens and 10 of 70, every token predicted from the model's own
-previous predictions, from a zero hidden state (init_hidden of a model built for 10 sequences).
-Both models start from the same 20 seeded start words, drawn without replacement from the training
+previous predictions, from a zero state (the model's initial_state for 10 sequences).
+Every model starts from the same 20 seeded start words, drawn without replacement from the training
 unigram distribution with <eos> and <unk> excluded (a sample should start from a real word), one
 word per sample (greedy decoding from one word would otherwise repeat the 35-token samples as the
 prefix of the 70-token ones). Greedy by default; --temperature / --top-k sample instead; --no-unk
@@ -97,7 +97,7 @@ def longest_repeat(words: list[str]) -> list[str]:
 @torch.no_grad()
 def mean_log_probs(model, sequences: torch.Tensor) -> torch.Tensor:
     """(length + 1, batch) start token then generated ones -> (batch,) mean log p of the generated ones."""
-    logits, _ = model(sequences[:-1], model.init_hidden())  # (length, batch, vocab)
+    logits, _ = model(sequences[:-1], model.initial_state(sequences.size(1)))  # (length, batch, vocab)
     log_probs = logits.log_softmax(dim=-1).gather(-1, sequences[1:].unsqueeze(-1)).squeeze(-1)  # (length, batch)
     return log_probs.mean(dim=0)
 
@@ -117,16 +117,15 @@ def generate(trained: TrainedModel, starts: list[str], length: int, decoding: De
     model, word_to_id = trained.model, trained.corpus.word_to_id
     missing = [word for word in starts if word not in word_to_id]
     if missing:
-        raise ValueError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the two runs "
+        raise ValueError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the analysed runs "
                          f"must be trained on the same data")
     start_ids = torch.tensor([word_to_id[word] for word in starts])  # (batch,)
-    if model.batch_size != len(starts):
-        raise ValueError(f"{trained.folder}: model built for {model.batch_size} sequences, asked for {len(starts)}")
     generator = torch.Generator().manual_seed(decoding.seed)
     banned = [word_to_id[UNK]] if decoding.no_unk and UNK in word_to_id else []
     # tokens: (length, batch)
-    tokens = without_tokens(model, banned).generate(start_ids, model.init_hidden(), length, generator=generator,
-                                                    temperature=decoding.temperature, top_k=decoding.top_k)
+    tokens = without_tokens(model, banned).generate(start_ids, model.initial_state(len(starts)), length,
+                                                    generator=generator, temperature=decoding.temperature,
+                                                    top_k=decoding.top_k)
     return torch.cat([start_ids.unsqueeze(0), tokens])  # (length + 1, batch)
 
 
@@ -184,7 +183,7 @@ def appendix(samples: list[Sample], runs: list[TrainedModel], decoding: Decoding
     lines = [
         f"{len(samples)} generated sequences, {PER_LENGTH} of each length per model, "
         f"{latex.escape(decoding.describe())}; each token is predicted from the model's own previous "
-        f"predictions, from a zero hidden state. Both models start from the same start words (in italics), "
+        f"predictions, from a zero hidden state. Every model starts from the same start words (in italics), "
         f"drawn with seed {decoding.seed} from the training unigram distribution without "
         f"{latex.escape(EOS)} and {latex.escape(UNK)}. After each sample: the ratio of distinct tokens to "
         f"tokens, the length of the longest n-gram occurring twice (and the n-gram), and the mean "

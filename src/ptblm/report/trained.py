@@ -1,28 +1,50 @@
-"""The two trained models the gradient analysis and the samples study: which runs, and their best weights.
+"""The trained models the gradient analysis and the samples study: which runs, and their best weights.
 
 Read from the run folders alone (config.json records experiment, setting index and data folder).
-By default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the GRU setting 0 of
-3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained, the RNN and GRU
-runs with weights and the lowest best validation ppl stand in (with a note); `--rnn DIR --gru DIR`
-name any others. The vocabulary is rebuilt from the data folder the run recorded (or --data / PTB_DIR)
-and must have the size the weights were trained with.
+ANALYSED lists them: by default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the
+GRU setting 0 of 3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained,
+the RNN and GRU runs with weights and the lowest best validation ppl stand in (with a note). The LSTM
+is optional: setting 0 of example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else
+the best LSTM run with weights (with a note), else none: the analyses then cover the RNN and the GRU.
+`--rnn DIR --gru DIR --lstm DIR` name any others. The vocabulary is rebuilt from the data folder the
+run recorded (or --data / PTB_DIR) and must have the size the weights were trained with.
+
+Torch-free at import: the command line reads ANALYSED to make its flags before any model is loaded.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import runfolder as rf
 from ..config import RunConfig
 from ..data import Corpus, DataError, load_corpus
 from ..errors import UserError
 from ..models import build_model
-from ..models._recurrent import RecurrentLM
-from ..train import load_checkpoint
 from .selection import reported
 
-DEFAULT_RUNS = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # model -> (experiment, setting index)
+if TYPE_CHECKING:
+    from ..models._recurrent import RecurrentLM
+
+
+@dataclass(frozen=True)
+class AnalysedRun:
+    """A model the analyses study, and the run that stands for it unless one is named (--<model> DIR)."""
+
+    model: str
+    experiment: str
+    setting_index: int
+    required: bool = True  # False: analysed only when named, or when a run of it has weights
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.model.lower()}"
+
+
+ANALYSED = (AnalysedRun("RNN", "3.1", 0), AnalysedRun("GRU", "3.2", 0),
+            AnalysedRun("LSTM", "example-lstm", 0, required=False))
 
 
 class MissingRun(UserError, FileNotFoundError):
@@ -63,13 +85,14 @@ def best_valid_ppl(run: rf.RunRecord) -> float:
     return best.valid_ppl if best else math.inf
 
 
-def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=print) -> Path:
-    """The folder named on the command line, else the default setting's, else (with a note) the best one.
+def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path, notify=print) -> Path | None:
+    """The folder named on the command line, else the default setting's, else (with a note) the best one;
+    None for an optional model without any run that has weights.
 
     The stand-in lets `make gradients samples report` work right after the demo, or while 3.1/3.2
     still train; the note and the captions (which name every run) say that it happened.
     """
-    flag = f"--{model.lower()}"
+    model, flag = analysed.model, analysed.flag
     trained = trained_runs_of(model, results_dir)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
@@ -77,7 +100,7 @@ def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=pr
             return folder
         raise MissingRun(f"no trained {model}: {folder} (named with {flag}) has no {rf.BEST_CHECKPOINT}; "
                          f"{trained_runs_hint(model, results_dir, trained)}")
-    experiment, index = DEFAULT_RUNS[model]
+    experiment, index = analysed.experiment, analysed.setting_index
     for run in trained:
         if run.experiment == experiment and run.provenance.get("setting_index") == index:
             return run.folder
@@ -88,6 +111,8 @@ def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=pr
                f"({best_valid_ppl(best):.2f}; train {experiment} with `make submit EXP={experiment}`, or name a "
                f"run with {flag} DIR)")
         return best.folder
+    if not analysed.required:
+        return None
     raise MissingRun(f"no trained {model}: {missing}, nor has any other; train one (`make submit EXP={experiment}`, "
                      f"or `make demo` for small ones) or name a run folder with {flag} DIR")
 
@@ -105,6 +130,8 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     data_dir overrides the data folder recorded in config.json (a cluster's path is often gone).
     `corpora` keeps the corpora read so far, so that two runs of the same data read it once.
     """
+    from ..train import load_checkpoint  # imports torch
+
     folder = Path(folder)
     checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
     config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
@@ -131,14 +158,18 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
 
 def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Path | None = None,
                   batch_size: int | None = None, notify=print) -> list[TrainedModel]:
-    """The RNN and the GRU (named[model] or the defaults); one error naming every run that is missing."""
+    """The models of ANALYSED (named[model] or the defaults) in its order; one error naming every required run
+    that is missing."""
     folders, problems = {}, []
-    for model in DEFAULT_RUNS:
+    for analysed in ANALYSED:
         try:
-            folders[model] = resolve_run_dir(model, named.get(model), results_dir, notify)
+            folder = resolve_run_dir(analysed, named.get(analysed.model), results_dir, notify)
         except MissingRun as error:
             problems.append(str(error))
+            continue
+        if folder is not None:
+            folders[analysed.model] = folder
     if problems:
         raise MissingRun("\n".join(problems))
-    corpora: dict[Path, Corpus] = {}  # the RNN and the GRU were usually trained on the same data: read it once
+    corpora: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
     return [load_trained(folder, model, data_dir, batch_size, corpora) for model, folder in folders.items()]

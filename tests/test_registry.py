@@ -1,0 +1,151 @@
+"""The model registry and the one interface: every architecture is built from its setting and used the same way,
+nothing outside the models package branches on a model's name, and PTB runs are what they were before the
+registry (losses and run names computed on main's code, commit 3dbba05, before the refactor)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from ptblm import runfolder as rf
+from ptblm.config import MODELS, RunConfig
+from ptblm.models import ARCHITECTURES, architecture, build_baseline, build_model
+from ptblm.models.interface import map_state, state_tensors
+from ptblm.step import EagerStep, make_step
+from ptblm.train import make_optimizer, train_run
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "ptblm"
+VOCAB = 30
+
+
+def setting(model: str, **changes) -> RunConfig:
+    return tiny_config(model=model, batch_size=3, seq_len=5, hidden_size=8, emb_size=6, **changes)
+
+
+def shapes(state):
+    return map_state(lambda tensor: tuple(tensor.shape), state)
+
+
+def test_config_models_are_the_registry_s_entries_in_order():
+    assert tuple(ARCHITECTURES) == MODELS and MODELS[:2] == ("RNN", "GRU") and MODELS[-1] == "TRANSFORMER"
+    assert all(architecture(name).name == name for name in MODELS)
+    with pytest.raises(ValueError, match="model = 'TCN' is not an architecture ptblm knows; valid: RNN, GRU"):
+        architecture("TCN")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and_the_next_state(model):
+    config = setting(model)
+    torch.manual_seed(0)
+    lm = build_model(config, VOCAB).eval()
+    state = lm.initial_state(4)  # another batch than the setting's: the state follows the batch asked for
+    assert (state is None) == (not architecture(model).recurrent)
+    assert all(not tensor.any() for tensor in state_tensors(state))
+    tokens = torch.randint(VOCAB, (4, 7), generator=torch.Generator().manual_seed(1))  # (batch, seq)
+    logits, next_state = lm.lm_forward(tokens, state)
+    assert logits.shape == (4, 7, VOCAB) and shapes(next_state) == shapes(state)
+    # logits, not log-probabilities: the step applies the softmax (the Transformer's forward still returns log-probs)
+    assert not torch.allclose(torch.logsumexp(logits, dim=-1), torch.zeros(4, 7))
+    # carrying the state over two halves is one pass over the whole (a recurrent model's promise)
+    if state is not None:
+        first, middle = lm.lm_forward(tokens[:, :3], state)
+        second, last = lm.lm_forward(tokens[:, 3:], middle)
+        torch.testing.assert_close(torch.cat([first, second], dim=1), logits)
+        for got, want in zip(state_tensors(last), state_tensors(next_state)):
+            torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interface(model):
+    config = setting(model, dp_keep_prob=1.0)  # no dropout: the same batch again must cost less
+    tokens = torch.randint(VOCAB, (3, 11), generator=torch.Generator().manual_seed(2))
+    x, y = tokens[:, :-1], tokens[:, 1:]  # (batch, seq) each
+    for build in (build_model, build_baseline):
+        torch.manual_seed(0)
+        lm = build(config, VOCAB).train()
+        before = [p.detach().clone() for p in lm.parameters()]
+        step = make_step(lm, make_optimizer(lm, config))
+        assert isinstance(step, EagerStep)
+        state = lm.initial_state(config.batch_size)
+        loss, next_state = step(x, y, state)
+        assert loss.dim() == 0 and 0 < loss.item() < 10 and shapes(next_state) == shapes(state)
+        assert all(tensor.grad_fn is None for tensor in state_tensors(next_state))  # detached
+        assert all(not torch.equal(b, p) for b, p in zip(before, lm.parameters())), build.__name__
+        assert step(x, y, state)[0].item() < loss.item()  # the same batch again: learnt something
+
+
+def test_no_code_outside_the_models_package_branches_on_a_model_s_name():
+    """The trainer, the step, the bench and the analyses read the registry and the interface; only data
+    (the jobs files, report/trained.py's table of the runs analysed by default) names a model."""
+    users = ["step.py", "epochs.py", "bench.py", "compiling.py", "train.py", "report/samples.py",
+             "report/gradients.py"]
+    for path in users:
+        text = (SRC / path).read_text()
+        for name in MODELS:
+            assert f'"{name}"' not in text and f"'{name}'" not in text, f"{path} names {name}"
+
+
+# --- a PTB run is what it was: values computed on main's code (3dbba05) before the registry ----------------
+
+BEFORE_THE_REGISTRY = {  # model: (run name, train ppl per epoch, valid ppl per epoch)
+    "RNN": ("rnn_sgd_lr1_bs8_h16_l2_keep0.8_seq12_emb12_ep2_maxb3",
+            [56.06271969303213, 44.13026960132024], [48.11540089623903, 35.842926030388945]),
+    "GRU": ("gru_adam_lr0.01_bs8_h16_l2_keep0.8_seq12_emb12_ep2_maxb3",
+            [58.25075357170854, 50.71081068089615], [53.59959725413298, 42.37579566804183]),
+    "TRANSFORMER": ("transformer_adam_lr0.001_bs8_h16_l2_keep0.8_seq12_emb12_ep2_heads2_maxb3",
+                    [68.06153717020435, 47.991380875849046], [45.380423047683536, 39.60264034322363]),
+}
+OPTIMIZERS = {"RNN": dict(optimizer="SGD", initial_lr=1.0), "GRU": dict(optimizer="ADAM", initial_lr=0.01),
+              "TRANSFORMER": dict(optimizer="ADAM", initial_lr=0.001, n_heads=2)}
+
+
+@pytest.mark.parametrize("model", list(BEFORE_THE_REGISTRY))
+def test_a_ptb_run_has_the_name_and_curves_it_had_before_the_registry(model, synthetic_dir, tmp_path):
+    """Two epochs of three batches with dropout on the session's synthetic corpus (seed 3). Bit for bit on the
+    machine they were computed on; the tolerance only absorbs another CPU's float32 kernels, far below what
+    a change in dropout masks, initialisation, batch order or loss would move."""
+    config = RunConfig.from_dict(dict(model=model, batch_size=8, hidden_size=16, num_layers=2, dp_keep_prob=0.8,
+                                      seq_len=12, emb_size=12, num_epochs=2, max_batches=3, device="cpu",
+                                      **OPTIMIZERS[model]))
+    name, train_ppl, valid_ppl = BEFORE_THE_REGISTRY[model]
+    assert config.run_name() == name
+    train_run(config, synthetic_dir, tmp_path / name, echo=False, interactive=False)
+    run = rf.read_run(tmp_path / name)
+    assert run.provenance["run_name"] == name
+    assert [e.train_ppl for e in run.curves.epochs] == pytest.approx(train_ppl, rel=1e-5, abs=0)
+    assert [e.valid_ppl for e in run.curves.epochs] == pytest.approx(valid_ppl, rel=1e-5, abs=0)
+
+
+def test_a_new_architecture_is_one_registry_entry(monkeypatch, synthetic_dir, tmp_path):
+    """Registered under a new name (here the GRU's class, without a builtin baseline), a model validates, trains
+    into its own run folder, and is benched: nothing else in ptblm had to learn its name."""
+    from ptblm import config as config_module
+    from ptblm.bench import BenchCase, paths_for
+    from ptblm.models import Architecture
+
+    entry = Architecture("TOY", build="gru:GRU.from_config", recurrent=True)
+    monkeypatch.setitem(ARCHITECTURES, "TOY", entry)
+    monkeypatch.setattr(config_module, "MODELS", (*MODELS, "TOY"))
+    config = tiny_config(model="TOY", num_epochs=1, max_batches=2)
+    status = train_run(config, synthetic_dir, tmp_path / config.run_name(), echo=False, interactive=False)
+    assert status.state == rf.DONE and config.run_name().startswith("toy_adam_lr0.01_bs8")
+    assert paths_for(BenchCase("TOY", 8, 1, 4, 0.8), torch.device("cpu")) == ["default", "reference"]
+    with pytest.raises(ValueError, match="TOY has no builtin baseline"):
+        build_baseline(config, VOCAB)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_stopped_after_an_epoch_resumes_to_the_unbroken_curves(model, synthetic_dir, tmp_path):
+    """Its state (the LSTM's (h, c) too) restarts at zeros each epoch; weights, optimizer and RNG resume."""
+    config = tiny_config(model=model, num_epochs=3, max_batches=3)
+    unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
+    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False)
+    status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
+    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
+    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False).state == rf.DONE
+
+    def curves(folder):
+        return [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs]
+
+    assert curves(stopped) == curves(unbroken) and len(curves(unbroken)) == 3
