@@ -9,6 +9,22 @@ from ptblm.config import RunConfig
 from ptblm.data import write_synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[1]
+# Real corpus text for tests (never committed): ../shared/data beside the clone in CI, or PTBLM_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("PTBLM_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def shared_data(name: str) -> Path:
+    """SHARED_DATA/<name> (see its README), or the test is skipped, saying why."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real corpus text not available: no {path} (set PTBLM_SHARED_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wikitext2_mini_dir() -> Path:
+    """A WikiText-2-format corpus of real WikiText-2 text: train = WikiText-2's test split."""
+    return shared_data("wikitext-2-mini")
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +32,14 @@ def synthetic_dir(tmp_path_factory) -> Path:
     """A small seeded corpus: enough for a few batches of 8 x 12 per epoch."""
     return write_synthetic_corpus(tmp_path_factory.mktemp("synthetic"), seed=3, vocab_size=60,
                                   tokens=(4000, 1200, 1200))
+
+
+@pytest.fixture(scope="session")
+def study_sized_dir(tmp_path_factory) -> Path:
+    """A synthetic corpus whose every split fills one batch of the study's settings (128 x 35), as the
+    login-node check requires before a dry run of them."""
+    return write_synthetic_corpus(tmp_path_factory.mktemp("study-sized"), seed=4, vocab_size=60,
+                                  tokens=(4700, 4700, 4700))
 
 
 @pytest.fixture(scope="session")
