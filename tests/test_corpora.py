@@ -348,7 +348,27 @@ def test_download_that_no_source_verifies_writes_nothing_and_names_each_reason(m
     assert "set WIKITEXT2_DIR=/that/folder" in message and not (tmp_path / "dest").exists()
 
 
-# --- the cost estimate reads the entry ------------------------------------------------
+# --- the report and the cost estimate read the entry ------------------------------------------------
+
+def test_the_report_names_the_corpora_its_runs_trained_on(tmp_path):
+    from conftest import write_run
+    from ptblm.report.summary import load_summaries
+
+    write_run(tmp_path, "3.1", [700.0, 600.0])
+    assert main(["report", "--results", str(tmp_path), "--no-pdf"]) == 0
+    title = r"\title{Word-level language models on Penn Treebank: RNN, GRU and Transformer}"
+    assert title in (tmp_path / "report" / "report.tex").read_text()  # the study's title, as before
+    write_run(tmp_path, "wt2", [300.0, 250.0], corpus="wikitext-2", corpus_fingerprint=WIKITEXT2.published_fingerprint)
+    write_run(tmp_path, "mini", [900.0, 800.0], corpus_fingerprint="46ad9f3834311e0c")
+    notes = []
+    load_summaries(tmp_path, warn=notes.append)
+    assert notes == ["note: these runs come from different corpora, whose perplexities do not compare: Penn Treebank: "
+                     "3.1; other Penn Treebank-format files (fingerprint 46ad9f3834311e0c): mini; WikiText-2: wt2. "
+                     "Choose experiments, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2')."]
+    assert main(["report", "--results", str(tmp_path), "--no-pdf", "3.1", "wt2"]) == 0
+    assert (r"\title{Word-level language models on Penn Treebank and WikiText-2: RNN, GRU and Transformer}"
+            in (tmp_path / "report" / "report.tex").read_text())
+
 
 def bench_report(corpus: corpora.CorpusEntry, epoch_seconds: float) -> dict:
     """A bench JSON (what the projection reads) that timed GRU 512x2, batch 128, at the corpus's vocabulary."""
