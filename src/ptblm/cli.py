@@ -108,9 +108,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
+    from . import corpora
     from .data import write_synthetic_corpus
 
-    print(f"wrote {write_synthetic_corpus(args.dest, seed=args.seed)}")
+    print(f"wrote {write_synthetic_corpus(args.dest, seed=args.seed, corpus=corpora.get(args.corpus))}")
     return 0
 
 
@@ -405,9 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dest", type=Path, default=None, help="folder to put it in (default data/<corpus>)")
     data.set_defaults(handler=cmd_data)
 
-    synthetic = commands.add_parser("synthetic", help="write a small seeded PTB-format corpus (offline demos, tests)")
+    synthetic = commands.add_parser("synthetic", help="write a small seeded corpus in PTB's format (offline demos, "
+                                    "tests)")
     synthetic.add_argument("dest", type=Path)
     synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
+                           help=f"whose file names to write (default {DEFAULT_CORPUS})")
     synthetic.set_defaults(handler=cmd_synthetic)
 
     submit = commands.add_parser("submit",

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpora import (EOS, PTB, SPLITS, UNK, ArchiveSource, CorpusEntry, CorpusFile, FileSource, fetch_command,
-                      fingerprint_of)
+from .corpora import (DEFAULT_CORPUS, EOS, PTB, SPLITS, UNK, ArchiveSource, CorpusEntry, CorpusFile, FileSource,
+                      fetch_command, fingerprint_of)
 from .errors import UserError
 from .runfolder import atomic_write_bytes, atomic_write_json, read_json
 
@@ -59,8 +59,9 @@ def check_data_dir(data_dir: Path, corpus: CorpusEntry = PTB) -> Path:
     for split in SPLITS:
         path = split_path(data_dir, split, corpus)
         if not path.is_file():
-            raise DataError(f"{path} is missing: {where_to_get(corpus)}"
-                            + (" (`ptblm synthetic DIR` writes a small offline corpus)" if corpus is PTB else ""))
+            raise DataError(f"{path} is missing: {where_to_get(corpus)} (`ptblm synthetic DIR"
+                            f"{'' if corpus.name == DEFAULT_CORPUS else ' --corpus ' + corpus.name}` writes a small "
+                            f"offline stand-in)")
     return data_dir
 
 
