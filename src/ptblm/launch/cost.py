@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..clusters import ClusterProfile
 from .. import corpora
+from ..clusters import ClusterProfile
 from ..config import RunConfig
 from ..data import num_batches
 from ..jobs import Setting
