@@ -1,6 +1,7 @@
 # Every target is a thin call of the `ptblm` command line (see `ptblm --help`).
 #   make submit EXP=3.1 [CLUSTER=local] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local] [SET="num_epochs=40 seeds=1111,1,2"]
 #   make samples ARGS='--rnn DIR --gru DIR --no-unk'   (gradients too: ARGS='--rnn DIR --gru DIR --lstm DIR')
+#   make data [CORPUS=wikitext-2]                        (default: PTB into data/ptb)
 # Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
 # login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
 PYTHON     ?= python3
@@ -47,7 +48,7 @@ demo: $(STAMP)
 	$(PTBLM) demo
 
 data: $(STAMP)
-	$(PTBLM) data
+	$(PTBLM) data $(if $(CORPUS),--corpus $(CORPUS))
 
 train: $(STAMP)
 	$(PTBLM) train $(ARGS)

@@ -6,9 +6,26 @@ import torch
 
 from ptblm import runfolder as rf
 from ptblm.config import RunConfig
+from ptblm.corpora import PTB
 from ptblm.data import write_synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[1]
+# Real corpus text for tests (never committed): ../shared/data beside the clone in CI, or PTBLM_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("PTBLM_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def shared_data(name: str) -> Path:
+    """SHARED_DATA/<name> (see its README), or the test is skipped, saying why."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real corpus text not available: no {path} (set PTBLM_SHARED_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wikitext2_mini_dir() -> Path:
+    """A WikiText-2-format corpus of real WikiText-2 text: train = WikiText-2's test split."""
+    return shared_data("wikitext-2-mini")
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +33,14 @@ def synthetic_dir(tmp_path_factory) -> Path:
     """A small seeded corpus: enough for a few batches of 8 x 12 per epoch."""
     return write_synthetic_corpus(tmp_path_factory.mktemp("synthetic"), seed=3, vocab_size=60,
                                   tokens=(4000, 1200, 1200))
+
+
+@pytest.fixture(scope="session")
+def study_sized_dir(tmp_path_factory) -> Path:
+    """A synthetic corpus whose every split fills one batch of the study's settings (128 x 35), as the
+    login-node check requires before a dry run of them."""
+    return write_synthetic_corpus(tmp_path_factory.mktemp("study-sized"), seed=4, vocab_size=60,
+                                  tokens=(4700, 4700, 4700))
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +75,15 @@ PUBLISHED_RNN = dict(model="RNN", optimizer="SGD", initial_lr=1.0, batch_size=12
 PUBLISHED_RNN_VALID = [796.77, 670.16, 578.56]  # its validation ppl at epochs 1-3, from the study's CSV
 
 
-def write_run(root, experiment, valid, train=None, state=rf.DONE, **changes):
-    """A run folder written by hand: `valid` (and `train`) ppl per epoch, 10 s per epoch."""
+def write_run(root, experiment, valid, train=None, state=rf.DONE, corpus_fingerprint=PTB.published_fingerprint,
+              **changes):
+    """A run folder written by hand: `valid` (and `train`) ppl per epoch, 10 s per epoch; trained on the
+    published PTB files unless `corpus_fingerprint` says otherwise."""
     config = RunConfig.from_dict({**PUBLISHED_RNN, "num_epochs": len(valid), **changes})
     folder = root / experiment / config.run_name()
     train = train or [2 * v for v in valid]
-    rf.write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d"})
+    rf.write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d",
+                                               rf.CORPUS_KEY: corpus_fingerprint})
     rf.write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(i + 1, t, v, 10.0, 10.0 * (i + 1), 1.0)
                                               for i, (t, v) in enumerate(zip(train, valid))]))
     rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))

@@ -30,7 +30,7 @@ def test_bench_writes_every_path_of_every_case_with_consistent_figures(tmp_path)
     assert path.parent == tmp_path and path.name.startswith("bench-") and path.suffix == ".json"
     report = json.loads(path.read_text())
     assert report["torch_version"] == torch.__version__ and report["device"].startswith("cpu")
-    assert report["code_version"] and report["timed_steps"] == 2 and report["ptb_tokens"]["train"] == 929_589
+    assert report["code_version"] and report["timed_steps"] == 2 and report["corpus_tokens"]["train"] == 929_589
     results = {(r["case"], r["path"]): r for r in report["results"]}
     assert sorted(results) == sorted((c.name, p) for c in cases for p in paths_for(c, torch.device("cpu")))
     assert [p for c, p in results if c.startswith("transformer")] == ["default", "builtin"]

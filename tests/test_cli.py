@@ -71,7 +71,7 @@ def test_corrupt_data_is_one_line_naming_the_file(tmp_path):
     result = ptblm("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert result.stderr.strip() == (f"ptblm train: error: {tmp_path}/ptb.train.txt is not UTF-8 text (byte 0): "
-                                     f"corrupt or not a PTB file")
+                                     f"corrupt, or not a Penn Treebank file")
     assert rf.read_status(tmp_path / "run").state == rf.FAILED  # and the run folder says why
 
 
@@ -125,18 +125,18 @@ def test_save_dir_data_slurm_tmpdir_and_save_best(tmp_path, synthetic_dir):
     result = ptblm(*args, env=unset)
     assert result.returncode == 2
     assert result.stderr.strip() == ("ptblm train: error: --data SLURM_TMPDIR: $SLURM_TMPDIR is not set "
-                                     "(Slurm sets it inside a job); pass the PTB folder instead")
+                                     "(Slurm sets it inside a job); pass the Penn Treebank folder instead")
 
 
-def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_path, synthetic_dir):
+def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_path, study_sized_dir):
     result = ptblm("submit", "3.1", "3.2", "--set", "num_epochs=3", "--dry-run", "--executor", "local",
-                   "--data", str(synthetic_dir), "--results", str(tmp_path))
+                   "--data", str(study_sized_dir), "--results", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert [line.split(" (")[0] for line in result.stdout.splitlines() if line.startswith("experiment ")] == [
         "experiment 3.1", "experiment 3.2"]
     assert result.stdout.count("dry run: nothing submitted") == 2
     assert result.stdout.count("_ep3 ") == 2 * (5 + 3) and not (tmp_path / "3.1").exists()  # plan and cost rows
-    every = ptblm("sbatch", "all", "--dry-run", "--data", str(synthetic_dir), "--results", str(tmp_path))
+    every = ptblm("sbatch", "all", "--dry-run", "--data", str(study_sized_dir), "--results", str(tmp_path))
     assert every.returncode == 0, every.stderr
     assert [line.split(" (")[0] for line in every.stdout.splitlines() if line.startswith("experiment ")] == [
         "experiment 3.1", "experiment 3.2", "experiment 3.3", "experiment 3.4"]

@@ -130,7 +130,8 @@ def test_podman_argv_mounts_forwards_the_job_environment_and_keeps_the_working_d
                     "--volume", f"{tmp_path}:{tmp_path}", "--volume", "/data,v2:/data,v2",  # podman splits on ':' only
                     "--volume", "/local/7:/local/7",
                     "--env", "SLURM_*", "--env", "SUBMITIT_*", "--env", "PTBLM_*", "--env", "PTB_DIR",
-                    "--env", "CUDA_VISIBLE_DEVICES", "--env", "OMP_NUM_THREADS", "--env", "MKL_NUM_THREADS",
+                    "--env", "WIKITEXT2_DIR", "--env", "CUDA_VISIBLE_DEVICES", "--env", "OMP_NUM_THREADS",
+                    "--env", "MKL_NUM_THREADS",
                     "--env", f"{REQUEUE_DIR_ENV}=/r", "--workdir", str(tmp_path), "--entrypoint=",
                     "localhost/ptblm:latest", "ptblm", "--help"]
 

@@ -72,13 +72,13 @@ def test_profile_gpus_from_gpus_per_node_or_gres():
         {}, {"gpus_per_node": 4}, {"gres": "gpu:a100:2"}, {"gres": "gpu"}, {"gres": "tmpfs:10G"})] == [0, 4, 2, 1, 0]
 
 
-def test_a_dry_run_prints_the_cost_and_without_a_bench_says_so(tmp_path, bench_dir, synthetic_dir):
+def test_a_dry_run_prints_the_cost_and_without_a_bench_says_so(tmp_path, bench_dir, study_sized_dir):
     printed = []
     profile = ClusterProfile(name="gpu", gpus_per_node=1, time_min=60)
     submit_experiment(load_experiment("3.2", REPO / "jobs"), profile, results_dir=tmp_path / "results",
-                      data_dir=synthetic_dir, dry_run=True, executor="local", echo=printed.append)
+                      data_dir=study_sized_dir, dry_run=True, executor="local", echo=printed.append)
     assert "projected total for 2 of 3 settings: 0.33 h, 0.33 GPU-hours" in "\n".join(printed)
     printed.clear()
     submit_experiment(load_experiment("3.2", REPO / "jobs"), profile, results_dir=tmp_path / "elsewhere",
-                      data_dir=synthetic_dir, dry_run=True, executor="local", echo=printed.append)
+                      data_dir=study_sized_dir, dry_run=True, executor="local", echo=printed.append)
     assert "no estimate for 3 settings" in "\n".join(printed) and "projected total" not in "\n".join(printed)

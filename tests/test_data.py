@@ -1,13 +1,27 @@
+import dataclasses
 import hashlib
 import http.server
+import re
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ptblm.data import (DataError, PTB_MD5, build_vocab, download_ptb, load_corpus, num_batches, ptb_iterator,
+from ptblm.corpora import PTB, FileSource, ArchiveSource
+from ptblm.data import (DataError, build_vocab, download_corpus, load_corpus, num_batches, ptb_iterator,
                         ptb_raw_data, read_words, stage_data, write_synthetic_corpus)
+
+PTB_NAMES = PTB.file_names
+
+
+def with_contents(corpus, contents: dict[str, bytes]):
+    """The corpus entry with these bytes as its published files (their MD5, SHA-256 and size)."""
+    files = {split: dataclasses.replace(file, sha256=hashlib.sha256(contents[file.name]).hexdigest(),
+                                        md5=hashlib.md5(contents[file.name]).hexdigest(),
+                                        size=len(contents[file.name]))
+             for split, file in corpus.files.items()}
+    return dataclasses.replace(corpus, files=files)
 
 
 def write_corpus(folder: Path, train: str, valid: str, test: str) -> Path:
@@ -123,30 +137,33 @@ def file_server(tmp_path):
 
 def test_download_checks_md5_and_names_the_file(file_server, tmp_path):
     root, url = file_server
-    for name in PTB_MD5:
+    for name in PTB_NAMES:
         (root / name).write_text("not ptb\n")
-    with pytest.raises(DataError, match=r"ptb.train.txt: MD5 .* does not match the expected f26c4b92"):
-        download_ptb(tmp_path / "dest", raw_url=url + "/{name}", tgz_url=url + "/none.tgz")
+    with pytest.raises(DataError, match=r"could not download ptb.train.txt \(http://\S+/ptb.train.txt: MD5 \w+ does "
+                                        r"not match the expected f26c4b92.*none.tgz: .*nothing unverified was written"):
+        download_corpus(PTB, tmp_path / "dest", sources=(FileSource(url + "/{name}"),
+                                                         ArchiveSource(url + "/none.tgz", "{name}")))
     assert not (tmp_path / "dest" / "ptb.train.txt").exists()  # nothing half-written
 
 
-def test_download_skips_valid_files_and_fetches_missing_ones(file_server, tmp_path, monkeypatch):
+def test_download_skips_valid_files_and_fetches_missing_ones(file_server, tmp_path):
     root, url = file_server
     dest = tmp_path / "dest"
     dest.mkdir()
-    contents = {name: f"content of {name}\n".encode() for name in PTB_MD5}
-    monkeypatch.setattr("ptblm.data.PTB_MD5", {n: hashlib.md5(c).hexdigest() for n, c in contents.items()})
+    contents = {name: f"content of {name}\n".encode() for name in PTB_NAMES}
+    corpus = with_contents(PTB, contents)
     (dest / "ptb.train.txt").write_bytes(contents["ptb.train.txt"])  # already there and valid
     for name in ("ptb.valid.txt", "ptb.test.txt"):
         (root / name).write_bytes(contents[name])
-    paths = download_ptb(dest, raw_url=url + "/{name}", tgz_url=url + "/none.tgz")
+    paths = download_corpus(corpus, dest, sources=(FileSource(url + "/{name}"),))
     assert [p.read_bytes() for p in paths] == list(contents.values())
 
 
 def test_download_offline_fails_fast_with_the_ptb_dir_hint(tmp_path):
     closed = "http://127.0.0.1:9/{name}"  # the discard port: connection refused at once
     with pytest.raises(DataError, match=r"could not download ptb.train.txt.*PTB_DIR"):
-        download_ptb(tmp_path, timeout=2, raw_url=closed, tgz_url="http://127.0.0.1:9/x.tgz")
+        download_corpus(PTB, tmp_path, timeout=2, sources=(FileSource(closed),
+                                                           ArchiveSource("http://127.0.0.1:9/x.tgz", "{name}")))
 
 
 def test_stage_data_replaces_a_stale_copy_of_the_same_size(tmp_path):
@@ -155,3 +172,18 @@ def test_stage_data_replaces_a_stale_copy_of_the_same_size(tmp_path):
     staged = stage_data(source, tmp_path / "scratch")
     (staged / "ptb.valid.txt").write_text(" b \n")  # another corpus's file, byte for byte as long
     assert (stage_data(source, tmp_path / "scratch") / "ptb.valid.txt").read_text() == " a \n"
+
+
+def test_a_split_that_cannot_fill_one_batch_is_named_with_what_would_fit():
+    from ptblm.data import check_batches_fit
+
+    paths = {split: Path(f"/d/ptb.{split}.txt") for split in ("train", "valid", "test")}
+    counts = {"train": 100, "valid": 50, "test": 5}
+    check_batches_fit({**counts, "valid": 52}, paths, 4, 12, evaluate=False)  # 4 x 13 = 52: one batch exactly
+    with pytest.raises(DataError, match=re.escape(
+            "the valid split, /d/ptb.valid.txt, has 50 tokens: they cannot fill one batch of batch_size 4 x seq_len 12 "
+            "(needs at least 52 tokens); valid: batch_size at most 3 (at seq_len 12) or seq_len at most 11 (at "
+            "batch_size 4), or a larger valid split")):
+        check_batches_fit(counts, paths, 4, 12, evaluate=False)
+    with pytest.raises(DataError, match="the test split, /d/ptb.test.txt, has 5 tokens"):  # read only to evaluate
+        check_batches_fit({**counts, "valid": 52}, paths, 4, 12, evaluate=True)

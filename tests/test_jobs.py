@@ -207,12 +207,14 @@ def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
     assert parameters["mem"] == "16384MB" and parameters["time"] == 90 and parameters["array_parallelism"] == 3
     assert parameters["setup"] == ["module load apptainer"]
     experiment = load_experiment("3.1", JOBS)
-    argv, env = sbatch_argv(experiment, [1, 3], profile, parameters, results_dir=tmp_path, data_dir=Path("/d"),
-                            command="python -m ptblm.cli", script=Path("slurm/array.sbatch"))
+    argv, env = sbatch_argv(experiment, [1, 3], profile, parameters, results_dir=tmp_path,
+                            data_dirs={"ptb": Path("/d")}, command="python -m ptblm.cli",
+                            script=Path("slurm/array.sbatch"))
     assert argv[0] == "sbatch" and argv[-2:] == ["slurm/array.sbatch", "3.1"]
     assert "--array=1,3%3" in argv and "--gres=gpu:a100:1" in argv and "--constraint=ampere" in argv
     assert f"--output={tmp_path}/3.1/logs/%A_%a.out" in argv
     assert env["PTBLM_COMMAND"] == "python -m ptblm.cli" and env["PTBLM_SETUP"] == "module load apptainer"
+    assert env["PTB_DIR"] == "/d" and "WIKITEXT2_DIR" not in env  # each corpus's folder in its own variable
 
 
 def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):

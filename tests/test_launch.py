@@ -151,12 +151,47 @@ def test_bad_data_stops_submit_and_dry_run_before_anything_is_queued(tmp_path, s
     else:  # the size of the real ptb.valid.txt, other bytes
         (data / "ptb.valid.txt").write_bytes(b"x\n" * (399782 // 2))
     expected = {"missing": "ptb.valid.txt is missing", "empty": "ptb.test.txt is empty",
-                "corrupt PTB": "ptb.valid.txt has the size of PTB's ptb.valid.txt but MD5"}[damage]
+                "corrupt PTB": "ptb.valid.txt has the size of Penn Treebank's ptb.valid.txt but its MD5"}[damage]
     for dry_run in (True, False):
         with pytest.raises(DataError, match=expected):
             submit_experiment(experiment, ClusterProfile(name="t"), results_dir=tmp_path / "results",
                               data_dir=data, dry_run=dry_run, executor="local", echo=lambda line: None)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("damage", ["binary train", "3-token valid", "batch_size=100000"])
+def test_data_that_cannot_fill_a_batch_stops_submit_and_dry_run_naming_split_file_and_numbers(
+        tmp_path, damage):
+    """Each task would fail on the node ("63924 tokens cannot fill one batch"): the login node says so first."""
+    overrides = parse_overrides(["batch_size=100000"] if damage == "batch_size=100000" else [])
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs", overrides)
+    data = write_synthetic_corpus(tmp_path / "data", seed=1, vocab_size=30, tokens=(2000, 600, 600))
+    if damage == "binary train":
+        (data / "ptb.train.txt").write_bytes(bytes(range(256)) * 40)
+        expected = rf"{data / 'ptb.train.txt'} is not UTF-8 text \(byte 128\): corrupt, or not a Penn Treebank file"
+    elif damage == "3-token valid":
+        (data / "ptb.valid.txt").write_text(" a b \n")  # a, b, <eos>
+        expected = (rf"setting 0 \(rnn_adam_lr0.01_bs8_h8_l2_keep0.8_seq12_emb12_ep2\): the valid split, "
+                    rf"{data / 'ptb.valid.txt'}, has 3 tokens: they cannot fill one batch of batch_size 8 x seq_len 12 "
+                    rf"\(needs at least 104 tokens\); valid: more data, or a larger valid split; nothing was submitted")
+    else:
+        expected = (rf"setting 0 \(rnn_adam_lr0.01_bs100000_h8_l2_keep0.8_seq12_emb12_ep2\): the train split, "
+                    rf"{data / 'ptb.train.txt'}, has 2127 tokens: they cannot fill one batch of batch_size 100000 x "
+                    r"seq_len 12 \(needs at least 1300000 tokens\); valid: batch_size at most 163 \(at seq_len 12\), "
+                    r"or a larger train split; nothing was submitted")  # 2127 // 13 = 163
+    for dry_run in (True, False):
+        with pytest.raises(DataError, match=expected):
+            submit_experiment(experiment, ClusterProfile(name="t"), results_dir=tmp_path / "results",
+                              data_dir=data, dry_run=dry_run, executor="local", echo=lambda line: None)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_split_too_small_for_one_batch_is_named_when_training_starts(tmp_path, synthetic_dir):
+    """The same check where a run starts (`ptblm train`, a task whose data changed since submission)."""
+    with pytest.raises(DataError, match=rf"the valid split, {synthetic_dir / 'ptb.valid.txt'}, has \d+ tokens: they "
+                                        r"cannot fill one batch of batch_size 200 x seq_len 12"):
+        train_run(tiny_config(batch_size=200), synthetic_dir, tmp_path / "run", echo=False)
+    assert "the valid split" in rf.read_status(tmp_path / "run").error
 
 
 # ----------------------------------------------------------------------------- one writer

@@ -50,3 +50,8 @@ def test_image_passes_the_engine_and_the_stand_in_base(fake_venv):
     assert make(fake_venv, "image").strip().endswith("ARGS=image --engine docker")
     assert make(fake_venv, "image", "ENGINE=podman", "BASE=localhost/base:1", "BASE_TORCH=2.13.0").strip() \
         .endswith("ARGS=image --engine podman --base localhost/base:1 --build-arg BASE_TORCH=2.13.0")
+
+
+def test_data_passes_the_corpus(fake_venv):
+    assert make(fake_venv, "data").strip().endswith("ARGS=data")
+    assert make(fake_venv, "data", "CORPUS=wikitext-2").strip().endswith("ARGS=data --corpus wikitext-2")

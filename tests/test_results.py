@@ -136,7 +136,7 @@ def test_the_published_study_is_package_data_with_the_study_s_emb_and_seq():
 
 def test_a_run_matches_its_published_setting_at_the_epochs_both_have_and_another_matches_none(tmp_path):
     from ptblm.published import published_comparison
-    write_run(tmp_path, "3.1", [700.0, 600.0, 610.0], seed=7, max_batches=5)  # seed and length may differ
+    write_run(tmp_path, "3.1", [700.0, 600.0, 610.0], seed=7)  # seed and length may differ
     write_run(tmp_path, "3.1", [500.0, 400.0], hidden_size=256)  # no published setting has h 256 with SGD
     write_run(tmp_path, "mine", [800.0], emb_size=100)  # emb differs from the study's 200
     compared = published_comparison(runs_frame(tmp_path), epochs_frame(tmp_path))
@@ -146,6 +146,28 @@ def test_a_run_matches_its_published_setting_at_the_epochs_both_have_and_another
     assert (row.best_valid_ppl, row.published_best_valid_ppl) == (600.0, 578.56)
     assert (row.final_valid_ppl, row.published_final_valid_ppl) == (610.0, 578.56)
     assert row.relative_difference == pytest.approx(600.0 / 578.56 - 1)
+
+
+def test_only_runs_trained_as_the_study_was_are_compared_with_it(tmp_path):
+    """The published PTB files (the recorded fingerprint) and whole epochs: not a sample, not max_batches,
+    not another corpus, even at the study's hyper-parameters."""
+    from ptblm.cli import main
+    from ptblm.corpora import WIKITEXT2
+    from ptblm.published import published_comparison
+    write_run(tmp_path, "mini", [900.0, 800.0], corpus_fingerprint="46ad9f3834311e0c")  # ptb-mini's
+    write_run(tmp_path, "capped", [5000.0, 4000.0], max_batches=5)
+    write_run(tmp_path, "wt2", [300.0, 250.0], corpus="wikitext-2", corpus_fingerprint=WIKITEXT2.published_fingerprint)
+    write_run(tmp_path, "unrecorded", [900.0, 800.0], corpus_fingerprint=None)  # from before fingerprints
+    runs = runs_frame(tmp_path)
+    assert dict(zip(runs["experiment"], runs["published_corpus"])) == {
+        "mini": False, "capped": True, "wt2": True, "unrecorded": False}
+    assert published_comparison(runs, epochs_frame(tmp_path)).empty
+    assert main(["report", "--results", str(tmp_path), "--no-pdf"]) == 0
+    report = tmp_path / "report"
+    assert "published" not in (report / "facts.md").read_text() + (report / "report.tex").read_text()
+    write_run(tmp_path, "study", [700.0, 600.0])  # the published files, whole epochs: compared
+    compared = published_comparison(runs_frame(tmp_path), epochs_frame(tmp_path))
+    assert list(compared["experiment"]) == ["study"]
 
 
 def test_seeds_of_one_setting_aggregate_to_mean_and_sample_sd(tmp_path):

@@ -155,12 +155,13 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
     setting = experiment.settings[0]
     train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path), echo=False)
     same, other = corpus_fingerprint(synthetic_dir), corpus_fingerprint(other_corpus(tmp_path))
-    assert [(t.action, t.reason) for t in plan_experiment(experiment, tmp_path, False, {}, corpus=same)] == [
-        (Action.SKIP, "done (1/1 epochs)")]
-    assert [(t.action, t.reason) for t in plan_experiment(experiment, tmp_path, False, {}, corpus=other)] == [
+    plan = lambda fingerprint, force=False: plan_experiment(  # noqa: E731
+        experiment, tmp_path, force, {}, fingerprints={"ptb": fingerprint})
+    assert [(t.action, t.reason) for t in plan(same)] == [(Action.SKIP, "done (1/1 epochs)")]
+    assert [(t.action, t.reason) for t in plan(other)] == [
         (Action.SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
                f"or choose another --results")]
-    assert [t.action for t in plan_experiment(experiment, tmp_path, True, {}, corpus=other)] == [Action.SUBMIT]
+    assert [t.action for t in plan(other, force=True)] == [Action.SUBMIT]
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

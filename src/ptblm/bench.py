@@ -1,7 +1,8 @@
 """`ptblm bench`: one training step of each model and shape, timed side by side on this machine.
 
 A step is what training does per batch: forward, backward, clip to 0.25, Adam update, on random
-tokens (seq 35, emb 200, vocab 10,000). Each case (a model and shape) is timed on these paths:
+tokens (seq 35, emb 200, the corpus's vocabulary: --corpus, PTB's 10,000 by default). Each case (a model
+and shape) is timed on these paths:
 
     default    the project's path as EpochRunner runs it: impl fast, scratch attention, and on GPU
                the whole step in a CUDA graph
@@ -19,7 +20,7 @@ tokens (seq 35, emb 200, vocab 10,000). Each case (a model and shape) is timed o
 Each path gets untimed warm-up steps (they include the graph capture), then the median of many
 timed steps: CUDA events on GPU, perf_counter on CPU. Evaluation steps (forward only) are timed
 the same way, for the validation share of an epoch. Printed and saved per path: ms per step,
-training tokens/s, the ratio to `builtin`, projected seconds per PTB epoch (training + validation)
+training tokens/s, the ratio to `builtin`, projected seconds per epoch of the corpus (training + validation)
 and, for the course's suite, per suite. Projections count step time (and compile time) only: no
 start-up.
 
@@ -41,6 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import corpora
 from .compiling import cache_counts, use_compile_cache
 from .config import RunConfig
 from .data import batch_at, num_batches
@@ -52,8 +54,6 @@ from .launch.tasks import threads_per_run
 from .step import GRAPH_WARMUP_STEPS, make_step, use_matmul_precision
 from .train import make_optimizer, pick_device
 
-PTB_TOKENS = {"train": 929_589, "valid": 73_760}  # words + <eos> in ptb.train.txt / ptb.valid.txt
-VOCAB_SIZE = 10_000
 SEQ_LEN, EMB_SIZE = 35, 200
 SUITE = ("3.1", "3.2", "3.3", "3.4")  # the course's 15 settings, jobs/<name>.yaml
 PATHS = {
@@ -81,7 +81,8 @@ class BenchCase:
     dp_keep_prob: float
     suite_settings: int = 0
     suite_epochs: int = 0
-    vocab_size: int = VOCAB_SIZE
+    vocab_size: int = corpora.PTB.vocab_size
+    corpus: str = corpora.PTB.name  # whose epoch epoch_seconds projects (its entry's token counts)
     seq_len: int = SEQ_LEN
     emb_size: int = EMB_SIZE
 
@@ -100,6 +101,11 @@ class BenchCase:
 # One per architecture, small enough for a couple of seconds per path on a 2-core CPU; vocab and sequence as in
 # the course. Dropout keep 0.8 for all: a cost, not a result, is compared.
 SMALL_CASES = tuple(BenchCase(model, 128, 2, 20, 0.8) for model in MODELS)
+
+
+def on_corpus(cases: list[BenchCase], corpus: corpora.CorpusEntry) -> list[BenchCase]:
+    """The cases at the corpus's vocabulary, projecting its epochs."""
+    return [replace(case, vocab_size=corpus.vocab_size, corpus=corpus.name) for case in cases]
 
 
 def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE) -> list[BenchCase]:
@@ -175,9 +181,10 @@ def time_steps(step, data: torch.Tensor, state, seq_len: int, warmup: int,
 
 
 def epoch_seconds(case: BenchCase, train_ms: float, eval_ms: float) -> float:
-    """One PTB epoch at these step times: every training batch, then every validation batch."""
-    train = num_batches(PTB_TOKENS["train"], case.batch_size, case.seq_len)
-    valid = num_batches(PTB_TOKENS["valid"], case.batch_size, case.seq_len)
+    """One epoch of the case's corpus at these step times: every training batch, then every validation batch."""
+    tokens = corpora.get(case.corpus).tokens
+    train = num_batches(tokens["train"], case.batch_size, case.seq_len)
+    valid = num_batches(tokens["valid"], case.batch_size, case.seq_len)
     return (train * train_ms + valid * eval_ms) / 1000
 
 
@@ -304,10 +311,12 @@ def format_packing(packing: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, precision: str = "fp32",
+def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *,
+              corpus: corpora.CorpusEntry = corpora.PTB, precision: str = "fp32",
               warmup: int = 5, repeats: int = 20, complete_suite: bool = False, compiled: bool = False,
               runs_per_gpu: int = 1, command_line: list[str] | None = None, echo=print) -> Path:
-    """Time every case on every path, print the table, write bench-<timestamp>.json; its path."""
+    """Time every case on every path, print the table, write bench-<timestamp>.json; its path. `corpus` is
+    recorded as the corpus whose vocabulary and token counts the cases stand for (see on_corpus)."""
     use_matmul_precision(precision)  # as training runs
     echo(f"ptblm bench on {device_description(device)}, torch {torch.__version__}, {precision}, "
          f"median of {repeats} steps after {warmup} warm-up steps")
@@ -335,8 +344,9 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
         suite = {"settings": sum(case.suite_settings for case in cases),
                  "epochs": sum(case.suite_epochs for case in cases), "seconds": suite_seconds(cases, results)}
     report = {**provenance(device, command_line), "precision": precision, "warmup_steps": warmup,
-              "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "vocab_size": VOCAB_SIZE,
-              "optimizer": "ADAM", "ptb_tokens": PTB_TOKENS, "paths": PATHS,
+              "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "corpus": corpus.name,
+              "vocab_size": corpus.vocab_size, "optimizer": "ADAM", "corpus_tokens": dict(corpus.tokens),
+              "paths": PATHS,
               "cases": [asdict(case) | {"name": case.name} for case in cases], "results": results, "suite": suite,
               "packing": packing}
     echo(format_table(results, suite))
@@ -382,8 +392,9 @@ def select_cases(cases: list[BenchCase], only: list[str] | None) -> list[BenchCa
 
 def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir: Path, out_dir: Path,
                   precision: str, warmup: int | None, repeats: int | None, compile_cache: Path | None = None,
-                  runs_per_gpu: int = 1) -> Path:
-    """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise. Step counts
+                  runs_per_gpu: int = 1, corpus: corpora.CorpusEntry = corpora.PTB) -> Path:
+    """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise, at the vocabulary of
+    `corpus`, projecting its epochs (the dry run's cost projection reads them for its settings). Step counts
     default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps.
     With `compile_cache` the compiled path is timed too, its artefacts cached there as training does."""
     if runs_per_gpu < 1:
@@ -391,11 +402,11 @@ def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir
     device = pick_device(device_name)
     if compile_cache is not None:
         use_compile_cache(compile_cache)
-    all_cases = suite_cases(jobs_dir) if full else list(SMALL_CASES)
+    all_cases = on_corpus(suite_cases(jobs_dir) if full else list(SMALL_CASES), corpus)
     cases = select_cases(all_cases, only)
     cuda = device.type == "cuda"
     warmup = (GRAPH_WARMUP_STEPS + 2 if cuda else 2) if warmup is None else warmup
     repeats = (50 if cuda else 10) if repeats is None else repeats
-    return run_bench(cases, device, out_dir, precision=precision, warmup=warmup, repeats=repeats,
+    return run_bench(cases, device, out_dir, corpus=corpus, precision=precision, warmup=warmup, repeats=repeats,
                      complete_suite=full and len(cases) == len(all_cases), compiled=compile_cache is not None,
                      runs_per_gpu=runs_per_gpu, command_line=sys.argv)

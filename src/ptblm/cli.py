@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 
 from .config import MODELS, PRECISIONS, RunConfig
+from .corpora import CORPORA, DEFAULT_CORPUS
 
+CORPUS_VARIABLES = " or ".join(f"${entry.env_var}" for entry in CORPORA.values())  # each names its corpus's folder
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
                      "hidden_size": 200, "num_layers": 2, "dp_keep_prob": 0.35, "num_epochs": 40}
@@ -18,6 +20,8 @@ FLAG_HELP = {
     "model": f"{', '.join(MODELS[:-1])} or {MODELS[-1]}", "optimizer": "SGD, SGD_LR_SCHEDULE or ADAM",
     "hidden_size": "hidden units (n_units for the TRANSFORMER)", "num_layers": "layers (blocks for the TRANSFORMER)",
     "dp_keep_prob": "dropout keep probability",
+    "corpus": f"the corpus to train on: {', '.join(CORPORA)} (its files: --data, else {CORPUS_VARIABLES}, else "
+              f"data/<corpus>)",
     "save_best": "also write best_params.pt, the raw state_dict (best.pt is always written)",
     "evaluate": "also report test perplexity of the best weights",
     "debug": "the scaffold's: one epoch, a tiny TRANSFORMER (16 units, 2 blocks), every step logged",
@@ -30,15 +34,6 @@ FLAG_HELP = {
     "compile": "off, model (the whole model under torch.compile) or cell (only a recurrent model's time step); "
                "cached in <results>/.compile-cache",
 }
-
-
-def default_data_dir(environ=os.environ) -> Path:
-    return configured_data_dir(environ) or Path("data/ptb")
-
-
-def configured_data_dir(environ=os.environ) -> Path | None:
-    """$PTB_DIR when the user set it; None lets a command choose its own fallback."""
-    return Path(environ["PTB_DIR"]) if environ.get("PTB_DIR") else None
 
 
 def default_results_dir(environ=os.environ) -> Path:
@@ -70,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import corpora
     from .compiling import compile_cache_dir
     from .data import slurm_tmpdir_data, write_synthetic_corpus
     from .layout import manual_run_dir
@@ -78,13 +74,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_run
 
     config = config_from_args(args)
+    corpus = corpora.get(config.corpus)
     scratch_dir = os.environ.get("SLURM_TMPDIR")
     with tempfile.TemporaryDirectory(prefix="ptblm-dry-run-") as scratch:
-        data_dir = args.data or default_data_dir()
+        data_dir = corpora.resolve_data_dir(corpus, args.data, os.environ)
         if str(args.data) == "SLURM_TMPDIR":  # run_exp.py's spelling: the copy already on the node
-            data_dir, scratch_dir = slurm_tmpdir_data(scratch_dir), None
-        if args.dry_run and args.data is None and configured_data_dir() is None and not data_dir.exists():
-            data_dir = write_synthetic_corpus(Path(scratch) / "data")
+            data_dir, scratch_dir = slurm_tmpdir_data(scratch_dir, corpus), None
+        if (args.dry_run and args.data is None and corpora.configured_data_dir(corpus, os.environ) is None
+                and not data_dir.exists()):
+            data_dir = write_synthetic_corpus(Path(scratch) / "data", corpus=corpus)
         if args.out:
             out = args.out
         elif args.save_dir:  # run_exp.py's: the parent of the run folder
@@ -98,18 +96,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data import download_ptb
+    from . import corpora
+    from .data import download_corpus
 
-    for path in download_ptb(args.dest):
-        print(f"{path}: ok (MD5 verified)")
-    print(f"use it with: export PTB_DIR={Path(args.dest).resolve()}")
+    corpus = corpora.get(args.corpus)
+    dest = args.dest or corpora.default_data_dir(corpus)
+    for path in download_corpus(corpus, dest):
+        print(f"{path}: ok (checksums verified)")
+    print(f"use it with: export {corpus.env_var}={Path(dest).resolve()}")
     return 0
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
+    from . import corpora
     from .data import write_synthetic_corpus
 
-    print(f"wrote {write_synthetic_corpus(args.dest, seed=args.seed)}")
+    print(f"wrote {write_synthetic_corpus(args.dest, seed=args.seed, corpus=corpora.get(args.corpus))}")
     return 0
 
 
@@ -141,7 +143,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     experiments, profile = experiments_and_profile(args)
     for experiment in experiments:  # one array (one lock, one plan table) each
-        submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+        submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data, environ=os.environ,
                           dry_run=args.dry_run, force=args.force, executor=args.executor)
     return 0
 
@@ -151,7 +153,7 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
 
     experiments, profile = experiments_and_profile(args)
     for experiment in experiments:
-        submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+        submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data, environ=os.environ,
                       script=args.script, dry_run=args.dry_run, force=args.force)
     return 0
 
@@ -192,13 +194,14 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
     from .launch.sbatch import run_setting
     from .runfolder import CANCELLED, DIVERGED, DONE
 
-    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
-                        pinned=args.pinned, force=args.force)
+    state = run_setting(args.experiment, args.index, args.jobs, args.data, args.results,
+                        pinned=args.pinned, force=args.force, environ=os.environ)
     return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The smoke experiment into results/demo/ (apart from the suite's own results), then its results table."""
+    from . import corpora
     from .clusters import load_profile
     from .data import write_synthetic_corpus
     from .jobs import load_experiment
@@ -208,12 +211,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .report.tables import markdown_table
 
     demo_dir = demo_results_dir(args.results)
-    data_dir = args.data or configured_data_dir()
+    experiment = load_experiment("smoke", args.jobs)
+    corpus = corpora.get(experiment.settings[0].config.corpus)
+    data_dir = args.data or corpora.configured_data_dir(corpus, os.environ)
     if data_dir is None:
-        data_dir = write_synthetic_corpus(demo_dir / "data")
-        print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
-    submit_experiment(load_experiment("smoke", args.jobs), load_profile("local", args.clusters),
-                      results_dir=demo_dir, data_dir=data_dir, executor="local")
+        data_dir = write_synthetic_corpus(demo_dir / "data", corpus=corpus)
+        print(f"no {corpus.env_var} set: using the synthetic corpus written to {data_dir}")
+    submit_experiment(experiment, load_profile("local", args.clusters), results_dir=demo_dir, data_dir=data_dir,
+                      executor="local")
     print(f"\n{markdown_table(load_summaries(demo_dir))}\n\nrun folders in {demo_dir}/smoke/")
     return 0
 
@@ -224,7 +229,8 @@ def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> No
     parser.add_argument("--clusters", type=Path, default=default_clusters_dir(),
                         help="cluster profiles folder (default slurm/clusters/)")
     if data:
-        parser.add_argument("--data", type=Path, default=None, help="PTB folder (default $PTB_DIR or data/ptb)")
+        parser.add_argument("--data", type=Path, default=None, help="the corpus's folder (default: its variable, "
+                            f"{CORPUS_VARIABLES}, else data/<corpus>)")
 
 
 def report_dir(args: argparse.Namespace) -> Path:
@@ -255,12 +261,11 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
     """The models of --rnn/--gru/--lstm (report.trained.ANALYSED: defaults 3.1 and 3.2, setting 0; the LSTM when
-    there is one); --data or PTB_DIR overrides their data."""
+    there is one); --data, or their corpus's variable (PTB_DIR, ...), overrides the data folder they recorded."""
     from .report.trained import ANALYSED, load_analysed
 
-    data_dir = args.data or configured_data_dir()
     named = {analysed.model: getattr(args, analysed.model.lower()) for analysed in ANALYSED}
-    return load_analysed(named, args.results, data_dir, batch_size)
+    return load_analysed(named, args.results, args.data, batch_size, environ=os.environ)
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
@@ -332,7 +337,8 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
                             "but manual/, the runs of `ptblm train`)")
     if models:
         parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
-                            "(default $PTB_DIR, else the one each run recorded in config.json)")
+                            "(default: the run's corpus's variable, e.g. $PTB_DIR, else the folder each run "
+                            "recorded in config.json)")
         from .report.trained import ANALYSED  # torch-free
 
         for run in ANALYSED:
@@ -366,6 +372,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from . import corpora
     from .bench import bench_command
     from .compiling import compile_cache_dir
 
@@ -374,7 +381,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bench_command(args.full, args.only, args.device, args.jobs, args.out or bench_dir(default_results_dir()),
                   args.precision, args.warmup, args.steps,
                   compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None,
-                  runs_per_gpu=args.runs_per_gpu)
+                  runs_per_gpu=args.runs_per_gpu, corpus=corpora.get(args.corpus))
     return 0
 
 
@@ -388,23 +395,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
     add_setting_flags(train)
-    train.add_argument("--data", type=Path, default=None, help="folder with ptb.{train,valid,test}.txt "
-                       "(default $PTB_DIR or data/ptb; SLURM_TMPDIR: the copy in $SLURM_TMPDIR, as in run_exp.py)")
+    train.add_argument("--data", type=Path, default=None, help="the corpus's folder, e.g. with ptb.{train,valid,test}"
+                       f".txt (default: its variable, {CORPUS_VARIABLES}, else data/<corpus>; SLURM_TMPDIR: "
+                       "the copy in $SLURM_TMPDIR, as in run_exp.py)")
     train.add_argument("--out", type=Path, default=None, help="run folder (default results/manual/<run name>)")
     train.add_argument("--save_dir", type=Path, default=None, help="run_exp.py's: the folder to put the run folder "
                        "<save_dir>/<run name> in (--out names the run folder itself)")
     train.add_argument("--force", action="store_true", help="start over even if the run folder is finished")
     train.add_argument("--dry-run", action="store_true", help="one epoch of two batches in a temporary folder "
-                       "(synthetic data when no PTB is configured)")
+                       "(synthetic data when the corpus is not configured)")
     train.set_defaults(handler=cmd_train)
 
-    data = commands.add_parser("data", help="download PTB and verify its MD5 sums")
-    data.add_argument("--dest", type=Path, default=Path("data/ptb"))
+    data = commands.add_parser("data", help="download a corpus (PTB unless --corpus) and verify its checksums")
+    data.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
+                      help=f"which corpus (default {DEFAULT_CORPUS})")
+    data.add_argument("--dest", type=Path, default=None, help="folder to put it in (default data/<corpus>)")
     data.set_defaults(handler=cmd_data)
 
-    synthetic = commands.add_parser("synthetic", help="write a small seeded PTB-format corpus (offline demos, tests)")
+    synthetic = commands.add_parser("synthetic", help="write a small seeded corpus in PTB's format (offline demos, "
+                                    "tests)")
     synthetic.add_argument("dest", type=Path)
     synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
+                           help=f"whose file names to write (default {DEFAULT_CORPUS})")
     synthetic.set_defaults(handler=cmd_synthetic)
 
     submit = commands.add_parser("submit",
@@ -512,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", default=None, metavar="NAME",
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bench.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
+                       help=f"time the steps at this corpus's vocabulary and project its epochs, for the cost "
+                            f"estimate of its settings (default {DEFAULT_CORPUS})")
     bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="fp32 (strict), tf32 (TF32 matmuls on CUDA) or bf16 (autocast); as ptblm train")
     bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; a "

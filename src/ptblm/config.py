@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from . import corpora
 from .errors import UserError
 from .models.registry import ARCHITECTURES, MODELS  # torch-free: one entry per architecture
 
@@ -99,6 +100,7 @@ class RunConfig:
     emb_size: int = 200
     num_epochs: int = 20
     seed: int = 1111
+    corpus: str = corpora.DEFAULT_CORPUS  # a ptblm.corpora entry; config.json files without it are PTB runs
     save_best: bool = False  # also write best_params.pt (the raw state_dict), as run_exp.py; best.pt is always written
     evaluate: bool = False  # also report test perplexity of the best weights
     debug: bool = False  # the scaffold's: one epoch, a tiny TRANSFORMER, every step logged (DEBUG_CHANGES)
@@ -137,7 +139,7 @@ class RunConfig:
 
         for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("impl", IMPLEMENTATIONS),
                              ("attention", ATTENTIONS), ("precision", PRECISIONS), ("device", DEVICES),
-                             ("cuda_graph", CUDA_GRAPHS), ("compile", COMPILES)):
+                             ("cuda_graph", CUDA_GRAPHS), ("compile", COMPILES), ("corpus", tuple(corpora.CORPORA))):
             if getattr(self, key) not in choices:
                 fail(key, "one of " + ", ".join(choices))
         for key in ("batch_size", "hidden_size", "num_layers", "seq_len", "emb_size", "num_epochs", "n_heads"):
@@ -175,7 +177,8 @@ class RunConfig:
                  f"keep{self.dp_keep_prob:g}"]
         defaults = {f.name: f.default for f in fields(self)}
         for key, short in (("seq_len", "seq"), ("emb_size", "emb"), ("num_epochs", "ep"),
-                           ("seed", "seed"), ("n_heads", "heads"), ("max_batches", "maxb"), ("precision", "")):
+                           ("seed", "seed"), ("n_heads", "heads"), ("max_batches", "maxb"), ("precision", ""),
+                           ("corpus", "")):
             value = getattr(self, key)
             if value != defaults[key]:
                 parts.append(f"{short}{value}")

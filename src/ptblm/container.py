@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError
+from .corpora import CORPORA
 
 RUNTIME_ENV = "PTBLM_CONTAINER_RUNTIME"  # overrides the runtime, e.g. with tests/fixtures/fake-apptainer
 REQUEUE_DIR_ENV = "PTBLM_REQUEUE_DIR"  # where docker/scontrol-shim records a requeue request
@@ -41,8 +42,8 @@ PODMAN_GLOBAL_OPTIONS = ("--runtime", "runc", "--cgroup-manager", "cgroupfs")
 PODMAN_ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 # Apptainer passes the whole host environment in; podman only what is named. A job needs these
 # (submitit's and Slurm's job identity, ptblm's paths, the GPUs Slurm gave it, thread counts).
-PODMAN_FORWARDED_ENV = ("SLURM_*", "SUBMITIT_*", "PTBLM_*", "PTB_DIR", "CUDA_VISIBLE_DEVICES",
-                        "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+PODMAN_FORWARDED_ENV = ("SLURM_*", "SUBMITIT_*", "PTBLM_*", *(corpus.env_var for corpus in CORPORA.values()),
+                        "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # With one of these CDI specs (nvidia-ctk cdi generate) podman can hand the GPUs in: --device nvidia.com/gpu=all.
 CDI_SPECS = ("/etc/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml")
 PODMAN_GPU_DEVICE = "nvidia.com/gpu=all"

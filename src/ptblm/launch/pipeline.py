@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import layout
+from .. import corpora, layout
 from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
-from ..data import corpus_fingerprint
-from ..jobs import Experiment
+from ..data import DataError, corpus_fingerprint
+from ..jobs import Experiment, Setting
 from .checks import check_data_for_submission
 from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
@@ -39,15 +40,28 @@ class SubmitOutcome:
     logs_dir: Path
 
 
-def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
+def corpus_data_dirs(settings: Sequence[Setting], explicit: Path | None,
+                     environ: Mapping[str, str]) -> dict[str, Path]:
+    """Corpus name -> the absolute folder its tasks read (corpora.resolve_data_dir), for each corpus the
+    settings train on. --data names one folder, so it serves an experiment of one corpus only."""
+    names = list(dict.fromkeys(setting.config.corpus for setting in settings))
+    if explicit is not None and len(names) > 1:
+        variables = ", ".join(f"{corpora.get(name).env_var} ({name})" for name in names)
+        raise DataError(f"--data {explicit} names one folder, but these settings train on {len(names)} corpora "
+                        f"({', '.join(names)}); valid: leave --data out and set {variables}, or submit one corpus "
+                        f"at a time (--set corpus=NAME)")
+    return {name: corpora.resolve_data_dir(corpora.get(name), explicit, environ).resolve() for name in names}
+
+
+def container_spec(profile: ClusterProfile, results_dir: Path, data_dirs: Sequence[Path],
                    requeue_dir: Path, jobs_dir: Path) -> ContainerSpec | None:
     """The profile's image (apptainer .sif or podman image) with the repository, results, data, the
     experiments folder (and $SLURM_TMPDIR) bound at their own paths."""
     if not profile.container:
         return None
     return profile_spec(profile.container, profile.container_runtime,
-                        binds=job_binds(Path.cwd(), results_dir, data_dir,
-                                        [jobs_dir.resolve(), *profile.container_binds]),
+                        binds=job_binds(Path.cwd(), results_dir, data_dirs[0],
+                                        [*data_dirs[1:], jobs_dir.resolve(), *profile.container_binds]),
                         env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=os.environ)
 
 
@@ -73,43 +87,51 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, ove
     return accepted
 
 
-def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
+def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path,
+                      data_dir: Path | None = None, environ: Mapping[str, str] | None = None,
                       dry_run: bool = False, force: bool = False, executor: str = "auto",
                       echo=print) -> SubmitOutcome:
-    """`ptblm submit`: submitit, to Slurm (one array, fire-and-forget) or, without Slurm, local processes (waits)."""
+    """`ptblm submit`: submitit, to Slurm (one array, fire-and-forget) or, without Slurm, local processes (waits).
+    Each setting reads its corpus from `data_dir` (--data), else from where `environ` says (corpus_data_dirs)."""
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
     return _pipeline(experiment, profile, "slurm" if use_slurm else "local", results_dir=results_dir,
-                     data_dir=data_dir, dry_run=dry_run, force=force, echo=echo)
+                     data_dir=data_dir, environ=environ or {}, dry_run=dry_run, force=force, echo=echo)
 
 
-def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path,
-                  script: Path, dry_run: bool = False, force: bool = False,
-                  runner=subprocess.run, echo=print) -> SubmitOutcome:
+def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path | None = None,
+                  script: Path, environ: Mapping[str, str] | None = None, dry_run: bool = False,
+                  force: bool = False, runner=subprocess.run, echo=print) -> SubmitOutcome:
     """`ptblm sbatch`: one sbatch array of slurm/array.sbatch for the settings that still need to run.
 
     No submitit here, so no USR2 handling: a preempted task is requeued by Slurm (--requeue in the
     script) and resumes from last.pt; a timed-out one resumes when submitted again.
     """
-    return _pipeline(experiment, profile, "sbatch", results_dir=results_dir, data_dir=data_dir, dry_run=dry_run,
-                     force=force, echo=echo, script=script, runner=runner)
+    return _pipeline(experiment, profile, "sbatch", results_dir=results_dir, data_dir=data_dir,
+                     environ=environ or {}, dry_run=dry_run, force=force, echo=echo, script=script, runner=runner)
 
 
-def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *, results_dir: Path, data_dir: Path,
-              dry_run: bool, force: bool, echo, script: Path | None = None, runner=subprocess.run) -> SubmitOutcome:
-    results_dir, data_dir = Path(results_dir).resolve(), Path(data_dir).resolve()
+def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *, results_dir: Path,
+              data_dir: Path | None, environ: Mapping[str, str], dry_run: bool, force: bool, echo,
+              script: Path | None = None, runner=subprocess.run) -> SubmitOutcome:
+    results_dir = Path(results_dir).resolve()
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     # Everything that can be wrong is found here, before any folder or queue is touched.
-    check_data_for_submission(data_dir)
+    data_dirs = corpus_data_dirs(experiment.settings, data_dir, environ)
+    for name, folder in data_dirs.items():
+        check_data_for_submission(folder, corpora.get(name),
+                                  [setting for setting in experiment.settings if setting.config.corpus == name])
     # skip-as-done and resume only on the corpus each run folder was trained on
-    corpus = corpus_fingerprint(data_dir, layout.fingerprint_cache_file(results_dir))
+    fingerprints = {name: corpus_fingerprint(folder, layout.fingerprint_cache_file(results_dir), corpora.get(name))
+                    for name, folder in data_dirs.items()}
     parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
-    spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir, jobs_dir=experiment.path.parent)
+    spec = container_spec(profile, results_dir, list(data_dirs.values()), requeue_dir=logs_dir,
+                          jobs_dir=experiment.path.parent)
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
     # holder's submitted.json files are written.
     with contextlib.nullcontext() if dry_run else submission_lock(
             layout.submit_lock_path(results_dir, experiment.name), experiment.name):
         scheduler = {} if executor == "local" else squeue_states()
-        plan = plan_experiment(experiment, results_dir, force, scheduler, corpus)
+        plan = plan_experiment(experiment, results_dir, force, scheduler, fingerprints)
         overridden = "".join(f" --set {text}" for text in experiment.overrides)
         echo(f"experiment {experiment.name} ({experiment.path}{overridden}): {experiment.description}")
         echo(plan_table(plan))
@@ -117,7 +139,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         if dry_run:
             if executor == "sbatch" and todo:
                 echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
-                                          results_dir=results_dir, data_dir=data_dir,
+                                          results_dir=results_dir, data_dirs=data_dirs,
                                           command=sbatch_job_command(spec), script=script)[0]))
             costs = project_costs([task.setting for task in todo], profile,
                                   read_bench_reports(layout.bench_dir(results_dir)))
@@ -133,10 +155,11 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
         threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
         watch = os.getpid() if executor == "local" else None  # local trainers stop when this process is gone
-        tasks = [TrainTask(task.setting, str(data_dir), str(results_dir), threads, watch) for task in todo]
+        tasks = [TrainTask(task.setting, str(data_dirs[task.setting.config.corpus]), str(results_dir), threads, watch)
+                 for task in todo]
         if executor == "sbatch":
             job_ids = submit_array(tasks, profile, parameters, experiment, results_dir=results_dir,
-                                   data_dir=data_dir, command=sbatch_job_command(spec), script=script,
+                                   data_dirs=data_dirs, command=sbatch_job_command(spec), script=script,
                                    accepted=accepted, runner=runner, echo=echo)
         elif executor == "slurm":
             job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), parameters, logs_dir=logs_dir,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +68,14 @@ def plan_setting(setting: Setting, status: rf.RunStatus | None, submission: rf.S
     return PlannedTask(setting, Action.SUBMIT, f"was {status.state}")
 
 
-def plan_experiment(experiment: Experiment, results_dir: Path, force: bool,
-                    scheduler: dict[str, str] | None, corpus: str | None = None) -> list[PlannedTask]:
-    """One PlannedTask per setting, read from the run folders only (`corpus`: see plan_setting)."""
+def plan_experiment(experiment: Experiment, results_dir: Path, force: bool, scheduler: dict[str, str] | None,
+                    fingerprints: Mapping[str, str] | None = None) -> list[PlannedTask]:
+    """One PlannedTask per setting, read from the run folders only. `fingerprints` maps a corpus name to the
+    fingerprint of the files its settings will read (see plan_setting's `corpus`)."""
     plan = []
     for setting in experiment.settings:
         folder = setting.run_dir(results_dir)
+        corpus = (fingerprints or {}).get(setting.config.corpus)
         plan.append(plan_setting(setting, rf.read_status(folder), rf.read_submission(folder), force, scheduler,
                                  rf.recorded_corpus(folder) if corpus else None, corpus))
     return plan

@@ -12,9 +12,10 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from .. import layout
+from .. import corpora, layout
 from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..config import ConfigError, RunConfig
@@ -30,14 +31,16 @@ def sbatch_job_command(spec: ContainerSpec | None) -> str:
 
 
 def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProfile, parameters: dict, *,
-                results_dir: Path, data_dir: Path, command: str, script: Path,
+                results_dir: Path, data_dirs: Mapping[str, Path], command: str, script: Path,
                 pinned: Path | None = None) -> tuple[list[str], dict[str, str]]:
     """The sbatch command line for `indices` (the profile's options, then slurm/array.sbatch EXP) and the
-    environment it exports to the job (--export=ALL: values with commas or spaces travel intact)."""
+    environment it exports to the job (--export=ALL: values with commas or spaces travel intact): among it
+    each corpus's folder (corpus name -> folder in `data_dirs`) in its variable, e.g. PTB_DIR."""
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     options = [f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
                f"--output={logs_dir}/%A_%a.out", *sbatch_flags(parameters)]
-    environment = {"PTBLM_COMMAND": command, "PTBLM_SETUP": "\n".join(profile.setup), "PTB_DIR": str(data_dir),
+    environment = {"PTBLM_COMMAND": command, "PTBLM_SETUP": "\n".join(profile.setup),
+                   **{corpora.get(name).env_var: str(folder) for name, folder in data_dirs.items()},
                    "PTBLM_RESULTS": str(results_dir), "PTBLM_JOBS": str(experiment.path.parent.resolve()),
                    "PTBLM_PINNED": str(pinned or "")}
     options.append("--export=ALL")
@@ -64,14 +67,15 @@ def pinned_setting(path: Path, task: int) -> Setting:
 
 
 def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dict, experiment: Experiment, *,
-                 results_dir: Path, data_dir: Path, command: str, script: Path, accepted, runner=subprocess.run,
+                 results_dir: Path, data_dirs: Mapping[str, Path], command: str, script: Path, accepted,
+                 runner=subprocess.run,
                  echo=print) -> list[str]:
     """One held sbatch array of `jobs`; `accepted(job, task_job_id, submitted_at)` prepares each folder,
     then the array is released. Returns the array job id."""
     pinned = write_pinned_tasks([job.setting for job in jobs], results_dir, experiment.name)
     indices = [job.setting.index for job in jobs]
     argv, environment = sbatch_argv(experiment, indices, profile, parameters, results_dir=results_dir,
-                                    data_dir=data_dir, command=command, script=script, pinned=pinned)
+                                    data_dirs=data_dirs, command=command, script=script, pinned=pinned)
     argv.insert(1, "--hold")
     echo(" ".join(argv))
     submitted_at = time.time()
@@ -89,10 +93,11 @@ def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dic
     return [job_id]
 
 
-def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, results_dir: Path,
-                pinned: Path | None = None, force: bool = False) -> str:
+def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path | None, results_dir: Path,
+                pinned: Path | None = None, force: bool = False, environ: Mapping[str, str] | None = None) -> str:
     """Array task `index`: the pinned setting when `ptblm sbatch` submitted it, else setting `index` of the
     jobs file as it is now (`sbatch --array=... slurm/array.sbatch EXP` by hand). Same code and layout.
+    Its corpus is read from `data_dir` (--data), else where `environ` says (corpora.resolve_data_dir).
     force empties its run folder first (array.sbatch passes it on a job's first attempt only)."""
     if pinned:
         setting = pinned_setting(pinned, index)
@@ -100,4 +105,5 @@ def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, res
         setting, = select_settings(load_experiment(experiment, jobs_dir), [index])
     if force:
         rf.clear_run_folder(setting.run_dir(Path(results_dir).resolve()))
+    data_dir = corpora.resolve_data_dir(corpora.get(setting.config.corpus), data_dir, environ or {})
     return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()))()

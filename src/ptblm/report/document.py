@@ -10,13 +10,14 @@ import collections
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..corpora import DEFAULT_CORPUS
 from . import figures, gradients, latex, samples, tables, wording
 from . import facts
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
-from .summary import RunSummary, by_experiment, file_stem, published_comparisons
+from .summary import RunSummary, by_experiment, corpus_title, file_stem, published_comparisons
 
 REPORT_FILE = "report.tex"
-TITLE = "Word-level language models on Penn Treebank: RNN, GRU and Transformer"
+TITLE = "Word-level language models on {corpora}: RNN, GRU and Transformer"
 GRADIENTS_SNIPPET = f"{gradients.FOLDER}/gradients.tex"
 SAMPLES_SNIPPET = f"{samples.FOLDER}/appendix.tex"
 OPTIONAL_PARTS = {GRADIENTS_SNIPPET: "make gradients", SAMPLES_SNIPPET: "make samples"}  # snippet -> its command
@@ -26,6 +27,12 @@ OPTIONAL_PARTS = {GRADIENTS_SNIPPET: "make gradients", SAMPLES_SNIPPET: "make sa
 class Report:
     tex: Path
     missing: list[str]  # what is not in it yet, and the command that makes it
+
+
+def report_title(summaries: list[RunSummary]) -> str:
+    """TITLE with the corpora the runs trained on (Penn Treebank for the course's study)."""
+    titles = sorted({corpus_title(s.config["corpus"]) for s in summaries})
+    return TITLE.format(corpora=" and ".join(titles) or corpus_title(DEFAULT_CORPUS))
 
 
 def optional_input(report_dir: Path, snippet: str) -> str:
@@ -98,5 +105,6 @@ def write_report(summaries: list[RunSummary], report_dir: Path, descriptions: di
     figures.write_figures(summaries, report_dir)
     write_facts(architecture_facts(summaries, threshold), report_dir)
     tex = report_dir / REPORT_FILE
-    tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir), title=TITLE))
+    tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir),
+                                  title=latex.escape(report_title(summaries))))
     return Report(tex, missing_parts(report_dir))

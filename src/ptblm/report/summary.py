@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import corpora
 from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS
 from .selection import left_out_note, reported
@@ -161,16 +162,33 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     corpora = corpus_groups(runs)
     if len(corpora) > 1:
         warn("note: these runs come from different corpora, whose perplexities do not compare: "
-             + "; ".join(f"vocabulary {vocab}: {', '.join(sorted(names))}" for vocab, names in corpora.items())
+             + "; ".join(f"{corpus}: {', '.join(sorted(names))}" for corpus, names in corpora.items())
              + ". Choose experiments, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2').")
     return summarize(runs)
 
 
-def corpus_groups(runs: list[rf.RunRecord]) -> dict[object, set[str]]:
-    """Vocabulary size -> the experiments trained on a corpus of that size (a cheap corpus fingerprint)."""
-    groups: dict[object, set[str]] = {}
+def corpus_title(name: str) -> str:
+    """'Penn Treebank' for ptb: a corpus as people name it (a name no entry has, as it is)."""
+    entry = corpora.CORPORA.get(name)
+    return entry.title if entry else name
+
+
+def corpus_label(run: rf.RunRecord) -> str:
+    """Which text a run read, as the report names it: its corpus when it read the published files, else
+    those files by their fingerprint (by vocabulary size in folders older than fingerprints)."""
+    name, fingerprint = run.config["corpus"], run.provenance.get(rf.CORPUS_KEY)
+    entry = corpora.CORPORA.get(name)
+    if entry is not None and entry.is_published(fingerprint):
+        return entry.title
+    known = f"fingerprint {fingerprint}" if fingerprint else f"vocabulary {run.provenance.get('vocab_size')}"
+    return f"other {corpus_title(name)}-format files ({known})"
+
+
+def corpus_groups(runs: list[rf.RunRecord]) -> dict[str, set[str]]:
+    """corpus_label -> the experiments trained on that text."""
+    groups: dict[str, set[str]] = {}
     for run in runs:
-        groups.setdefault(run.provenance.get("vocab_size"), set()).add(run.experiment)
+        groups.setdefault(corpus_label(run), set()).add(run.experiment)
     return groups
 
 

@@ -7,17 +7,20 @@ the RNN and GRU runs with weights and the lowest best validation ppl stand in (w
 is optional: setting 0 of example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else
 the best LSTM run with weights (with a note), else none: the analyses then cover the RNN and the GRU.
 `--rnn DIR --gru DIR --lstm DIR` name any others. The vocabulary is rebuilt from the data folder the
-run recorded (or --data / PTB_DIR) and must have the size the weights were trained with.
+run recorded (or --data, or its corpus's variable such as PTB_DIR) and must have the size the weights
+were trained with.
 
 Torch-free at import: the command line reads ANALYSED to make its flags before any model is loaded.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import corpora
 from .. import runfolder as rf
 from ..config import RunConfig
 from ..data import Corpus, DataError, load_corpus
@@ -124,11 +127,13 @@ def trained_runs_hint(model: str, results_dir: Path, trained: list[rf.RunRecord]
 
 
 def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None,
-                 batch_size: int | None = None, corpora: dict[Path, Corpus] | None = None) -> TrainedModel:
+                 batch_size: int | None = None, loaded: dict[Path, Corpus] | None = None,
+                 environ: Mapping[str, str] | None = None) -> TrainedModel:
     """best.pt of `folder` in a model built for `batch_size` sequences (default: the run's batch size).
 
-    data_dir overrides the data folder recorded in config.json (a cluster's path is often gone).
-    `corpora` keeps the corpora read so far, so that two runs of the same data read it once.
+    data_dir (--data), else the folder the run's corpus's variable names in `environ` (e.g. PTB_DIR),
+    overrides the data folder recorded in config.json (a cluster's path is often gone).
+    `loaded` keeps the corpora read so far, so that two runs of the same data read it once.
     """
     from ..train import load_checkpoint  # imports torch
 
@@ -138,18 +143,21 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     if config.model != expected_model:
         raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
-    data_dir = Path(data_dir) if data_dir is not None else Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"])
-    corpora = {} if corpora is None else corpora
-    if data_dir not in corpora:
+    entry = corpora.get(config.corpus)
+    data_dir = (data_dir or corpora.configured_data_dir(entry, environ or {})
+                or Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"]))
+    loaded = {} if loaded is None else loaded
+    if data_dir not in loaded:
         try:
-            corpora[data_dir] = load_corpus(data_dir)
+            loaded[data_dir] = load_corpus(data_dir, entry)
         except DataError as error:
             raise DataError(f"{folder} needs the vocabulary of the data it was trained on ({data_dir}): "
                             f"{error}") from error
-    corpus = corpora[data_dir]
+    corpus = loaded[data_dir]
     if corpus.vocab_size != checkpoint["vocab_size"]:
         raise DataError(f"{data_dir} has a vocabulary of {corpus.vocab_size} words but {folder} was trained with "
-                        f"{checkpoint['vocab_size']}: point --data (or PTB_DIR) at the data the run was trained on")
+                        f"{checkpoint['vocab_size']}: point --data (or {entry.env_var}) at the data the run was "
+                        f"trained on")
     model = build_model(config.replace(batch_size=batch_size) if batch_size else config, corpus.vocab_size)
     model.load_state_dict(checkpoint["model"])
     model.eval()
@@ -157,9 +165,10 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
 
 
 def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Path | None = None,
-                  batch_size: int | None = None, notify=print) -> list[TrainedModel]:
+                  batch_size: int | None = None, notify=print,
+                  environ: Mapping[str, str] | None = None) -> list[TrainedModel]:
     """The models of ANALYSED (named[model] or the defaults) in its order; one error naming every required run
-    that is missing."""
+    that is missing. Their data: see load_trained."""
     folders, problems = {}, []
     for analysed in ANALYSED:
         try:
@@ -171,5 +180,5 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Pa
             folders[analysed.model] = folder
     if problems:
         raise MissingRun("\n".join(problems))
-    corpora: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
-    return [load_trained(folder, model, data_dir, batch_size, corpora) for model, folder in folders.items()]
+    loaded: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
+    return [load_trained(folder, model, data_dir, batch_size, loaded, environ) for model, folder in folders.items()]
