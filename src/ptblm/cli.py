@@ -371,6 +371,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- watching and using runs: tensorboard, evaluate, generate -----------------------------------------
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    import socket
+
+    from .tensorboard_server import reachable_name, serve
+
+    serve(args.results, args.experiments, environ=os.environ,
+          hostname=reachable_name(socket.gethostname(), socket.getfqdn()))
+    return 0
+
+
+def add_run_commands(commands) -> None:
+    tensorboard = commands.add_parser("tensorboard", help="TensorBoard on the runs' event files, on a free port of "
+                                      "127.0.0.1, with the ssh -L line that shows it from a laptop")
+    tensorboard.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
+    tensorboard.add_argument("--results", type=Path, default=default_results_dir(),
+                             help="results folder (default results/)")
+    tensorboard.set_defaults(handler=cmd_tensorboard)
+
+
 EXPERIMENTS_HELP = ("jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file; several (one array each), or all: "
                     "every jobs file but the examples (example-*) and the smoke test")
 
@@ -518,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="experiments folder for --full (default jobs/)")
     bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
     bench.set_defaults(handler=cmd_bench)
+    add_run_commands(commands)
     return parser
 
 

@@ -37,6 +37,7 @@ from .models import build_model
 from .provenance import cpu_fallback_note, provenance
 from .runlock import hold_run_folder
 from .step import rng_state, set_rng_state, use_matmul_precision
+from .tensorboard_events import RunBoard
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
@@ -238,6 +239,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
                          should_stop=should_stop)
+    board = RunBoard.open(out_dir, config.to_dict(), curves, runner.batches(corpus.train), log)  # <run>/tb/
+    runner.on_step = board.step if config.log_steps else None
     best = curves.best_epoch()
     state = rf.RUNNING
 
@@ -282,6 +285,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
                               "curves": curves.to_json()}, last_path)
         rf.write_curves(out_dir, curves)
         write_status(state, record.epoch)
+        board.epoch(record)
         log(f"epoch {record.epoch}/{config.num_epochs} lr {lr:.6g} train ppl {record.train_ppl:.2f} "
             f"valid ppl {record.valid_ppl:.2f} ({seconds:.1f} s){' *best*' if improved else ''}")
         if diverged:
@@ -298,5 +302,6 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
     if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
         state = rf.DONE if best else rf.DIVERGED
         write_status(state, len(curves.epochs))
+    board.close()
     log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
     return rf.read_status(out_dir)
