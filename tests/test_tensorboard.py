@@ -180,8 +180,10 @@ def test_experiments_shown_must_have_results(tmp_path):
         shown_experiments(tmp_path / "empty", [])
 
 
-def fetch(url: str):
-    with urllib.request.urlopen(url, timeout=30) as response:
+def fetch(url: str, posted: dict | None = None):
+    request = urllib.request.Request(url, data=None if posted is None else json.dumps(posted).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
@@ -217,6 +219,11 @@ def test_tensorboard_serves_the_curves_of_a_resumed_run_and_of_an_old_one(synthe
             assert_same(epochs, expected_epochs(run_dir))
         assert sorted(step for tag, step in served_scalars(server.url, "unit/resumed/tb") if tag == STEP_TAG) == \
             list(range(1, 13))
+        groups = fetch(f"{server.url}data/plugin/hparams/session_groups",
+                       {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"], "colParams": [],
+                        "startIndex": 0, "sliceSize": 10})["sessionGroups"]
+        hparams = {group["name"]: group["hparams"] for group in groups}["unit/resumed/tb"]
+        assert (hparams["model"], hparams["hidden_size"], hparams["log_steps"]) == ("GRU", 16, "true")
         legacy = start_tensorboard(server.log.parent / "view", server.log.parent / "legacy.log",
                                    extra_args=("--load_fast", "false"))
         try:
