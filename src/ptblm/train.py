@@ -33,6 +33,7 @@ from .config import ConfigError, RunConfig
 from .data import Corpus, check_data_dir, corpus_fingerprint, load_corpus, stage_data
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
+from .evaluation import evaluate_best_weights, needs_test_pass
 from .models import build_model
 from .provenance import cpu_fallback_note, provenance
 from .runlock import hold_run_folder
@@ -164,6 +165,9 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
                                    f"run killed during a write")
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
+        if config.evaluate and needs_test_pass(out_dir):  # finished before --evaluate was asked for
+            evaluate_best_weights(out_dir, data_dir, config.device, RunLog(out_dir, echo=echo))
+            return rf.read_status(out_dir)
         if echo:
             print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
                   f"use --force to rerun", flush=True)

@@ -19,6 +19,7 @@ from ..data import Corpus, DataError, load_corpus
 from ..errors import UserError
 from ..models import build_model
 from ..models._recurrent import RecurrentLM
+from ..models.transformer import FullTransformer
 from ..train import load_checkpoint
 
 DEFAULT_RUNS = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # model -> (experiment, setting index)
@@ -32,7 +33,7 @@ class MissingRun(UserError, FileNotFoundError):
 class TrainedModel:
     folder: Path
     config: RunConfig
-    model: RecurrentLM  # eval mode, on the CPU
+    model: RecurrentLM | FullTransformer  # eval mode, on the CPU; a TRANSFORMER only where any model was asked for
     corpus: Corpus
     epoch: int  # the epoch best.pt was saved at
     valid_ppl: float
@@ -96,17 +97,18 @@ def trained_runs_hint(model: str, results_dir: Path, trained: list[rf.RunRecord]
     return f"no {model} run under {results_dir} has weights yet (`make demo` trains small ones)"
 
 
-def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None,
+def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None = None,
                  batch_size: int | None = None, corpora: dict[Path, Corpus] | None = None) -> TrainedModel:
     """best.pt of `folder` in a model built for `batch_size` sequences (default: the run's batch size).
 
+    `expected_model` (RNN, GRU) is what the caller's flag asked for; None takes any model.
     data_dir overrides the data folder recorded in config.json (a cluster's path is often gone).
     `corpora` keeps the corpora read so far, so that two runs of the same data read it once.
     """
     folder = Path(folder)
     checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
     config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
-    if config.model != expected_model:
+    if expected_model is not None and config.model != expected_model:
         raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
     data_dir = Path(data_dir) if data_dir is not None else Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"])
