@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -363,7 +364,7 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *, pr
     if complete_suite:
         suite = {"settings": sum(case.suite_settings for case in cases),
                  "epochs": sum(case.suite_epochs for case in cases), "seconds": suite_seconds(cases, results)}
-    report = {**provenance(device, command_line), "precision": precision, "warmup_steps": warmup,
+    report = {**provenance(device, command_line, os.environ), "precision": precision, "warmup_steps": warmup,
               "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "vocab_size": VOCAB_SIZE,
               "optimizer": "ADAM", "ptb_tokens": PTB_TOKENS, "paths": PATHS,
               "cases": [asdict(case) | {"name": case.name} for case in cases], "results": results, "suite": suite,

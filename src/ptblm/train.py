@@ -16,6 +16,7 @@ rerunning `train_run`, which resumes from last.pt.
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import socket
 import sys
@@ -35,7 +36,7 @@ from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .evaluation import evaluate_best_weights, needs_test_pass
 from .models import build_model
-from .provenance import cpu_fallback_note, provenance
+from .provenance import cpu_fallback_note, installed_packages, provenance, record_attempt
 from .runlock import hold_run_folder
 from .step import rng_state, set_rng_state, use_matmul_precision
 from .tensorboard_events import RunBoard
@@ -234,11 +235,16 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         rf.write_curves(out_dir, curves)  # a kill between last.pt and curves.json left curves one epoch behind
         log(f"resuming from {last_path} after epoch {start_epoch}/{config.num_epochs}")
 
+    packages = installed_packages()
+    where = provenance(device, command_line, os.environ, packages)
+    attempts, environment_change = record_attempt(out_dir, where, packages)  # packages.txt, every attempt's record
     rf.write_config(out_dir, config.to_dict(), {
         **origin, "run_name": config.run_name(),
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
-        **provenance(device, command_line)})
+        **where, "attempts": attempts})
+    if environment_change:
+        log(environment_change)
     log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
