@@ -29,6 +29,8 @@ FLAG_HELP = {
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
     "compile": "off, model (the whole model under torch.compile) or cell (only the RNN/GRU time step); "
                "cached in <results>/.compile-cache",
+    "deterministic": "torch.use_deterministic_algorithms (and CUBLAS_WORKSPACE_CONFIG=:4096:8): bit-equal "
+                     "reruns, slower; an operation without a deterministic version stops the run",
 }
 
 

@@ -32,6 +32,7 @@ from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import ConfigError, RunConfig
 from .data import Corpus, check_data_dir, corpus_fingerprint, load_corpus, stage_data
+from .determinism import naming_nondeterministic_operations, use_deterministic
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .evaluation import evaluate_best_weights, needs_test_pass
@@ -182,9 +183,10 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
             use_compile_cache(compile_cache)
         if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
             log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
-        return _train(config, data_dir, corpus, out_dir, log, origin, command_line,
-                      sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
-                      should_stop or (lambda: False))
+        with naming_nondeterministic_operations():  # --deterministic: torch's error as one line
+            return _train(config, data_dir, corpus, out_dir, log, origin, command_line,
+                          sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
+                          should_stop or (lambda: False))
     except StopRequested:
         previous = rf.read_status(out_dir)
         epochs_done = previous.epochs_done if previous else 0
@@ -204,7 +206,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
             state=rf.FAILED, epochs_done=previous.epochs_done if previous else 0, num_epochs=config.num_epochs,
             error=("interrupted" if interrupted else f"{type(error).__name__}: {error}"),
             updated_at=time.time()))
-        log("".join(traceback.format_exception(error)).rstrip())
+        log(str(error) if isinstance(error, UserError) else "".join(traceback.format_exception(error)).rstrip())
         raise
 
 
@@ -216,6 +218,9 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         log(cpu_fallback_note(device))
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
     use_matmul_precision(config.precision)  # explicit, and in config.json: fp32 is strict, TF32 only when asked
+    determinism, determinism_note = use_deterministic(config.deterministic, os.environ)  # before CUDA's first matmul
+    if determinism_note:
+        log(determinism_note)
     if device.type == "cuda":
         torch.cuda.manual_seed_all(config.seed)
         torch.cuda.reset_peak_memory_stats(device)
@@ -242,7 +247,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         **origin, "run_name": config.run_name(),
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
-        **where, "attempts": attempts})
+        **where, **determinism, "attempts": attempts})
     if environment_change:
         log(environment_change)
     log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {corpus.describe()}")
