@@ -25,6 +25,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ BEST_PARAMS = "best_params.pt"  # run_exp.py's name; a raw state_dict
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
 PACKAGES_FILE = "packages.txt"  # written by ptblm.provenance.record_attempt
+TB_FOLDER = "tb"  # TensorBoard event files, written by ptblm.tensorboard_events
 LOCK_FILE = ".lock"  # held by the training run that writes the folder (see ptblm.runlock)
 OWN_FILES = (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT,
              SUBMISSION_FILE, PACKAGES_FILE)
@@ -344,6 +346,7 @@ def clear_run_folder(folder: Path) -> None:
     """--force: remove what an earlier run wrote (only the run folder's own files and their orphans)."""
     for name in OWN_FILES:
         (Path(folder) / name).unlink(missing_ok=True)
+    shutil.rmtree(Path(folder) / TB_FOLDER, ignore_errors=True)
     remove_orphans(folder, OWN_FILES)
 
 

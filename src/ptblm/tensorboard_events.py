@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import runfolder as rf
 
-TB_FOLDER = "tb"
+TB_FOLDER = rf.TB_FOLDER
 EVENT_FILE_GLOB = "events.out.tfevents.*"
 CONVERTED_SUFFIX = ".from-curves"  # the files write_from_curves writes; a trainer's have none
 EPOCH_TAGS = ("train/ppl", "valid/ppl", "train/loss", "valid/loss", "lr", "epoch_seconds", "wall_clock_seconds")
