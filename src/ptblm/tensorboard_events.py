@@ -121,7 +121,7 @@ class RunBoard:
         """At run start, after a resume has read its curves: a new event file with the history up to the
         resumed epoch, the earlier files deleted. `steps_per_epoch`: training batches per epoch, which
         number the step losses."""
-        folder = board_dir(run_dir)
+        folder, writer = board_dir(run_dir), None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -132,7 +132,10 @@ class RunBoard:
             write_history(writer, config, curves, points, time.time())
             for path in earlier:  # only once the history is on disk: a kill before leaves both, never neither
                 path.unlink(missing_ok=True)
-        except Exception as error:  # noqa: BLE001 -- events are a view of the run, never a reason to stop it
+        except Exception as error:  # events are a view of the run, never a reason to stop it
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
             warn(f"warning: TensorBoard events are not written in this attempt ({describe(error)}); "
                  f"curves.json and log.txt are unaffected")
             return cls(None, 0, warn)
@@ -164,7 +167,7 @@ class RunBoard:
             return
         try:
             action(self._writer)
-        except Exception as error:  # noqa: BLE001 -- see the module docstring
+        except Exception as error:  # see the module docstring: never a reason to stop the run
             self._warn(f"warning: TensorBoard events stop here for this attempt ({describe(error)}); "
                        f"curves.json and log.txt are unaffected")
             with contextlib.suppress(Exception):

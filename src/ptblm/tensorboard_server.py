@@ -114,7 +114,7 @@ def convert_old_runs(results_dir: Path, experiments: Sequence[str], notify: Call
             try:
                 write_from_curves(run_dir)
                 written += 1
-            except Exception as error:  # noqa: BLE001 -- one damaged folder must not hide the others
+            except Exception as error:  # one damaged folder must not hide the others
                 notify(f"note: {run_dir}: no TensorBoard events from its curves.json ({describe(error)})")
     return written
 
