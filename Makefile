@@ -8,7 +8,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXP        ?=
-# EXP: one or more experiments, or all; submit and sbatch default to smoke, status to every one with results
+# EXP: one or more experiments, or all; submit and sbatch default to smoke, status and tensorboard to every one with results
 CLUSTER    ?= local
 PTBLM      := $(VENV)/bin/ptblm
 STAMP      := $(VENV)/.installed
@@ -30,7 +30,7 @@ export PTBLM_RESULTS := $(abspath $(RESULTS))
 endif
 
 .PHONY: setup test demo data train submit status tables figures gradients samples report export bench \
-        image sif cluster-start cluster-stop sbatch clean
+        tensorboard image sif cluster-start cluster-stop sbatch clean
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -79,6 +79,9 @@ report: $(STAMP)
 
 export: $(STAMP)
 	$(PTBLM) export $(EXPS) $(if $(FORMAT),--format $(FORMAT))
+
+tensorboard: $(STAMP)
+	$(PTBLM) tensorboard $(EXP)
 
 bench: $(STAMP)
 	$(PTBLM) bench $(ARGS)

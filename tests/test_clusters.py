@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO
 from ptblm.clusters import ClusterProfile, load_profile
 from ptblm.config import ConfigError
+from ptblm.launch.slurm import sbatch_flags, scheduler_parameters
 from ptblm.provenance import cpu_fallback_note
 
 CLUSTERS = REPO / "slurm" / "clusters"
@@ -21,6 +22,19 @@ def test_shipped_profiles_load_and_load_apptainer_only_with_a_container(name):
     profile = load_profile(name, CLUSTERS)
     loads_apptainer = any(re.search(r"\bmodule\s+load\s+(apptainer|singularity)\b", line) for line in profile.setup)
     assert not loads_apptainer or profile.container, f"{name}.yaml loads apptainer without container:"
+
+
+@pytest.mark.parametrize("name", ["mila", "alliance"])
+def test_the_example_profiles_show_how_to_be_told_when_the_array_ends(name, tmp_path):
+    """The commented mail lines, once used, reach both submit paths as sbatch's --mail-type and --mail-user."""
+    text = (CLUSTERS / f"{name}.yaml").read_text()
+    mail = next(line for line in text.splitlines() if line.startswith("# sbatch_extra:") and "mail-type" in line)
+    used = re.sub(r"^sbatch_extra:.*\n", "", text, flags=re.M).replace(mail, mail.removeprefix("# "))
+    (tmp_path / f"{name}.yaml").write_text(used)
+    parameters = scheduler_parameters(load_profile(name, tmp_path), "ptblm-3.1")
+    assert parameters["additional_parameters"]["mail-type"] == "END,FAIL"
+    flags = sbatch_flags(parameters)
+    assert "--mail-type=END,FAIL" in flags and any(flag.startswith("--mail-user=you@") for flag in flags)
 
 
 def test_mila_keeps_to_fewer_than_five_concurrent_jobs():

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
 from ptblm.runlock import LOCK_FILE, RunFolderBusy, hold_run_folder, read_holder
+from ptblm.tensorboard_events import TB_FOLDER
 from ptblm.train import train_run
 
 HOLD_LOCK = textwrap.dedent("""
@@ -258,9 +259,12 @@ def test_run_files_follow_the_umask(tmp_path, synthetic_dir, umask, mode):
         rf.write_submission(tmp_path / "run", rf.Submission(None, "local", 1.0))
     finally:
         os.umask(previous)
-    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir() if p.is_file()}
     assert set(modes) == {*rf.OWN_FILES, LOCK_FILE}
     assert modes == dict.fromkeys(modes, mode)
+    events = list((tmp_path / "run" / TB_FOLDER).iterdir())  # TensorBoard's folder and files follow it too
+    assert [p.stat().st_mode & 0o777 for p in events] == [mode] and \
+        (tmp_path / "run" / TB_FOLDER).stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_a_file_system_without_flock_trains_and_says_so(tmp_path, synthetic_dir, monkeypatch):

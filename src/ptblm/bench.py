@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -343,7 +344,7 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *,
     if complete_suite:
         suite = {"settings": sum(case.suite_settings for case in cases),
                  "epochs": sum(case.suite_epochs for case in cases), "seconds": suite_seconds(cases, results)}
-    report = {**provenance(device, command_line), "precision": precision, "warmup_steps": warmup,
+    report = {**provenance(device, command_line, os.environ), "precision": precision, "warmup_steps": warmup,
               "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "corpus": corpus.name,
               "vocab_size": corpus.vocab_size, "optimizer": "ADAM", "corpus_tokens": dict(corpus.tokens),
               "paths": PATHS,

@@ -33,6 +33,8 @@ FLAG_HELP = {
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
     "compile": "off, model (the whole model under torch.compile) or cell (only a recurrent model's time step); "
                "cached in <results>/.compile-cache",
+    "deterministic": "torch.use_deterministic_algorithms (and CUBLAS_WORKSPACE_CONFIG=:4096:8): bit-equal "
+                     "reruns, slower; an operation without a deterministic version stops the run",
 }
 
 
@@ -385,6 +387,69 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- watching and using runs: tensorboard, evaluate, generate -----------------------------------------
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    import socket
+
+    from .tensorboard_server import reachable_name, serve
+
+    serve(args.results, args.experiments, environ=os.environ,
+          hostname=reachable_name(socket.gethostname(), socket.getfqdn()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_targets
+
+    evaluate_targets(args.runs, args.results, args.data, args.device, again=args.again, environ=os.environ)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .evaluation import run_folder_named
+    from .report.samples import Decoding, continue_run
+
+    folder = run_folder_named(args.run, args.results)
+    decoding = Decoding(args.temperature, args.top_k, args.seed, args.no_unk)
+    result = continue_run(folder, args.prompt, args.length, decoding, args.data, environ=os.environ)
+    if result.unknown:
+        print(f"note: not in the vocabulary of {folder}, read as <unk>: {' '.join(result.unknown)}")
+    print(f"[{' '.join(result.prompt)}] {' '.join(result.words)}")
+    return 0
+
+
+def add_run_commands(commands) -> None:
+    tensorboard = commands.add_parser("tensorboard", help="TensorBoard on the runs' event files, on a free port of "
+                                      "127.0.0.1, with the ssh -L line that shows it from a laptop")
+    tensorboard.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
+    tensorboard.add_argument("--results", type=Path, default=default_results_dir(),
+                             help="results folder (default results/)")
+    tensorboard.set_defaults(handler=cmd_tensorboard)
+
+    evaluate = commands.add_parser("evaluate", help="test perplexity of the best weights of finished runs, into "
+                                   "their curves.json")
+    evaluate.add_argument("runs", nargs="+", metavar="RUN|EXP", help="run folders (a path or EXP/RUN) or experiments")
+    evaluate.add_argument("--again", action="store_true", help="also the runs that have a test perplexity")
+    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    generate = commands.add_parser("generate", help="continue a prompt with a run's best weights (RNN, GRU)")
+    generate.add_argument("run", metavar="RUN", help="run folder (a path or EXP/RUN)")
+    generate.add_argument("--prompt", required=True, help="words to continue, e.g. 'the company said'")
+    generate.add_argument("--length", type=int, default=35, help="words to generate (default 35)")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    generate.add_argument("--top-k", type=int, default=0, help="sample among the k most probable words (0 = all)")
+    generate.add_argument("--no-unk", action="store_true", help="never generate <unk>")
+    generate.add_argument("--seed", type=int, default=0, help="seeds the sampling (default 0)")
+    generate.set_defaults(handler=cmd_generate)
+    for command in (evaluate, generate):
+        command.add_argument("--data", type=Path, default=None,
+                             help="data folder (default $PTB_DIR, else the one the run recorded in config.json)")
+        command.add_argument("--results", type=Path, default=default_results_dir(),
+                             help="results folder, for EXP/RUN and EXP (default results/)")
+
+
 EXPERIMENTS_HELP = ("jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file; several (one array each), or all: "
                     "every jobs file but the examples (example-*) and the smoke test")
 
@@ -541,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="experiments folder for --full (default jobs/)")
     bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
     bench.set_defaults(handler=cmd_bench)
+    add_run_commands(commands)
     return parser
 
 

@@ -30,7 +30,7 @@ MAX_SEED = 2**32 - 1  # numpy's limit; torch's is larger
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
 EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "log_steps", "impl", "attention", "device", "cuda_graph",
-                     "compile")
+                     "compile", "deterministic")
 ON_OFF_OPTIONS = ("cuda_graph", "compile")  # YAML 1.1 reads a bare on/off as a boolean: taken back as "on"/"off"
 # run_exp.py's --debug: one epoch, every step logged as the scaffold prints it, and the architecture's own
 # changes (Architecture.debug_changes: the TRANSFORMER's tiny model).
@@ -113,6 +113,7 @@ class RunConfig:
     device: str = "auto"
     cuda_graph: str = "auto"
     compile: str = "off"
+    deterministic: bool = False  # torch.use_deterministic_algorithms (see ptblm.determinism)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "setting") -> RunConfig:

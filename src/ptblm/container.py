@@ -34,6 +34,7 @@ from .corpora import CORPORA
 
 RUNTIME_ENV = "PTBLM_CONTAINER_RUNTIME"  # overrides the runtime, e.g. with tests/fixtures/fake-apptainer
 REQUEUE_DIR_ENV = "PTBLM_REQUEUE_DIR"  # where docker/scontrol-shim records a requeue request
+IMAGE_ENV, IMAGE_DIGEST_ENV = "PTBLM_IMAGE", "PTBLM_IMAGE_DIGEST"  # told to each job; in its config.json
 RUNTIME_BIND_VARS = ("SLURM_TMPDIR",)  # folders known only once the job runs: bound when set
 RUNTIMES = ("apptainer", "podman")  # the profile's container_runtime
 # Podman's global options that work without systemd cgroups and with runc (crun refuses hybrid
@@ -74,9 +75,11 @@ def default_runtime(environ: Mapping[str, str] = os.environ, kind: str = "apptai
 
 
 def profile_spec(image: str, kind: str, binds: Sequence[str], env: Mapping[str, str], where: str,
-                 environ: Mapping[str, str], runner: Runner = subprocess.run) -> ContainerSpec:
+                 environ: Mapping[str, str], runner: Runner = subprocess.run,
+                 digest_cache: Path | None = None) -> ContainerSpec:
     """The spec for a profile's `container:` and `container_runtime:`; a missing image stops here,
-    before anything is submitted, naming the profile and how to build it."""
+    before anything is submitted, naming the profile and how to build it. The jobs are told which image
+    they run in and its digest (image_identity), for their config.json."""
     runtime = default_runtime(environ, kind)
     if kind == "podman":
         found = shutil.which(runtime) and runner([runtime, "image", "exists", image],
@@ -84,12 +87,30 @@ def profile_spec(image: str, kind: str, binds: Sequence[str], env: Mapping[str, 
         if not found:
             raise ConfigError(f"{where}: container = {image!r} is not an image {runtime} has; build it with "
                               f"`make image ENGINE=podman` (see README, Containers) or remove the key")
-        return ContainerSpec(image=image, runtime=runtime, binds=binds, env=env, kind=kind, workdir=os.getcwd())
+        return ContainerSpec(image=image, runtime=runtime, binds=binds, kind=kind, workdir=os.getcwd(),
+                             env={**env, **image_identity(image, kind, runtime, runner, digest_cache)})
     path = Path(image).expanduser().resolve()
     if not path.is_file():
         raise ConfigError(f"{where}: container = {image!r} is not a file; build it with `make sif` "
                           f"(see README, Containers) or remove the key")
-    return ContainerSpec(image=str(path), runtime=runtime, binds=binds, env=env)
+    return ContainerSpec(image=str(path), runtime=runtime, binds=binds,
+                         env={**env, **image_identity(str(path), kind, runtime, runner, digest_cache)})
+
+
+def image_identity(image: str, kind: str, runtime: str, runner: Runner = subprocess.run,
+                   digest_cache: Path | None = None) -> dict[str, str]:
+    """{PTBLM_IMAGE: path or name, PTBLM_IMAGE_DIGEST: sha256:...}: the .sif's SHA-256 (cached by path, size
+    and mtime in `digest_cache`: hashing gigabytes once per image), podman's image id. Found at submission,
+    where the image is (a job may not see the .sif's folder); a digest podman does not give is left out."""
+    if kind == "podman":
+        done = runner([runtime, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True)
+        output = done.stdout.decode() if isinstance(done.stdout, bytes) else (done.stdout or "")
+        image_id = output.strip().removeprefix("sha256:") if done.returncode == 0 else ""
+        return {IMAGE_ENV: image, **({IMAGE_DIGEST_ENV: f"sha256:{image_id}"} if image_id else {})}
+    from .data import digest_cache as cached_digests, file_digest
+
+    with cached_digests(digest_cache) as cache:
+        return {IMAGE_ENV: image, IMAGE_DIGEST_ENV: f"sha256:{file_digest(Path(image), cache)}"}
 
 
 def job_binds(repo_dir: str | Path, results_dir: str | Path, data_dir: str | Path,

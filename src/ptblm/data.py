@@ -367,6 +367,22 @@ def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, corpus: C
     by path, size and mtime; a cache that cannot be read or written is only a cache.
     """
     data_dir = check_data_dir(data_dir, corpus)
+    digests = {}
+    with digest_cache(cache_file) as cache:
+        for split in SPLITS:
+            path = split_path(data_dir, split, corpus)
+            try:
+                digests[split] = file_digest(path, cache)
+            except OSError as error:
+                raise DataError(f"{path}: cannot read it ({error.strerror}); make it readable, or point --data or "
+                                f"{corpus.env_var} at a readable copy") from None
+    return fingerprint_of(digests)
+
+
+@contextlib.contextmanager
+def digest_cache(cache_file: Path | None) -> Iterator[dict]:
+    """file_digest's cache, read from `cache_file` and written back when it grew (only where its folder exists);
+    a cache that cannot be read or written is only a cache (the container image's digest uses it too)."""
     cache: dict = {}
     if cache_file is not None and Path(cache_file).is_file():
         try:
@@ -375,18 +391,10 @@ def corpus_fingerprint(data_dir: Path, cache_file: Path | None = None, corpus: C
         except (OSError, ValueError):
             pass
     before = dict(cache)
-    digests = {}
-    for split in SPLITS:
-        path = split_path(data_dir, split, corpus)
-        try:
-            digests[split] = file_digest(path, cache)
-        except OSError as error:
-            raise DataError(f"{path}: cannot read it ({error.strerror}); make it readable, or point --data or "
-                            f"{corpus.env_var} at a readable copy") from None
+    yield cache
     if cache_file is not None and cache != before and Path(cache_file).parent.is_dir():
         with contextlib.suppress(OSError):  # a read-only results folder: hashing again next time is all it costs
             atomic_write_json(cache_file, cache)
-    return fingerprint_of(digests)
 
 
 # ----------------------------------------------------------------------------- synthetic corpus

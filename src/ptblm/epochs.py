@@ -61,6 +61,7 @@ class EpochRunner:
     interactive: bool
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
     should_stop: Callable[[], bool] = lambda: False  # asked between batches (StopRequested)
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None  # (done, steps, loss) after each training batch
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
 
@@ -92,14 +93,17 @@ class EpochRunner:
                                                                   device=self.device))
         return cached[1]
 
+    def batches(self, ids: list[int]) -> int:
+        """The batches of one pass over the split (max_batches caps them)."""
+        steps = num_batches(len(ids), self.config.batch_size, self.config.seq_len)
+        return min(steps, self.config.max_batches) if self.config.max_batches else steps
+
     def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
         """Mean loss over the split's batches; trains when an optimizer is given."""
         config, training = self.config, optimizer is not None
         seq_len = config.seq_len
         data = self.on_device(ids)  # (batch, batch_len)
-        steps = num_batches(len(ids), config.batch_size, seq_len)
-        if config.max_batches:
-            steps = min(steps, config.max_batches)
+        steps = self.batches(ids)
         self.model.train(training)
         step = self.step_for(optimizer, (config.batch_size, seq_len))
         state = self.model.initial_state(config.batch_size)  # zeros on the model's device, or None
@@ -113,6 +117,8 @@ class EpochRunner:
             x, y = batch_at(data, index, seq_len)  # (batch, seq) each, y shifted by one token
             loss, state = step(x, y, state)  # loss stays on the device: no sync per batch
             total += loss
+            if training and self.on_step is not None:
+                self.on_step(index + 1, steps, loss)
             if config.log_steps or (index + 1) % report_every == 0 or index + 1 == steps:
                 self._report(label, index + 1, steps, total, started, progress)
         if progress is not None:

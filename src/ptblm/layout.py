@@ -9,7 +9,8 @@
     results/report/                tables, figures, gradients, samples, report.tex
     results/demo/                  `ptblm demo`: a results tree of its own (demo/smoke/<run>/)
     results/.compile-cache/        Inductor's cache (ptblm.compiling)
-    results/.corpus-fingerprints.json  corpus file digests by path, size and mtime (ptblm.data.corpus_fingerprint)
+    results/.corpus-fingerprints.json  file digests by path, size and mtime: the corpus files'
+                                       (ptblm.data.corpus_fingerprint) and the container image's
 """
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ from .config import RunConfig
 
 RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
 RUN_COLUMNS = ["published_corpus", "state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl",
-               "best_valid_ppl", "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder"]
+               "best_valid_ppl", "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder", "gpu", "torch",
+               "cuda", "image"]
+SHORT_DIGEST = len("sha256:") + 12  # the image's digest in runs.csv, as `docker images` shortens an id
 EPOCH_COLUMNS = [f.name for f in fields(rf.EpochRecord)]
 CSV_FILES = {"runs": "runs.csv", "epochs": "epochs.csv"}
 SEED_STATISTICS = ["final_train_ppl", "final_valid_ppl", "best_valid_ppl"]  # aggregated over seeds in tables
@@ -61,7 +63,18 @@ def run_row(run: rf.RunRecord) -> dict:
             "best_epoch": best.epoch if best else None,
             "test_ppl": math.nan if curves.test_ppl is None else curves.test_ppl,
             "wall_clock_seconds": last.wall_clock_seconds if last else math.nan,
-            "job_id": rf.current_job_id(run.status, submission), "folder": str(run.folder)}
+            "job_id": rf.current_job_id(run.status, submission), "folder": str(run.folder),
+            **where_it_ran(run.provenance)}
+
+
+def where_it_ran(provenance: dict) -> dict:
+    """The short environment columns (config.json has the whole record); NaN where a run lacks them (a CPU
+    run has no GPU, an older folder no record), as read_csv reads an empty field back."""
+    gpu, image = provenance.get("gpu"), provenance.get("image")
+    digest = image.get("digest") if isinstance(image, dict) else None
+    values = {"gpu": gpu.get("name") if isinstance(gpu, dict) else None, "torch": provenance.get("torch_version"),
+              "cuda": provenance.get("cuda_version"), "image": digest[:SHORT_DIGEST] if digest else None}
+    return {key: math.nan if value is None else value for key, value in values.items()}
 
 
 def runs_frame(results_dir: Path, experiments: list[str] | None = None) -> pd.DataFrame:

@@ -9,6 +9,8 @@
         best.pt       weights of the best validation epoch (always written)
         best_params.pt  with save_best only: the same weights as a raw state_dict, run_exp.py's file
         last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
+        packages.txt  the installed packages of the latest attempt, `pip freeze` style (its hash in config.json)
+        tb/           TensorBoard event files (see ptblm.tensorboard_events)
         .lock         flock'd by the one training run writing the folder (see ptblm.runlock)
 
 Every write is atomic (temporary file in the same folder, created with the umask's mode, then rename),
@@ -23,6 +25,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +42,11 @@ BEST_CHECKPOINT = "best.pt"
 BEST_PARAMS = "best_params.pt"  # run_exp.py's name; a raw state_dict
 LAST_CHECKPOINT = "last.pt"
 SUBMISSION_FILE = "submitted.json"
+PACKAGES_FILE = "packages.txt"  # written by ptblm.provenance.record_attempt
+TB_FOLDER = "tb"  # TensorBoard event files, written by ptblm.tensorboard_events
 LOCK_FILE = ".lock"  # held by the training run that writes the folder (see ptblm.runlock)
 OWN_FILES = (CONFIG_FILE, CURVES_FILE, STATUS_FILE, LOG_FILE, BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT,
-             SUBMISSION_FILE)
+             SUBMISSION_FILE, PACKAGES_FILE)
 TRAINER_FILES = tuple(name for name in OWN_FILES if name != SUBMISSION_FILE)  # submitted.json: `ptblm submit`'s
 CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 
@@ -343,6 +348,7 @@ def clear_run_folder(folder: Path) -> None:
     """--force: remove what an earlier run wrote (only the run folder's own files and their orphans)."""
     for name in OWN_FILES:
         (Path(folder) / name).unlink(missing_ok=True)
+    shutil.rmtree(Path(folder) / TB_FOLDER, ignore_errors=True)
     remove_orphans(folder, OWN_FILES)
 
 

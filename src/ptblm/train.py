@@ -16,6 +16,7 @@ rerunning `train_run`, which resumes from last.pt.
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import socket
 import sys
@@ -32,12 +33,15 @@ from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import ConfigError, RunConfig
 from .data import Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, load_corpus, split_path, stage_data
+from .determinism import naming_nondeterministic_operations, use_deterministic
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
+from .evaluation import evaluate_best_weights, needs_test_pass
 from .models import build_model
-from .provenance import cpu_fallback_note, provenance
+from .provenance import cpu_fallback_note, installed_packages, provenance, record_attempt
 from .runlock import hold_run_folder
 from .step import rng_state, set_rng_state, use_matmul_precision
+from .tensorboard_events import RunBoard
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
 LR_FLAT_EPOCHS = 14
@@ -165,6 +169,9 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
                                    f"run killed during a write")
     status = rf.read_status(out_dir)
     if status and status.state in rf.FINISHED_STATES and not force:
+        if config.evaluate and needs_test_pass(out_dir):  # finished before --evaluate was asked for
+            evaluate_best_weights(out_dir, data_dir, config.device, RunLog(out_dir, echo=echo))
+            return rf.read_status(out_dir)
         if echo:
             print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
                   f"use --force to rerun", flush=True)
@@ -178,9 +185,10 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
             use_compile_cache(compile_cache)
         if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
             log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
-        return _train(config, data_dir, corpus, out_dir, log, origin, command_line,
-                      sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
-                      should_stop or (lambda: False))
+        with naming_nondeterministic_operations():  # --deterministic: torch's error as one line
+            return _train(config, data_dir, corpus, out_dir, log, origin, command_line,
+                          sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
+                          should_stop or (lambda: False))
     except StopRequested:
         previous = rf.read_status(out_dir)
         epochs_done = previous.epochs_done if previous else 0
@@ -200,7 +208,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir:
             state=rf.FAILED, epochs_done=previous.epochs_done if previous else 0, num_epochs=config.num_epochs,
             error=("interrupted" if interrupted else f"{type(error).__name__}: {error}"),
             updated_at=time.time()))
-        log("".join(traceback.format_exception(error)).rstrip())
+        log(str(error) if isinstance(error, UserError) else "".join(traceback.format_exception(error)).rstrip())
         raise
 
 
@@ -216,6 +224,9 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         log(cpu_fallback_note(device))
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
     use_matmul_precision(config.precision)  # explicit, and in config.json: fp32 is strict, TF32 only when asked
+    determinism, determinism_note = use_deterministic(config.deterministic, os.environ)  # before CUDA's first matmul
+    if determinism_note:
+        log(determinism_note)
     if device.type == "cuda":
         torch.cuda.manual_seed_all(config.seed)
         torch.cuda.reset_peak_memory_stats(device)
@@ -235,17 +246,24 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         rf.write_curves(out_dir, curves)  # a kill between last.pt and curves.json left curves one epoch behind
         log(f"resuming from {last_path} after epoch {start_epoch}/{config.num_epochs}")
 
+    packages = installed_packages()
+    where = provenance(device, command_line, os.environ, packages)
+    attempts, environment_change = record_attempt(out_dir, where, packages)  # packages.txt, every attempt's record
     rf.write_config(out_dir, config.to_dict(), {
         **origin, "run_name": config.run_name(),
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
-        **provenance(device, command_line)})
+        **where, **determinism, "attempts": attempts})
+    if environment_change:
+        log(environment_change)
     published = "the published files" if entry.is_published(corpus_id) else f"not the published files ({corpus_id})"
     log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {entry.title}, {published}; "
         f"{corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
                          should_stop=should_stop)
+    board = RunBoard.open(out_dir, config.to_dict(), curves, runner.batches(corpus.train), log)  # <run>/tb/
+    runner.on_step = board.step if config.log_steps else None
     best = curves.best_epoch()
     state = rf.RUNNING
 
@@ -290,6 +308,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
                               "curves": curves.to_json()}, last_path)
         rf.write_curves(out_dir, curves)
         write_status(state, record.epoch)
+        board.epoch(record)
         log(f"epoch {record.epoch}/{config.num_epochs} lr {lr:.6g} train ppl {record.train_ppl:.2f} "
             f"valid ppl {record.valid_ppl:.2f} ({seconds:.1f} s){' *best*' if improved else ''}")
         if diverged:
@@ -306,5 +325,6 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
     if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
         state = rf.DONE if best else rf.DIVERGED
         write_status(state, len(curves.epochs))
+    board.close()
     log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
     return rf.read_status(out_dir)

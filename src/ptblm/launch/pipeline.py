@@ -62,7 +62,8 @@ def container_spec(profile: ClusterProfile, results_dir: Path, data_dirs: Sequen
     return profile_spec(profile.container, profile.container_runtime,
                         binds=job_binds(Path.cwd(), results_dir, data_dirs[0],
                                         [*data_dirs[1:], jobs_dir.resolve(), *profile.container_binds]),
-                        env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=os.environ)
+                        env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=os.environ,
+                        digest_cache=layout.fingerprint_cache_file(results_dir))
 
 
 def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | TrainGroup]:

@@ -19,14 +19,17 @@ import copy
 import json
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from ..data import EOS, UNK, Corpus
+from ..errors import UserError
+from ..models.registry import architecture
 from . import latex
-from .trained import TrainedModel
+from .trained import TrainedModel, load_trained
 
 FOLDER = "samples"  # inside the report folder
 LENGTHS = (35, 70)
@@ -40,6 +43,10 @@ PICK_RULES = {  # pick -> how it is chosen, as the appendix says it
     "interesting": "of the rest, the lowest mean log-probability (where the model is least sure, off its "
                    "beaten track)",
 }
+
+
+class PromptError(UserError, ValueError):
+    """A prompt that cannot be continued; the message says why."""
 
 
 @dataclass
@@ -112,8 +119,10 @@ def without_tokens(model, token_ids: list[int]):
     return banned
 
 
-def generate(trained: TrainedModel, starts: list[str], length: int, decoding: Decoding) -> torch.Tensor:
-    """(length + 1, len(starts)) token ids: each start word's id, then the generated tokens."""
+def generate(trained: TrainedModel, starts: list[str], length: int, decoding: Decoding,
+             hidden=None) -> torch.Tensor:
+    """(length + 1, len(starts)) token ids: each start word's id, then the generated tokens, from the model's
+    state `hidden` (default: its initial_state, zeros)."""
     model, word_to_id = trained.model, trained.corpus.word_to_id
     missing = [word for word in starts if word not in word_to_id]
     if missing:
@@ -123,10 +132,58 @@ def generate(trained: TrainedModel, starts: list[str], length: int, decoding: De
     generator = torch.Generator().manual_seed(decoding.seed)
     banned = [word_to_id[UNK]] if decoding.no_unk and UNK in word_to_id else []
     # tokens: (length, batch)
-    tokens = without_tokens(model, banned).generate(start_ids, model.initial_state(len(starts)), length,
-                                                    generator=generator, temperature=decoding.temperature,
-                                                    top_k=decoding.top_k)
+    state = model.initial_state(len(starts)) if hidden is None else hidden
+    tokens = without_tokens(model, banned).generate(start_ids, state, length, generator=generator,
+                                                    temperature=decoding.temperature, top_k=decoding.top_k)
     return torch.cat([start_ids.unsqueeze(0), tokens])  # (length + 1, batch)
+
+
+def prompt_words(trained: TrainedModel, prompt: str) -> tuple[list[str], list[str]]:
+    """The prompt as the model reads it, and the words of it not in its vocabulary (read as <unk>). A word
+    is taken as written, else lower-cased (PTB is), else as <unk>."""
+    vocabulary = trained.corpus.word_to_id
+    words, unknown = [], []
+    for word in prompt.split():
+        known = word if word in vocabulary else word.lower() if word.lower() in vocabulary else None
+        words.append(known or UNK)
+        if known is None:
+            unknown.append(word)
+    if not words:
+        raise PromptError("--prompt is empty; valid: one or more words, e.g. --prompt 'the company said'")
+    return words, unknown
+
+
+@torch.no_grad()
+def continue_prompt(trained: TrainedModel, words: list[str], length: int, decoding: Decoding) -> list[str]:
+    """`length` words after `words` (all in the vocabulary), from a model built for one sequence: the prompt
+    but its last word sets the hidden state, generate() goes on from the last word."""
+    if not architecture(trained.config.model).recurrent:
+        raise PromptError(f"{trained.folder} is a {trained.config.model} run: prompts continue the recurrent "
+                          f"models' runs (a model without a state to carry generates from one word)")
+    ids = torch.tensor([trained.corpus.word_to_id[word] for word in words]).unsqueeze(0)  # (1, prompt)
+    state = trained.model.initial_state(1)
+    if len(words) > 1:
+        _, state = trained.model.lm_forward(ids[:, :-1], state)
+    tokens = generate(trained, words[-1:], length, decoding, state)  # (length + 1, 1)
+    return [trained.corpus.id_to_word[i] for i in tokens[1:, 0].tolist()]
+
+
+@dataclass
+class Continuation:
+    run: TrainedModel
+    prompt: list[str]  # as the model read it
+    unknown: list[str]  # prompt words read as <unk>
+    words: list[str]  # generated
+
+
+def continue_run(folder: Path, prompt: str, length: int, decoding: Decoding, data_dir: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Continuation:
+    """`ptblm generate`: best.pt of `folder` continues `prompt` by `length` words (data: see load_trained)."""
+    if length < 1:
+        raise PromptError(f"--length {length}: valid: a number of words >= 1")
+    trained = load_trained(folder, None, data_dir, batch_size=1, environ=environ)
+    words, unknown = prompt_words(trained, prompt)
+    return Continuation(trained, words, unknown, continue_prompt(trained, words, length, decoding))
 
 
 def make_samples(trained: TrainedModel, starts: list[str], decoding: Decoding) -> list[Sample]:

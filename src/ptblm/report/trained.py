@@ -30,6 +30,7 @@ from .selection import reported
 
 if TYPE_CHECKING:
     from ..models._recurrent import RecurrentLM
+    from ..models.transformer import FullTransformer
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class MissingRun(UserError, FileNotFoundError):
 class TrainedModel:
     folder: Path
     config: RunConfig
-    model: RecurrentLM  # eval mode, on the CPU
+    model: RecurrentLM | FullTransformer  # eval mode, on the CPU; a TRANSFORMER only where any model was asked for
     corpus: Corpus
     epoch: int  # the epoch best.pt was saved at
     valid_ppl: float
@@ -126,11 +127,20 @@ def trained_runs_hint(model: str, results_dir: Path, trained: list[rf.RunRecord]
     return f"no {model} run under {results_dir} has weights yet (`make demo` trains small ones)"
 
 
-def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None,
+def run_data_dir(folder: Path, entry: corpora.CorpusEntry, data_dir: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Path:
+    """Where a run's corpus is read from now: `data_dir` (--data), else the folder its corpus's variable names
+    in `environ` (e.g. PTB_DIR), else the folder config.json recorded (often gone: a node's $SLURM_TMPDIR)."""
+    return Path(data_dir or corpora.configured_data_dir(entry, environ or {})
+                or rf.read_json(Path(folder) / rf.CONFIG_FILE)["data_dir"])
+
+
+def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None = None,
                  batch_size: int | None = None, loaded: dict[Path, Corpus] | None = None,
                  environ: Mapping[str, str] | None = None) -> TrainedModel:
     """best.pt of `folder` in a model built for `batch_size` sequences (default: the run's batch size).
 
+    `expected_model` (RNN, GRU, ...) is what the caller's flag asked for; None takes any model.
     data_dir (--data), else the folder the run's corpus's variable names in `environ` (e.g. PTB_DIR),
     overrides the data folder recorded in config.json (a cluster's path is often gone).
     `loaded` keeps the corpora read so far, so that two runs of the same data read it once.
@@ -140,12 +150,11 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     folder = Path(folder)
     checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
     config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
-    if config.model != expected_model:
+    if expected_model is not None and config.model != expected_model:
         raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
     entry = corpora.get(config.corpus)
-    data_dir = (data_dir or corpora.configured_data_dir(entry, environ or {})
-                or Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"]))
+    data_dir = run_data_dir(folder, entry, data_dir, environ)
     loaded = {} if loaded is None else loaded
     if data_dir not in loaded:
         try:

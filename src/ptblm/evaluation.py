@@ -1,0 +1,137 @@
+"""After training: the test perplexity of a finished run's best weights, into its curves.json.
+
+`ptblm evaluate RUN|EXP...` (evaluate_targets) and `ptblm train --evaluate` on a finished run without one
+(the trainer calls evaluate_best_weights, holding the lock already) both come here. The weights are best.pt's,
+loaded as the reports load them (ptblm.report.trained), the pass is the trainer's own (ptblm.epochs), over the
+test split of the corpus the run was trained on: a data folder whose fingerprint differs from the one in
+config.json is refused, since its test split would give another number under the same name.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import corpora, layout
+from . import runfolder as rf
+from .errors import UserError
+from .runlock import RunFolderBusy, hold_run_folder
+
+
+class UnusableRun(UserError, RuntimeError):
+    """A run named on the command line that the command cannot use (yet); the message says why and what would do."""
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    folder: Path
+    test_ppl: float
+    epoch: int  # of the best weights
+
+
+def needs_test_pass(folder: Path) -> bool:
+    """A finished run with best weights and no test perplexity yet."""
+    status = rf.read_status(folder)
+    return (status is not None and status.state in rf.FINISHED_STATES and (folder / rf.BEST_CHECKPOINT).is_file()
+            and rf.read_curves(folder).test_ppl is None)
+
+
+def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str, log: Callable[[str], None],
+                          fingerprint_cache: Path | None = None, environ: Mapping[str, str] | None = None) -> Evaluated:
+    """Test pass of best.pt; test_ppl written into curves.json (atomically). The caller holds the run's lock.
+    `data_dir` None: the folder of the run's corpus's variable in `environ`, else the one config.json recorded."""
+    from .config import RunConfig
+    from .data import corpus_fingerprint
+    from .epochs import EpochRunner, RunLog, perplexity
+    from .report.trained import load_trained, run_data_dir
+    from .step import use_matmul_precision
+    from .train import pick_device
+
+    folder = Path(folder)
+    run = rf.read_run(folder)
+    entry = corpora.get(run.config.get("corpus", corpora.DEFAULT_CORPUS))
+    data_dir = run_data_dir(folder, entry, data_dir, environ)
+    trained = load_trained(folder, None, data_dir)
+    corpus = run.provenance.get(rf.CORPUS_KEY)
+    if corpus is not None and corpus != corpus_fingerprint(data_dir, fingerprint_cache, entry):
+        raise UnusableRun(f"{folder} was trained on corpus {corpus} ({run.provenance.get('data_dir')}), and "
+                           f"{data_dir} holds another: point --data (or {entry.env_var}) at the data it was trained on")
+    # uncompiled: one pass over the test split does not repay a compile; the device is this machine's
+    config: RunConfig = trained.config.replace(device=device_name, compile="off")
+    device = pick_device(config.device)
+    use_matmul_precision(config.precision)
+    runner = EpochRunner(trained.model.to(device), config, device, RunLog(folder, echo=False), interactive=False)
+    test_ppl = perplexity(runner.run(trained.corpus.test, label="test"))
+    curves = rf.read_curves(folder)
+    curves.test_ppl = test_ppl
+    rf.write_curves(folder, curves)
+    log(f"test ppl {test_ppl:.2f} with the weights of epoch {trained.epoch} (best.pt), on {device}")
+    return Evaluated(folder, test_ppl, trained.epoch)
+
+
+def evaluate_run(folder: Path, data_dir: Path | None = None, device_name: str = "auto",
+                 fingerprint_cache: Path | None = None, echo: bool = False,
+                 environ: Mapping[str, str] | None = None) -> Evaluated:
+    """evaluate_best_weights of a finished run, holding its lock (a run being trained is refused, by name)."""
+    from .epochs import RunLog
+
+    folder = Path(folder)
+    status = rf.read_status(folder)
+    if status is None or status.state not in rf.FINISHED_STATES:
+        state = status.state if status else "not started"
+        raise UnusableRun(f"{folder} is {state}, not finished: its best weights may still change; evaluate it "
+                           f"once it is done (or train it with --evaluate)")
+    if not (folder / rf.BEST_CHECKPOINT).is_file():
+        raise UnusableRun(f"{folder} has no {rf.BEST_CHECKPOINT} (no epoch had a finite validation perplexity): "
+                           f"nothing to evaluate")
+    with hold_run_folder(folder):
+        return evaluate_best_weights(folder, data_dir, device_name, RunLog(folder, echo=echo), fingerprint_cache,
+                                     environ)
+
+
+def run_folders_named(targets: Sequence[str], results_dir: Path) -> list[Path]:
+    """Each target is a run folder (a path, or <exp>/<run> under results) or an experiment (all its runs)."""
+    folders: list[Path] = []
+    for target in targets:
+        for candidate in (Path(target), Path(results_dir) / target):
+            if (candidate / rf.CONFIG_FILE).is_file():
+                folders.append(candidate)
+                break
+            runs = [run for run in layout.run_folders(candidate.parent, candidate.name)
+                    if (run / rf.CONFIG_FILE).is_file()] if candidate.is_dir() else []
+            if runs:
+                folders += runs
+                break
+        else:
+            raise UnusableRun(f"{target}: neither a run folder (one with {rf.CONFIG_FILE}) nor an experiment with "
+                               f"runs under {results_dir}; valid: a run folder's path, EXP/RUN or EXP, e.g. 3.1")
+    return folders
+
+
+def run_folder_named(target: str, results_dir: Path) -> Path:
+    """The one run folder `target` names (see run_folders_named)."""
+    folders = run_folders_named([target], results_dir)
+    if len(folders) != 1:
+        raise UnusableRun(f"{target} names {len(folders)} runs (an experiment); valid: one run folder, a path "
+                           f"or EXP/RUN, e.g. {folders[0].parent.name}/{folders[0].name}")
+    return folders[0]
+
+
+def evaluate_targets(targets: Sequence[str], results_dir: Path, data_dir: Path | None, device_name: str,
+                     again: bool = False, notify: Callable[[str], None] = print,
+                     environ: Mapping[str, str] | None = None) -> list[Evaluated]:
+    """`ptblm evaluate`: every finished run named without a test perplexity (all finished ones with `again`);
+    the others are one line each saying why not."""
+    done = []
+    for folder in run_folders_named(targets, results_dir):
+        test_ppl = rf.read_curves(folder).test_ppl
+        if test_ppl is not None and not again:
+            notify(f"{folder}: test ppl {test_ppl:.2f} already (--again evaluates it anew)")
+            continue
+        try:
+            done.append(evaluated := evaluate_run(folder, data_dir, device_name,
+                                                  layout.fingerprint_cache_file(results_dir), environ=environ))
+            notify(f"{folder}: test ppl {evaluated.test_ppl:.2f} (weights of epoch {evaluated.epoch})")
+        except (UnusableRun, RunFolderBusy) as reason:
+            notify(f"skip: {reason}")
+    return done
