@@ -57,8 +57,9 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
      "a keep probability in (0, 1]"),
 ])
 def test_mistakes_give_one_clear_error_line(tmp_path, args, message):
+    """Exit 2 for a usage error (argparse's), 1 for a UserError: both one line."""
     result = ptblm(*args, cwd=REPO)
-    assert result.returncode == 2
+    assert result.returncode == (2 if message.startswith("ptblm: error:") or "argument --" in message else 1)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
 
@@ -68,7 +69,7 @@ def test_corrupt_data_is_one_line_naming_the_file(tmp_path):
         (tmp_path / f"ptb.{split}.txt").write_text(" a b c \n")
     (tmp_path / "ptb.train.txt").write_bytes(b"\xff\xfe\x00 not text")
     result = ptblm("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip() == (f"ptblm train: error: {tmp_path}/ptb.train.txt is not UTF-8 text (byte 0): "
                                      f"corrupt or not a PTB file")
     assert rf.read_status(tmp_path / "run").state == rf.FAILED  # and the run folder says why
@@ -122,7 +123,7 @@ def test_save_dir_data_slurm_tmpdir_and_save_best(tmp_path, synthetic_dir):
 
     unset = {k: v for k, v in os.environ.items() if k != "SLURM_TMPDIR"}
     result = ptblm(*args, env=unset)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip() == ("ptblm train: error: --data SLURM_TMPDIR: $SLURM_TMPDIR is not set "
                                      "(Slurm sets it inside a job); pass the PTB folder instead")
 
@@ -139,3 +140,22 @@ def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_p
     assert every.returncode == 0, every.stderr
     assert [line.split(" (")[0] for line in every.stdout.splitlines() if line.startswith("experiment ")] == [
         "experiment 3.1", "experiment 3.2", "experiment 3.3", "experiment 3.4"]
+
+
+def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line_exit_1(monkeypatch, capsys):
+    from ptblm import cli
+    from ptblm.errors import UserError
+
+    def out_of_memory(args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "cmd_status", out_of_memory)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # not swallowed into one line
+        cli.main(["status"])
+
+    def mistake(args):
+        raise UserError("jobs/x.yaml, setting 0: seed = -1 is invalid")
+
+    monkeypatch.setattr(cli, "cmd_status", mistake)
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err == "ptblm status: error: jobs/x.yaml, setting 0: seed = -1 is invalid\n"

@@ -300,7 +300,7 @@ def test_forced_submission_with_a_partition_typo_changes_no_folder(tmp_path, syn
     (clusters / "typo.yaml").write_text("partition: dbug\ncpus_per_task: 1\nmem_gb: 2\n")
     result = ptblm(command, name, "--force", "--cluster", "typo", "--clusters", str(clusters), "--jobs", str(jobs_dir),
                    "--results", str(results), "--data", str(synthetic_dir), check=False)
-    assert result.returncode == 2 and "invalid partition" in result.stderr.lower(), result.stderr
+    assert result.returncode == 1 and "invalid partition" in result.stderr.lower(), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted((p.name, p.stat().st_mtime_ns) for p in setting.run_dir(results).iterdir()) == before
     assert rf.read_status(setting.run_dir(results)).state == rf.DONE
@@ -312,7 +312,7 @@ def test_missing_data_is_found_on_the_login_node_and_nothing_is_queued(tmp_path)
     name = write_tiny_jobs(jobs_dir)
     result = ptblm("submit", name, "--jobs", str(jobs_dir), "--results", str(results), "--data",
                    str(tmp_path / "not-here"), check=False)
-    assert result.returncode == 2 and f"{tmp_path}/not-here/ptb.train.txt is missing" in result.stderr
+    assert result.returncode == 1 and f"{tmp_path}/not-here/ptb.train.txt is missing" in result.stderr
     assert "submitted" not in result.stdout and not results.exists()
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from .config import PRECISIONS, RunConfig
+from .errors import UserError
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -522,14 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit-code rule: 0 done; 1 a UserError (one line naming the file, flag or value) or a task that
+    failed; 2 a usage error (argparse's); anything else is a bug or the machine's, and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    # ConfigError is a ValueError; DataError, RunFolderMismatch and LatexError are RuntimeErrors. Naming
-    # them here would import torch before every command, `ptblm --help` included.
-    except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as error:
+    except UserError as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ class RunFolderError(UserError, RuntimeError):
     """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
 
 
+class DamagedRunFile(RunFolderError, ValueError):
+    """A JSON file in a run folder that is not what ptblm wrote (a ValueError, as json's own error is)."""
+
+
 def encode_float(value: float) -> float | str:
     """JSON-safe float: finite values as numbers, others as 'inf', '-inf' or 'nan'."""
     value = float(value)
@@ -108,17 +112,20 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def read_json(path: Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise DamagedRunFile(f"{path}: not UTF-8 text (byte {error.start}): damaged or not written by ptblm; "
+                             f"delete the file or rerun with --force") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        raise DamagedRunFile(f"{path}: not valid JSON ({error})") from error
 
 
 def read_json_object(path: Path) -> dict:
     """A run-folder JSON file, which is always an object: anything else is named, not half-read."""
     obj = read_json(path)
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
-                         f"{type(obj).__name__}; delete the file or rerun with --force")
+        raise DamagedRunFile(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
+                             f"{type(obj).__name__}; delete the file or rerun with --force")
     return obj
 
 
@@ -306,16 +313,16 @@ def read_curves(folder: Path) -> Curves:
 
 
 def read_run(folder: Path) -> RunRecord:
-    """Read one run folder; a folder without config.json is not a run (ValueError)."""
+    """Read one run folder; a folder without config.json is not a run (DamagedRunFile)."""
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
     if not config_path.exists():
-        raise ValueError(f"{folder}: no {CONFIG_FILE}, not a run folder")
+        raise DamagedRunFile(f"{folder}: no {CONFIG_FILE}, not a run folder")
     raw = read_json_object(config_path)
     config = raw.pop("config", None)
     if not isinstance(config, dict):
-        raise ValueError(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
-                         f"train, or damaged: delete it or rerun with --force")
+        raise DamagedRunFile(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
+                             f"train, or damaged: delete it or rerun with --force")
     status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
                                               num_epochs=int(config.get("num_epochs", 0)))
     return RunRecord(folder=folder, config=config, provenance=raw,

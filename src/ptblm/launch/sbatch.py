@@ -19,6 +19,7 @@ from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..config import ConfigError, RunConfig
 from ..container import ContainerSpec, container_shell_prefix
+from ..errors import ToolFailed
 from ..jobs import Experiment, Setting, load_experiment, select_settings
 from .slurm import one_line, release, sbatch_flags
 from .tasks import TrainTask
@@ -78,8 +79,8 @@ def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dic
     result = runner(argv, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
     if result.returncode != 0:
         pinned.unlink(missing_ok=True)
-        raise RuntimeError(f"sbatch failed ({result.returncode}): {one_line(result.stderr)}; nothing was submitted "
-                           f"and no run folder was changed")
+        raise ToolFailed(f"sbatch failed ({result.returncode}): {one_line(result.stderr)}; nothing was submitted "
+                         f"and no run folder was changed")
     job_id = result.stdout.strip().split()[-1]  # "Submitted batch job 123"
     for job in jobs:
         accepted(job, f"{job_id}_{job.setting.index}", submitted_at)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
 from ..container import ContainerSpec, requeue_lines, submitit_python
+from ..errors import ToolFailed
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -82,8 +83,8 @@ def release(job_ids: list[str], runner: Runner = subprocess.run) -> None:
     for job_id in job_ids:
         result = runner(["scontrol", "release", job_id], capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"job {job_id} is queued but held, and `scontrol release {job_id}` failed "
-                               f"({one_line(result.stderr)}): run it by hand, or scancel {job_id}")
+            raise ToolFailed(f"job {job_id} is queued but held, and `scontrol release {job_id}` failed "
+                             f"({one_line(result.stderr)}): run it by hand, or scancel {job_id}")
 
 
 def scheduler_parameters(profile: ClusterProfile, job_name: str) -> dict:
@@ -128,8 +129,8 @@ def submit_arrays(jobs: list, parameters: dict, *, logs_dir: Path, max_timeouts:
             with contextlib.redirect_stderr(io.StringIO()), executor.batch():
                 handles = [executor.submit(job) for job in chunk_jobs]
         except Exception as error:  # submitit's FailedJobError holds sbatch's stderr
-            raise RuntimeError(f"sbatch refused the array ({one_line(str(error))}); nothing more was submitted and "
-                               f"no run folder of it was changed") from error
+            raise ToolFailed(f"sbatch refused the array ({one_line(str(error))}); nothing more was submitted and "
+                             f"no run folder of it was changed") from error
         for job, handle in zip(chunk_jobs, handles):
             accepted(job, handle.job_id, submitted_at)
         array_ids.append(handles[0].job_id.split("_")[0])

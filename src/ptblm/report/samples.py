@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import EOS, UNK, Corpus
+from ..data import EOS, UNK, Corpus, DataError
 from . import latex
 from .trained import TrainedModel
 
@@ -117,8 +117,8 @@ def generate(trained: TrainedModel, starts: list[str], length: int, decoding: De
     model, word_to_id = trained.model, trained.corpus.word_to_id
     missing = [word for word in starts if word not in word_to_id]
     if missing:
-        raise ValueError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the two runs "
-                         f"must be trained on the same data")
+        raise DataError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the two runs "
+                        f"must be trained on the same data")
     start_ids = torch.tensor([word_to_id[word] for word in starts])  # (batch,)
     if model.batch_size != len(starts):
         raise ValueError(f"{trained.folder}: model built for {model.batch_size} sequences, asked for {len(starts)}")

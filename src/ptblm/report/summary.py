@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS
+from ..errors import NoRunFolders
 
 # (RunConfig key, short name in legends and captions)
 HYPER_PARAMETERS = (("model", ""), ("optimizer", ""), ("initial_lr", "lr"), ("batch_size", "bs"),
@@ -152,8 +153,8 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     runs = [run for run in rf.find_runs(results_dir) if not experiments or run.experiment in experiments]
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
-        raise FileNotFoundError(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
-                                f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`")
+        raise NoRunFolders(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
+                           f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`")
     corpora = corpus_groups(runs)
     if len(corpora) > 1:
         warn("note: these runs come from different corpora, whose perplexities do not compare: "

@@ -107,7 +107,7 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
     config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
     if config.model != expected_model:
-        raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
+        raise MissingRun(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
     data_dir = Path(data_dir) if data_dir is not None else Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"])
     corpora = {} if corpora is None else corpora
