@@ -140,10 +140,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .launch.pipeline import submit_experiment
 
     experiments, profile = experiments_and_profile(args)
-    for experiment in experiments:  # one array (one lock, one plan table) each
-        submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
-                          dry_run=args.dry_run, force=args.force, executor=args.executor)
-    return 0
+    outcomes = [submit_experiment(experiment, profile, results_dir=args.results,
+                                  data_dir=args.data or default_data_dir(), dry_run=args.dry_run, force=args.force,
+                                  executor=args.executor)
+                for experiment in experiments]  # one array (one lock, one plan table) each
+    return failed_settings(outcomes, "submit")
+
+
+def failed_settings(outcomes, command: str) -> int:
+    """Local runs wait for their tasks: 1 when any setting failed (`make submit && make report` stops), each
+    failure's error line repeated on stderr."""
+    failures = [f"{outcome.experiment} {line}" for outcome in outcomes for line in outcome.failures]
+    if not failures:
+        return 0
+    ran = sum(task.runs for outcome in outcomes for task in outcome.plan)
+    print(f"ptblm {command}: error: {len(failures)} of {ran} settings failed:", *failures, sep="\n  ",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_sbatch(args: argparse.Namespace) -> int:
@@ -212,10 +225,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
         print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
-    submit_experiment(load_experiment("smoke", args.jobs), load_profile("local", args.clusters),
-                      results_dir=demo_dir, data_dir=data_dir, executor="local")
+    outcome = submit_experiment(load_experiment("smoke", args.jobs), load_profile("local", args.clusters),
+                                results_dir=demo_dir, data_dir=data_dir, executor="local")
     print(f"\n{markdown_table(load_summaries(demo_dir))}\n\nrun folders in {demo_dir}/smoke/")
-    return 0
+    return failed_settings([outcome], "demo")
 
 
 def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> None:

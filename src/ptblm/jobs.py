@@ -137,6 +137,11 @@ def experiment_names(names: list[str], jobs_dir: Path) -> list[str]:
     each once, in the order given."""
     study = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml")
                    if p.name != DEFAULTS_FILE and p.stem != "smoke" and not p.stem.startswith("example"))
+    if ALL in names and not study:
+        found = ("does not exist" if not Path(jobs_dir).is_dir()
+                 else f"holds no jobs file ({ALL} leaves out {NOT_IN_ALL})")
+        raise ConfigError(f"{ALL}: the experiments folder {jobs_dir} {found}; valid: --jobs naming a folder of "
+                          f"jobs files (default jobs/)")
     expanded = [part for name in names for part in (study if name == ALL else [name])]
     return list(dict.fromkeys(expanded))
 

@@ -33,10 +33,12 @@ from .tasks import TrainGroup, TrainTask, threads_per_run
 
 @dataclass
 class SubmitOutcome:
+    experiment: str
     plan: list[PlannedTask]
     executor: str  # "slurm", "local", "sbatch" or "none" (dry run / nothing to do)
     job_ids: list[str]
     logs_dir: Path
+    failures: tuple[str, ...] = ()  # local runs: one line per setting that failed, with its error
 
 
 def container_spec(profile: ClusterProfile, results_dir: Path, data_dir: Path,
@@ -123,10 +125,10 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                                   read_bench_reports(layout.bench_dir(results_dir)))
             echo(cost_table(costs, profile))
             echo("dry run: nothing submitted")
-            return SubmitOutcome(plan, "none", [], logs_dir)
+            return SubmitOutcome(experiment.name, plan, "none", [], logs_dir)
         if not todo:
             echo("nothing to submit: every setting is finished or queued")
-            return SubmitOutcome(plan, "none", [], logs_dir)
+            return SubmitOutcome(experiment.name, plan, "none", [], logs_dir)
         if spec:
             echo(f"tasks run inside {spec.image} ({spec.kind})")
         accepted = mark_accepted(plan, results_dir, executor, experiment.overrides)
@@ -144,6 +146,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                                     spec=spec, accepted=accepted, echo=echo)
             echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `ptblm status {experiment.name}`")
         else:
-            job_ids = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir, spec=spec,
-                                accepted=accepted, echo=echo)
-    return SubmitOutcome(plan, executor, job_ids, logs_dir)
+            job_ids, failures = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir,
+                                          spec=spec, accepted=accepted, echo=echo)
+            return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir, tuple(failures))
+    return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir)
