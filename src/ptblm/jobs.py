@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import layout
-from .config import MAX_SEED, ConfigError, RunConfig, convert_value, read_yaml_mapping
+from .config import MAX_SEED, ConfigError, RunConfig, convert_value, load_yaml, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
@@ -82,10 +80,7 @@ def _override_value(text: str, piece: str) -> Any:
     """One value as YAML reads it in a jobs file (40 is an int, 1e-3 a float, GRU a string)."""
     if not piece.strip():
         raise ConfigError(f"--set {text}: an empty value; {OVERRIDE_SHAPE}")
-    try:
-        return yaml.safe_load(piece)
-    except yaml.YAMLError:
-        return piece
+    return load_yaml(piece, f"--set {text}", lines=False)
 
 
 def parse_overrides(texts: list[str]) -> Overrides:
@@ -189,12 +184,15 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
                           f"digits, '.', '_' and '-', starting with a letter or digit (it names results/<exp>/)")
     defaults_path = Path(jobs_dir) / DEFAULTS_FILE
-    defaults = read_yaml_mapping(defaults_path, JOBS_FILE_SHAPE) if defaults_path.is_file() else {}
+    defaults = read_yaml_mapping(defaults_path, "a mapping of setting keys to values") \
+        if defaults_path.is_file() else {}
+    RunConfig.check_values(defaults, where=str(defaults_path))  # its mistakes named there, not in a setting
     content = read_yaml_mapping(path, JOBS_FILE_SHAPE)
     unknown = sorted(set(content) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r}; valid: {', '.join(TOP_LEVEL_KEYS)}")
     common = _expect_mapping(path, "common", content.get("common") or {})
+    RunConfig.check_values(common, where=f"{path}, common")
     entries = content.get("settings") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: settings must be a list of mappings, got {type(entries).__name__}")

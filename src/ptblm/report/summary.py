@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runfolder as rf
-from ..config import MODELS, OPTIMIZERS
+from ..config import MODELS, OPTIMIZERS, exact_number
 from ..errors import NoRunFolders
 
 # (RunConfig key, short name in legends and captions)
@@ -98,7 +98,7 @@ def hyper_parameter(config: dict, key: str) -> str:
     """'lr 0.001', 'bs 128', or the bare value for the model and the optimizer."""
     short = dict(HYPER_PARAMETERS)[key]
     value = config[key]
-    text = f"{value:g}" if isinstance(value, float) else str(value)
+    text = exact_number(value) if isinstance(value, float) else str(value)
     return f"{short} {text}" if short else text
 
 
