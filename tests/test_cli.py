@@ -159,3 +159,30 @@ def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line_exit_1(monkeypat
     monkeypatch.setattr(cli, "cmd_status", mistake)
     assert cli.main(["status"]) == 1
     assert capsys.readouterr().err == "ptblm status: error: jobs/x.yaml, setting 0: seed = -1 is invalid\n"
+
+
+@pytest.mark.parametrize("file, damage, message", [
+    ("curves.json", lambda text: text.replace('"train_ppl": 1000.0', '"train_ppl": "garbage"', 1),
+     "could not convert string to float: 'garbage' (damaged, or not written by ptblm); delete the file or rerun "
+     "with --force"),
+    ("config.json", lambda text: text.replace('"model": "RNN"', '"model": "LSTM"'),
+     "model = 'LSTM' is invalid; valid: one of RNN, GRU, TRANSFORMER (a run of another ptblm version"),
+    ("status.json", lambda text: None, "invalid literal for int() with base 10: 'two' (damaged"),  # config.json's
+    ("status.json", lambda text: "\udcff" + text, "not UTF-8 text (byte 0): damaged or not written by ptblm"),
+])
+def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, file, damage, message):
+    from conftest import write_run
+
+    folder = write_run(tmp_path, "3.1", [1000.0, 500.0])
+    damaged = damage((folder / file).read_text())
+    if damaged is None:  # no status.json: the epochs come from config.json
+        (folder / file).unlink()
+        config = folder / "config.json"
+        config.write_text(config.read_text().replace('"num_epochs": 2', '"num_epochs": "two"'))
+        file = "config.json"
+    else:
+        (folder / file).write_bytes(damaged.encode("utf-8", "surrogateescape"))
+    for command in ("tables", "figures", "export"):
+        result = ptblm(command, "--results", str(tmp_path), "--out", str(tmp_path / "out"))
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"ptblm {command}: error: {folder / file}: {message}"), result.stderr

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .config import MODELS, OPTIMIZERS
 from .errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -127,6 +128,20 @@ def read_json_object(path: Path) -> dict:
         raise DamagedRunFile(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
                              f"{type(obj).__name__}; delete the file or rerun with --force")
     return obj
+
+
+def read_parsed(path: Path, parse):
+    """parse(the JSON object of `path`): a value of the wrong type, or a missing field, is named with its file
+    (not `could not convert string to float: 'garbage'`)."""
+    obj = read_json_object(path)
+    try:
+        return parse(obj)
+    except KeyError as error:
+        problem = f"no {error} field"
+    except (TypeError, ValueError) as error:
+        problem = str(error)
+    raise DamagedRunFile(f"{path}: {problem} (damaged, or not written by ptblm); delete the file or rerun with "
+                         f"--force")
 
 
 def make_run_folder(folder: Path) -> Path:
@@ -272,7 +287,7 @@ def write_status(folder: Path, status: RunStatus) -> None:
 
 def read_status(folder: Path) -> RunStatus | None:
     path = Path(folder) / STATUS_FILE
-    return RunStatus.from_json(read_json_object(path)) if path.exists() else None
+    return read_parsed(path, RunStatus.from_json) if path.exists() else None
 
 
 @dataclass
@@ -291,7 +306,7 @@ def write_submission(folder: Path, submission: Submission) -> None:
 
 def read_submission(folder: Path) -> Submission | None:
     path = Path(folder) / SUBMISSION_FILE
-    return Submission(**read_json_object(path)) if path.exists() else None
+    return read_parsed(path, lambda obj: Submission(**obj)) if path.exists() else None
 
 
 def current_state(status: RunStatus | None, submission: Submission | None) -> str:
@@ -309,7 +324,7 @@ def current_job_id(status: RunStatus | None, submission: Submission | None) -> s
 
 def read_curves(folder: Path) -> Curves:
     path = Path(folder) / CURVES_FILE
-    return Curves.from_json(read_json_object(path)) if path.exists() else Curves()
+    return read_parsed(path, Curves.from_json) if path.exists() else Curves()
 
 
 def read_run(folder: Path) -> RunRecord:
@@ -323,8 +338,12 @@ def read_run(folder: Path) -> RunRecord:
     if not isinstance(config, dict):
         raise DamagedRunFile(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
                              f"train, or damaged: delete it or rerun with --force")
-    status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
-                                              num_epochs=int(config.get("num_epochs", 0)))
+    for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS)):  # what readers sort and group by
+        if config.get(key) not in choices:
+            raise DamagedRunFile(f"{config_path}: {key} = {config.get(key)!r} is invalid; valid: one of "
+                                 f"{', '.join(choices)} (a run of another ptblm version, or an edited file)")
+    status = read_status(folder) or read_parsed(config_path, lambda obj: RunStatus(
+        state=PENDING, epochs_done=0, num_epochs=int(obj["config"].get("num_epochs", 0))))
     return RunRecord(folder=folder, config=config, provenance=raw,
                      curves=read_curves(folder), status=status)
 
