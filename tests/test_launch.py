@@ -104,6 +104,11 @@ def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job
     ('sbatch_extra: {constraint: "a100\\nhostname"}', "sbatch_extra.constraint = 'a100\\nhostname' is invalid"),
     ('sbatch_extra: {"bad option": 1}', "sbatch_extra key 'bad option' is invalid"),
     ("sbatch_extra: [exclusive]", "sbatch_extra = ['exclusive'] is invalid; valid: a mapping"),
+    ('sbatch_extra: {array: "0-3", output: /tmp/x, export: NONE, chdir: /}',
+     "sbatch_extra sets array (set array_parallelism instead), output, export, chdir, which ptblm manages; valid: "
+     "other sbatch options, e.g. constraint"),
+    ("sbatch_extra: {job_name: x, requeue: false, partition: gpu, constraint: a100}",
+     "sbatch_extra sets job_name, requeue, partition (set partition instead), which ptblm manages"),
 ])
 def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path, line, message):
     (tmp_path / "c.yaml").write_text(line + "\n")
@@ -115,12 +120,12 @@ def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path,
 
 def test_both_paths_spell_a_profile_the_same_way_booleans_as_bare_flags(tmp_path):
     (tmp_path / "c.yaml").write_text("partition: main\nmem_gb: 1.5\nsbatch_extra: {exclusive: true, "
-                                     "requeue: false, constraint: a100}\n")
+                                     "overcommit: false, constraint: a100}\n")
     parameters = scheduler_parameters(load_profile("c", tmp_path), "ptblm-x")
     assert parameters["additional_parameters"] == {"exclusive": True, "constraint": "a100"}
     flags = sbatch_flags(parameters)
     assert "--exclusive" in flags and "--constraint=a100" in flags and "--mem=1536MB" in flags
-    assert not any("True" in flag or "requeue" in flag for flag in flags)
+    assert not any("True" in flag or "overcommit" in flag for flag in flags)
 
 
 def test_setup_lines_reach_the_job_script_as_separate_lines(tmp_path, synthetic_dir):
