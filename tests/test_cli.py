@@ -1,6 +1,7 @@
 """The command line: the scaffold's flags verbatim, dry runs, and one clear error line per mistake."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,8 +44,9 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
     (["train", "--bogus"], "ptblm: error: unrecognized arguments: --bogus"),
     (["train", "--seed=1180591620717411303424"],
      "ptblm train: error: command line: seed = 1180591620717411303424 is invalid; valid: an integer from 0 to "),
-    (["train", "--initial_lr=1e400"],
-     "ptblm train: error: command line: initial_lr = inf is invalid; valid: a finite number > 0"),
+    (["train", "--initial_lr=1e400"], "ptblm train: error: argument --initial_lr: '1e400' is not a finite number"),
+    (["train", "--initial_lr=-1"],
+     "ptblm train: error: command line: initial_lr = -1.0 is invalid; valid: a finite number > 0"),
     (["train", "--data", "/nonexistent"], "ptblm train: error: /nonexistent/ptb.train.txt is missing: run `make data`"),
     (["train", "--dry-run", "--device=cpu", "--cuda_graph=on"],
      "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
@@ -186,3 +188,103 @@ def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, file, damage,
         result = ptblm(command, "--results", str(tmp_path), "--out", str(tmp_path / "out"))
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith(f"ptblm {command}: error: {folder / file}: {message}"), result.stderr
+
+
+# ----------------------------------------------------------------------------- what a person expects of a command line
+
+def every_action():
+    """(command, action) for every argument of every command, and of ptblm itself."""
+    import argparse
+
+    from ptblm.cli import build_parser
+
+    parser = build_parser()
+    yield "ptblm", [a for a in parser._actions if not isinstance(a, argparse._SubParsersAction)]
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        yield name, command._actions
+
+
+def test_every_flag_and_argument_of_every_command_has_help():
+    import argparse
+
+    missing = [f"{name} {action.option_strings or action.dest}" for name, actions in every_action()
+               for action in actions if not action.help or action.help == argparse.SUPPRESS]
+    assert missing == []
+
+
+def test_version_prints_the_package_version():
+    import importlib.metadata
+
+    result = ptblm("--version")
+    assert result.returncode == 0 and result.stdout == f"ptblm {importlib.metadata.version('ptblm')}\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["samples", "--temperature", "nan"], "argument --temperature: 'nan' is not a temperature; valid: 0 (greedy) or "
+                                          "a finite number > 0"),
+    (["samples", "--temperature", "-0.5"], "argument --temperature: '-0.5' is not a temperature"),
+    (["samples", "--top-k", "-1"], "argument --top-k: '-1' is not a count; valid: an integer >= 0"),
+    (["gradients", "--seed", "-3"], "argument --seed: '-3' is not a seed; valid: an integer from 0 to 4294967295"),
+    (["train", "--dp_keep_prob", "nan"], "argument --dp_keep_prob: 'nan' is not a finite number"),
+    (["train", "--initial_lr", "inf"], "argument --initial_lr: 'inf' is not a finite number"),
+    (["bench", "--steps", "0"], "argument --steps: '0' is not a positive integer; valid: 1 or more"),
+])
+def test_numbers_no_command_can_use_are_a_usage_error(args, message):
+    result = ptblm(*args)
+    assert result.returncode == 2 and result.stderr.startswith(f"ptblm {args[0]}: error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_only_submits_the_named_settings_by_number_range_or_run_name(tmp_path, synthetic_dir):
+    from ptblm.jobs import load_experiment
+
+    flags = ["--dry-run", "--executor", "local", "--data", str(synthetic_dir), "--results", str(tmp_path)]
+
+    def planned(*only):
+        result = ptblm("submit", "3.1", *only, *flags)
+        assert result.returncode == 0, result.stderr
+        plan = result.stdout.split("\n#")[1]  # the plan table (the cost table follows)
+        return [line.split()[0] for line in plan.splitlines() if line[:1].isdigit()]
+
+    assert planned("--only", "0,3") == ["0", "3"]
+    names = [setting.run_name for setting in load_experiment("3.1", REPO / "jobs").settings]
+    assert planned("--only", "1-2", "--only", names[4]) == ["1", "2", "4"]
+    bad = ptblm("sbatch", "3.1", "--only", "0,9", *flags[:1], *flags[3:])
+    assert bad.returncode == 1 and bad.stderr == (
+        f"ptblm sbatch: error: --only 0,9: 3.1 has no setting '9'; valid: setting numbers 0 to 4 (e.g. 0,2 or 0-3) "
+        f"or run names: {', '.join(names)}\n")
+
+
+def completion_words(script: Path, shell: str, *words: str) -> list[str]:
+    """What `script` offers after `words` (the last one being completed)."""
+    call = ('COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _ptblm; printf "%s\\n" "${COMPREPLY[@]}"'
+            if shell == "bash" else
+            'words=("$@"); CURRENT=${#words}; COMP_WORDS=("$@"); COMP_CWORD=$(( ${#words} - 1 )); '
+            'compgen -F _ptblm -- "${words[-1]}"')
+    argv = ["bash", "-c", f'source {script}; {call}', "-", *words] if shell == "bash" else \
+        ["zsh", "-f", "-c", f'source {script}; {call}', "-", *words]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    words_offered = done.stdout.split()
+    return words_offered if shell == "bash" else [w for w in words_offered if w.startswith(words[-1])]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_parses_and_completes_commands_flags_choices_and_experiments(shell, tmp_path):
+    import shutil
+
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    result = ptblm("completion", shell)
+    assert result.returncode == 0, result.stderr
+    script = tmp_path / f"ptblm.{shell}"
+    script.write_text(result.stdout)
+    assert subprocess.run([shell, "-n", str(script)], capture_output=True).returncode == 0
+    assert completion_words(script, shell, "ptblm", "su") == ["submit"]
+    assert completion_words(script, shell, "ptblm", "sb") == ["sbatch"]
+    assert completion_words(script, shell, "ptblm", "submit", "--exe") == ["--executor"]
+    assert completion_words(script, shell, "ptblm", "submit", "--executor", "l") == ["local"]
+    assert completion_words(script, shell, "ptblm", "train", "--model", "G") == ["GRU"]
+    assert completion_words(script, shell, "ptblm", "sbatch", "3.") == ["3.1", "3.2", "3.3", "3.4"]
+    assert completion_words(script, shell, "ptblm", "submit", "--cluster", "mi") == ["mila"]

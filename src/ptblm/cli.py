@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from .config import PRECISIONS, RunConfig
+from . import __version__
+from .completion import SUGGESTIONS
+from .config import CHOICES, MAX_SEED, PRECISIONS, ConfigError, RunConfig
 from .errors import UserError
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
@@ -49,6 +52,39 @@ def default_jobs_dir(environ=os.environ) -> Path:
     return Path(environ.get("PTBLM_JOBS", "jobs"))
 
 
+def finite_float(text: str) -> float:
+    """Every float flag: a finite number (argparse turns the error into one line, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; valid: e.g. 0.7") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; valid: e.g. 0.7") from None
+    return value
+
+
+def bounded(kind, noun: str, valid: str, minimum: float, maximum: float = math.inf, above: bool = False):
+    """An argparse type: `kind` (finite_float or int) in [minimum, maximum] ((minimum, maximum] with above);
+    its one-line error says the text is not `noun`, and what is `valid`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            value = None
+        if value is None or not minimum <= value <= maximum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; valid: {valid}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+temperature = bounded(finite_float, "a temperature", "0 (greedy) or a finite number > 0, e.g. 0.7", 0)
+perplexity = bounded(finite_float, "a perplexity", "a finite number > 0, e.g. 200", 0, above=True)
+count = bounded(int, "a count", "an integer >= 0", 0)
+positive = bounded(int, "a positive integer", "1 or more", 1)
+seed = bounded(int, "a seed", f"an integer from 0 to {MAX_SEED}", 0, MAX_SEED)
+
+
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field, spelled as in the scaffold (--initial_lr, --save_best, ...)."""
     for field in dataclasses.fields(RunConfig):
@@ -57,9 +93,10 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         if field.type == "bool":
             parser.add_argument(flag, action="store_true", help=FLAG_HELP.get(field.name))
         else:
-            kind = {"int": int, "float": float, "str": str}[field.type]
-            parser.add_argument(flag, type=kind, default=default,
-                                help=f"{FLAG_HELP.get(field.name, '')} (default {default})".strip())
+            kind = {"int": int, "float": finite_float, "str": str}[field.type]
+            action = parser.add_argument(flag, type=kind, default=default,
+                                         help=f"{FLAG_HELP.get(field.name, '')} (default {default})".strip())
+            setattr(action, SUGGESTIONS, CHOICES.get(field.name))  # for shell completion; RunConfig checks them
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -121,11 +158,14 @@ def experiments_and_profile(args: argparse.Namespace):
     """Every named experiment (`all` expanded) and the profile, all validated, --set overrides included,
     before anything is submitted."""
     from .clusters import load_profile
-    from .jobs import experiment_names, load_experiment, parse_overrides
+    from .jobs import experiment_names, load_experiment, only_settings, parse_overrides
 
     overrides = parse_overrides(args.set)
     names = experiment_names(args.experiments, args.jobs)
-    experiments = [load_experiment(name, args.jobs, overrides) for name in names]
+    if args.only and len(names) != 1:
+        raise ConfigError(f"--only {','.join(args.only)} picks settings of one experiment, but {len(names)} are "
+                          f"named ({', '.join(names)}); valid: one experiment with --only")
+    experiments = [only_settings(load_experiment(name, args.jobs, overrides), args.only) for name in names]
     return experiments, load_profile(args.cluster, args.clusters)
 
 
@@ -322,18 +362,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def perplexity(text: str) -> float:
-    """--threshold: a finite perplexity > 0 (argparse turns the error into one line)."""
-    from .report.facts import check_threshold
-
-    try:
-        value = float(text)
-        check_threshold(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a perplexity; valid: a number > 0, e.g. 200") from None
-    return value
-
-
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
     """--out for every report command; --rnn/--gru/--seed for the two that load trained models."""
     add_location_flags(parser, data=False)
@@ -347,7 +375,7 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
             parser.add_argument(f"--{model.lower()}", type=Path, default=None, metavar="DIR",
                                 help=f"{model} run folder (default: setting 0 of {default}; until it is trained, "
                                      f"the {model} run with the lowest best valid ppl)")
-        parser.add_argument("--seed", type=int, default=0, help="seeds the minibatch / the start words (default 0)")
+        parser.add_argument("--seed", type=seed, default=0, help="seeds the minibatch / the start words (default 0)")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -384,12 +412,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import completion_script
+
+    print(completion_script(args.shell, build_parser()), end="")
+    return 0
+
+
+EXIT_CODES = ("exit status: 0 done; 1 an error to act on (one line naming the file, flag or value), or a local "
+              "run that failed; 2 a usage error; anything else is a bug and keeps its traceback")
+
+
+def launch_flags() -> argparse.ArgumentParser:
+    """What `ptblm submit` and `ptblm sbatch` share: the experiments, the profile, the plan's flags, --set and
+    --only, and where jobs, results and data are."""
+    launch = argparse.ArgumentParser(add_help=False)
+    launch.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
+    launch.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"),
+                        help="cluster profile slurm/clusters/<name>.yaml (default $CLUSTER, else local)")
+    launch.add_argument("--dry-run", action="store_true", help="print the plan and its cost (resources, projected "
+                        "time from results/bench/*.json, GPU-hours), and for sbatch its command; submit nothing")
+    launch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
+    add_override_flag(launch)
+    launch.add_argument("--only", action="append", default=[], metavar="SETTING[,SETTING...]",
+                        help="only these settings of the experiment: numbers (0,2 or 0-3) or run names, as the plan "
+                             "lists them (repeatable)")
+    add_location_flags(launch)
+    return launch
+
+
 EXPERIMENTS_HELP = ("jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file; several (one array each), or all: "
                     "every jobs file but the examples (example-*) and the smoke test")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="ptblm", description=__doc__)
+    parser = OneLineErrorParser(prog="ptblm", description=__doc__, epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"ptblm {__version__}",
+                        help="print ptblm's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
@@ -405,51 +464,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     data = commands.add_parser("data", help="download PTB and verify its MD5 sums")
-    data.add_argument("--dest", type=Path, default=Path("data/ptb"))
+    data.add_argument("--dest", type=Path, default=Path("data/ptb"),
+                      help="folder to put ptb.{train,valid,test}.txt in (default data/ptb)")
     data.set_defaults(handler=cmd_data)
 
     synthetic = commands.add_parser("synthetic", help="write a small seeded PTB-format corpus (offline demos, tests)")
-    synthetic.add_argument("dest", type=Path)
-    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("dest", type=Path, help="folder to write ptb.{train,valid,test}.txt into")
+    synthetic.add_argument("--seed", type=seed, default=0, help="seeds the generated text (default 0)")
     synthetic.set_defaults(handler=cmd_synthetic)
 
-    submit = commands.add_parser("submit",
+    launch = launch_flags()
+    submit = commands.add_parser("submit", parents=[launch],
                                  help="submit an experiment as one Slurm array (local processes without Slurm)")
-    submit.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
-    submit.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
     submit.add_argument("--executor", choices=("auto", "slurm", "local"), default="auto",
                         help="auto = Slurm when a cluster answers sinfo, else local processes")
-    submit.add_argument("--dry-run", action="store_true", help="print the plan and its cost (resources, projected "
-                        "time from results/bench/*.json, GPU-hours), submit nothing")
-    submit.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
-    add_override_flag(submit)
-    add_location_flags(submit)
     submit.set_defaults(handler=cmd_submit)
 
-    sbatch = commands.add_parser("sbatch", help="submit an experiment through slurm/array.sbatch (no submitit)")
-    sbatch.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
-    sbatch.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"), help="slurm/clusters/<name>.yaml")
-    sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"))
-    sbatch.add_argument("--dry-run", action="store_true", help="print the plan, its cost and the sbatch command, "
-                        "submit nothing")
-    sbatch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
-    add_override_flag(sbatch)
-    add_location_flags(sbatch)
+    sbatch = commands.add_parser("sbatch", parents=[launch],
+                                 help="submit an experiment through slurm/array.sbatch (no submitit)")
+    sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"),
+                        help="the job script each array task runs (default slurm/array.sbatch)")
     sbatch.set_defaults(handler=cmd_sbatch)
 
     from .images import IMAGE_TAG
 
     image = commands.add_parser("image", help="docker (or podman) build of docker/Dockerfile")
-    image.add_argument("--tag", default=IMAGE_TAG)
-    image.add_argument("--engine", choices=("docker", "podman"), default="docker")
+    image.add_argument("--tag", default=IMAGE_TAG, help=f"the image's name (default {IMAGE_TAG})")
+    image.add_argument("--engine", choices=("docker", "podman"), default="docker",
+                       help="which builds it (default docker)")
     image.add_argument("--base", help="podman: this image in place of the Dockerfile's FROM (e.g. a stand-in base)")
     image.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="e.g. BASE_TORCH=2.13.0 for a base with another torch")
     image.set_defaults(handler=cmd_image)
     sif = commands.add_parser("sif", help="Apptainer .sif from the Docker image or a saved tar (runs its %%test)")
     sif.add_argument("--from-tar", type=Path, help="a `docker save` tar built elsewhere")
-    sif.add_argument("--tag", default=IMAGE_TAG)
-    sif.add_argument("--out", type=Path, default=Path("ptblm.sif"))
+    sif.add_argument("--tag", default=IMAGE_TAG,
+                     help=f"the Docker image to convert, without --from-tar (default {IMAGE_TAG})")
+    sif.add_argument("--out", type=Path, default=Path("ptblm.sif"), help="the .sif to write (default ptblm.sif)")
     sif.set_defaults(handler=cmd_sif)
 
     status = commands.add_parser("status", help="a table per experiment from the run folders")
@@ -461,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     run_setting = commands.add_parser("run-setting", help="run setting INDEX of an experiment (the sbatch path)")
-    run_setting.add_argument("experiment")
+    run_setting.add_argument("experiment", help="jobs/<experiment>.yaml, as for submit")
     run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
     run_setting.add_argument("--pinned", type=Path, default=None,
                              help="the task -> setting file `ptblm sbatch` wrote (default: read the jobs file now)")
@@ -493,8 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     samples = commands.add_parser("samples",
                                   help="40 generated sequences and appendix.tex (into results/report/samples)")
     add_report_flags(samples, models=True)
-    samples.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
-    samples.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (0 = all)")
+    samples.add_argument("--temperature", type=temperature, default=0.0, help="0 = greedy (default); > 0 samples")
+    samples.add_argument("--top-k", type=count, default=0, help="sample among the k most probable tokens (0 = all)")
     samples.add_argument("--no-unk", action="store_true", help="never generate <unk> (greedy and sampled alike)")
     samples.set_defaults(handler=cmd_samples)
 
@@ -507,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="the run folders as data: runs.csv and epochs.csv (default), or "
                                  "per run the course's learning_curves.npy, best_params.pt, exp_config.txt")
     export.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
-    export.add_argument("--format", choices=tuple(EXPORT_DIRS), default="csv")
+    export.add_argument("--format", choices=tuple(EXPORT_DIRS), default="csv",
+                        help="csv (runs.csv, epochs.csv; default) or course (the scaffold's files per run)")
     export.add_argument("--out", type=Path, default=None,
                         help="folder (default <results>/report/data for csv, <results>/report/course for course)")
     export.add_argument("--results", type=Path, default=default_results_dir(), help="results folder (default results/)")
@@ -517,20 +569,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--full", action="store_true", help="the course suite's 11 shapes (default: 3 small ones)")
     bench.add_argument("--only", nargs="+", default=None, metavar="NAME",
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
-    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="auto (CUDA when torch sees it; default), cpu or cuda")
     bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="fp32 (strict), tf32 (TF32 matmuls on CUDA) or bf16 (autocast); as ptblm train")
     bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; RNN/GRU "
                        "time step), compile time apart (cached in <results>/.compile-cache)")
-    bench.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+    bench.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K",
                        help="also time K processes at once on the device, as a profile's runs_per_gpu packs runs")
-    bench.add_argument("--steps", type=int, default=None, help="timed steps per path (default 50 on GPU, 10 on CPU)")
-    bench.add_argument("--warmup", type=int, default=None,
+    bench.add_argument("--steps", type=positive, default=None,
+                       help="timed steps per path (default 50 on GPU, 10 on CPU)")
+    bench.add_argument("--warmup", type=count, default=None,
                        help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")
     bench.add_argument("--jobs", type=Path, default=default_jobs_dir(),
                        help="experiments folder for --full (default jobs/)")
     bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
     bench.set_defaults(handler=cmd_bench)
+
+    from .completion import SHELLS
+
+    completion = commands.add_parser("completion", help="print a shell completion script: eval \"$(.venv/bin/ptblm "
+                                     "completion bash)\" (or zsh) in your shell's rc file")
+    completion.add_argument("shell", choices=SHELLS, help="bash or zsh")
+    completion.set_defaults(handler=cmd_completion)
     return parser
 
 
@@ -542,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except UserError as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `ptblm submit 3.1 --dry-run | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

@@ -26,6 +26,8 @@ CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA 
 # torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only the RNN/GRU fast
 # path's time step, a small graph that compiles in seconds.
 COMPILES = ("off", "model", "cell")
+CHOICES = {"model": MODELS, "optimizer": OPTIMIZERS, "impl": IMPLEMENTATIONS, "attention": ATTENTIONS,
+           "precision": PRECISIONS, "device": DEVICES, "cuda_graph": CUDA_GRAPHS, "compile": COMPILES}
 MAX_SEED = 2**32 - 1  # numpy's limit; torch's is larger
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
@@ -178,9 +180,7 @@ class RunConfig:
         def fail(key: str, valid: str) -> None:
             raise ConfigError(f"{where}: {key} = {getattr(self, key)!r} is invalid; valid: {valid}")
 
-        for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("impl", IMPLEMENTATIONS),
-                             ("attention", ATTENTIONS), ("precision", PRECISIONS), ("device", DEVICES),
-                             ("cuda_graph", CUDA_GRAPHS), ("compile", COMPILES)):
+        for key, choices in CHOICES.items():
             if getattr(self, key) not in choices:
                 fail(key, "one of " + ", ".join(choices))
         for key in ("batch_size", "hidden_size", "num_layers", "seq_len", "emb_size", "num_epochs", "n_heads"):

@@ -247,3 +247,25 @@ def select_settings(experiment: Experiment, indices: list[int] | None) -> list[S
     if bad:
         raise ConfigError(f"{experiment.path}: setting {bad[0]} does not exist; valid: 0 to {count - 1}")
     return [experiment.settings[i] for i in indices]
+
+
+def only_settings(experiment: Experiment, texts: list[str]) -> Experiment:
+    """`--only 0,2 --only gru_adam_...`: the experiment with these settings alone (numbers, ranges like 0-3, or
+    run names; each keeps its number). Anything else is refused naming what is valid."""
+    if not texts:
+        return experiment
+    by_name = {setting.run_name: setting.index for setting in experiment.settings}
+    last = len(experiment.settings) - 1
+    chosen: set[int] = set()
+    for text in texts:
+        for piece in filter(None, (part.strip() for part in text.split(","))):
+            span = re.fullmatch(r"(\d+)-(\d+)", piece)
+            numbers = (range(int(span[1]), int(span[2]) + 1) if span else [int(piece)] if piece.isdigit()
+                       else [by_name[piece]] if piece in by_name else None)
+            if numbers is None or not numbers or not all(0 <= number <= last for number in numbers):
+                names = list(by_name)
+                shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+                raise ConfigError(f"--only {text}: {experiment.name} has no setting {piece!r}; valid: setting "
+                                  f"numbers 0 to {last} (e.g. 0,2 or 0-{min(last, 3)}) or run names: {shown}")
+            chosen.update(numbers)
+    return dataclasses.replace(experiment, settings=tuple(s for s in experiment.settings if s.index in chosen))
