@@ -288,3 +288,35 @@ def test_completion_script_parses_and_completes_commands_flags_choices_and_exper
     assert completion_words(script, shell, "ptblm", "train", "--model", "G") == ["GRU"]
     assert completion_words(script, shell, "ptblm", "sbatch", "3.") == ["3.1", "3.2", "3.3", "3.4"]
     assert completion_words(script, shell, "ptblm", "submit", "--cluster", "mi") == ["mila"]
+
+
+UNWRITABLE = Path("/sys/ptblm-cannot-write-here")  # even root cannot make a folder in sysfs
+
+
+@pytest.mark.parametrize("command", ["tables", "figures", "export", "report"])
+def test_an_output_folder_that_is_a_file_or_unwritable_is_one_line_naming_it_and_the_flag(tmp_path, command):
+    from conftest import write_run
+
+    write_run(tmp_path / "results", "3.1", [1000.0, 500.0])
+    blocking = tmp_path / "taken"
+    blocking.write_text("a file where the report should go\n")
+    extra = ["--no-pdf"] if command == "report" else []
+    result = ptblm(command, "--results", str(tmp_path / "results"), "--out", str(blocking / "sub"), *extra)
+    assert result.returncode == 1 and result.stderr == (
+        f"ptblm {command}: error: {blocking} is a file, not a folder, so {blocking / 'sub'} cannot be written: "
+        f"choose a folder with --out\n")
+    if not Path("/sys").is_dir():
+        return
+    result = ptblm(command, "--results", str(tmp_path / "results"), "--out", str(UNWRITABLE), *extra)
+    assert result.returncode == 1 and result.stderr.startswith(
+        f"ptblm {command}: error: {UNWRITABLE}: cannot create it (") and result.stderr.endswith(
+        "): choose a writable folder with --out\n")
+
+
+def test_submit_into_a_results_folder_it_cannot_write_is_one_line_naming_results(tmp_path, synthetic_dir):
+    blocking = tmp_path / "results"
+    blocking.write_text("not a folder\n")
+    result = ptblm("submit", "smoke", "--executor", "local", "--data", str(synthetic_dir), "--results", str(blocking))
+    assert result.returncode == 1 and result.stderr == (
+        f"ptblm submit: error: {blocking} is a file, not a folder, so {blocking / 'smoke'} cannot be written: "
+        f"choose a folder with --results (RESULTS= for make)\n")

@@ -136,8 +136,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from .data import download_ptb
+    from .layout import output_dir
 
-    for path in download_ptb(args.dest):
+    for path in download_ptb(output_dir(args.dest, "--dest")):
         print(f"{path}: ok (MD5 verified)")
     print(f"use it with: export PTB_DIR={Path(args.dest).resolve()}")
     return 0
@@ -146,7 +147,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_synthetic(args: argparse.Namespace) -> int:
     from .data import write_synthetic_corpus
 
-    print(f"wrote {write_synthetic_corpus(args.dest, seed=args.seed)}")
+    from .layout import output_dir
+
+    print(f"wrote {write_synthetic_corpus(output_dir(args.dest, 'its DEST argument'), seed=args.seed)}")
     return 0
 
 
@@ -227,6 +230,9 @@ def cmd_image(args: argparse.Namespace) -> int:
 def cmd_sif(args: argparse.Namespace) -> int:
     from .images import build_sif
 
+    from .layout import output_dir
+
+    output_dir(args.out.resolve().parent, "--out")
     build_sif(args.out, args.from_tar or args.tag, Path("docker/ptblm.def"))
     print(f"wrote {args.out}; copy it to the cluster and set `container: /path/to/{args.out.name}` in its profile")
     return 0
@@ -256,11 +262,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .data import write_synthetic_corpus
     from .jobs import load_experiment
     from .launch.pipeline import submit_experiment
-    from .layout import demo_results_dir
+    from .layout import demo_results_dir, output_dir
     from .report.summary import load_summaries
     from .report.tables import markdown_table
 
-    demo_dir = demo_results_dir(args.results)
+    demo_dir = output_dir(demo_results_dir(args.results), "--results")
     data_dir = args.data or configured_data_dir()
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
@@ -281,9 +287,10 @@ def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> No
 
 
 def report_dir(args: argparse.Namespace) -> Path:
-    from .layout import report_dir as results_report_dir
+    """--out, or <results>/report: made and checked before anything is computed."""
+    from .layout import output_dir, report_dir as results_report_dir
 
-    return args.out or results_report_dir(args.results)
+    return output_dir(args.out or results_report_dir(args.results), "--out" if args.out else "--out (or --results)")
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
@@ -392,8 +399,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .course_files import write_course_exports
     from .results import load_runs, write_csv
 
+    from .layout import output_dir, report_dir as results_report_dir
+
     runs = load_runs(args.results, args.experiments)
-    out = args.out or Path(args.results) / "report" / EXPORT_DIRS[args.format]
+    out = output_dir(args.out or results_report_dir(args.results) / EXPORT_DIRS[args.format],
+                     "--out" if args.out else "--out (or --results)")
     written = write_csv(runs, out) if args.format == "csv" else write_course_exports(runs, out)
     print(f"{len(runs)} runs: wrote {len(written)} files to {out}")
     return 0
@@ -403,9 +413,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_command
     from .compiling import compile_cache_dir
 
-    from .layout import bench_dir
+    from .layout import bench_dir, output_dir
 
-    bench_command(args.full, args.only, args.device, args.jobs, args.out or bench_dir(default_results_dir()),
+    out = output_dir(args.out or bench_dir(default_results_dir()), "--out")
+    bench_command(args.full, args.only, args.device, args.jobs, out,
                   args.precision, args.warmup, args.steps,
                   compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None,
                   runs_per_gpu=args.runs_per_gpu)

@@ -106,6 +106,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     corpus = corpus_fingerprint(data_dir, layout.fingerprint_cache_file(results_dir))
     parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
     spec = container_spec(profile, results_dir, data_dir, requeue_dir=logs_dir, jobs_dir=experiment.path.parent)
+    if not dry_run:  # a file in the way, or a folder this user cannot write: one line naming --results
+        layout.output_dir(layout.experiment_dir(results_dir, experiment.name), "--results (RESULTS= for make)")
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
     # holder's submitted.json files are written.
     with contextlib.nullcontext() if dry_run else submission_lock(
