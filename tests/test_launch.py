@@ -1,6 +1,7 @@
 """The launch layer without a scheduler: nothing lost, checks before queueing, one writer, true states."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,8 @@ class FakeSlurm:
         self.calls = []
 
     def __call__(self, argv, **kwargs):
+        if argv[:2] == ["scontrol", "show"]:  # which cluster: the dev cluster (not recorded)
+            return subprocess.CompletedProcess(argv, 0, "ClusterName = ptblm-dev\n", "")
         held = {s.index: sorted(p.name for p in s.run_dir(self.results).iterdir()) for s in self.experiment.settings}
         self.calls.append((argv, kwargs.get("env"), held))
         if argv[0] == "sbatch":
@@ -363,3 +366,64 @@ def test_resubmission_that_adds_a_setting_keeps_task_ids_equal_to_setting_number
 def test_profile_yaml_in_the_repository_still_loads():
     for path in (REPO / "slurm" / "clusters").glob("*.yaml"):
         load_profile(path.stem, path.parent)
+
+
+# ----------------------------------------------------------------------------- the profile, named in the plan
+
+def fake_cluster(name: str, calls: list):
+    """scontrol says which cluster this is; sbatch accepts every array as job 41."""
+    def runner(argv, **kwargs):
+        calls.append(argv)
+        out = {"scontrol": f"ClusterName = {name}\nMaxArraySize = 1001\n", "sbatch": "Submitted batch job 41\n"}
+        return subprocess.CompletedProcess(argv, 0, out.get(argv[0], "") if argv[1:2] != ["release"] else "", "")
+    return runner
+
+
+@pytest.mark.parametrize("cluster, chosen, refused", [("mila", False, True), ("mila", True, False),
+                                                      ("ptblm-dev", False, False)])
+def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path, synthetic_dir, monkeypatch,
+                                                                        cluster, chosen, refused):
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    profile = load_profile("local", REPO / "slurm" / "clusters")
+    calls, lines = [], []
+    submit = dict(results_dir=tmp_path / "results", data_dir=synthetic_dir, script=Path("slurm/array.sbatch"),
+                  profile_chosen=chosen, runner=fake_cluster(cluster, calls), echo=lines.append)
+    submit_sbatch(experiment, profile, dry_run=True, **submit)
+    assert lines[1] == (f"profile local: one sbatch array of slurm/array.sbatch on Slurm cluster {cluster}, "
+                        f"partition debug")
+    warning = ("warning: no cluster profile was chosen (--cluster NAME, or CLUSTER=NAME for make), and Slurm cluster "
+               "mila is not the dev cluster (ptblm-dev) the default profile local is made for (partition debug, no "
+               "GPU, 60 min): choose a profile of slurm/clusters/ with --cluster, or --cluster local to use it here "
+               "anyway")
+    assert (lines[2] == warning) is refused
+    if refused:
+        with pytest.raises(ConfigError, match="^" + re.escape(warning[len("warning: "):]) + "$"):
+            submit_sbatch(experiment, profile, **submit)
+        assert not (tmp_path / "results").exists() and [argv[0] for argv in calls] == ["scontrol"] * 2
+    else:
+        submit_sbatch(experiment, profile, **submit)
+        assert [argv[0] for argv in calls if argv[0] == "sbatch"] == ["sbatch"]
+        assert lines[-1] == "follow with `make status EXP=tiny` (or `ptblm status tiny`)"
+
+
+def test_a_local_run_names_the_profile_and_this_machine(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    lines = []
+    submit_experiment(experiment, ClusterProfile(name="t", local_parallelism=3), results_dir=tmp_path / "results",
+                      data_dir=synthetic_dir, dry_run=True, executor="local", profile_chosen=False,
+                      echo=lines.append)
+    assert lines[1] == "profile t: local processes on this machine (no Slurm cluster answers sinfo), at most 3 at once"
+    assert not any(line.startswith("warning:") for line in lines)
+
+
+def test_the_suggested_command_is_the_one_the_user_ran(tmp_path):
+    from ptblm.invocation import ptblm_command
+
+    venv_ptblm = tmp_path / ".venv" / "bin" / "ptblm"
+    venv_ptblm.parent.mkdir(parents=True)
+    venv_ptblm.write_text("#!/bin/sh\n")
+    venv_ptblm.chmod(0o755)
+    assert ptblm_command(str(venv_ptblm), {"PATH": "/usr/bin"}, tmp_path) == ".venv/bin/ptblm"
+    assert ptblm_command(str(venv_ptblm), {"PATH": f"{venv_ptblm.parent}:/usr/bin"}, tmp_path) == "ptblm"
+    assert ptblm_command("/x/src/ptblm/cli.py", {}, tmp_path, python="/p/python") == "/p/python -m ptblm.cli"

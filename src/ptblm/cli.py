@@ -153,6 +153,9 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_PROFILE = "local"  # a workstation, or the dev cluster (slurm/dev-cluster.sh)
+
+
 def default_clusters_dir(environ=os.environ) -> Path:
     return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
 
@@ -169,7 +172,7 @@ def experiments_and_profile(args: argparse.Namespace):
         raise ConfigError(f"--only {','.join(args.only)} picks settings of one experiment, but {len(names)} are "
                           f"named ({', '.join(names)}); valid: one experiment with --only")
     experiments = [only_settings(load_experiment(name, args.jobs, overrides), args.only) for name in names]
-    return experiments, load_profile(args.cluster, args.clusters)
+    return experiments, load_profile(args.cluster or DEFAULT_PROFILE, args.clusters)
 
 
 def add_override_flag(parser: argparse.ArgumentParser) -> None:
@@ -185,7 +188,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     experiments, profile = experiments_and_profile(args)
     outcomes = [submit_experiment(experiment, profile, results_dir=args.results,
                                   data_dir=args.data or default_data_dir(), dry_run=args.dry_run, force=args.force,
-                                  executor=args.executor)
+                                  executor=args.executor, profile_chosen=args.cluster is not None,
+                                  ptblm=invoked_as())
                 for experiment in experiments]  # one array (one lock, one plan table) each
     return failed_settings(outcomes, "submit")
 
@@ -208,8 +212,16 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
     experiments, profile = experiments_and_profile(args)
     for experiment in experiments:
         submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
-                      script=args.script, dry_run=args.dry_run, force=args.force)
+                      script=args.script, dry_run=args.dry_run, force=args.force,
+                      profile_chosen=args.cluster is not None, ptblm=invoked_as())
     return 0
+
+
+def invoked_as() -> str:
+    """How the user ran this ptblm (`.venv/bin/ptblm` after `make setup`), for the commands it suggests."""
+    from .invocation import ptblm_command
+
+    return ptblm_command(sys.argv[0], os.environ, Path.cwd())
 
 
 def cmd_image(args: argparse.Namespace) -> int:
@@ -271,7 +283,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
         print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
-    outcome = submit_experiment(load_experiment("smoke", args.jobs), load_profile("local", args.clusters),
+    outcome = submit_experiment(load_experiment("smoke", args.jobs), load_profile(DEFAULT_PROFILE, args.clusters),
                                 results_dir=demo_dir, data_dir=data_dir, executor="local")
     print(f"\n{markdown_table(load_summaries(demo_dir))}\n\nrun folders in {demo_dir}/smoke/")
     return failed_settings([outcome], "demo")
@@ -439,8 +451,9 @@ def launch_flags() -> argparse.ArgumentParser:
     --only, and where jobs, results and data are."""
     launch = argparse.ArgumentParser(add_help=False)
     launch.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
-    launch.add_argument("--cluster", default=os.environ.get("CLUSTER", "local"),
-                        help="cluster profile slurm/clusters/<name>.yaml (default $CLUSTER, else local)")
+    launch.add_argument("--cluster", default=os.environ.get("CLUSTER") or None,
+                        help=f"cluster profile slurm/clusters/<name>.yaml (default $CLUSTER, else {DEFAULT_PROFILE}, "
+                             f"which a Slurm cluster other than the dev cluster refuses)")
     launch.add_argument("--dry-run", action="store_true", help="print the plan and its cost (resources, projected "
                         "time from results/bench/*.json, GPU-hours), and for sbatch its command; submit nothing")
     launch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")

@@ -63,14 +63,24 @@ def sacct_states(job_ids: list[str], runner: Runner = subprocess.run) -> dict[st
     return states
 
 
+DEV_CLUSTER_NAME = "ptblm-dev"  # slurm/dev-cluster/slurm.conf.in: the one cluster the `local` profile is made for
+
+
+def slurm_config(runner: Runner = subprocess.run) -> dict[str, str]:
+    """`scontrol show config` as KEY -> value ({} when scontrol is missing or does not answer)."""
+    out = _answer(["scontrol", "show", "config"], runner) or ""
+    pairs = (line.partition("=") for line in out.splitlines())
+    return {key.strip(): value.strip() for key, equals, value in pairs if equals and key.strip()}
+
+
+def cluster_name(runner: Runner = subprocess.run) -> str | None:
+    return slurm_config(runner).get("ClusterName")
+
+
 def max_array_size(runner: Runner = subprocess.run) -> int:
     """Tasks one array may hold: the cluster's MaxArraySize (task ids run 0..MaxArraySize-1)."""
-    out = _answer(["scontrol", "show", "config"], runner) or ""
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "MaxArraySize" and value.strip().isdigit():
-            return int(value.strip())
-    return DEFAULT_MAX_ARRAY_SIZE
+    value = slurm_config(runner).get("MaxArraySize", "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_ARRAY_SIZE
 
 
 def one_line(text: str) -> str:
