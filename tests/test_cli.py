@@ -320,3 +320,27 @@ def test_submit_into_a_results_folder_it_cannot_write_is_one_line_naming_results
     assert result.returncode == 1 and result.stderr == (
         f"ptblm submit: error: {blocking} is a file, not a folder, so {blocking / 'smoke'} cannot be written: "
         f"choose a folder with --results (RESULTS= for make)\n")
+
+
+def test_train_and_a_scheduled_task_choose_data_scratch_and_caches_in_one_place(tmp_path, synthetic_dir):
+    import os
+
+    from ptblm.run_inputs import run_inputs
+
+    results = tmp_path / "results"
+    environ = {"SLURM_TMPDIR": "/node/tmp", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "2"}
+    inputs = run_inputs(str(synthetic_dir), results, environ)
+    assert (inputs.data_dir, inputs.scratch_dir, inputs.slurm_job_id) == (synthetic_dir, "/node/tmp", "7_2")
+    assert (inputs.compile_cache, inputs.fingerprint_cache) == (results / ".compile-cache",
+                                                                results / ".corpus-fingerprints.json")
+    assert run_inputs(None, results, {"PTB_DIR": str(synthetic_dir)}).data_dir == synthetic_dir
+    dry = run_inputs(None, results, {}, synthetic_dir=tmp_path / "synthetic")  # no data/ptb here: a synthetic one
+    assert dry.data_dir == tmp_path / "synthetic" and (dry.data_dir / "ptb.train.txt").is_file()
+    # `ptblm train` now keeps the corpus fingerprints where the submitted tasks keep them
+    args = ["train", "--model=RNN", "--optimizer=ADAM", "--initial_lr=0.01", "--batch_size=8", "--seq_len=12",
+            "--hidden_size=8", "--emb_size=8", "--num_epochs=1", "--max_batches=1", "--data", str(synthetic_dir),
+            "--out", str(tmp_path / "run")]
+    results.mkdir()
+    result = ptblm(*args, env={**os.environ, "PTBLM_RESULTS": str(results)})
+    assert result.returncode == 0, result.stderr
+    assert (results / ".corpus-fingerprints.json").is_file()

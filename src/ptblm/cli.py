@@ -13,6 +13,7 @@ from . import __version__
 from .completion import SUGGESTIONS
 from .config import CHOICES, MAX_SEED, PRECISIONS, ConfigError, RunConfig
 from .errors import UserError
+from .run_inputs import configured_data_dir, default_data_dir
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -33,15 +34,6 @@ FLAG_HELP = {
     "compile": "off, model (the whole model under torch.compile) or cell (only the RNN/GRU time step); "
                "cached in <results>/.compile-cache",
 }
-
-
-def default_data_dir(environ=os.environ) -> Path:
-    return configured_data_dir(environ) or Path("data/ptb")
-
-
-def configured_data_dir(environ=os.environ) -> Path | None:
-    """$PTB_DIR when the user set it; None lets a command choose its own fallback."""
-    return Path(environ["PTB_DIR"]) if environ.get("PTB_DIR") else None
 
 
 def default_results_dir(environ=os.environ) -> Path:
@@ -107,30 +99,23 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .compiling import compile_cache_dir
-    from .data import slurm_tmpdir_data, write_synthetic_corpus
     from .layout import manual_run_dir
-    from .provenance import slurm_task_id
+    from .run_inputs import run_inputs
     from .runfolder import DONE, DIVERGED
     from .train import train_run
 
     config = config_from_args(args)
-    scratch_dir = os.environ.get("SLURM_TMPDIR")
     with tempfile.TemporaryDirectory(prefix="ptblm-dry-run-") as scratch:
-        data_dir = args.data or default_data_dir()
-        if str(args.data) == "SLURM_TMPDIR":  # run_exp.py's spelling: the copy already on the node
-            data_dir, scratch_dir = slurm_tmpdir_data(scratch_dir), None
-        if args.dry_run and args.data is None and configured_data_dir() is None and not data_dir.exists():
-            data_dir = write_synthetic_corpus(Path(scratch) / "data")
+        inputs = run_inputs(args.data, default_results_dir(), os.environ,
+                            synthetic_dir=Path(scratch) / "data" if args.dry_run else None)
         if args.out:
             out = args.out
         elif args.save_dir:  # run_exp.py's: the parent of the run folder
             out = args.save_dir / config.run_name()
         else:
             out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
-        status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv, scratch_dir=scratch_dir,
-                           compile_cache=compile_cache_dir(default_results_dir()),
-                           slurm_job_id=slurm_task_id(os.environ))
+        status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
+                           **inputs.train_kwargs())
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
@@ -187,8 +172,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     experiments, profile = experiments_and_profile(args)
     outcomes = [submit_experiment(experiment, profile, results_dir=args.results,
-                                  data_dir=args.data or default_data_dir(), dry_run=args.dry_run, force=args.force,
-                                  executor=args.executor, profile_chosen=args.cluster is not None,
+                                  data_dir=args.data or default_data_dir(os.environ), dry_run=args.dry_run,
+                                  force=args.force, executor=args.executor, profile_chosen=args.cluster is not None,
                                   ptblm=invoked_as())
                 for experiment in experiments]  # one array (one lock, one plan table) each
     return failed_settings(outcomes, "submit")
@@ -211,7 +196,7 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
 
     experiments, profile = experiments_and_profile(args)
     for experiment in experiments:
-        submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(),
+        submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data or default_data_dir(os.environ),
                       script=args.script, dry_run=args.dry_run, force=args.force,
                       profile_chosen=args.cluster is not None, ptblm=invoked_as())
     return 0
@@ -263,7 +248,7 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
     from .launch.sbatch import run_setting
     from .runfolder import CANCELLED, DIVERGED, DONE
 
-    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(), args.results,
+    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(os.environ), args.results,
                         pinned=args.pinned, force=args.force)
     return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
 
@@ -279,7 +264,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .report.tables import markdown_table
 
     demo_dir = output_dir(demo_results_dir(args.results), "--results")
-    data_dir = args.data or configured_data_dir()
+    data_dir = args.data or configured_data_dir(os.environ)
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data")
         print(f"no PTB_DIR set: using the synthetic corpus written to {data_dir}")
@@ -329,7 +314,7 @@ def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
     """The RNN and GRU of --rnn/--gru (default 3.1 and 3.2, setting 0); --data or PTB_DIR overrides their data."""
     from .report.trained import load_analysed
 
-    data_dir = args.data or configured_data_dir()
+    data_dir = args.data or configured_data_dir(os.environ)
     return load_analysed({"RNN": args.rnn, "GRU": args.gru}, args.results, data_dir, batch_size)
 
 
