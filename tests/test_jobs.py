@@ -208,13 +208,11 @@ def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
     assert parameters["partition"] == "long" and parameters["gres"] == "gpu:a100:1"
     assert parameters["mem"] == "16384MB" and parameters["time"] == 90 and parameters["array_parallelism"] == 3
     assert parameters["setup"] == ["module load apptainer"]
-    experiment = load_experiment("3.1", JOBS)
-    argv, env = sbatch_argv(experiment, [1, 3], profile, parameters, results_dir=tmp_path, data_dir=Path("/d"),
-                            command="python -m ptblm.cli", script=Path("slurm/array.sbatch"))
-    assert argv[0] == "sbatch" and argv[-2:] == ["slurm/array.sbatch", "3.1"]
+    argv = sbatch_argv("3.1", [1, 3], profile, parameters, logs_dir=tmp_path / "3.1" / "logs",
+                       script=Path("slurm/array.sbatch"), pinned=tmp_path / "pinned.json", python="/v/python")
+    assert argv[0] == "sbatch" and argv[-3:] == ["slurm/array.sbatch", str(tmp_path / "pinned.json"), "/v/python"]
     assert "--array=1,3%3" in argv and "--gres=gpu:a100:1" in argv and "--constraint=ampere" in argv
-    assert f"--output={tmp_path}/3.1/logs/%A_%a.out" in argv
-    assert env["PTBLM_COMMAND"] == "python -m ptblm.cli" and env["PTBLM_SETUP"] == "module load apptainer"
+    assert f"--output={tmp_path}/3.1/logs/%A_%a.out" in argv and "--export=ALL" in argv
 
 
 def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
@@ -358,12 +356,12 @@ def test_all_is_every_jobs_file_but_the_examples_and_the_smoke_test():
 
 def test_each_setting_carries_its_experiments_description_into_the_pinned_tasks(tmp_path):
     """What a task records in its run folder (config.json "description") for the report's section titles."""
-    from ptblm.launch.sbatch import pinned_setting, write_pinned_tasks
+    from ptblm.launch.sbatch import read_pinned_task, write_pinned_tasks
 
     experiment = load_experiment("3.2", REPO / "jobs")
     assert experiment.description and {s.description for s in experiment.settings} == {experiment.description}
-    pinned = write_pinned_tasks(list(experiment.settings), tmp_path, "3.2")
-    assert pinned_setting(pinned, 1) == experiment.settings[1]
+    pinned = write_pinned_tasks(list(experiment.settings), experiment="3.2", results_dir=tmp_path, data_dir=Path("/d"))
+    assert read_pinned_task(pinned, 1, {}).setting == experiment.settings[1]
 
 
 # ----------------------------------------------------------------------------- names and values that stay distinct

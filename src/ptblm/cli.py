@@ -248,8 +248,7 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
     from .launch.sbatch import run_setting
     from .runfolder import CANCELLED, DIVERGED, DONE
 
-    state = run_setting(args.experiment, args.index, args.jobs, args.data or default_data_dir(os.environ), args.results,
-                        pinned=args.pinned, force=args.force)
+    state = run_setting(args.old_pinned or args.pinned, args.task, os.environ, here=args.here)
     return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
 
 
@@ -520,14 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_location_flags(status, data=False)
     status.set_defaults(handler=cmd_status)
 
-    run_setting = commands.add_parser("run-setting", help="run setting INDEX of an experiment (the sbatch path)")
-    run_setting.add_argument("experiment", help="jobs/<experiment>.yaml, as for submit")
-    run_setting.add_argument("index", type=int, help="0-based setting number = $SLURM_ARRAY_TASK_ID")
-    run_setting.add_argument("--pinned", type=Path, default=None,
-                             help="the task -> setting file `ptblm sbatch` wrote (default: read the jobs file now)")
-    run_setting.add_argument("--force", action="store_true", help="empty the run folder first (array.sbatch passes "
-                             "it on a job's first attempt only)")
-    add_location_flags(run_setting)
+    run_setting = commands.add_parser("run-setting", help="run one task of an array `ptblm sbatch` submitted "
+                                      "(what slurm/array.sbatch runs)")
+    run_setting.add_argument("pinned", type=Path, help="the pinned file `ptblm sbatch` wrote "
+                             "(results/<exp>/logs/pinned-*.json): each task's setting, the data, how to start ptblm")
+    run_setting.add_argument("task", type=int, help="$SLURM_ARRAY_TASK_ID, the setting's number")
+    run_setting.add_argument("--here", action="store_true", help="run in this process as it is (run-setting runs "
+                             "itself so once the profile's setup lines and container apply)")
+    run_setting.add_argument("--pinned", dest="old_pinned", type=Path, default=None,
+                             help="the pinned file, as an array queued by an older ptblm passes it (its first "
+                                  "argument is then the experiment's name)")
     run_setting.set_defaults(handler=cmd_run_setting)
 
     demo = commands.add_parser("demo", help="the smoke experiment on this machine into results/demo/ "

@@ -27,8 +27,9 @@ from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, plan_experiment, plan_table
-from .sbatch import sbatch_argv, sbatch_job_command, submit_array
-from .slurm import DEV_CLUSTER_NAME, cluster_name, scheduler_parameters, slurm_answers, squeue_states, submit_arrays
+from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
+from .slurm import (DEV_CLUSTER_NAME, cluster_name, max_array_size, scheduler_parameters, slurm_answers,
+                    squeue_states, submit_arrays)
 from .tasks import TrainGroup, TrainTask, threads_per_run
 
 
@@ -157,9 +158,11 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         todo = [task for task in plan if task.runs]
         if dry_run:
             if executor == "sbatch" and todo:
-                echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
-                                          results_dir=results_dir, data_dir=data_dir,
-                                          command=sbatch_job_command(spec), script=script)[0]))
+                indices = [task.setting.index for task in todo]
+                check_task_ids(experiment, indices, profile.max_array_size or max_array_size(runner),
+                               f"the profile's ({profile.name})" if profile.max_array_size else "the cluster's")
+                echo(" ".join(sbatch_argv(experiment.name, indices, profile, parameters, logs_dir=logs_dir,
+                                          script=script, pinned=PINNED_PLACEHOLDER)))
             costs = project_costs([task.setting for task in todo], profile,
                                   read_bench_reports(layout.bench_dir(results_dir)))
             echo(cost_table(costs, profile))
