@@ -479,3 +479,17 @@ def test_an_array_queued_by_an_older_ptblm_still_runs(tmp_path, synthetic_dir):
 
     args = build_parser().parse_args(["run-setting", "tiny", "1", "--pinned", str(old)])
     assert (args.old_pinned, args.task, args.here) == (old, 1, False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run-setting", "/no/pinned-1.json", "0"], "ptblm run-setting: error: /no/pinned-1.json: no such pinned file; "
+                                                "valid: one `ptblm sbatch` wrote, results/<exp>/logs/pinned-*.json"),
+    (["submit", "../x.yaml", "--dry-run"], "ptblm submit: error: ../x.yaml: no such jobs file; valid: a path to a "
+                                           "YAML file, or the name of one in jobs (e.g. 3.1)"),
+    (["submit", "3.1", "--clusters", "/no/profiles", "--dry-run"],
+     "ptblm submit: error: no cluster profile 'local': /no/profiles/local.yaml does not exist; known: none (no "
+     "profiles in /no/profiles; see --clusters)"),
+])
+def test_a_missing_file_named_on_the_command_line_is_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "ptblm.cli", *args], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr == message + "\n"

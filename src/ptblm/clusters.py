@@ -138,7 +138,8 @@ def load_profile(name: str, clusters_dir: Path) -> ClusterProfile:
     path = Path(clusters_dir) / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in Path(clusters_dir).glob("*.yaml"))
-        raise ConfigError(f"no cluster profile {name!r}: {path} does not exist; known: {', '.join(known)}")
+        raise ConfigError(f"no cluster profile {name!r}: {path} does not exist; known: "
+                          f"{', '.join(known) or f'none (no profiles in {clusters_dir}; see --clusters)'}")
     values = read_yaml_mapping(path, "a mapping of profile keys")
     return ClusterProfile.from_dict({"name": name, **values}, where=str(path))
 

@@ -117,7 +117,10 @@ def parse_overrides(texts: list[str]) -> Overrides:
 def jobs_file(experiment: str, jobs_dir: Path) -> Path:
     """`3.1` -> jobs/3.1.yaml; a path to a YAML file is taken as is."""
     candidate = Path(experiment)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise ConfigError(f"{candidate}: no such jobs file; valid: a path to a YAML file, or the name of one "
+                              f"in {jobs_dir} (e.g. 3.1)")
         return candidate
     path = Path(jobs_dir) / f"{experiment}.yaml"
     if not path.is_file():

@@ -35,7 +35,7 @@ def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[r
         found = rf.find_runs(results_dir, name)
         if not found:
             raise NoRunFolders(f"{Path(results_dir) / name}: no run folders (nothing of experiment {name!r} has "
-                               f"run yet; `ptblm status` lists what has)")
+                               f"run yet; `make status` lists what has)")
         runs += found
     return runs
 

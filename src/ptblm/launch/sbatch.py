@@ -81,6 +81,9 @@ class PinnedTask:
 def read_pinned_task(path: Path, task: int, environ: Mapping[str, str]) -> PinnedTask:
     """Task `task` of a pinned file. A file from before data and results were pinned (an array an older ptblm
     queued) takes them from $PTB_DIR and $PTBLM_RESULTS, which that ptblm exported to its job."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such pinned file; valid: one `ptblm sbatch` wrote, "
+                          f"results/<exp>/logs/pinned-*.json")
     pinned = rf.read_json_object(Path(path))
     entry = pinned.get("tasks", {}).get(str(task))
     if entry is None:
