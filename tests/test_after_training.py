@@ -131,5 +131,5 @@ def test_the_commands(finished, tmp_path, capsys, monkeypatch):
     assert main(["evaluate", "unit", "--results", str(results), "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"{results}/unit/plain: test ppl ") and "already" in out[1]
-    assert main(["generate", "unit", "--results", str(results), "--prompt", "w1"]) == 2
+    assert main(["generate", "unit", "--results", str(results), "--prompt", "w1"]) == 1
     assert "unit names 2 runs" in capsys.readouterr().err

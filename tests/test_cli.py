@@ -1,6 +1,7 @@
 """The command line: the scaffold's flags verbatim, dry runs, and one clear error line per mistake."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,8 +45,9 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
     (["train", "--bogus"], "ptblm: error: unrecognized arguments: --bogus"),
     (["train", "--seed=1180591620717411303424"],
      "ptblm train: error: command line: seed = 1180591620717411303424 is invalid; valid: an integer from 0 to "),
-    (["train", "--initial_lr=1e400"],
-     "ptblm train: error: command line: initial_lr = inf is invalid; valid: a finite number > 0"),
+    (["train", "--initial_lr=1e400"], "ptblm train: error: argument --initial_lr: '1e400' is not a finite number"),
+    (["train", "--initial_lr=-1"],
+     "ptblm train: error: command line: initial_lr = -1.0 is invalid; valid: a finite number > 0"),
     (["train", "--data", "/nonexistent"], "ptblm train: error: /nonexistent/ptb.train.txt is missing: run `make data`"),
     (["train", "--dry-run", "--device=cpu", "--cuda_graph=on"],
      "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
@@ -58,8 +60,9 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
      "a keep probability in (0, 1]"),
 ])
 def test_mistakes_give_one_clear_error_line(tmp_path, args, message):
+    """Exit 2 for a usage error (argparse's), 1 for a UserError: both one line."""
     result = ptblm(*args, cwd=REPO)
-    assert result.returncode == 2
+    assert result.returncode == (2 if message.startswith("ptblm: error:") or "argument --" in message else 1)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
 
@@ -69,7 +72,7 @@ def test_corrupt_data_is_one_line_naming_the_file(tmp_path):
         (tmp_path / f"ptb.{split}.txt").write_text(" a b c \n")
     (tmp_path / "ptb.train.txt").write_bytes(b"\xff\xfe\x00 not text")
     result = ptblm("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip() == (f"ptblm train: error: {tmp_path}/ptb.train.txt is not UTF-8 text (byte 0): "
                                      f"corrupt, or not a Penn Treebank file")
     assert rf.read_status(tmp_path / "run").state == rf.FAILED  # and the run folder says why
@@ -123,7 +126,7 @@ def test_save_dir_data_slurm_tmpdir_and_save_best(tmp_path, synthetic_dir):
 
     unset = {k: v for k, v in os.environ.items() if k != "SLURM_TMPDIR"}
     result = ptblm(*args, env=unset)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip() == ("ptblm train: error: --data SLURM_TMPDIR: $SLURM_TMPDIR is not set "
                                      "(Slurm sets it inside a job); pass the Penn Treebank folder instead")
 
@@ -140,3 +143,206 @@ def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_p
     assert every.returncode == 0, every.stderr
     assert [line.split(" (")[0] for line in every.stdout.splitlines() if line.startswith("experiment ")] == [
         "experiment 3.1", "experiment 3.2", "experiment 3.3", "experiment 3.4"]
+
+
+def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line_exit_1(monkeypatch, capsys):
+    from ptblm import cli
+    from ptblm.errors import UserError
+
+    def out_of_memory(args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cli, "cmd_status", out_of_memory)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):  # not swallowed into one line
+        cli.main(["status"])
+
+    def mistake(args):
+        raise UserError("jobs/x.yaml, setting 0: seed = -1 is invalid")
+
+    monkeypatch.setattr(cli, "cmd_status", mistake)
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err == "ptblm status: error: jobs/x.yaml, setting 0: seed = -1 is invalid\n"
+
+
+@pytest.mark.parametrize("file, damage, message", [
+    ("curves.json", lambda text: text.replace('"train_ppl": 1000.0', '"train_ppl": "garbage"', 1),
+     "could not convert string to float: 'garbage' (damaged, or not written by ptblm); delete the file or rerun "
+     "with --force"),
+    ("config.json", lambda text: text.replace('"model": "RNN"', '"model": "TCN"'),
+     "model = 'TCN' is invalid; valid: one of RNN, GRU, LSTM, TRANSFORMER (a run of another ptblm version"),
+    ("status.json", lambda text: None, "invalid literal for int() with base 10: 'two' (damaged"),  # config.json's
+    ("status.json", lambda text: "\udcff" + text, "not UTF-8 text (byte 0): damaged or not written by ptblm"),
+])
+def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, file, damage, message):
+    from conftest import write_run
+
+    folder = write_run(tmp_path, "3.1", [1000.0, 500.0])
+    damaged = damage((folder / file).read_text())
+    if damaged is None:  # no status.json: the epochs come from config.json
+        (folder / file).unlink()
+        config = folder / "config.json"
+        config.write_text(config.read_text().replace('"num_epochs": 2', '"num_epochs": "two"'))
+        file = "config.json"
+    else:
+        (folder / file).write_bytes(damaged.encode("utf-8", "surrogateescape"))
+    for command in ("tables", "figures", "export"):
+        result = ptblm(command, "--results", str(tmp_path), "--out", str(tmp_path / "out"))
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"ptblm {command}: error: {folder / file}: {message}"), result.stderr
+
+
+# ----------------------------------------------------------------------------- what a person expects of a command line
+
+def every_action():
+    """(command, action) for every argument of every command, and of ptblm itself."""
+    import argparse
+
+    from ptblm.cli import build_parser
+
+    parser = build_parser()
+    yield "ptblm", [a for a in parser._actions if not isinstance(a, argparse._SubParsersAction)]
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        yield name, command._actions
+
+
+def test_every_flag_and_argument_of_every_command_has_help():
+    import argparse
+
+    missing = [f"{name} {action.option_strings or action.dest}" for name, actions in every_action()
+               for action in actions if not action.help or action.help == argparse.SUPPRESS]
+    assert missing == []
+
+
+def test_version_prints_the_package_version():
+    import importlib.metadata
+
+    result = ptblm("--version")
+    assert result.returncode == 0 and result.stdout == f"ptblm {importlib.metadata.version('ptblm')}\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["samples", "--temperature", "nan"], "argument --temperature: 'nan' is not a temperature; valid: 0 (greedy) or "
+                                          "a finite number > 0"),
+    (["samples", "--temperature", "-0.5"], "argument --temperature: '-0.5' is not a temperature"),
+    (["samples", "--top-k", "-1"], "argument --top-k: '-1' is not a count; valid: an integer >= 0"),
+    (["gradients", "--seed", "-3"], "argument --seed: '-3' is not a seed; valid: an integer from 0 to 4294967295"),
+    (["train", "--dp_keep_prob", "nan"], "argument --dp_keep_prob: 'nan' is not a finite number"),
+    (["train", "--initial_lr", "inf"], "argument --initial_lr: 'inf' is not a finite number"),
+    (["bench", "--steps", "0"], "argument --steps: '0' is not a positive integer; valid: 1 or more"),
+])
+def test_numbers_no_command_can_use_are_a_usage_error(args, message):
+    result = ptblm(*args)
+    assert result.returncode == 2 and result.stderr.startswith(f"ptblm {args[0]}: error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_only_submits_the_named_settings_by_number_range_or_run_name(tmp_path, study_sized_dir):
+    from ptblm.jobs import load_experiment
+
+    flags = ["--dry-run", "--executor", "local", "--data", str(study_sized_dir), "--results", str(tmp_path)]
+
+    def planned(*only):
+        result = ptblm("submit", "3.1", *only, *flags)
+        assert result.returncode == 0, result.stderr
+        plan = result.stdout.split("\n#")[1]  # the plan table (the cost table follows)
+        return [line.split()[0] for line in plan.splitlines() if line[:1].isdigit()]
+
+    assert planned("--only", "0,3") == ["0", "3"]
+    names = [setting.run_name for setting in load_experiment("3.1", REPO / "jobs").settings]
+    assert planned("--only", "1-2", "--only", names[4]) == ["1", "2", "4"]
+    bad = ptblm("sbatch", "3.1", "--only", "0,9", *flags[:1], *flags[3:])
+    assert bad.returncode == 1 and bad.stderr == (
+        f"ptblm sbatch: error: --only 0,9: 3.1 has no setting '9'; valid: setting numbers 0 to 4 (e.g. 0,2 or 0-3) "
+        f"or run names: {', '.join(names)}\n")
+
+
+def completion_words(script: Path, shell: str, *words: str) -> list[str]:
+    """What `script` offers after `words` (the last one being completed)."""
+    call = ('COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _ptblm; printf "%s\\n" "${COMPREPLY[@]}"'
+            if shell == "bash" else
+            'words=("$@"); CURRENT=${#words}; COMP_WORDS=("$@"); COMP_CWORD=$(( ${#words} - 1 )); '
+            'compgen -F _ptblm -- "${words[-1]}"')
+    argv = ["bash", "-c", f'source {script}; {call}', "-", *words] if shell == "bash" else \
+        ["zsh", "-f", "-c", f'source {script}; {call}', "-", *words]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    words_offered = done.stdout.split()
+    return words_offered if shell == "bash" else [w for w in words_offered if w.startswith(words[-1])]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_parses_and_completes_commands_flags_choices_and_experiments(shell, tmp_path):
+    import shutil
+
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    result = ptblm("completion", shell)
+    assert result.returncode == 0, result.stderr
+    script = tmp_path / f"ptblm.{shell}"
+    script.write_text(result.stdout)
+    assert subprocess.run([shell, "-n", str(script)], capture_output=True).returncode == 0
+    assert completion_words(script, shell, "ptblm", "su") == ["submit"]
+    assert completion_words(script, shell, "ptblm", "sb") == ["sbatch"]
+    assert completion_words(script, shell, "ptblm", "submit", "--exe") == ["--executor"]
+    assert completion_words(script, shell, "ptblm", "submit", "--executor", "l") == ["local"]
+    assert completion_words(script, shell, "ptblm", "train", "--model", "G") == ["GRU"]
+    assert completion_words(script, shell, "ptblm", "sbatch", "3.") == ["3.1", "3.2", "3.3", "3.4"]
+    assert completion_words(script, shell, "ptblm", "submit", "--cluster", "mi") == ["mila"]
+
+
+UNWRITABLE = Path("/sys/ptblm-cannot-write-here")  # even root cannot make a folder in sysfs
+
+
+@pytest.mark.parametrize("command", ["tables", "figures", "export", "report"])
+def test_an_output_folder_that_is_a_file_or_unwritable_is_one_line_naming_it_and_the_flag(tmp_path, command):
+    from conftest import write_run
+
+    write_run(tmp_path / "results", "3.1", [1000.0, 500.0])
+    blocking = tmp_path / "taken"
+    blocking.write_text("a file where the report should go\n")
+    extra = ["--no-pdf"] if command == "report" else []
+    result = ptblm(command, "--results", str(tmp_path / "results"), "--out", str(blocking / "sub"), *extra)
+    assert result.returncode == 1 and result.stderr == (
+        f"ptblm {command}: error: {blocking} is a file, not a folder, so {blocking / 'sub'} cannot be written: "
+        f"choose a folder with --out\n")
+    if not Path("/sys").is_dir():
+        return
+    result = ptblm(command, "--results", str(tmp_path / "results"), "--out", str(UNWRITABLE), *extra)
+    assert result.returncode == 1 and result.stderr.startswith(
+        f"ptblm {command}: error: {UNWRITABLE}: cannot create it (") and result.stderr.endswith(
+        "): choose a writable folder with --out\n")
+
+
+def test_submit_into_a_results_folder_it_cannot_write_is_one_line_naming_results(tmp_path, synthetic_dir):
+    blocking = tmp_path / "results"
+    blocking.write_text("not a folder\n")
+    result = ptblm("submit", "smoke", "--executor", "local", "--data", str(synthetic_dir), "--results", str(blocking))
+    assert result.returncode == 1 and result.stderr == (
+        f"ptblm submit: error: {blocking} is a file, not a folder, so {blocking / 'smoke'} cannot be written: "
+        f"choose a folder with --results (RESULTS= for make)\n")
+
+
+def test_train_and_a_scheduled_task_choose_data_scratch_and_caches_in_one_place(tmp_path, synthetic_dir):
+    import os
+
+    from ptblm.corpora import PTB
+    from ptblm.run_inputs import run_inputs
+
+    results = tmp_path / "results"
+    environ = {"SLURM_TMPDIR": "/node/tmp", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "2"}
+    inputs = run_inputs(PTB, str(synthetic_dir), results, environ)
+    assert (inputs.data_dir, inputs.scratch_dir, inputs.slurm_job_id) == (synthetic_dir, "/node/tmp", "7_2")
+    assert (inputs.compile_cache, inputs.fingerprint_cache) == (results / ".compile-cache",
+                                                                results / ".corpus-fingerprints.json")
+    assert run_inputs(PTB, None, results, {"PTB_DIR": str(synthetic_dir)}).data_dir == synthetic_dir
+    dry = run_inputs(PTB, None, results, {}, synthetic_dir=tmp_path / "synthetic")  # no data/ptb here: a synthetic one
+    assert dry.data_dir == tmp_path / "synthetic" and (dry.data_dir / "ptb.train.txt").is_file()
+    # `ptblm train` now keeps the corpus fingerprints where the submitted tasks keep them
+    args = ["train", "--model=RNN", "--optimizer=ADAM", "--initial_lr=0.01", "--batch_size=8", "--seq_len=12",
+            "--hidden_size=8", "--emb_size=8", "--num_epochs=1", "--max_batches=1", "--data", str(synthetic_dir),
+            "--out", str(tmp_path / "run")]
+    results.mkdir()
+    result = ptblm(*args, env={**os.environ, "PTBLM_RESULTS": str(results)})
+    assert result.returncode == 0, result.stderr
+    assert (results / ".corpus-fingerprints.json").is_file()

@@ -198,12 +198,13 @@ def test_a_wikitext2_run_trains_resumes_and_shows_its_corpus(tmp_path, wikitext2
 
 
 def test_the_sbatch_path_hands_each_task_its_corpus_s_folder(tmp_path):
-    """`ptblm sbatch` exports WIKITEXT2_DIR; the task (run-setting, as array.sbatch runs it) finds its data there."""
+    """`ptblm sbatch` pins WIKITEXT2_DIR's folder for the task; the task (run-setting, as array.sbatch runs it)
+    finds its data there, whatever the job's environment says."""
     import subprocess
 
     from ptblm.clusters import ClusterProfile
     from ptblm.launch.pipeline import submit_sbatch
-    from ptblm.launch.sbatch import run_setting
+    from ptblm.launch.sbatch import read_pinned_task, run_setting
 
     data = write_synthetic_corpus(tmp_path / "wt2", seed=1, vocab_size=30, tokens=(600, 200, 200), corpus=WIKITEXT2)
     assert sorted(p.name for p in data.iterdir()) == sorted(WIKITEXT2.file_names)
@@ -215,17 +216,16 @@ def test_the_sbatch_path_hands_each_task_its_corpus_s_folder(tmp_path):
     calls = []
 
     def runner(argv, **kwargs):
-        calls.append((argv, kwargs.get("env")))
+        calls.append(argv)
         return subprocess.CompletedProcess(argv, 0, "Submitted batch job 41\n" if argv[0] == "sbatch" else "", "")
 
     results = tmp_path / "results"
     submit_sbatch(load_experiment("wt", jobs), ClusterProfile(name="t"), results_dir=results,
                   environ={"WIKITEXT2_DIR": str(data), "PTB_DIR": "/not/used"}, script=Path("slurm/array.sbatch"),
                   runner=runner, echo=lambda line: None)
-    (sbatch, environment), _ = calls
-    assert environment["WIKITEXT2_DIR"] == str(data.resolve())
-    pinned = Path(environment["PTBLM_PINNED"])
-    assert run_setting("wt", 0, jobs, None, results, pinned=pinned, environ=environment) == rf.DONE
+    pinned = Path(next(argv for argv in calls if argv[0] == "sbatch")[-2])
+    assert read_pinned_task(pinned, 0, {"WIKITEXT2_DIR": "/elsewhere"}).data_dir == data.resolve()
+    assert run_setting(pinned, 0, {"WIKITEXT2_DIR": "/elsewhere"}) == rf.DONE
     (folder,) = (results / "wt").glob("*_wikitext-2")
     assert rf.read_run(folder).provenance["data_dir"] == str(data.resolve())
 

@@ -71,7 +71,7 @@ def test_an_operation_without_a_deterministic_version_stops_the_run_with_one_lin
                  "1", "--max_batches", "2", "--device", "cpu", "--deterministic", "--data", str(synthetic_dir),
                  "--out", str(tmp_path / "cli")])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("ptblm train: error: --deterministic: put_ has")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("ptblm train: error: --deterministic: put_ has")
 
 
 def test_a_deterministic_run_records_it(synthetic_dir, tmp_path):

@@ -90,18 +90,20 @@ def test_the_image_holds_no_data_or_results(image):
 def test_a_run_inside_the_image_on_bound_data_has_the_same_curves_as_outside(tmp_path, image, synthetic_dir):
     """One setting through `ptblm run-setting` (the sbatch path's command), inside with the job's own command
     line (container_argv: same-path volumes, forwarded environment) and outside with this venv."""
+    from ptblm.launch.sbatch import write_pinned_tasks
+
     jobs_dir = tmp_path / "jobs"
     name = write_tiny_jobs(jobs_dir, num_epochs=2)
-    args = ["run-setting", name, "0", "--jobs", str(jobs_dir), "--data", str(synthetic_dir)]
-    env = {**os.environ, "SLURM_CPUS_PER_TASK": "1"}
-    (tmp_path / "inside").mkdir()  # a volume's source must exist, as for a job (submit creates results/<exp>/logs)
+    setting = load_experiment(name, jobs_dir).settings[0]
+    pinned = {where: write_pinned_tasks([setting], experiment=name, results_dir=tmp_path / where,
+                                        data_dirs={"ptb": synthetic_dir}) for where in ("inside", "outside")}
+    env = {**os.environ, "SLURM_CPUS_PER_TASK": "1"}  # tmp_path/inside, a volume's source, exists: pinned is in it
     spec = ContainerSpec(image=image, kind="podman", runtime="podman", nv=False, workdir=str(tmp_path),
                          binds=job_binds(tmp_path, tmp_path / "inside", synthetic_dir))
-    inside = subprocess.run(container_argv(spec, ["ptblm", *args, "--results", str(tmp_path / "inside")]),
+    inside = subprocess.run(container_argv(spec, ["ptblm", "run-setting", str(pinned["inside"]), "0"]),
                             env=env, capture_output=True, text=True, timeout=300)
     assert inside.returncode == 0, inside.stdout[-2000:] + inside.stderr[-2000:]
-    ptblm(*args, "--results", str(tmp_path / "outside"), env={"SLURM_CPUS_PER_TASK": "1"})
-    setting = load_experiment(name, jobs_dir).settings[0]
+    ptblm("run-setting", str(pinned["outside"]), "0", env={"SLURM_CPUS_PER_TASK": "1"})
     runs = {where: rf.read_run(setting.run_dir(tmp_path / where)) for where in ("inside", "outside")}
     configs = {where: json.loads((setting.run_dir(tmp_path / where) / rf.CONFIG_FILE).read_text())
                for where in runs}

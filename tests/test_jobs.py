@@ -3,11 +3,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile, load_profile, split_array
-from ptblm.config import ConfigError, RunConfig
+from ptblm.config import ConfigError, RunConfig, exact_number
 from ptblm.jobs import experiment_names, load_experiment, parse_overrides
 from ptblm.status import status_rows
 from ptblm.launch.plan import Action, plan_experiment
@@ -206,15 +208,11 @@ def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
     assert parameters["partition"] == "long" and parameters["gres"] == "gpu:a100:1"
     assert parameters["mem"] == "16384MB" and parameters["time"] == 90 and parameters["array_parallelism"] == 3
     assert parameters["setup"] == ["module load apptainer"]
-    experiment = load_experiment("3.1", JOBS)
-    argv, env = sbatch_argv(experiment, [1, 3], profile, parameters, results_dir=tmp_path,
-                            data_dirs={"ptb": Path("/d")}, command="python -m ptblm.cli",
-                            script=Path("slurm/array.sbatch"))
-    assert argv[0] == "sbatch" and argv[-2:] == ["slurm/array.sbatch", "3.1"]
+    argv = sbatch_argv("3.1", [1, 3], profile, parameters, logs_dir=tmp_path / "3.1" / "logs",
+                       script=Path("slurm/array.sbatch"), pinned=tmp_path / "pinned.json", python="/v/python")
+    assert argv[0] == "sbatch" and argv[-3:] == ["slurm/array.sbatch", str(tmp_path / "pinned.json"), "/v/python"]
     assert "--array=1,3%3" in argv and "--gres=gpu:a100:1" in argv and "--constraint=ampere" in argv
-    assert f"--output={tmp_path}/3.1/logs/%A_%a.out" in argv
-    assert env["PTBLM_COMMAND"] == "python -m ptblm.cli" and env["PTBLM_SETUP"] == "module load apptainer"
-    assert env["PTB_DIR"] == "/d" and "WIKITEXT2_DIR" not in env  # each corpus's folder in its own variable
+    assert f"--output={tmp_path}/3.1/logs/%A_%a.out" in argv and "--export=ALL" in argv
 
 
 def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
@@ -358,12 +356,13 @@ def test_all_is_every_jobs_file_but_the_examples_and_the_smoke_test():
 
 def test_each_setting_carries_its_experiments_description_into_the_pinned_tasks(tmp_path):
     """What a task records in its run folder (config.json "description") for the report's section titles."""
-    from ptblm.launch.sbatch import pinned_setting, write_pinned_tasks
+    from ptblm.launch.sbatch import read_pinned_task, write_pinned_tasks
 
     experiment = load_experiment("3.2", REPO / "jobs")
     assert experiment.description and {s.description for s in experiment.settings} == {experiment.description}
-    pinned = write_pinned_tasks(list(experiment.settings), tmp_path, "3.2")
-    assert pinned_setting(pinned, 1) == experiment.settings[1]
+    pinned = write_pinned_tasks(list(experiment.settings), experiment="3.2", results_dir=tmp_path,
+                                data_dirs={"ptb": Path("/d")})
+    assert read_pinned_task(pinned, 1, {}).setting == experiment.settings[1]
 
 
 def test_example_lstm_runs_3_2_s_settings_with_the_lstm_and_holds_the_analysed_lstm():
@@ -381,3 +380,87 @@ def test_the_smoke_test_has_one_setting_per_registered_model():
     from ptblm.config import MODELS
 
     assert [s.config.model for s in load_experiment("smoke", JOBS).settings] == list(MODELS)
+
+
+# ----------------------------------------------------------------------------- names and values that stay distinct
+
+def test_the_names_of_the_course_settings_print_as_before():
+    names = {s.run_name for exp in ("3.1", "3.2", "3.3", "3.4", "smoke") for s in load_experiment(exp, JOBS).settings}
+    parts = {part for name in names for part in name.split("_")}
+    assert {p for p in parts if p.startswith("lr")} == {"lr1", "lr10", "lr0.001", "lr0.0001", "lr0.0005", "lr0.003"}
+    assert {p for p in parts if p.startswith("keep")} == {"keep0.2", "keep0.5", "keep0.6", "keep0.8", "keep0.9"}
+    for value, text in ((20.0, "20"), (0.35, "0.35"), (1.0, "1"), (1e-05, "1e-05"), (1e6, "1e+06"),
+                        (1234567.0, "1234567.0")):
+        assert exact_number(value) == text  # {:g} wherever it reads back as the same number
+
+
+positive = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@given(positive, positive)
+def test_two_learning_rates_that_differ_have_different_run_names(first, second):
+    names = [tiny_config(initial_lr=lr).run_name() for lr in (first, second)]
+    assert (names[0] == names[1]) == (first == second)
+
+
+@given(st.floats(min_value=1e-9, max_value=1.0, exclude_min=True), st.floats(min_value=1e-9, max_value=1.0))
+def test_two_keep_probabilities_that_differ_have_different_run_names(first, second):
+    names = [tiny_config(dp_keep_prob=keep).run_name() for keep in (first, second)]
+    assert (names[0] == names[1]) == (first == second)
+
+
+def test_settings_half_a_millionth_apart_both_run_and_the_plan_shows_them_apart(tmp_path):
+    from ptblm.launch.plan import plan_table
+
+    experiment = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS),
+                                 parse_overrides(["initial_lr=0.5,0.5000001"]))
+    assert [s.run_name for s in experiment.settings] == [
+        "gru_adam_lr0.5_bs2_h8_l1_keep0.5", "gru_adam_lr0.5_bs4_h8_l1_keep0.5",
+        "gru_adam_lr0.5000001_bs2_h8_l1_keep0.5", "gru_adam_lr0.5000001_bs4_h8_l1_keep0.5"]
+    table = plan_table(plan_experiment(experiment, tmp_path / "results", False, {}))
+    assert [line.split()[4] for line in table.splitlines()[2:]] == ["0.5", "0.5", "0.5000001", "0.5000001"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hidden_size=032", "--set hidden_size=032: 032 is not a decimal integer (YAML 1.1 reads a leading 0 as octal, "
+                        "0x as hex, 1:20 as base 60); valid: decimal digits without a leading zero, e.g. 32"),
+    ("seeds=1,0777", "--set seeds=1,0777: 0777 is not a decimal integer"),
+    ("batch_size=0x20", "--set batch_size=0x20: 0x20 is not a decimal integer"),
+])
+def test_set_integers_are_decimal_or_refused(text, message):
+    with pytest.raises(ConfigError) as error:
+        parse_overrides([text])
+    assert str(error.value).startswith(message)
+
+
+def test_set_zero_and_signed_integers_stay_integers():
+    assert parse_overrides(["max_batches=0", "num_epochs=+3"]).values == {"max_batches": [0], "num_epochs": [3]}
+
+
+@pytest.mark.parametrize("body, message", [
+    (TWO_SETTINGS.replace("hidden_size: 8}\n  - {batch_size: 4", "hidden_size: 032}\n  - {batch_size: 4"),
+     "bad.yaml, line 3: 032 is not a decimal integer"),
+    (TWO_SETTINGS + "seeds: [1111, 0777]\n", "bad.yaml, line 5: 0777 is not a decimal integer"),
+])
+def test_jobs_file_integers_are_decimal_or_refused(tmp_path, body, message):
+    with pytest.raises(ConfigError) as error:
+        load_experiment("bad", write_jobs(tmp_path, body))
+    assert str(error.value).startswith(f"{tmp_path}/{message}")
+
+
+@pytest.mark.parametrize("defaults, message", [
+    ("sequence_len: 35\n", "defaults.yaml: unknown key 'sequence_len'; valid keys: model, "),
+    ("seq_len: thirty\n", "defaults.yaml: seq_len = 'thirty' has type str; expected int"),
+])
+def test_a_mistake_in_defaults_yaml_is_named_there_not_in_a_setting(tmp_path, defaults, message):
+    (tmp_path / "defaults.yaml").write_text(defaults)
+    with pytest.raises(ConfigError) as error:
+        load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS))
+    assert str(error.value).startswith(f"{tmp_path}/{message}")
+
+
+def test_a_jobs_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    (tmp_path / "bad.yaml").write_bytes(TWO_SETTINGS.encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/bad.yaml: not UTF-8 text \(byte \d+\); valid: a YAML file "
+                                          rf"saved as UTF-8$"):
+        load_experiment("bad", tmp_path)

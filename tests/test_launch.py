@@ -1,6 +1,7 @@
 """The launch layer without a scheduler: nothing lost, checks before queueing, one writer, true states."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from ptblm.jobs import load_experiment, parse_overrides
 from ptblm.launch.lock import SubmissionLocked, submission_lock
 from ptblm.launch.pipeline import submit_experiment, submit_sbatch
 from ptblm.launch.plan import Action, plan_experiment
-from ptblm.launch.sbatch import pinned_setting, run_setting
+from ptblm.launch.sbatch import read_pinned_task, run_setting, write_pinned_tasks
 from ptblm.launch.slurm import sbatch_flags, scheduler_parameters
 from ptblm.launch.tasks import TrainTask
 from ptblm.status import status_report, status_rows
@@ -56,6 +57,8 @@ class FakeSlurm:
         self.calls = []
 
     def __call__(self, argv, **kwargs):
+        if argv[:2] == ["scontrol", "show"]:  # which cluster: the dev cluster (not recorded)
+            return subprocess.CompletedProcess(argv, 0, "ClusterName = ptblm-dev\n", "")
         held = {s.index: sorted(p.name for p in s.run_dir(self.results).iterdir()) for s in self.experiment.settings}
         self.calls.append((argv, kwargs.get("env"), held))
         if argv[0] == "sbatch":
@@ -104,6 +107,11 @@ def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job
     ('sbatch_extra: {constraint: "a100\\nhostname"}', "sbatch_extra.constraint = 'a100\\nhostname' is invalid"),
     ('sbatch_extra: {"bad option": 1}', "sbatch_extra key 'bad option' is invalid"),
     ("sbatch_extra: [exclusive]", "sbatch_extra = ['exclusive'] is invalid; valid: a mapping"),
+    ('sbatch_extra: {array: "0-3", output: /tmp/x, export: NONE, chdir: /}',
+     "sbatch_extra sets array (set array_parallelism instead), output, export, chdir, which ptblm manages; valid: "
+     "other sbatch options, e.g. constraint"),
+    ("sbatch_extra: {job_name: x, requeue: false, partition: gpu, constraint: a100}",
+     "sbatch_extra sets job_name, requeue, partition (set partition instead), which ptblm manages"),
 ])
 def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path, line, message):
     (tmp_path / "c.yaml").write_text(line + "\n")
@@ -115,29 +123,41 @@ def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path,
 
 def test_both_paths_spell_a_profile_the_same_way_booleans_as_bare_flags(tmp_path):
     (tmp_path / "c.yaml").write_text("partition: main\nmem_gb: 1.5\nsbatch_extra: {exclusive: true, "
-                                     "requeue: false, constraint: a100}\n")
+                                     "overcommit: false, constraint: a100}\n")
     parameters = scheduler_parameters(load_profile("c", tmp_path), "ptblm-x")
     assert parameters["additional_parameters"] == {"exclusive": True, "constraint": "a100"}
     flags = sbatch_flags(parameters)
     assert "--exclusive" in flags and "--constraint=a100" in flags and "--mem=1536MB" in flags
-    assert not any("True" in flag or "requeue" in flag for flag in flags)
+    assert not any("True" in flag or "overcommit" in flag for flag in flags)
 
 
-def test_setup_lines_reach_the_job_script_as_separate_lines(tmp_path, synthetic_dir):
-    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
-    setup = ("# the site's modules", "first=1", "if true; then", "  second=2", "fi")
-    runner = FakeSlurm(experiment, tmp_path / "results")
-    (tmp_path / "results").mkdir()
+def test_the_pinned_file_is_all_a_task_needs_setup_lines_included(tmp_path, synthetic_dir):
+    """The task gets the pinned file and its task id, nothing else (no PTB_DIR, no PTBLM_*, another working
+    folder): it runs the profile's setup lines, one line each, before ptblm, and trains the pinned setting."""
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs", num_epochs=1), tmp_path / "jobs")
+    results = tmp_path / "results"
+    setup = ("# the site's modules", "first=1", "if true; then", "  second=2", "fi",
+             f"echo \"$first$second\" > {tmp_path / 'setup-ran'}")
+    runner = FakeSlurm(experiment, results)
+    results.mkdir()
     for setting in experiment.settings:
-        setting.run_dir(tmp_path / "results").mkdir(parents=True)
-    submit_sbatch(experiment, ClusterProfile(name="t", setup=setup), results_dir=tmp_path / "results",
-                  data_dir=synthetic_dir, script=Path("slurm/array.sbatch"), runner=runner, echo=lambda line: None)
-    environment = runner.calls[0][1]
-    # what slurm/array.sbatch does with it
-    shell = subprocess.run(["bash", "-c", 'eval "${PTBLM_SETUP:-}"; echo "$first$second"'],
-                           env={**os.environ, "PTBLM_SETUP": environment["PTBLM_SETUP"]},
-                           capture_output=True, text=True)
-    assert shell.returncode == 0 and shell.stdout == "12\n", shell.stderr
+        setting.run_dir(results).mkdir(parents=True)
+    submit_sbatch(experiment, ClusterProfile(name="t", setup=setup), results_dir=results, data_dir=synthetic_dir,
+                  script=Path("slurm/array.sbatch"), runner=runner, echo=lambda line: None)
+    (sbatch, environment, _), _release = runner.calls
+    assert environment is None and sbatch[-3] == "slurm/array.sbatch" and sbatch[-1] == sys.executable
+    pinned = Path(sbatch[-2])
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("PTB", "SLURM"))}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    task = subprocess.run([sys.executable, "-m", "ptblm.cli", "run-setting", str(pinned), "1"], cwd=elsewhere,
+                          env={**clean, "PYTHONPATH": str(REPO / "src")}, capture_output=True, text=True, timeout=300)
+    assert task.returncode == 0, task.stdout[-2000:] + task.stderr[-2000:]
+    assert (tmp_path / "setup-ran").read_text() == "12\n"
+    assert rf.read_status(experiment.settings[1].run_dir(results)).state == rf.DONE
+    script = (REPO / "slurm" / "array.sbatch").read_text()
+    assert "eval" not in script and "PTBLM_" not in script
+    assert 'run-setting "$pinned" "$task"' in script
 
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "corrupt PTB"])
@@ -264,8 +284,9 @@ def test_sigterm_stops_a_task_promptly_and_cleanly(tmp_path):
     jobs_dir.mkdir()
     common = tiny_config(num_epochs=30, hidden_size=64).to_dict()
     (jobs_dir / "slow.yaml").write_text(f"common: {json.dumps(common)}\nsettings:\n  - {{}}\n")
-    task = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "run-setting", "slow", "0", "--jobs", str(jobs_dir),
-                             "--results", str(tmp_path / "results"), "--data", str(data)], cwd=REPO,
+    pinned = write_pinned_tasks(list(load_experiment("slow", jobs_dir).settings), experiment="slow",
+                                results_dir=tmp_path / "results", data_dirs={"ptb": data})
+    task = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "run-setting", str(pinned), "0"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = load_experiment("slow", jobs_dir).settings[0].run_dir(tmp_path / "results")
     deadline = time.time() + 300
@@ -364,17 +385,17 @@ def test_sbatch_pins_what_each_task_runs_at_submission(tmp_path, synthetic_dir):
     runner = FakeSlurm(experiment, results)
     submit_sbatch(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,
                   script=Path("slurm/array.sbatch"), runner=runner, echo=lambda line: None)
-    pinned = Path(runner.calls[0][1]["PTBLM_PINNED"])
+    pinned = Path(runner.calls[0][0][-2])
     assert pinned.parent == layout.logs_dir(results, "tiny") and pinned.is_file()
     tiny_jobs(tmp_path / "jobs", hidden_sizes=(6, 8, 10))  # edited while the array waits
-    assert pinned_setting(pinned, 0).run_name == experiment.settings[0].run_name  # still h8
-    assert pinned_setting(pinned, 1).config.hidden_size == 10
+    assert read_pinned_task(pinned, 0, {}).setting.run_name == experiment.settings[0].run_name  # still h8
+    assert read_pinned_task(pinned, 1, {}).setting.config.hidden_size == 10
+    assert (read_pinned_task(pinned, 1, {}).data_dir, read_pinned_task(pinned, 1, {}).results_dir) == (
+        synthetic_dir.resolve(), results.resolve())
     with pytest.raises(ConfigError, match="no task 2; pinned tasks: 0, 1"):
-        pinned_setting(pinned, 2)
-    assert run_setting("tiny", 0, tmp_path / "jobs", synthetic_dir, results, pinned=pinned) == rf.DONE
+        read_pinned_task(pinned, 2, {})
+    assert run_setting(pinned, 0, {}) == rf.DONE
     assert rf.read_status(experiment.settings[0].run_dir(results)).state == rf.DONE
-    script = (REPO / "slurm" / "array.sbatch").read_text()
-    assert "--pinned" in script
 
 
 def test_resubmission_that_adds_a_setting_keeps_task_ids_equal_to_setting_numbers(tmp_path, synthetic_dir):
@@ -393,3 +414,117 @@ def test_resubmission_that_adds_a_setting_keeps_task_ids_equal_to_setting_number
 def test_profile_yaml_in_the_repository_still_loads():
     for path in (REPO / "slurm" / "clusters").glob("*.yaml"):
         load_profile(path.stem, path.parent)
+
+
+# ----------------------------------------------------------------------------- the profile, named in the plan
+
+def fake_cluster(name: str, calls: list):
+    """scontrol says which cluster this is; sbatch accepts every array as job 41."""
+    def runner(argv, **kwargs):
+        calls.append(argv)
+        out = {"scontrol": f"ClusterName = {name}\nMaxArraySize = 1001\n", "sbatch": "Submitted batch job 41\n"}
+        return subprocess.CompletedProcess(argv, 0, out.get(argv[0], "") if argv[1:2] != ["release"] else "", "")
+    return runner
+
+
+@pytest.mark.parametrize("cluster, chosen, refused", [("mila", False, True), ("mila", True, False),
+                                                      ("ptblm-dev", False, False)])
+def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path, synthetic_dir, monkeypatch,
+                                                                        cluster, chosen, refused):
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    profile = load_profile("local", REPO / "slurm" / "clusters")
+    calls, lines = [], []
+    submit = dict(results_dir=tmp_path / "results", data_dir=synthetic_dir, script=Path("slurm/array.sbatch"),
+                  profile_chosen=chosen, runner=fake_cluster(cluster, calls), echo=lines.append)
+    submit_sbatch(experiment, profile, dry_run=True, **submit)
+    assert lines[1] == (f"profile local: one sbatch array of slurm/array.sbatch on Slurm cluster {cluster}, "
+                        f"partition debug")
+    warning = ("warning: no cluster profile was chosen (--cluster NAME, or CLUSTER=NAME for make), and Slurm cluster "
+               "mila is not the dev cluster (ptblm-dev) the default profile local is made for (partition debug, no "
+               "GPU, 60 min): choose a profile of slurm/clusters/ with --cluster, or --cluster local to use it here "
+               "anyway")
+    assert (lines[2] == warning) is refused
+    if refused:
+        with pytest.raises(ConfigError, match="^" + re.escape(warning[len("warning: "):]) + "$"):
+            submit_sbatch(experiment, profile, **submit)
+        assert not (tmp_path / "results").exists() and {argv[0] for argv in calls} == {"scontrol"}
+    else:
+        submit_sbatch(experiment, profile, **submit)
+        assert [argv[0] for argv in calls if argv[0] == "sbatch"] == ["sbatch"]
+        assert lines[-1] == "follow with `make status EXP=tiny` (or `ptblm status tiny`)"
+
+
+def test_a_local_run_names_the_profile_and_this_machine(tmp_path, synthetic_dir):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    lines = []
+    submit_experiment(experiment, ClusterProfile(name="t", local_parallelism=3), results_dir=tmp_path / "results",
+                      data_dir=synthetic_dir, dry_run=True, executor="local", profile_chosen=False,
+                      echo=lines.append)
+    assert lines[1] == "profile t: local processes on this machine (no Slurm cluster answers sinfo), at most 3 at once"
+    assert not any(line.startswith("warning:") for line in lines)
+
+
+def test_the_suggested_command_is_the_one_the_user_ran(tmp_path):
+    from ptblm.invocation import ptblm_command
+
+    venv_ptblm = tmp_path / ".venv" / "bin" / "ptblm"
+    venv_ptblm.parent.mkdir(parents=True)
+    venv_ptblm.write_text("#!/bin/sh\n")
+    venv_ptblm.chmod(0o755)
+    assert ptblm_command(str(venv_ptblm), {"PATH": "/usr/bin"}, tmp_path) == ".venv/bin/ptblm"
+    assert ptblm_command(str(venv_ptblm), {"PATH": f"{venv_ptblm.parent}:/usr/bin"}, tmp_path) == "ptblm"
+    assert ptblm_command("/x/src/ptblm/cli.py", {}, tmp_path, python="/p/python") == "/p/python -m ptblm.cli"
+
+
+@pytest.mark.parametrize("max_array_size, refused", [(2, [2]), (None, [])])
+def test_sbatch_honours_max_array_size_and_refuses_settings_it_cannot_number(tmp_path, synthetic_dir,
+                                                                             max_array_size, refused):
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs", hidden_sizes=(8, 10, 12)), tmp_path / "jobs")
+    results = tmp_path / "results"
+    for setting in experiment.settings:
+        setting.run_dir(results).mkdir(parents=True)
+    runner = FakeSlurm(experiment, results)
+    submit = dict(results_dir=results, data_dir=synthetic_dir, script=Path("slurm/array.sbatch"), runner=runner,
+                  echo=lambda line: None)
+    profile = ClusterProfile(name="small", max_array_size=max_array_size)
+    if refused:
+        message = (f"{experiment.path}: settings 2 cannot be task ids of one sbatch array (the profile's (small) "
+                   f"max_array_size is 2; the sbatch path numbers tasks by setting): use `ptblm submit`, which "
+                   f"splits arrays, or --only with settings below 2")
+        for dry_run in (True, False):
+            with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
+                submit_sbatch(experiment, profile, dry_run=dry_run, **submit)
+        assert runner.calls == [] and not list(layout.logs_dir(results, "tiny").glob("pinned-*"))
+    else:  # the dev cluster's MaxArraySize (scontrol, here FakeSlurm's: none said, so 1000)
+        submit_sbatch(experiment, profile, **submit)
+        assert "--array=0,1,2%16" in runner.calls[0][0]
+
+
+def test_an_array_queued_by_an_older_ptblm_still_runs(tmp_path, synthetic_dir):
+    """Its array.sbatch ran `run-setting EXP TASK --pinned FILE`, the data and results in $PTB_DIR, $PTBLM_RESULTS."""
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    old = tmp_path / "pinned-old.json"
+    rf.atomic_write_json(old, {"experiment": "tiny", "description": "tiny", "tasks": {
+        "1": {"run_name": experiment.settings[1].run_name, "config": experiment.settings[1].config.to_dict()}}})
+    entry = read_pinned_task(old, 1, {"PTB_DIR": str(synthetic_dir), "PTBLM_RESULTS": str(tmp_path / "r")})
+    assert (entry.setting, entry.data_dir, entry.results_dir, entry.command) == (
+        experiment.settings[1], synthetic_dir, tmp_path / "r", None)
+    from ptblm.cli import build_parser
+
+    args = build_parser().parse_args(["run-setting", "tiny", "1", "--pinned", str(old)])
+    assert (args.old_pinned, args.task, args.here) == (old, 1, False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run-setting", "/no/pinned-1.json", "0"], "ptblm run-setting: error: /no/pinned-1.json: no such pinned file; "
+                                                "valid: one `ptblm sbatch` wrote, results/<exp>/logs/pinned-*.json"),
+    (["submit", "../x.yaml", "--dry-run"], "ptblm submit: error: ../x.yaml: no such jobs file; valid: a path to a "
+                                           "YAML file, or the name of one in jobs (e.g. 3.1)"),
+    (["submit", "3.1", "--clusters", "/no/profiles", "--dry-run"],
+     "ptblm submit: error: no cluster profile 'local': /no/profiles/local.yaml does not exist; known: none (no "
+     "profiles in /no/profiles; see --clusters)"),
+])
+def test_a_missing_file_named_on_the_command_line_is_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "ptblm.cli", *args], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr == message + "\n"

@@ -126,6 +126,7 @@ def test_a_new_architecture_is_one_registry_entry(monkeypatch, synthetic_dir, tm
     entry = Architecture("TOY", build="gru:GRU.from_config", recurrent=True)
     monkeypatch.setitem(ARCHITECTURES, "TOY", entry)
     monkeypatch.setattr(config_module, "MODELS", (*MODELS, "TOY"))
+    monkeypatch.setitem(config_module.CHOICES, "model", (*MODELS, "TOY"))
     config = tiny_config(model="TOY", num_epochs=1, max_batches=2)
     status = train_run(config, synthetic_dir, tmp_path / config.run_name(), echo=False, interactive=False)
     assert status.state == rf.DONE and config.run_name().startswith("toy_adam_lr0.01_bs8")

@@ -113,9 +113,9 @@ def test_export_course_files_load_as_run_exp_py_says(results, tmp_path):
 
 
 def test_export_of_an_experiment_without_runs_is_one_line(results, capsys):
-    assert main(["export", "3.9", "--results", str(results)]) == 2
+    assert main(["export", "3.9", "--results", str(results)]) == 1
     assert capsys.readouterr().err.strip() == (f"ptblm export: error: {results / '3.9'}: no run folders (nothing of "
-                                               f"experiment '3.9' has run yet; `ptblm status` lists what has)")
+                                               f"experiment '3.9' has run yet; `make status` lists what has)")
 
 
 def test_the_command_line_imports_neither_pandas_nor_torch_to_parse():

@@ -52,7 +52,7 @@ def test_a_second_writer_is_refused_with_one_line_naming_the_holder(lock_holder,
         train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False)
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE]  # nothing written beside the holder
     result = ptblm_train(folder, synthetic_dir)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(
         f"ptblm train: error: {folder} is being written by another ptblm run (host ") and f"pid {holder.pid}" \
         in result.stderr
@@ -166,7 +166,7 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]

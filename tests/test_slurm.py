@@ -139,26 +139,28 @@ def test_sbatch_path_runs_one_task_with_the_same_layout(tmp_path, synthetic_dir)
     assert "finished: done" in log
 
 
-def test_plain_sbatch_logs_into_the_experiment_and_force_reruns_once(tmp_path, synthetic_dir):
-    """`sbatch slurm/array.sbatch EXP` by hand: the log lands in results/<exp>/logs/ (no slurm-*.out where sbatch
-    ran), and `--force` reruns a finished setting from scratch."""
+def test_array_sbatch_by_hand_needs_only_the_pinned_file(tmp_path, synthetic_dir):
+    """`sbatch slurm/array.sbatch PINNED PYTHON` from another folder, in an environment without PTB_DIR or any
+    PTBLM_ variable: the task reads everything from the pinned file, and its log lands beside it in
+    results/<exp>/logs/ (no slurm-*.out where sbatch ran)."""
+    from ptblm.launch.sbatch import write_pinned_tasks
+
     name = write_tiny_jobs(tmp_path / "jobs")
     results = tmp_path / "results"
-    env = {**os.environ, "PTBLM_RESULTS": str(results), "PTBLM_JOBS": str(tmp_path / "jobs"),
-           "PTB_DIR": str(synthetic_dir), "PTBLM_COMMAND": f"{sys.executable} -m ptblm.cli"}
-    run_dir = load_experiment(name, tmp_path / "jobs").settings[0].run_dir(results)
-    for extra in ([], ["--force"]):
-        submitted = subprocess.run(["sbatch", "--parsable", "--array=0", "--cpus-per-task=1", "--mem=1G",
-                                    str(REPO / "slurm/array.sbatch"), name, *extra], cwd=tmp_path, env=env,
-                                   capture_output=True, text=True, check=True)
-        job = submitted.stdout.strip().split(";")[0]
-        wait_for_job(job)
-        assert rf.read_status(run_dir).state == rf.DONE
-        log = (results / name / "logs" / f"{job}_0.out").read_text()
-        assert "finished: done" in log, log
+    experiment = load_experiment(name, tmp_path / "jobs")
+    pinned = write_pinned_tasks(list(experiment.settings), experiment=name, results_dir=results,
+                                data_dirs={"ptb": synthetic_dir})
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PTB", "SLURM"))}
+    submitted = subprocess.run(["sbatch", "--parsable", "--array=0", "--cpus-per-task=1", "--mem=1G",
+                                str(REPO / "slurm/array.sbatch"), str(pinned), sys.executable], cwd=tmp_path,
+                               env={**env, "PYTHONPATH": str(REPO / "src")}, capture_output=True, text=True,
+                               check=True)
+    job = submitted.stdout.strip().split(";")[0]
+    wait_for_job(job)
+    assert rf.read_status(experiment.settings[0].run_dir(results)).state == rf.DONE
+    log = (results / name / "logs" / f"{job}_0.out").read_text()
+    assert "finished: done" in log, log
     assert not list(tmp_path.glob("slurm-*.out"))
-    assert "already done" not in log  # the second, forced run trained again
-    assert (run_dir / rf.LOG_FILE).read_text().count("finished: done") == 1  # its folder was emptied first
 
 
 def test_gpu_profile_runs_through_the_scheduler_on_the_stand_in_gpus(tmp_path, synthetic_dir):
@@ -180,9 +182,11 @@ def test_gpu_profile_runs_through_the_scheduler_on_the_stand_in_gpus(tmp_path, s
 
 def reference_curves(tmp_path: Path, jobs_dir: Path, name: str, data: Path) -> list:
     """The uninterrupted run, computed outside Slurm with the same thread count as a 1-CPU task."""
-    ptblm("run-setting", name, "0", "--jobs", str(jobs_dir), "--results", str(tmp_path / "reference"),
-          "--data", str(data), env={"SLURM_CPUS_PER_TASK": "1"})
+    from ptblm.launch.sbatch import write_pinned_tasks
+
     setting = load_experiment(name, jobs_dir).settings[0]
+    pinned = write_pinned_tasks([setting], experiment=name, results_dir=tmp_path / "reference", data_dirs={"ptb": data})
+    ptblm("run-setting", str(pinned), "0", env={"SLURM_CPUS_PER_TASK": "1"})
     return [(r.train_ppl, r.valid_ppl) for r in rf.read_curves(setting.run_dir(tmp_path / "reference")).epochs]
 
 
@@ -301,7 +305,7 @@ def test_forced_submission_with_a_partition_typo_changes_no_folder(tmp_path, syn
     (clusters / "typo.yaml").write_text("partition: dbug\ncpus_per_task: 1\nmem_gb: 2\n")
     result = ptblm(command, name, "--force", "--cluster", "typo", "--clusters", str(clusters), "--jobs", str(jobs_dir),
                    "--results", str(results), "--data", str(synthetic_dir), check=False)
-    assert result.returncode == 2 and "invalid partition" in result.stderr.lower(), result.stderr
+    assert result.returncode == 1 and "invalid partition" in result.stderr.lower(), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted((p.name, p.stat().st_mtime_ns) for p in setting.run_dir(results).iterdir()) == before
     assert rf.read_status(setting.run_dir(results)).state == rf.DONE
@@ -313,7 +317,7 @@ def test_missing_data_is_found_on_the_login_node_and_nothing_is_queued(tmp_path)
     name = write_tiny_jobs(jobs_dir)
     result = ptblm("submit", name, "--jobs", str(jobs_dir), "--results", str(results), "--data",
                    str(tmp_path / "not-here"), check=False)
-    assert result.returncode == 2 and f"{tmp_path}/not-here/ptb.train.txt is missing" in result.stderr
+    assert result.returncode == 1 and f"{tmp_path}/not-here/ptb.train.txt is missing" in result.stderr
     assert "submitted" not in result.stdout and not results.exists()
 
 

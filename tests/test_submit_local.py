@@ -1,9 +1,11 @@
 """The submit path without Slurm: submitit's local executor, idempotent resubmission, packed runs."""
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
@@ -86,3 +88,33 @@ def test_a_container_profile_runs_every_local_task_inside_the_container(tmp_path
         assert rf.read_status(setting.run_dir(tmp_path / "results")).state == rf.DONE, lines
     calls = log.read_text().split("\n\n")[:-1]
     assert len(calls) == 2 and all(f"\n{image}\npython\n-u\n-m\nsubmitit.core._submit\n" in call for call in calls)
+
+
+def ptblm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ptblm.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the failing setting asks for a CUDA device this machine has")
+def test_a_failed_local_task_exits_1_with_its_error_line_not_a_log_path(tmp_path, synthetic_dir):
+    jobs = tmp_path / "jobs"
+    tiny_experiment(jobs, hidden_sizes=(8,))
+    with (jobs / "tiny.yaml").open("a") as handle:
+        handle.write("  - {hidden_size: 10, device: cuda}\n")  # fails in the task, on this CPU-only machine
+    result = ptblm("submit", "tiny", "--executor", "local", "--jobs", str(jobs), "--results", str(tmp_path / "r"),
+                   "--data", str(synthetic_dir))
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = ("setting 1 (rnn_adam_lr0.01_bs8_h10_l2_keep0.8_seq12_emb12_ep2): failed: ConfigError: device = 'cuda' "
+              "was asked for but torch sees no CUDA device; use --device cpu or auto")
+    assert failed in result.stdout.splitlines() and "_log.out" not in result.stdout.split("local executor")[1]
+    assert "setting 0 (rnn_adam_lr0.01_bs8_h8_l2_keep0.8_seq12_emb12_ep2): done" in result.stdout.splitlines()
+    assert result.stderr == f"ptblm submit: error: 1 of 2 settings failed:\n  tiny {failed}\n"
+
+
+@pytest.mark.parametrize("folder", ["jbos", "empty"])
+def test_all_in_a_missing_or_empty_jobs_folder_is_one_error_line(tmp_path, folder):
+    (tmp_path / "empty").mkdir()
+    result = ptblm("submit", "all", "--jobs", str(tmp_path / folder), "--dry-run")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"ptblm submit: error: all: the experiments folder {tmp_path / folder} ")
+    assert result.stderr.count("\n") == 1 and "valid: --jobs naming a folder of jobs files" in result.stderr

@@ -45,7 +45,7 @@ from torch import nn
 
 from . import corpora
 from .compiling import cache_counts, use_compile_cache
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data import batch_at, num_batches
 from .jobs import load_experiment
 from .models import MODELS, architecture, build_baseline, build_model
@@ -386,7 +386,7 @@ def select_cases(cases: list[BenchCase], only: list[str] | None) -> list[BenchCa
         return cases
     chosen = [case for case in cases if any(part in case.name for part in only)]
     if not chosen:
-        raise ValueError(f"bench: --only {' '.join(only)} matches no case; cases: "
+        raise ConfigError(f"bench: --only {' '.join(only)} matches no case; cases: "
                          f"{', '.join(case.name for case in cases)}")
     return chosen
 
@@ -399,7 +399,7 @@ def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir
     default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps.
     With `compile_cache` the compiled path is timed too, its artefacts cached there as training does."""
     if runs_per_gpu < 1:
-        raise ValueError(f"bench: --runs-per-gpu {runs_per_gpu} is invalid; valid: 1 (one run alone) or more")
+        raise ConfigError(f"bench: --runs-per-gpu {runs_per_gpu} is invalid; valid: 1 (one run alone) or more")
     device = pick_device(device_name)
     if compile_cache is not None:
         use_compile_cache(compile_cache)

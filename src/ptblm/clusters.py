@@ -77,6 +77,16 @@ class ClusterProfile:
         return cls(**values)
 
 
+# sbatch options that ptblm writes itself (launch/slurm.py scheduler_parameters, launch/sbatch.py sbatch_argv,
+# submitit's script, slurm/array.sbatch) or whose effect it relies on: sbatch_extra comes last and would win.
+# Each maps to the profile key that sets it, or None when ptblm alone decides it.
+MANAGED_SBATCH_OPTIONS = {
+    "partition": "partition", "account": "account", "qos": "qos", "gres": "gres", "gpus-per-node": "gpus_per_node",
+    "cpus-per-task": "cpus_per_task", "mem": "mem_gb", "time": "time_min", "array": "array_parallelism",
+    "job-name": None, "output": None, "error": None, "export": None, "chdir": None, "requeue": None,
+    "no-requeue": None, "open-mode": None, "signal": None, "hold": None, "nodes": None, "ntasks-per-node": None,
+    "wrap": None, "parsable": None, "test-only": None,
+}
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:=+@%/-]+")  # partition, account, qos, gres: sbatch's own characters
 SBATCH_OPTION = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -98,10 +108,17 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
     if not isinstance(extra, dict):
         raise ConfigError(f"{where}: sbatch_extra = {extra!r} is invalid; valid: a mapping of sbatch options to "
                           f"values, e.g. {{constraint: a100, exclusive: true}}")
-    for option, value in extra.items():
+    for option in extra:
         if not isinstance(option, str) or not SBATCH_OPTION.fullmatch(option):
             raise ConfigError(f"{where}: sbatch_extra key {option!r} is invalid; valid: an sbatch long option "
                               f"without its dashes, e.g. constraint")
+    managed = [option for option in extra if managed_option(option)]
+    if managed:
+        named = ", ".join(option + (f" (set {key} instead)" if (key := MANAGED_SBATCH_OPTIONS[managed_option(option)])
+                                    else "") for option in managed)
+        raise ConfigError(f"{where}: sbatch_extra sets {named}, which ptblm manages; valid: other sbatch options, "
+                          f"e.g. constraint, exclusive, mail-type")
+    for option, value in extra.items():
         if isinstance(value, bool):
             continue  # true: the bare flag (--exclusive); false: left out
         if isinstance(value, (int, float)):
@@ -111,11 +128,18 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
         _check_line(where, f"sbatch_extra.{option}", value, "a string, a number or true/false")
 
 
+def managed_option(option: str) -> str | None:
+    """The managed sbatch option that `option` names (`job_name` is sbatch's --job-name too), or None."""
+    spelled = option.replace("_", "-")
+    return spelled if spelled in MANAGED_SBATCH_OPTIONS else None
+
+
 def load_profile(name: str, clusters_dir: Path) -> ClusterProfile:
     path = Path(clusters_dir) / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in Path(clusters_dir).glob("*.yaml"))
-        raise ConfigError(f"no cluster profile {name!r}: {path} does not exist; known: {', '.join(known)}")
+        raise ConfigError(f"no cluster profile {name!r}: {path} does not exist; known: "
+                          f"{', '.join(known) or f'none (no profiles in {clusters_dir}; see --clusters)'}")
     values = read_yaml_mapping(path, "a mapping of profile keys")
     return ClusterProfile.from_dict({"name": name, **values}, where=str(path))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA 
 # torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only a recurrent model's fast
 # path's time step, a small graph that compiles in seconds.
 COMPILES = ("off", "model", "cell")
+CHOICES = {"model": MODELS, "optimizer": OPTIMIZERS, "impl": IMPLEMENTATIONS, "attention": ATTENTIONS,
+           "precision": PRECISIONS, "device": DEVICES, "cuda_graph": CUDA_GRAPHS, "compile": COMPILES,
+           "corpus": tuple(corpora.CORPORA)}
 MAX_SEED = 2**32 - 1  # numpy's limit; torch's is larger
 GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
@@ -47,8 +51,26 @@ class _DuplicateKey(yaml.YAMLError):
                          f"valid: each key once per mapping (merge the two)")
 
 
+class _NotDecimal(yaml.YAMLError):
+    def __init__(self, text: str, line: int):
+        digits = text.replace("_", "")
+        example = str(int(digits)) if re.fullmatch(r"[-+]?[0-9]+", digits) else "32"
+        self.line = line
+        super().__init__(f"{text} is not a decimal integer (YAML 1.1 reads a leading 0 as octal, 0x as hex, "
+                         f"1:20 as base 60); valid: decimal digits without a leading zero, e.g. {example}")
+
+
+DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one silently)."""
+    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one silently), and
+    an integer in any base but 10 (`hidden_size: 032` is not 26, `seeds: [0777]` not 511)."""
+
+    def construct_decimal_int(self, node: yaml.ScalarNode) -> int:
+        if not DECIMAL_INTEGER.fullmatch(node.value):
+            raise _NotDecimal(node.value, node.start_mark.line + 1)
+        return int(node.value)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first_lines: dict = {}
@@ -63,23 +85,39 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_decimal_int)
+
+
+def load_yaml(text: str, where: str, lines: bool = True) -> Any:
+    """YAML text as this project reads it everywhere (jobs files, profiles, --set values): the safe loader,
+    no anchors or aliases, each key once, integers in base 10. Errors name `where` (and the line)."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events only: aliases are not expanded here
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise ConfigError(f"{where}, line {event.start_mark.line + 1}: YAML anchors and aliases (&name, "
+                                  f"*name, <<) are not allowed; valid: each value written out")
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as error:
+        raise ConfigError(f"{where}, {error}") from None
+    except _NotDecimal as error:
+        raise ConfigError(f"{where}{f', line {error.line}' if lines else ''}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where}: not valid YAML: {error}") from error
+
+
 def read_yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping (an empty file is an empty one); `expected` says what kind.
 
     Anchors and aliases are refused before anything is built (a few lines of aliases expand to billions of
     values), and so is a key written twice in one mapping.
     """
-    text = Path(path).read_text()
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events only: aliases are not expanded here
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-                raise ConfigError(f"{path}, line {event.start_mark.line + 1}: YAML anchors and aliases (&name, "
-                                  f"*name, <<) are not allowed; valid: each value written out")
-        content = yaml.load(text, Loader=_UniqueKeyLoader) or {}
-    except _DuplicateKey as error:
-        raise ConfigError(f"{path}, {error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); valid: a YAML file saved as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it ({error.strerror}); valid: a readable YAML file") from None
+    content = load_yaml(text, str(path)) or {}
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: expected {expected}, got {type(content).__name__}")
     return content
@@ -119,9 +157,7 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any], where: str = "setting") -> RunConfig:
         """Build and validate; raise ConfigError naming `where`, the key and the valid values."""
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
+        cls.check_values(values, where)
         required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING]
         missing = [name for name in required if name not in values]
         if missing:
@@ -134,13 +170,21 @@ class RunConfig:
         config.check(where)
         return config
 
+    @classmethod
+    def check_values(cls, values: dict[str, Any], where: str) -> None:
+        """Part of a setting (defaults.yaml, a jobs file's common:): every key known, every value of its type."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
+        for name, value in values.items():
+            convert_value(where, name, known[name].type, value)
+
     def check(self, where: str = "setting") -> None:
         def fail(key: str, valid: str) -> None:
             raise ConfigError(f"{where}: {key} = {getattr(self, key)!r} is invalid; valid: {valid}")
 
-        for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("impl", IMPLEMENTATIONS),
-                             ("attention", ATTENTIONS), ("precision", PRECISIONS), ("device", DEVICES),
-                             ("cuda_graph", CUDA_GRAPHS), ("compile", COMPILES), ("corpus", tuple(corpora.CORPORA))):
+        for key, choices in CHOICES.items():
             if getattr(self, key) not in choices:
                 fail(key, "one of " + ", ".join(choices))
         for key in ("batch_size", "hidden_size", "num_layers", "seq_len", "emb_size", "num_epochs", "n_heads"):
@@ -173,9 +217,9 @@ class RunConfig:
 
     def run_name(self) -> str:
         """Stable, readable folder name from the hyper-parameters that define the setting."""
-        parts = [self.model.lower(), self.optimizer.lower(), f"lr{self.initial_lr:g}",
+        parts = [self.model.lower(), self.optimizer.lower(), f"lr{exact_number(self.initial_lr)}",
                  f"bs{self.batch_size}", f"h{self.hidden_size}", f"l{self.num_layers}",
-                 f"keep{self.dp_keep_prob:g}"]
+                 f"keep{exact_number(self.dp_keep_prob)}"]
         defaults = {f.name: f.default for f in fields(self)}
         for key, short in (("seq_len", "seq"), ("emb_size", "emb"), ("num_epochs", "ep"),
                            ("seed", "seed"), ("n_heads", "heads"), ("max_batches", "maxb"), ("precision", ""),
@@ -184,6 +228,14 @@ class RunConfig:
             if value != defaults[key]:
                 parts.append(f"{short}{value}")
         return "_".join(parts)
+
+
+def exact_number(value: float) -> str:
+    """A float as run names and tables show it: `{:g}` where that reads back as the same number (every name
+    made so far: lr1, lr0.001, keep0.35), else the shortest text that does (repr), so that two settings that
+    differ never share a name (0.5 and 0.5000001 are lr0.5 and lr0.5000001)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 _TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}

@@ -197,10 +197,10 @@ def _env_options(spec: ContainerSpec) -> list[str]:
     options = []
     for key, value in spec.env.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ValueError(f"container env: {key!r} is not a valid variable name (letters, digits, _)")
+            raise ConfigError(f"container env: {key!r} is not a valid variable name (letters, digits, _)")
         if "," in value:
-            raise ValueError(f"container env: {key}={value!r} contains ',', which apptainer's --env "
-                             f"splits on; export APPTAINERENV_{key} in the job instead")
+            raise ConfigError(f"container env: {key}={value!r} contains ',', which apptainer's --env "
+                              f"splits on; export APPTAINERENV_{key} in the job instead")
         options += ["--env", f"{key}={value}"]
     return options
 
@@ -217,8 +217,8 @@ def _unique_absolute(paths: Iterable[str | Path], podman: bool = False) -> list[
         bad = sorted((set(":%") if podman else set(",:%")) & set(absolute))
         if bad:
             option = "podman's --volume" if podman else "apptainer's --bind"
-            raise ValueError(f"container bind {absolute!r} contains {' '.join(bad)}: {option} cannot "
-                             "take it (for a submitit folder with %j, bind its first parent without it)")
+            raise ConfigError(f"container bind {absolute!r} contains {' '.join(bad)}: {option} cannot "
+                              "take it (for a submitit folder with %j, bind its first parent without it)")
         if absolute not in unique:
             unique.append(absolute)
     return unique

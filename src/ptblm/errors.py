@@ -9,3 +9,12 @@ from __future__ import annotations
 class UserError(Exception):
     """A mistake in what a person asked for, or a state of their files they can fix: the message names the
     file or flag, the value, and what would be valid."""
+
+
+class NoRunFolders(UserError, FileNotFoundError):
+    """A command that reads results found no run folder where it looked; the message names the folder."""
+
+
+class ToolFailed(UserError, RuntimeError):
+    """An outside program the user asked for (docker, apptainer, sbatch) is missing, or refused: its own
+    message, in one line, and what to do."""

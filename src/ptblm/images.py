@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .container import PODMAN_GLOBAL_OPTIONS, PODMAN_ULIMITS, Runner
+from .errors import ToolFailed, UserError
 
 IMAGE_TAG = "ptblm:latest"  # what `make image` builds and docker/ptblm.def bootstraps from
 
@@ -44,18 +45,26 @@ def build_image(tag: str, dockerfile: str | Path, context: str | Path, runner: R
             pip_config = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
                                         text=True).stdout
         with tempfile.TemporaryDirectory(prefix="ptblm-pip-") as scratch:
-            runner(podman_build_argv(podman, tag, dockerfile, context, base=base, build_args=build_args or {},
-                                     volumes=pip_build_volumes(pip_config, Path(scratch))), check=True)
+            _build(runner, podman_build_argv(podman, tag, dockerfile, context, base=base, build_args=build_args or {},
+                                             volumes=pip_build_volumes(pip_config, Path(scratch))))
         return
     docker = _require_tool("docker", "`ptblm image`", DOCKER_HELP)
     info = runner([docker, "info"], capture_output=True, text=True)
     if info.returncode != 0:
         said = (info.stderr or info.stdout or "").strip().splitlines()
         reason = said[-1] if said else f"exit status {info.returncode}"
-        raise RuntimeError(f"`ptblm image`: {docker} is installed but no Docker engine answers "
+        raise ToolFailed(f"`ptblm image`: {docker} is installed but no Docker engine answers "
                            f"(`docker info`: {reason}). Start the engine (e.g. `sudo systemctl start docker`) "
                            f"or use a machine that has one. {DOCKER_HELP}")
-    runner([docker, "build", "-f", str(dockerfile), "-t", tag, str(context)], check=True)
+    _build(runner, [docker, "build", "-f", str(dockerfile), "-t", tag, str(context)])
+
+
+def _build(runner: Runner, argv: list[str]) -> None:
+    """A build whose own output (shown as it runs) says what went wrong: a failure is one line after it."""
+    returncode = runner(argv).returncode
+    if returncode != 0:
+        raise ToolFailed(f"`{Path(argv[0]).name} build` failed (exit status {returncode}); its output above says "
+                         f"why")
 
 
 def podman_build_argv(podman: str, tag: str, dockerfile: str | Path, context: str | Path, *, base: str | None,
@@ -106,7 +115,11 @@ def build_sif(sif_path: str | Path, source: str | Path, definition: str | Path,
     with tempfile.TemporaryDirectory(prefix="ptblm-def-") as scratch:
         rendered = Path(scratch) / "ptblm.def"
         rendered.write_text(text)
-        runner([apptainer, "build", "--force", str(sif_path), str(rendered)], check=True)
+        _build(runner, [apptainer, "build", "--force", str(sif_path), str(rendered)])
+
+
+class MissingArchive(UserError, FileNotFoundError):
+    """`ptblm sif --from-tar` names a file that is not there."""
 
 
 def render_definition(text: str, source: str | Path) -> str:
@@ -115,7 +128,7 @@ def render_definition(text: str, source: str | Path) -> str:
     if str(source).endswith(".tar"):
         archive = Path(source).resolve()
         if not archive.is_file():
-            raise FileNotFoundError(f"{source}: no such image archive; make one with "
+            raise MissingArchive(f"{source}: no such image archive; make one with "
                                     f"`docker save {IMAGE_TAG} -o {source}` where the image was built")
         header = {"Bootstrap": "docker-archive", "From": str(archive)}
     else:
@@ -135,7 +148,7 @@ def render_definition(text: str, source: str | Path) -> str:
 def _require_tool(name: str, command: str, help_text: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise RuntimeError(f"{command} needs {name}, which is not on PATH. {help_text}")
+        raise ToolFailed(f"{command} needs {name}, which is not on PATH. {help_text}")
     return path
 
 

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import layout
-from .config import MAX_SEED, ConfigError, RunConfig, convert_value, read_yaml_mapping
+from .config import MAX_SEED, ConfigError, RunConfig, convert_value, load_yaml, read_yaml_mapping
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
@@ -82,10 +80,7 @@ def _override_value(text: str, piece: str) -> Any:
     """One value as YAML reads it in a jobs file (40 is an int, 1e-3 a float, GRU a string)."""
     if not piece.strip():
         raise ConfigError(f"--set {text}: an empty value; {OVERRIDE_SHAPE}")
-    try:
-        return yaml.safe_load(piece)
-    except yaml.YAMLError:
-        return piece
+    return load_yaml(piece, f"--set {text}", lines=False)
 
 
 def parse_overrides(texts: list[str]) -> Overrides:
@@ -122,7 +117,10 @@ def parse_overrides(texts: list[str]) -> Overrides:
 def jobs_file(experiment: str, jobs_dir: Path) -> Path:
     """`3.1` -> jobs/3.1.yaml; a path to a YAML file is taken as is."""
     candidate = Path(experiment)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise ConfigError(f"{candidate}: no such jobs file; valid: a path to a YAML file, or the name of one "
+                              f"in {jobs_dir} (e.g. 3.1)")
         return candidate
     path = Path(jobs_dir) / f"{experiment}.yaml"
     if not path.is_file():
@@ -137,6 +135,11 @@ def experiment_names(names: list[str], jobs_dir: Path) -> list[str]:
     each once, in the order given."""
     study = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml")
                    if p.name != DEFAULTS_FILE and p.stem != "smoke" and not p.stem.startswith("example"))
+    if ALL in names and not study:
+        found = ("does not exist" if not Path(jobs_dir).is_dir()
+                 else f"holds no jobs file ({ALL} leaves out {NOT_IN_ALL})")
+        raise ConfigError(f"{ALL}: the experiments folder {jobs_dir} {found}; valid: --jobs naming a folder of "
+                          f"jobs files (default jobs/)")
     expanded = [part for name in names for part in (study if name == ALL else [name])]
     return list(dict.fromkeys(expanded))
 
@@ -184,12 +187,15 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
                           f"digits, '.', '_' and '-', starting with a letter or digit (it names results/<exp>/)")
     defaults_path = Path(jobs_dir) / DEFAULTS_FILE
-    defaults = read_yaml_mapping(defaults_path, JOBS_FILE_SHAPE) if defaults_path.is_file() else {}
+    defaults = read_yaml_mapping(defaults_path, "a mapping of setting keys to values") \
+        if defaults_path.is_file() else {}
+    RunConfig.check_values(defaults, where=str(defaults_path))  # its mistakes named there, not in a setting
     content = read_yaml_mapping(path, JOBS_FILE_SHAPE)
     unknown = sorted(set(content) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r}; valid: {', '.join(TOP_LEVEL_KEYS)}")
     common = _expect_mapping(path, "common", content.get("common") or {})
+    RunConfig.check_values(common, where=f"{path}, common")
     entries = content.get("settings") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: settings must be a list of mappings, got {type(entries).__name__}")
@@ -244,3 +250,25 @@ def select_settings(experiment: Experiment, indices: list[int] | None) -> list[S
     if bad:
         raise ConfigError(f"{experiment.path}: setting {bad[0]} does not exist; valid: 0 to {count - 1}")
     return [experiment.settings[i] for i in indices]
+
+
+def only_settings(experiment: Experiment, texts: list[str]) -> Experiment:
+    """`--only 0,2 --only gru_adam_...`: the experiment with these settings alone (numbers, ranges like 0-3, or
+    run names; each keeps its number). Anything else is refused naming what is valid."""
+    if not texts:
+        return experiment
+    by_name = {setting.run_name: setting.index for setting in experiment.settings}
+    last = len(experiment.settings) - 1
+    chosen: set[int] = set()
+    for text in texts:
+        for piece in filter(None, (part.strip() for part in text.split(","))):
+            span = re.fullmatch(r"(\d+)-(\d+)", piece)
+            numbers = (range(int(span[1]), int(span[2]) + 1) if span else [int(piece)] if piece.isdigit()
+                       else [by_name[piece]] if piece in by_name else None)
+            if numbers is None or not numbers or not all(0 <= number <= last for number in numbers):
+                names = list(by_name)
+                shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+                raise ConfigError(f"--only {text}: {experiment.name} has no setting {piece!r}; valid: setting "
+                                  f"numbers 0 to {last} (e.g. 0,2 or 0-{min(last, 3)}) or run names: {shown}")
+            chosen.update(numbers)
+    return dataclasses.replace(experiment, settings=tuple(s for s in experiment.settings if s.index in chosen))

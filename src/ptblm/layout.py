@@ -14,7 +14,10 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from .errors import UserError
 
 LOGS_FOLDER = "logs"
 SUBMIT_LOCK_FILE = ".submit.lock"
@@ -25,6 +28,28 @@ DEMO_FOLDER = "demo"
 COMPILE_CACHE_FOLDER = ".compile-cache"
 BENCH_FOLDER = "bench"  # ptblm bench's JSON files, read back by the dry run's cost projection
 FINGERPRINT_CACHE_FILE = ".corpus-fingerprints.json"
+
+
+class OutputFolderError(UserError):
+    """A folder a command must write into is a file, or cannot be made or written."""
+
+
+def output_dir(path: Path, flag: str) -> Path:
+    """The folder a command writes into, made if missing. A file in the way or a place this user cannot write
+    is one line naming the path and `flag`, the option that chooses another (not an OSError traceback)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next(p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+        raise OutputFolderError(f"{blocking} is a file, not a folder, so {path} cannot be written: choose a folder "
+                                f"with {flag}") from None
+    except OSError as error:
+        raise OutputFolderError(f"{path}: cannot create it ({error.strerror}): choose a writable folder with "
+                                f"{flag}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"{path} is not writable: choose a writable folder with {flag}")
+    return path
 
 
 def manual_run_dir(results_dir: Path, run_name: str) -> Path:

@@ -16,6 +16,7 @@ import pandas as pd
 from . import corpora
 from . import runfolder as rf
 from .config import RunConfig
+from .errors import NoRunFolders
 
 RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
 RUN_COLUMNS = ["published_corpus", "state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl",
@@ -36,8 +37,8 @@ def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[r
     for name in experiments:
         found = rf.find_runs(results_dir, name)
         if not found:
-            raise ValueError(f"{Path(results_dir) / name}: no run folders (nothing of experiment {name!r} has run "
-                             f"yet; `ptblm status` lists what has)")
+            raise NoRunFolders(f"{Path(results_dir) / name}: no run folders (nothing of experiment {name!r} has "
+                               f"run yet; `make status` lists what has)")
         runs += found
     return runs
 

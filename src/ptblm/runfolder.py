@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
+from .config import MODELS, OPTIMIZERS
 from .corpora import DEFAULT_CORPUS
 from .errors import UserError
 
@@ -58,6 +59,10 @@ FORMAT_VERSION = 1
 
 class RunFolderError(UserError, RuntimeError):
     """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
+
+
+class DamagedRunFile(RunFolderError, ValueError):
+    """A JSON file in a run folder that is not what ptblm wrote (a ValueError, as json's own error is)."""
 
 
 def encode_float(value: float) -> float | str:
@@ -114,18 +119,35 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def read_json(path: Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise DamagedRunFile(f"{path}: not UTF-8 text (byte {error.start}): damaged or not written by ptblm; "
+                             f"delete the file or rerun with --force") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        raise DamagedRunFile(f"{path}: not valid JSON ({error})") from error
 
 
 def read_json_object(path: Path) -> dict:
     """A run-folder JSON file, which is always an object: anything else is named, not half-read."""
     obj = read_json(path)
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
-                         f"{type(obj).__name__}; delete the file or rerun with --force")
+        raise DamagedRunFile(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
+                             f"{type(obj).__name__}; delete the file or rerun with --force")
     return obj
+
+
+def read_parsed(path: Path, parse):
+    """parse(the JSON object of `path`): a value of the wrong type, or a missing field, is named with its file
+    (not `could not convert string to float: 'garbage'`)."""
+    obj = read_json_object(path)
+    try:
+        return parse(obj)
+    except KeyError as error:
+        problem = f"no {error} field"
+    except (TypeError, ValueError) as error:
+        problem = str(error)
+    raise DamagedRunFile(f"{path}: {problem} (damaged, or not written by ptblm); delete the file or rerun with "
+                         f"--force")
 
 
 def make_run_folder(folder: Path) -> Path:
@@ -271,7 +293,7 @@ def write_status(folder: Path, status: RunStatus) -> None:
 
 def read_status(folder: Path) -> RunStatus | None:
     path = Path(folder) / STATUS_FILE
-    return RunStatus.from_json(read_json_object(path)) if path.exists() else None
+    return read_parsed(path, RunStatus.from_json) if path.exists() else None
 
 
 @dataclass
@@ -290,7 +312,7 @@ def write_submission(folder: Path, submission: Submission) -> None:
 
 def read_submission(folder: Path) -> Submission | None:
     path = Path(folder) / SUBMISSION_FILE
-    return Submission(**read_json_object(path)) if path.exists() else None
+    return read_parsed(path, lambda obj: Submission(**obj)) if path.exists() else None
 
 
 def current_state(status: RunStatus | None, submission: Submission | None) -> str:
@@ -308,23 +330,27 @@ def current_job_id(status: RunStatus | None, submission: Submission | None) -> s
 
 def read_curves(folder: Path) -> Curves:
     path = Path(folder) / CURVES_FILE
-    return Curves.from_json(read_json_object(path)) if path.exists() else Curves()
+    return read_parsed(path, Curves.from_json) if path.exists() else Curves()
 
 
 def read_run(folder: Path) -> RunRecord:
-    """Read one run folder; a folder without config.json is not a run (ValueError)."""
+    """Read one run folder; a folder without config.json is not a run (DamagedRunFile)."""
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
     if not config_path.exists():
-        raise ValueError(f"{folder}: no {CONFIG_FILE}, not a run folder")
+        raise DamagedRunFile(f"{folder}: no {CONFIG_FILE}, not a run folder")
     raw = read_json_object(config_path)
     config = raw.pop("config", None)
     if not isinstance(config, dict):
-        raise ValueError(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
-                         f"train, or damaged: delete it or rerun with --force")
+        raise DamagedRunFile(f"{config_path}: no \"config\" object with the run's settings; not written by ptblm "
+                             f"train, or damaged: delete it or rerun with --force")
     config.setdefault("corpus", DEFAULT_CORPUS)  # written before the corpus was a setting: a PTB run
-    status = read_status(folder) or RunStatus(state=PENDING, epochs_done=0,
-                                              num_epochs=int(config.get("num_epochs", 0)))
+    for key, choices in (("model", MODELS), ("optimizer", OPTIMIZERS)):  # what readers sort and group by
+        if config.get(key) not in choices:
+            raise DamagedRunFile(f"{config_path}: {key} = {config.get(key)!r} is invalid; valid: one of "
+                                 f"{', '.join(choices)} (a run of another ptblm version, or an edited file)")
+    status = read_status(folder) or read_parsed(config_path, lambda obj: RunStatus(
+        state=PENDING, epochs_done=0, num_epochs=int(obj["config"].get("num_epochs", 0))))
     return RunRecord(folder=folder, config=config, provenance=raw,
                      curves=read_curves(folder), status=status)
 

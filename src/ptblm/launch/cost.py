@@ -140,5 +140,5 @@ def cost_table(costs: list[SettingCost], profile: ClusterProfile) -> str:
     if unknown:
         kind = "cuda" if costs[0].gpus else "cpu"
         table += (f"\nno estimate for {unknown} setting{'s' if unknown > 1 else ''}: no results/bench/*.json of "
-                  f"device kind {kind} timed its shape (`ptblm bench --full` on such a device writes one)")
+                  f"device kind {kind} timed its shape (`make bench ARGS=--full` on such a device writes one)")
     return table

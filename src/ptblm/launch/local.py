@@ -1,16 +1,21 @@
 """No Slurm here: submitit's local executor, at most `local_parallelism` tasks at once; waits for them."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
+from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..container import ContainerSpec, local_python
 
+OK_STATES = (rf.DONE, rf.DIVERGED, rf.CANCELLED)  # a run that ended as it may: not a failure of the task
+
 
 def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: ContainerSpec | None, accepted,
-              echo, poll_seconds: float = 1.0) -> list[str]:
-    """Start each job once a slot is free (`accepted(job, None, now)` prepares its folders just before)."""
+              echo, poll_seconds: float = 1.0) -> tuple[list[str], list[str]]:
+    """Start each job once a slot is free (`accepted(job, None, now)` prepares its folders just before).
+    Returns the job ids and one line per setting that failed (`setting N (run): failed: <its error>`)."""
     import submitit
 
     executor = submitit.LocalExecutor(folder=logs_dir, python=local_python(spec) if spec else None)
@@ -18,7 +23,7 @@ def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: Cont
     echo(f"no Slurm cluster answers here (sbatch/sinfo): running {len(jobs)} tasks on this machine with submitit's "
          f"local executor, at most {profile.local_parallelism} at once, timeout {profile.local_timeout_min} min "
          f"each; logs in {logs_dir}")
-    pending, running, job_ids = list(jobs), [], []
+    pending, running, job_ids, failures = list(jobs), [], [], []
     while pending or running:
         while pending and len(running) < profile.local_parallelism:
             job = pending.pop(0)
@@ -30,9 +35,35 @@ def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: Cont
         for job, handle in [(j, h) for j, h in running if h.done()]:
             running.remove((job, handle))
             try:
-                outcome = handle.result()
-            except Exception as error:  # the run folder has the traceback too
-                outcome = f"failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
-            echo(f"{', '.join(f'setting {m.setting.index} ({m.setting.run_name})' for m in job.members)}: "
-                 f"{outcome}")
-    return job_ids
+                handle.result()
+                error = None
+            except Exception as raised:  # the task's own error, reported per setting below
+                error = raised
+            for member in job.members:
+                outcome = member_outcome(member, error)
+                line = f"setting {member.setting.index} ({member.setting.run_name}): {outcome}"
+                echo(line)
+                if outcome.startswith("failed:"):
+                    failures.append(line)
+    return job_ids, failures
+
+
+def member_outcome(member, error: Exception | None) -> str:
+    """`done`, `diverged`, ... or `failed: <error line>`: the run folder's recorded error, else the task's."""
+    status = rf.read_status(member.run_dir)
+    if status is not None and status.state in OK_STATES:
+        return status.state
+    if status is not None and status.state == rf.FAILED and status.error:
+        return f"failed: {status.error.strip().splitlines()[0]}"
+    if error is None:
+        return f"failed: the task ended with the run {status.state if status else 'not started'}"
+    return f"failed: {error_line(str(error))}"
+
+
+def error_line(text: str) -> str:
+    """The exception line of a task's traceback as submitit reports it (between its ---- rulers), not the
+    paths of its logs that follow."""
+    blocks = re.split(r"^-{5,}$", text, flags=re.M)
+    trace = blocks[1] if len(blocks) >= 3 else text
+    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"

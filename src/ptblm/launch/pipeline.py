@@ -19,6 +19,7 @@ from pathlib import Path
 from .. import corpora, layout
 from .. import runfolder as rf
 from ..clusters import ClusterProfile
+from ..config import ConfigError
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import DataError, corpus_fingerprint
 from ..jobs import Experiment, Setting
@@ -27,17 +28,20 @@ from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, plan_experiment, plan_table
-from .sbatch import sbatch_argv, sbatch_job_command, submit_array
-from .slurm import scheduler_parameters, slurm_answers, squeue_states, submit_arrays
+from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
+from .slurm import (DEV_CLUSTER_NAME, cluster_name, max_array_size, scheduler_parameters, slurm_answers,
+                    squeue_states, submit_arrays)
 from .tasks import TrainGroup, TrainTask, threads_per_run
 
 
 @dataclass
 class SubmitOutcome:
+    experiment: str
     plan: list[PlannedTask]
     executor: str  # "slurm", "local", "sbatch" or "none" (dry run / nothing to do)
     job_ids: list[str]
     logs_dir: Path
+    failures: tuple[str, ...] = ()  # local runs: one line per setting that failed, with its error
 
 
 def corpus_data_dirs(settings: Sequence[Setting], explicit: Path | None,
@@ -90,33 +94,67 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, ove
 
 def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path,
                       data_dir: Path | None = None, environ: Mapping[str, str] | None = None,
-                      dry_run: bool = False, force: bool = False, executor: str = "auto",
-                      echo=print) -> SubmitOutcome:
+                      dry_run: bool = False, force: bool = False, executor: str = "auto", profile_chosen: bool = True,
+                      ptblm: str = "ptblm", runner=subprocess.run, echo=print) -> SubmitOutcome:
     """`ptblm submit`: submitit, to Slurm (one array, fire-and-forget) or, without Slurm, local processes (waits).
-    Each setting reads its corpus from `data_dir` (--data), else from where `environ` says (corpus_data_dirs)."""
+    Each setting reads its corpus from `data_dir` (--data), else from where `environ` says (corpus_data_dirs).
+    profile_chosen: False when nobody named the profile (see check_profile_choice); ptblm: how the user runs it."""
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
     return _pipeline(experiment, profile, "slurm" if use_slurm else "local", results_dir=results_dir,
-                     data_dir=data_dir, environ=environ or {}, dry_run=dry_run, force=force, echo=echo)
+                     data_dir=data_dir, environ=environ or {}, dry_run=dry_run, force=force, echo=echo,
+                     profile_chosen=profile_chosen, ptblm=ptblm, runner=runner)
 
 
-def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, data_dir: Path | None = None,
-                  script: Path, environ: Mapping[str, str] | None = None, dry_run: bool = False,
-                  force: bool = False, runner=subprocess.run, echo=print) -> SubmitOutcome:
+def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, script: Path,
+                  data_dir: Path | None = None, environ: Mapping[str, str] | None = None,
+                  dry_run: bool = False, force: bool = False, profile_chosen: bool = True,
+                  ptblm: str = "ptblm", runner=subprocess.run, echo=print) -> SubmitOutcome:
     """`ptblm sbatch`: one sbatch array of slurm/array.sbatch for the settings that still need to run.
 
     No submitit here, so no USR2 handling: a preempted task is requeued by Slurm (--requeue in the
     script) and resumes from last.pt; a timed-out one resumes when submitted again.
     """
     return _pipeline(experiment, profile, "sbatch", results_dir=results_dir, data_dir=data_dir,
-                     environ=environ or {}, dry_run=dry_run, force=force, echo=echo, script=script, runner=runner)
+                     environ=environ or {}, dry_run=dry_run, force=force, echo=echo, script=script, runner=runner,
+                     profile_chosen=profile_chosen, ptblm=ptblm)
+
+
+def where_tasks_run(profile: ClusterProfile, executor: str, cluster: str | None, script: Path | None) -> str:
+    """The plan's line naming the profile, and whether Slurm (which cluster, which partition) or local
+    processes will run the tasks."""
+    if executor == "local":
+        return (f"profile {profile.name}: local processes on this machine (no Slurm cluster answers sinfo), at most "
+                f"{profile.local_parallelism} at once")
+    how = f"one sbatch array of {script}" if executor == "sbatch" else "one Slurm array (submitit)"
+    return (f"profile {profile.name}: {how} on Slurm cluster {cluster or '(unnamed)'}, partition "
+            f"{profile.partition or '(the cluster default)'}")
+
+
+def check_profile_choice(profile: ClusterProfile, executor: str, cluster: str | None, chosen: bool) -> str | None:
+    """Why a submission with nobody's choice of profile must not go on, or None. The default profile (`local`)
+    is made for a workstation and the dev cluster: on another Slurm cluster it asks for a partition `debug`, no
+    GPU and an hour, and its tasks would queue there and fail, so a forgotten CLUSTER= is refused rather than
+    warned about in a line that scrolls past while the array is already queued."""
+    if chosen or executor == "local" or cluster == DEV_CLUSTER_NAME:
+        return None
+    return (f"no cluster profile was chosen (--cluster NAME, or CLUSTER=NAME for make), and Slurm cluster "
+            f"{cluster or '(unnamed)'} is not the dev cluster ({DEV_CLUSTER_NAME}) the default profile "
+            f"{profile.name} is made for (partition {profile.partition}, {profile.gpus_per_node or 'no'} GPU, "
+            f"{profile.time_min} min): choose a profile of slurm/clusters/ with --cluster, or --cluster "
+            f"{profile.name} to use it here anyway")
 
 
 def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *, results_dir: Path,
               data_dir: Path | None, environ: Mapping[str, str], dry_run: bool, force: bool, echo,
-              script: Path | None = None, runner=subprocess.run) -> SubmitOutcome:
+              script: Path | None = None, runner=subprocess.run, profile_chosen: bool = True,
+              ptblm: str = "ptblm") -> SubmitOutcome:
     results_dir = Path(results_dir).resolve()
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     # Everything that can be wrong is found here, before any folder or queue is touched.
+    cluster = None if executor == "local" else cluster_name(runner)
+    refusal = check_profile_choice(profile, executor, cluster, profile_chosen)
+    if refusal and not dry_run:
+        raise ConfigError(refusal)
     data_dirs = corpus_data_dirs(experiment.settings, data_dir, environ)
     for name, folder in data_dirs.items():
         check_data_for_submission(folder, corpora.get(name),
@@ -127,6 +165,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
     spec = container_spec(profile, results_dir, list(data_dirs.values()), requeue_dir=logs_dir,
                           jobs_dir=experiment.path.parent)
+    if not dry_run:  # a file in the way, or a folder this user cannot write: one line naming --results
+        layout.output_dir(layout.experiment_dir(results_dir, experiment.name), "--results (RESULTS= for make)")
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
     # holder's submitted.json files are written.
     with contextlib.nullcontext() if dry_run else submission_lock(
@@ -135,21 +175,26 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         plan = plan_experiment(experiment, results_dir, force, scheduler, fingerprints)
         overridden = "".join(f" --set {text}" for text in experiment.overrides)
         echo(f"experiment {experiment.name} ({experiment.path}{overridden}): {experiment.description}")
+        echo(where_tasks_run(profile, executor, cluster, script))
+        if refusal:
+            echo(f"warning: {refusal}")
         echo(plan_table(plan))
         todo = [task for task in plan if task.runs]
         if dry_run:
             if executor == "sbatch" and todo:
-                echo(" ".join(sbatch_argv(experiment, [task.setting.index for task in todo], profile, parameters,
-                                          results_dir=results_dir, data_dirs=data_dirs,
-                                          command=sbatch_job_command(spec), script=script)[0]))
+                indices = [task.setting.index for task in todo]
+                check_task_ids(experiment, indices, profile.max_array_size or max_array_size(runner),
+                               f"the profile's ({profile.name})" if profile.max_array_size else "the cluster's")
+                echo(" ".join(sbatch_argv(experiment.name, indices, profile, parameters, logs_dir=logs_dir,
+                                          script=script, pinned=PINNED_PLACEHOLDER)))
             costs = project_costs([task.setting for task in todo], profile,
                                   read_bench_reports(layout.bench_dir(results_dir)))
             echo(cost_table(costs, profile))
             echo("dry run: nothing submitted")
-            return SubmitOutcome(plan, "none", [], logs_dir)
+            return SubmitOutcome(experiment.name, plan, "none", [], logs_dir)
         if not todo:
             echo("nothing to submit: every setting is finished or queued")
-            return SubmitOutcome(plan, "none", [], logs_dir)
+            return SubmitOutcome(experiment.name, plan, "none", [], logs_dir)
         if spec:
             echo(f"tasks run inside {spec.image} ({spec.kind})")
         accepted = mark_accepted(plan, results_dir, executor, experiment.overrides)
@@ -162,12 +207,15 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             job_ids = submit_array(tasks, profile, parameters, experiment, results_dir=results_dir,
                                    data_dirs=data_dirs, command=sbatch_job_command(spec), script=script,
                                    accepted=accepted, runner=runner, echo=echo)
+            echo(f"follow with `make status EXP={experiment.name}` (or `{ptblm} status {experiment.name}`)")
         elif executor == "slurm":
             job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), parameters, logs_dir=logs_dir,
                                     max_timeouts=profile.max_timeouts, array_size=profile.max_array_size,
                                     spec=spec, accepted=accepted, echo=echo)
-            echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `ptblm status {experiment.name}`")
+            echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `make status EXP={experiment.name}` "
+                 f"(or `{ptblm} status {experiment.name}`)")
         else:
-            job_ids = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir, spec=spec,
-                                accepted=accepted, echo=echo)
-    return SubmitOutcome(plan, executor, job_ids, logs_dir)
+            job_ids, failures = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir,
+                                          spec=spec, accepted=accepted, echo=echo)
+            return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir, tuple(failures))
+    return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .. import runfolder as rf
+from ..config import exact_number
 from ..jobs import Experiment, Setting
 
 
@@ -86,7 +87,12 @@ def plan_table(plan: list[PlannedTask]) -> str:
     columns = ("model", "optimizer", "initial_lr", "batch_size", "hidden_size", "num_layers", "dp_keep_prob",
                "seq_len", "emb_size", "num_epochs", "seed")
     rows = [(task.setting.index, task.setting.run_name,
-             *(getattr(task.setting.config, key) for key in columns), f"{task.action}: {task.reason}")
+             *(shown(getattr(task.setting.config, key)) for key in columns), f"{task.action}: {task.reason}")
             for task in plan]
     return tabulate(rows, headers=["#", "run", "model", "optimizer", "lr", "batch", "hidden", "layers", "keep",
-                                   "seq", "emb", "epochs", "seed", "action"], floatfmt="g")
+                                   "seq", "emb", "epochs", "seed", "action"], disable_numparse=True)
+
+
+def shown(value) -> str:
+    """Each value as the run name spells it: two settings that differ never look alike."""
+    return exact_number(value) if isinstance(value, float) else str(value)

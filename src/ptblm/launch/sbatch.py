@@ -1,9 +1,10 @@
-"""The plain-sbatch path (slurm/array.sbatch): no submitit; what each array task runs is pinned at submission.
+"""The plain-sbatch path (slurm/array.sbatch): no submitit; the pinned file is all a task needs.
 
-`ptblm sbatch` writes the task id -> run config mapping to results/<exp>/logs/pinned-*.json before sbatch,
-and the job reads it (`ptblm run-setting EXP TASK --pinned FILE`): editing the jobs file while the array
-waits changes nothing. The array task id is the setting number. By hand, `sbatch --array=0-4
-slurm/array.sbatch 3.1` reads setting $SLURM_ARRAY_TASK_ID of jobs/3.1.yaml when the task starts.
+`ptblm sbatch` writes results/<exp>/logs/pinned-*.json before sbatch: for each array task (task id = setting
+number) its setting, and for all of them each corpus's data folder, the results folder and how to start ptblm on
+the node (the profile's setup lines, the container). The job script passes only that file and its task id:
+`ptblm run-setting PINNED TASK`, which applies the setup lines and the container (by running itself again
+inside them) and trains. Editing the jobs file, the profile or $PTB_DIR while the array waits changes nothing.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import corpora, layout
@@ -20,90 +22,125 @@ from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..config import ConfigError, RunConfig
 from ..container import ContainerSpec, container_shell_prefix
-from ..jobs import Experiment, Setting, load_experiment, select_settings
-from .slurm import one_line, release, sbatch_flags
+from ..errors import ToolFailed
+from ..jobs import Experiment, Setting
+from .slurm import max_array_size, one_line, release, sbatch_flags
 from .tasks import TrainTask
 
-
-def sbatch_job_command(spec: ContainerSpec | None) -> str:
-    """How slurm/array.sbatch runs ptblm: inside the image, or with this interpreter."""
-    return f"{container_shell_prefix(spec)} ptblm" if spec else f"{shlex.quote(sys.executable)} -m ptblm.cli"
+PINNED_PLACEHOLDER = "<pinned file, written at submission>"  # in a dry run's sbatch command
 
 
-def sbatch_argv(experiment: Experiment, indices: list[int], profile: ClusterProfile, parameters: dict, *,
-                results_dir: Path, data_dirs: Mapping[str, Path], command: str, script: Path,
-                pinned: Path | None = None) -> tuple[list[str], dict[str, str]]:
-    """The sbatch command line for `indices` (the profile's options, then slurm/array.sbatch EXP) and the
-    environment it exports to the job (--export=ALL: values with commas or spaces travel intact): among it
-    each corpus's folder (corpus name -> folder in `data_dirs`) in its variable, e.g. PTB_DIR."""
-    logs_dir = layout.logs_dir(results_dir, experiment.name)
-    options = [f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
-               f"--output={logs_dir}/%A_%a.out", *sbatch_flags(parameters)]
-    environment = {"PTBLM_COMMAND": command, "PTBLM_SETUP": "\n".join(profile.setup),
-                   **{corpora.get(name).env_var: str(folder) for name, folder in data_dirs.items()},
-                   "PTBLM_RESULTS": str(results_dir), "PTBLM_JOBS": str(experiment.path.parent.resolve()),
-                   "PTBLM_PINNED": str(pinned or "")}
-    options.append("--export=ALL")
-    return ["sbatch", *options, str(script), experiment.name], environment
+def sbatch_job_command(spec: ContainerSpec | None) -> str | None:
+    """How a task starts ptblm inside the profile's image (shell text: $SLURM_TMPDIR is bound when the job
+    runs); None: with the interpreter of array.sbatch's second argument."""
+    return f"{container_shell_prefix(spec)} ptblm" if spec else None
 
 
-def write_pinned_tasks(settings: list[Setting], results_dir: Path, experiment: str) -> Path:
-    """What each array task (id = setting number) runs, fixed now."""
+def sbatch_argv(experiment: str, indices: list[int], profile: ClusterProfile, parameters: dict, *,
+                logs_dir: Path, script: Path, pinned: Path | str, python: str = sys.executable) -> list[str]:
+    """The sbatch command line for `indices` (the profile's options), then slurm/array.sbatch PINNED PYTHON.
+    --export=ALL: the job starts in the submitting shell's environment (modules, PATH), as with submitit."""
+    return ["sbatch", f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
+            f"--output={logs_dir}/%A_%a.out", *sbatch_flags(parameters), "--export=ALL", str(script), str(pinned),
+            python]
+
+
+def check_task_ids(experiment: Experiment, indices: list[int], limit: int, where: str) -> None:
+    """Task ids are setting numbers here, and Slurm refuses one >= MaxArraySize: say which, and what to do."""
+    beyond = [index for index in indices if index >= limit]
+    if beyond:
+        raise ConfigError(f"{experiment.path}: settings {', '.join(map(str, beyond[:5]))}"
+                          f"{' ...' if len(beyond) > 5 else ''} cannot be task ids of one sbatch array ({where} "
+                          f"max_array_size is {limit}; the sbatch path numbers tasks by setting): use `ptblm submit`, "
+                          f"which splits arrays, or --only with settings below {limit}")
+
+
+def write_pinned_tasks(settings: list[Setting], *, experiment: str, results_dir: Path, data_dirs: Mapping[str, Path],
+                       setup: tuple[str, ...] = (), command: str | None = None) -> Path:
+    """What each array task (id = setting number) runs, fixed now; see read_pinned_task. `data_dirs`: the
+    folder of each corpus the settings read (corpus name -> folder)."""
     path = layout.pinned_tasks_path(results_dir, experiment, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     description = settings[0].description if settings else ""
-    rf.atomic_write_json(path, {"experiment": experiment, "description": description, "tasks": {
-        str(s.index): {"run_name": s.run_name, "config": s.config.to_dict()} for s in settings}})
+    rf.atomic_write_json(path, {
+        "experiment": experiment, "description": description,
+        "data_dirs": {name: str(Path(folder).resolve()) for name, folder in data_dirs.items()},
+        "results_dir": str(Path(results_dir).resolve()), "setup": list(setup), "command": command,
+        "tasks": {str(s.index): {"run_name": s.run_name, "config": s.config.to_dict()} for s in settings}})
     return path
 
 
-def pinned_setting(path: Path, task: int) -> Setting:
-    """The setting that array task `task` was submitted to run."""
-    pinned = rf.read_json(path)
+@dataclass(frozen=True)
+class PinnedTask:
+    """One array task as `ptblm sbatch` pinned it."""
+
+    setting: Setting
+    data_dir: Path
+    results_dir: Path
+    setup: tuple[str, ...] = ()  # the profile's lines, run before ptblm
+    command: str | None = None  # how to start ptblm (the container); None: this interpreter, as it is
+
+
+def read_pinned_task(path: Path, task: int, environ: Mapping[str, str]) -> PinnedTask:
+    """Task `task` of a pinned file. A file from before data and results were pinned (an array an older ptblm
+    queued) takes them from its corpus's variable ($PTB_DIR) and $PTBLM_RESULTS, which that ptblm exported to
+    its job."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such pinned file; valid: one `ptblm sbatch` wrote, "
+                          f"results/<exp>/logs/pinned-*.json")
+    pinned = rf.read_json_object(Path(path))
     entry = pinned.get("tasks", {}).get(str(task))
     if entry is None:
         raise ConfigError(f"{path}: no task {task}; pinned tasks: {', '.join(pinned.get('tasks', {})) or 'none'}")
-    return Setting(pinned["experiment"], task, RunConfig.from_dict(entry["config"], where=f"{path}, task {task}"),
-                   str(pinned.get("description", "")))
+    setting = Setting(pinned["experiment"], task, RunConfig.from_dict(entry["config"], where=f"{path}, task {task}"),
+                      str(pinned.get("description", "")))
+    folder = (pinned.get("data_dirs") or {}).get(setting.config.corpus)
+    data_dir = Path(folder) if folder else corpora.resolve_data_dir(corpora.get(setting.config.corpus), None, environ)
+    return PinnedTask(setting, data_dir,
+                      Path(pinned.get("results_dir") or environ.get("PTBLM_RESULTS") or "results"),
+                      tuple(pinned.get("setup") or ()), pinned.get("command"))
 
 
 def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dict, experiment: Experiment, *,
-                 results_dir: Path, data_dirs: Mapping[str, Path], command: str, script: Path, accepted,
-                 runner=subprocess.run,
-                 echo=print) -> list[str]:
+                 results_dir: Path, data_dirs: Mapping[str, Path], command: str | None, script: Path, accepted,
+                 runner=subprocess.run, echo=print) -> list[str]:
     """One held sbatch array of `jobs`; `accepted(job, task_job_id, submitted_at)` prepares each folder,
     then the array is released. Returns the array job id."""
-    pinned = write_pinned_tasks([job.setting for job in jobs], results_dir, experiment.name)
     indices = [job.setting.index for job in jobs]
-    argv, environment = sbatch_argv(experiment, indices, profile, parameters, results_dir=results_dir,
-                                    data_dirs=data_dirs, command=command, script=script, pinned=pinned)
+    check_task_ids(experiment, indices, profile.max_array_size or max_array_size(runner),
+                   f"the profile's ({profile.name})" if profile.max_array_size else "the cluster's")
+    pinned = write_pinned_tasks([job.setting for job in jobs], experiment=experiment.name, results_dir=results_dir,
+                                data_dirs=data_dirs, setup=profile.setup, command=command)
+    logs_dir = layout.logs_dir(results_dir, experiment.name)
+    argv = sbatch_argv(experiment.name, indices, profile, parameters, logs_dir=logs_dir, script=script, pinned=pinned)
     argv.insert(1, "--hold")
     echo(" ".join(argv))
     submitted_at = time.time()
-    result = runner(argv, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
+    result = runner(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         pinned.unlink(missing_ok=True)
-        raise RuntimeError(f"sbatch failed ({result.returncode}): {one_line(result.stderr)}; nothing was submitted "
-                           f"and no run folder was changed")
+        raise ToolFailed(f"sbatch failed ({result.returncode}): {one_line(result.stderr)}; nothing was submitted "
+                         f"and no run folder was changed")
     job_id = result.stdout.strip().split()[-1]  # "Submitted batch job 123"
     for job in jobs:
         accepted(job, f"{job_id}_{job.setting.index}", submitted_at)
     release([job_id], runner)
     echo(f"submitted array job {job_id} (tasks {','.join(map(str, indices))} = setting numbers); logs: "
-         f"{layout.logs_dir(results_dir, experiment.name)}/{job_id}_<task>.out")
+         f"{logs_dir}/{job_id}_<task>.out")
     return [job_id]
 
 
-def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path | None, results_dir: Path,
-                pinned: Path | None = None, force: bool = False, environ: Mapping[str, str] | None = None) -> str:
-    """Array task `index`: the pinned setting when `ptblm sbatch` submitted it, else setting `index` of the
-    jobs file as it is now (`sbatch --array=... slurm/array.sbatch EXP` by hand). Same code and layout.
-    Its corpus is read from `data_dir` (--data), else where `environ` says (corpora.resolve_data_dir).
-    force empties its run folder first (array.sbatch passes it on a job's first attempt only)."""
-    if pinned:
-        setting = pinned_setting(pinned, index)
-    else:
-        setting, = select_settings(load_experiment(experiment, jobs_dir), [index])
-    if force:
-        rf.clear_run_folder(setting.run_dir(Path(results_dir).resolve()))
-    data_dir = corpora.resolve_data_dir(corpora.get(setting.config.corpus), data_dir, environ or {})
-    return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()))()
+def launch_script(pinned: Path, task: int, entry: PinnedTask, python: str) -> str:
+    """The shell text that applies the pinned setup lines and container, then runs this task there."""
+    ptblm = entry.command or f"{shlex.quote(python)} -m ptblm.cli"
+    return "\n".join(["set -euo pipefail", *entry.setup,
+                      f"exec {ptblm} run-setting {shlex.quote(str(pinned))} {task} --here"])
+
+
+def run_setting(pinned: Path, task: int, environ: Mapping[str, str], here: bool = False,
+                execv=os.execv, python: str = sys.executable) -> str:
+    """Array task `task` of the pinned file: through its setup lines and container first (this process is
+    replaced by `bash -c launch_script`, which runs `run-setting ... --here`), then trained here."""
+    entry = read_pinned_task(pinned, task, environ)
+    if not here and (entry.setup or entry.command):
+        execv("/bin/bash", ["bash", "-c", launch_script(Path(pinned).resolve(), task, entry, python)])
+    return TrainTask(entry.setting, str(entry.data_dir.resolve()), str(entry.results_dir.resolve()))()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
 from ..container import ContainerSpec, requeue_lines, submitit_python
+from ..errors import ToolFailed
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -62,14 +63,24 @@ def sacct_states(job_ids: list[str], runner: Runner = subprocess.run) -> dict[st
     return states
 
 
+DEV_CLUSTER_NAME = "ptblm-dev"  # slurm/dev-cluster/slurm.conf.in: the one cluster the `local` profile is made for
+
+
+def slurm_config(runner: Runner = subprocess.run) -> dict[str, str]:
+    """`scontrol show config` as KEY -> value ({} when scontrol is missing or does not answer)."""
+    out = _answer(["scontrol", "show", "config"], runner) or ""
+    pairs = (line.partition("=") for line in out.splitlines())
+    return {key.strip(): value.strip() for key, equals, value in pairs if equals and key.strip()}
+
+
+def cluster_name(runner: Runner = subprocess.run) -> str | None:
+    return slurm_config(runner).get("ClusterName")
+
+
 def max_array_size(runner: Runner = subprocess.run) -> int:
     """Tasks one array may hold: the cluster's MaxArraySize (task ids run 0..MaxArraySize-1)."""
-    out = _answer(["scontrol", "show", "config"], runner) or ""
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "MaxArraySize" and value.strip().isdigit():
-            return int(value.strip())
-    return DEFAULT_MAX_ARRAY_SIZE
+    value = slurm_config(runner).get("MaxArraySize", "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_ARRAY_SIZE
 
 
 def one_line(text: str) -> str:
@@ -82,8 +93,8 @@ def release(job_ids: list[str], runner: Runner = subprocess.run) -> None:
     for job_id in job_ids:
         result = runner(["scontrol", "release", job_id], capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"job {job_id} is queued but held, and `scontrol release {job_id}` failed "
-                               f"({one_line(result.stderr)}): run it by hand, or scancel {job_id}")
+            raise ToolFailed(f"job {job_id} is queued but held, and `scontrol release {job_id}` failed "
+                             f"({one_line(result.stderr)}): run it by hand, or scancel {job_id}")
 
 
 def scheduler_parameters(profile: ClusterProfile, job_name: str) -> dict:
@@ -128,8 +139,8 @@ def submit_arrays(jobs: list, parameters: dict, *, logs_dir: Path, max_timeouts:
             with contextlib.redirect_stderr(io.StringIO()), executor.batch():
                 handles = [executor.submit(job) for job in chunk_jobs]
         except Exception as error:  # submitit's FailedJobError holds sbatch's stderr
-            raise RuntimeError(f"sbatch refused the array ({one_line(str(error))}); nothing more was submitted and "
-                               f"no run folder of it was changed") from error
+            raise ToolFailed(f"sbatch refused the array ({one_line(str(error))}); nothing more was submitted and "
+                             f"no run folder of it was changed") from error
         for job, handle in zip(chunk_jobs, handles):
             accepted(job, handle.job_id, submitted_at)
         array_ids.append(handles[0].job_id.split("_")[0])

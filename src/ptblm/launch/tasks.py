@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import layout
+from .. import corpora
 from .. import runfolder as rf
-from ..provenance import slurm_task_id
+from ..run_inputs import run_inputs
 from ..jobs import Setting
 
 
@@ -103,18 +103,15 @@ class TrainTask:
             try:
                 import torch
 
-                from ..compiling import compile_cache_dir
                 from ..train import train_run
 
                 torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe
-                status = train_run(self.setting.config, Path(self.data_dir), self.run_dir,
+                inputs = run_inputs(corpora.get(self.setting.config.corpus), self.data_dir, Path(self.results_dir),
+                                    os.environ)
+                status = train_run(self.setting.config, inputs.data_dir, self.run_dir,
                                    experiment=self.setting.experiment, setting_index=self.setting.index,
-                                   description=self.setting.description,
-                                   command_line=sys.argv, interactive=False,
-                                   scratch_dir=os.environ.get("SLURM_TMPDIR"),
-                                   compile_cache=compile_cache_dir(Path(self.results_dir)), should_stop=stop.is_set,
-                                   slurm_job_id=slurm_task_id(os.environ),
-                                   fingerprint_cache=layout.fingerprint_cache_file(Path(self.results_dir)))
+                                   description=self.setting.description, command_line=sys.argv, interactive=False,
+                                   should_stop=stop.is_set, **inputs.train_kwargs())
             except Exception as error:
                 record_failure_before_start(self.run_dir, self.setting.config.num_epochs, error)
                 raise

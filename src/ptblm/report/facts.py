@@ -21,7 +21,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .. import runfolder as rf
-from ..config import MODELS
+from ..config import MODELS, ConfigError
 from ..status import format_ppl, format_seconds
 from . import latex, wording
 from .summary import HYPER_PARAMETERS, RunSummary, differing_keys, published_comparisons
@@ -102,7 +102,7 @@ def published_verdict(facts: SettingFacts) -> str | None:
 def check_threshold(threshold: float | None) -> None:
     """--threshold is a perplexity: finite and > 0 (None: the default per architecture)."""
     if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"--threshold = {threshold:g} is not a perplexity; valid: a finite number > 0, e.g. 200")
+        raise ConfigError(f"--threshold = {threshold:g} is not a perplexity; valid: a finite number > 0, e.g. 200")
 
 
 def architecture_facts(summaries: list[RunSummary], threshold: float | None = None) -> list[ArchitectureFacts]:

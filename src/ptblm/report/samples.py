@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import EOS, UNK, Corpus
+from ..data import EOS, UNK, Corpus, DataError
 from ..errors import UserError
 from ..models.registry import architecture
 from . import latex
@@ -126,8 +126,8 @@ def generate(trained: TrainedModel, starts: list[str], length: int, decoding: De
     model, word_to_id = trained.model, trained.corpus.word_to_id
     missing = [word for word in starts if word not in word_to_id]
     if missing:
-        raise ValueError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the analysed runs "
-                         f"must be trained on the same data")
+        raise DataError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the analysed runs "
+                        f"must be trained on the same data")
     start_ids = torch.tensor([word_to_id[word] for word in starts])  # (batch,)
     generator = torch.Generator().manual_seed(decoding.seed)
     banned = [word_to_id[UNK]] if decoding.no_unk and UNK in word_to_id else []

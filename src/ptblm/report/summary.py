@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .. import corpora
 from .. import runfolder as rf
-from ..config import MODELS, OPTIMIZERS
+from ..config import MODELS, OPTIMIZERS, exact_number
+from ..errors import NoRunFolders
 from .selection import left_out_note, reported
 
 # (RunConfig key, short name in legends and captions)
@@ -99,7 +100,7 @@ def hyper_parameter(config: dict, key: str) -> str:
     """'lr 0.001', 'bs 128', or the bare value for the model and the optimizer."""
     short = dict(HYPER_PARAMETERS)[key]
     value = config[key]
-    text = f"{value:g}" if isinstance(value, float) else str(value)
+    text = exact_number(value) if isinstance(value, float) else str(value)
     return f"{short} {text}" if short else text
 
 
@@ -156,9 +157,9 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     runs = [run for run in found if reported(run, experiments)]
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
-        raise FileNotFoundError(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
-                                f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
-                                + left_out_note(found))
+        raise NoRunFolders(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
+                           f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
+                           + left_out_note(found))
     corpora = corpus_groups(runs)
     if len(corpora) > 1:
         warn("note: these runs come from different corpora, whose perplexities do not compare: "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..config import exact_number
 from ..status import format_ppl, format_seconds
 from . import latex
 from .summary import RunSummary, best_per_architecture, by_experiment, file_stem, published_comparisons
@@ -88,8 +89,8 @@ def row_cells(summary: RunSummary) -> dict[str, str]:
         ppls = [format_ppl(final.train_ppl if final else None), format_ppl(final.valid_ppl if final else None),
                 format_ppl(best.valid_ppl if best else None)]
     cells = [str(summary.number), summary.experiment, summary.model, config["optimizer"],
-             f"{config['initial_lr']:g}", str(config["batch_size"]), str(config["hidden_size"]),
-             str(config["num_layers"]), f"{config['dp_keep_prob']:g}", *ppls,
+             exact_number(config['initial_lr']), str(config["batch_size"]), str(config["hidden_size"]),
+             str(config["num_layers"]), exact_number(config['dp_keep_prob']), *ppls,
              str(best.epoch) if best else "-", format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
     return {**dict(zip((column.name for column in COLUMNS), cells)), SEEDS.name: str(summary.n)}
 

@@ -151,7 +151,7 @@ def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None
     checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
     config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
     if expected_model is not None and config.model != expected_model:
-        raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
+        raise MissingRun(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
     entry = corpora.get(config.corpus)
     data_dir = run_data_dir(folder, entry, data_dir, environ)
