@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .config import PRECISIONS, RunConfig
@@ -75,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .layout import manual_run_dir
     from .provenance import slurm_task_id
     from .runfolder import DONE, DIVERGED
+    from .stopping import stop_on_signals
     from .train import train_run
 
     config = config_from_args(args)
@@ -91,9 +93,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             out = args.save_dir / config.run_name()
         else:
             out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
-        status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv, scratch_dir=scratch_dir,
-                           compile_cache=compile_cache_dir(default_results_dir()),
-                           slurm_job_id=slurm_task_id(os.environ))
+        # SIGTERM, SIGHUP (a closed terminal) and Ctrl-C end the run `cancelled` after the current batch
+        with stop_on_signals(threading.Event()) as stop:
+            status = train_run(config, data_dir, out, force=args.force, command_line=sys.argv,
+                               scratch_dir=scratch_dir, compile_cache=compile_cache_dir(default_results_dir()),
+                               slurm_job_id=slurm_task_id(os.environ), should_stop=stop.is_set)
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
@@ -349,11 +353,16 @@ EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .course_files import write_course_exports
-    from .results import load_runs, write_csv
+    from .results import damage_notes, load_runs, write_csv
 
     runs = load_runs(args.results, args.experiments)
     out = args.out or Path(args.results) / "report" / EXPORT_DIRS[args.format]
-    written = write_csv(runs, out) if args.format == "csv" else write_course_exports(runs, out)
+    if args.format == "csv":
+        written = write_csv(runs, out)
+        for note in damage_notes(runs):
+            print(note)
+    else:
+        written = write_course_exports(runs, out)
     print(f"{len(runs)} runs: wrote {len(written)} files to {out}")
     return 0
 
@@ -530,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a training run handles it itself: cancelled, resumable)
+        print(f"ptblm {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
