@@ -93,11 +93,10 @@ def run_setting(experiment: str, index: int, jobs_dir: Path, data_dir: Path, res
                 pinned: Path | None = None, force: bool = False) -> str:
     """Array task `index`: the pinned setting when `ptblm sbatch` submitted it, else setting `index` of the
     jobs file as it is now (`sbatch --array=... slurm/array.sbatch EXP` by hand). Same code and layout.
-    force empties its run folder first (array.sbatch passes it on a job's first attempt only)."""
+    force starts the run over, the trainer emptying its folder while holding its lock (array.sbatch passes it on
+    a job's first attempt only)."""
     if pinned:
         setting = pinned_setting(pinned, index)
     else:
         setting, = select_settings(load_experiment(experiment, jobs_dir), [index])
-    if force:
-        rf.clear_run_folder(setting.run_dir(Path(results_dir).resolve()))
-    return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()))()
+    return TrainTask(setting, str(Path(data_dir).resolve()), str(Path(results_dir).resolve()), force=force)()
