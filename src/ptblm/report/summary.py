@@ -148,12 +148,22 @@ def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
 
 
 def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn=print) -> list[RunSummary]:
-    """The runs of `experiments` (default all) under results_dir; warns when they come from different corpora."""
+    """The runs of `experiments` (default all) under results_dir; warns when they come from different corpora.
+    A damaged run folder is left out with a note naming the file and the reason (tables, figures and the
+    report show every other run)."""
     runs = [run for run in rf.find_runs(results_dir) if not experiments or run.experiment in experiments]
+    for run in runs:
+        if run.damage:
+            warn(f"note: left out {run.folder}: damaged ({run.damage.describe()}); `ptblm status` lists it, "
+                 f"`ptblm submit {run.experiment} --force` reruns it")
+    damaged = sum(1 for run in runs if run.damage)
+    runs = [run for run in runs if not run.damage]
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
-        raise FileNotFoundError(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
-                                f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`")
+        left_out = f" but {damaged} damaged ones (named above)" if damaged else ""
+        raise FileNotFoundError(f"no run folders{wanted} under {results_dir}{left_out} (expected "
+                                f"{results_dir}/<experiment>/<run>/config.json): train something first, e.g. "
+                                f"`make submit EXP=smoke`")
     corpora = corpus_groups(runs)
     if len(corpora) > 1:
         warn("note: these runs come from different corpora, whose perplexities do not compare: "

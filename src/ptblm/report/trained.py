@@ -4,8 +4,9 @@ Read from the run folders alone (config.json records experiment, setting index a
 By default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the GRU setting 0 of
 3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained, the RNN and GRU
 runs with weights and the lowest best validation ppl stand in (with a note); `--rnn DIR --gru DIR`
-name any others. The vocabulary is rebuilt from the data folder the run recorded (or --data / PTB_DIR)
-and must have the size the weights were trained with.
+name any others. The vocabulary is rebuilt from the data folder the run recorded (or --data / PTB_DIR),
+which must be the corpus the run recorded (its fingerprint; the vocabulary size for folders from before
+fingerprints). A damaged run folder is never loaded: a note names its file and reason.
 """
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from pathlib import Path
 
 from .. import runfolder as rf
 from ..config import RunConfig
-from ..data import Corpus, DataError, load_corpus
+from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
 from ..models import build_model
 from ..models._recurrent import RecurrentLM
-from ..train import load_checkpoint
 
 DEFAULT_RUNS = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # model -> (experiment, setting index)
 
@@ -51,9 +51,15 @@ class TrainedModel:
 
 
 def trained_runs_of(model: str, results_dir: Path) -> list[rf.RunRecord]:
-    """Runs of `model` under results_dir that have a best.pt."""
-    return [run for run in rf.find_runs(results_dir)
-            if run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
+    """Runs of `model` under results_dir that have a best.pt (damaged ones are none)."""
+    return [run for run in rf.find_runs(results_dir) if not run.damage
+            and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
+
+
+def damaged_runs_notes(results_dir: Path) -> list[str]:
+    """One line per damaged run folder under results_dir, naming the file and the reason."""
+    return [f"note: skipped {run.folder}: damaged ({run.damage.describe()})"
+            for run in rf.find_runs(results_dir) if run.damage]
 
 
 def best_valid_ppl(run: rf.RunRecord) -> float:
@@ -71,6 +77,9 @@ def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=pr
     trained = trained_runs_of(model, results_dir)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
+        damage = rf.RunFolder(folder).read().damage if folder.is_dir() else None
+        if damage:
+            raise rf.Damaged(damage.file, damage.reason)
         if (folder / rf.BEST_CHECKPOINT).is_file():
             return folder
         raise MissingRun(f"no trained {model}: {folder} (named with {flag}) has no {rf.BEST_CHECKPOINT}; "
@@ -104,12 +113,22 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
     `corpora` keeps the corpora read so far, so that two runs of the same data read it once.
     """
     folder = Path(folder)
-    checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
-    config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
+    run = rf.RunFolder(folder)
+    record = run.read()
+    if record.damage:
+        raise rf.Damaged(record.damage.file, record.damage.reason)
+    best = run.best_weights()
+    try:
+        config = RunConfig.from_dict(best.config, where="config")
+    except ValueError as error:
+        raise rf.Damaged(run.file(rf.BEST_CHECKPOINT), str(error)) from None
     if config.model != expected_model:
         raise ValueError(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
-    data_dir = Path(data_dir) if data_dir is not None else Path(rf.read_json(folder / rf.CONFIG_FILE)["data_dir"])
+    recorded_data = record.provenance.get("data_dir")
+    if data_dir is None and recorded_data is None:
+        raise rf.Damaged(run.file(rf.CONFIG_FILE), "no data_dir: name the data it was trained on with --data")
+    data_dir = Path(data_dir) if data_dir is not None else Path(recorded_data)
     corpora = {} if corpora is None else corpora
     if data_dir not in corpora:
         try:
@@ -118,18 +137,33 @@ def load_trained(folder: Path, expected_model: str, data_dir: Path | None = None
             raise DataError(f"{folder} needs the vocabulary of the data it was trained on ({data_dir}): "
                             f"{error}") from error
     corpus = corpora[data_dir]
-    if corpus.vocab_size != checkpoint["vocab_size"]:
-        raise DataError(f"{data_dir} has a vocabulary of {corpus.vocab_size} words but {folder} was trained with "
-                        f"{checkpoint['vocab_size']}: point --data (or PTB_DIR) at the data the run was trained on")
+    check_same_corpus(folder, record.provenance.get(rf.CORPUS_KEY), data_dir, corpus.vocab_size, best.vocab_size)
     model = build_model(config.replace(batch_size=batch_size) if batch_size else config, corpus.vocab_size)
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(best.model)
     model.eval()
-    return TrainedModel(folder, config, model, corpus, int(checkpoint["epoch"]), float(checkpoint["valid_ppl"]))
+    return TrainedModel(folder, config, model, corpus, best.epoch, best.valid_ppl)
+
+
+def check_same_corpus(folder: Path, recorded: str | None, data_dir: Path, vocab_size: int, trained_vocab: int) -> None:
+    """The words are decoded with the corpus the run was trained on: the fingerprint it recorded, else (folders
+    from before fingerprints) at least the vocabulary size."""
+    hint = "point --data (or PTB_DIR) at the data the run was trained on"
+    if recorded is not None:
+        actual = corpus_fingerprint(data_dir)
+        if actual != recorded:
+            raise DataError(f"{data_dir} is not the corpus {folder} was trained on (fingerprint {actual}, the run "
+                            f"recorded {recorded}): {hint}")
+    if vocab_size != trained_vocab:
+        raise DataError(f"{data_dir} has a vocabulary of {vocab_size} words but {folder} was trained with "
+                        f"{trained_vocab}: {hint}")
 
 
 def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Path | None = None,
                   batch_size: int | None = None, notify=print) -> list[TrainedModel]:
-    """The RNN and the GRU (named[model] or the defaults); one error naming every run that is missing."""
+    """The RNN and the GRU (named[model] or the defaults); one error naming every run that is missing. Damaged
+    run folders are named in a note each and never loaded."""
+    for note in damaged_runs_notes(results_dir):
+        notify(note)
     folders, problems = {}, []
     for model in DEFAULT_RUNS:
         try:
