@@ -208,7 +208,8 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
     except Exception as error:  # record why, for status tables, then let the caller see it
         # (a SystemExit is the caller's own decision to leave, e.g. a requeue: its state is the caller's to write)
         _best_effort(writer.mark_failed, f"{type(error).__name__}: {error}", None, config.num_epochs)
-        _best_effort(log, "".join(traceback.format_exception(error)).rstrip())
+        _best_effort(log, f"failed: {error}" if isinstance(error, UserError)  # one line for what a person can fix
+                     else "".join(traceback.format_exception(error)).rstrip())
         raise
 
 

@@ -50,9 +50,9 @@ class TrainedModel:
         return f"{self.name} {self.folder} (best epoch {self.epoch}, valid ppl {self.valid_ppl:.2f})"
 
 
-def trained_runs_of(model: str, results_dir: Path) -> list[rf.RunRecord]:
-    """Runs of `model` under results_dir that have a best.pt (damaged ones are none)."""
-    return [run for run in rf.find_runs(results_dir) if not run.damage
+def trained_runs_of(model: str, results_dir: Path, skip: frozenset[Path] = frozenset()) -> list[rf.RunRecord]:
+    """Runs of `model` under results_dir that have a best.pt (damaged ones, and those in `skip`, are none)."""
+    return [run for run in rf.find_runs(results_dir) if not run.damage and run.folder not in skip
             and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
 
 
@@ -67,14 +67,16 @@ def best_valid_ppl(run: rf.RunRecord) -> float:
     return best.valid_ppl if best else math.inf
 
 
-def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=print) -> Path:
-    """The folder named on the command line, else the default setting's, else (with a note) the best one.
+def resolve_run_dir(model: str, named: Path | None, results_dir: Path, notify=print,
+                    skip: frozenset[Path] = frozenset()) -> Path:
+    """The folder named on the command line, else the default setting's, else (with a note) the best one;
+    never one of `skip` (runs whose best.pt could not be loaded).
 
     The stand-in lets `make gradients samples report` work right after the demo, or while 3.1/3.2
     still train; the note and the captions (which name every run) say that it happened.
     """
     flag = f"--{model.lower()}"
-    trained = trained_runs_of(model, results_dir)
+    trained = trained_runs_of(model, results_dir, skip)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
         damage = rf.RunFolder(folder).read().damage if folder.is_dir() else None
@@ -173,4 +175,17 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Pa
     if problems:
         raise MissingRun("\n".join(problems))
     corpora: dict[Path, Corpus] = {}  # the RNN and the GRU were usually trained on the same data: read it once
-    return [load_trained(folder, model, data_dir, batch_size, corpora) for model, folder in folders.items()]
+    loaded = []
+    for model, folder in folders.items():
+        skipped: set[Path] = set()
+        while True:
+            try:
+                loaded.append(load_trained(folder, model, data_dir, batch_size, corpora))
+                break
+            except rf.Damaged as error:  # a best.pt that only loading tells apart (a foreign dict, a newer format)
+                if named.get(model) is not None:
+                    raise
+                notify(f"note: skipped {folder}: damaged ({error.damage.describe()})")
+                skipped.add(folder)
+                folder = resolve_run_dir(model, None, results_dir, notify, frozenset(skipped))
+    return loaded
