@@ -176,10 +176,11 @@ def test_a_lock_or_log_that_is_a_link_is_never_followed(copy, name):
     (copy.target / name).unlink()
     (copy.target / name).symlink_to(precious)
     code, output = cli(*copy.train_argv())
+    remedy = ("delete it: the next run makes the lock anew (--force needs the lock too)" if name == rf.LOCK_FILE
+              else "rerun with --force to start that run over (or move the folder away)")
     assert code == 2 and output.strip() == (
         f"ptblm train: error: {copy.target / name}: is a symbolic link (to {precious}): ptblm never follows links "
-        f"in a run folder; replace it with the file itself; rerun with --force to start that run over (or move "
-        f"the folder away)")
+        f"in a run folder; replace it with the file itself; {remedy}")
     assert precious.read_text() == "my thesis\n"
     if name == rf.LOCK_FILE:  # nor by anything else that would write through them
         with pytest.raises(rf.Damaged, match="is a symbolic link"), rf.RunFolder(copy.target).hold():

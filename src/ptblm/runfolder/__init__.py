@@ -15,8 +15,8 @@ One owner: `RunFolder` (folder.py) alone reads these files (`read`: one RunRecor
 never an exception that hides the other runs), holds the lock (`hold`), and writes, through the RunWriter
 that `hold` yields, every file and every state change (`start`, `finish_epoch`, `mark_done`,
 `mark_diverged`, `mark_cancelled`, `mark_failed`; `mark_requeued` and `mark_failed_before_start` for the
-launch layer). records.py is the schema (typed records, format_version checked and migrated), files.py
-the atomic, link-refusing I/O, checkpoints.py best.pt and last.pt, states.py the states.
+launch layer). records.py is the schema (typed records, format_version checked and migrated), writer.py the
+RunWriter, files.py the atomic, link-refusing I/O, checkpoints.py best.pt and last.pt, states.py the states.
 
 Every write is atomic (temporary file in the same folder, created with the umask's mode, then rename),
 so a run killed at any instant leaves readable files; the orphans of such a kill are removed by the next
@@ -34,7 +34,8 @@ from ..runlock import LockHolder, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint
 from .files import (FileWriteError, append_line, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                     read_json, read_json_object)
-from .folder import RunFolder, RunFolderBusy, RunRecord, RunWriter, find_runs, remove_orphans
+from .folder import RunFolder, RunFolderBusy, RunRecord, find_runs
+from .writer import RunWriter, remove_orphans
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE,
                       FORMAT_VERSION, JSON_FILES, LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, OWN_FILES, STATUS_FILE,
                       SUBMISSION_FILE, TRAINER_FILES, Curves, Damage, Damaged, EpochRecord, RunFolderError,

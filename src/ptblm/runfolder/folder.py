@@ -1,5 +1,5 @@
 """RunFolder: the one owner of a run folder. It alone reads its files (tolerant per run), holds its lock, and
-writes it (RunWriter: atomic writes and the state transitions of a run, only while holding the lock).
+writes it (through the RunWriter that `hold` yields: writer.py).
 
 Reading never raises for a damaged folder: `RunFolder.read` returns a RunRecord whose `damage` names the
 file and the reason, so one damaged run never hides the others. A file is damaged when it exists but does
@@ -14,7 +14,6 @@ import contextlib
 import errno
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,12 +23,13 @@ from typing import Any
 from .. import layout
 from ..runlock import FREE, LockBusy, LockHolder, exclusive_lock, probe, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint, looks_whole
-from .files import (LinkRefused, append_line, atomic_torch_save, atomic_write_json, link_reason, read_bytes)
-from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
-                      LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, OWN_FILES, STATUS_FILE, SUBMISSION_FILE, TRAINER_FILES,
-                      Curves, Damage, Damaged, RunFolderError, RunSettings, RunStatus, Submission)
-from .states import (CANCELLED, DAMAGED, DIVERGED, DONE, FAILED, FINISHED_STATES, PENDING, REQUEUED, RUNNING,
-                     WRITING_STATES, current_job_id, current_state)
+from .files import LinkRefused, atomic_write_json, link_reason, read_bytes
+from .records import (BEST_CHECKPOINT, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
+                      LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, STATUS_FILE, SUBMISSION_FILE, Curves, Damage, Damaged,
+                      RunFolderError, RunSettings, RunStatus, Submission)
+from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, WRITING_STATES, current_job_id,
+                     current_state)
+from .writer import RunWriter
 
 
 class RunFolderBusy(RunFolderError):
@@ -289,92 +289,6 @@ class RunFolder:
             writer.mark_failed(f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": "),
                                epochs_done=record.status.epochs_done if record.status_written else 0,
                                num_epochs=num_epochs)
-
-
-class RunWriter:
-    """The one process writing a run folder, while it holds the lock: every write, and every state change."""
-
-    def __init__(self, folder: RunFolder, holder: LockHolder, status: RunStatus | None, slurm_job_id: str | None):
-        self.folder, self.holder, self.status, self.slurm_job_id = folder, holder, status, slurm_job_id
-        self.host = socket.gethostname()
-
-    @property
-    def path(self) -> Path:
-        return self.folder.path
-
-    def clear(self) -> None:
-        """--force: remove what an earlier run wrote (the folder's own files and their orphans; a link is
-        removed itself, never its target)."""
-        for name in OWN_FILES:
-            self.folder.file(name).unlink(missing_ok=True)
-        self.remove_orphans(OWN_FILES)
-        self.status = None
-
-    def remove_orphans(self, names: tuple[str, ...] = TRAINER_FILES) -> tuple[int, int]:
-        """Delete the temporary files (`.<name>.*.tmp`) that a kill during a write of `names` left behind;
-        returns how many and their bytes."""
-        return remove_orphans(self.path, names)
-
-    def write_settings(self, config: dict, provenance: dict) -> None:
-        atomic_write_json(self.folder.file(CONFIG_FILE), RunSettings(config, provenance).to_json())
-
-    def write_curves(self, curves: Curves) -> None:
-        atomic_write_json(self.folder.file(CURVES_FILE), curves.to_json())
-
-    def write_submission(self, submission: Submission) -> None:
-        atomic_write_json(self.folder.file(SUBMISSION_FILE), submission.to_json())
-
-    def save_best(self, weights: BestWeights, raw_params: bool = False) -> None:
-        atomic_torch_save(weights.to_checkpoint(), self.folder.file(BEST_CHECKPOINT))
-        if raw_params:  # the scaffold's file, for the course's own loading code
-            atomic_torch_save(weights.model, self.folder.file(BEST_PARAMS))
-
-    def save_last(self, point: ResumePoint) -> None:
-        atomic_torch_save(point.to_checkpoint(), self.folder.file(LAST_CHECKPOINT))
-
-    def log(self, line: str) -> None:
-        append_line(self.folder.file(LOG_FILE), line)
-
-    def _write_status(self, state: str, epochs_done: int | None = None, num_epochs: int | None = None,
-                      error: str | None = None) -> RunStatus:
-        previous = self.status
-        self.status = RunStatus(
-            state=state, epochs_done=previous.epochs_done if epochs_done is None and previous else epochs_done or 0,
-            num_epochs=num_epochs if num_epochs is not None else (previous.num_epochs if previous else 0),
-            error=error, updated_at=time.time(), slurm_job_id=self.slurm_job_id, host=self.host)
-        atomic_write_json(self.folder.file(STATUS_FILE), self.status.to_json())
-        return self.status
-
-    def start(self, num_epochs: int, epochs_done: int) -> RunStatus:
-        return self._write_status(RUNNING, epochs_done, num_epochs)
-
-    def finish_epoch(self, epochs_done: int) -> RunStatus:
-        return self._write_status(RUNNING, epochs_done)
-
-    def mark_done(self, epochs_done: int) -> RunStatus:
-        return self._write_status(DONE, epochs_done)
-
-    def mark_diverged(self, epochs_done: int) -> RunStatus:
-        return self._write_status(DIVERGED, epochs_done)
-
-    def mark_cancelled(self, num_epochs: int | None = None) -> RunStatus:
-        """Stopped on request (a signal, scancel, Ctrl-C): resumable from last.pt."""
-        return self._write_status(CANCELLED, num_epochs=num_epochs)
-
-    def mark_failed(self, error: str, epochs_done: int | None = None, num_epochs: int | None = None) -> RunStatus:
-        return self._write_status(FAILED, epochs_done, num_epochs, error=error)
-
-
-def remove_orphans(folder: Path, names: tuple[str, ...]) -> tuple[int, int]:
-    """The temporaries (`.<name>.*.tmp`) of `names` a kill left; only their writer (the lock's holder) calls it."""
-    count = size = 0
-    for path in Path(folder).glob(".*.tmp"):
-        if any(path.name.startswith(f".{name}.") for name in names):
-            with contextlib.suppress(FileNotFoundError):
-                size += path.lstat().st_size
-                path.unlink()
-                count += 1
-    return count, size
 
 
 def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:

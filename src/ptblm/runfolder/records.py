@@ -38,6 +38,7 @@ CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.
 VERSION_KEY = "format_version"
 FORMAT_VERSION = 2
 REMEDY = "rerun with --force to start that run over (or move the folder away)"
+LOCK_REMEDY = "delete it: the next run makes the lock anew (--force needs the lock too)"
 
 
 class RunFolderError(UserError, RuntimeError):
@@ -60,7 +61,7 @@ class Damaged(RunFolderError):
 
     def __init__(self, file: Path, reason: str):
         self.damage = Damage(Path(file), reason)
-        super().__init__(f"{self.damage.describe()}; {REMEDY}")
+        super().__init__(f"{self.damage.describe()}; {LOCK_REMEDY if self.damage.file.name == LOCK_FILE else REMEDY}")
 
 
 def encode_float(value: float) -> float | str:
