@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_config
 from ptblm import runfolder as rf
 from ptblm.cli import main
-from ptblm.data import UNK, write_synthetic_corpus
+from ptblm.data import UNK, DataError, write_synthetic_corpus
 from ptblm.evaluation import (UnusableRun, evaluate_run, evaluate_targets, needs_test_pass, run_folder_named,
                               run_folders_named)
 from ptblm.report.samples import Decoding, PromptError, continue_prompt, continue_run
@@ -78,7 +78,7 @@ def test_unfinished_busy_or_weightless_runs_are_skipped_with_the_reason(finished
 def test_another_corpus_is_refused(finished, tmp_path):
     _, plain, _ = finished
     other = write_synthetic_corpus(tmp_path / "other", seed=3, vocab_size=60, tokens=(4000, 1200, 1300))
-    with pytest.raises(UnusableRun, match=f"was trained on corpus .* and {other} holds another"):
+    with pytest.raises(DataError, match=f"{other} is not the corpus {plain} was trained on"):
         evaluate_run(plain, data_dir=other, device_name="cpu")
 
 

@@ -238,8 +238,8 @@ def test_samples_and_gradients_read_the_run_s_corpus_from_its_variable(tmp_path,
     other = write_synthetic_corpus(tmp_path / "other", seed=3, vocab_size=40, tokens=(2000, 500, 500))
     assert load_trained(folder, "RNN", environ={"WIKITEXT2_DIR": str(other)}).corpus.vocab_size == \
         rf.read_run(folder).provenance["vocab_size"]  # another corpus's variable: the recorded folder
-    with pytest.raises(DataError, match=rf"{other} has a vocabulary of \d+ words but {folder} was trained with "
-                                        r"\d+: point --data \(or PTB_DIR\) at the data"):
+    with pytest.raises(DataError, match=rf"{other} is not the corpus {folder} was trained on \(fingerprint \w+, the "
+                                        r"run recorded \w+\): point --data \(or PTB_DIR\) at the data"):
         load_trained(folder, "RNN", environ={"PTB_DIR": str(other)})
 
 

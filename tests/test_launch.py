@@ -45,8 +45,10 @@ def finished_runs(tmp_path, synthetic_dir):
 
 
 def folder_contents(experiment, results):
-    return {s.run_name: sorted((p.name, p.stat().st_mtime_ns) for p in s.run_dir(results).iterdir())
-            for s in experiment.settings}
+    """Every file and its mtime, but the lock's: a submission holds the lock of each folder it writes (the
+    lock file then names it), which changes nothing of the run."""
+    return {s.run_name: sorted((p.name, p.stat().st_mtime_ns) for p in s.run_dir(results).iterdir()
+                               if p.name != rf.LOCK_FILE) for s in experiment.settings}
 
 
 class FakeSlurm:

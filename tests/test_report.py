@@ -524,13 +524,30 @@ def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(c
     assert json.loads((tmp_path / "c" / "samples" / "samples.json").read_text())["runs"] == named[1::2]
 
 
-def test_a_vocabulary_of_another_size_is_refused(chain, tmp_path):
-    other = write_synthetic_corpus(tmp_path / "other", seed=3, vocab_size=40, tokens=(2000, 500, 500))
+def test_a_run_is_decoded_only_with_the_corpus_it_recorded(chain, tmp_path):
+    """Another corpus of the same vocabulary size would decode the weights with the wrong words: its fingerprint
+    tells them apart. A folder from before fingerprints still needs the vocabulary size it was trained with."""
+    from ptblm.data import corpus_fingerprint
+
     run = rf.read_run(default_run(chain, "3.1"))
-    expected = (f"vocabulary of {load_corpus(other).vocab_size} words but {run.folder} was trained with "
+    same_size = write_synthetic_corpus(tmp_path / "same-size", seed=8, vocab_size=60, tokens=(4000, 1200, 1200))
+    assert load_corpus(same_size).vocab_size == run.provenance["vocab_size"]
+    expected = (f"{same_size} is not the corpus {run.folder} was trained on (fingerprint "
+                f"{corpus_fingerprint(same_size)}, the run recorded {run.provenance[rf.CORPUS_KEY]}): point --data")
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_trained(run.folder, "RNN", data_dir=same_size)
+
+    old = Path(shutil.copytree(run.folder, tmp_path / "3.1" / run.name))
+    config = json.loads((old / rf.CONFIG_FILE).read_text())
+    del config[rf.CORPUS_KEY]
+    (old / rf.CONFIG_FILE).write_text(json.dumps(config))
+    other = write_synthetic_corpus(tmp_path / "other", seed=3, vocab_size=40, tokens=(2000, 500, 500))
+    expected = (f"vocabulary of {load_corpus(other).vocab_size} words but {old} was trained with "
                 f"{run.provenance['vocab_size']}")
     with pytest.raises(DataError, match=re.escape(expected)):
-        load_trained(run.folder, "RNN", data_dir=other)
+        load_trained(old, "RNN", data_dir=other)
+    # the size is all a folder from before fingerprints can tell
+    assert load_trained(old, "RNN", data_dir=same_size).corpus.vocab_size == run.provenance["vocab_size"]
 
 
 def test_runs_from_different_corpora_are_flagged_and_experiments_selectable(tmp_path, synthetic_dir):

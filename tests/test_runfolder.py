@@ -200,20 +200,23 @@ EVIL_PICKLE = textwrap.dedent("""
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {sys.argv[2]}",))
-    with open(sys.argv[1], "wb") as handle:
-        pickle.dump({"model": Evil()}, handle)
+    if sys.argv[3] == "torch":
+        import torch
+        torch.save({"model": Evil()}, sys.argv[1])
+    else:
+        with open(sys.argv[1], "wb") as handle:
+            pickle.dump({"model": Evil()}, handle)
 """)
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("empty last.pt", "{run}/last.pt is empty (0 bytes): not a checkpoint; delete it to start that run over, "
-                      "or rerun with --force"),
-    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a JSON list; delete the "
-                    "file or rerun with --force"),
-    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a JSON list; delete the "
-                    "file or rerun with --force"),
-    ("malicious last.pt", "{run}/last.pt: refused to load it: it holds Python objects other than tensors and plain "
-                          "containers, so ptblm did not write it (nothing in it was run); delete it"),
+    ("empty last.pt", "{run}/last.pt: empty (0 bytes): not a checkpoint; rerun with --force to start that run over"),
+    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a list; rerun with --force"),
+    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a list; rerun with --force"),
+    ("malicious last.pt", "{run}/last.pt: not a checkpoint written by torch.save (no zip archive): ptblm did not "
+                          "write it; rerun with --force"),
+    ("malicious torch last.pt", "{run}/last.pt: refused to load it: it holds Python objects other than tensors and "
+                                "plain containers, so ptblm did not write it (nothing in it was run); rerun with"),
 ])
 def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir, damage, message):
     run = tmp_path / "run"
@@ -227,7 +230,8 @@ def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir
     elif damage == "curves list":
         (run / rf.CURVES_FILE).write_text('[{"epoch": 1}]\n')
     else:
-        subprocess.run([sys.executable, "-c", EVIL_PICKLE, str(run / rf.LAST_CHECKPOINT), str(marker)], check=True)
+        subprocess.run([sys.executable, "-c", EVIL_PICKLE, str(run / rf.LAST_CHECKPOINT), str(marker),
+                        "torch" if "torch" in damage else "pickle"], check=True)
     line = one_error_line(ptblm_train(run, synthetic_dir, "--num_epochs", "2", "--max_batches", "2"))
     assert line.startswith("ptblm train: error: " + message.format(run=run))
     assert not marker.exists()

@@ -50,7 +50,8 @@ def assert_same(actual: dict, expected: dict) -> None:
 
 
 def stop_after(calls: int):
-    """A should_stop that says yes at its `calls`-th question (asked before every batch, train and valid)."""
+    """A should_stop that says yes at its `calls`-th question (asked as each epoch starts, and before every batch,
+    train and valid)."""
     asked = []
 
     def should_stop() -> bool:
@@ -81,7 +82,7 @@ def test_a_resumed_run_has_each_point_once_and_none_from_the_abandoned_epoch(syn
     """Cancelled after 3 batches of epoch 3 (its step losses are on disk), then resumed: one file, every
     step once, the steps of epoch 3 those of the second attempt."""
     config = tiny_config(num_epochs=3, max_batches=4, log_steps=True)
-    status = train_run(config, synthetic_dir, tmp_path, echo=False, should_stop=stop_after(2 * 8 + 4))
+    status = train_run(config, synthetic_dir, tmp_path, echo=False, should_stop=stop_after(2 * (1 + 8) + 1 + 4))
     assert (status.state, status.epochs_done) == (rf.CANCELLED, 2)
     before = points(tmp_path)
     assert {step for tag, step in before if tag == STEP_TAG} == set(range(1, 12))  # 8 + 3 of the abandoned epoch
@@ -204,7 +205,7 @@ def test_tensorboard_serves_the_curves_of_a_resumed_run_and_of_an_old_one(synthe
     results = tmp_path / "results"
     resumed = results / "unit" / "resumed"
     config = tiny_config(num_epochs=3, max_batches=4, log_steps=True)
-    train_run(config, synthetic_dir, resumed, echo=False, should_stop=stop_after(2 * 8 + 4))
+    train_run(config, synthetic_dir, resumed, echo=False, should_stop=stop_after(2 * (1 + 8) + 1 + 4))
     train_run(config, synthetic_dir, resumed, echo=False)
     old = write_run(results, "3.1", valid=[300.0, 200.0])
     said = []

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -108,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .layout import manual_run_dir
     from .run_inputs import run_inputs
     from .runfolder import DONE, DIVERGED
+    from .stopping import stop_on_signals
     from .train import train_run
 
     config = config_from_args(args)
@@ -120,8 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             out = args.save_dir / config.run_name()
         else:
             out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
-        status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
-                           **inputs.train_kwargs())
+        # SIGTERM, SIGHUP (a closed terminal) and Ctrl-C end the run `cancelled` after the current batch
+        with stop_on_signals(threading.Event()) as stop:
+            status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
+                               should_stop=stop.is_set, **inputs.train_kwargs())
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
@@ -413,14 +417,19 @@ EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .course_files import write_course_exports
-    from .results import load_runs, write_csv
-
-    from .layout import output_dir, report_dir as results_report_dir
+    from .layout import output_dir
+    from .layout import report_dir as results_report_dir
+    from .results import damage_notes, load_runs, write_csv
 
     runs = load_runs(args.results, args.experiments)
     out = output_dir(args.out or results_report_dir(args.results) / EXPORT_DIRS[args.format],
                      "--out" if args.out else "--out (or --results)")
-    written = write_csv(runs, out) if args.format == "csv" else write_course_exports(runs, out)
+    if args.format == "csv":
+        written = write_csv(runs, out)
+        for note in damage_notes(runs):
+            print(note)
+    else:
+        written = write_course_exports(runs, out)
     print(f"{len(runs)} runs: wrote {len(written)} files to {out}")
     return 0
 
@@ -714,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `ptblm submit 3.1 --dry-run | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a training run handles it itself: cancelled, resumable)
+        print(f"ptblm {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

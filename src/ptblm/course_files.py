@@ -47,21 +47,29 @@ def exp_config_text(run: rf.RunRecord, save_dir: Path) -> str:
 def write_course_files(run: rf.RunRecord, dest: Path) -> list[Path]:
     """The three files of one run into `dest`; best_params.pt only when the run has a best epoch."""
     dest = Path(dest)
+    folder = rf.RunFolder(run.folder)
+    best = folder.best_weights() if folder.file(rf.BEST_CHECKPOINT).is_file() else None  # Damaged: nothing written
     dest.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.save(buffer, learning_curves(run.curves), allow_pickle=True)
     rf.atomic_write_bytes(dest / LEARNING_CURVES, buffer.getvalue())
     rf.atomic_write_bytes(dest / EXP_CONFIG, exp_config_text(run, dest).encode())
     written = [dest / LEARNING_CURVES, dest / EXP_CONFIG]
-    best = run.folder / rf.BEST_CHECKPOINT
-    if best.exists():
-        from .train import load_checkpoint  # torch, only here
-
-        rf.atomic_torch_save(load_checkpoint(best)["model"], dest / rf.BEST_PARAMS)
+    if best is not None:
+        rf.atomic_torch_save(best.model, dest / rf.BEST_PARAMS)
         written.append(dest / rf.BEST_PARAMS)
     return written
 
 
-def write_course_exports(runs: list[rf.RunRecord], out_dir: Path) -> list[Path]:
-    """write_course_files for each run, into <out_dir>/<experiment>/<run>/."""
-    return [path for run in runs for path in write_course_files(run, Path(out_dir) / run.experiment / run.name)]
+def write_course_exports(runs: list[rf.RunRecord], out_dir: Path, warn=print) -> list[Path]:
+    """write_course_files for each run, into <out_dir>/<experiment>/<run>/; a damaged run (or one whose
+    best.pt cannot be loaded) is left out with a note naming the file."""
+    written = []
+    for run in runs:
+        try:
+            if run.damage:
+                raise rf.Damaged(run.damage.file, run.damage.reason)
+            written += write_course_files(run, Path(out_dir) / run.experiment / run.name)
+        except rf.Damaged as error:
+            warn(f"note: {run.folder} left out: {error.damage.describe()}")
+    return written

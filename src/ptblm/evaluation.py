@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import corpora, layout
+from . import layout
 from . import runfolder as rf
 from .errors import UserError
 from .runlock import RunFolderBusy, hold_run_folder
@@ -41,21 +41,13 @@ def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str,
     """Test pass of best.pt; test_ppl written into curves.json (atomically). The caller holds the run's lock.
     `data_dir` None: the folder of the run's corpus's variable in `environ`, else the one config.json recorded."""
     from .config import RunConfig
-    from .data import corpus_fingerprint
     from .epochs import EpochRunner, RunLog, perplexity
-    from .report.trained import load_trained, run_data_dir
+    from .report.trained import load_trained
     from .step import use_matmul_precision
     from .train import pick_device
 
     folder = Path(folder)
-    run = rf.read_run(folder)
-    entry = corpora.get(run.config.get("corpus", corpora.DEFAULT_CORPUS))
-    data_dir = run_data_dir(folder, entry, data_dir, environ)
-    trained = load_trained(folder, None, data_dir)
-    corpus = run.provenance.get(rf.CORPUS_KEY)
-    if corpus is not None and corpus != corpus_fingerprint(data_dir, fingerprint_cache, entry):
-        raise UnusableRun(f"{folder} was trained on corpus {corpus} ({run.provenance.get('data_dir')}), and "
-                           f"{data_dir} holds another: point --data (or {entry.env_var}) at the data it was trained on")
+    trained = load_trained(folder, None, data_dir, environ=environ, fingerprint_cache=fingerprint_cache)
     # uncompiled: one pass over the test split does not repay a compile; the device is this machine's
     config: RunConfig = trained.config.replace(device=device_name, compile="off")
     device = pick_device(config.device)

@@ -1,4 +1,4 @@
-"""The results tree, spelled out in one place (the files inside a run folder are runfolder.py's):
+"""The results tree, spelled out in one place (the files inside a run folder are ptblm.runfolder's):
 
     results/<exp>/                 one experiment
       <run>/                       one run folder per setting (see ptblm.runfolder)

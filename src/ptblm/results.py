@@ -2,7 +2,8 @@
 
 `runs_frame` has one row per run folder, `epochs_frame` one row per run and finished epoch. Both
 read the folders through `runfolder.find_runs`, so they hold exactly the values of config.json,
-curves.json and status.json (perplexities of diverged runs stay inf or nan). pandas is imported
+curves.json and status.json (perplexities of diverged runs stay inf or nan). A damaged run folder is
+one row of state `damaged` whose `damage` column names the file and the reason; it has no epoch rows. pandas is imported
 here only, and this module only by the commands that need it, so `ptblm --help` stays fast.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ from .errors import NoRunFolders
 
 RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
 RUN_COLUMNS = ["published_corpus", "state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl",
-               "best_valid_ppl", "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder", "gpu", "torch",
-               "cuda", "image"]
+               "best_valid_ppl", "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder", "damage", "gpu",
+               "torch", "cuda", "image"]
 SHORT_DIGEST = len("sha256:") + 12  # the image's digest in runs.csv, as `docker images` shortens an id
 EPOCH_COLUMNS = [f.name for f in fields(rf.EpochRecord)]
 CSV_FILES = {"runs": "runs.csv", "epochs": "epochs.csv"}
@@ -43,8 +44,14 @@ def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[r
     return runs
 
 
+def damage_notes(runs: list[rf.RunRecord]) -> list[str]:
+    """One line per damaged run: which file, why, and what to do."""
+    return [f"note: {run.folder} is damaged ({run.damage.describe()}); it is listed as damaged, without "
+            f"results; `ptblm submit {run.experiment} --force` reruns it" for run in runs if run.damage]
+
+
 def run_keys(run: rf.RunRecord) -> dict:
-    return {"experiment": run.experiment, "setting": run.provenance.get("setting_index"), "run": run.name}
+    return {"experiment": run.experiment, "setting": run.setting_index, "run": run.name}
 
 
 def run_row(run: rf.RunRecord) -> dict:
@@ -52,11 +59,12 @@ def run_row(run: rf.RunRecord) -> dict:
     curves = run.curves
     last, best = curves.last_epoch(), curves.best_epoch()
     finite_train = [ppl for ppl in curves.column("train_ppl") if math.isfinite(ppl)]
-    submission = rf.read_submission(run.folder)
-    corpus = corpora.CORPORA.get(run.config["corpus"])
+    if run.damage:
+        curves, last, best, finite_train = rf.Curves(), None, None, []
+    corpus = corpora.CORPORA.get(run.config.get("corpus", corpora.DEFAULT_CORPUS))
     return {**run_keys(run), **run.config,
             "published_corpus": bool(corpus and corpus.is_published(run.provenance.get(rf.CORPUS_KEY))),
-            "state": rf.current_state(run.status, submission), "epochs_done": len(curves.epochs),
+            "state": run.state, "epochs_done": len(curves.epochs),
             "final_train_ppl": last.train_ppl if last else math.nan,
             "final_valid_ppl": last.valid_ppl if last else math.nan,
             "best_train_ppl": min(finite_train) if finite_train else math.nan,
@@ -64,8 +72,8 @@ def run_row(run: rf.RunRecord) -> dict:
             "best_epoch": best.epoch if best else None,
             "test_ppl": math.nan if curves.test_ppl is None else curves.test_ppl,
             "wall_clock_seconds": last.wall_clock_seconds if last else math.nan,
-            "job_id": rf.current_job_id(run.status, submission), "folder": str(run.folder),
-            **where_it_ran(run.provenance)}
+            "job_id": run.job_id, "folder": str(run.folder),
+            "damage": run.damage.describe() if run.damage else math.nan, **where_it_ran(run.provenance)}
 
 
 def where_it_ran(provenance: dict) -> dict:
@@ -104,7 +112,7 @@ def runs_table(runs: list[rf.RunRecord]) -> pd.DataFrame:
 
 def epochs_table(runs: list[rf.RunRecord]) -> pd.DataFrame:
     """epochs_frame of runs already read."""
-    rows = [{**run_keys(run), **asdict(record)} for run in runs for record in run.curves.epochs]
+    rows = [{**run_keys(run), **asdict(record)} for run in runs if not run.damage for record in run.curves.epochs]
     frame = pd.DataFrame(rows, columns=RUN_KEYS + EPOCH_COLUMNS)
     return frame.astype({"setting": "Int64"})
 

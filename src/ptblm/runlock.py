@@ -1,11 +1,13 @@
-"""Exclusive flock files naming their holder: one writer per run folder (`<run>/.lock`, held by a training run
-for its whole life), and one submission per experiment (ptblm.launch.lock) on the same mechanism.
+"""Exclusive flock files naming their holder: one writer per run folder (`<run>/.lock`, see RunFolder.hold),
+and one submission per experiment (ptblm.launch.lock) on the same mechanism.
 
 The kernel drops the lock when the holding process dies (SIGKILL, out of memory, a node that reboots), so a
 lock file left behind blocks nobody: the file only names its last holder (host, pid, Slurm job), for the one
 line a second writer gets. A later process, a requeued Slurm attempt, or the same process once its first
 run has returned takes the lock again; two runs at once in one folder never hold it together, even within
 one process (each acquisition opens the file anew, and flock locks belong to the open file).
+A lock file that is a symbolic link is refused (O_NOFOLLOW): its target is never truncated nor written.
+`probe` tells a reader whether a lock is held without taking it from anyone.
 """
 from __future__ import annotations
 
@@ -16,17 +18,13 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .runfolder import LOCK_FILE, RunFolderError
-
 UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # flock refused by the file system, not by a holder
-
-
-class RunFolderBusy(RunFolderError):
-    """Another process (or another run of this one) is writing the run folder."""
+BUSY_RETRIES = 5  # a reader's probe (a shared lock for microseconds) is no holder: try again before refusing
+HELD, FREE, UNKNOWN = "held", "free", "unknown"
 
 
 class LockBusy(Exception):
@@ -52,16 +50,44 @@ class LockHolder:
 
 
 def read_lock_holder(path: Path) -> LockHolder | None:
-    """Who holds (or last held) the lock file; None when it is absent, empty or unreadable."""
+    """Who holds (or last held) the lock file; None when it is absent, empty, a link or unreadable."""
     try:
-        return LockHolder(**json.loads(Path(path).read_text()))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            return LockHolder(**json.loads(handle.read(4096)))
     except (OSError, ValueError, TypeError):
         return None
 
 
-def read_holder(folder: Path) -> LockHolder | None:
-    """Who holds (or last held) a run folder's lock."""
-    return read_lock_holder(Path(folder) / LOCK_FILE)
+def _flock_exclusive(fd: int) -> None:
+    for attempt in range(BUSY_RETRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == BUSY_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+
+
+def probe(path: Path) -> str:
+    """HELD, FREE or UNKNOWN (a file system without flock), taking a shared lock for an instant only.
+    An absent lock file is free (nobody ever held it); OSError (ELOOP) for a lock file that is a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return FREE
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return HELD
+    except OSError as error:
+        if error.errno in UNSUPPORTED:
+            return UNKNOWN
+        raise
+    finally:
+        os.close(fd)  # releases the shared lock at once
+    return FREE
 
 
 @contextmanager
@@ -72,10 +98,10 @@ def exclusive_lock(path: Path, slurm_job_id: str | None = None) -> Iterator[Lock
     locked. On a file system without flock the holder is yielded with `enforced` False (the caller says so).
     The file stays when the lock is released: removing it would race with the next holder.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_exclusive(fd)
             enforced = True
         except BlockingIOError:
             raise LockBusy(Path(path), read_lock_holder(path)) from None
@@ -91,19 +117,10 @@ def exclusive_lock(path: Path, slurm_job_id: str | None = None) -> Iterator[Lock
         os.close(fd)  # releases the lock
 
 
-@contextmanager
-def hold_run_folder(folder: Path, slurm_job_id: str | None = None) -> Iterator[LockHolder]:
-    """Hold the folder's lock, or raise RunFolderBusy naming the holder. `folder` must exist."""
-    folder = Path(folder)
-    path = folder / LOCK_FILE
-    with ExitStack() as held:
-        try:
-            holder = held.enter_context(exclusive_lock(path, slurm_job_id))
-        except LockBusy as busy:
-            raise RunFolderBusy(f"{folder} is being written by another ptblm run "
-                                f"({busy.holder.describe() if busy.holder else 'holder unknown'}); wait for it to "
-                                f"end or stop it, or choose another --out") from None
-        except OSError as error:
-            raise RunFolderError(f"{path}: cannot create or lock the run folder's lock ({error.strerror}); "
-                                 f"choose a writable --out") from None
-        yield holder
+def __getattr__(name: str):
+    """The run-folder lock moved to ptblm.runfolder (RunFolder.hold); these names stay importable from here."""
+    if name in ("hold_run_folder", "RunFolderBusy", "read_holder", "LOCK_FILE"):
+        from . import runfolder
+
+        return getattr(runfolder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

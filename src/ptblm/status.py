@@ -5,10 +5,12 @@ table needs no jobs file. The scheduler's view is one squeue poll, taken when th
 that its folder calls pending, running or requeued but whose job squeue no longer lists is shown
 `lost` (or as sacct says, e.g. `cancelled`, where accounting answers), with its job id and log.
 Without squeue (a laptop after rsync-ing results back) the folders' states are shown as they are.
+A run outside Slurm (`ptblm train`, a local submit) that says running but whose .lock nobody holds is
+shown `stopped`, resumable from its last epoch. A folder with a file that cannot be read is one row
+`damaged`, with the file and the reason below the table; every other run is shown as usual.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,68 +18,80 @@ from tabulate import tabulate
 
 from . import layout
 from . import runfolder as rf
+from .formatting import format_ppl, format_seconds
 from .jobs import Experiment
-from .launch.plan import ACTIVE_STATES
+
+__all__ = ["FolderView", "read_folder", "status_rows", "status_table", "status_report", "format_ppl",
+           "format_seconds"]
 
 
 @dataclass
 class FolderView:
-    """One run folder as status sees it."""
+    """One run folder as status sees it (one row): built from its RunRecord alone, plus its lock when the
+    record says a writer works there."""
 
     folder: Path
+    record: rf.RunRecord
     index: int | None
     num_epochs: int | None
-    state: str
+    state: str  # what the folder says (pending, running, done, ..., damaged)
     job_id: str | None
     executor: str | None
     error: str | None
 
+    @property
+    def slurm_job(self) -> bool:
+        """Submitted to Slurm (submitit or sbatch), or training inside a Slurm job: squeue knows about it."""
+        status = self.record.status if self.record.status_written else None
+        return bool(self.job_id) and (self.executor in ("slurm", "sbatch") or bool(status and status.slurm_job_id))
+
+    def writer_gone(self) -> bool:
+        """It says running or requeued, but nobody holds its lock (a killed `ptblm train`, a closed terminal)."""
+        try:
+            return rf.RunFolder(self.folder).writer_gone(self.record)
+        except rf.Damaged:
+            return False
+
 
 def read_folder(folder: Path) -> FolderView | None:
-    """None for a folder that holds no run (no config.json and no submitted.json)."""
-    status, submission = rf.read_status(folder), rf.read_submission(folder)
-    config = rf.read_json(folder / rf.CONFIG_FILE) if (folder / rf.CONFIG_FILE).is_file() else None
-    if config is None and submission is None:
+    """None for a folder that holds no run (none of its files)."""
+    run = rf.RunFolder(folder)
+    if not run.holds_run():
         return None
-    index = config.get("setting_index") if config else None
-    if index is None and submission:
-        index = submission.setting_index
-    settings = config["config"] if config else (submission.config or {})
-    state = rf.current_state(status, submission)
-    return FolderView(folder, index, settings.get("num_epochs"), state, rf.current_job_id(status, submission),
-                      submission.executor if submission else None, status.error if status else None)
+    record = run.read()
+    submission = record.submission
+    planned = (submission.config or {}) if submission else {}
+    num_epochs = record.config.get("num_epochs") or planned.get("num_epochs")
+    return FolderView(folder, record, record.setting_index, num_epochs, record.state, record.job_id,
+                      submission.executor if submission else None,
+                      record.status.error if record.status_written else None)
 
 
 def scheduler_state(view: FolderView, scheduler: dict[str, str] | None, accounting: dict[str, str] | None,
                     results_dir: Path, experiment: str) -> tuple[str, str | None]:
-    """The state to show and, for a lost job, a note naming the job and its log."""
-    if view.state not in ACTIVE_STATES or scheduler is None or not view.job_id:
+    """The state to show and, for a damaged, lost or stopped run, a note saying why and what to do."""
+    if view.record.damage:
+        return rf.DAMAGED, (f"damaged: {view.record.damage.describe()}; rerun it from scratch with "
+                            f"`ptblm submit {experiment} --force` (or `ptblm train ... --force`)")
+    if view.state not in rf.ACTIVE_STATES:
         return view.state, None
-    queued_as = scheduler.get(view.job_id, "").lower()
-    if queued_as:
-        return (view.state if queued_as == view.state else f"{view.state} ({queued_as})"), None
-    final = (accounting or {}).get(view.job_id, "").lower()
-    shown = final if final and final not in ("pending", "running", "requeued") else "lost"
-    log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
-    return shown, (f"job {view.job_id} is no longer queued or running, but its run folder says {view.state}; "
-                   f"log: {log}; `ptblm submit {experiment}` resumes it")
-
-
-def format_ppl(value: float | None) -> str:
-    """Readable perplexities, diverged ones included (1e8, inf, nan)."""
-    if value is None:
-        return "-"
-    if not math.isfinite(value):
-        return "diverged" if math.isnan(value) else "inf"
-    return f"{value:.3g}" if value >= 1e5 else f"{value:.2f}"
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    if view.slurm_job:
+        if scheduler is None:  # no squeue here (results copied to a laptop): the folder's word is all there is
+            return view.state, None
+        queued_as = scheduler.get(view.job_id, "").lower()
+        if queued_as:
+            return (view.state if queued_as == view.state else f"{view.state} ({queued_as})"), None
+        final = (accounting or {}).get(view.job_id, "").lower()
+        shown = final if final and final not in ("pending", "running", "requeued") else "lost"
+        log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
+        return shown, (f"job {view.job_id} is no longer queued or running, but its run folder says {view.state}; "
+                       f"log: {log}; `ptblm submit {experiment}` resumes it")
+    if view.writer_gone():
+        epochs = len(view.record.curves.epochs)
+        return rf.STOPPED, (f"stopped after epoch {epochs}/{view.num_epochs or '?'}: it says {view.state}, but no "
+                            f"process holds its {rf.LOCK_FILE} (killed, or its terminal closed); rerunning "
+                            f"`ptblm train` with the same flags, or `ptblm submit {experiment}`, resumes it")
+    return view.state, None
 
 
 def lost_job_ids(results_dir: Path, experiment: str, scheduler: dict[str, str] | None) -> list[str]:
@@ -85,7 +99,7 @@ def lost_job_ids(results_dir: Path, experiment: str, scheduler: dict[str, str] |
     if scheduler is None:
         return []
     views = [read_folder(folder) for folder in layout.run_folders(results_dir, experiment)]
-    return sorted(v.job_id for v in views if v and v.job_id and v.state in ACTIVE_STATES
+    return sorted(v.job_id for v in views if v and v.slurm_job and v.state in rf.ACTIVE_STATES
                   and v.job_id not in scheduler)
 
 
@@ -110,7 +124,7 @@ def status_rows(results_dir: Path, experiment: str, planned: Experiment | None =
             notes.append(f"{view.index}: {note}")
         elif view.state == rf.FAILED and view.error:
             notes.append(f"{view.index}: failed: {view.error}")
-        curves = rf.read_curves(folder)
+        curves = view.record.curves
         last, best = curves.last_epoch(), curves.best_epoch()
         rows.append({"#": "-" if view.index is None else view.index, "run": folder.name, "state": state,
                      "epoch": f"{len(curves.epochs)}/{view.num_epochs or '?'}",

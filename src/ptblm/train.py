@@ -15,14 +15,14 @@ rerunning `train_run`, which resumes from last.pt.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import pickle
-import socket
+import signal
 import sys
+import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .evaluation import evaluate_best_weights, needs_test_pass
 from .models import build_model
 from .provenance import cpu_fallback_note, installed_packages, provenance, record_attempt
-from .runlock import hold_run_folder
+from .runfolder import load_checkpoint  # noqa: F401  (its home before ptblm.runfolder; callers not yet moved)
 from .step import rng_state, set_rng_state, use_matmul_precision
 from .tensorboard_events import RunBoard
 
@@ -102,24 +102,16 @@ def check_same_corpus(stored: dict, corpus: str, data_dir: Path, out_dir: Path) 
     return recorded
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """Checkpoints hold only tensors and plain containers, so the safe loader reads them; anything else
-    (an empty or truncated file, a pickle with code in it) is one error naming the file."""
-    path = Path(path)
-    remedy = "delete it to start that run over, or rerun with --force"
-    if path.stat().st_size == 0:
-        raise rf.RunFolderError(f"{path} is empty (0 bytes): not a checkpoint; {remedy}")
-    try:
-        with warnings.catch_warnings():  # "Detected pickle protocol 4": what a foreign pickle looks like
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise rf.RunFolderError(f"{path}: refused to load it: it holds Python objects other than tensors and "
-                                f"plain containers, so ptblm did not write it (nothing in it was run); {remedy}") \
-            from None
-    except (RuntimeError, EOFError, ValueError) as error:
-        reason = str(error).split(". ")[0] or type(error).__name__
-        raise rf.RunFolderError(f"{path} is not a readable checkpoint ({reason}); {remedy}") from None
+def check_resumable(record: rf.RunRecord, config: RunConfig, corpus: str, data_dir: Path) -> str | None:
+    """The folder may be resumed by `config` on `corpus`: not damaged, same setting, same corpus. Returns the
+    corpus it recorded (None: not recorded yet)."""
+    damage = record.damage or rf.RunFolder(record.folder).unresumable(record)
+    if damage:
+        raise rf.Damaged(damage.file, damage.reason)
+    if not record.config:
+        return None
+    check_same_setting(record.config, config, record.folder)
+    return check_same_corpus(record.provenance, corpus, data_dir, record.folder)
 
 
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,
@@ -130,90 +122,110 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
               fingerprint_cache: Path | None = None, should_stop: Callable[[], bool] | None = None) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
-    The run holds the folder's lock (ptblm.runlock) for its whole life: a second writer is refused.
-    `should_stop` is asked between batches: once it says yes, the epoch is abandoned and the run ends
-    `cancelled`, resumable from its last.pt (the caller decides why: a signal, a parent gone).
+    The run holds the folder's lock (RunFolder.hold) for its whole life: a second writer is refused. A damaged
+    folder, or one of another setting or corpus, is refused before anything in it is touched (--force empties
+    it, holding the lock). `should_stop` is asked between batches: once it says yes, the epoch is abandoned
+    and the run ends `cancelled`, resumable from its last.pt (the caller decides why: a signal, a parent gone).
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
     `slurm_job_id` ("123_4") is recorded in status.json and in the lock, to name this run to others.
     The corpus's fingerprint (ptblm.data.corpus_fingerprint, cached in `fingerprint_cache`) is recorded in
     config.json: a run folder resumes only on the corpus it was trained on. `experiment`, `setting_index` and
     the experiment's `description` go into config.json too, so that status and reports read the run folder alone.
+    The run is `done` (or `diverged`) only once everything it promised is written, the --evaluate test pass
+    included: a run stopped during the test pass finishes it when rerun.
     """
     out_dir = Path(out_dir)
     entry = corpora.get(config.corpus)
     check_data_dir(data_dir, entry)  # before anything is written: a typo in --data leaves no run folder behind
     check_cuda_graph(config)
     corpus = corpus_fingerprint(data_dir, fingerprint_cache, entry)
-    rf.make_run_folder(out_dir)  # a file, an unwritable place or someone else's folder: refused here
-    with hold_run_folder(out_dir, slurm_job_id) as holder:
-        if not holder.enforced:
+    folder = rf.RunFolder(out_dir).make()  # a file, an unwritable place or someone else's folder: refused here
+    if not force:
+        check_resumable(folder.read(), config, corpus, Path(data_dir))  # refused before the lock file is touched
+    with folder.hold(slurm_job_id) as writer:
+        if not writer.holder.enforced:
             RunLog(out_dir, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
                                        f"writer into this folder would not be refused")
         origin = {"experiment": experiment, "setting_index": setting_index, "description": description}
-        return _train_holding_lock(config, Path(data_dir), corpus, out_dir, force, origin, command_line,
-                                   interactive, echo, scratch_dir, compile_cache, slurm_job_id, should_stop)
+        return _train_holding_lock(config, Path(data_dir), corpus, writer, force, origin, command_line,
+                                   interactive, echo, scratch_dir, compile_cache, should_stop)
 
 
-def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, out_dir: Path, force: bool, origin: dict,
-                        command_line, interactive, echo: bool, scratch_dir, compile_cache,
-                        slurm_job_id, should_stop) -> rf.RunStatus:
-    recorded_corpus = None
-    if not force and (out_dir / rf.CONFIG_FILE).exists():
-        stored = rf.read_run(out_dir)
-        check_same_setting(stored.config, config, out_dir)
-        recorded_corpus = check_same_corpus(stored.provenance, corpus, data_dir, out_dir)
-    orphans, orphan_bytes = rf.remove_orphans(out_dir, rf.TRAINER_FILES)  # a kill during a write left them
-    if orphans:
-        RunLog(out_dir, echo=echo)(f"removed {orphans} temporary files ({orphan_bytes / 1e6:.1f} MB) left by a "
-                                   f"run killed during a write")
-    status = rf.read_status(out_dir)
+def _best_effort(write: Callable[..., object], *args) -> None:
+    """A write on the way out of a failed run: a full disk may refuse it too. Then status.json still says
+    running, and readers see the run stopped by its free lock (RunFolder.writer_gone)."""
+    with contextlib.suppress(OSError, rf.RunFolderError):
+        write(*args)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """A second Ctrl-C while a stopped run records its state waits until the state is written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: rf.RunWriter, force: bool,
+                        origin: dict, command_line, interactive, echo: bool, scratch_dir, compile_cache,
+                        should_stop) -> rf.RunStatus:
+    out_dir = writer.path
+    record = writer.folder.read()
+    recorded_corpus = None if force else check_resumable(record, config, corpus, data_dir)
+    status = record.status if record.status_written else None
     if status and status.state in rf.FINISHED_STATES and not force:
         if config.evaluate and needs_test_pass(out_dir):  # finished before --evaluate was asked for
             evaluate_best_weights(out_dir, data_dir, config.device, RunLog(out_dir, echo=echo))
-            return rf.read_status(out_dir)
+            return writer.folder.read_status()
         if echo:
             print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
                   f"use --force to rerun", flush=True)
         return status
+    resume = None if force else writer.folder.resume_point()  # read before any write: a foreign one is refused
+    if resume is not None:
+        check_same_setting(resume.config, config, out_dir)
     if force:
-        rf.clear_run_folder(out_dir)
+        writer.clear()
+    orphans, orphan_bytes = writer.remove_orphans()  # a kill during a write left them
     log = RunLog(out_dir, echo=echo)
+    if orphans:
+        log(f"removed {orphans} temporary files ({orphan_bytes / 1e6:.1f} MB) left by a run killed during a write")
     try:
         data_dir = stage_data(data_dir, scratch_dir, corpora.get(config.corpus)) if scratch_dir else data_dir
         if config.compile != "off" and compile_cache is not None:
             use_compile_cache(compile_cache)
-        if (out_dir / rf.CONFIG_FILE).exists() and recorded_corpus is None:
+        if record.config and recorded_corpus is None and not force:
             log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
         with naming_nondeterministic_operations():  # --deterministic: torch's error as one line
-            return _train(config, data_dir, corpus, out_dir, log, origin, command_line,
-                          sys.stderr.isatty() if interactive is None else interactive, slurm_job_id,
-                          should_stop or (lambda: False))
-    except StopRequested:
-        previous = rf.read_status(out_dir)
-        epochs_done = previous.epochs_done if previous else 0
-        rf.write_status(out_dir, rf.RunStatus(
-            state=rf.CANCELLED, epochs_done=epochs_done, num_epochs=config.num_epochs, updated_at=time.time(),
-            slurm_job_id=previous.slurm_job_id if previous else None, host=previous.host if previous else None))
-        log(f"stopped on request: cancelled after {epochs_done}/{config.num_epochs} epochs; "
-            f"rerunning resumes from last.pt")
-        return rf.read_status(out_dir)
-    except (Exception, KeyboardInterrupt) as error:  # record why, for status tables, then let the caller see it
+            return _train(config, data_dir, corpus, writer, resume, log, origin, command_line,
+                          sys.stderr.isatty() if interactive is None else interactive, should_stop or (lambda: False))
+    except (StopRequested, KeyboardInterrupt) as stop:
+        with interrupts_deferred():
+            _best_effort(writer.mark_cancelled, config.num_epochs)
+            epochs = writer.status.epochs_done if writer.status else 0
+            _best_effort(log, f"stopped on request: cancelled after {epochs}/{config.num_epochs} epochs; "
+                              f"rerunning resumes from last.pt")
+        if isinstance(stop, KeyboardInterrupt):
+            raise
+        return writer.status
+    except (RunFolderMismatch, rf.Damaged):
+        raise  # the folder belongs to another setting, or cannot be read: leave its status alone
+    except Exception as error:  # record why, for status tables, then let the caller see it
         # (a SystemExit is the caller's own decision to leave, e.g. a requeue: its state is the caller's to write)
-        previous = rf.read_status(out_dir)
-        if isinstance(error, RunFolderMismatch):
-            raise  # the folder belongs to another setting: leave its status alone
-        interrupted = isinstance(error, KeyboardInterrupt)
-        rf.write_status(out_dir, rf.RunStatus(
-            state=rf.FAILED, epochs_done=previous.epochs_done if previous else 0, num_epochs=config.num_epochs,
-            error=("interrupted" if interrupted else f"{type(error).__name__}: {error}"),
-            updated_at=time.time()))
-        log(str(error) if isinstance(error, UserError) else "".join(traceback.format_exception(error)).rstrip())
+        _best_effort(writer.mark_failed, f"{type(error).__name__}: {error}", None, config.num_epochs)
+        _best_effort(log, f"failed: {error}" if isinstance(error, UserError)  # one line for what a person can fix
+                     else "".join(traceback.format_exception(error)).rstrip())
         raise
 
 
-def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log: RunLog, origin: dict,
-           command_line, interactive: bool, slurm_job_id: str | None, should_stop: Callable[[], bool]) -> rf.RunStatus:
+def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWriter, resume: rf.ResumePoint | None,
+           log: RunLog, origin: dict, command_line, interactive: bool, should_stop: Callable[[], bool]) -> rf.RunStatus:
     entry = corpora.get(config.corpus)
     corpus: Corpus = load_corpus(data_dir, entry)
     check_batches_fit({"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
@@ -232,24 +244,21 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(config, corpus.vocab_size).to(device)
     optimizer = make_optimizer(model, config)
-    curves, lr, start_epoch, elapsed = rf.Curves(), config.initial_lr, 0, 0.0
-    last_path, best_path = out_dir / rf.LAST_CHECKPOINT, out_dir / rf.BEST_CHECKPOINT
+    curves, lr, start_epoch, elapsed, ended = rf.Curves(), config.initial_lr, 0, 0.0, None
 
-    if last_path.exists():
-        checkpoint = load_checkpoint(last_path, device)
-        check_same_setting(checkpoint["config"], config, out_dir)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        set_rng_state(checkpoint["rng"], device)
-        curves = rf.Curves.from_json(checkpoint["curves"])
-        lr, start_epoch, elapsed = checkpoint["lr"], checkpoint["epoch"], checkpoint["wall_clock_seconds"]
-        rf.write_curves(out_dir, curves)  # a kill between last.pt and curves.json left curves one epoch behind
-        log(f"resuming from {last_path} after epoch {start_epoch}/{config.num_epochs}")
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        set_rng_state(resume.rng, device)
+        curves, lr, start_epoch, elapsed, ended = (resume.curves, resume.lr, resume.epoch, resume.wall_clock_seconds,
+                                                   resume.ended)
+        writer.write_curves(curves)  # a kill between last.pt and curves.json left curves one epoch behind
+        log(f"resuming from {writer.folder.file(rf.LAST_CHECKPOINT)} after epoch {start_epoch}/{config.num_epochs}")
 
     packages = installed_packages()
     where = provenance(device, command_line, os.environ, packages)
-    attempts, environment_change = record_attempt(out_dir, where, packages)  # packages.txt, every attempt's record
-    rf.write_config(out_dir, config.to_dict(), {
+    attempts, environment_change = record_attempt(writer.path, where, packages)  # packages.txt, each attempt's record
+    writer.write_settings(config.to_dict(), {
         **origin, "run_name": config.run_name(),
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,
         "unknown_words": corpus.unknown_counts, "parameters": sum(p.numel() for p in model.parameters()),
@@ -262,18 +271,13 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
                          should_stop=should_stop)
-    board = RunBoard.open(out_dir, config.to_dict(), curves, runner.batches(corpus.train), log)  # <run>/tb/
+    board = RunBoard.open(writer.path, config.to_dict(), curves, runner.batches(corpus.train), log)  # <run>/tb/
     runner.on_step = board.step if config.log_steps else None
     best = curves.best_epoch()
-    state = rf.RUNNING
-
-    def write_status(state: str, epochs_done: int) -> None:
-        rf.write_status(out_dir, rf.RunStatus(state=state, epochs_done=epochs_done,
-                                              num_epochs=config.num_epochs, updated_at=time.time(),
-                                              slurm_job_id=slurm_job_id, host=socket.gethostname()))
-
-    write_status(state, start_epoch)
-    for epoch_index in range(start_epoch, config.num_epochs):
+    writer.start(config.num_epochs, start_epoch)
+    for epoch_index in range(start_epoch if ended is None else config.num_epochs, config.num_epochs):
+        if should_stop():
+            raise StopRequested
         lr = scheduled_lr(lr, config.optimizer, epoch_index)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -291,23 +295,22 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         improved = math.isfinite(record.valid_ppl) and (best is None or record.valid_ppl < best.valid_ppl)
         if improved:
             best = record
-            rf.atomic_torch_save({"model": model.state_dict(), "config": config.to_dict(),
-                                  "epoch": record.epoch, "valid_ppl": record.valid_ppl,
-                                  "vocab_size": corpus.vocab_size}, best_path)
-            if config.save_best:  # the scaffold's file, for the course's own loading code
-                rf.atomic_torch_save(model.state_dict(), out_dir / rf.BEST_PARAMS)
+            writer.save_best(rf.BestWeights(model.state_dict(), config.to_dict(), record.epoch, record.valid_ppl,
+                                            corpus.vocab_size), raw_params=config.save_best)
         diverged = not (math.isfinite(train_loss) and math.isfinite(valid_loss))
         finished = record.epoch == config.num_epochs
         # every epoch's perplexity infinite (lr 1e30): no best.pt, nothing learnt; diverged, not done
         never_finite = finished and best is None
-        state = rf.DIVERGED if diverged or never_finite else (rf.DONE if finished else rf.RUNNING)
+        if diverged or finished:
+            ended = rf.DIVERGED if diverged or never_finite else rf.DONE
         # last.pt before curves/status: a kill between the writes leaves curves behind, never ahead.
-        rf.atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "config": config.to_dict(), "epoch": record.epoch, "lr": lr,
-                              "wall_clock_seconds": elapsed, "rng": rng_state(device),
-                              "curves": curves.to_json()}, last_path)
-        rf.write_curves(out_dir, curves)
-        write_status(state, record.epoch)
+        writer.save_last(rf.ResumePoint(model.state_dict(), optimizer.state_dict(), config.to_dict(), record.epoch,
+                                        lr, elapsed, rng_state(device), curves, ended))
+        writer.write_curves(curves)
+        if ended is None or _test_pass_left(config, best, curves):
+            writer.finish_epoch(record.epoch)
+        else:
+            _mark_ended(writer, ended, record.epoch)
         board.epoch(record)
         log(f"epoch {record.epoch}/{config.num_epochs} lr {lr:.6g} train ppl {record.train_ppl:.2f} "
             f"valid ppl {record.valid_ppl:.2f} ({seconds:.1f} s){' *best*' if improved else ''}")
@@ -317,14 +320,24 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, out_dir: Path, log
         if never_finite:
             log(f"diverged: no epoch of {config.num_epochs} had a finite validation perplexity (no best.pt)")
 
-    if config.evaluate and best_path.exists():
-        model.load_state_dict(load_checkpoint(best_path, device)["model"])
+    if ended is None:  # zero epochs left: a last.pt from before `ended` was recorded
+        ended = rf.DONE if best else rf.DIVERGED
+    if _test_pass_left(config, best, curves):
+        model.load_state_dict(writer.folder.best_weights(device).model)
         curves.test_ppl = perplexity(runner.run(corpus.test, label="test"))
-        rf.write_curves(out_dir, curves)
+        writer.write_curves(curves)
         log(f"test ppl {curves.test_ppl:.2f} with the weights of epoch {best.epoch}")
-    if state == rf.RUNNING:  # zero epochs left to run (resumed a run whose last epoch was written)
-        state = rf.DONE if best else rf.DIVERGED
-        write_status(state, len(curves.epochs))
+    if writer.status.state != ended:
+        _mark_ended(writer, ended, len(curves.epochs))
     board.close()
-    log(f"finished: {state}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
-    return rf.read_status(out_dir)
+    log(f"finished: {ended}" + (f", best valid ppl {best.valid_ppl:.2f} at epoch {best.epoch}" if best else ""))
+    return writer.status
+
+
+def _test_pass_left(config: RunConfig, best: rf.EpochRecord | None, curves: rf.Curves) -> bool:
+    """--evaluate promises the test perplexity of the best weights: the run is not done before it is written."""
+    return config.evaluate and best is not None and curves.test_ppl is None
+
+
+def _mark_ended(writer: rf.RunWriter, ended: str, epochs_done: int) -> None:
+    (writer.mark_done if ended == rf.DONE else writer.mark_diverged)(epochs_done)

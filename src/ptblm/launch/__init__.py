@@ -2,7 +2,7 @@
 
     checks.py    what is checked on the login node before anything is queued (the data)
     plan.py      what to do with each setting, from its run folder and the scheduler's view (a pure function)
-    pipeline.py  check -> lock -> plan -> table -> submit -> then clear forced folders, write submitted.json
+    pipeline.py  check -> lock -> plan -> table -> hold the folders -> submit -> clear forced ones, write submitted.json
     slurm.py     Slurm probes (sinfo, squeue, sacct, scontrol), the profile as scheduler parameters, submitit
     sbatch.py    the plain-sbatch path (slurm/array.sbatch), its tasks pinned at submission
     local.py     submitit's local executor, for a machine without Slurm

@@ -1,11 +1,15 @@
 """One pipeline behind `ptblm submit` (submitit: Slurm or local) and `ptblm sbatch`:
 
     check data and profile -> lock the experiment -> plan -> table -> submit the settings that run
-    -> for each task the scheduler accepted: empty its forced folders, write submitted.json -> release
+    -> hold the locks of the folders that run -> submit them
+    -> for each task the scheduler accepted: empty its forced folders, write submitted.json, release its locks
+    -> release the held Slurm jobs
 
 Slurm tasks are submitted held and released once their folders are ready, so a forced folder is
 emptied only after the scheduler accepted its task, and before the task can start: a partition typo
 leaves every folder as it was, and a task that Slurm requeues later resumes (never in the task).
+Nothing is emptied or written without the folder's lock: a folder that another process writes is
+skipped by the plan, and one taken between the plan and the submission refuses the whole submission.
 """
 from __future__ import annotations
 
@@ -77,18 +81,63 @@ def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | T
     return [TrainGroup(tuple(tasks[i:i + runs_per_gpu])) for i in range(0, len(tasks), runs_per_gpu)]
 
 
-def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, overrides: tuple[str, ...] = ()):
+class HeldFolders:
+    """The locks of the run folders a submission writes, taken before anything is submitted: a folder another
+    process writes refuses the whole submission (one line naming it and its holder; nothing submitted), and
+    no queued job ever points at a folder the submission could not prepare. Each lock is released once its
+    folder is prepared (emptied when forced, submitted.json written), before its job can start."""
+
+    def __init__(self, plan: list[PlannedTask], results_dir: Path):
+        self._stacks: dict[int, contextlib.ExitStack] = {}
+        self.writers: dict[int, rf.RunWriter] = {}
+        try:
+            for task in plan:
+                if task.runs:
+                    folder = rf.RunFolder(task.setting.run_dir(results_dir))
+                    folder.path.mkdir(parents=True, exist_ok=True)
+                    stack = contextlib.ExitStack()
+                    self.writers[task.setting.index] = stack.enter_context(folder.hold())
+                    self._stacks[task.setting.index] = stack
+        except rf.RunFolderError as error:
+            self.release_all()
+            raise rf.RunFolderBusy(f"{error}; nothing was submitted") from None
+
+    def release(self, index: int) -> None:
+        stack = self._stacks.pop(index, None)
+        if stack is not None:
+            stack.close()
+
+    def release_all(self) -> None:
+        for index in list(self._stacks):
+            self.release(index)
+
+    close = release_all  # contextlib.closing
+
+
+def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, overrides: tuple[str, ...] = (),
+                  held: HeldFolders | None = None):
     """What happens once the scheduler has accepted a job: its forced folders are emptied, then each run
-    folder records the job (submitted.json, with the setting it runs and the --set texts that made it)."""
+    folder records the job (submitted.json, with the setting it runs and the --set texts that made it), all
+    under the folder's lock (`held` since before the submission, else taken here), which is released then."""
     forced = {task.setting.index for task in plan if task.forced}
+
+    def prepare(writer: rf.RunWriter, member: TrainTask, job_id: str | None, submitted_at: float) -> None:
+        if member.setting.index in forced:
+            writer.clear()
+        writer.write_submission(rf.Submission(
+            job_id, executor, submitted_at, setting_index=member.setting.index,
+            config=member.setting.config.to_dict(), overrides=list(overrides) or None))
 
     def accepted(job: TrainTask | TrainGroup, job_id: str | None, submitted_at: float) -> None:
         for member in job.members:
-            if member.setting.index in forced:
-                rf.clear_run_folder(member.run_dir)
-            rf.write_submission(member.run_dir, rf.Submission(
-                job_id, executor, submitted_at, setting_index=member.setting.index,
-                config=member.setting.config.to_dict(), overrides=list(overrides) or None))
+            if held is not None and member.setting.index in held.writers:
+                prepare(held.writers[member.setting.index], member, job_id, submitted_at)
+                held.release(member.setting.index)
+            else:
+                folder = rf.RunFolder(member.setting.run_dir(Path(results_dir)))
+                folder.path.mkdir(parents=True, exist_ok=True)
+                with folder.hold() as writer:
+                    prepare(writer, member, job_id, submitted_at)
     return accepted
 
 
@@ -169,8 +218,10 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         layout.output_dir(layout.experiment_dir(results_dir, experiment.name), "--results (RESULTS= for make)")
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
     # holder's submitted.json files are written.
-    with contextlib.nullcontext() if dry_run else submission_lock(
-            layout.submit_lock_path(results_dir, experiment.name), experiment.name):
+    with contextlib.ExitStack() as stack:
+        if not dry_run:
+            stack.enter_context(submission_lock(layout.submit_lock_path(results_dir, experiment.name),
+                                                experiment.name))
         scheduler = {} if executor == "local" else squeue_states()
         plan = plan_experiment(experiment, results_dir, force, scheduler, fingerprints)
         overridden = "".join(f" --set {text}" for text in experiment.overrides)
@@ -197,7 +248,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             return SubmitOutcome(experiment.name, plan, "none", [], logs_dir)
         if spec:
             echo(f"tasks run inside {spec.image} ({spec.kind})")
-        accepted = mark_accepted(plan, results_dir, executor, experiment.overrides)
+        held = stack.enter_context(contextlib.closing(HeldFolders(plan, results_dir)))
+        accepted = mark_accepted(plan, results_dir, executor, experiment.overrides, held)
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
         threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
         watch = os.getpid() if executor == "local" else None  # local trainers stop when this process is gone

@@ -1,4 +1,5 @@
-"""What submitting does with each setting: a pure function of its run folder and the scheduler's view."""
+"""What submitting does with each setting: a pure function of its run folder (its record and its lock) and the
+scheduler's view."""
 from __future__ import annotations
 
 import enum
@@ -11,6 +12,8 @@ from tabulate import tabulate
 from .. import runfolder as rf
 from ..config import exact_number
 from ..jobs import Experiment, Setting
+from ..runfolder import ACTIVE_STATES  # noqa: F401  (its home before ptblm.runfolder.states)
+from ..runlock import FREE, HELD, UNKNOWN
 
 
 class Action(enum.Enum):
@@ -34,52 +37,81 @@ class PlannedTask:
         return self.action is not Action.SKIP
 
 
-ACTIVE_STATES = (rf.PENDING, rf.RUNNING, rf.REQUEUED)  # a task may still be working in the folder
+@dataclass(frozen=True)
+class FolderState:
+    """A setting's run folder as the plan sees it: its record (None: no run there yet) and its lock."""
+
+    record: rf.RunRecord | None
+    lock: str = FREE  # runlock.HELD, FREE or UNKNOWN (a file system without flock)
+    holder: str | None = None  # who holds the lock, in words
+    unresumable: rf.Damage | None = None  # why the run, not finished, cannot resume (RunFolder.unresumable)
+
+    @classmethod
+    def read(cls, folder: Path) -> FolderState:
+        run = rf.RunFolder(folder)
+        if not run.path.is_dir():
+            return cls(None)
+        try:
+            lock = run.lock_state()
+        except rf.Damaged:
+            lock = UNKNOWN  # a .lock that is a link: the record says the folder is damaged
+        holder = run.holder() if lock == HELD else None
+        record = run.read() if run.holds_run() else None
+        return cls(record, lock, holder.describe() if holder else ("holder unknown" if lock == HELD else None),
+                   run.unresumable(record) if record else None)
 
 
-def plan_setting(setting: Setting, status: rf.RunStatus | None, submission: rf.Submission | None, force: bool,
-                 scheduler: dict[str, str] | None, recorded_corpus: str | None = None,
+def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: dict[str, str] | None,
                  corpus: str | None = None) -> PlannedTask:
     """`scheduler` is squeue's view ({} without Slurm, None when squeue does not answer: then settings that
-    may still run are left alone). `corpus` is the fingerprint of the data the tasks will read and
-    `recorded_corpus` the one the run folder was trained on: a folder of another corpus is neither reused
-    nor resumed."""
+    may still run are left alone). `corpus` is the fingerprint of the data the tasks will read: a folder
+    trained on another corpus is neither reused nor resumed. A folder another process holds is left alone,
+    forced or not; a damaged one is skipped, with its file and reason, unless forced."""
+    record = folder.record
+    status = record.status if record and record.status_written else None
+    submission = record.submission if record else None
     job_ids = {status.slurm_job_id if status else None, submission.job_id if submission else None} - {None}
     active = sorted(job_ids & set(scheduler or {}))
-    state = rf.current_state(status, submission) if (status or submission) else None
     if active:
         return PlannedTask(setting, Action.SKIP, f"Slurm job {active[0]} still queued or running"
                            + ("; scancel it to force a rerun" if force else ""))
+    if folder.lock == HELD:
+        return PlannedTask(setting, Action.SKIP, f"being written now ({folder.holder})"
+                           + ("; --force never empties a folder another process writes: stop it first" if force
+                              else "; submit again once it ends"))
     if force:
         return PlannedTask(setting, Action.SUBMIT, "forced rerun", forced=True)
+    if record is None:
+        return PlannedTask(setting, Action.SUBMIT, "new")
+    if record.damage or folder.unresumable:
+        return PlannedTask(setting, Action.SKIP, f"damaged: {(record.damage or folder.unresumable).describe()}; "
+                                                 f"--force reruns it from scratch")
+    recorded_corpus = record.provenance.get(rf.CORPUS_KEY)
     if corpus and recorded_corpus and recorded_corpus != corpus:
         return PlannedTask(setting, Action.SKIP, f"trained on another corpus ({recorded_corpus}, not {corpus}): "
                            f"--force reruns it on this one, or choose another --results")
-    if scheduler is None and job_ids and state in ACTIVE_STATES:
+    state = record.state
+    if scheduler is None and job_ids and state in rf.ACTIVE_STATES:
         return PlannedTask(setting, Action.SKIP, f"{state}, and squeue does not answer: job "
                            f"{sorted(job_ids)[0]} may still run (--force reruns it)")
-    if state is None:
-        return PlannedTask(setting, Action.SUBMIT, "new")
     if status is not None and status.state in rf.FINISHED_STATES:
         return PlannedTask(setting, Action.SKIP, f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)")
     if status is None:
-        return PlannedTask(setting, Action.SUBMIT, "submitted before, never started")
+        return PlannedTask(setting, Action.SUBMIT, "submitted before, never started" if not record.config
+                           else "stopped before its first epoch")
+    stopped = " (stopped: nobody writes it)" if state in rf.WRITING_STATES and folder.lock == FREE else ""
     if status.epochs_done:
-        return PlannedTask(setting, Action.RESUME, f"from last.pt after epoch {status.epochs_done}")
-    return PlannedTask(setting, Action.SUBMIT, f"was {status.state}")
+        return PlannedTask(setting, Action.RESUME, f"from last.pt after epoch {status.epochs_done}{stopped}")
+    return PlannedTask(setting, Action.SUBMIT, f"was {state}{stopped}")
 
 
 def plan_experiment(experiment: Experiment, results_dir: Path, force: bool, scheduler: dict[str, str] | None,
                     fingerprints: Mapping[str, str] | None = None) -> list[PlannedTask]:
     """One PlannedTask per setting, read from the run folders only. `fingerprints` maps a corpus name to the
     fingerprint of the files its settings will read (see plan_setting's `corpus`)."""
-    plan = []
-    for setting in experiment.settings:
-        folder = setting.run_dir(results_dir)
-        corpus = (fingerprints or {}).get(setting.config.corpus)
-        plan.append(plan_setting(setting, rf.read_status(folder), rf.read_submission(folder), force, scheduler,
-                                 rf.recorded_corpus(folder) if corpus else None, corpus))
-    return plan
+    return [plan_setting(setting, FolderState.read(setting.run_dir(results_dir)), force, scheduler,
+                         (fingerprints or {}).get(setting.config.corpus))
+            for setting in experiment.settings]
 
 
 def plan_table(plan: list[PlannedTask]) -> str:

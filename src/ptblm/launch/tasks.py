@@ -8,15 +8,12 @@ after the current batch, its last.pt resumable. The trainer itself knows nothing
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import select
 import signal
-import socket
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from .. import corpora
 from .. import runfolder as rf
 from ..run_inputs import run_inputs
 from ..jobs import Setting
+from ..stopping import stop_on_signals
 
 
 def threads_per_run(runs: int, environ=os.environ) -> int:
@@ -32,17 +30,9 @@ def threads_per_run(runs: int, environ=os.environ) -> int:
     return max(1, cpus // runs)
 
 
-@contextlib.contextmanager
 def stop_on_sigterm(stop: threading.Event):
     """SIGTERM sets `stop` (submitit only logs "Bypassing signal SIGTERM"); the old handler comes back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return stop_on_signals(stop, (signal.SIGTERM,))
 
 
 def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
@@ -65,15 +55,8 @@ def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
 
 def record_failure_before_start(run_dir: Path, num_epochs: int, error: BaseException) -> None:
     """A task that failed before the trainer wrote anything (data missing on the node, an import error)
-    says so in its run folder, which would otherwise stay `pending` forever."""
-    status, submission = rf.read_status(run_dir), rf.read_submission(run_dir)
-    if submission is None or rf.current_state(status, submission) != rf.PENDING:
-        return  # the trainer recorded it, or the folder is not this submission's
-    lines = str(error).strip().splitlines()
-    rf.write_status(run_dir, rf.RunStatus(
-        state=rf.FAILED, epochs_done=status.epochs_done if status else 0, num_epochs=num_epochs,
-        error=f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": "), updated_at=time.time(),
-        slurm_job_id=submission.job_id, host=socket.gethostname()))
+    says so in its run folder, which would otherwise stay `pending` forever (RunFolder.mark_failed_before_start)."""
+    rf.RunFolder(run_dir).mark_failed_before_start(num_epochs, error)
 
 
 @dataclass(frozen=True)
@@ -83,6 +66,7 @@ class TrainTask:
     results_dir: str
     threads: int | None = None  # torch CPU threads; default: threads_per_run(1)
     watch_pid: int | None = None  # stop when this process exits (the local submit)
+    force: bool = False  # start over: the trainer empties the folder, holding its lock (`run-setting --force`)
 
     @property
     def run_dir(self) -> Path:
@@ -108,7 +92,7 @@ class TrainTask:
                 torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe
                 inputs = run_inputs(corpora.get(self.setting.config.corpus), self.data_dir, Path(self.results_dir),
                                     os.environ)
-                status = train_run(self.setting.config, inputs.data_dir, self.run_dir,
+                status = train_run(self.setting.config, inputs.data_dir, self.run_dir, force=self.force,
                                    experiment=self.setting.experiment, setting_index=self.setting.index,
                                    description=self.setting.description, command_line=sys.argv, interactive=False,
                                    should_stop=stop.is_set, **inputs.train_kwargs())
@@ -158,7 +142,7 @@ class TrainGroup:
                 process.start()
             for process in processes:
                 process.join()
-        states = [(rf.read_status(task.run_dir) or rf.RunStatus(rf.FAILED, 0, 0)).state for task in self.tasks]
+        states = [rf.RunFolder(task.run_dir).read().state for task in self.tasks]
         failed = [task.setting.run_name for task, p in zip(self.tasks, processes) if p.exitcode != 0]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(self.tasks)} runs failed: {', '.join(failed)} "
@@ -175,10 +159,4 @@ class TrainGroup:
 
 def mark_requeued(run_dir: Path, num_epochs: int) -> None:
     """Say so in status.json, unless the run already finished (done and diverged stay final)."""
-    previous = rf.read_status(run_dir)
-    if previous and previous.state in rf.FINISHED_STATES:
-        return
-    rf.write_status(run_dir, rf.RunStatus(
-        state=rf.REQUEUED, epochs_done=previous.epochs_done if previous else 0, num_epochs=num_epochs,
-        updated_at=time.time(), slurm_job_id=previous.slurm_job_id if previous else None,
-        host=previous.host if previous else None))
+    rf.RunFolder(run_dir).mark_requeued(num_epochs)

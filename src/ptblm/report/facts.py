@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from .. import runfolder as rf
 from ..config import MODELS, ConfigError
-from ..status import format_ppl, format_seconds
+from ..formatting import format_ppl, format_seconds
 from . import latex, wording
 from .summary import HYPER_PARAMETERS, RunSummary, differing_keys, published_comparisons
 

@@ -152,13 +152,21 @@ def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
 
 def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn=print) -> list[RunSummary]:
     """The runs of `experiments` (default all but selection.LEFT_OUT_UNLESS_NAMED) under results_dir; warns when
-    they come from different corpora."""
+    they come from different corpora. A damaged run folder is left out with a note naming the file and the
+    reason (tables, figures and the report show every other run)."""
     found = rf.find_runs(results_dir)
     runs = [run for run in found if reported(run, experiments)]
+    for run in runs:
+        if run.damage:
+            warn(f"note: left out {run.folder}: damaged ({run.damage.describe()}); `ptblm status` lists it, "
+                 f"`ptblm submit {run.experiment} --force` reruns it")
+    damaged = sum(1 for run in runs if run.damage)
+    runs = [run for run in runs if not run.damage]
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
-        raise NoRunFolders(f"no run folders{wanted} under {results_dir} (expected {results_dir}/<experiment>/"
-                           f"<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
+        left_out = f" but {damaged} damaged ones (named above)" if damaged else ""
+        raise NoRunFolders(f"no run folders{wanted} under {results_dir}{left_out} (expected {results_dir}/"
+                           f"<experiment>/<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
                            + left_out_note(found))
     corpora = corpus_groups(runs)
     if len(corpora) > 1:

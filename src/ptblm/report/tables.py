@@ -20,7 +20,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from ..config import exact_number
-from ..status import format_ppl, format_seconds
+from ..formatting import format_ppl, format_seconds
 from . import latex
 from .summary import RunSummary, best_per_architecture, by_experiment, file_stem, published_comparisons
 

@@ -7,8 +7,9 @@ the RNN and GRU runs with weights and the lowest best validation ppl stand in (w
 is optional: setting 0 of example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else
 the best LSTM run with weights (with a note), else none: the analyses then cover the RNN and the GRU.
 `--rnn DIR --gru DIR --lstm DIR` name any others. The vocabulary is rebuilt from the data folder the
-run recorded (or --data, or its corpus's variable such as PTB_DIR) and must have the size the weights
-were trained with.
+run recorded (or --data, or its corpus's variable such as PTB_DIR), which must be the corpus the run
+recorded (its fingerprint; the vocabulary size for folders from before fingerprints). A damaged run folder
+is never loaded: a note names its file and reason.
 
 Torch-free at import: the command line reads ANALYSED to make its flags before any model is loaded.
 """
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from .. import corpora
 from .. import runfolder as rf
 from ..config import RunConfig
-from ..data import Corpus, DataError, load_corpus
+from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
 from ..models import build_model
 from .selection import reported
@@ -77,11 +78,18 @@ class TrainedModel:
         return f"{self.name} {self.folder} (best epoch {self.epoch}, valid ppl {self.valid_ppl:.2f})"
 
 
-def trained_runs_of(model: str, results_dir: Path) -> list[rf.RunRecord]:
+def trained_runs_of(model: str, results_dir: Path, skip: frozenset[Path] = frozenset()) -> list[rf.RunRecord]:
     """Runs of `model` under results_dir that have a best.pt, of the experiments the report covers by default
-    (a `ptblm train --debug` run never stands in; --rnn/--gru can name one)."""
-    return [run for run in rf.find_runs(results_dir) if reported(run)
+    (a `ptblm train --debug` run never stands in; --rnn/--gru can name one); damaged ones, and those in `skip`,
+    are none."""
+    return [run for run in rf.find_runs(results_dir) if reported(run) and not run.damage and run.folder not in skip
             and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
+
+
+def damaged_runs_notes(results_dir: Path) -> list[str]:
+    """One line per damaged run folder under results_dir, naming the file and the reason."""
+    return [f"note: skipped {run.folder}: damaged ({run.damage.describe()})"
+            for run in rf.find_runs(results_dir) if run.damage]
 
 
 def best_valid_ppl(run: rf.RunRecord) -> float:
@@ -89,15 +97,17 @@ def best_valid_ppl(run: rf.RunRecord) -> float:
     return best.valid_ppl if best else math.inf
 
 
-def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path, notify=print) -> Path | None:
+def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path, notify=print,
+                    skip: frozenset[Path] = frozenset()) -> Path | None:
     """The folder named on the command line, else the default setting's, else (with a note) the best one;
-    None for an optional model without any run that has weights.
+    None for an optional model without any run that has weights; never one of `skip` (runs whose best.pt
+    could not be loaded).
 
     The stand-in lets `make gradients samples report` work right after the demo, or while 3.1/3.2
     still train; the note and the captions (which name every run) say that it happened.
     """
     model, flag = analysed.model, analysed.flag
-    trained = trained_runs_of(model, results_dir)
+    trained = trained_runs_of(model, results_dir, skip)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
         if (folder / rf.BEST_CHECKPOINT).is_file():
@@ -137,19 +147,25 @@ def run_data_dir(folder: Path, entry: corpora.CorpusEntry, data_dir: Path | None
 
 def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None = None,
                  batch_size: int | None = None, loaded: dict[Path, Corpus] | None = None,
-                 environ: Mapping[str, str] | None = None) -> TrainedModel:
+                 environ: Mapping[str, str] | None = None, fingerprint_cache: Path | None = None) -> TrainedModel:
     """best.pt of `folder` in a model built for `batch_size` sequences (default: the run's batch size).
 
     `expected_model` (RNN, GRU, ...) is what the caller's flag asked for; None takes any model.
     data_dir (--data), else the folder the run's corpus's variable names in `environ` (e.g. PTB_DIR),
     overrides the data folder recorded in config.json (a cluster's path is often gone).
-    `loaded` keeps the corpora read so far, so that two runs of the same data read it once.
+    `loaded` keeps the corpora read so far, so that two runs of the same data read it once. The data must be
+    the corpus the run recorded (check_same_corpus; `fingerprint_cache` as for ptblm.data.corpus_fingerprint).
     """
-    from ..train import load_checkpoint  # imports torch
-
     folder = Path(folder)
-    checkpoint = load_checkpoint(folder / rf.BEST_CHECKPOINT)
-    config = RunConfig.from_dict(checkpoint["config"], where=str(folder / rf.BEST_CHECKPOINT))
+    run = rf.RunFolder(folder)
+    record = run.read()
+    if record.damage:
+        raise rf.Damaged(record.damage.file, record.damage.reason)
+    best = run.best_weights()  # imports torch
+    try:
+        config = RunConfig.from_dict(best.config, where="config")
+    except ValueError as error:
+        raise rf.Damaged(run.file(rf.BEST_CHECKPOINT), str(error)) from None
     if expected_model is not None and config.model != expected_model:
         raise MissingRun(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
                          f"{expected_model} run folder")
@@ -163,21 +179,37 @@ def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None
             raise DataError(f"{folder} needs the vocabulary of the data it was trained on ({data_dir}): "
                             f"{error}") from error
     corpus = loaded[data_dir]
-    if corpus.vocab_size != checkpoint["vocab_size"]:
-        raise DataError(f"{data_dir} has a vocabulary of {corpus.vocab_size} words but {folder} was trained with "
-                        f"{checkpoint['vocab_size']}: point --data (or {entry.env_var}) at the data the run was "
-                        f"trained on")
+    check_same_corpus(folder, entry, record.provenance.get(rf.CORPUS_KEY), data_dir, corpus.vocab_size,
+                      best.vocab_size, fingerprint_cache)
     model = build_model(config.replace(batch_size=batch_size) if batch_size else config, corpus.vocab_size)
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(best.model)
     model.eval()
-    return TrainedModel(folder, config, model, corpus, int(checkpoint["epoch"]), float(checkpoint["valid_ppl"]))
+    return TrainedModel(folder, config, model, corpus, best.epoch, best.valid_ppl)
+
+
+def check_same_corpus(folder: Path, entry: corpora.CorpusEntry, recorded: str | None, data_dir: Path,
+                      vocab_size: int, trained_vocab: int, fingerprint_cache: Path | None = None) -> None:
+    """The words are decoded with the corpus the run was trained on: the fingerprint it recorded, else (folders
+    from before fingerprints) at least the vocabulary size."""
+    hint = f"point --data (or {entry.env_var}) at the data the run was trained on"
+    if recorded is not None:
+        actual = corpus_fingerprint(data_dir, fingerprint_cache, entry)
+        if actual != recorded:
+            raise DataError(f"{data_dir} is not the corpus {folder} was trained on (fingerprint {actual}, the run "
+                            f"recorded {recorded}): {hint}")
+    if vocab_size != trained_vocab:
+        raise DataError(f"{data_dir} has a vocabulary of {vocab_size} words but {folder} was trained with "
+                        f"{trained_vocab}: {hint}")
 
 
 def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Path | None = None,
                   batch_size: int | None = None, notify=print,
                   environ: Mapping[str, str] | None = None) -> list[TrainedModel]:
     """The models of ANALYSED (named[model] or the defaults) in its order; one error naming every required run
-    that is missing. Their data: see load_trained."""
+    that is missing. Their data: see load_trained. Damaged run folders are named in a note each and never
+    loaded; a default run whose best.pt cannot be loaded gives way to the next stand-in."""
+    for note in damaged_runs_notes(results_dir):
+        notify(note)
     folders, problems = {}, []
     for analysed in ANALYSED:
         try:
@@ -189,5 +221,19 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Pa
             folders[analysed.model] = folder
     if problems:
         raise MissingRun("\n".join(problems))
-    loaded: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
-    return [load_trained(folder, model, data_dir, batch_size, loaded, environ) for model, folder in folders.items()]
+    corpora_read: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
+    analysed_as = {analysed.model: analysed for analysed in ANALYSED}
+    models = []
+    for model, folder in folders.items():
+        skipped: set[Path] = set()
+        while folder is not None:
+            try:
+                models.append(load_trained(folder, model, data_dir, batch_size, corpora_read, environ))
+                break
+            except rf.Damaged as error:  # a best.pt that only loading tells apart (a foreign dict, a newer format)
+                if named.get(model) is not None:
+                    raise
+                notify(f"note: skipped {folder}: damaged ({error.damage.describe()})")
+                skipped.add(folder)
+                folder = resolve_run_dir(analysed_as[model], None, results_dir, notify, frozenset(skipped))
+    return models

@@ -1,0 +1,146 @@
+"""The run folder's checkpoints: best.pt (the best weights), last.pt (everything to resume), best_params.pt.
+
+Checkpoints hold only tensors and plain containers, so the safe loader reads them (weights_only), through a
+descriptor opened without following links; anything else (a link, an empty or truncated file, a pickle with
+code in it, a foreign dict, a newer format_version) is Damaged naming the file. `looks_whole` is the cheap
+test every reader runs: torch.save writes a zip archive, whose end record a truncated copy lacks.
+torch is imported only where a checkpoint is loaded or saved.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .files import READ_FLAGS, link_reason
+from .records import VERSION_KEY, Curves, Damaged, field_of, json_type, migrated
+
+ZIP_START, ZIP_END = b"PK\x03\x04", b"PK\x05\x06"
+ZIP_END_SIZE = 22  # the end-of-central-directory record, without a comment (torch.save writes none)
+
+
+def looks_whole(path: Path) -> None:
+    """Damaged unless `path` (which exists) is a regular file holding a complete zip archive."""
+    path = Path(path)
+    if path.is_symlink():
+        raise Damaged(path, link_reason(path))
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise Damaged(path, "not a regular file")
+    if info.st_size == 0:
+        raise Damaged(path, "empty (0 bytes): not a checkpoint")
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError as error:
+        raise Damaged(path, f"cannot be read ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        start = handle.read(4)
+        handle.seek(max(info.st_size - ZIP_END_SIZE, 0))
+        end = handle.read(4)
+    if start != ZIP_START:
+        raise Damaged(path, "not a checkpoint written by torch.save (no zip archive): ptblm did not write it")
+    if end != ZIP_END:
+        raise Damaged(path, f"truncated ({info.st_size} bytes, the zip archive has no end record)")
+
+
+def load_checkpoint(path: Path, device: Any = "cpu") -> dict:
+    """A checkpoint's dict, migrated to the current format, or Damaged naming the file."""
+    import torch
+
+    path = Path(path)
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except FileNotFoundError:
+        raise Damaged(path, "missing") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise Damaged(path, link_reason(path)) from None
+        raise Damaged(path, f"cannot be read ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise Damaged(path, "empty (0 bytes): not a checkpoint")
+        try:
+            with warnings.catch_warnings():  # "Detected pickle protocol 4": what a foreign pickle looks like
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                obj = torch.load(handle, map_location=device, weights_only=True)
+        except pickle.UnpicklingError:
+            raise Damaged(path, "refused to load it: it holds Python objects other than tensors and plain "
+                                "containers, so ptblm did not write it (nothing in it was run)") from None
+        except (RuntimeError, EOFError, ValueError, OSError) as error:
+            reason = str(error).split(". ")[0] or type(error).__name__
+            raise Damaged(path, f"not a readable checkpoint ({reason})") from None
+    if not isinstance(obj, dict):
+        raise Damaged(path, f"holds {json_type(obj)}, not a ptblm checkpoint (a dict)")
+    return migrated(obj, path)
+
+
+def _entry(checkpoint: dict, key: str, kind: str, path: Path) -> Any:
+    if key in ("model", "optimizer", "rng"):
+        if not isinstance(checkpoint.get(key), dict):
+            raise Damaged(path, f"no {key!r} dict (it holds {json_type(checkpoint.get(key))} there): not a "
+                                f"ptblm checkpoint")
+        return checkpoint[key]
+    return field_of(checkpoint, key, kind, path, required=True)
+
+
+@dataclass
+class BestWeights:
+    """best.pt: the weights of the best validation epoch, with the setting and vocabulary they belong to."""
+
+    model: dict  # the state_dict
+    config: dict  # the RunConfig fields
+    epoch: int
+    valid_ppl: float
+    vocab_size: int
+
+    def to_checkpoint(self) -> dict:
+        from .records import FORMAT_VERSION
+
+        return {VERSION_KEY: FORMAT_VERSION, "model": self.model, "config": self.config, "epoch": self.epoch,
+                "valid_ppl": self.valid_ppl, "vocab_size": self.vocab_size}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, path: Path) -> BestWeights:
+        return cls(model=_entry(checkpoint, "model", "", path), config=_entry(checkpoint, "config", "an object", path),
+                   epoch=_entry(checkpoint, "epoch", "an integer", path),
+                   valid_ppl=float(_entry(checkpoint, "valid_ppl", "a number", path)),
+                   vocab_size=_entry(checkpoint, "vocab_size", "an integer", path))
+
+
+@dataclass
+class ResumePoint:
+    """last.pt: everything to resume after `epoch` (model, optimizer, learning rate, RNG states, curves).
+    `ended` is the final state ("done", "diverged") once training ended: only the promised test pass is left."""
+
+    model: dict
+    optimizer: dict
+    config: dict
+    epoch: int
+    lr: float
+    wall_clock_seconds: float
+    rng: dict
+    curves: Curves
+    ended: str | None = None
+
+    def to_checkpoint(self) -> dict:
+        from .records import FORMAT_VERSION
+
+        return {VERSION_KEY: FORMAT_VERSION, "model": self.model, "optimizer": self.optimizer, "config": self.config,
+                "epoch": self.epoch, "lr": self.lr, "wall_clock_seconds": self.wall_clock_seconds, "rng": self.rng,
+                "curves": self.curves.to_json(), "ended": self.ended}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, path: Path) -> ResumePoint:
+        return cls(model=_entry(checkpoint, "model", "", path), optimizer=_entry(checkpoint, "optimizer", "", path),
+                   config=_entry(checkpoint, "config", "an object", path),
+                   epoch=_entry(checkpoint, "epoch", "an integer", path),
+                   lr=float(_entry(checkpoint, "lr", "a number", path)),
+                   wall_clock_seconds=float(_entry(checkpoint, "wall_clock_seconds", "a number", path)),
+                   rng=_entry(checkpoint, "rng", "", path),
+                   curves=Curves.from_json(_entry(checkpoint, "curves", "an object", path), path),
+                   ended=field_of(checkpoint, "ended", "a string", path))

@@ -1,0 +1,307 @@
+"""RunFolder: the one owner of a run folder. It alone reads its files (tolerant per run), holds its lock, and
+writes it (through the RunWriter that `hold` yields: writer.py).
+
+Reading never raises for a damaged folder: `RunFolder.read` returns a RunRecord whose `damage` names the
+file and the reason, so one damaged run never hides the others. A file is damaged when it exists but does
+not hold its record (empty, truncated, not JSON, the wrong type, a newer format_version, a link, not a
+regular file), or is missing where the write order guarantees it: config.json once any epoch file exists
+(it is the first write), status.json once curves.json exists. A missing last.pt of a run that has not finished
+is no damage to readers of results (results rsync-ed without their checkpoints are read as usual), only to
+resuming it: `unresumable` says why, for the trainer and the plan.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import layout
+from ..runlock import FREE, LockBusy, LockHolder, exclusive_lock, probe, read_lock_holder
+from .checkpoints import BestWeights, ResumePoint, load_checkpoint, looks_whole
+from .files import LinkRefused, atomic_write_json, link_reason, read_bytes
+from .records import (BEST_CHECKPOINT, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
+                      LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, STATUS_FILE, SUBMISSION_FILE, Curves, Damage, Damaged,
+                      RunFolderError, RunSettings, RunStatus, Submission)
+from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, WRITING_STATES, current_job_id,
+                     current_state)
+from .writer import RunWriter
+
+
+class RunFolderBusy(RunFolderError):
+    """Another process (or another run of this one) is writing the run folder."""
+
+
+@dataclass
+class RunRecord:
+    """Everything the readers (status, plan, tables, figures, export, samples) know about one run folder."""
+
+    folder: Path
+    config: dict  # the "config" section of config.json (the RunConfig fields); {} when unknown
+    provenance: dict  # the rest of config.json
+    curves: Curves
+    status: RunStatus  # as written, or made up from the folder when status.json is absent (`status_written`)
+    submission: Submission | None = None
+    damage: Damage | None = None  # the first damaged file, and why
+    status_written: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def experiment(self) -> str:
+        return str(self.provenance.get("experiment") or self.folder.parent.name)
+
+    @property
+    def setting_index(self) -> int | None:
+        index = self.provenance.get("setting_index")
+        return index if index is not None or self.submission is None else self.submission.setting_index
+
+    @property
+    def damaged(self) -> bool:
+        return self.damage is not None
+
+    @property
+    def state(self) -> str:
+        """What the folder says (pending when a newer submission has not started), or `damaged`."""
+        if self.damaged:
+            return DAMAGED
+        if not self.status_written:  # made up: running once config.json (the trainer's first write) exists
+            return self.status.state
+        return current_state(self.status, self.submission)
+
+    @property
+    def job_id(self) -> str | None:
+        return current_job_id(self.status if self.status_written else None, self.submission)
+
+
+class RunFolder:
+    """results/<exp>/<run>/ (or any --out): see ptblm.runfolder for its files."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def holds_run(self) -> bool:
+        """Any file of a run (a lock or a log alone is none)."""
+        return any(os.path.lexists(self.file(name)) for name in JSON_FILES + CHECKPOINTS)
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def _json(self, name: str, parse: Callable[[Any, Path], Any]) -> Any:
+        """The record of one JSON file, None when absent; Damaged when it cannot be read as that record."""
+        path = self.file(name)
+        try:
+            data = read_bytes(path)
+        except FileNotFoundError:
+            return None
+        except LinkRefused:
+            raise Damaged(path, link_reason(path)) from None
+        except OSError as error:
+            raise Damaged(path, f"cannot be read ({error.strerror})") from None
+        if not data.strip():
+            raise Damaged(path, f"empty ({len(data)} bytes)")
+        try:
+            obj = json.loads(data.decode())
+        except (UnicodeDecodeError, ValueError) as error:
+            raise Damaged(path, f"not valid JSON, truncated or overwritten ({error})") from None
+        return parse(obj, path)
+
+    def read_settings(self) -> RunSettings | None:
+        return self._json(CONFIG_FILE, RunSettings.from_json)
+
+    def read_status(self) -> RunStatus | None:
+        return self._json(STATUS_FILE, RunStatus.from_json)
+
+    def read_submission(self) -> Submission | None:
+        return self._json(SUBMISSION_FILE, Submission.from_json)
+
+    def read_curves(self) -> Curves:
+        return self._json(CURVES_FILE, Curves.from_json) or Curves()
+
+    def read(self) -> RunRecord:
+        """Every file of the folder, never raising for damage (see the module's docstring)."""
+        damages: list[Damage] = []
+
+        def attempt(read: Callable[[], Any]) -> Any:
+            try:
+                return read()
+            except Damaged as error:
+                damages.append(error.damage)
+                return None
+
+        settings, status = attempt(self.read_settings), attempt(self.read_status)
+        submission, curves = attempt(self.read_submission), attempt(self.read_curves) or Curves()
+        for name in CHECKPOINTS:
+            if os.path.lexists(self.file(name)):
+                attempt(lambda name=name: looks_whole(self.file(name)))
+        for name in (LOG_FILE, LOCK_FILE):
+            if self.file(name).is_symlink():
+                damages.append(Damage(self.file(name), link_reason(self.file(name))))
+        exists = {name: os.path.lexists(self.file(name)) for name in (CURVES_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT)}
+        if not damages:
+            if settings is None and any(exists.values()):
+                damages.append(Damage(self.file(CONFIG_FILE), "missing, though the run wrote epochs (config.json "
+                                                              "is its first write): the setting is unknown"))
+            elif status is None and exists[CURVES_FILE]:
+                damages.append(Damage(self.file(STATUS_FILE), "missing, though curves.json exists"))
+        config = settings.config if settings else {}
+        written = status is not None
+        if status is None:  # a task that has not started, or a trainer killed between config.json and status.json
+            num_epochs = config.get("num_epochs") or ((submission.config or {}) if submission else {}).get("num_epochs")
+            status = RunStatus(RUNNING if settings else PENDING, len(curves.epochs), int(num_epochs or 0))
+        return RunRecord(self.path, config, settings.provenance if settings else {}, curves, status, submission,
+                         damages[0] if damages else None, written)
+
+    def unresumable(self, record: RunRecord) -> Damage | None:
+        """Why a run that has not finished cannot resume: curves.json lists epochs, but last.pt (written before
+        curves.json every epoch) is gone. None when it can resume, or has nothing to resume."""
+        if (record.damage is None and record.curves.epochs and record.status.state not in FINISHED_STATES
+                and not os.path.lexists(self.file(LAST_CHECKPOINT))):
+            return Damage(self.file(LAST_CHECKPOINT), f"missing, though curves.json lists {len(record.curves.epochs)} "
+                                                      f"epochs: cannot resume")
+        return None
+
+    def recorded_corpus(self) -> str | None:
+        """The corpus fingerprint the run recorded; None for none yet (or a folder older than them)."""
+        settings = self.read_settings()
+        return settings.provenance.get(CORPUS_KEY) if settings else None
+
+    def best_weights(self, device: Any = "cpu") -> BestWeights:
+        path = self.file(BEST_CHECKPOINT)
+        return BestWeights.from_checkpoint(load_checkpoint(path, device), path)
+
+    def resume_point(self, device: Any = "cpu") -> ResumePoint | None:
+        path = self.file(LAST_CHECKPOINT)
+        if not os.path.lexists(path):
+            return None
+        return ResumePoint.from_checkpoint(load_checkpoint(path, device), path)
+
+    # --- the lock ------------------------------------------------------------------------------------------
+
+    def lock_state(self) -> str:
+        """HELD, FREE or UNKNOWN, without taking the lock from anyone (ptblm.runlock.probe)."""
+        path = self.file(LOCK_FILE)
+        try:
+            return probe(path)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise Damaged(path, link_reason(path)) from None
+            raise Damaged(path, f"cannot be opened ({error.strerror})") from None
+
+    def writer_gone(self, record: RunRecord) -> bool:
+        """The folder says a writer works in it (running, requeued), but nobody holds its lock: stopped."""
+        return record.state in WRITING_STATES and self.lock_state() == FREE
+
+    def holder(self) -> LockHolder | None:
+        """Who holds (or last held) the lock."""
+        return read_lock_holder(self.file(LOCK_FILE))
+
+    @contextlib.contextmanager
+    def hold(self, slurm_job_id: str | None = None) -> Iterator[RunWriter]:
+        """Hold the lock (the folder must exist) and write through the RunWriter yielded; RunFolderBusy names
+        the holder, Damaged a lock file that is a link."""
+        path = self.file(LOCK_FILE)
+        with contextlib.ExitStack() as held:
+            try:
+                holder = held.enter_context(exclusive_lock(path, slurm_job_id))
+            except LockBusy as busy:
+                raise RunFolderBusy(f"{self.path} is being written by another ptblm run "
+                                    f"({busy.holder.describe() if busy.holder else 'holder unknown'}); wait for it "
+                                    f"to end or stop it, or choose another --out") from None
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise Damaged(path, link_reason(path)) from None
+                raise RunFolderError(f"{path}: cannot create or lock the run folder's lock ({error.strerror}); "
+                                     f"choose a writable --out") from None
+            try:
+                previous = self.read_status()
+            except Damaged:
+                previous = None  # the caller reads the folder and decides (the trainer refuses to resume)
+            yield RunWriter(self, holder, previous, slurm_job_id)
+
+    # --- creating ------------------------------------------------------------------------------------------
+
+    def is_run_folder(self) -> bool:
+        """Empty, or holding what only ptblm writes: the lock, or a config.json, status.json or submitted.json
+        in ptblm's shape (folders from before the lock existed have those)."""
+        names = {path.name for path in self.path.iterdir()}
+        if not names or LOCK_FILE in names:
+            return True
+        for name, key in ((CONFIG_FILE, "config"), (STATUS_FILE, "state"), (SUBMISSION_FILE, "executor")):
+            if name in names:
+                try:
+                    obj = json.loads(read_bytes(self.file(name)).decode())
+                except (OSError, ValueError):
+                    continue
+                if isinstance(obj, dict) and key in obj:
+                    return True
+        return False
+
+    def make(self) -> RunFolder:
+        """Create the folder for a run, or check that it is one. Refused: a file, a place that cannot be
+        written, and a non-empty folder that is not a ptblm run's (never train into someone else's files,
+        nor --force them away)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a run folder; choose a folder for --out")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunFolderError(f"{self.path}: cannot create the run folder ({error.strerror}); choose a writable "
+                                 f"--out") from None
+        if not self.is_run_folder():
+            names = sorted(path.name for path in self.path.iterdir())
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise RunFolderError(f"{self.path} is not empty and not a ptblm run folder (it holds {shown}); choose "
+                                 f"an empty or new folder for --out")
+        return self
+
+    # --- transitions by a process that does not train here -------------------------------------------------
+
+    def mark_requeued(self, num_epochs: int) -> None:
+        """Slurm asked the task to requeue (USR2): said in status.json by the task's own process, whose trainer
+        holds the lock and is being stopped. Finished runs stay finished; a damaged status is left alone."""
+        try:
+            previous = self.read_status()
+        except Damaged:
+            return
+        if previous and previous.state in FINISHED_STATES:
+            return
+        atomic_write_json(self.file(STATUS_FILE), RunStatus(
+            state=REQUEUED, epochs_done=previous.epochs_done if previous else 0, num_epochs=num_epochs,
+            updated_at=time.time(), slurm_job_id=previous.slurm_job_id if previous else None,
+            host=previous.host if previous else None).to_json())
+
+    def mark_failed_before_start(self, num_epochs: int, error: BaseException) -> None:
+        """A task that failed before its trainer wrote anything (data missing on the node, an import error)
+        says so, under the lock; a folder another process holds, or that its trainer already wrote, is left."""
+        with contextlib.suppress(RunFolderError), self.hold() as writer:
+            record = self.read()
+            if record.damaged or record.submission is None or record.state != PENDING:
+                return
+            lines = str(error).strip().splitlines()
+            writer.slurm_job_id = record.submission.job_id
+            writer.mark_failed(f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": "),
+                               epochs_done=record.status.epochs_done if record.status_written else 0,
+                               num_epochs=num_epochs)
+
+
+def find_runs(results_dir: Path, experiment: str | None = None) -> list[RunRecord]:
+    """Every run folder with results (a config.json) or damage under results/<exp>/<run>/, sorted by experiment
+    then setting number. Hidden folders (results/.compile-cache) are not experiments, whatever files they hold."""
+    names = [experiment] if experiment else layout.experiments_with_results(results_dir)
+    records = [RunFolder(path).read() for name in names for path in layout.run_folders(results_dir, name)
+               if RunFolder(path).holds_run()]
+    runs = [record for record in records if record.config or record.damaged]
+    return sorted(runs, key=lambda r: (r.experiment, r.setting_index or 0, r.name))
