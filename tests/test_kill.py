@@ -64,8 +64,9 @@ def uninterrupted(children, synthetic_dir, tmp_path_factory):
     writes = json.loads(Path(out.parent / f"{out.name}-0-0.log.writes.json").read_text())
     result = outcome(out)
     assert result["state"] == rf.DONE and result["test_ppl"] is not None and len(result["epochs"]) == 2
-    # config, status, then per epoch best.pt (when better), last.pt, curves and status, then the test pass
-    assert writes[:2] == [rf.CONFIG_FILE, rf.STATUS_FILE] and writes[-2:] == [rf.CURVES_FILE, rf.STATUS_FILE]
+    # packages, config, status, then per epoch best.pt (when better), last.pt, curves and status, then the test pass
+    assert writes[:3] == [rf.PACKAGES_FILE, rf.CONFIG_FILE, rf.STATUS_FILE]
+    assert writes[-2:] == [rf.CURVES_FILE, rf.STATUS_FILE]
     return result, writes
 
 
