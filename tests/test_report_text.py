@@ -193,3 +193,16 @@ def test_a_manual_run_never_stands_in_for_the_analysed_models(tmp_path):
     with pytest.raises(MissingRun):
         resolve_run_dir(ANALYSED[0], None, tmp_path, notify=lambda message: None)
     assert resolve_run_dir(ANALYSED[0], manual, tmp_path) == manual  # named: used
+
+
+def test_the_title_names_the_architectures_of_the_runs_in_the_registry_s_order(tmp_path):
+    """Was: 'RNN, GRU and Transformer' whatever the runs were, an LSTM study's report included."""
+    from ptblm.report.document import report_title
+
+    results = tmp_path / "results"
+    write_run(results, "3.4", [300.0, 200.0], model="TRANSFORMER", hidden_size=512, n_heads=16)
+    write_run(results, "lstm", [300.0, 200.0], model="LSTM")
+    write_run(results, "3.1", [300.0, 200.0])
+    assert report_title(load_summaries(results)) == ("Word-level language models on Penn Treebank: RNN, LSTM and "
+                                                     "Transformer")
+    assert report_title(load_summaries(results, ["3.1"])) == "Word-level language models on Penn Treebank: RNN"

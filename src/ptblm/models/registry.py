@@ -31,6 +31,11 @@ class Architecture:
     baseline: str | None = None  # the same for PyTorch's own layers at its sizes, the bench's `builtin` yardstick
     attention_heads: bool = False  # n_heads splits hidden_size, which must be a multiple of it
     debug_changes: Mapping[str, Any] = field(default_factory=dict)  # run_exp.py's --debug, beyond one epoch
+    title: str = ""  # its name in prose (the report's title); default: `name`
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
 
     def build_model(self, config: RunConfig, vocab_size: int) -> nn.Module:
         return _resolve(self.build)(config, vocab_size)
@@ -56,7 +61,7 @@ ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
     Architecture("LSTM", build="lstm:LSTM.from_config", recurrent=True, baseline="builtin.baselines:lstm"),
     # run_exp.py --debug builds the TRANSFORMER as make_model(vocab, n_units=16, n_blocks=2), make_model's
     # other defaults (dropout 0.1, 16 heads); the recurrent models keep their size.
-    Architecture("TRANSFORMER", build="transformer:build", recurrent=False,
+    Architecture("TRANSFORMER", build="transformer:build", recurrent=False, title="Transformer",
                  baseline="builtin.baselines:transformer", attention_heads=True,
                  debug_changes={"hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.9, "n_heads": 16}),
 )}

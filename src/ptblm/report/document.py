@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..corpora import DEFAULT_CORPUS
+from ..models.registry import ARCHITECTURES
 from . import figures, gradients, latex, samples, tables, wording
 from . import facts
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
 from .summary import RunSummary, by_experiment, corpus_title, file_stem, published_comparisons
 
 REPORT_FILE = "report.tex"
-TITLE = "Word-level language models on {corpora}: RNN, GRU and Transformer"
+TITLE = "Word-level language models on {corpora}: {models}"
 GRADIENTS_SNIPPET = f"{gradients.FOLDER}/gradients.tex"
 SAMPLES_SNIPPET = f"{samples.FOLDER}/appendix.tex"
 OPTIONAL_PARTS = {GRADIENTS_SNIPPET: "make gradients", SAMPLES_SNIPPET: "make samples"}  # snippet -> its command
@@ -30,9 +31,12 @@ class Report:
 
 
 def report_title(summaries: list[RunSummary]) -> str:
-    """TITLE with the corpora the runs trained on (Penn Treebank for the course's study)."""
+    """TITLE with the corpora the runs trained on (Penn Treebank for the course's study) and their architectures
+    in the registry's order ("RNN, GRU and Transformer" for the course's study)."""
     titles = sorted({corpus_title(s.config["corpus"]) for s in summaries})
-    return TITLE.format(corpora=" and ".join(titles) or corpus_title(DEFAULT_CORPUS))
+    models = [entry.title for name, entry in ARCHITECTURES.items() if any(s.model == name for s in summaries)]
+    return TITLE.format(corpora=" and ".join(titles) or corpus_title(DEFAULT_CORPUS),
+                        models=wording.enumeration(models) if models else "no runs yet")
 
 
 def optional_input(report_dir: Path, snippet: str) -> str:
