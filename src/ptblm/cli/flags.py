@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..corpora import CORPORA
+from .types import count, temperature
 
 CORPUS_VARIABLES = " or ".join(f"${entry.env_var}" for entry in CORPORA.values())  # each names its corpus's folder
 
@@ -30,3 +31,17 @@ def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> No
     if data:
         parser.add_argument("--data", type=Path, default=None, help="the corpus's folder (default: its variable, "
                             f"{CORPUS_VARIABLES}, else data/<corpus>)")
+
+
+def add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    """How `samples` and `generate` pick each next word (report.samples.Decoding; --seed is each command's)."""
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="0 = greedy (default); > 0 samples")
+    parser.add_argument("--top-k", type=count, default=0, help="sample among the k most probable words (0 = all)")
+    parser.add_argument("--no-unk", action="store_true", help="never generate <unk> (greedy and sampled alike)")
+
+
+def decoding_from_args(args: argparse.Namespace):
+    """The report.samples.Decoding of add_decoding_flags and --seed."""
+    from ..report.samples import Decoding  # imports torch: only when the command runs
+
+    return Decoding(args.temperature, args.top_k, args.seed, args.no_unk)

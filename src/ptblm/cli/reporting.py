@@ -6,17 +6,18 @@ import os
 import sys
 from pathlib import Path
 
-from .flags import add_location_flags, default_results_dir
-from .types import count, perplexity, seed, temperature
+from .flags import add_decoding_flags, add_location_flags, decoding_from_args, default_results_dir
+from .types import perplexity, seed
 
 EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
 
 
-def report_dir(args: argparse.Namespace) -> Path:
-    """--out, or <results>/report: made and checked before anything is computed."""
+def report_dir(args: argparse.Namespace, under: str = "") -> Path:
+    """--out, or <results>/report (/`under`): made and checked before anything is computed."""
     from ..layout import output_dir, report_dir as results_report_dir
 
-    return output_dir(args.out or results_report_dir(args.results), "--out" if args.out else "--out (or --results)")
+    return output_dir(args.out or results_report_dir(args.results) / under,
+                      "--out" if args.out else "--out (or --results)")
 
 
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
@@ -75,19 +76,21 @@ def add_figures(commands) -> None:
 
 def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
     """The models of --rnn/--gru/--lstm (report.trained.ANALYSED: defaults 3.1 and 3.2, setting 0; the LSTM when
-    there is one); --data, or their corpus's variable (PTB_DIR, ...), overrides the data folder they recorded."""
+    there is one), each named as it is loaded; --data, or their corpus's variable (PTB_DIR, ...), overrides the
+    data folder they recorded."""
     from ..report.trained import ANALYSED, load_analysed
 
     named = {analysed.model: getattr(args, analysed.model.lower()) for analysed in ANALYSED}
-    return load_analysed(named, args.results, args.data, batch_size, environ=os.environ)
+    models = load_analysed(named, args.results, args.data, batch_size, environ=os.environ)
+    for model in models:
+        print(f"loaded {model.describe()}")
+    return models
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:
     from ..report.gradients import describe, write_gradients
 
     models = analysed_models(args)
-    for model in models:
-        print(f"loaded {model.describe()}")
     written = write_gradients(models, report_dir(args), hidden=args.hidden, seed=args.seed)
     print(describe(next(path for path in written if path.suffix == ".json")))
     print("\n".join(f"wrote {path}" for path in written))
@@ -104,12 +107,10 @@ def add_gradients(commands) -> None:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from ..report.samples import PER_LENGTH, Decoding, write_samples
+    from ..report.samples import PER_LENGTH, write_samples
 
     models = analysed_models(args, batch_size=PER_LENGTH)
-    for model in models:
-        print(f"loaded {model.describe()}")
-    written = write_samples(models, report_dir(args), Decoding(args.temperature, args.top_k, args.seed, args.no_unk))
+    written = write_samples(models, report_dir(args), decoding_from_args(args))
     print("\n".join(f"wrote {path}" for path in written))
     return 0
 
@@ -118,9 +119,7 @@ def add_samples(commands) -> None:
     samples = commands.add_parser("samples",
                                   help="40 generated sequences and appendix.tex (into results/report/samples)")
     add_report_flags(samples, models=True)
-    samples.add_argument("--temperature", type=temperature, default=0.0, help="0 = greedy (default); > 0 samples")
-    samples.add_argument("--top-k", type=count, default=0, help="sample among the k most probable tokens (0 = all)")
-    samples.add_argument("--no-unk", action="store_true", help="never generate <unk> (greedy and sampled alike)")
+    add_decoding_flags(samples)
     samples.set_defaults(handler=cmd_samples)
 
 
@@ -160,13 +159,10 @@ def add_report(commands) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..course_files import write_course_exports
-    from ..layout import output_dir
-    from ..layout import report_dir as results_report_dir
     from ..results import damage_notes, load_runs, write_csv
 
     runs = load_runs(args.results, args.experiments)
-    out = output_dir(args.out or results_report_dir(args.results) / EXPORT_DIRS[args.format],
-                     "--out" if args.out else "--out (or --results)")
+    out = report_dir(args, EXPORT_DIRS[args.format])
     if args.format == "csv":
         written = write_csv(runs, out)
         for note in damage_notes(runs):

@@ -5,8 +5,8 @@ import argparse
 import os
 from pathlib import Path
 
-from .flags import default_results_dir
-from .types import count, positive, seed, temperature
+from .flags import add_decoding_flags, decoding_from_args, default_results_dir
+from .types import positive, seed
 
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
@@ -57,11 +57,10 @@ def add_evaluate(commands) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from ..evaluation import run_folder_named
-    from ..report.samples import Decoding, continue_run
+    from ..report.samples import continue_run
 
     folder = run_folder_named(args.run, args.results)
-    decoding = Decoding(args.temperature, args.top_k, args.seed, args.no_unk)
-    result = continue_run(folder, args.prompt, args.length, decoding, args.data, environ=os.environ)
+    result = continue_run(folder, args.prompt, args.length, decoding_from_args(args), args.data, environ=os.environ)
     if result.unknown:
         print(f"note: not in the vocabulary of {folder}, read as <unk>: {' '.join(result.unknown)}")
     print(f"[{' '.join(result.prompt)}] {' '.join(result.words)}")
@@ -74,9 +73,7 @@ def add_generate(commands) -> None:
     generate.add_argument("run", metavar="RUN", help="run folder (a path or EXP/RUN)")
     generate.add_argument("--prompt", required=True, help="words to continue, e.g. 'the company said'")
     generate.add_argument("--length", type=positive, default=35, help="words to generate (default 35)")
-    generate.add_argument("--temperature", type=temperature, default=0.0, help="0 = greedy (default); > 0 samples")
-    generate.add_argument("--top-k", type=count, default=0, help="sample among the k most probable words (0 = all)")
-    generate.add_argument("--no-unk", action="store_true", help="never generate <unk>")
+    add_decoding_flags(generate)
     generate.add_argument("--seed", type=seed, default=0, help="seeds the sampling (default 0)")
     add_run_data_flags(generate)
     generate.set_defaults(handler=cmd_generate)
