@@ -147,19 +147,20 @@ def test_several_experiments_print_one_plan_each_and_set_reaches_every_one(tmp_p
 
 def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line_exit_1(monkeypatch, capsys):
     from ptblm import cli
+    from ptblm.cli import launching  # where the status command lives
     from ptblm.errors import UserError
 
     def out_of_memory(args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(cli, "cmd_status", out_of_memory)
+    monkeypatch.setattr(launching, "cmd_status", out_of_memory)
     with pytest.raises(RuntimeError, match="CUDA out of memory"):  # not swallowed into one line
         cli.main(["status"])
 
     def mistake(args):
         raise UserError("jobs/x.yaml, setting 0: seed = -1 is invalid")
 
-    monkeypatch.setattr(cli, "cmd_status", mistake)
+    monkeypatch.setattr(launching, "cmd_status", mistake)
     assert cli.main(["status"]) == 1
     assert capsys.readouterr().err == "ptblm status: error: jobs/x.yaml, setting 0: seed = -1 is invalid\n"
 

@@ -19,8 +19,9 @@ from ptblm.config import ConfigError
 from ptblm.container import (REQUEUE_DIR_ENV, RUNTIME_ENV, ContainerSpec, container_argv, container_shell_prefix,
                              default_runtime, job_binds, local_python, profile_spec, requeue_env, requeue_lines,
                              submitit_python)
-from ptblm.images import (APPTAINER_HELP, DOCKER_HELP, IMAGE_TAG, build_image, build_sif, check_image_agreement,
-                          pip_build_volumes, read_lock, render_definition, version_in_range)
+from ptblm.image_agreement import check_image_agreement, read_lock, version_in_range
+from ptblm.images import (APPTAINER_HELP, DOCKER_HELP, IMAGE_TAG, build_image, build_sif, pip_build_volumes,
+                          render_definition)
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_APPTAINER = REPO / "tests" / "fixtures" / "fake-apptainer"

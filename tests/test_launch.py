@@ -476,7 +476,7 @@ def test_the_suggested_command_is_the_one_the_user_ran(tmp_path):
     venv_ptblm.chmod(0o755)
     assert ptblm_command(str(venv_ptblm), {"PATH": "/usr/bin"}, tmp_path) == ".venv/bin/ptblm"
     assert ptblm_command(str(venv_ptblm), {"PATH": f"{venv_ptblm.parent}:/usr/bin"}, tmp_path) == "ptblm"
-    assert ptblm_command("/x/src/ptblm/cli.py", {}, tmp_path, python="/p/python") == "/p/python -m ptblm.cli"
+    assert ptblm_command("/x/src/ptblm/cli/__main__.py", {}, tmp_path, python="/p/python") == "/p/python -m ptblm.cli"
 
 
 @pytest.mark.parametrize("max_array_size, refused", [(2, [2]), (None, [])])

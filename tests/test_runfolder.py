@@ -88,13 +88,13 @@ def test_the_corpus_fingerprint_is_its_content_cached_by_path_size_and_mtime(tmp
     import hashlib
     import shutil
 
-    from ptblm.data import corpus_fingerprint, read_json
+    from ptblm.data import corpus_fingerprint
 
     copy = Path(shutil.copytree(synthetic_dir, tmp_path / "copy"))
     cache = tmp_path / "cache.json"
     fingerprint = corpus_fingerprint(copy, cache)
     assert fingerprint == corpus_fingerprint(synthetic_dir) != corpus_fingerprint(other_corpus(tmp_path))
-    entries = read_json(cache)
+    entries = rf.read_json(cache)
     train = str((copy / "ptb.train.txt").resolve())
     assert entries[train]["sha256"] == hashlib.sha256((copy / "ptb.train.txt").read_bytes()).hexdigest()
     entries[train]["sha256"] = "0" * 64  # the cache is what is read while size and mtime match

@@ -1,0 +1,34 @@
+"""The `ptblm` command line: each command parses flags and calls one plain, importable function.
+
+parser.build_parser lists the commands; each is added, next to its body, by the module of its concern:
+training (train, data, synthetic, bench), launching (submit, sbatch, status, run-setting, demo), images
+(image, sif), reporting (tables, figures, gradients, samples, report, export), watching (tensorboard,
+evaluate, generate), completion. types holds the argparse types, flags the folders several commands share.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import UserError
+from .parser import build_parser
+from .training import config_from_args
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The exit-code rule: 0 done; 1 a UserError (one line naming the file, flag or value) or a task that
+    failed; 2 a usage error (argparse's); anything else is a bug or the machine's, and keeps its traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `ptblm submit 3.1 --dry-run | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a training run handles it itself: cancelled, resumable)
+        print(f"ptblm {args.command}: interrupted", file=sys.stderr)
+        return 130

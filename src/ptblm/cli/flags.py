@@ -1,0 +1,47 @@
+"""What several commands share: the default folders (each a variable can move) and the flags that name them."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..corpora import CORPORA
+from .types import count, temperature
+
+CORPUS_VARIABLES = " or ".join(f"${entry.env_var}" for entry in CORPORA.values())  # each names its corpus's folder
+
+
+def default_results_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTBLM_RESULTS", "results"))
+
+
+def default_jobs_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTBLM_JOBS", "jobs"))
+
+
+def default_clusters_dir(environ=os.environ) -> Path:
+    return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
+
+
+def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    parser.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder (default jobs/)")
+    parser.add_argument("--results", type=Path, default=default_results_dir(), help="results folder (default results/)")
+    parser.add_argument("--clusters", type=Path, default=default_clusters_dir(),
+                        help="cluster profiles folder (default slurm/clusters/)")
+    if data:
+        parser.add_argument("--data", type=Path, default=None, help="the corpus's folder (default: its variable, "
+                            f"{CORPUS_VARIABLES}, else data/<corpus>)")
+
+
+def add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    """How `samples` and `generate` pick each next word (report.samples.Decoding; --seed is each command's)."""
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="0 = greedy (default); > 0 samples")
+    parser.add_argument("--top-k", type=count, default=0, help="sample among the k most probable words (0 = all)")
+    parser.add_argument("--no-unk", action="store_true", help="never generate <unk> (greedy and sampled alike)")
+
+
+def decoding_from_args(args: argparse.Namespace):
+    """The report.samples.Decoding of add_decoding_flags and --seed."""
+    from ..report.samples import Decoding  # imports torch: only when the command runs
+
+    return Decoding(args.temperature, args.top_k, args.seed, args.no_unk)

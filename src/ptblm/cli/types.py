@@ -1,0 +1,40 @@
+"""The argparse types of ptblm's flags: a bad value is one line that names it and what is valid (exit 2)."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..config import MAX_SEED
+
+
+def finite_float(text: str) -> float:
+    """Every float flag: a finite number (argparse turns the error into one line, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; valid: e.g. 0.7") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; valid: e.g. 0.7") from None
+    return value
+
+
+def bounded(kind, noun: str, valid: str, minimum: float, maximum: float = math.inf, above: bool = False):
+    """An argparse type: `kind` (finite_float or int) in [minimum, maximum] ((minimum, maximum] with above);
+    its one-line error says the text is not `noun`, and what is `valid`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            value = None
+        if value is None or not minimum <= value <= maximum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; valid: {valid}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+temperature = bounded(finite_float, "a temperature", "0 (greedy) or a finite number > 0, e.g. 0.7", 0)
+perplexity = bounded(finite_float, "a perplexity", "a finite number > 0, e.g. 200", 0, above=True)
+count = bounded(int, "a count", "an integer >= 0", 0)
+positive = bounded(int, "a positive integer", "1 or more", 1)
+seed = bounded(int, "a seed", f"an integer from 0 to {MAX_SEED}", 0, MAX_SEED)

@@ -1,0 +1,38 @@
+"""A small seeded corpus in a corpus's file names and PTB's format, for tests and the offline demo."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..corpora import PTB, SPLITS, CorpusEntry
+from ..runfolder import atomic_write_bytes
+from .files import split_path
+
+
+def write_synthetic_corpus(dest: Path, seed: int = 0, vocab_size: int = 500,
+                           tokens: tuple[int, int, int] = (60_000, 6_000, 6_000), corpus: CorpusEntry = PTB) -> Path:
+    """A seeded corpus with learnable structure in `corpus`'s file names (PTB's format), for tests and the
+    offline demo.
+
+    Words follow a first-order Markov chain: each word has a handful of likely successors drawn
+    from a Zipf-like distribution, so a language model's perplexity falls well below vocab_size.
+    """
+    rng = np.random.default_rng(seed)
+    words = ["<unk>", "N"] + [f"w{i}" for i in range(vocab_size - 2)]
+    zipf = 1.0 / np.arange(1, vocab_size + 1)
+    zipf /= zipf.sum()
+    successors = rng.choice(vocab_size, size=(vocab_size, 4), p=zipf)  # likely next words
+    dest = Path(dest)
+    for split, count in zip(SPLITS, tokens):
+        lines, line, word = [], [], int(rng.integers(vocab_size))
+        for _ in range(count):
+            explore = rng.random() < 0.15
+            word = int(rng.choice(vocab_size, p=zipf)) if explore else int(rng.choice(successors[word]))
+            line.append(words[word])
+            if len(line) >= 4 and rng.random() < 0.08:
+                lines.append(" " + " ".join(line) + " ")
+                line = []
+        lines.append(" " + " ".join(line) + " ")
+        atomic_write_bytes(split_path(dest, split, corpus), ("\n".join(lines) + "\n").encode())
+    return dest
