@@ -38,7 +38,7 @@ JSON_FILES = (CONFIG_FILE, CURVES_FILE, STATUS_FILE, SUBMISSION_FILE)
 CHECKPOINTS = (BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT)
 CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 VERSION_KEY = "format_version"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 REMEDY = "rerun with --force to start that run over (or move the folder away)"
 LOCK_REMEDY = "delete it: the next run makes the lock anew (--force needs the lock too)"
 
@@ -124,7 +124,9 @@ def migrated(obj: dict, path: Path) -> dict:
         raise Damaged(path, f"format_version {version} is newer than this ptblm's ({FORMAT_VERSION}): update "
                             f"ptblm (git pull, make setup) to read it")
     current = {key: value for key, value in obj.items() if key != VERSION_KEY}
-    # 1 -> 2: every file says its version; no field changed. Later migrations go here, oldest first.
+    # 1 -> 2: every file says its version; no field changed.
+    # 2 -> 3: last.pt may hold grad_scaler (fp16's loss scale); older ones have none (no fp16 then): None.
+    # Later migrations go here, oldest first.
     return current
 
 
