@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check of the training step (issue 6): the CUDA-graph and torch.compile tests, then `ptblm bench --full`,
-# then the compiled path on the GRU shapes, four runs packed on the GPU, and bf16.
+# then the compiled path on the GRU shapes, four runs packed on the GPU, bf16 and fp16 (loss-scaled).
 #
 # Run once, from the repository root, on a machine with one CUDA GPU and PyTorch installed:
 #   - through the session's `device` tool:  run(command="bash bench/gpu-check.sh", timeout_s=560)
@@ -11,7 +11,8 @@
 # $OUT (default results/gpu-check): environment.txt, pytest.txt, bench-full.txt,
 # bench-<time>.json (fp32, all 11 course shapes), bench-compiled.txt and its JSON (the GRU 512x2 shapes
 # with the whole model and with the time step under torch.compile, compile seconds apart), bench-packed.txt and its JSON (4 runs at once on the GPU
-# against one alone), bench-bf16.txt and its JSON (a subset in bf16).
+# against one alone), bench-bf16.txt and its JSON (a subset in bf16), bench-fp16.txt and its JSON (the same
+# subset in fp16: autocast with loss scaling, inside the CUDA graph).
 #
 # What goes into the README's performance section afterwards: the table at the end of
 # bench-full.txt (ms/step, x builtin, s/epoch per path) and its `suite` line, with the card, the date,
@@ -38,11 +39,13 @@ if ! "$PYTHON" -c 'import torch; raise SystemExit(not torch.cuda.is_available())
   exit 1
 fi
 
-# 1. The step tests, CUDA ones included (they skip without a GPU), and the bench tests.
+# 1. The step tests, CUDA ones included (they skip without a GPU; fp16's graph, overflow and resume tests too),
+#    and the bench tests.
 per_test_limit=$("$PYTHON" -c 'import pytest_timeout' 2>/dev/null && echo "--timeout=120")
 export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"  # empty: compile times as the first task of an array sees them
-timeout 150 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
-  tests/test_step.py tests/test_compiling.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" || status=1
+timeout 180 "$PYTHON" -m pytest -q -rs -p no:cacheprovider ${per_test_limit:-} \
+  tests/test_step.py tests/test_fp16.py tests/test_compiling.py tests/test_bench.py 2>&1 | tee "$OUT/pytest.txt" \
+  || status=1
 
 # 2. Every course shape on every path, strict fp32 (TF32 off: the default of training and bench).
 timeout 200 "$PYTHON" -m ptblm.cli bench --full --out "$OUT" 2>&1 | tee "$OUT/bench-full.txt" || status=1
@@ -70,6 +73,14 @@ if (( SECONDS < 480 )); then
     --precision bf16 --steps 20 --out "$OUT" 2>&1 | tee "$OUT/bench-bf16.txt" || status=1
 else
   echo "gpu-check: skipped the bf16 bench (${SECONDS} s spent)" | tee "$OUT/bench-bf16.txt"
+fi
+
+# 6. fp16 (autocast with loss scaling) on the same subset, beside bf16, if time is left.
+if (( SECONDS < 500 )); then
+  timeout $(( 555 - SECONDS )) "$PYTHON" -m ptblm.cli bench --full --only transformer gru-h2048 \
+    --precision fp16 --steps 20 --out "$OUT" 2>&1 | tee "$OUT/bench-fp16.txt" || status=1
+else
+  echo "gpu-check: skipped the fp16 bench (${SECONDS} s spent)" | tee "$OUT/bench-fp16.txt"
 fi
 
 echo "gpu-check: done in ${SECONDS} s, status ${status}; files in ${OUT}:" && ls "$OUT"

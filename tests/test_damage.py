@@ -86,8 +86,8 @@ def json_fields(name: str, obj: dict) -> list[tuple[tuple, st.SearchStrategy]]:
 
 CHECKPOINT_KEYS = {rf.BEST_CHECKPOINT: ["model", "config", "epoch", "valid_ppl", "vocab_size"],
                    rf.LAST_CHECKPOINT: ["model", "optimizer", "config", "epoch", "lr", "wall_clock_seconds", "rng",
-                                        "curves", "ended"]}
-DICT_ENTRIES = ("model", "optimizer", "config", "rng", "curves")
+                                        "curves", "ended", "grad_scaler"]}
+DICT_ENTRIES = ("model", "optimizer", "config", "rng", "curves", "grad_scaler")
 
 
 def set_path(obj, path: tuple, value) -> None:

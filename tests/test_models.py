@@ -358,6 +358,22 @@ def test_attention_equals_independent_loop_and_torch_kernel_with_causal_mask():
     torch.testing.assert_close(output, F.scaled_dot_product_attention(q, k, v, is_causal=True))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_attention_masks_in_every_dtype_autocast_computes_in(dtype):
+    """The masked score must fit the scores' dtype (-1e9 overflows float16: fp16 autocast); float32 keeps -1e9."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=generator) for _ in range(3))
+    mask = causal_mask(5)
+    expected, _ = attention(q.double(), k.double(), v.double(), mask)
+    output, probabilities = attention(q.to(dtype), k.to(dtype), v.to(dtype), mask)
+    assert output.dtype == dtype and probabilities.masked_select(~mask).abs().max() == 0
+    tolerance = {torch.float16: 2e-3, torch.bfloat16: 2e-2, torch.float32: 1e-6}[dtype]
+    torch.testing.assert_close(output.double(), expected, rtol=tolerance, atol=tolerance)
+    if dtype == torch.float32:  # the fill stays the Annotated Transformer's -1e9: bit for bit as before
+        scores = q @ k.transpose(-2, -1) / 2  # sqrt(d_k) = 2
+        assert torch.equal(probabilities, scores.masked_fill(~mask, -1e9).softmax(-1))
+
+
 def test_attention_applies_dropout_to_the_normalised_scores():
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 4, 3, generator=generator) for _ in range(3))

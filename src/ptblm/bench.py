@@ -52,6 +52,7 @@ from .models import MODELS, architecture, build_baseline, build_model
 from .provenance import device_description, provenance
 from .runfolder import atomic_write_json
 from .launch.tasks import threads_per_run
+from .loss_scaling import loss_scaling_for
 from .step import GRAPH_WARMUP_STEPS, make_step, use_matmul_precision
 from .train import make_optimizer, pick_device
 
@@ -124,14 +125,14 @@ def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE) -> list[Be
     return list(cases.values())
 
 
-def path_model(case: BenchCase, path: str) -> tuple[nn.Module, RunConfig]:
+def path_model(case: BenchCase, path: str, precision: str = "fp32") -> tuple[nn.Module, RunConfig]:
     """The model a path times, and the setting it stands for."""
     if path == "reference":
-        config = case.config(impl="reference")
+        config = case.config(impl="reference", precision=precision)
     elif path in COMPILED_PATHS:
-        config = case.config(compile=COMPILED_PATHS[path])
+        config = case.config(compile=COMPILED_PATHS[path], precision=precision)
     else:
-        config = case.config()
+        config = case.config(precision=precision)
     build = build_baseline if path == "builtin" else build_model
     return build(config, case.vocab_size), config
 
@@ -193,9 +194,10 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
                repeats: int, after_warmup=None) -> dict:
     """Train and eval step times of one path (a fresh model, seeded), or the error that stopped it."""
     torch.manual_seed(0)
-    model, config = path_model(case, path)
+    model, config = path_model(case, path, precision)
     model.to(device)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config)  # fused for fp16, as training builds it
+    scaling = loss_scaling_for(precision, device)  # fp16's loss scale, as training runs it
     compile_mode = COMPILED_PATHS.get(path, "off")
     compiled = compile_mode != "off"
     graphed = (path == "default" or compiled) and device.type == "cuda"
@@ -213,7 +215,8 @@ def bench_path(case: BenchCase, path: str, device: torch.device, precision: str,
         for label, step_optimizer in (("train", optimizer), ("eval", None)):
             model.train(step_optimizer is not None)
             state = model.initial_state(case.batch_size)  # zeros on the device, or None
-            step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compile_mode=compile_mode)
+            step = make_step(model, step_optimizer, precision, cuda_graph=graphed, compile_mode=compile_mode,
+                             scaling=scaling)
             timings[label] = statistics.median(time_steps(step, data, state, case.seq_len, warmup, repeats,
                                                           after_warmup))
             if compiled:  # the first call compiled (with warmup 0 it was also timed)

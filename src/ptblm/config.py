@@ -21,7 +21,9 @@ from .models.registry import ARCHITECTURES, MODELS  # torch-free: one entry per 
 OPTIMIZERS = ("SGD", "SGD_LR_SCHEDULE", "ADAM")
 IMPLEMENTATIONS = ("fast", "reference")  # reference = the plain nested loop over time and layers
 ATTENTIONS = ("scratch", "fused")  # fused = torch's scaled_dot_product_attention
-PRECISIONS = ("fp32", "tf32", "bf16")  # strict float32; TF32 matmuls on CUDA; bf16 autocast, fp32 master weights
+# strict float32; TF32 matmuls on CUDA; bf16 autocast, fp32 master weights; fp16 the same with loss scaling
+# (ptblm.loss_scaling). All four run on CPU too (autocast supports bf16 and fp16 there): slower, for tests.
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_GRAPHS = ("auto", "on", "off")  # auto = the whole step captured in a CUDA graph on CUDA, eager on CPU
 # torch.compile (Inductor, cached; see compiling.py): model = the whole model, cell = only a recurrent model's fast

@@ -17,6 +17,7 @@ from . import runfolder as rf
 from .compiling import cache_counts, compile_error_summary
 from .config import RunConfig
 from .data import batch_at, batchify, num_batches
+from .loss_scaling import LossScaling
 from .step import CompilingStep, Step, make_step
 
 
@@ -62,6 +63,7 @@ class EpochRunner:
     cuda_graph: bool | None = None  # None: graphs on CUDA, eager on CPU
     should_stop: Callable[[], bool] = lambda: False  # asked between batches (StopRequested)
     on_step: Callable[[int, int, torch.Tensor], None] | None = None  # (done, steps, loss) after each training batch
+    loss_scaling: LossScaling | None = None  # fp16's (ptblm.loss_scaling), for the training steps
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
 
@@ -70,7 +72,8 @@ class EpochRunner:
         key = (optimizer, shape)
         if key not in self._steps:
             self._steps[key] = make_step(self.model, optimizer, self.config.precision, self.cuda_graph,
-                                         compile_mode=self.config.compile, on_compiled=self._log_compiled)
+                                         compile_mode=self.config.compile, on_compiled=self._log_compiled,
+                                         scaling=self.loss_scaling)
         return self._steps[key]
 
     def _log_compiled(self, step: CompilingStep) -> None:

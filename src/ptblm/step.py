@@ -17,6 +17,8 @@ GRAD_CLIP and updates the weights. The step calls only the models' uniform inter
   graph draws new masks at every replay (PyTorch registers its generator with the graph).
 
 PTB batches of a split all have the same shape, so one graph per (training or not, shape) is enough.
+fp16 trains with loss scaling (ptblm.loss_scaling): scale, unscale, clip, skip-or-update and the scale's
+update all run on the device, so the graph holds them too.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 
 from .compiling import compile_error_summary, compile_for_step, uncompile
 from .config import GRAD_CLIP
+from .loss_scaling import LossScaling
 from .models.interface import State, map_state, state_tensors
 
 # (x (batch, seq), y (batch, seq), state) -> (loss (), next state)
@@ -42,17 +45,21 @@ GRAPH_WARMUP_STEPS = 3  # eager steps on the side stream before the capture, as 
 def use_matmul_precision(precision: str) -> None:
     """The process-wide float32 matmul mode a precision means (config.PRECISIONS): fp32 is strict float32
     (TF32 off, in cuDNN too), as the scaffold computed (2020 GPUs had no TF32); tf32 lets CUDA matmuls use
-    TF32 tensor cores (10-bit mantissa inputs); bf16 autocasts the step (see `autocast`), ops outside it strict."""
+    TF32 tensor cores (10-bit mantissa inputs); bf16 and fp16 autocast the step (see `autocast`), ops outside
+    it strict."""
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast (fp32 master weights) or nothing. The region lies inside the step, so a graph
+    """bf16 or fp16 autocast (fp32 master weights), or nothing. The region lies inside the step, so a graph
     capture holds the whole of it, weight-cast cache included."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision in AUTOCAST_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[precision])
     return contextlib.nullcontext()
 
 
@@ -79,14 +86,24 @@ def detached(state: State) -> State:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
-               state: State, precision: str = "fp32") -> tuple[Tensor, State]:
-    """Forward, backward, clip the gradient norm to GRAD_CLIP, update; (loss, next state), detached."""
+               state: State, precision: str = "fp32", scaling: LossScaling | None = None) -> tuple[Tensor, State]:
+    """Forward, backward, clip the gradient norm to GRAD_CLIP, update; (loss, next state), detached.
+    With `scaling` (fp16) backward runs on the scaled loss, the clip on the unscaled gradients, and the
+    update is skipped when a gradient overflowed."""
     optimizer.zero_grad(set_to_none=True)  # None, not zeros: backward then writes fresh gradients
     with torch.enable_grad():
         loss, state = forward_loss(model, x, y, state, precision)
-        loss.backward()
+        if scaling is None:
+            loss.backward()
+        else:
+            scaling.backward(loss)
+    if scaling is not None:
+        scaling.unscale_(optimizer)  # the clip's threshold is for the true gradients
     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)  # on device: no .item()
-    optimizer.step()
+    if scaling is None:
+        optimizer.step()
+    else:
+        scaling.step(optimizer)
     return loss.detach(), detached(state)
 
 
@@ -98,11 +115,24 @@ def eval_step(model: nn.Module, x: Tensor, y: Tensor, state: State,
 
 
 def run_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, x: Tensor, y: Tensor,
-             state: State, precision: str) -> tuple[Tensor, State]:
+             state: State, precision: str, scaling: LossScaling | None = None) -> tuple[Tensor, State]:
     """A training step when there is an optimizer, an evaluation step otherwise."""
     if optimizer is None:
         return eval_step(model, x, y, state, precision)
-    return train_step(model, optimizer, x, y, state, precision)
+    return train_step(model, optimizer, x, y, state, precision, scaling)
+
+
+def training_scaling(optimizer: torch.optim.Optimizer | None, precision: str,
+                     scaling: LossScaling | None) -> LossScaling | None:
+    """The loss scaling a step uses: fp16's for a training step (refused when missing, or when the optimizer
+    cannot skip on the device), none for evaluation and the other precisions."""
+    if optimizer is None or precision != "fp16":
+        return None
+    if scaling is None:
+        raise ValueError("an fp16 training step needs its run's LossScaling (ptblm.loss_scaling.loss_scaling_for): "
+                         "the scale is the run's state, saved in last.pt")
+    scaling.check_optimizer(optimizer)
+    return scaling
 
 
 def rng_state(device: torch.device) -> dict:
@@ -124,18 +154,21 @@ def use_graph_safe_updates(optimizer: torch.optim.Optimizer, graph_safe: bool) -
 
     Graph-safe: Adam keeps its step counters on the device (capturable=True) and SGD runs its fused
     kernel, the one that reads a learning rate held in a device tensor. Otherwise torch's defaults:
-    counters on the host, foreach kernels; the only mode that runs on CPU.
+    counters on the host, foreach kernels; the only mode that runs on CPU. An optimizer built fused
+    (fp16's, see ptblm.loss_scaling) stays fused in both modes, its counters on the device.
     """
+    fused = bool(optimizer.defaults.get("fused"))
     if isinstance(optimizer, torch.optim.Adam):
         for group in optimizer.param_groups:
             group["capturable"] = graph_safe
+            group["fused"] = True if fused else None
             for parameter in group["params"]:
                 state = optimizer.state.get(parameter, {})
                 if "step" in state:
-                    state["step"] = state["step"].to(parameter.device if graph_safe else "cpu")
+                    state["step"] = state["step"].to(parameter.device if graph_safe or fused else "cpu")
     elif isinstance(optimizer, torch.optim.SGD):
         for group in optimizer.param_groups:
-            group["fused"] = True if graph_safe else None
+            group["fused"] = True if graph_safe or fused else None
     elif graph_safe:
         raise ValueError(f"CUDA graph steps support the optimizers make_optimizer builds (Adam, SGD), "
                          f"not {type(optimizer).__name__}; run that optimizer eagerly (cuda_graph=False)")
@@ -175,13 +208,15 @@ class DeviceLearningRates:
 class EagerStep:
     """The step as plain PyTorch ops; trains when given an optimizer, else evaluates."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32"):
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
+                 scaling: LossScaling | None = None):
         self.model, self.optimizer, self.precision = model, optimizer, precision
+        self.scaling = training_scaling(optimizer, precision, scaling)
         if optimizer is not None:
             use_graph_safe_updates(optimizer, False)
 
     def __call__(self, x: Tensor, y: Tensor, state: State) -> tuple[Tensor, State]:
-        return run_step(self.model, self.optimizer, x, y, state, self.precision)
+        return run_step(self.model, self.optimizer, x, y, state, self.precision, self.scaling)
 
 
 class GraphedStep:
@@ -193,12 +228,13 @@ class GraphedStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
-                 warmup_steps: int = GRAPH_WARMUP_STEPS):
+                 warmup_steps: int = GRAPH_WARMUP_STEPS, scaling: LossScaling | None = None):
         device = next(model.parameters()).device
         if device.type != "cuda":
             raise ValueError(f"GraphedStep: CUDA graphs need the model on a CUDA device, not {device}; "
                              f"use EagerStep (cuda_graph=False)")
         self.model, self.optimizer, self.precision = model, optimizer, precision
+        self.scaling = training_scaling(optimizer, precision, scaling)
         self.training = optimizer is not None
         self.warmup_steps = warmup_steps
         self.stream = torch.cuda.Stream(device)  # warm-up and capture run here, off the default stream
@@ -227,6 +263,8 @@ class GraphedStep:
                 self._capture()
             except RuntimeError as error:  # e.g. an op that syncs: finish the run eagerly rather than lose it
                 self.graph, self.capture_error = None, error
+                if self.scaling is not None:
+                    self.scaling.abandon_step()
                 warnings.warn(f"CUDA graph capture failed ({error}); running this step eagerly "
                               f"(--cuda_graph off skips the attempt)", RuntimeWarning, stacklevel=2)
         if self.graph is None:
@@ -235,7 +273,7 @@ class GraphedStep:
         return self._copies(*self.outputs)
 
     def _run(self) -> tuple[Tensor, State]:
-        return run_step(self.model, self.optimizer, *self.inputs, self.precision)
+        return run_step(self.model, self.optimizer, *self.inputs, self.precision, self.scaling)
 
     def _run_on_side_stream(self) -> tuple[Tensor, State]:
         """One eager step on the capture stream, ordered after and before the caller's work."""
@@ -288,10 +326,11 @@ class CompilingStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
                  cuda_graph: bool | None = None, mode: str = "model", backend="inductor",
-                 on_compiled: Callable[[CompilingStep], None] | None = None):
+                 on_compiled: Callable[[CompilingStep], None] | None = None, scaling: LossScaling | None = None):
         self.model, self.optimizer, self.precision, self.cuda_graph = model, optimizer, precision, cuda_graph
-        self.mode, self.on_compiled = mode, on_compiled
-        self.step = make_step(compile_for_step(model, mode, backend), optimizer, precision, cuda_graph)
+        self.mode, self.on_compiled, self.scaling = mode, on_compiled, scaling
+        self.step = make_step(compile_for_step(model, mode, backend), optimizer, precision, cuda_graph,
+                              scaling=scaling)
         self.first_call_seconds: float | None = None
         self.compile_error: Exception | None = None  # set when compiling failed: the step runs uncompiled
 
@@ -308,7 +347,8 @@ class CompilingStep:
             self.compile_error = error
             warnings.warn(f"torch.compile failed ({compile_error_summary(error)}); running this step "
                           f"uncompiled (--compile off skips the attempt)", RuntimeWarning, stacklevel=2)
-            self.step = make_step(uncompile(self.model, self.mode), self.optimizer, self.precision, self.cuda_graph)
+            self.step = make_step(uncompile(self.model, self.mode), self.optimizer, self.precision, self.cuda_graph,
+                                  scaling=self.scaling)
             outputs = self.step(x, y, state)
         self.first_call_seconds = time.perf_counter() - started
         if self.on_compiled is not None:
@@ -318,13 +358,19 @@ class CompilingStep:
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer | None, precision: str = "fp32",
               cuda_graph: bool | None = None, compile_mode: str = "off",
-              on_compiled: Callable[[CompilingStep], None] | None = None) -> Step:
+              on_compiled: Callable[[CompilingStep], None] | None = None,
+              scaling: LossScaling | None = None) -> Step:
     """The step for a model on its device: a CUDA graph on CUDA, eager elsewhere (None = that choice);
-    a `compile_mode` other than "off" runs it over the compiled model (see CompilingStep)."""
+    a `compile_mode` other than "off" runs it over the compiled model (see CompilingStep). An fp16
+    training step takes the run's `scaling` (ptblm.loss_scaling.loss_scaling_for), graphed or not."""
     if compile_mode != "off":
-        return CompilingStep(model, optimizer, precision, cuda_graph, compile_mode, on_compiled=on_compiled)
-    on_cuda = next(model.parameters()).device.type == "cuda"
-    graphed = on_cuda if cuda_graph is None else cuda_graph
-    if graphed:
-        return GraphedStep(model, optimizer, precision)
-    return EagerStep(model, optimizer, precision)
+        return CompilingStep(model, optimizer, precision, cuda_graph, compile_mode, on_compiled=on_compiled,
+                             scaling=scaling)
+    if graphs_on(next(model.parameters()).device, cuda_graph):
+        return GraphedStep(model, optimizer, precision, scaling=scaling)
+    return EagerStep(model, optimizer, precision, scaling)
+
+
+def graphs_on(device: torch.device, cuda_graph: bool | None) -> bool:
+    """Whether make_step captures the step in a CUDA graph: on CUDA unless told not to (None = by device)."""
+    return device.type == "cuda" if cuda_graph is None else cuda_graph

@@ -37,10 +37,11 @@ from .determinism import naming_nondeterministic_operations, use_deterministic
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .evaluation import evaluate_best_weights, needs_test_pass
+from .loss_scaling import loss_scaling_for
 from .models import build_model
 from .provenance import cpu_fallback_note, installed_packages, provenance, record_attempt
 from .runfolder import load_checkpoint  # noqa: F401  (its home before ptblm.runfolder; callers not yet moved)
-from .step import rng_state, set_rng_state, use_matmul_precision
+from .step import graphs_on, rng_state, set_rng_state, use_matmul_precision
 from .tensorboard_events import RunBoard
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
@@ -77,9 +78,12 @@ def check_cuda_graph(config: RunConfig) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam, or SGD p <- p - lr * g (no momentum); fused for fp16, whose loss scaling skips overflowed updates
+    inside the fused kernel (see ptblm.loss_scaling), torch's default kernels for the other precisions."""
+    fused = True if config.precision == "fp16" else None
     if config.optimizer == "ADAM":
-        return torch.optim.Adam(model.parameters(), lr=config.initial_lr)
-    return torch.optim.SGD(model.parameters(), lr=config.initial_lr)  # p <- p - lr * g, no momentum
+        return torch.optim.Adam(model.parameters(), lr=config.initial_lr, fused=fused)
+    return torch.optim.SGD(model.parameters(), lr=config.initial_lr, fused=fused)
 
 
 def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
@@ -244,11 +248,14 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
         torch.cuda.reset_peak_memory_stats(device)
     model = build_model(config, corpus.vocab_size).to(device)
     optimizer = make_optimizer(model, config)
+    scaling = loss_scaling_for(config.precision, device)  # fp16's loss scale, or None
     curves, lr, start_epoch, elapsed, ended = rf.Curves(), config.initial_lr, 0, 0.0, None
 
     if resume is not None:
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
+        if scaling is not None and resume.grad_scaler is not None:
+            scaling.load_state_dict(resume.grad_scaler)
         set_rng_state(resume.rng, device)
         curves, lr, start_epoch, elapsed, ended = (resume.curves, resume.lr, resume.epoch, resume.wall_clock_seconds,
                                                    resume.ended)
@@ -270,7 +277,9 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
         f"{corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,
                          cuda_graph={"auto": None, "on": True, "off": False}[config.cuda_graph],
-                         should_stop=should_stop)
+                         should_stop=should_stop, loss_scaling=scaling)
+    if scaling is not None:
+        log(scaling.describe(device, graphs_on(device, runner.cuda_graph), optimizer))
     board = RunBoard.open(writer.path, config.to_dict(), curves, runner.batches(corpus.train), log)  # <run>/tb/
     runner.on_step = board.step if config.log_steps else None
     best = curves.best_epoch()
@@ -283,6 +292,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
             group["lr"] = lr
         started = time.perf_counter()
         train_loss = runner.run(corpus.train, optimizer, label=f"epoch {epoch_index + 1} train")
+        if scaling is not None:
+            log(f"epoch {epoch_index + 1}/{config.num_epochs} train, {scaling.epoch_report()}")
         valid_loss = runner.run(corpus.valid, label=f"epoch {epoch_index + 1} valid")
         seconds = time.perf_counter() - started
         elapsed += seconds
@@ -305,7 +316,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
             ended = rf.DIVERGED if diverged or never_finite else rf.DONE
         # last.pt before curves/status: a kill between the writes leaves curves behind, never ahead.
         writer.save_last(rf.ResumePoint(model.state_dict(), optimizer.state_dict(), config.to_dict(), record.epoch,
-                                        lr, elapsed, rng_state(device), curves, ended))
+                                        lr, elapsed, rng_state(device), curves, ended,
+                                        scaling.state_dict() if scaling is not None else None))
         writer.write_curves(curves)
         if ended is None or _test_pass_left(config, best, curves):
             writer.finish_epoch(record.epoch)

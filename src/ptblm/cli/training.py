@@ -30,7 +30,8 @@ FLAG_HELP = {
     "log_steps": "log the loss of every step",
     "max_batches": "cap batches per epoch (0 = whole split)", "impl": "fast (default) or reference (plain loops)",
     "attention": "scratch (default) or fused (scaled_dot_product_attention)",
-    "precision": "fp32 (strict, default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast)",
+    "precision": "fp32 (strict, default), tf32 (TF32 matmuls on CUDA), bf16 (autocast: A100, H100) or fp16 "
+                 "(autocast with loss scaling: V100, RTX 8000, T4); see the README's precision table",
     "device": "auto, cpu or cuda",
     "cuda_graph": "auto (capture each step in a CUDA graph on CUDA), on or off",
     "compile": "off, model (the whole model under torch.compile) or cell (only a recurrent model's time step); "
@@ -169,7 +170,7 @@ def add_bench(commands) -> None:
                        help=f"time the steps at this corpus's vocabulary and project its epochs, for the cost "
                             f"estimate of its settings (default {DEFAULT_CORPUS})")
     bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="fp32 (strict), tf32 (TF32 matmuls on CUDA) or bf16 (autocast); as ptblm train")
+                       help=f"{FLAG_HELP['precision']}; as ptblm train")
     bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; a "
                        "recurrent model's time step), compile time apart (cached in <results>/.compile-cache)")
     bench.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K",

@@ -33,6 +33,7 @@ from ._recurrent import clones, evaluating, next_token, uniform_linears
 LAYER_NORMS = ("scaffold", "torch")
 MLP_WIDTH = 2048  # scaffold quirk: fixed, whatever n_units is
 ATTENTION_DROPOUT = 0.1  # scaffold quirk: make_model does not pass its dropout on
+MASKED_SCORE = -1e9  # the Annotated Transformer's score for a masked position
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
@@ -44,9 +45,9 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
     d_k = query.size(-1)
     # 1. scores = Q K^T / sqrt(d_k): (batch, heads, seq_q, seq_k)
     scores = query @ key.transpose(-2, -1) / math.sqrt(d_k)
-    # 2. masked positions get -1e9, hence ~0 probability after the softmax
+    # 2. masked positions get -1e9 (float16's lowest, -65504, under fp16 autocast), hence ~0 probability
     if mask is not None:
-        scores = scores.masked_fill(mask == 0, -1e9)
+        scores = scores.masked_fill(mask == 0, max(MASKED_SCORE, torch.finfo(scores.dtype).min))
     # 3. normalise over the keys
     normalised = scores.softmax(dim=-1)
     # 4. dropout on the normalised scores

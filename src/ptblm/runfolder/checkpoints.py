@@ -115,7 +115,9 @@ class BestWeights:
 @dataclass
 class ResumePoint:
     """last.pt: everything to resume after `epoch` (model, optimizer, learning rate, RNG states, curves).
-    `ended` is the final state ("done", "diverged") once training ended: only the promised test pass is left."""
+    `ended` is the final state ("done", "diverged") once training ended: only the promised test pass is left.
+    `grad_scaler` is fp16's loss-scaling state (GradScaler.state_dict: scale, growth tracker, factors); None
+    for the other precisions and in files of format_version 2 and before."""
 
     model: dict
     optimizer: dict
@@ -126,13 +128,14 @@ class ResumePoint:
     rng: dict
     curves: Curves
     ended: str | None = None
+    grad_scaler: dict | None = None
 
     def to_checkpoint(self) -> dict:
         from .records import FORMAT_VERSION
 
         return {VERSION_KEY: FORMAT_VERSION, "model": self.model, "optimizer": self.optimizer, "config": self.config,
                 "epoch": self.epoch, "lr": self.lr, "wall_clock_seconds": self.wall_clock_seconds, "rng": self.rng,
-                "curves": self.curves.to_json(), "ended": self.ended}
+                "curves": self.curves.to_json(), "ended": self.ended, "grad_scaler": self.grad_scaler}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: Path) -> ResumePoint:
@@ -143,4 +146,5 @@ class ResumePoint:
                    wall_clock_seconds=float(_entry(checkpoint, "wall_clock_seconds", "a number", path)),
                    rng=_entry(checkpoint, "rng", "", path),
                    curves=Curves.from_json(_entry(checkpoint, "curves", "an object", path), path),
-                   ended=field_of(checkpoint, "ended", "a string", path))
+                   ended=field_of(checkpoint, "ended", "a string", path),
+                   grad_scaler=field_of(checkpoint, "grad_scaler", "an object", path))

@@ -124,7 +124,9 @@ def migrated(obj: dict, path: Path) -> dict:
         raise Damaged(path, f"format_version {version} is newer than this ptblm's ({FORMAT_VERSION}): update "
                             f"ptblm (git pull, make setup) to read it")
     current = {key: value for key, value in obj.items() if key != VERSION_KEY}
-    # 1 -> 2: every file says its version; no field changed. Later migrations go here, oldest first.
+    # 1 -> 2: every file says its version; no field changed. last.pt may hold grad_scaler (fp16's loss scale,
+    # optional: None in a file without it, which had no fp16 then).
+    # Later migrations go here, oldest first.
     return current
 
 
