@@ -60,6 +60,13 @@ def torch_tf32_flags():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def queued(experiment: str, state: str = "RUNNING", reason: str = "None"):
+    """A job of `experiment` as squeue lists it (launch.slurm.squeue_jobs), for a scheduler view in tests."""
+    from ptblm.launch.slurm import QueuedJob, job_name
+
+    return QueuedJob(state, reason, job_name(experiment), "me")
+
+
 def tiny_config(**changes) -> RunConfig:
     """A setting that trains in well under a second per epoch on the synthetic corpus."""
     values = dict(model="GRU", optimizer="ADAM", initial_lr=0.01, batch_size=8, hidden_size=16, num_layers=2,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO, tiny_config
+from conftest import REPO, queued, tiny_config
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile, load_profile, split_array
 from ptblm.config import ConfigError, RunConfig, exact_number
@@ -217,11 +217,11 @@ def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
 
 def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
     experiment = load_experiment("3.2", JOBS)
-    done, interrupted, queued = (s.run_dir(tmp_path) for s in experiment.settings)
+    done, interrupted, waiting = (s.run_dir(tmp_path) for s in experiment.settings)
     rf.write_status(done, rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
     rf.write_status(interrupted, rf.RunStatus(state=rf.FAILED, epochs_done=7, num_epochs=20))
-    rf.write_submission(queued, rf.Submission(job_id="55_2", executor="slurm", submitted_at=1.0))
-    plan = plan_experiment(experiment, tmp_path, force=False, scheduler={"55_2": "PENDING"})
+    rf.write_submission(waiting, rf.Submission(job_id="55_2", executor="slurm", submitted_at=1.0))
+    plan = plan_experiment(experiment, tmp_path, force=False, scheduler={"55_2": queued("3.2", "PENDING")})
     assert [(t.action, t.reason) for t in plan] == [
         (SKIP, "done (20/20 epochs)"), (RESUME, "from last.pt after epoch 7"),
         (SKIP, "Slurm job 55_2 still queued or running")]
@@ -229,7 +229,7 @@ def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
     # squeue does not answer: a setting that may still run is left alone
     unknown = plan_experiment(experiment, tmp_path, False, scheduler=None)
     assert unknown[2].action == SKIP and "squeue does not answer" in unknown[2].reason
-    forced = plan_experiment(experiment, tmp_path, force=True, scheduler={"55_2": "RUNNING"})
+    forced = plan_experiment(experiment, tmp_path, force=True, scheduler={"55_2": queued("3.2")})
     assert [t.action for t in forced] == [SUBMIT, SUBMIT, SKIP]  # never two jobs in one folder
     assert forced[2].reason.endswith("scancel it to force a rerun")
 
@@ -269,7 +269,7 @@ def test_status_rows_come_from_run_folders(tmp_path, synthetic_dir):
     first = experiment.settings[0]
     train_run(first.config, synthetic_dir, first.run_dir(tmp_path), echo=False)
     rf.write_submission(experiment.settings[1].run_dir(tmp_path), rf.Submission("9_1", "slurm", 2e9))
-    rows = status_rows(tmp_path, "tiny", experiment, scheduler={"9_1": "RUNNING"})
+    rows = status_rows(tmp_path, "tiny", experiment, scheduler={"9_1": queued("tiny")})
     curves = rf.read_curves(first.run_dir(tmp_path))
     assert rows[0]["state"] == "done" and rows[0]["epoch"] == "2/2"
     assert rows[0]["best valid ppl"] == f"{curves.best_epoch().valid_ppl:.2f}"

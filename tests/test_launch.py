@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO, queued, tiny_config
 from ptblm import layout
 from ptblm import runfolder as rf
 from ptblm.clusters import ClusterProfile, load_profile
@@ -343,11 +343,11 @@ def test_status_shows_a_run_whose_job_left_the_queue_as_lost_or_as_sacct_says(tm
     running_folder(results, experiment.settings[0], "7_0")
     running_folder(results, experiment.settings[1], "7_1")
     states = lambda **kw: [row["state"] for row in status_rows(results, "tiny", experiment, **kw)]  # noqa: E731
-    assert states(scheduler={"7_0": "RUNNING", "7_1": "RUNNING"}) == ["running", "running"]
-    assert states(scheduler={"7_1": "RUNNING"}) == ["lost", "running"]
+    assert states(scheduler={"7_0": queued("tiny"), "7_1": queued("tiny")}) == ["running", "running"]
+    assert states(scheduler={"7_1": queued("tiny")}) == ["lost", "running"]
     assert states(scheduler={}, accounting={"7_0": "CANCELLED", "7_1": "TIMEOUT"}) == ["cancelled", "timeout"]
     assert states(scheduler=None) == ["running", "running"]  # no squeue: the folders as they are
-    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: {"7_1": "RUNNING"},
+    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: {"7_1": queued("tiny")},
                            accounting=lambda ids: None)
     assert (f"setting 0: job 7_0 is no longer queued or running, but its run folder says running; log: "
             f"{results}/tiny/logs/7_0_0_log.out") in report
@@ -358,7 +358,7 @@ def test_status_reads_run_folders_not_the_jobs_file(tmp_path, synthetic_dir):
     results = tmp_path / "results"
     running_folder(results, experiment.settings[1], "8_1")
     tiny_jobs(tmp_path / "jobs", hidden_sizes=(6, 8, 10))  # a setting inserted in front while the job runs
-    rows = status_rows(results, "tiny", load_experiment("tiny", tmp_path / "jobs"), scheduler={"8_1": "RUNNING"})
+    rows = status_rows(results, "tiny", load_experiment("tiny", tmp_path / "jobs"), scheduler={"8_1": queued("tiny")})
     assert [(row["#"], row["run"].split("_")[4], row["state"]) for row in rows] == [
         (0, "h6", "not submitted"), (1, "h10", "running"), (1, "h8", "not submitted")]
     (tmp_path / "jobs" / "tiny.yaml").unlink()
@@ -372,11 +372,11 @@ def test_status_with_the_submissions_set_lists_its_settings_not_the_files(tmp_pa
     results = tmp_path / "results"
     for setting in experiment.settings:
         running_folder(results, setting, f"8_{setting.index}")
-    quiet = dict(scheduler=lambda: {"8_0": "RUNNING", "8_1": "RUNNING"}, accounting=lambda ids: {})
+    quiet = dict(scheduler=lambda: {"8_0": queued("tiny"), "8_1": queued("tiny")}, accounting=lambda ids: {})
     with_set = status_report(results, tmp_path / "jobs", ["tiny"], overrides=overrides, **quiet)
     assert with_set.count(" running ") == 2 and "not submitted" not in with_set and "_ep5 " in with_set
     without = status_report(results, tmp_path / "jobs", ["tiny"], **quiet)
-    assert without.count("not submitted") == 2  # the file's own 2-epoch settings
+    assert without.count("not submitted ") == 2  # the file's own 2-epoch settings (rows, not the summary)
 
 
 def test_sbatch_pins_what_each_task_runs_at_submission(tmp_path, synthetic_dir):

@@ -137,6 +137,40 @@ def test_sbatch_path_runs_one_task_with_the_same_layout(tmp_path, synthetic_dir)
     assert status.state == rf.DONE and status.slurm_job_id == f"{job}_0"
     log = (tmp_path / "results" / name / "logs" / f"{job}_0.out").read_text()
     assert "finished: done" in log
+    # the name status and the plan match a queued job by (submitted.json's) is the one sbatch queued it under
+    shown = subprocess.run(["scontrol", "show", "job", f"{job}_0"], capture_output=True, text=True).stdout
+    assert rf.read_submission(setting.run_dir(tmp_path / "results")).job_name == f"ptblm-{name}"
+    assert re.search(rf"\bJobName=ptblm-{name}\n", shown), shown
+
+
+def test_a_job_id_held_by_another_job_is_not_the_runs_and_a_pending_one_says_why(tmp_path, synthetic_dir):
+    """Job ids are reused (a dev-cluster restart, another experiment's `10_3`): held jobs stand in, one queued
+    under the run's name (pending: status says squeue's reason, the plan leaves it), one of another name
+    holding the id the other folder recorded (status: lost; the plan submits it again)."""
+    jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
+    name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10))
+    experiment = load_experiment(name, jobs_dir)
+
+    def held_job(job_name: str) -> str:
+        return subprocess.run(["sbatch", "--hold", "--parsable", f"--job-name={job_name}", "--output=/dev/null",
+                               "--wrap", "sleep 300"], capture_output=True, text=True, check=True).stdout.strip()
+
+    ours, theirs = held_job(f"ptblm-{name}"), held_job("someone-elses-sweep")
+    try:
+        for setting, job in zip(experiment.settings, (ours, theirs)):
+            rf.write_submission(setting.run_dir(results), rf.Submission(
+                job, "slurm", time.time(), setting.index, setting.config.to_dict(), job_name=f"ptblm-{name}"))
+        locations = ["--jobs", str(jobs_dir), "--results", str(results)]
+        table = ptblm("status", name, *locations).stdout
+        rows = [line.split() for line in table.splitlines() if line.split()[:1] in (["0"], ["1"])]
+        assert [(row[0], row[2], row[3]) for row in rows] == [("0", "pending", "(JobHeldUser)"), ("1", "lost", "0/2")]
+        assert f"setting 1: job {theirs} is no longer queued or running" in table
+        assert table.splitlines()[-1] == f"summary {name}: 1 pending, 1 lost"
+        plan = ptblm("submit", name, *locations, "--data", str(synthetic_dir), "--dry-run").stdout
+        assert f"skip: Slurm job {ours} still queued or running" in plan
+        assert "submit: submitted before, never started" in plan
+    finally:
+        subprocess.run(["scancel", ours, theirs], check=False)
 
 
 def test_array_sbatch_by_hand_needs_only_the_pinned_file(tmp_path, synthetic_dir):
@@ -282,6 +316,11 @@ def test_scancel_stops_a_running_task_at_once_and_leaves_it_resumable(tmp_path, 
     SIGKILL, and says `cancelled`; resubmitting resumes it."""
     locations, name, job, run_dir = submit_one_slow_run(tmp_path, slow_corpus, num_epochs=30)
     wait_for_epochs(run_dir, 1)
+    while not (rf.read_status(run_dir).progress or rf.EpochProgress(0, 0, 0, 0)).step:  # epoch 2, ~10% in
+        time.sleep(0.05)
+    running = ptblm("status", name, *locations[:4]).stdout
+    assert re.search(r" running +\d+/30 \(epoch \d+: \d+%\) .* \d:\d\d:\d\d +\d:\d\d:\d\d ", running), running
+    assert re.search(rf"\nsummary {name}: 1 running; last running ends ~\d\d:\d\d \(in \d:\d\d:\d\d\)$", running)
     subprocess.run(["scancel", rf.read_submission(run_dir).job_id], check=True)
     wait_for_job(job, timeout_s=120)
     status = rf.read_status(run_dir)
@@ -289,6 +328,8 @@ def test_scancel_stops_a_running_task_at_once_and_leaves_it_resumable(tmp_path, 
     assert "stopped on request" in (run_dir / rf.LOG_FILE).read_text()  # our handler, not the SIGKILL
     table = ptblm("status", name, *locations[:4]).stdout  # --jobs DIR --results DIR
     assert " cancelled " in table
+    assert f"-m ptblm.cli submit {name} --only 0 {' '.join(locations[2:4])} {' '.join(locations[:2])}` resumes it" \
+        in table, table
     assert "resume: from last.pt" in ptblm("submit", name, *locations, "--dry-run").stdout
 
 

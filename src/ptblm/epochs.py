@@ -1,7 +1,8 @@
 """One pass over a split: the same loop trains, validates and tests, one step per batch.
 
-The trainer (ptblm.train) calls it once per split and epoch; it logs about every 10% of an epoch and
-stops between two batches when the caller's `should_stop` says so.
+The trainer (ptblm.train) calls it once per split and epoch; it logs about every 10% of an epoch (with the
+pass's time left at its pace so far), tells the caller's `on_progress` where a training pass is at the same
+cadence, and stops between two batches when the caller's `should_stop` says so.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from . import runfolder as rf
 from .compiling import cache_counts, compile_error_summary
 from .config import RunConfig
 from .data import batch_at, batchify, num_batches
+from .formatting import format_seconds
 from .loss_scaling import LossScaling
 from .step import CompilingStep, Step, make_step
 
@@ -64,6 +66,7 @@ class EpochRunner:
     should_stop: Callable[[], bool] = lambda: False  # asked between batches (StopRequested)
     on_step: Callable[[int, int, torch.Tensor], None] | None = None  # (done, steps, loss) after each training batch
     loss_scaling: LossScaling | None = None  # fp16's (ptblm.loss_scaling), for the training steps
+    on_progress: Callable[[int, int, float], None] | None = None  # (done, steps, seconds) of a training pass, ~10%
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
 
@@ -122,8 +125,11 @@ class EpochRunner:
             total += loss
             if training and self.on_step is not None:
                 self.on_step(index + 1, steps, loss)
-            if config.log_steps or (index + 1) % report_every == 0 or index + 1 == steps:
+            at_cadence = (index + 1) % report_every == 0 or index + 1 == steps
+            if config.log_steps or at_cadence:
                 self._report(label, index + 1, steps, total, started, progress)
+            if training and at_cadence and self.on_progress is not None:
+                self.on_progress(index + 1, steps, time.perf_counter() - started)
         if progress is not None:
             progress.close()
         return (total / steps).item()
@@ -138,7 +144,13 @@ class EpochRunner:
             progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
         else:
             self.log(f"{label} step {done}/{steps} ({100 * done // steps}%) loss {mean_loss:.4f} "
-                     f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s")
+                     f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s, "
+                     f"{format_seconds(seconds_left(seconds, done, steps))} left in this pass")
+
+
+def seconds_left(seconds: float, done: int, steps: int) -> float:
+    """The rest of a pass at its pace so far: `seconds` for `done` of `steps` batches."""
+    return seconds / done * (steps - done) if done else math.inf
 
 
 def _progress_bar(total: int, label: str):

@@ -1,10 +1,11 @@
 """How the person at the keyboard runs ptblm, for the commands ptblm suggests (`make setup` puts it in
-.venv/bin, which is seldom on PATH)."""
+.venv/bin, which is seldom on PATH), and the command that submits a setting again."""
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -21,3 +22,26 @@ def ptblm_command(argv0: str, environ: Mapping[str, str], cwd: Path, python: str
         return str(program.resolve().relative_to(Path(cwd).resolve()))
     except ValueError:
         return str(program.resolve())
+
+
+def resubmit_command(experiment: str, *, sbatch: bool = False, overrides: Sequence[str] = (),
+                     setting: int | None = None, profile: str | None = None, results_dir: Path | None = None,
+                     jobs_dir: Path | None = None, ptblm: str = "ptblm") -> str:
+    """The command that submits one setting again as it was submitted (resuming it from its last.pt): make's
+    spelling, then ptblm's. `overrides`, `profile`: the --set texts and the --cluster its submission named;
+    `results_dir`, `jobs_dir`: None where the default (make has no variable for another jobs folder)."""
+    command = "sbatch" if sbatch else "submit"
+    flags = [*(f"--set {shlex.quote(text)}" for text in overrides),
+             *([f"--only {setting}"] if setting is not None else []),
+             *([f"--cluster {shlex.quote(profile)}"] if profile else []),
+             *([f"--results {shlex.quote(str(results_dir))}"] if results_dir is not None else []),
+             *([f"--jobs {shlex.quote(str(jobs_dir))}"] if jobs_dir is not None else [])]
+    direct = " ".join([ptblm, command, shlex.quote(experiment), *flags])
+    if jobs_dir is not None:
+        return f"`{direct}`"
+    variables = [f"EXP={shlex.quote(experiment)}",
+                 *([f"SET={shlex.quote(' '.join(overrides))}"] if overrides else []),
+                 *([f"ONLY={setting}"] if setting is not None else []),
+                 *([f"CLUSTER={shlex.quote(profile)}"] if profile else []),
+                 *([f"RESULTS={shlex.quote(str(results_dir))}"] if results_dir is not None else [])]
+    return f"`make {command} {' '.join(variables)}` (or `{direct}`)"

@@ -24,7 +24,8 @@ from . import runfolder as rf
 from .container import IMAGE_DIGEST_ENV, IMAGE_ENV
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
-                   "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION")
+                   "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION",
+                   "SLURM_JOB_NAME")  # the name tells this run's job from another that reuses its id (status)
 
 
 def code_version(repo_dir: Path | None = None) -> str:

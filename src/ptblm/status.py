@@ -8,9 +8,18 @@ Without squeue (a laptop after rsync-ing results back) the folders' states are s
 A run outside Slurm (`ptblm train`, a local submit) that says running but whose .lock nobody holds is
 shown `stopped`, resumable from its last epoch. A folder with a file that cannot be read is one row
 `damaged`, with the file and the reason below the table; every other run is shown as usual.
+
+A queued job is the folder's only under the name it was queued as (launch.slurm.jobs_of_run: a job id reused
+by another job is not the run's). A pending setting shows squeue's reason; a running one the epoch in progress,
+its training time so far and the time left (ptblm.timeleft); a cancelled, stopped, lost or failed one the
+command that resumes it. Each table ends with one `summary EXP: ...` line (the settings by state, and when the
+last running one should end) for a job-end e-mail or a cron job to carry.
 """
 from __future__ import annotations
 
+import shlex
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +28,34 @@ from tabulate import tabulate
 from . import layout
 from . import runfolder as rf
 from .formatting import format_ppl, format_seconds
+from .invocation import resubmit_command
 from .jobs import Experiment
+from .launch.slurm import QueuedJob, Scheduler, jobs_of_run
+from .timeleft import clock, run_timing
 
-__all__ = ["FolderView", "read_folder", "status_rows", "status_table", "status_report", "format_ppl",
-           "format_seconds"]
+__all__ = ["FolderView", "Locations", "read_folder", "status_rows", "status_table", "status_report", "summary_line",
+           "format_ppl", "format_seconds"]
+SUMMARY_ORDER = ("done", "diverged", "running", "requeued", "pending", "stopped", "cancelled", "lost", "failed",
+                 "damaged")  # then any other state sacct reports (timeout, ...), then "not submitted"
+NOT_SUBMITTED = "not submitted"  # a setting of the jobs file without a run folder
+
+
+@dataclass(frozen=True)
+class Locations:
+    """How the person runs ptblm and the folders they named, for the resume commands status prints."""
+
+    ptblm: str = "ptblm"
+    results_dir: Path | None = None  # None: the default folder (the command needs no --results)
+    jobs_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A run's state as status shows it, the note below the table (or None), and whether it trains right now."""
+
+    state: str
+    note: str | None = None
+    training: bool = False
 
 
 @dataclass
@@ -67,49 +100,80 @@ def read_folder(folder: Path) -> FolderView | None:
                       record.status.error if record.status_written else None)
 
 
-def scheduler_state(view: FolderView, scheduler: dict[str, str] | None, accounting: dict[str, str] | None,
-                    results_dir: Path, experiment: str) -> tuple[str, str | None]:
-    """The state to show and, for a damaged, lost or stopped run, a note saying why and what to do."""
+def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: dict[str, str] | None,
+                    results_dir: Path, experiment: str, where: Locations = Locations()) -> Shown:
+    """The state to show and, for a damaged, lost, stopped, cancelled or failed run, a note saying why and what
+    to do; `training`: a live process trains it now (squeue runs its job, or its lock is held)."""
     if view.record.damage:
-        return rf.DAMAGED, (f"damaged: {view.record.damage.describe()}; rerun it from scratch with "
-                            f"`ptblm submit {experiment} --force` (or `ptblm train ... --force`)")
+        return Shown(rf.DAMAGED, f"damaged: {view.record.damage.describe()}; rerun it from scratch with "
+                                 f"`ptblm submit {experiment} --force` (or `ptblm train ... --force`)")
+    if view.state == rf.CANCELLED:
+        return Shown(view.state, f"cancelled after epoch {len(view.record.curves.epochs)}/{view.num_epochs or '?'}; "
+                                 f"{resume_hint(view, experiment, where)}")
+    if view.state == rf.FAILED:
+        return Shown(view.state, f"failed: {view.error or 'no error recorded'}; once that is fixed, "
+                                 f"{resume_hint(view, experiment, where)}")
     if view.state not in rf.ACTIVE_STATES:
-        return view.state, None
+        return Shown(view.state)
     if view.slurm_job:
         if scheduler is None:  # no squeue here (results copied to a laptop): the folder's word is all there is
-            return view.state, None
-        queued_as = scheduler.get(view.job_id, "").lower()
-        if queued_as:
-            return (view.state if queued_as == view.state else f"{view.state} ({queued_as})"), None
+            return Shown(view.state)
+        job: QueuedJob | None = jobs_of_run(view.record, scheduler).get(view.job_id)
+        if job is not None:
+            queued_as = job.state.lower()
+            waits = f": {job.reason}" if job.reason and job.reason != "None" else ""
+            if queued_as == view.state:
+                return Shown(view.state + (f" ({job.reason})" if waits else ""), training=queued_as == rf.RUNNING)
+            return Shown(f"{view.state} ({queued_as}{waits if queued_as == rf.PENDING else ''})")
         final = (accounting or {}).get(view.job_id, "").lower()
         shown = final if final and final not in ("pending", "running", "requeued") else "lost"
         log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
-        return shown, (f"job {view.job_id} is no longer queued or running, but its run folder says {view.state}; "
-                       f"log: {log}; `ptblm submit {experiment}` resumes it")
+        return Shown(shown, f"job {view.job_id} is no longer queued or running, but its run folder says "
+                            f"{view.state}; log: {log}; {resume_hint(view, experiment, where)}")
     if view.writer_gone():
         epochs = len(view.record.curves.epochs)
-        return rf.STOPPED, (f"stopped after epoch {epochs}/{view.num_epochs or '?'}: it says {view.state}, but no "
-                            f"process holds its {rf.LOCK_FILE} (killed, or its terminal closed); rerunning "
-                            f"`ptblm train` with the same flags, or `ptblm submit {experiment}`, resumes it")
-    return view.state, None
+        return Shown(rf.STOPPED, f"stopped after epoch {epochs}/{view.num_epochs or '?'}: it says {view.state}, but "
+                                 f"no process holds its {rf.LOCK_FILE} (killed, or its terminal closed); "
+                                 f"{resume_hint(view, experiment, where)}")
+    return Shown(view.state, training=view.state == rf.RUNNING)
 
 
-def lost_job_ids(results_dir: Path, experiment: str, scheduler: dict[str, str] | None) -> list[str]:
-    """Jobs that the run folders say may still run but squeue does not list: the ones to ask sacct about."""
+def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
+    """The exact command that resumes the run from its last epoch: its submission again (with the --set texts,
+    the setting number and the profile submitted.json recorded), or the `ptblm train` command it ran with."""
+    submission = view.record.submission
+    if submission is None:
+        command_line = view.record.provenance.get("command_line")
+        if command_line:
+            return f"`{' '.join([where.ptblm, *map(shlex.quote, command_line[1:])])}` resumes it"
+        return "rerunning `ptblm train` with the same flags resumes it"
+    return resubmit_command(experiment, sbatch=submission.executor == "sbatch", overrides=submission.overrides or (),
+                            setting=view.index, profile=submission.profile, results_dir=where.results_dir,
+                            jobs_dir=where.jobs_dir, ptblm=where.ptblm) + " resumes it"
+
+
+def lost_job_ids(results_dir: Path, experiment: str, scheduler: Scheduler | None) -> list[str]:
+    """Jobs that the run folders say may still run but squeue does not list (as theirs): the ones to ask sacct
+    about."""
     if scheduler is None:
         return []
     views = [read_folder(folder) for folder in layout.run_folders(results_dir, experiment)]
     return sorted(v.job_id for v in views if v and v.slurm_job and v.state in rf.ACTIVE_STATES
-                  and v.job_id not in scheduler)
+                  and v.job_id not in jobs_of_run(v.record, scheduler))
 
 
-def status_rows(results_dir: Path, experiment: str, planned: Experiment | None = None,
-                scheduler: dict[str, str] | None = None, accounting: dict[str, str] | None = None,
-                notes: list[str] | None = None) -> list[dict]:
+@dataclass
+class StatusRow:
+    cells: dict  # the table's row
+    left: float | None = None  # seconds of training left, for a setting that trains now
+
+
+def experiment_rows(results_dir: Path, experiment: str, planned: Experiment | None, scheduler: Scheduler | None,
+                    accounting: dict[str, str] | None, where: Locations,
+                    now: float) -> tuple[list[StatusRow], list[str]]:
     """One row per run folder of `experiment`, then the settings of `planned` (its jobs file, when there is
-    one) that have no folder yet. `scheduler`: squeue's view, None when it does not answer."""
-    rows, seen = [], set()
-    notes = [] if notes is None else notes
+    one) that have no folder yet; and the notes below the table."""
+    rows, notes, seen = [], [], set()
     planned_index = {s.run_name: s.index for s in planned.settings} if planned else {}  # folders from before
     # submitted.json recorded the setting (and manual runs) have no index of their own
     for folder in layout.run_folders(results_dir, experiment):
@@ -119,48 +183,85 @@ def status_rows(results_dir: Path, experiment: str, planned: Experiment | None =
         seen.add(folder.name)
         if view.index is None:
             view.index = planned_index.get(folder.name)
-        state, note = scheduler_state(view, scheduler, accounting, results_dir, experiment)
-        if note:
-            notes.append(f"{view.index}: {note}")
-        elif view.state == rf.FAILED and view.error:
-            notes.append(f"{view.index}: failed: {view.error}")
+        shown = scheduler_state(view, scheduler, accounting, results_dir, experiment, where)
+        if shown.note:
+            notes.append(f"{view.index}: {shown.note}")
         curves = view.record.curves
         last, best = curves.last_epoch(), curves.best_epoch()
-        rows.append({"#": "-" if view.index is None else view.index, "run": folder.name, "state": state,
-                     "epoch": f"{len(curves.epochs)}/{view.num_epochs or '?'}",
-                     "last valid ppl": format_ppl(last.valid_ppl if last else None),
-                     "best valid ppl": format_ppl(best.valid_ppl if best else None),
-                     "elapsed": format_seconds(last.wall_clock_seconds if last else None),
-                     "slurm job": view.job_id or "-"})
+        timing = run_timing(view.record, shown.training, now)
+        epoch = f"{len(curves.epochs)}/{view.num_epochs or '?'}"
+        if timing.progress:
+            epoch += f" (epoch {timing.progress.epoch}: {int(100 * timing.progress.fraction)}%)"
+        rows.append(StatusRow({"#": "-" if view.index is None else view.index, "run": folder.name,
+                               "state": shown.state, "epoch": epoch,
+                               "last valid ppl": format_ppl(last.valid_ppl if last else None),
+                               "best valid ppl": format_ppl(best.valid_ppl if best else None),
+                               "elapsed": format_seconds(timing.elapsed), "left": format_seconds(timing.left),
+                               "slurm job": view.job_id or "-"}, timing.left if shown.training else None))
     for setting in (planned.settings if planned else ()):
         if setting.run_name not in seen:
-            rows.append({"#": setting.index, "run": setting.run_name, "state": "not submitted",
-                         "epoch": f"0/{setting.config.num_epochs}", "last valid ppl": "-", "best valid ppl": "-",
-                         "elapsed": "-", "slurm job": "-"})
-    return sorted(rows, key=lambda row: (row["#"] == "-", row["#"] if row["#"] != "-" else 0, row["run"]))
+            rows.append(StatusRow({"#": setting.index, "run": setting.run_name, "state": NOT_SUBMITTED,
+                                   "epoch": f"0/{setting.config.num_epochs}", "last valid ppl": "-",
+                                   "best valid ppl": "-", "elapsed": "-", "left": "-", "slurm job": "-"}))
+    rows.sort(key=lambda row: (row.cells["#"] == "-", row.cells["#"] if row.cells["#"] != "-" else 0,
+                               row.cells["run"]))
+    return rows, notes
+
+
+def status_rows(results_dir: Path, experiment: str, planned: Experiment | None = None,
+                scheduler: Scheduler | None = None, accounting: dict[str, str] | None = None,
+                notes: list[str] | None = None, where: Locations = Locations(), now: float | None = None) -> list[dict]:
+    """The table's rows (see experiment_rows); `scheduler`: squeue's view, None when it does not answer."""
+    rows, found = experiment_rows(results_dir, experiment, planned, scheduler, accounting, where,
+                                  time.time() if now is None else now)
+    if notes is not None:
+        notes.extend(found)
+    return [row.cells for row in rows]
+
+
+def summary_line(experiment: str, rows: list[StatusRow], now: float) -> str:
+    """`summary 3.1: 3 done, 1 running, 1 pending; last running ends ~14:32 (in 1:20:00)`: one line to grep."""
+    counts = Counter(row.cells["state"].split(" (")[0] for row in rows)
+    order = [*SUMMARY_ORDER, *sorted(set(counts) - {*SUMMARY_ORDER, NOT_SUBMITTED}), NOT_SUBMITTED]
+    line = f"summary {experiment}: " + (", ".join(f"{counts[state]} {state}" for state in order if counts[state])
+                                        or "no settings")
+    training = [row for row in rows if row.cells["state"] == rf.RUNNING]
+    lefts = [row.left for row in training if row.left is not None]
+    if lefts:
+        line += f"; last running ends ~{clock(now + max(lefts), now)} (in {format_seconds(max(lefts))})"
+        if len(lefts) < len(training):
+            line += f", {len(training) - len(lefts)} running without an estimate yet"
+    elif training:
+        line += "; time left known once the first progress record or epoch is written"
+    return line
 
 
 def status_table(results_dir: Path, experiment: str, planned: Experiment | None = None,
-                 scheduler: dict[str, str] | None = None, accounting: dict[str, str] | None = None) -> str:
-    notes: list[str] = []
-    rows = status_rows(results_dir, experiment, planned, scheduler, accounting, notes)
+                 scheduler: Scheduler | None = None, accounting: dict[str, str] | None = None,
+                 where: Locations = Locations(), now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    rows, notes = experiment_rows(results_dir, experiment, planned, scheduler, accounting, where, now)
     title = f"{experiment}: {planned.description}" if planned and planned.description else experiment
-    return f"{title}\n" + tabulate(rows, headers="keys") + "".join(f"\n  setting {note}" for note in notes)
+    return (f"{title}\n" + tabulate([row.cells for row in rows], headers="keys")
+            + "".join(f"\n  setting {note}" for note in notes) + "\n" + summary_line(experiment, rows, now))
 
 
 def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = None,
-                  scheduler=None, accounting=None, overrides=None) -> str:
+                  scheduler=None, accounting=None, overrides=None, where: Locations = Locations(),
+                  now: float | None = None) -> str:
     """The tables of `names` (default: every experiment with results), one squeue poll for all of them.
-    `scheduler` and `accounting` are functions (squeue_states, sacct_states), to be replaced in tests;
-    `overrides` (jobs.Overrides, from --set) make the "not submitted" rows those of a submission with them."""
+    `scheduler` and `accounting` are functions (squeue_jobs, sacct_states), to be replaced in tests;
+    `overrides` (jobs.Overrides, from --set) make the "not submitted" rows those of a submission with them;
+    `where` spells the resume commands; `now` is the clock of the estimates."""
     from .jobs import load_experiment
-    from .launch.slurm import sacct_states, squeue_states
+    from .launch.slurm import sacct_states, squeue_jobs
 
     names = names or [name for name in layout.experiments_with_results(results_dir)
                       if any(read_folder(folder) for folder in layout.run_folders(results_dir, name))]
     if not names:
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
-    queued = (scheduler or squeue_states)()  # None when squeue does not answer
+    queued = (scheduler or squeue_jobs)()  # None when squeue does not answer
+    now = time.time() if now is None else now
     tables = []
     for name in names:
         has_jobs_file = Path(name).suffix in (".yaml", ".yml") or (Path(jobs_dir) / f"{name}.yaml").is_file()
@@ -169,5 +270,5 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
             planned = load_experiment(name, jobs_dir, overrides)  # the usual one line for an unknown experiment
         experiment = planned.name if planned else name
         final = (accounting or sacct_states)(lost_job_ids(results_dir, experiment, queued))
-        tables.append(status_table(results_dir, experiment, planned, queued, final))
+        tables.append(status_table(results_dir, experiment, planned, queued, final, where, now))
     return "\n\n".join(tables)

@@ -16,6 +16,7 @@ rerunning `train_run`, which resumes from last.pt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -186,7 +187,8 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
     if status and status.state in rf.FINISHED_STATES and not force:
         if config.evaluate and needs_test_pass(out_dir):  # finished before --evaluate was asked for
             evaluate_best_weights(out_dir, data_dir, config.device, RunLog(out_dir, echo=echo))
-            return writer.folder.read_status()
+            # said again, now: a submission of this test pass is older than the status, so no longer pending
+            return _mark_ended(writer, status.state, status.epochs_done)
         if echo:
             print(f"{out_dir}: already {status.state} ({status.epochs_done}/{status.num_epochs} epochs); "
                   f"use --force to rerun", flush=True)
@@ -291,6 +293,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
         for group in optimizer.param_groups:
             group["lr"] = lr
         started = time.perf_counter()
+        runner.on_progress = functools.partial(writer.record_progress, epoch_index + 1)  # status: step, time left
         train_loss = runner.run(corpus.train, optimizer, label=f"epoch {epoch_index + 1} train")
         if scaling is not None:
             log(f"epoch {epoch_index + 1}/{config.num_epochs} train, {scaling.epoch_report()}")
@@ -351,5 +354,5 @@ def _test_pass_left(config: RunConfig, best: rf.EpochRecord | None, curves: rf.C
     return config.evaluate and best is not None and curves.test_ppl is None
 
 
-def _mark_ended(writer: rf.RunWriter, ended: str, epochs_done: int) -> None:
-    (writer.mark_done if ended == rf.DONE else writer.mark_diverged)(epochs_done)
+def _mark_ended(writer: rf.RunWriter, ended: str, epochs_done: int) -> rf.RunStatus:
+    return (writer.mark_done if ended == rf.DONE else writer.mark_diverged)(epochs_done)

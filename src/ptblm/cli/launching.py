@@ -114,10 +114,12 @@ def add_sbatch(commands) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..jobs import experiment_names, parse_overrides
-    from ..status import status_report
+    from ..status import Locations, status_report
 
+    where = Locations(invoked_as(), None if args.results == Path("results") else args.results,  # for resume
+                      None if args.jobs == Path("jobs") else args.jobs)  # commands: the folders named, if not default
     print(status_report(args.results, args.jobs, experiment_names(args.experiments, args.jobs),
-                        overrides=parse_overrides(args.set)))
+                        overrides=parse_overrides(args.set), where=where))
     return 0
 
 

@@ -33,8 +33,8 @@ from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, plan_experiment, plan_table
 from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
-from .slurm import (DEV_CLUSTER_NAME, cluster_name, max_array_size, scheduler_parameters, slurm_answers,
-                    squeue_states, submit_arrays)
+from .slurm import (DEV_CLUSTER_NAME, cluster_name, job_name, max_array_size, scheduler_parameters, slurm_answers,
+                    squeue_jobs, submit_arrays)
 from .tasks import TrainGroup, TrainTask, threads_per_run
 
 
@@ -115,10 +115,11 @@ class HeldFolders:
 
 
 def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, overrides: tuple[str, ...] = (),
-                  held: HeldFolders | None = None):
+                  held: HeldFolders | None = None, profile: str | None = None):
     """What happens once the scheduler has accepted a job: its forced folders are emptied, then each run
-    folder records the job (submitted.json, with the setting it runs and the --set texts that made it), all
-    under the folder's lock (`held` since before the submission, else taken here), which is released then."""
+    folder records the job (submitted.json, with the setting it runs, the --set texts that made it, the job's
+    name and the profile named, if one was: what resubmitting it takes), all under the folder's lock (`held`
+    since before the submission, else taken here), which is released then."""
     forced = {task.setting.index for task in plan if task.forced}
 
     def prepare(writer: rf.RunWriter, member: TrainTask, job_id: str | None, submitted_at: float) -> None:
@@ -126,7 +127,9 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, ove
             writer.clear()
         writer.write_submission(rf.Submission(
             job_id, executor, submitted_at, setting_index=member.setting.index,
-            config=member.setting.config.to_dict(), overrides=list(overrides) or None))
+            config=member.setting.config.to_dict(), overrides=list(overrides) or None,
+            job_name=job_name(member.setting.experiment) if executor in ("slurm", "sbatch") else None,
+            profile=profile))
 
     def accepted(job: TrainTask | TrainGroup, job_id: str | None, submitted_at: float) -> None:
         for member in job.members:
@@ -211,7 +214,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     # skip-as-done and resume only on the corpus each run folder was trained on
     fingerprints = {name: corpus_fingerprint(folder, layout.fingerprint_cache_file(results_dir), corpora.get(name))
                     for name, folder in data_dirs.items()}
-    parameters = scheduler_parameters(profile, f"ptblm-{experiment.name}")
+    parameters = scheduler_parameters(profile, job_name(experiment.name))
     spec = container_spec(profile, results_dir, list(data_dirs.values()), requeue_dir=logs_dir,
                           jobs_dir=experiment.path.parent)
     if not dry_run:  # a file in the way, or a folder this user cannot write: one line naming --results
@@ -222,7 +225,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         if not dry_run:
             stack.enter_context(submission_lock(layout.submit_lock_path(results_dir, experiment.name),
                                                 experiment.name))
-        scheduler = {} if executor == "local" else squeue_states()
+        scheduler = {} if executor == "local" else squeue_jobs()
         plan = plan_experiment(experiment, results_dir, force, scheduler, fingerprints)
         overridden = "".join(f" --set {text}" for text in experiment.overrides)
         echo(f"experiment {experiment.name} ({experiment.path}{overridden}): {experiment.description}")
@@ -249,7 +252,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         if spec:
             echo(f"tasks run inside {spec.image} ({spec.kind})")
         held = stack.enter_context(contextlib.closing(HeldFolders(plan, results_dir)))
-        accepted = mark_accepted(plan, results_dir, executor, experiment.overrides, held)
+        accepted = mark_accepted(plan, results_dir, executor, experiment.overrides, held,
+                                 profile.name if profile_chosen else None)
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
         threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
         watch = os.getpid() if executor == "local" else None  # local trainers stop when this process is gone

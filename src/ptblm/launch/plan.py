@@ -14,6 +14,7 @@ from ..config import exact_number
 from ..jobs import Experiment, Setting
 from ..runfolder import ACTIVE_STATES  # noqa: F401  (its home before ptblm.runfolder.states)
 from ..runlock import FREE, HELD, UNKNOWN
+from .slurm import Scheduler, jobs_of_run
 
 
 class Action(enum.Enum):
@@ -45,6 +46,7 @@ class FolderState:
     lock: str = FREE  # runlock.HELD, FREE or UNKNOWN (a file system without flock)
     holder: str | None = None  # who holds the lock, in words
     unresumable: rf.Damage | None = None  # why the run, not finished, cannot resume (RunFolder.unresumable)
+    best_weights: bool = False  # best.pt is there (a finished run's test pass reads it)
 
     @classmethod
     def read(cls, folder: Path) -> FolderState:
@@ -58,20 +60,21 @@ class FolderState:
         holder = run.holder() if lock == HELD else None
         record = run.read() if run.holds_run() else None
         return cls(record, lock, holder.describe() if holder else ("holder unknown" if lock == HELD else None),
-                   run.unresumable(record) if record else None)
+                   run.unresumable(record) if record else None, run.file(rf.BEST_CHECKPOINT).is_file())
 
 
-def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: dict[str, str] | None,
+def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: Scheduler | None,
                  corpus: str | None = None) -> PlannedTask:
     """`scheduler` is squeue's view ({} without Slurm, None when squeue does not answer: then settings that
-    may still run are left alone). `corpus` is the fingerprint of the data the tasks will read: a folder
+    may still run are left alone); a queued job is the folder's only under the name it was queued as
+    (launch.slurm.jobs_of_run). `corpus` is the fingerprint of the data the tasks will read: a folder
     trained on another corpus is neither reused nor resumed. A folder another process holds is left alone,
     forced or not; a damaged one is skipped, with its file and reason, unless forced."""
     record = folder.record
     status = record.status if record and record.status_written else None
     submission = record.submission if record else None
     job_ids = {status.slurm_job_id if status else None, submission.job_id if submission else None} - {None}
-    active = sorted(job_ids & set(scheduler or {}))
+    active = sorted(jobs_of_run(record, scheduler)) if record else []
     if active:
         return PlannedTask(setting, Action.SKIP, f"Slurm job {active[0]} still queued or running"
                            + ("; scancel it to force a rerun" if force else ""))
@@ -95,7 +98,11 @@ def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: 
         return PlannedTask(setting, Action.SKIP, f"{state}, and squeue does not answer: job "
                            f"{sorted(job_ids)[0]} may still run (--force reruns it)")
     if status is not None and status.state in rf.FINISHED_STATES:
-        return PlannedTask(setting, Action.SKIP, f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)")
+        finished = f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)"
+        if setting.config.evaluate and folder.best_weights and record.curves.test_ppl is None:
+            # the trainer does only the test pass of best.pt then (train.py, needs_test_pass)
+            return PlannedTask(setting, Action.RESUME, f"test pass only: {finished}, evaluate asked, no test ppl yet")
+        return PlannedTask(setting, Action.SKIP, finished)
     if status is None:
         return PlannedTask(setting, Action.SUBMIT, "submitted before, never started" if not record.config
                            else "stopped before its first epoch")
@@ -105,7 +112,7 @@ def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: 
     return PlannedTask(setting, Action.SUBMIT, f"was {state}{stopped}")
 
 
-def plan_experiment(experiment: Experiment, results_dir: Path, force: bool, scheduler: dict[str, str] | None,
+def plan_experiment(experiment: Experiment, results_dir: Path, force: bool, scheduler: Scheduler | None,
                     fingerprints: Mapping[str, str] | None = None) -> list[PlannedTask]:
     """One PlannedTask per setting, read from the run folders only. `fingerprints` maps a corpus name to the
     fingerprint of the files its settings will read (see plan_setting's `corpus`)."""

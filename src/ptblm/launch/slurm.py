@@ -7,12 +7,14 @@ import io
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
 from ..container import ContainerSpec, requeue_lines, submitit_python
 from ..errors import ToolFailed
+from ..runfolder import RunRecord
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -38,13 +40,70 @@ def _answer(command: list[str], runner: Runner) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def squeue_states(runner: Runner = subprocess.run) -> dict[str, str] | None:
-    """Job id ("123", "123_4") -> Slurm state ("PENDING", "RUNNING", ...) of this user's jobs;
-    None when squeue is missing or does not answer (then nobody knows what still runs)."""
-    out = _answer(["squeue", "-u", getpass.getuser(), "-h", "-r", "-o", "%i %T"], runner)
+JOB_NAME_PREFIX = "ptblm-"  # both submit paths name every job ptblm-<experiment> (scheduler_parameters)
+
+
+def job_name(experiment: str) -> str:
+    """The Slurm job name of an experiment's tasks: what tells its jobs from another's that reuse an id."""
+    return f"{JOB_NAME_PREFIX}{experiment}"
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """One job as squeue lists it."""
+
+    state: str  # "PENDING", "RUNNING", ...
+    reason: str  # why it waits: "Resources", "Priority", "JobArrayTaskLimit"; "None" once it runs
+    name: str  # "ptblm-3.1"
+    user: str
+
+
+Scheduler = Mapping[str, QueuedJob]  # job id ("123", "123_4") -> the job squeue lists under it
+SQUEUE_FORMAT = "%i|%T|%r|%u|%j"  # the name last: it is the one field that may hold a "|"
+
+
+def squeue_jobs(runner: Runner = subprocess.run, user: str | None = None) -> dict[str, QueuedJob] | None:
+    """Job id ("123", "123_4") -> QueuedJob, for the jobs of `user` (default: this one) alone; None when
+    squeue is missing or does not answer (then nobody knows what still runs). One poll serves a whole call."""
+    user = user or getpass.getuser()
+    out = _answer(["squeue", "-u", user, "-h", "-r", "-o", SQUEUE_FORMAT], runner)
     if out is None:
         return None
-    return dict(line.split(maxsplit=1) for line in out.splitlines() if " " in line)
+    jobs = {}
+    for line in out.splitlines():
+        fields = line.strip().split("|", 4)
+        if len(fields) == 5 and fields[3] == user:
+            jobs[fields[0]] = QueuedJob(state=fields[1], reason=fields[2], name=fields[4], user=fields[3])
+    return jobs
+
+
+def expected_job_names(record: RunRecord) -> dict[str, str | None]:
+    """The scheduler jobs a run folder recorded, each with the name it was queued under: a submission's is
+    ptblm-<experiment> (as submitted.json recorded it, or from the folder's experiment in folders written
+    before it did); a trainer that ran inside another Slurm job recorded that job's name in config.json's
+    `slurm` (None where it did not: an older folder, matched by id alone)."""
+    status = record.status if record.status_written else None
+    submission = record.submission
+    names: dict[str, str | None] = {}
+    if status and status.slurm_job_id:
+        recorded = (record.provenance.get("slurm") or {}).get("SLURM_JOB_NAME")
+        names[status.slurm_job_id] = recorded
+    if submission and submission.job_id and submission.executor in ("slurm", "sbatch"):
+        names[submission.job_id] = submission.job_name or job_name(record.folder.parent.name)
+    return names
+
+
+def jobs_of_run(record: RunRecord, scheduler: Scheduler | None) -> dict[str, QueuedJob]:
+    """The queued or running jobs that are this run folder's: squeue lists a job id the folder recorded, under
+    the name the folder's job was queued as (and of this user: `scheduler` holds no one else's). A job id
+    reused by another job (a dev-cluster restart, another experiment's `10_3`) is not the run's. Status and
+    the plan both ask this."""
+    found = {}
+    for job_id, name in expected_job_names(record).items():
+        job = (scheduler or {}).get(job_id)
+        if job is not None and (name is None or job.name == name):
+            found[job_id] = job
+    return found
 
 
 def sacct_states(job_ids: list[str], runner: Runner = subprocess.run) -> dict[str, str] | None:

@@ -3,7 +3,8 @@
     results/<exp>/<run>/
         config.json   every setting plus provenance (code version, torch, device, command line, Slurm ids)
         curves.json   one record per finished epoch (see EpochRecord), and test_ppl with --evaluate
-        status.json   state: running | done | diverged | failed | requeued | cancelled, epochs finished, error
+        status.json   state: running | done | diverged | failed | requeued | cancelled, epochs finished, error;
+                      while running, `progress`: the epoch in progress, its step and seconds (~every 10%)
         submitted.json  written by `ptblm submit`/`sbatch` only: job id, time, setting of the last submission
         log.txt       human log, appended
         best.pt       weights of the best validation epoch (always written)
@@ -15,7 +16,7 @@
 
 One owner: `RunFolder` (folder.py) alone reads these files (`read`: one RunRecord, a damaged run marked,
 never an exception that hides the other runs), holds the lock (`hold`), and writes, through the RunWriter
-that `hold` yields, every file and every state change (`start`, `finish_epoch`, `mark_done`,
+that `hold` yields, every file and every state change (`start`, `record_progress`, `finish_epoch`, `mark_done`,
 `mark_diverged`, `mark_cancelled`, `mark_failed`; `mark_requeued` and `mark_failed_before_start` for the
 launch layer). records.py is the schema (typed records, format_version checked and migrated), writer.py the
 RunWriter, files.py the atomic, link-refusing I/O, checkpoints.py best.pt and last.pt, states.py the states.
@@ -40,14 +41,16 @@ from .folder import RunFolder, RunFolderBusy, RunRecord, find_runs
 from .writer import RunWriter, remove_orphans
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE,
                       FORMAT_VERSION, JSON_FILES, LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, OWN_FILES, PACKAGES_FILE,
-                      STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, Damage, Damaged, EpochRecord,
+                      STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, Damage, Damaged, EpochProgress,
+                      EpochRecord,
                       RunFolderError, RunSettings, RunStatus, Submission, decode_float, encode_float)
 from .states import (ACTIVE_STATES, CANCELLED, DAMAGED, DIVERGED, DONE, FAILED, FINISHED_STATES, PENDING,
                      REQUEUED, RUNNING, STOPPED, STORED_STATES, WRITING_STATES, current_job_id, current_state)
 
 __all__ = [
     "RunFolder", "RunRecord", "RunWriter", "RunFolderError", "RunFolderBusy", "Damaged", "Damage", "FileWriteError",
-    "RunSettings", "RunStatus", "Curves", "EpochRecord", "Submission", "BestWeights", "ResumePoint", "LockHolder",
+    "RunSettings", "RunStatus", "Curves", "EpochRecord", "EpochProgress", "Submission", "BestWeights", "ResumePoint",
+    "LockHolder",
     "find_runs", "remove_orphans", "load_checkpoint", "current_state", "current_job_id", "encode_float", "decode_float",
     "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "read_json", "read_json_object",
     "CONFIG_FILE", "CURVES_FILE", "STATUS_FILE", "LOG_FILE", "BEST_CHECKPOINT", "BEST_PARAMS", "LAST_CHECKPOINT",

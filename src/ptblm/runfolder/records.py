@@ -4,7 +4,9 @@ Every JSON file and checkpoint carries `format_version`. A file of a newer versi
 both versions (this ptblm would drop what it does not know when it wrote the file back); an older one is
 migrated on reading (`migrated`) and written in the current version by the next write. Version 1 is the
 format before issue 20: only curves.json said so; config.json, status.json, submitted.json and the
-checkpoints carried no version (absent means 1).
+checkpoints carried no version (absent means 1). Version 3 added fields a reader of version 2 would drop when
+it wrote the file back: status.json's `progress` (where a running epoch is) and submitted.json's `job_name` and
+`profile`; a file of version 2 reads as before, without them.
 
 A file that does not hold its record's shape raises Damaged naming the file, the field and what it holds:
 the reader (folder.py) turns that into a damaged run, never into an exception that hides the other runs.
@@ -124,8 +126,9 @@ def migrated(obj: dict, path: Path) -> dict:
         raise Damaged(path, f"format_version {version} is newer than this ptblm's ({FORMAT_VERSION}): update "
                             f"ptblm (git pull, make setup) to read it")
     current = {key: value for key, value in obj.items() if key != VERSION_KEY}
-    # 1 -> 2: every file says its version; no field changed. last.pt may hold grad_scaler (fp16's loss scale,
-    # optional: None in a file without it, which had no fp16 then).
+    # 1 -> 2: every file says its version; no field changed. Optional fields added since read as None where
+    # absent: last.pt's grad_scaler (fp16's loss scale), status.json's `progress`, submitted.json's `job_name`
+    # and `profile`.
     # Later migrations go here, oldest first.
     return current
 
@@ -191,6 +194,32 @@ class Curves:
 
 
 @dataclass
+class EpochProgress:
+    """Where the training pass of a running epoch is, as the trainer last recorded it (about every 10%)."""
+
+    epoch: int  # 1-based: the epoch in progress
+    step: int  # batches of its training pass done
+    steps: int  # batches in that pass
+    seconds: float  # since the epoch began, when recorded (at RunStatus.updated_at)
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.steps if self.steps else 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any, path: Path = Path(STATUS_FILE)) -> EpochProgress:
+        if not isinstance(obj, dict):
+            raise Damaged(path, f"'progress' is {json_type(obj)}, expected an object")
+        where = "progress."
+        ints = {name: field_of(obj, name, "an integer", path, where, required=True)
+                for name in ("epoch", "step", "steps")}
+        return cls(**ints, seconds=decode_float(field_of(obj, "seconds", "a number", path, where, required=True)))
+
+
+@dataclass
 class RunStatus:
     state: str
     epochs_done: int
@@ -199,6 +228,7 @@ class RunStatus:
     updated_at: float | None = None
     slurm_job_id: str | None = None
     host: str | None = None
+    progress: EpochProgress | None = None  # while running: the epoch in progress (absent before format 3)
 
     def to_json(self) -> dict:
         return {VERSION_KEY: FORMAT_VERSION, **asdict(self)}
@@ -210,12 +240,14 @@ class RunStatus:
         if state not in STORED_STATES:
             raise Damaged(path, f"state {state!r} is not one of {', '.join(STORED_STATES)}")
         updated = field_of(obj, "updated_at", "a number", path)
+        progress = obj.get("progress")
         return cls(state=state, epochs_done=field_of(obj, "epochs_done", "an integer", path, required=True),
                    num_epochs=field_of(obj, "num_epochs", "an integer", path, required=True),
                    error=field_of(obj, "error", "a string", path),
                    updated_at=None if updated is None else decode_float(updated),
                    slurm_job_id=field_of(obj, "slurm_job_id", "a string", path),
-                   host=field_of(obj, "host", "a string", path))
+                   host=field_of(obj, "host", "a string", path),
+                   progress=None if progress is None else EpochProgress.from_json(progress, path))
 
 
 @dataclass
@@ -226,6 +258,8 @@ class Submission:
     setting_index: int | None = None  # what was submitted into this folder (absent in older folders)
     config: dict | None = None  # the RunConfig fields
     overrides: list[str] | None = None  # the `--set KEY=VALUE` texts the setting was submitted with
+    job_name: str | None = None  # the Slurm job name (ptblm-<exp>): a reused job id under another name is not this
+    profile: str | None = None  # the cluster profile the submission named (--cluster); None: the default, unnamed
 
     def to_json(self) -> dict:
         return {VERSION_KEY: FORMAT_VERSION, **asdict(self)}
@@ -238,7 +272,9 @@ class Submission:
                    submitted_at=decode_float(field_of(obj, "submitted_at", "a number", path, required=True)),
                    setting_index=field_of(obj, "setting_index", "an integer", path),
                    config=field_of(obj, "config", "an object", path),
-                   overrides=field_of(obj, "overrides", "a list of strings", path))
+                   overrides=field_of(obj, "overrides", "a list of strings", path),
+                   job_name=field_of(obj, "job_name", "a string", path),
+                   profile=field_of(obj, "profile", "a string", path))
 
 
 def _setting_defaults() -> dict:

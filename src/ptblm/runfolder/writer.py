@@ -1,8 +1,9 @@
 """RunWriter: the one process writing a run folder, while it holds the folder's lock (RunFolder.hold).
 
 Every write of a run goes through it, atomically (files.py), and so does every change of state: `start`,
-`finish_epoch`, `mark_done`, `mark_diverged`, `mark_cancelled`, `mark_failed`; status.json is never built by
-hand elsewhere. `clear` is --force: it empties the folder, which only the lock's holder may do.
+`record_progress` (where the running epoch is), `finish_epoch`, `mark_done`, `mark_diverged`, `mark_cancelled`,
+`mark_failed`; status.json is never built by hand elsewhere. `clear` is --force: it empties the folder, which
+only the lock's holder may do.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from ..runlock import LockHolder
 from .checkpoints import BestWeights, ResumePoint
 from .files import append_line, atomic_torch_save, atomic_write_json
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CONFIG_FILE, CURVES_FILE, LAST_CHECKPOINT, LOG_FILE, OWN_FILES,
-                      STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, RunSettings, RunStatus,
-                      Submission)
+                      STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, EpochProgress, RunSettings,
+                      RunStatus, Submission)
 from .states import CANCELLED, DIVERGED, DONE, FAILED, RUNNING
 
 
@@ -72,17 +73,23 @@ class RunWriter:
         append_line(self.folder.file(LOG_FILE), line)
 
     def _write_status(self, state: str, epochs_done: int | None = None, num_epochs: int | None = None,
-                      error: str | None = None) -> RunStatus:
+                      error: str | None = None, progress: EpochProgress | None = None) -> RunStatus:
+        """Every change of state ends the progress record of the epoch in progress (unless it is the change)."""
         previous = self.status
         self.status = RunStatus(
             state=state, epochs_done=previous.epochs_done if epochs_done is None and previous else epochs_done or 0,
             num_epochs=num_epochs if num_epochs is not None else (previous.num_epochs if previous else 0),
-            error=error, updated_at=time.time(), slurm_job_id=self.slurm_job_id, host=self.host)
+            error=error, updated_at=time.time(), slurm_job_id=self.slurm_job_id, host=self.host, progress=progress)
         atomic_write_json(self.folder.file(STATUS_FILE), self.status.to_json())
         return self.status
 
     def start(self, num_epochs: int, epochs_done: int) -> RunStatus:
         return self._write_status(RUNNING, epochs_done, num_epochs)
+
+    def record_progress(self, epoch: int, step: int, steps: int, seconds: float) -> RunStatus:
+        """Where the running epoch is: `step` of `steps` batches of its training pass, `seconds` into it (the
+        trainer calls it about every 10% of an epoch); status reads it for the step and the time left."""
+        return self._write_status(RUNNING, progress=EpochProgress(epoch, step, steps, seconds))
 
     def finish_epoch(self, epochs_done: int) -> RunStatus:
         return self._write_status(RUNNING, epochs_done)

@@ -1,0 +1,225 @@
+"""`ptblm status` while runs train: the epoch in progress, time left, squeue's reasons, the commands that resume a
+run, the summary line; a job id reused by another job; a finished setting that asks its test pass."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import queued, tiny_config
+from ptblm import runfolder as rf
+from ptblm.jobs import load_experiment, parse_overrides
+from ptblm.launch.plan import Action, plan_experiment
+from ptblm.launch.slurm import QueuedJob, jobs_of_run, squeue_jobs
+from ptblm.status import Locations, status_report, status_rows
+from ptblm.timeleft import run_timing
+from ptblm.train import train_run
+
+NOW = 1_700_000_000.0
+
+
+def tiny_jobs(jobs_dir: Path, num_epochs: int = 3, evaluate: bool = False) -> str:
+    jobs_dir.mkdir(exist_ok=True)
+    common = {k: v for k, v in tiny_config(num_epochs=num_epochs, evaluate=evaluate).to_dict().items()
+              if k != "hidden_size"}
+    (jobs_dir / "tiny.yaml").write_text(f"description: tiny\ncommon: {json.dumps(common)}\nsettings:\n"
+                                        f"  - {{hidden_size: 8}}\n  - {{hidden_size: 10}}\n")
+    return "tiny"
+
+
+def submitted(results: Path, setting, job_id: str, executor: str = "slurm", **more) -> Path:
+    folder = setting.run_dir(results)
+    rf.write_submission(folder, rf.Submission(job_id, executor, NOW - 100, setting.index, setting.config.to_dict(),
+                                              **more))
+    return folder
+
+
+def write_running(folder: Path, epoch_seconds: list[float], progress: rf.EpochProgress | None, num_epochs: int,
+                  updated_at: float, job_id: str | None = "5_0") -> None:
+    """A run that finished `epoch_seconds` epochs and records `progress` in the next, as the trainer writes it."""
+    wall = [sum(epoch_seconds[:i + 1]) for i in range(len(epoch_seconds))]
+    rf.write_config(folder, tiny_config(num_epochs=num_epochs).to_dict(), {"experiment": "tiny"})
+    rf.write_curves(folder, rf.Curves([rf.EpochRecord(i + 1, 50.0, 40.0, s, w, 0.01)
+                                       for i, (s, w) in enumerate(zip(epoch_seconds, wall))]))
+    rf.write_status(folder, rf.RunStatus(rf.RUNNING, len(epoch_seconds), num_epochs, updated_at=updated_at,
+                                         slurm_job_id=job_id, progress=progress))
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    return load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+
+
+# --- the trainer records where it is -------------------------------------------------------------------------
+
+def test_the_trainer_records_its_step_in_status_json_and_its_log_says_the_time_left(tmp_path, synthetic_dir):
+    folder, seen = tmp_path / "run", []
+
+    def look() -> bool:  # asked between batches: what a status call would read then
+        seen.append(rf.read_status(folder))
+        return False
+
+    train_run(tiny_config(num_epochs=2, max_batches=20), synthetic_dir, folder, echo=False, should_stop=look)
+    progress = list(dict.fromkeys((s.epochs_done, s.progress.epoch, s.progress.step, s.progress.steps)
+                                  for s in seen if s and s.progress))
+    assert progress[:3] == [(0, 1, 2, 20), (0, 1, 4, 20), (0, 1, 6, 20)]  # every 10% of the training pass
+    assert (1, 2, 20, 20) in progress and all(s.progress.seconds > 0 for s in seen if s and s.progress)
+    final = rf.read_status(folder)
+    assert final.state == rf.DONE and final.progress is None  # a change of state ends the progress record
+    lines = [line for line in (folder / rf.LOG_FILE).read_text().splitlines() if "epoch 1 train step 10/20" in line]
+    assert len(lines) == 1 and re.search(r"words/s, \d+:\d\d:\d\d left in this pass$", lines[0]), lines
+
+
+def test_a_status_json_without_progress_reads_as_before_and_a_progress_is_written(tmp_path):
+    path = tmp_path / rf.STATUS_FILE
+    path.write_text(json.dumps({"state": "running", "epochs_done": 1, "num_epochs": 3}))  # as format 1 wrote it
+    assert rf.read_status(tmp_path).progress is None
+    with rf.RunFolder(tmp_path).hold("9_1") as writer:
+        writer.record_progress(2, 4, 10, 3.5)
+    obj = json.loads(path.read_text())
+    assert obj["format_version"] == rf.FORMAT_VERSION == 2
+    assert obj["progress"] == {"epoch": 2, "step": 4, "steps": 10, "seconds": 3.5} and obj["epochs_done"] == 1
+    assert rf.read_status(tmp_path).progress == rf.EpochProgress(2, 4, 10, 3.5)
+
+
+# --- time left --------------------------------------------------------------------------------------------
+
+def test_time_left_is_the_rest_of_the_epoch_then_the_mean_epoch_times_the_epochs_after_it(tmp_path):
+    folder = tmp_path / "run"
+    # epochs of 10 and 14 s; epoch 3 of 5 at step 5/10 after 4 s, recorded 1 s ago
+    write_running(folder, [10.0, 14.0], rf.EpochProgress(3, 5, 10, 4.0), 5, updated_at=NOW - 1)
+    timing = run_timing(rf.RunFolder(folder).read(), True, NOW)
+    # 5 s into the epoch; its pace says 8 s in all, the mean epoch 12 s: 7 s left in it, then 2 x 12 s
+    assert (timing.elapsed, timing.left) == (24.0 + 5.0, 7.0 + 24.0)
+    assert run_timing(rf.RunFolder(folder).read(), False, NOW).left is None  # nobody trains it now
+    write_running(folder, [], rf.EpochProgress(1, 2, 10, 3.0), 3, updated_at=NOW)  # first epoch: its own pace
+    assert run_timing(rf.RunFolder(folder).read(), True, NOW).left == pytest.approx(12.0 + 2 * 15.0)
+
+
+def test_status_shows_the_epoch_in_progress_elapsed_left_and_a_summary_with_the_eta(tmp_path, experiment):
+    results = tmp_path / "results"
+    running = submitted(results, experiment.settings[0], "5_0")
+    write_running(running, [10.0], rf.EpochProgress(2, 9, 10, 9.0), 3, updated_at=NOW)
+    submitted(results, experiment.settings[1], "5_1")
+    scheduler = {"5_0": queued("tiny"), "5_1": queued("tiny", "PENDING", "Resources")}
+    rows = status_rows(results, "tiny", experiment, scheduler=scheduler, now=NOW)
+    assert [(r["state"], r["epoch"], r["elapsed"], r["left"]) for r in rows] == [
+        ("running", "1/3 (epoch 2: 90%)", "0:00:19", "0:00:11"), ("pending (Resources)", "0/3", "-", "-")]
+    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: scheduler,
+                           accounting=lambda ids: {}, now=NOW)
+    ends = time.strftime("%H:%M", time.localtime(NOW + 11))
+    assert report.splitlines()[-1] == f"summary tiny: 1 running, 1 pending; last running ends ~{ends} (in 0:00:11)"
+
+
+def test_a_pending_job_shows_squeues_reason_and_a_requeued_one_its_wait(tmp_path, experiment):
+    results = tmp_path / "results"
+    submitted(results, experiment.settings[0], "6_0")
+    folder = submitted(results, experiment.settings[1], "6_1")
+    rf.write_status(folder, rf.RunStatus(rf.REQUEUED, 1, 3, updated_at=NOW, slurm_job_id="6_1"))
+    rows = status_rows(results, "tiny", experiment, now=NOW, scheduler={
+        "6_0": queued("tiny", "PENDING", "JobArrayTaskLimit"), "6_1": queued("tiny", "PENDING", "BeginTime")})
+    assert [r["state"] for r in rows] == ["pending (JobArrayTaskLimit)", "requeued (pending: BeginTime)"]
+
+
+# --- how to resume --------------------------------------------------------------------------------------------
+
+def test_cancelled_lost_and_stopped_runs_name_the_command_that_resumes_them(tmp_path, synthetic_dir):
+    jobs = tmp_path / "jobs"
+    overrides = parse_overrides(["num_epochs=4", "seed=1,2"])
+    experiment = load_experiment(tiny_jobs(jobs), jobs, overrides)
+    results = tmp_path / "results"
+    cancelled = submitted(results, experiment.settings[1], "7_1", overrides=["num_epochs=4", "seed=1,2"],
+                          profile="mila")
+    rf.write_status(cancelled, rf.RunStatus(rf.CANCELLED, 1, 4, updated_at=NOW, slurm_job_id="7_1"))
+    submitted(results, experiment.settings[2], "7_2", executor="sbatch")  # never started; its job is gone
+    manual = results / "tiny" / "by-hand"
+    train_run(tiny_config(num_epochs=2), synthetic_dir, manual, echo=False, command_line=[
+        "/somewhere/ptblm", "train", "--model", "GRU", "--out", str(manual)])
+    rf.write_status(manual, rf.RunStatus(rf.RUNNING, 1, 2, updated_at=NOW))  # a killed `ptblm train`: lock free
+    where = Locations(".venv/bin/ptblm", results_dir=results)
+    report = status_report(results, jobs, ["tiny"], scheduler=lambda: {}, accounting=lambda ids: None,
+                           overrides=overrides, where=where, now=NOW)
+    assert (f"setting 1: cancelled after epoch 0/4; `make submit EXP=tiny SET='num_epochs=4 seed=1,2' ONLY=1 "
+            f"CLUSTER=mila RESULTS={results}` (or `.venv/bin/ptblm submit tiny --set num_epochs=4 --set seed=1,2 "
+            f"--only 1 --cluster mila --results {results}`) resumes it") in report
+    assert (f"setting 2: job 7_2 is no longer queued or running, but its run folder says pending; log: "
+            f"{results}/tiny/logs/7_2.out; `make sbatch EXP=tiny ONLY=2 RESULTS={results}` (or `.venv/bin/ptblm "
+            f"sbatch tiny --only 2 --results {results}`) resumes it") in report
+    assert (f"no process holds its .lock (killed, or its terminal closed); `.venv/bin/ptblm train --model GRU --out "
+            f"{manual}` resumes it") in report
+    assert report.splitlines()[-1] == "summary tiny: 1 stopped, 1 cancelled, 1 lost, 2 not submitted"
+
+
+# --- a job id is the run's only under its name --------------------------------------------------------------
+
+def test_squeue_is_polled_once_for_state_reason_name_and_this_users_jobs_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+
+    def fake_squeue(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "12_3|PENDING|Resources|me|ptblm-3.1\n"
+                                                    "13|RUNNING|None|me|ptblm-a|b\n14|RUNNING|None|you|ptblm-3.1\n", "")
+
+    jobs = squeue_jobs(fake_squeue, user="me")
+    assert jobs == {"12_3": QueuedJob("PENDING", "Resources", "ptblm-3.1", "me"),
+                    "13": QueuedJob("RUNNING", "None", "ptblm-a|b", "me")}
+    assert len(calls) == 1 and calls[0][:3] == ["squeue", "-u", "me"]
+
+
+def test_a_job_id_reused_by_another_job_is_not_the_runs_in_status_nor_in_the_plan(tmp_path, experiment):
+    results = tmp_path / "results"
+    folder = submitted(results, experiment.settings[0], "10_3", job_name="ptblm-tiny")
+    rf.write_status(folder, rf.RunStatus(rf.RUNNING, 1, 3, updated_at=NOW, slurm_job_id="10_3"))
+    older = submitted(results, experiment.settings[1], "10_4")  # written before submitted.json had job_name
+    theirs = {"10_3": QueuedJob("RUNNING", "None", "ptblm-3.1", "me"), "10_4": queued("other")}
+    assert [r["state"] for r in status_rows(results, "tiny", experiment, scheduler=theirs, now=NOW)] == ["lost"] * 2
+    plan = plan_experiment(experiment, results, False, theirs)
+    assert [t.action for t in plan] == [Action.RESUME, Action.SUBMIT]
+    ours = {"10_3": queued("tiny"), "10_4": queued("tiny", "PENDING")}
+    assert [r["state"] for r in status_rows(results, "tiny", experiment, scheduler=ours, now=NOW)] == [
+        "running", "pending"]
+    assert [t.reason for t in plan_experiment(experiment, results, False, ours)] == [
+        "Slurm job 10_3 still queued or running", "Slurm job 10_4 still queued or running"]
+    assert jobs_of_run(rf.RunFolder(older).read(), ours) == {"10_4": ours["10_4"]}
+
+
+def test_a_trainer_inside_another_slurm_job_is_matched_by_the_name_it_recorded(tmp_path, synthetic_dir):
+    folder = tmp_path / "manual" / "run"
+    train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, slurm_job_id="20")
+    config = json.loads((folder / rf.CONFIG_FILE).read_text())
+    assert "SLURM_JOB_NAME" not in config["slurm"]  # not inside Slurm here: matched by id alone
+    record = rf.RunFolder(folder).read()
+    assert jobs_of_run(record, {"20": QueuedJob("RUNNING", "None", "interactive", "me")})
+    config["slurm"]["SLURM_JOB_NAME"] = "my-sweep"
+    (folder / rf.CONFIG_FILE).write_text(json.dumps(config))
+    record = rf.RunFolder(folder).read()
+    assert not jobs_of_run(record, {"20": QueuedJob("RUNNING", "None", "interactive", "me")})
+    assert jobs_of_run(record, {"20": QueuedJob("RUNNING", "None", "my-sweep", "me")})
+
+
+# --- a finished setting that asks its test pass ----------------------------------------------------------------
+
+def test_evaluate_on_a_finished_setting_runs_its_test_pass_and_then_reads_done(tmp_path, synthetic_dir):
+    from ptblm.launch.pipeline import mark_accepted
+    from ptblm.launch.tasks import TrainTask
+
+    jobs, results = tmp_path / "jobs", tmp_path / "results"
+    trained = load_experiment(tiny_jobs(jobs, num_epochs=1), jobs)
+    setting = trained.settings[0]
+    train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment="tiny", setting_index=0, echo=False)
+    asked = load_experiment(tiny_jobs(jobs, num_epochs=1, evaluate=True), jobs)
+    plan = plan_experiment(asked, results, False, {})
+    assert (plan[0].action, plan[0].reason) == (Action.RESUME, "test pass only: done (1/1 epochs), evaluate asked, "
+                                                               "no test ppl yet")
+    mark_accepted(plan, results, "local")(TrainTask(asked.settings[0], str(synthetic_dir), str(results)), None,
+                                          time.time())
+    assert rf.RunFolder(setting.run_dir(results)).read().state == rf.PENDING
+    TrainTask(asked.settings[0], str(synthetic_dir), str(results))()
+    record = rf.RunFolder(setting.run_dir(results)).read()
+    assert record.curves.test_ppl is not None and record.state == rf.DONE  # not pending forever
+    assert plan_experiment(asked, results, False, {})[0].action is Action.SKIP
