@@ -83,14 +83,15 @@ PUBLISHED_RNN_VALID = [796.77, 670.16, 578.56]  # its validation ppl at epochs 1
 
 
 def write_run(root, experiment, valid, train=None, state=rf.DONE, corpus_fingerprint=PTB.published_fingerprint,
-              **changes):
+              vocab_size=None, **changes):
     """A run folder written by hand: `valid` (and `train`) ppl per epoch, 10 s per epoch; trained on the
-    published PTB files unless `corpus_fingerprint` says otherwise."""
+    published PTB files unless `corpus_fingerprint` says otherwise (None: a folder from before fingerprints,
+    which knows its corpus by `vocab_size`, when given)."""
     config = RunConfig.from_dict({**PUBLISHED_RNN, "num_epochs": len(valid), **changes})
     folder = root / experiment / config.run_name()
     train = train or [2 * v for v in valid]
-    rf.write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d",
-                                               rf.CORPUS_KEY: corpus_fingerprint})
+    provenance = {"experiment": experiment, "setting_index": 0, "data_dir": "/d", rf.CORPUS_KEY: corpus_fingerprint}
+    rf.write_config(folder, config.to_dict(), provenance | ({} if vocab_size is None else {"vocab_size": vocab_size}))
     rf.write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(i + 1, t, v, 10.0, 10.0 * (i + 1), 1.0)
                                               for i, (t, v) in enumerate(zip(train, valid))]))
     rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import PUBLISHED_RNN_VALID, REPO, tiny_config, write_run
+from ptblm.corpora import PTB
 from ptblm import runfolder as rf
 from ptblm.cli import main
 from ptblm.config import RunConfig
@@ -192,3 +193,16 @@ def test_seeds_of_one_setting_aggregate_to_mean_and_sample_sd(tmp_path):
     assert math.isnan(stats.loc["mean", "final_valid_ppl"]) and stats.loc["count", "final_valid_ppl"] == 3
     assert stats.loc["mean", "best_valid_ppl"] == pytest.approx((200 + 220 + 240 + 280) / 4)
     assert list(mean_epochs(with_diverged)["valid_ppl"])[1] == math.inf  # never a mean of the other seeds
+
+
+def test_runs_on_different_copies_of_a_corpus_are_never_seeds_of_one_setting(tmp_path):
+    """Was one group of six: seed_groups keyed on the setting only, so a ptb-mini run and a real PTB run of one
+    setting became 'n 2, mean ± sd'. The recorded fingerprint (before fingerprints: the vocabulary) tells apart."""
+    from ptblm.results import seed_groups
+    mini = "46ad9f3834311e0c"  # ptb-mini's fingerprint
+    for seed, fingerprint, vocab in ((1, PTB.published_fingerprint, None), (2, mini, None),
+                                     (3, PTB.published_fingerprint, None), (4, None, 10_000), (5, None, 9_000),
+                                     (6, None, 10_000)):
+        write_run(tmp_path, "3.1", [300.0 + seed, 200.0], corpus_fingerprint=fingerprint, vocab_size=vocab, seed=seed)
+    groups = seed_groups(rf.find_runs(tmp_path))
+    assert sorted(sorted(run.config["seed"] for run in group) for group in groups) == [[1, 3], [2], [4, 6], [5]]

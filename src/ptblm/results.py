@@ -137,12 +137,24 @@ def setting_keys() -> list[str]:
     return [key for key in RunConfig(**required).identity() if key != "seed"]
 
 
+def corpus_files(run: rf.RunRecord) -> str:
+    """Which files a run read, as its folder records them: its corpus and the files' fingerprint, or for a folder
+    from before fingerprints its corpus and vocabulary size. Perplexities of runs that differ here (another
+    corpus, or a sample of the same one) are never averaged nor compared."""
+    corpus = run.config.get("corpus", corpora.DEFAULT_CORPUS)
+    fingerprint = run.provenance.get(rf.CORPUS_KEY)
+    if fingerprint:
+        return f"{corpus} fingerprint {fingerprint}"
+    return f"{corpus} vocabulary {run.provenance.get('vocab_size')}"
+
+
 def seed_groups(runs: list[rf.RunRecord]) -> list[list[rf.RunRecord]]:
-    """The runs grouped by experiment and setting (config without seed), groups and runs in `runs`' order."""
+    """The runs grouped by experiment, setting (config without seed) and corpus_files (seeds of one setting on
+    different files are different results), groups and runs in `runs`' order."""
     if not runs:
         return []
-    frame = runs_table(runs)
-    keys = ["experiment", *[key for key in setting_keys() if key in frame.columns]]
+    frame = runs_table(runs).assign(corpus_files=[corpus_files(run) for run in runs])
+    keys = ["experiment", *[key for key in setting_keys() if key in frame.columns], "corpus_files"]
     groups = frame.groupby(keys, sort=False, dropna=False).indices
     return [[runs[index] for index in indices] for indices in sorted(groups.values(), key=min)]
 
