@@ -27,6 +27,7 @@ from conftest import PUBLISHED_RNN_VALID, tiny_config, write_run
 from ptblm import runfolder as rf
 from ptblm.cli import main
 from ptblm.config import MODELS, OPTIMIZERS
+from ptblm.corpora import WIKITEXT2
 from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
 from ptblm.jobs import load_experiment
 from ptblm.report import latex
@@ -775,3 +776,53 @@ def test_figures_draw_the_published_validation_curve_light_and_dashed_beside_its
         legend = axis.get_legend()
         if legend is not None:
             assert legend.get_window_extent().x0 >= axis.get_window_extent().x1
+
+
+# --- runs of several corpora: compared only with runs on the same files --------------------------
+
+GRU_ADAM = dict(model="GRU", optimizer="ADAM", batch_size=20, hidden_size=1500, dp_keep_prob=0.35)
+PTB_MINI = "46ad9f3834311e0c"  # ptb-mini's fingerprint: real PTB text, not the published files
+
+
+def write_two_corpora(root: Path, experiment: str = "wt2") -> None:
+    """GRUs on PTB (3.2: best 120 and 190) and on WikiText-2 (`experiment`: best 260 and 380), 10 s per epoch."""
+    wikitext2 = dict(corpus="wikitext-2", corpus_fingerprint=WIKITEXT2.published_fingerprint)
+    write_run(root, "3.2", [200.0, 150.0, 120.0], initial_lr=0.001, **GRU_ADAM)
+    write_run(root, "3.2", [260.0, 210.0, 190.0], initial_lr=0.0001, **GRU_ADAM)
+    write_run(root, experiment, [400.0, 300.0, 260.0], initial_lr=0.001, **GRU_ADAM, **wikitext2)
+    write_run(root, experiment, [600.0, 500.0, 380.0], initial_lr=0.0001, **GRU_ADAM, **wikitext2)
+
+
+def rows_by_number(markdown: str) -> dict[str, dict[str, str]]:
+    return {row["#"]: row for row in markdown_rows_of(markdown)}
+
+
+def test_bold_is_per_architecture_on_each_corpus_and_tables_name_the_corpus(tmp_path):
+    """Was: one bold GRU (PTB's 120) over WikiText-2's runs too, and no corpus column in 'All runs'."""
+    write_two_corpora(tmp_path)
+    summaries = load_summaries(tmp_path, warn=lambda note: None)
+    assert [(s.number, s.experiment, s.best_valid_ppl) for s in summaries] == [
+        (1, "3.2", 190.0), (2, "3.2", 120.0), (3, "wt2", 380.0), (4, "wt2", 260.0)]  # grouped by corpus
+    assert bold_numbers(summaries) == {2, 4}
+    rows = rows_by_number(markdown_table(summaries))
+    assert [rows[n]["corpus"] for n in "1234"] == ["ptb", "ptb", "wikitext-2", "wikitext-2"]
+    assert [rows[n]["best valid ppl"] for n in "1234"] == ["190.00", "**120.00**", "380.00", "**260.00**"]
+    tex = latex_table(summaries, "caption", "tab:x")
+    assert r"\# & Exp. & Corpus & Arch." in tex and tex.count(r"\midrule") == 2  # header, and between the corpora
+    assert main(["tables", "--results", str(tmp_path)]) == 0
+    for table in ("summary", "exp-3_2", "exp-wt2"):  # every table of a report of several corpora has the column
+        assert "| corpus " in (tmp_path / "report" / "tables" / f"{table}.md").read_text()
+    assert "All runs, sorted by corpus, then architecture, then optimizer" in (tmp_path / "report" / "tables" /
+                                                                            "summary.tex").read_text()
+    assert "corpus" not in markdown_table(summaries[:2])  # one corpus: as before
+
+
+def test_a_ptb_mini_seed_is_not_averaged_with_a_ptb_run_nor_compared_with_the_study(tmp_path):
+    """Was one row 'n 2, 689.28 ± 156.58' whose published comparison took the PTB seed's best as the mean's."""
+    write_run(tmp_path, "3.1", PUBLISHED_RNN_VALID)
+    write_run(tmp_path, "3.1", [900.0, 850.0, 800.0], corpus_fingerprint=PTB_MINI, seed=2)
+    summaries = load_summaries(tmp_path, warn=lambda note: None)
+    assert [(s.n, s.best_valid_ppl) for s in summaries] == [(1, PUBLISHED_RNN_VALID[-1]), (1, 800.0)]
+    rows = rows_by_number(markdown_table(summaries))
+    assert "n" not in rows["1"] and bold_numbers(summaries) == {1, 2}
+    assert (rows["1"]["vs published"], rows["2"]["vs published"]) == ("+0.0 %", "-")

@@ -12,5 +12,6 @@ partial results while jobs still run. Output goes to `results/report/`:
     report.tex, report.pdf                                                    (document.py)
 
 summary.py reduces a run to its reported numbers and fixes the row order and numbers every output
-shares; trained.py finds and loads the two models the analyses need; latex.py holds the LaTeX.
+shares; comparable.py says which runs compare (those on the same corpus files); trained.py finds and
+loads the two models the analyses need; latex.py holds the LaTeX.
 """

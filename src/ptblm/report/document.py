@@ -14,8 +14,9 @@ from ..corpora import DEFAULT_CORPUS
 from ..models.registry import ARCHITECTURES
 from . import figures, gradients, latex, samples, tables, wording
 from . import facts
+from .comparable import corpus_title
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
-from .summary import RunSummary, by_experiment, corpus_title, file_stem, published_comparisons
+from .summary import RunSummary, by_experiment, file_stem, published_comparisons
 
 REPORT_FILE = "report.tex"
 TITLE = "Word-level language models on {corpora}: {models}"

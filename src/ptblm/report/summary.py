@@ -1,7 +1,8 @@
 """One run reduced to what tables, figures and facts report, in the one order they all share.
 
-Rows are sorted by architecture, then optimizer (in the order config.py lists them), then
-experiment and the remaining hyper-parameters, and numbered from 1; tables, figure legends and
+Rows are sorted by corpus (comparable.corpus_order: one group for a report of one corpus), then
+architecture, then optimizer (in the order config.py lists them), then experiment and the remaining
+hyper-parameters, and numbered from 1; tables, figure legends and
 facts all use these numbers, so the text can say "row 3" and mean one setting everywhere.
 Runs of one setting that differ only by seed are one summary: its run is their mean curve
 (results.mean_epochs) and `seeds` holds the runs themselves; a setting of one seed is its run.
@@ -12,10 +13,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import corpora
 from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS, exact_number
 from ..errors import NoRunFolders
+from .comparable import CHOOSE_HINT, corpora_sentence, corpus_order, corpus_tag, files_of
 from .selection import left_out_note, reported
 
 # (RunConfig key, short name in legends and captions)
@@ -54,6 +55,15 @@ class RunSummary:
     @property
     def model(self) -> str:
         return self.config["model"]
+
+    @property
+    def corpus_files(self) -> str:
+        """Which files its runs read (results.corpus_files): only summaries of equal ones compare."""
+        return files_of(self.run)
+
+    @property
+    def corpus_tag(self) -> str:
+        return corpus_tag(self.run)
 
     @property
     def experiment(self) -> str:
@@ -113,7 +123,7 @@ def differing_keys(summaries: list[RunSummary]) -> tuple[tuple[str, ...], tuple[
 
 def sort_key(run: rf.RunRecord) -> tuple:
     config = run.config
-    return (MODELS.index(config["model"]), OPTIMIZERS.index(config["optimizer"]), run.experiment,
+    return (*corpus_order(run), MODELS.index(config["model"]), OPTIMIZERS.index(config["optimizer"]), run.experiment,
             config["initial_lr"], config["batch_size"], config["hidden_size"], config["num_layers"],
             config["dp_keep_prob"], run.name)
 
@@ -152,8 +162,9 @@ def summarize(runs: list[rf.RunRecord]) -> list[RunSummary]:
 
 def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn=print) -> list[RunSummary]:
     """The runs of `experiments` (default all but selection.LEFT_OUT_UNLESS_NAMED) under results_dir; warns when
-    they come from different corpora. A damaged run folder is left out with a note naming the file and the
-    reason (tables, figures and the report show every other run)."""
+    they come from different corpora (comparable.corpora_sentence, which page 1 of the report repeats). A damaged
+    run folder is left out with a note naming the file and the reason (tables, figures and the report show every
+    other run)."""
     found = rf.find_runs(results_dir)
     runs = [run for run in found if reported(run, experiments)]
     for run in runs:
@@ -168,49 +179,24 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
         raise NoRunFolders(f"no run folders{wanted} under {results_dir}{left_out} (expected {results_dir}/"
                            f"<experiment>/<run>/config.json): train something first, e.g. `make submit EXP=smoke`"
                            + left_out_note(found))
-    corpora = corpus_groups(runs)
-    if len(corpora) > 1:
-        warn("note: these runs come from different corpora, whose perplexities do not compare: "
-             + "; ".join(f"{corpus}: {', '.join(sorted(names))}" for corpus, names in corpora.items())
-             + ". Choose experiments, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2').")
+    sentence = corpora_sentence(runs)
+    if sentence:
+        warn(f"note: {sentence} {CHOOSE_HINT}")
     return summarize(runs)
 
 
-def corpus_title(name: str) -> str:
-    """'Penn Treebank' for ptb: a corpus as people name it (a name no entry has, as it is)."""
-    entry = corpora.CORPORA.get(name)
-    return entry.title if entry else name
-
-
-def corpus_label(run: rf.RunRecord) -> str:
-    """Which text a run read, as the report names it: its corpus when it read the published files, else
-    those files by their fingerprint (by vocabulary size in folders older than fingerprints)."""
-    name, fingerprint = run.config["corpus"], run.provenance.get(rf.CORPUS_KEY)
-    entry = corpora.CORPORA.get(name)
-    if entry is not None and entry.is_published(fingerprint):
-        return entry.title
-    known = f"fingerprint {fingerprint}" if fingerprint else f"vocabulary {run.provenance.get('vocab_size')}"
-    return f"other {corpus_title(name)}-format files ({known})"
-
-
-def corpus_groups(runs: list[rf.RunRecord]) -> dict[str, set[str]]:
-    """corpus_label -> the experiments trained on that text."""
-    groups: dict[str, set[str]] = {}
-    for run in runs:
-        groups.setdefault(corpus_label(run), set()).add(run.experiment)
-    return groups
-
-
-def best_per_architecture(summaries: list[RunSummary]) -> dict[str, RunSummary]:
-    """Model -> the complete setting of lowest (mean) best validation perplexity (ties: the lower row number)."""
-    best: dict[str, RunSummary] = {}
+def best_per_architecture(summaries: list[RunSummary]) -> dict[tuple[str, str], RunSummary]:
+    """(corpus files, model) -> the complete setting of lowest (mean) best validation perplexity among the
+    architecture's runs on those files (ties: the lower row number)."""
+    best: dict[tuple[str, str], RunSummary] = {}
     for summary in summaries:
         value = summary.best_valid_ppl
         if not summary.complete or value is None or not math.isfinite(value):
             continue
-        current = best.get(summary.model)
+        key = (summary.corpus_files, summary.model)
+        current = best.get(key)
         if current is None or value < current.best_valid_ppl:
-            best[summary.model] = summary
+            best[key] = summary
     return best
 
 

@@ -22,6 +22,7 @@ from tabulate import tabulate
 from ..config import exact_number
 from ..formatting import format_ppl, format_seconds
 from . import latex
+from .comparable import several_corpora
 from .summary import RunSummary, best_per_architecture, by_experiment, file_stem, published_comparisons
 
 
@@ -48,6 +49,9 @@ BEST = "best valid ppl"
 NUMERIC_COLUMNS = {"lr", "final train ppl", "final valid ppl", "best valid ppl", "published best",
                    "published final"}  # may print as 1e+08
 
+CORPUS = Column("corpus", "Corpus", "l")  # only in the tables of a report of several corpora
+CORPUS_RULE = (r" Corpus: the text the run trained on, as page~1 names it; bold type compares the runs of each "
+               r"architecture on one corpus only.")
 SEEDS = Column("n", "n", "r")  # only in tables with a setting of several seeds
 SEED_RULE = (r" Over several seeds (n): mean $\pm$ sample standard deviation of each run's final and best ppl "
              r"(the best ppl is each run's own; bold compares the means); epoch and time are those of the mean curve.")
@@ -79,7 +83,7 @@ def ppl_cell(values, column: str, summary: RunSummary) -> str:
 
 
 def row_cells(summary: RunSummary) -> dict[str, str]:
-    """The printed cells of one setting, by column name (COLUMNS, plus SEEDS)."""
+    """The printed cells of one setting, by column name (COLUMNS, plus CORPUS and SEEDS)."""
     config, final, best = summary.config, summary.final, summary.best
     if summary.seeds:
         from ..results import seed_statistics
@@ -92,7 +96,8 @@ def row_cells(summary: RunSummary) -> dict[str, str]:
              exact_number(config['initial_lr']), str(config["batch_size"]), str(config["hidden_size"]),
              str(config["num_layers"]), exact_number(config['dp_keep_prob']), *ppls,
              str(best.epoch) if best else "-", format_seconds(summary.wall_clock_seconds), summary.epochs_label()]
-    return {**dict(zip((column.name for column in COLUMNS), cells)), SEEDS.name: str(summary.n)}
+    return {**dict(zip((column.name for column in COLUMNS), cells)), SEEDS.name: str(summary.n),
+            CORPUS.name: summary.corpus_tag}
 
 
 def published_cells(comparison: dict | None) -> dict[str, str]:
@@ -115,10 +120,13 @@ def all_cells(summaries: list[RunSummary]) -> list[dict[str, str]]:
     return [{**row_cells(summary), **published_cells(compared.get(summary.number))} for summary in summaries]
 
 
-def table_columns(summaries: list[RunSummary], cells: list[dict[str, str]]) -> list[Column]:
-    """COLUMNS, with SEEDS after keep when a setting has several seeds and PUBLISHED last when a setting is
-    one of the published study's (so a table of one-seed runs of no published setting prints as before)."""
+def table_columns(summaries: list[RunSummary], cells: list[dict[str, str]], corpus: bool = False) -> list[Column]:
+    """COLUMNS, with CORPUS after exp when `corpus`, SEEDS after keep when a setting has several seeds and
+    PUBLISHED last when a setting is one of the published study's (so a table of one-seed runs of one corpus and
+    no published setting prints as before)."""
     columns = list(COLUMNS)
+    if corpus:
+        columns.insert([column.name for column in columns].index("exp") + 1, CORPUS)
     if any(summary.seeds for summary in summaries):
         columns.insert([column.name for column in columns].index("keep") + 1, SEEDS)
     if any(row["published best"] != "-" for row in cells):
@@ -127,13 +135,20 @@ def table_columns(summaries: list[RunSummary], cells: list[dict[str, str]]) -> l
 
 
 def bold_numbers(summaries: list[RunSummary]) -> set[int]:
-    """Row numbers whose best validation perplexity is set in bold."""
+    """Row numbers whose best validation perplexity is set in bold: one per architecture and corpus."""
     return {summary.number for summary in best_per_architecture(summaries).values()}
 
 
-def markdown_table(summaries: list[RunSummary]) -> str:
+def corpus_column(summaries: list[RunSummary], corpus: bool | None) -> bool:
+    """Whether a table has the CORPUS column: `corpus`, or (None) whether its rows come from several corpora."""
+    return several_corpora(summary.run for summary in summaries) if corpus is None else corpus
+
+
+def markdown_table(summaries: list[RunSummary], corpus: bool | None = None) -> str:
+    """`corpus`: whether to name each row's corpus (see corpus_column)."""
     printed = all_cells(summaries)
-    bold, columns = bold_numbers(summaries), table_columns(summaries, printed)
+    bold = bold_numbers(summaries)
+    columns = table_columns(summaries, printed, corpus_column(summaries, corpus))
     rows = []
     for summary, cells in zip(summaries, printed):
         if summary.number in bold:
@@ -148,12 +163,15 @@ def latex_cell(column: Column, cell: str) -> str:
     return r" $\pm$ ".join(latex.number(part) for part in cell.split(" ± "))
 
 
-def latex_table(summaries: list[RunSummary], caption: str, label: str) -> str:
+def latex_table(summaries: list[RunSummary], caption: str, label: str, corpus: bool | None = None) -> str:
+    """A rule between the groups of one architecture on one corpus; `corpus` as for markdown_table."""
     printed = all_cells(summaries)
-    bold, columns = bold_numbers(summaries), table_columns(summaries, printed)
+    bold = bold_numbers(summaries)
+    columns = table_columns(summaries, printed, corpus_column(summaries, corpus))
     rows, group_starts = [], set()
     for index, summary in enumerate(summaries):
-        if index > 0 and summary.model != summaries[index - 1].model:
+        previous = summaries[index - 1] if index > 0 else None
+        if previous and (summary.model, summary.corpus_files) != (previous.model, previous.corpus_files):
             group_starts.add(index)
         cells = {column.name: latex_cell(column, printed[index][column.name]) for column in columns}
         if summary.number in bold:
@@ -170,23 +188,26 @@ def latex_table(summaries: list[RunSummary], caption: str, label: str) -> str:
         after = 0
     header = [" & " * (first - 1) + groups + " &" * after, rules + " " + " & ".join(column.latex for column in columns)]
     table = latex.Table("".join(column.align for column in columns), header, rows, group_starts)
-    wide = len(columns) > len(COLUMNS)  # seeds or published columns: 3 pt gaps, so less scaling shrinks the text
+    wide = len(columns) > len(COLUMNS)  # corpus, seeds or published columns: 3 pt gaps, so less scaling shrinks text
     return latex.table_float(table, caption, label, column_gap_pt=3 if wide else None)
 
 
 def write_tables(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str]) -> list[Path]:
-    """tables/summary.{tex,md} and tables/exp-<name>.{tex,md}; returns the paths written."""
+    """tables/summary.{tex,md} and tables/exp-<name>.{tex,md}, each with the CORPUS column when `summaries` come
+    from several corpora; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     key = r"columns and bold type as in Section~\ref{sec:definitions}"
-    tables = {SUMMARY: (summaries, f"All runs, sorted by architecture, then optimizer; {key}.", "tab:summary")}
+    corpus = corpus_column(summaries, None)
+    order = "corpus, then architecture" if corpus else "architecture"
+    tables = {SUMMARY: (summaries, f"All runs, sorted by {order}, then optimizer; {key}.", "tab:summary")}
     for experiment, group in by_experiment(summaries).items():
         description = descriptions.get(experiment) or f"Experiment {experiment}"
         caption = f"{latex.escape(description)}; {key}."
         tables[file_stem(experiment)] = (group, caption, f"tab:{file_stem(experiment)}")
     for stem, (group, caption, label) in tables.items():
-        (out_dir / f"{stem}.tex").write_text(latex_table(group, caption, label))
-        (out_dir / f"{stem}.md").write_text(markdown_table(group) + "\n")
+        (out_dir / f"{stem}.tex").write_text(latex_table(group, caption, label, corpus))
+        (out_dir / f"{stem}.md").write_text(markdown_table(group, corpus) + "\n")
         written += [out_dir / f"{stem}.tex", out_dir / f"{stem}.md"]
     return written
