@@ -817,6 +817,24 @@ def test_bold_is_per_architecture_on_each_corpus_and_tables_name_the_corpus(tmp_
     assert "corpus" not in markdown_table(summaries[:2])  # one corpus: as before
 
 
+def test_facts_take_tau_fastest_and_best_generalisation_per_corpus(tmp_path):
+    """Was: one GRU tau (2 x PTB's 120) that left every WikiText-2 run 'not reached'."""
+    from ptblm.report.facts import architecture_facts, markdown, to_json
+    write_two_corpora(tmp_path)
+    ptb, wikitext2 = architecture_facts(load_summaries(tmp_path, warn=lambda note: None))
+    assert (ptb.model, ptb.corpus, ptb.threshold) == ("GRU", "ptb", 240.0)
+    assert (wikitext2.model, wikitext2.corpus, wikitext2.threshold) == ("GRU", "wikitext-2", 520.0)
+    assert [s.number for s in wikitext2.settings] == [3, 4] and [s.seconds_to_threshold for s in wikitext2.reached] \
+        == [20.0, 10.0]
+    assert wikitext2.fastest.number == 4 and wikitext2.best_generalisation.number == 4
+    assert ptb.best_generalisation.number == 2
+    text = markdown([ptb, wikitext2])
+    assert ("GRU on wikitext-2: tau = 520.00 (2 x the lowest best validation ppl of the GRU runs on wikitext-2 "
+            "(260.00, row 4))") in text
+    assert "not reached" not in text
+    assert [entry["corpus"] for entry in to_json([ptb, wikitext2])] == ["ptb", "wikitext-2"]
+
+
 def test_a_ptb_mini_seed_is_not_averaged_with_a_ptb_run_nor_compared_with_the_study(tmp_path):
     """Was one row 'n 2, 689.28 ± 156.58' whose published comparison took the PTB seed's best as the mean's."""
     write_run(tmp_path, "3.1", PUBLISHED_RNN_VALID)

@@ -7,9 +7,10 @@ Per setting:
                       flatters early epochs: shown, but not used to rank)
     time to tau       wall-clock seconds until the validation ppl first reached tau
 A setting of several seeds is judged on the mean curve of its seeds (summary.py).
-Per architecture, tau is one threshold for all its runs: by default THRESHOLD_FACTOR x the lowest best
-validation ppl of that architecture (a level the good settings reach and the poor ones may not);
---threshold sets it. Fastest: the least time to tau. Best generalisation: GENERALISATION_RULE.
+Per architecture and corpus (comparable.py: runs on other files do not compare), tau is one threshold for all
+its runs: by default THRESHOLD_FACTOR x the lowest best validation ppl of those runs (a level the good settings
+reach and the poor ones may not); --threshold sets it. Fastest: the least time to tau. Best generalisation:
+GENERALISATION_RULE.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .. import runfolder as rf
 from ..config import MODELS, ConfigError
 from ..formatting import format_ppl, format_seconds
 from . import latex, wording
+from .comparable import by_corpus, corpus_tag, several_corpora
 from .summary import HYPER_PARAMETERS, RunSummary, differing_keys, published_comparisons
 
 THRESHOLD_FACTOR = 2.0
@@ -52,10 +54,23 @@ class SettingFacts:
 
 @dataclass(frozen=True)
 class ArchitectureFacts:
+    """The settings of one architecture on one corpus's files."""
+
     model: str
     threshold: float
     threshold_source: str  # how tau was chosen, for the caption
     settings: list[SettingFacts]
+    corpus: str = ""  # the corpus's tag (comparable.corpus_tag) when the report covers several, else ""
+
+    @property
+    def on_corpus(self) -> str:
+        """' on wikitext-2' after the architecture's name when the report covers several corpora, else ''."""
+        return f" on {self.corpus}" if self.corpus else ""
+
+    @property
+    def title(self) -> str:
+        """'GRU', or 'GRU on wikitext-2'."""
+        return self.model + self.on_corpus
 
     @property
     def reached(self) -> list[SettingFacts]:
@@ -106,24 +121,29 @@ def check_threshold(threshold: float | None) -> None:
 
 
 def architecture_facts(summaries: list[RunSummary], threshold: float | None = None) -> list[ArchitectureFacts]:
-    """One entry per architecture present, in MODELS order; `threshold` overrides the default tau."""
+    """One entry per architecture present on each corpus's files: corpora in row order, then MODELS order;
+    `threshold` overrides the default tau (of each)."""
     check_threshold(threshold)
     facts = []
     published = published_comparisons(summaries)
-    for model in MODELS:
-        group = [s for s in summaries if s.model == model]
-        bests = [s for s in group if s.best is not None]
-        if not bests:
-            continue
-        if threshold is None:
-            lowest = min(bests, key=lambda s: s.best.valid_ppl)
-            tau = THRESHOLD_FACTOR * lowest.best.valid_ppl
-            source = (f"{THRESHOLD_FACTOR:g} x the lowest best validation ppl of the {model} runs "
-                      f"({lowest.best.valid_ppl:.2f}, row {lowest.number})")
-        else:
-            tau, source = threshold, "set with --threshold"
-        facts.append(ArchitectureFacts(model, tau, source,
-                                       [setting_facts(s, tau, published.get(s.number)) for s in group]))
+    named = several_corpora(s.run for s in summaries)
+    for on_corpus in by_corpus(summaries, lambda s: s.run).values():
+        for model in MODELS:
+            group = [s for s in on_corpus if s.model == model]
+            bests = [s for s in group if s.best is not None]
+            if not bests:
+                continue
+            corpus = corpus_tag(group[0].run) if named else ""
+            runs = f"the {model} runs" + (f" on {corpus}" if corpus else "")
+            if threshold is None:
+                lowest = min(bests, key=lambda s: s.best.valid_ppl)
+                tau = THRESHOLD_FACTOR * lowest.best.valid_ppl
+                source = (f"{THRESHOLD_FACTOR:g} x the lowest best validation ppl of {runs} "
+                          f"({lowest.best.valid_ppl:.2f}, row {lowest.number})")
+            else:
+                tau, source = threshold, "set with --threshold"
+            facts.append(ArchitectureFacts(model, tau, source,
+                                           [setting_facts(s, tau, published.get(s.number)) for s in group], corpus))
     return facts
 
 
@@ -171,13 +191,13 @@ def time_to_threshold(facts: SettingFacts) -> str:
 def verdict(facts: ArchitectureFacts, tau: str = "tau") -> str:
     """Which setting is best for wall-clock and which for generalisation (`tau`: its symbol)."""
     fastest, general = facts.fastest, facts.best_generalisation
-    speed = (f"No {facts.model} run reached {tau} = {facts.threshold:.2f}." if fastest is None else
+    speed = (f"No {facts.model} run{facts.on_corpus} reached {tau} = {facts.threshold:.2f}." if fastest is None else
              f"Fastest to {tau} = {facts.threshold:.2f}: row {fastest.number} "
              f"({format_seconds(fastest.seconds_to_threshold)}).")
     unjudged = [s.number for s in facts.settings if not s.judged]
     judged = (f"Best generalisation: row {general.number} (best validation ppl "
               f"{format_ppl(general.summary.best.valid_ppl)})" if general else
-              f"Best generalisation: none of the {facts.model} runs is complete yet")
+              f"Best generalisation: none of the {facts.model} runs{facts.on_corpus} is complete yet")
     if unjudged and general:
         judged += f"; {wording.rows(unjudged)} not judged (incomplete or diverged)"
     return f"{speed} {judged}."
@@ -191,7 +211,7 @@ NO_FACTS = "No setting has a finished epoch with a finite validation perplexity 
 
 
 def markdown(all_facts: list[ArchitectureFacts]) -> str:
-    parts = [f"{facts.model}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
+    parts = [f"{facts.title}: tau = {facts.threshold:.2f} ({facts.threshold_source})\n"
              + tabulate(rows(facts), headers=[name for name, _ in COLUMNS], tablefmt="github", disable_numparse=True)
              + f"\n{verdict(facts)}" + "".join(f"\n{line}" for line in published_verdicts(facts))
              for facts in all_facts]
@@ -207,6 +227,8 @@ LATEX_DEFINITIONS = (
     "$\\tau$. Best generalisation: " + latex.escape(GENERALISATION_RULE).replace("valid - train", "valid $-$ train")
     + ".\n")
 SEED_DEFINITION = "A setting of several seeds: its facts are those of the mean curve of its seeds."
+CORPUS_DEFINITION = (r"Over several corpora: $\tau$, fastest and best generalisation are those of each "
+                     r"architecture on one corpus, among its runs on that corpus only.")
 PUBLISHED_DEFINITION = ("Against the published study: per setting of it, the relative difference of the best "
                         "validation ppl over the epochs both have, named by the last of them (several seeds: of "
                         "the mean of their best).")
@@ -221,20 +243,28 @@ def latex_tables(all_facts: list[ArchitectureFacts]) -> str:
                 for row in rows(facts)]
         table = latex.Table("rll" + "r" * 4, [" & ".join(header for _, header in COLUMNS)], body)
         source = latex.escape(facts.threshold_source).replace(" x ", r" $\times$ ")
-        caption = (f"{facts.model}: facts per setting; {TAU} = {facts.threshold:.2f}, {source}. "
+        caption = (f"{latex.escape(facts.title)}: facts per setting; {TAU} = {facts.threshold:.2f}, {source}. "
                    f"{latex.escape(verdict(facts)).replace('tau', TAU)}")
-        parts.append(latex.table_float(table, caption, f"tab:facts-{facts.model.lower()}"))
+        parts.append(latex.table_float(table, caption, facts_label(facts)))
         lines = published_verdicts(facts)
         if lines:
-            parts.append(f"{facts.model} against the published study: " + " ".join(map(latex.escape, lines)) + "\n")
+            parts.append(f"{latex.escape(facts.title)} against the published study: "
+                         + " ".join(map(latex.escape, lines)) + "\n")
     return "\n".join(parts)
+
+
+def facts_label(facts: ArchitectureFacts) -> str:
+    """'tab:facts-gru', or 'tab:facts-gru-wikitext-2' in a report of several corpora (labels take [a-z0-9-])."""
+    name = f"{facts.model} {facts.corpus}".strip().lower()
+    return "tab:facts-" + "".join(c if c.isascii() and c.isalnum() else "-" for c in name)
 
 
 def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
     def finite(value: float | None) -> float | str | None:
         return None if value is None else rf.encode_float(value)
 
-    return [{"model": f.model, "generalisation_rule": GENERALISATION_RULE, "threshold": f.threshold,
+    return [{"model": f.model, "corpus": corpus_tag(f.settings[0].summary.run),
+             "generalisation_rule": GENERALISATION_RULE, "threshold": f.threshold,
              "threshold_source": f.threshold_source,
              "fastest_row": f.fastest.number if f.fastest else None,
              "best_generalisation_row": f.best_generalisation.number if f.best_generalisation else None,
