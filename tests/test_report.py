@@ -844,3 +844,15 @@ def test_a_ptb_mini_seed_is_not_averaged_with_a_ptb_run_nor_compared_with_the_st
     rows = rows_by_number(markdown_table(summaries))
     assert "n" not in rows["1"] and bold_numbers(summaries) == {1, 2}
     assert (rows["1"]["vs published"], rows["2"]["vs published"]) == ("+0.0 %", "-")
+
+
+def test_figures_draw_each_corpus_in_panels_of_its_own(tmp_path):
+    """Was one GRU row of panels holding PTB's and WikiText-2's curves on one axis."""
+    write_two_corpora(tmp_path, experiment="3.2")  # one experiment on two corpora
+    figure = plot_experiment(load_summaries(tmp_path, warn=lambda note: None))
+    titles = [axis.get_title(loc="left") for axis in figure.axes]
+    assert titles == ["(a) GRU on ptb, by epoch", "(b) GRU on ptb, by time", "(c) GRU on wikitext-2, by epoch",
+                      "(d) GRU on wikitext-2, by time"]
+    drawn = [sorted(max(line.get_ydata()) for line in axis.get_lines() if line.get_linestyle() == "-")
+             for axis in figure.axes[::2]]
+    assert drawn == [[200.0, 260.0], [400.0, 600.0]]

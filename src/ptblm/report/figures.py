@@ -2,7 +2,9 @@
 
 Figures are drawn at the size they are printed (PRINT_WIDTH, included in report.tex unscaled) in
 STYLE, whose smallest text is 8 pt, so what is set here is what the page shows. One row of panels
-per architecture, epoch left and wall-clock right, tagged (a), (b), ...; legends sit outside the data.
+per architecture (per architecture and corpus when an experiment's runs read several corpora, whose
+perplexities do not share an axis), epoch left and wall-clock right, tagged (a), (b), ...; legends sit
+outside the data.
 matplotlib's object API on an Agg canvas chosen here, in code: no pyplot, no global backend or
 figure state, and no display needed (Slurm nodes, CI).
 """
@@ -23,6 +25,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from ..config import MODELS
 from . import latex
+from .comparable import by_corpus, corpus_tag
 from .summary import (RunSummary, by_experiment, differing_keys, file_stem, hyper_parameter,
                       published_comparisons)
 
@@ -43,6 +46,8 @@ SEED_CONVENTION = ("A setting of several seeds (n in the legend) is drawn as the
 PUBLISHED_CONVENTION = ("A setting of the published study has that study's validation curve beside it, light and "
                         "dash-dotted (dashed is our train ppl), by epoch up to the run's planned epochs (not by "
                         "wall-clock: the study ran on another machine).")
+CORPUS_CONVENTION = ("An experiment whose runs read several corpora has a row of panels per architecture and "
+                     "corpus: perplexities on different texts share no axis.")
 MIN_LOG_SPAN = math.log10(1.5)  # decades: a y axis spans at least a factor 1.5
 LOG_MARGIN = 0.08  # of the y axis's decades, above and below the data (a marker at the edge stays whole)
 TICK_MANTISSAS = ((1, 1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 9), (1, 1.5, 2, 3, 4, 5, 6, 8),
@@ -227,18 +232,31 @@ def published_curves(summaries: list[RunSummary]) -> dict[int, tuple[list[int], 
     return curves
 
 
+def panel_rows(summaries: list[RunSummary]) -> list[tuple[str, list[RunSummary]]]:
+    """(title, its summaries) per row of panels: one per architecture ('GRU'), or per corpus and architecture
+    ('GRU on wikitext-2') when the summaries read several corpora; corpora in row order, then MODELS order."""
+    groups = list(by_corpus(summaries, lambda s: s.run).values())
+    rows = []
+    for group in groups:
+        for model in MODELS:
+            runs = [s for s in group if s.model == model]
+            if runs:
+                rows.append((model + (f" on {corpus_tag(runs[0].run)}" if len(groups) > 1 else ""), runs))
+    return rows
+
+
 def plot_experiment(summaries: list[RunSummary]) -> Figure:
-    """A row per architecture: perplexity vs epoch (left), vs wall-clock (right), sharing a log axis."""
+    """A row per architecture (and corpus): perplexity vs epoch (left), vs wall-clock (right), sharing a log
+    axis."""
     published = published_curves(summaries)
-    models = [model for model in MODELS if any(s.model == model for s in summaries)]
+    rows = panel_rows(summaries)
     divisor, unit = time_unit(max((seconds for s in summaries for seconds in [s.wall_clock_seconds]
                                    if seconds is not None and math.isfinite(seconds)), default=0.0))
     with style():
-        figure = new_figure(PRINT_WIDTH, ROW_HEIGHT * len(models) + 0.3)
-        grid = figure.subplots(len(models), 2, squeeze=False)
+        figure = new_figure(PRINT_WIDTH, ROW_HEIGHT * len(rows) + 0.3)
+        grid = figure.subplots(len(rows), 2, squeeze=False)
         tags = panel_tags()
-        for (by_epoch, by_time), model in zip(grid, models):
-            group = [s for s in summaries if s.model == model]
+        for (by_epoch, by_time), (title, group) in zip(grid, rows):
             differ, _ = differing_keys(group)
             for colour, summary in enumerate(group):
                 curves = summary.run.curves
@@ -256,7 +274,7 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
             linear_x_axis(by_epoch, integer=True)
             linear_x_axis(by_time, start=0.0)
             for axis, what in ((by_epoch, "by epoch"), (by_time, "by time")):
-                axis.set_title(f"{next(tags)} {model}, {what}", loc="left")
+                axis.set_title(f"{next(tags)} {title}, {what}", loc="left")
             by_epoch.set_ylabel("perplexity")
             by_time.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
         grid[-1][0].set_xlabel("epoch")
