@@ -31,6 +31,7 @@ from ptblm.corpora import WIKITEXT2
 from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
 from ptblm.jobs import load_experiment
 from ptblm.report import latex
+from ptblm.report.document import write_report
 from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
@@ -833,6 +834,28 @@ def test_facts_take_tau_fastest_and_best_generalisation_per_corpus(tmp_path):
             "(260.00, row 4))") in text
     assert "not reached" not in text
     assert [entry["corpus"] for entry in to_json([ptb, wikitext2])] == ["ptb", "wikitext-2"]
+
+
+def test_a_report_of_several_corpora_says_so_on_page_one(tmp_path):
+    """Was: the warning went to the terminal only."""
+    write_two_corpora(tmp_path)
+    write_run(tmp_path, "3.1", [900.0, 800.0], corpus_fingerprint=PTB_MINI)
+    notes = []
+    summaries = load_summaries(tmp_path, warn=notes.append)
+    sentence = ("These runs come from different corpora, whose perplexities do not compare: ptb (Penn Treebank; "
+                "experiment 3.2), ptb 46ad9f38 (other Penn Treebank-format files, fingerprint 46ad9f3834311e0c; "
+                "experiment 3.1) and wikitext-2 (WikiText-2; experiment wt2). Tables name each run's corpus; bold "
+                "type, facts and figure panels compare runs of one corpus only.")
+    tex = write_report(summaries, tmp_path / "report", {}, tmp_path).tex.read_text()
+    page_one = tex[tex.index("Built by"):tex.index(r"\section{Definitions}")]
+    assert latex.escape(sentence) in page_one
+    assert notes == [f"note: {sentence} Choose experiments to report one corpus, e.g. `ptblm tables 3.1 3.2` "
+                     "(make tables EXPS='3.1 3.2')."]  # the terminal says the same, and how to report one
+    assert r"\paragraph{Tables.}" in tex and "Corpus: the text the run trained on" in tex
+    one = tmp_path / "one"
+    write_run(one, "3.1", [900.0, 800.0], corpus_fingerprint=PTB_MINI)
+    tex = write_report(load_summaries(one), tmp_path / "report-one", {}, one).tex.read_text()
+    assert "corpora" not in tex and "Corpus:" not in tex  # one corpus, even not the published one: as before
 
 
 def test_a_ptb_mini_seed_is_not_averaged_with_a_ptb_run_nor_compared_with_the_study(tmp_path):

@@ -14,7 +14,7 @@ from ..corpora import DEFAULT_CORPUS
 from ..models.registry import ARCHITECTURES
 from . import figures, gradients, latex, samples, tables, wording
 from . import facts
-from .comparable import corpus_title
+from .comparable import corpora_sentence, corpus_title, several_corpora
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts
 from .summary import RunSummary, by_experiment, file_stem, published_comparisons
 
@@ -52,14 +52,14 @@ def missing_parts(report_dir: Path) -> list[str]:
             if not (report_dir / snippet).is_file()]
 
 
-def definitions(seeds: bool = False, published: bool = False) -> str:
+def definitions(seeds: bool = False, published: bool = False, corpora: bool = False) -> str:
     """The one place of the report that defines the columns, curves and measures the captions use; what
-    several seeds and the published study add only when the report has them."""
-    extras = [(seeds, 0), (published, 1)]
+    several seeds, the published study and several corpora add only when the report has them."""
+    extras = [(seeds, 0), (published, 1), (corpora, 2)]
     added = {name: "".join(" " + texts[index] for present, index in extras if present) for name, texts in (
-        ("tables", (tables.SEED_RULE.strip(), tables.PUBLISHED_RULE.strip())),
-        ("figures", (figures.SEED_CONVENTION, figures.PUBLISHED_CONVENTION)),
-        ("facts", (facts.SEED_DEFINITION, facts.PUBLISHED_DEFINITION)))}
+        ("tables", (tables.SEED_RULE.strip(), tables.PUBLISHED_RULE.strip(), tables.CORPUS_RULE.strip())),
+        ("figures", (figures.SEED_CONVENTION, figures.PUBLISHED_CONVENTION, figures.CORPUS_CONVENTION)),
+        ("facts", (facts.SEED_DEFINITION, facts.PUBLISHED_DEFINITION, facts.CORPUS_DEFINITION)))}
     parts = {"Tables.": tables.DEFINITION + added["tables"], "Learning curves.": figures.CONVENTIONS + added["figures"],
              "Facts.": LATEX_DEFINITIONS.strip() + added["facts"], "Gradients.": gradients.DEFINITION}
     return "\n\n".join(["\\section{Definitions}\\label{sec:definitions}"]
@@ -82,11 +82,18 @@ def provenance(summaries: list[RunSummary], results_dir: Path) -> str:
             f"\\texttt{{{latex.path(str(results_dir))}}} ({counts}){rows}.")
 
 
+def corpora_note(summaries: list[RunSummary]) -> str:
+    """Page 1's sentence naming the corpora when the runs read several (comparable.corpora_sentence), else ''."""
+    sentence = corpora_sentence([run for summary in summaries for run in (summary.seeds or (summary.run,))])
+    return f" {latex.escape(sentence)}" if sentence else ""
+
+
 def body(summaries: list[RunSummary], report_dir: Path, descriptions: dict[str, str], results_dir: Path) -> str:
     """The sections; with one experiment, its table is the only table of runs (not printed twice)."""
     experiments = by_experiment(summaries)
-    lines = [provenance(summaries, results_dir), "",
-             definitions(any(s.seeds for s in summaries), bool(published_comparisons(summaries)))]
+    lines = [provenance(summaries, results_dir) + corpora_note(summaries), "",
+             definitions(any(s.seeds for s in summaries), bool(published_comparisons(summaries)),
+                         several_corpora(s.run for s in summaries))]
     if len(experiments) > 1:
         lines += ["\\section{All runs}", f"\\input{{{tables.FOLDER}/{tables.SUMMARY}.tex}}", ""]
     for experiment in experiments:
