@@ -363,9 +363,11 @@ def test_the_report_names_the_corpora_its_runs_trained_on(tmp_path):
     write_run(tmp_path, "mini", [900.0, 800.0], corpus_fingerprint="46ad9f3834311e0c")
     notes = []
     load_summaries(tmp_path, warn=notes.append)
-    assert notes == ["note: these runs come from different corpora, whose perplexities do not compare: Penn Treebank: "
-                     "3.1; other Penn Treebank-format files (fingerprint 46ad9f3834311e0c): mini; WikiText-2: wt2. "
-                     "Choose experiments, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2')."]
+    assert notes == ["note: These runs come from different corpora, whose perplexities do not compare: ptb (Penn "
+                     "Treebank; experiment 3.1), ptb 46ad9f38 (other Penn Treebank-format files, fingerprint "
+                     "46ad9f3834311e0c; experiment mini) and wikitext-2 (WikiText-2; experiment wt2). Tables name each "
+                     "run's corpus; bold type, facts and figure panels compare runs of one corpus only. Choose "
+                     "experiments to report one corpus, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2')."]
     assert main(["report", "--results", str(tmp_path), "--no-pdf", "3.1", "wt2"]) == 0
     assert (r"\title{Word-level language models on Penn Treebank and WikiText-2: RNN}"
             in (tmp_path / "report" / "report.tex").read_text())
