@@ -482,6 +482,24 @@ def test_missing_runs_say_what_is_missing_and_how_to_name_others(chain, tmp_path
     assert "LSTM" not in message  # optional: without any LSTM run, the analyses go without one
 
 
+def test_report_files_are_replaced_never_written_through_a_link_and_a_blocked_one_is_one_line(chain, tmp_path,
+                                                                                               capsys):
+    outside = tmp_path / "precious.md"
+    outside.write_text("not the report's\n")
+    out = tmp_path / "out"
+    (out / "tables").mkdir(parents=True)
+    (out / "tables" / "summary.md").symlink_to(outside)
+    assert main(["tables", "--results", str(chain["results"]), "--out", str(out)]) == 0
+    assert outside.read_text() == "not the report's\n"  # the link was replaced, its target left alone
+    summary = out / "tables" / "summary.md"
+    assert not summary.is_symlink() and summary.read_text() == (chain["report"] / "tables" / "summary.md").read_text()
+    capsys.readouterr()
+    (out / "facts.md").mkdir()  # something in the way of a report file
+    assert main(["report", "--results", str(chain["results"]), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out / 'facts.md'}: cannot write it" in err
+
+
 def test_the_lstm_is_analysed_when_named_or_trained_and_otherwise_left_out(chain, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PTB_DIR", raising=False)
     results = tmp_path / "results"

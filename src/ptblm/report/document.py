@@ -10,6 +10,7 @@ import collections
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..outputs import write_text
 from ..corpora import DEFAULT_CORPUS
 from ..models.registry import ARCHITECTURES
 from . import figures, gradients, latex, samples, tables, wording
@@ -117,6 +118,6 @@ def write_report(summaries: list[RunSummary], report_dir: Path, descriptions: di
     figures.write_figures(summaries, report_dir)
     write_facts(architecture_facts(summaries, threshold), report_dir)
     tex = report_dir / REPORT_FILE
-    tex.write_text(latex.document(body(summaries, report_dir, descriptions, results_dir),
+    write_text(tex, latex.document(body(summaries, report_dir, descriptions, results_dir),
                                   title=latex.escape(report_title(summaries))))
     return Report(tex, missing_parts(report_dir))

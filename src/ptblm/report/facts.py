@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..outputs import write_text
 from .. import runfolder as rf
 from ..config import MODELS, ConfigError
 from ..formatting import format_ppl, format_seconds
@@ -285,9 +286,8 @@ def to_json(all_facts: list[ArchitectureFacts]) -> list[dict]:
 def write_facts(all_facts: list[ArchitectureFacts], report_dir: Path) -> list[Path]:
     """facts.{tex,md,json} in the report folder."""
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
     paths = [report_dir / "facts.tex", report_dir / "facts.md", report_dir / "facts.json"]
-    paths[0].write_text(latex_tables(all_facts))
-    paths[1].write_text(markdown(all_facts) + "\n")
-    paths[2].write_text(json.dumps(to_json(all_facts), indent=2) + "\n")
+    write_text(paths[0], latex_tables(all_facts))
+    write_text(paths[1], markdown(all_facts) + "\n")
+    write_text(paths[2], json.dumps(to_json(all_facts), indent=2) + "\n")
     return paths

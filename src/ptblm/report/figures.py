@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
+from ..outputs import write_figure, write_text
 from ..config import MODELS
 from . import latex
 from .comparable import by_corpus, corpus_tag
@@ -75,11 +76,10 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save_figure(figure: Figure, stem: Path) -> list[Path]:
     """stem.pdf (for LaTeX) and stem.png (for people and Markdown), at the figure's own size."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
     with style():
         for path in paths:
-            figure.savefig(path, dpi=150)
+            write_figure(figure, path, dpi=150)
     return paths
 
 
@@ -305,6 +305,6 @@ def write_figures(summaries: list[RunSummary], report_dir: Path) -> list[Path]:
         written += save_figure(plot_experiment(group), stem)
         snippet = latex.figure_float(f"{FOLDER}/{stem.name}",  # relative to report.tex
                                      caption(experiment), f"fig:{stem.name}")
-        stem.with_suffix(".tex").write_text(snippet)
+        write_text(stem.with_suffix(".tex"), snippet)
         written.append(stem.with_suffix(".tex"))
     return written

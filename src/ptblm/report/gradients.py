@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ..outputs import write_text
 from ..data import batch_at, batchify, num_batches
 from ..models._recurrent import RecurrentLM
 from . import latex
@@ -170,8 +171,8 @@ def write_gradients(trained: list[TrainedModel], report_dir: Path, hidden: str =
                       "for t = 1..T",
               "models": [{**asdict(result), "curves": [{**asdict(c), "rescaled": c.rescaled} for c in result.curves]}
                          for result in results]}
-    (out_dir / "gradients.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out_dir / "gradients.tex").write_text(latex.figure_float(f"{FOLDER}/gradients", caption(results, hidden, seed),
+    write_text(out_dir / "gradients.json", json.dumps(record, indent=2) + "\n")
+    write_text(out_dir / "gradients.tex", latex.figure_float(f"{FOLDER}/gradients", caption(results, hidden, seed),
                                                               "fig:gradients"))
     return written + [out_dir / "gradients.json", out_dir / "gradients.tex"]
 

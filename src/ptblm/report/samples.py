@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ..outputs import write_text
 from ..data import EOS, UNK, Corpus, DataError
 from ..errors import UserError
 from ..models.registry import architecture
@@ -270,14 +271,13 @@ def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding
                   notify=print) -> list[Path]:
     """samples/<model>-len<L>.txt, samples.json and appendix.tex; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
-    out_dir.mkdir(parents=True, exist_ok=True)
     starts = start_words(runs[0].corpus, PER_LENGTH * len(LENGTHS), decoding.seed)
     samples = [sample for run in runs for sample in make_samples(run, starts, decoding)]
     written = []
     for run in runs:
         for length in LENGTHS:
             path = out_dir / f"{run.name.lower()}-len{length}.txt"
-            path.write_text("".join(f"{s.id}\t[{s.start}] {' '.join(s.words)}\t{statistics_text(s)}\n"
+            write_text(path, "".join(f"{s.id}\t[{s.start}] {' '.join(s.words)}\t{statistics_text(s)}\n"
                                     for s in samples if s.model == run.name and s.length == length))
             written.append(path)
     record = {"decoding": asdict(decoding), "decoding_rule": decoding.describe(),
@@ -285,8 +285,8 @@ def write_samples(runs: list[TrainedModel], report_dir: Path, decoding: Decoding
               "pick_rules": PICK_RULES,
               "picks": {pick: [s.id for s in chosen] for pick, chosen in pick_samples(samples).items()},
               "samples": [asdict(sample) for sample in samples]}
-    (out_dir / "samples.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out_dir / "appendix.tex").write_text(appendix(samples, runs, decoding))
+    write_text(out_dir / "samples.json", json.dumps(record, indent=2) + "\n")
+    write_text(out_dir / "appendix.tex", appendix(samples, runs, decoding))
     if share := unk_share(samples, decoding):
         notify(f"note: {share:.0%} of the generated tokens are {UNK}; `make samples ARGS=--no-unk` never picks it")
     return written + [out_dir / "samples.json", out_dir / "appendix.tex"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..outputs import write_text
 from ..config import exact_number
 from ..formatting import format_ppl, format_seconds
 from . import latex
@@ -196,7 +197,6 @@ def write_tables(summaries: list[RunSummary], report_dir: Path, descriptions: di
     """tables/summary.{tex,md} and tables/exp-<name>.{tex,md}, each with the CORPUS column when `summaries` come
     from several corpora; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     key = r"columns and bold type as in Section~\ref{sec:definitions}"
     corpus = corpus_column(summaries, None)
@@ -207,7 +207,7 @@ def write_tables(summaries: list[RunSummary], report_dir: Path, descriptions: di
         caption = f"{latex.escape(description)}; {key}."
         tables[file_stem(experiment)] = (group, caption, f"tab:{file_stem(experiment)}")
     for stem, (group, caption, label) in tables.items():
-        (out_dir / f"{stem}.tex").write_text(latex_table(group, caption, label, corpus))
-        (out_dir / f"{stem}.md").write_text(markdown_table(group, corpus) + "\n")
+        write_text(out_dir / f"{stem}.tex", latex_table(group, caption, label, corpus))
+        write_text(out_dir / f"{stem}.md", markdown_table(group, corpus) + "\n")
         written += [out_dir / f"{stem}.tex", out_dir / f"{stem}.md"]
     return written
