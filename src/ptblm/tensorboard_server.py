@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout
+from . import runfolder as rf
 from .errors import UserError
 from .tensorboard_events import describe, needs_conversion, write_from_curves
 
@@ -89,8 +90,9 @@ def reachable_name(hostname: str, fqdn: str) -> str:
 
 
 def shown_experiments(results_dir: Path, experiments: Sequence[str]) -> list[str]:
-    """The experiments named (each must have a results folder), or every one with results."""
-    available = layout.experiments_with_results(results_dir)
+    """The experiments named (each must have runs), or every one with runs (runfolder.experiments: never
+    report/, bench/ or demo/)."""
+    available = rf.experiments(results_dir)
     if not experiments:
         if not available:
             raise TensorBoardError(f"{results_dir}: no experiment has results yet; submit one "
@@ -108,7 +110,7 @@ def convert_old_runs(results_dir: Path, experiments: Sequence[str], notify: Call
     A run that cannot be converted is one note, and the others go on."""
     written = 0
     for experiment in experiments:
-        for run_dir in layout.run_folders(results_dir, experiment):
+        for run_dir in rf.experiment_runs(results_dir, experiment):
             if not needs_conversion(run_dir):
                 continue
             try:
