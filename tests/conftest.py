@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,30 @@ def write_run(root, experiment, valid, train=None, state=rf.DONE, corpus_fingerp
                                               for i, (t, v) in enumerate(zip(train, valid))]))
     rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))
     return folder
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (Linux's /proc; a zombie is none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except OSError:  # it ended meanwhile
+                continue
+            if int(parent) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def process_gone(pid: int, within: float = 30.0) -> bool:
+    """Whether process `pid` has ended (or is a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False

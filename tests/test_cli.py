@@ -194,6 +194,16 @@ def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, file, damage,
 
 # ----------------------------------------------------------------------------- what a person expects of a command line
 
+def every_command():
+    """(name, its parser) for every command."""
+    import argparse
+
+    from ptblm.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return commands.choices.items()
+
+
 def every_action():
     """(command, action) for every argument of every command, and of ptblm itself."""
     import argparse
@@ -213,6 +223,71 @@ def test_every_flag_and_argument_of_every_command_has_help():
     missing = [f"{name} {action.option_strings or action.dest}" for name, actions in every_action()
                for action in actions if not action.help or action.help == argparse.SUPPRESS]
     assert missing == []
+
+
+def attributes_read(function, param: str) -> set[str]:
+    """What `function` reads of its parameter `param` (`args.x`, `getattr(args, "x")`), with what the ptblm
+    functions it passes `param` on to read of theirs; a getattr whose name is computed reads
+    '<computed in FUNCTION>'."""
+    import ast
+    import inspect
+    import textwrap
+
+    found = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(function)))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == param:
+            found.add(node.attr)
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        passed = [i for i, arg in enumerate(node.args) if isinstance(arg, ast.Name) and arg.id == param]
+        if node.func.id == "getattr" and passed == [0]:
+            name = node.args[1]
+            found.add(name.value if isinstance(name, ast.Constant) else f"<computed in {function.__name__}>")
+            continue
+        callee = function.__globals__.get(node.func.id)
+        if passed and inspect.isfunction(callee) and callee.__module__.startswith("ptblm"):
+            found |= attributes_read(callee, list(inspect.signature(callee).parameters)[passed[0]])
+    return found
+
+
+def test_every_flag_of_every_command_reaches_its_handler():
+    """Each command's handler (or a function it hands the arguments to) reads every flag the command takes: no
+    flag is accepted and ignored (tables once took --jobs and --clusters), and none read is missing."""
+    import dataclasses
+    import inspect
+
+    from ptblm.config import RunConfig
+    from ptblm.report.trained import ANALYSED
+
+    computed = {"<computed in config_from_args>": {field.name for field in dataclasses.fields(RunConfig)},
+                "<computed in analysed_models>": {analysed.model.lower() for analysed in ANALYSED}}
+    unread, missing = [], []
+    for name, command in every_command():
+        handler = command.get_default("handler")
+        read = attributes_read(handler, next(iter(inspect.signature(handler).parameters)))
+        read = set().union(*(computed.get(key, {key}) for key in read))
+        taken = {action.dest for action in command._actions if action.dest != "help"}
+        unread += [f"{name} {dest}" for dest in sorted(taken - read)]
+        missing += [f"{name} {dest}" for dest in sorted(read - taken)]
+    assert (unread, missing) == ([], [])
+
+
+REPORT_FLAGS = {  # what each report command takes: the folders it reads and writes, and its own options
+    "tables": ["-h", "--results", "--out", "experiments"],
+    "figures": ["-h", "--results", "--out", "experiments"],
+    "report": ["-h", "--results", "--out", "experiments", "--threshold", "--no-pdf"],
+    "export": ["-h", "experiments", "--format", "--out", "--results"],
+    "gradients": ["-h", "--results", "--out", "--data", "--rnn", "--gru", "--lstm", "--seed", "--hidden"],
+    "samples": ["-h", "--results", "--out", "--data", "--rnn", "--gru", "--lstm", "--seed", "--temperature",
+                "--top-k", "--no-unk"],
+}
+
+
+@pytest.mark.parametrize("command", REPORT_FLAGS)
+def test_each_report_command_takes_its_flags_only(command):
+    actions = dict(every_action())[command]
+    assert [action.option_strings[0] if action.option_strings else action.dest for action in actions] == \
+        REPORT_FLAGS[command]
 
 
 def test_version_prints_the_package_version():

@@ -1,4 +1,5 @@
 """The launch layer without a scheduler: nothing lost, checks before queueing, one writer, true states."""
+import contextlib
 import json
 import os
 import re
@@ -262,6 +263,43 @@ def test_kill_9_of_a_local_submit_stops_its_trainers(tmp_path):
     assert "stopped on request" in (run_dir / rf.LOG_FILE).read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+def test_a_closed_terminal_or_ctrl_c_ends_a_local_submits_trainers_cancelled(tmp_path, signum):
+    """The terminal's signal reaches every process of the submit's group (submitit's controllers and the tasks
+    too): each run ends `cancelled`, resumable; the submit says so in one line, exits 128 + N, no traceback."""
+    data = write_synthetic_corpus(tmp_path / "data", seed=3, vocab_size=60, tokens=(20000, 1200, 1200))
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    common = tiny_config(num_epochs=30, hidden_size=64).to_dict()
+    (jobs_dir / "slow.yaml").write_text(f"common: {json.dumps(common)}\nsettings:\n  - {{}}\n")
+    submit = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "submit", "slow", "--executor", "local",
+                               "--jobs", str(jobs_dir), "--results", str(tmp_path / "results"), "--data", str(data)],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    run_dir = load_experiment("slow", jobs_dir).settings[0].run_dir(tmp_path / "results")
+    try:
+        deadline = time.time() + 300
+        while len(rf.read_curves(run_dir).epochs) < 1:
+            assert time.time() < deadline and submit.poll() is None, "the local run did not start"
+            time.sleep(0.2)
+        os.killpg(submit.pid, signum)
+        out, err = submit.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(submit.pid, signal.SIGKILL)
+    deadline = time.time() + 120
+    while rf.read_status(run_dir).state == rf.RUNNING:
+        assert time.time() < deadline, "the trainer went on, or died without a word, after the signal"
+        time.sleep(0.2)
+    status = rf.read_status(run_dir)
+    assert status.state == rf.CANCELLED and status.epochs_done < 30
+    assert submit.returncode == 128 + signum
+    assert "stopping: the 1 running tasks end `cancelled` after their current batch" in out
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
+    assert err.splitlines()[-1] in ("ptblm submit: stopped by SIGHUP", "ptblm submit: interrupted")
+
+
 # ----------------------------------------------------------------------------- states that stay true
 
 def test_a_stop_request_ends_the_run_cancelled_and_resumable(tmp_path, synthetic_dir):
@@ -429,6 +467,25 @@ def fake_cluster(name: str, calls: list):
     return runner
 
 
+@pytest.mark.parametrize("submit", [submit_experiment, submit_sbatch])
+def test_the_dry_run_shows_what_each_task_asks_slurm_for_on_both_paths(tmp_path, synthetic_dir, monkeypatch, submit):
+    """What a student choosing a profile wants to see: the options scheduler_parameters makes of it, spelled as
+    sbatch options, the same line on the submitit path and the sbatch path."""
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
+    profile = ClusterProfile(name="mine", partition="long", account="rrg-x", gpus_per_node=1, cpus_per_task=4,
+                             mem_gb=16, time_min=90, array_parallelism=8, setup=("module load apptainer",),
+                             sbatch_extra={"mail-type": "END", "exclusive": True})
+    lines = []
+    where = dict(script=Path("slurm/array.sbatch")) if submit is submit_sbatch else dict(executor="slurm")
+    submit(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir, dry_run=True,
+           runner=fake_cluster("mila", []), echo=lines.append, **where)
+    assert ("slurm options: --job-name=ptblm-tiny --time=90 --cpus-per-task=4 --partition=long --account=rrg-x "
+            "--gpus-per-node=1 --mem=16384MB --mail-type=END --exclusive; at most 8 tasks at once; setup: module "
+            "load apptainer") in lines
+    assert lines[-1] == "dry run: nothing submitted"
+
+
 @pytest.mark.parametrize("cluster, chosen, refused", [("mila", False, True), ("mila", True, False),
                                                       ("ptblm-dev", False, False)])
 def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path, synthetic_dir, monkeypatch,
@@ -457,13 +514,18 @@ def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path
         assert lines[-1] == "follow with `make status EXP=tiny` (or `ptblm status tiny`)"
 
 
-def test_a_local_run_names_the_profile_and_this_machine(tmp_path, synthetic_dir):
+@pytest.mark.parametrize("executor, slurm, why", [("local", True, "the local executor was asked for"),
+                                                   ("auto", False, "no Slurm cluster answers sinfo here")])
+def test_a_local_run_names_the_profile_this_machine_and_why(tmp_path, synthetic_dir, monkeypatch, executor, slurm,
+                                                            why):
+    """Asked for (`--executor local`, `ptblm demo`) where a Slurm cluster answers, or chosen since none does."""
+    monkeypatch.setattr("ptblm.launch.pipeline.slurm_answers", lambda: slurm)
     experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
     lines = []
     submit_experiment(experiment, ClusterProfile(name="t", local_parallelism=3), results_dir=tmp_path / "results",
-                      data_dir=synthetic_dir, dry_run=True, executor="local", profile_chosen=False,
+                      data_dir=synthetic_dir, dry_run=True, executor=executor, profile_chosen=False,
                       echo=lines.append)
-    assert lines[1] == "profile t: local processes on this machine (no Slurm cluster answers sinfo), at most 3 at once"
+    assert lines[1] == f"profile t: local processes on this machine ({why}), at most 3 at once"
     assert not any(line.startswith("warning:") for line in lines)
 
 

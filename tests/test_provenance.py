@@ -139,10 +139,17 @@ def test_runs_csv_carries_the_short_environment(tmp_path):
     config = rf.read_json_object(folder / rf.CONFIG_FILE)
     rf.atomic_write_json(folder / rf.CONFIG_FILE, {
         **config, "torch_version": "2.5.1+cu124", "cuda_version": "12.4",
-        "gpu": {"name": "Tesla V100-SXM2-32GB", "memory_bytes": 34_089_730_048},
+        "gpu": {"name": "Tesla V100-SXM2-32GB", "memory_bytes": 34_089_730_048}, "cpu": "Intel(R) Xeon(R) Gold 6148",
+        "node_list": "cn-a[001-002]", "packages_sha256": "fedcba9876543210" * 4,
         "image": {"path": "/s/ptblm.sif", "digest": "sha256:" + "0123456789abcdef" * 4}})
-    row = runs_frame(tmp_path).iloc[0]
-    assert (row.gpu, row.torch, row.cuda, row.image) == ("Tesla V100-SXM2-32GB", "2.5.1+cu124", "12.4",
-                                                         "sha256:0123456789ab")
+    cpu_run = write_run(tmp_path, "3.2", valid=[300.0])
+    rf.atomic_write_json(cpu_run / rf.CONFIG_FILE, {**rf.read_json_object(cpu_run / rf.CONFIG_FILE), "gpu": None,
+                                                    "cpu": "AMD EPYC 7742 64-Core Processor"})
+    gpu_row, cpu_row = runs_frame(tmp_path).itertuples()
+    assert (gpu_row.gpu, gpu_row.nodes, gpu_row.torch, gpu_row.cuda, gpu_row.image, gpu_row.packages) == \
+        ("Tesla V100-SXM2-32GB", "cn-a[001-002]", "2.5.1+cu124", "12.4", "sha256:0123456789ab", "fedcba987654")
+    assert math.isnan(gpu_row.cpu)  # a GPU run's CPU is not what ran it
+    assert cpu_row.cpu == "AMD EPYC 7742 64-Core Processor" and math.isnan(cpu_row.gpu) and math.isnan(cpu_row.nodes)
     missing = where_it_ran({})
-    assert all(math.isnan(value) for value in missing.values()) and list(missing) == ["gpu", "torch", "cuda", "image"]
+    assert all(math.isnan(value) for value in missing.values())
+    assert list(missing) == ["gpu", "cpu", "nodes", "torch", "cuda", "image", "packages"]

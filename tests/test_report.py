@@ -449,8 +449,7 @@ def test_facts_follow_the_curves(chain):
 
 def test_without_latex_or_the_analyses_the_report_says_what_to_install_and_run(chain, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(latex.shutil, "which", lambda name: None)  # no latexmk, no pdflatex
-    assert main(["report", "--results", str(chain["results"]), "--jobs", str(chain["jobs"]),
-                 "--out", str(tmp_path)]) == 0
+    assert main(["report", "--results", str(chain["results"]), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "apt-get install texlive-latex-recommended" in out and not (tmp_path / "report.pdf").exists()
     assert "gradients/gradients.tex (run `make gradients`)" in out and "samples/appendix.tex" in out
@@ -518,10 +517,10 @@ def test_the_lstm_is_analysed_when_named_or_trained_and_otherwise_left_out(chain
 
 def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(chain, tmp_path, capsys,
                                                                                monkeypatch):
-    """The run folders alone decide (no jobs/); without 3.1 and 3.2 the lowest best valid ppl stands in."""
+    """The run folders alone decide (gradients reads no jobs file); without 3.1 and 3.2 the lowest best valid
+    ppl stands in."""
     monkeypatch.delenv("PTB_DIR", raising=False)
-    no_jobs = ["--jobs", str(tmp_path / "no-jobs")]
-    assert main(["gradients", "--results", str(chain["results"]), "--out", str(tmp_path / "a"), *no_jobs]) == 0
+    assert main(["gradients", "--results", str(chain["results"]), "--out", str(tmp_path / "a")]) == 0
     record = json.loads((tmp_path / "a" / "gradients" / "gradients.json").read_text())
     assert [Path(m["run"]) for m in record["models"]] == [*(default_run(chain, exp) for exp in ("3.1", "3.2")),
                                                           lstm_run(chain)]
@@ -530,7 +529,7 @@ def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(c
     for experiment in ("3.1", "3.2"):  # the defaults go; 3.1's other two RNNs and the smoke runs compete
         shutil.rmtree(results / default_run(chain, experiment).relative_to(chain["results"]))
     capsys.readouterr()
-    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "b"), *no_jobs]) == 0
+    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.count("note: ") == 3  # the LSTM's stand-in was one from the start
     expected = []
     for model in ("RNN", "GRU", "LSTM"):
@@ -540,7 +539,7 @@ def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(c
     record = json.loads((tmp_path / "b" / "gradients" / "gradients.json").read_text())
     assert [Path(m["run"]) for m in record["models"]] == expected and expected[0].parent.name == "3.1"
     named = ["--rnn", str(default_run(chain, "3.1")), "--gru", str(expected[1]), "--lstm", str(expected[2])]
-    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), *named, *no_jobs]) == 0
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), *named]) == 0
     assert json.loads((tmp_path / "c" / "samples" / "samples.json").read_text())["runs"] == named[1::2]
 
 

@@ -32,8 +32,9 @@ def test_local_executor_runs_everything_then_resubmission_is_a_no_op(tmp_path, s
                                 executor="local", echo=lines.append)
     assert outcome.executor == "local"
     assert len(outcome.job_ids) == (3 if runs_per_gpu == 1 else 2)  # 2 packed tasks: settings 0+1, then 2
-    assert any("no Slurm cluster answers here" in line and "local executor, at most 2 at once, timeout 10 min"
-               in line for line in lines)
+    assert any(line.startswith(f"running {len(outcome.job_ids)} tasks on this machine (the local executor was asked "
+                               f"for) with submitit's local executor, at most 2 at once, timeout 10 min")
+               for line in lines)
     for setting in experiment.settings:
         status = rf.read_status(setting.run_dir(tmp_path / "results"))
         assert status.state == rf.DONE and status.epochs_done == 2

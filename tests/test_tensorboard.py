@@ -4,18 +4,21 @@ from __future__ import annotations
 import json
 import os
 import math
+import signal
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config, write_run
+from conftest import REPO, child_pids, process_gone, tiny_config, write_run
 from ptblm import runfolder as rf
 from ptblm.tensorboard_events import (CONVERTED_SUFFIX, EPOCH_TAGS, STEP_TAG, RunBoard, board_dir, epoch_scalars,
                                       event_files, needs_conversion, recorded_points, write_from_curves)
-from ptblm.tensorboard_server import (TensorBoardError, reachable_name, serve, shown_experiments,
-                                      start_tensorboard, tunnel_line)
+from ptblm.tensorboard_server import (VIEW_PREFIX, TensorBoardError, held, reachable_name, remove_stale_views, serve,
+                                      shown_experiments, start_tensorboard, tunnel_line)
 from ptblm.train import train_run
 
 EVERYTHING = 10**9  # recorded_points' limits, to see every point a folder holds
@@ -237,3 +240,49 @@ def test_tensorboard_serves_the_curves_of_a_resumed_run_and_of_an_old_one(synthe
     port = said[-1].split(":127.0.0.1:")[1].split()[0]
     assert said[-1] == (f"from a laptop: ssh -N -L {port}:127.0.0.1:{port} alice@login-1.example.org"
                         f"   then open http://localhost:{port}/")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_however_ptblm_tensorboard_ends_tensorboard_and_its_temporary_folder_go(tmp_path, signum):
+    """A real `ptblm tensorboard` and its TensorBoard child: SIGTERM and SIGHUP unwind it (exit 128 + N, one
+    line); SIGKILL runs nothing, yet the child ends too (it asked the kernel to) and the next start removes the
+    folder left."""
+    write_run(tmp_path / "results", "3.1", valid=[300.0])
+    argv = [sys.executable, "-m", "ptblm.cli", "tensorboard", "--results", str(tmp_path / "results")]
+    command = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        said = []
+        for line in command.stdout:
+            said.append(line)
+            if line.startswith("from a laptop:"):
+                break
+        assert said and said[-1].startswith("from a laptop:"), "".join(said) + command.stderr.read()
+        [child] = child_pids(command.pid)
+        [folder] = tmp_path.glob(f"{VIEW_PREFIX}*")
+        assert f"{folder}/view" in Path(f"/proc/{child}/cmdline").read_text().split("\0")
+        os.kill(command.pid, signum)
+        returncode = command.wait(timeout=60)
+    finally:
+        command.kill()
+    assert process_gone(child)
+    if signum == signal.SIGKILL:
+        assert returncode == -signum and folder.is_dir()
+        assert remove_stale_views(tmp_path) == [folder]
+    else:
+        assert returncode == 128 + signum
+        assert command.stderr.read() == f"ptblm tensorboard: stopped by {signal.Signals(signum).name}\n"
+    assert not folder.exists()
+
+
+def test_only_the_temporary_folders_nobody_holds_are_stale(tmp_path):
+    left, in_use, older = (tmp_path / f"{VIEW_PREFIX}{name}" for name in ("left", "in_use", "older"))
+    for folder in (left, in_use, older):
+        (folder / "view").mkdir(parents=True)
+    with held(left):
+        pass
+    (older / "tensorboard.log").write_text("an older ptblm's folder, without a held file")
+    with held(in_use):
+        assert remove_stale_views(tmp_path) == [left]
+    assert not left.exists() and in_use.is_dir() and older.is_dir()

@@ -89,8 +89,8 @@ def run_folders_named(targets: Sequence[str], results_dir: Path) -> list[Path]:
             if (candidate / rf.CONFIG_FILE).is_file():
                 folders.append(candidate)
                 break
-            runs = [run for run in layout.run_folders(candidate.parent, candidate.name)
-                    if (run / rf.CONFIG_FILE).is_file()] if candidate.is_dir() else []
+            runs = [run for run in rf.experiment_runs(candidate.parent, candidate.name)
+                    if (run / rf.CONFIG_FILE).is_file()]
             if runs:
                 folders += runs
                 break

@@ -186,6 +186,9 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
     if not EXPERIMENT_NAME.fullmatch(path.stem):
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
                           f"digits, '.', '_' and '-', starting with a letter or digit (it names results/<exp>/)")
+    if path.stem in layout.RESERVED_NAMES:
+        raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is ptblm's own folder "
+                          f"results/{path.stem}/; valid: any other name (not {', '.join(layout.RESERVED_NAMES)})")
     defaults_path = Path(jobs_dir) / DEFAULTS_FILE
     defaults = read_yaml_mapping(defaults_path, "a mapping of setting keys to values") \
         if defaults_path.is_file() else {}

@@ -5,8 +5,9 @@
       logs/                        scheduler logs: submitit's <job>_<task>_0_log.out, sbatch's <job>_<task>.out,
                                    and pinned-*.json, what each task of an sbatch array runs
       .submit.lock                 held by the `ptblm submit`/`ptblm sbatch` planning and submitting now
-    results/manual/<run>/          `ptblm train` without --out
+    results/manual/<run>/          `ptblm train` without --out (an experiment, which the report leaves out unless named)
     results/report/                tables, figures, gradients, samples, report.tex
+    results/bench/                 `ptblm bench`'s JSON files
     results/demo/                  `ptblm demo`: a results tree of its own (demo/smoke/<run>/)
     results/.compile-cache/        Inductor's cache (ptblm.compiling)
     results/.corpus-fingerprints.json  file digests by path, size and mtime: the corpus files'
@@ -28,6 +29,8 @@ DEMO_FOLDER = "demo"
 COMPILE_CACHE_FOLDER = ".compile-cache"
 BENCH_FOLDER = "bench"  # ptblm bench's JSON files, read back by the dry run's cost projection
 FINGERPRINT_CACHE_FILE = ".corpus-fingerprints.json"
+NOT_EXPERIMENT_FOLDERS = (REPORT_FOLDER, BENCH_FOLDER, DEMO_FOLDER)  # what ptblm writes beside the experiments
+RESERVED_NAMES = (MANUAL_EXPERIMENT, *NOT_EXPERIMENT_FOLDERS)  # no jobs file may name its experiment so
 
 
 class OutputFolderError(UserError):
@@ -115,7 +118,15 @@ def run_folders(results_dir: Path, experiment: str) -> list[Path]:
                   if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_RUN_FOLDERS)
 
 
-def experiments_with_results(results_dir: Path) -> list[str]:
-    """Experiments that have a folder under results/ (hidden ones, like .compile-cache, are not)."""
+def experiment_folder_names(results_dir: Path) -> list[str]:
+    """The folders of results/ that may hold an experiment: not hidden ones (.compile-cache) nor those ptblm
+    writes beside the experiments (report/, bench/, demo/). Which of them hold runs is
+    runfolder.experiments', the one list of experiments every command uses."""
     folders = Path(results_dir).iterdir() if Path(results_dir).is_dir() else []
-    return sorted(p.name for p in folders if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in folders if p.is_dir() and not p.name.startswith(".")
+                  and p.name not in NOT_EXPERIMENT_FOLDERS)
+
+
+def is_experiment_name(name: str) -> bool:
+    """Whether results/<name> can be an experiment's folder (see experiment_folder_names)."""
+    return name not in NOT_EXPERIMENT_FOLDERS and not name.startswith(".")

@@ -22,8 +22,9 @@ from .errors import NoRunFolders
 RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
 RUN_COLUMNS = ["published_corpus", "state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl",
                "best_valid_ppl", "best_epoch", "test_ppl", "wall_clock_seconds", "job_id", "folder", "damage", "gpu",
-               "torch", "cuda", "image"]
+               "cpu", "nodes", "torch", "cuda", "image", "packages"]
 SHORT_DIGEST = len("sha256:") + 12  # the image's digest in runs.csv, as `docker images` shortens an id
+SHORT_HASH = 12  # the packages' SHA-256 in runs.csv: as many hex digits as a short image id
 EPOCH_COLUMNS = [f.name for f in fields(rf.EpochRecord)]
 CSV_FILES = {"runs": "runs.csv", "epochs": "epochs.csv"}
 SEED_STATISTICS = ["final_train_ppl", "final_valid_ppl", "best_valid_ppl"]  # aggregated over seeds in tables
@@ -77,12 +78,17 @@ def run_row(run: rf.RunRecord) -> dict:
 
 
 def where_it_ran(provenance: dict) -> dict:
-    """The short environment columns (config.json has the whole record); NaN where a run lacks them (a CPU
-    run has no GPU, an older folder no record), as read_csv reads an empty field back."""
-    gpu, image = provenance.get("gpu"), provenance.get("image")
+    """The short environment columns (config.json has the whole record): the GPU, else the CPU model (a GPU
+    run's CPU is left out), the Slurm node list, torch, CUDA, the image's digest and the installed packages'
+    hash (packages.txt's SHA-256), both shortened to 12 hex digits. NaN where a run lacks one (no Slurm, an
+    older folder), as read_csv reads an empty field back."""
+    gpu, image, packages = provenance.get("gpu"), provenance.get("image"), provenance.get("packages_sha256")
     digest = image.get("digest") if isinstance(image, dict) else None
-    values = {"gpu": gpu.get("name") if isinstance(gpu, dict) else None, "torch": provenance.get("torch_version"),
-              "cuda": provenance.get("cuda_version"), "image": digest[:SHORT_DIGEST] if digest else None}
+    values = {"gpu": gpu.get("name") if isinstance(gpu, dict) else None,
+              "cpu": None if isinstance(gpu, dict) else provenance.get("cpu"), "nodes": provenance.get("node_list"),
+              "torch": provenance.get("torch_version"), "cuda": provenance.get("cuda_version"),
+              "image": digest[:SHORT_DIGEST] if digest else None,
+              "packages": packages[:SHORT_HASH] if isinstance(packages, str) else None}
     return {key: math.nan if value is None else value for key, value in values.items()}
 
 

@@ -157,7 +157,7 @@ def lost_job_ids(results_dir: Path, experiment: str, scheduler: Scheduler | None
     about."""
     if scheduler is None:
         return []
-    views = [read_folder(folder) for folder in layout.run_folders(results_dir, experiment)]
+    views = [read_folder(folder) for folder in rf.experiment_runs(results_dir, experiment)]
     return sorted(v.job_id for v in views if v and v.slurm_job and v.state in rf.ACTIVE_STATES
                   and v.job_id not in jobs_of_run(v.record, scheduler))
 
@@ -176,7 +176,7 @@ def experiment_rows(results_dir: Path, experiment: str, planned: Experiment | No
     rows, notes, seen = [], [], set()
     planned_index = {s.run_name: s.index for s in planned.settings} if planned else {}  # folders from before
     # submitted.json recorded the setting (and manual runs) have no index of their own
-    for folder in layout.run_folders(results_dir, experiment):
+    for folder in rf.experiment_runs(results_dir, experiment):
         view = read_folder(folder)
         if view is None:
             continue
@@ -256,8 +256,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
     from .jobs import load_experiment
     from .launch.slurm import sacct_states, squeue_jobs
 
-    names = names or [name for name in layout.experiments_with_results(results_dir)
-                      if any(read_folder(folder) for folder in layout.run_folders(results_dir, name))]
+    names = names or rf.experiments(results_dir)
     if not names:
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
     queued = (scheduler or squeue_jobs)()  # None when squeue does not answer
@@ -266,7 +265,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
     for name in names:
         has_jobs_file = Path(name).suffix in (".yaml", ".yml") or (Path(jobs_dir) / f"{name}.yaml").is_file()
         planned = None  # the jobs file only adds "not submitted" rows
-        if has_jobs_file or not layout.experiment_dir(results_dir, name).is_dir():
+        if has_jobs_file or not rf.experiment_runs(results_dir, name):
             planned = load_experiment(name, jobs_dir, overrides)  # the usual one line for an unknown experiment
         experiment = planned.name if planned else name
         final = (accounting or sacct_states)(lost_job_ids(results_dir, experiment, queued))

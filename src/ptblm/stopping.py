@@ -1,9 +1,15 @@
-"""Stop requests from outside a run: the signals that end it `cancelled`, resumable from its last.pt.
+"""Stop requests from outside a process: the signals that end a run `cancelled`, and those that end a command.
 
-The trainer knows nothing about signals: it asks `should_stop` between batches. Its callers install these
-handlers: `ptblm train` for SIGTERM, SIGHUP (a closed terminal) and SIGINT (Ctrl-C, a second one included:
-it only asks again, so no KeyboardInterrupt can cut the run's last writes short), a scheduled task for
-SIGTERM (scancel). The handlers only set an Event, which is safe at any instant.
+The trainer knows nothing about signals: it asks `should_stop` between batches. Its callers install
+stop_on_signals: `ptblm train` and a scheduled task for SIGTERM (scancel, a local submit that went away),
+SIGHUP (a closed terminal) and SIGINT (Ctrl-C, a second one included: it only asks again, so no
+KeyboardInterrupt can cut the run's last writes short). Those handlers only set an Event, which is safe at
+any instant.
+
+Every other command ends on SIGTERM and SIGHUP as on Ctrl-C: raise_on_signals (cli.main) raises StopSignal,
+so `finally` blocks and context managers run (a child process stopped, a temporary folder removed), where
+Python's default would end the process at once. A signal that is ignored when the process starts (`nohup`
+ignores SIGHUP) stays ignored by both.
 """
 from __future__ import annotations
 
@@ -13,18 +19,54 @@ import threading
 from collections.abc import Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+RAISED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT raises KeyboardInterrupt already
+
+
+class StopSignal(BaseException):
+    """SIGTERM or SIGHUP arrived (a BaseException, as KeyboardInterrupt: `except Exception` does not catch it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+@contextlib.contextmanager
+def _handled(signals: tuple[int, ...], handler) -> Iterator[None]:
+    """`handler` for each of `signals` not ignored now, on the main thread only (where Python can install one);
+    the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in signals
+                if signal.getsignal(number) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[threading.Event]:
-    """While inside, each of `signals` sets `stop`; the previous handlers come back after. Off the main
-    thread (where Python cannot install handlers) nothing is installed."""
-    if threading.current_thread() is not threading.main_thread():
+    """While inside, each of `signals` sets `stop`."""
+    with _handled(signals, lambda signum, frame: stop.set()):
         yield stop
-        return
-    previous = {number: signal.signal(number, lambda signum, frame: stop.set()) for number in signals}
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def raise_on_signals(signals: tuple[int, ...] = RAISED_SIGNALS) -> Iterator[None]:
+    """While inside, the first of `signals` raises StopSignal; later ones are ignored while that unwinds (the
+    cleanup it runs is not cut short)."""
+    raised: list[int] = []
+
+    def handler(signum, frame) -> None:
+        if not raised:
+            raised.append(signum)
+            raise StopSignal(signum)
+
+    with _handled(signals, handler):
+        yield

@@ -6,6 +6,10 @@ TensorBoard never walks report/, bench/ or the compile cache. It listens on loop
 the one `ssh -L` line it prints forwards the port. On a cluster that line must name the login node this runs
 on (its own hostname, not the load-balanced alias), which the caller passes in.
 
+However `ptblm tensorboard` ends, TensorBoard ends with it and the temporary folder goes: Ctrl-C, SIGTERM and
+SIGHUP unwind through serve (cli.main raises them as exceptions); on Linux the child also gets SIGTERM when
+its parent dies by SIGKILL, whose temporary folder the next `ptblm tensorboard` removes.
+
 Runs made before event files existed get theirs from curves.json as TensorBoard starts
 (ptblm.tensorboard_events.write_from_curves): it is the command a person runs to see the curves, so the
 conversion needs no step of its own and cannot be forgotten; it writes only where no trainer's event file
@@ -14,21 +18,30 @@ is, and again only when curves.json has changed since.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout
+from . import runfolder as rf
 from .errors import UserError
 from .tensorboard_events import describe, needs_conversion, write_from_curves
 
 URL_LINE = re.compile(r"TensorBoard \S+ at (http://[^\s/]+:(\d+)/)")
 START_TIMEOUT = 120  # seconds for TensorBoard to answer (its first start imports a lot)
+VIEW_PREFIX = "ptblm-tensorboard-"  # the temporary folder's name, before a random part
+HELD_FILE = "held"  # in the temporary folder, locked while its ptblm tensorboard runs
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class TensorBoardError(UserError, RuntimeError):
@@ -61,20 +74,65 @@ def start_tensorboard(logdir: Path, log: Path, host: str = "127.0.0.1", port: in
     argv = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host, "--port", str(port),
             *extra_args]
     with open(log, "wb") as stderr:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = URL_LINE.search(log.read_text(errors="replace"))
-        if found:
-            return Server(process, found.group(1), int(found.group(2)), log)
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                   preexec_fn=ended_with(os.getpid()))
     server = Server(process, "", 0, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = URL_LINE.search(log.read_text(errors="replace"))
+            if found:
+                return Server(process, found.group(1), int(found.group(2)), log)
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    except BaseException:  # Ctrl-C or a signal while it starts: it must not outlive this
+        server.stop()
+        raise
     server.stop()
     said = log.read_text(errors="replace").strip().splitlines()
     raise TensorBoardError(f"TensorBoard did not start on {host} within {timeout:.0f} s" +
                            (f": {said[-1]}" if said else "") + f" (its command: {' '.join(argv)})")
+
+
+def ended_with(parent: int) -> Callable[[], None] | None:
+    """For Popen's preexec_fn: the child gets SIGTERM when `parent` ends, even by SIGKILL, which runs no cleanup
+    (Linux's PR_SET_PDEATHSIG; elsewhere None: nothing)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent ended before prctl took
+            os._exit(1)
+    return in_child
+
+
+@contextlib.contextmanager
+def held(folder: Path) -> Iterator[None]:
+    """`folder`/held, locked while inside: how remove_stale_views tells a folder in use (whatever process
+    namespace its ptblm runs in) from one left behind. Locked before it takes its name, so never seen unlocked."""
+    path = Path(folder) / f".{HELD_FILE}.tmp"
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        path.rename(Path(folder) / HELD_FILE)
+        yield
+
+
+def remove_stale_views(temp_dir: Path) -> list[Path]:
+    """The temporary folders of `ptblm tensorboard` processes that ended without removing them (SIGKILL runs no
+    cleanup): this user's whose held file nobody locks. Removed; which."""
+    removed = []
+    for folder in Path(temp_dir).glob(f"{VIEW_PREFIX}*"):
+        with contextlib.suppress(OSError):  # not a folder, not ours, no held file (an older ptblm's), locked
+            if folder.stat().st_uid != os.getuid():
+                continue
+            with open(folder / HELD_FILE) as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed
 
 
 def tunnel_line(port: int, user: str | None, host: str) -> str:
@@ -89,8 +147,9 @@ def reachable_name(hostname: str, fqdn: str) -> str:
 
 
 def shown_experiments(results_dir: Path, experiments: Sequence[str]) -> list[str]:
-    """The experiments named (each must have a results folder), or every one with results."""
-    available = layout.experiments_with_results(results_dir)
+    """The experiments named (each must have runs), or every one with runs (runfolder.experiments: never
+    report/, bench/ or demo/)."""
+    available = rf.experiments(results_dir)
     if not experiments:
         if not available:
             raise TensorBoardError(f"{results_dir}: no experiment has results yet; submit one "
@@ -108,7 +167,7 @@ def convert_old_runs(results_dir: Path, experiments: Sequence[str], notify: Call
     A run that cannot be converted is one note, and the others go on."""
     written = 0
     for experiment in experiments:
-        for run_dir in layout.run_folders(results_dir, experiment):
+        for run_dir in rf.experiment_runs(results_dir, experiment):
             if not needs_conversion(run_dir):
                 continue
             try:
@@ -130,12 +189,14 @@ def link_view(view: Path, results_dir: Path, experiments: Sequence[str]) -> Path
 def serve(results_dir: Path, experiments: Sequence[str], environ: Mapping[str, str], hostname: str,
           notify: Callable[[str], None] = print, until: Callable[[Server], None] | None = None) -> None:
     """Convert what needs it, start TensorBoard, print where it is and the ssh line, and wait for Ctrl-C
-    (or for `until(server)` to return: tests read it meanwhile); TensorBoard stops with it."""
+    (or for `until(server)` to return: tests read it meanwhile); TensorBoard and its temporary folder end with
+    it, however it ends (an exception included: cli.main raises SIGTERM and SIGHUP)."""
     names = shown_experiments(results_dir, experiments)
     converted = convert_old_runs(results_dir, names, notify)
     if converted:
         notify(f"wrote TensorBoard events from curves.json for {converted} runs made before event files existed")
-    with tempfile.TemporaryDirectory(prefix="ptblm-tensorboard-") as scratch:
+    remove_stale_views(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=VIEW_PREFIX) as scratch, held(Path(scratch)):
         view = Path(scratch) / "view"
         view.mkdir()
         server = start_tensorboard(link_view(view, results_dir, names), Path(scratch) / "tensorboard.log")

@@ -7,10 +7,12 @@ evaluate, generate), completion. types holds the argparse types, flags the folde
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 from ..errors import UserError
+from ..stopping import StopSignal, raise_on_signals
 from .parser import build_parser
 from .training import config_from_args
 
@@ -19,10 +21,16 @@ __all__ = ["build_parser", "config_from_args", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """The exit-code rule: 0 done; 1 a UserError (one line naming the file, flag or value) or a task that
-    failed; 2 a usage error (argparse's); anything else is a bug or the machine's, and keeps its traceback."""
+    failed; 2 a usage error (argparse's); 128 + N ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP);
+    anything else is a bug or the machine's, and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with raise_on_signals():  # SIGTERM and SIGHUP unwind as Ctrl-C does: children stopped, temporary files gone
+            return args.handler(args)
+    except StopSignal as stop:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f"ptblm {args.command}: stopped by {stop.name}", file=sys.stderr)
+        return 128 + stop.signum
     except UserError as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
         return 1

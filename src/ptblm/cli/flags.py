@@ -23,12 +23,20 @@ def default_clusters_dir(environ=os.environ) -> Path:
     return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
 
 
-def add_location_flags(parser: argparse.ArgumentParser, data: bool = True) -> None:
-    parser.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder (default jobs/)")
-    parser.add_argument("--results", type=Path, default=default_results_dir(), help="results folder (default results/)")
-    parser.add_argument("--clusters", type=Path, default=default_clusters_dir(),
-                        help="cluster profiles folder (default slurm/clusters/)")
-    if data:
+def add_location_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """The folder flags `names` (of jobs, results, clusters, data), in that order: each only on a command
+    that reads it (tests/test_cli.py checks every flag reaches its handler)."""
+    unknown = set(names) - {"jobs", "results", "clusters", "data"}
+    assert not unknown, unknown
+    if "jobs" in names:
+        parser.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder (default jobs/)")
+    if "results" in names:
+        parser.add_argument("--results", type=Path, default=default_results_dir(),
+                            help="results folder (default results/)")
+    if "clusters" in names:
+        parser.add_argument("--clusters", type=Path, default=default_clusters_dir(),
+                            help="cluster profiles folder (default slurm/clusters/)")
+    if "data" in names:
         parser.add_argument("--data", type=Path, default=None, help="the corpus's folder (default: its variable, "
                             f"{CORPUS_VARIABLES}, else data/<corpus>)")
 

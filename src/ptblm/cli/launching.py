@@ -70,7 +70,7 @@ def launch_flags() -> argparse.ArgumentParser:
     launch.add_argument("--only", action="append", default=[], metavar="SETTING[,SETTING...]",
                         help="only these settings of the experiment: numbers (0,2 or 0-3) or run names, as the plan "
                              "lists them (repeatable)")
-    add_location_flags(launch)
+    add_location_flags(launch, "jobs", "results", "clusters", "data")
     return launch
 
 
@@ -129,7 +129,7 @@ def add_status(commands) -> None:
                         "and the smoke test); default: every one with results")
     status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
                         help="as given to submit: the settings not submitted yet are listed with these overrides")
-    add_location_flags(status, data=False)
+    add_location_flags(status, "jobs", "results")
     status.set_defaults(handler=cmd_status)
 
 
@@ -182,5 +182,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="the smoke experiment on this machine into results/demo/ "
                                "(synthetic data without PTB_DIR), then its results table")
-    add_location_flags(demo)
+    add_location_flags(demo, "jobs", "results", "clusters", "data")
     demo.set_defaults(handler=cmd_demo)

@@ -8,7 +8,8 @@ from . import completion, images, launching, reporting, training, watching
 
 DESCRIPTION = "The `ptblm` command line: each command parses flags and calls one plain, importable function."
 EXIT_CODES = ("exit status: 0 done; 1 an error to act on (one line naming the file, flag or value), or a local "
-              "run that failed; 2 a usage error; anything else is a bug and keeps its traceback")
+              "run that failed; 2 a usage error; 128 + N ended by signal N (130 Ctrl-C, 143 SIGTERM); anything "
+              "else is a bug and keeps its traceback")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .flags import add_decoding_flags, add_location_flags, decoding_from_args, default_results_dir
+from .flags import add_decoding_flags, add_location_flags, decoding_from_args
 from .types import perplexity, seed
 
 EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
@@ -22,7 +22,7 @@ def report_dir(args: argparse.Namespace, under: str = "") -> Path:
 
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
     """--out for every report command; --rnn/--gru/--lstm/--seed for the two that load trained models."""
-    add_location_flags(parser, data=False)
+    add_location_flags(parser, "results")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
     if not models:
         parser.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/ "
@@ -181,5 +181,5 @@ def add_export(commands) -> None:
                         help="csv (runs.csv, epochs.csv; default) or course (the scaffold's files per run)")
     export.add_argument("--out", type=Path, default=None,
                         help="folder (default <results>/report/data for csv, <results>/report/course for course)")
-    export.add_argument("--results", type=Path, default=default_results_dir(), help="results folder (default results/)")
+    add_location_flags(export, "results")
     export.set_defaults(handler=cmd_export)

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .flags import add_decoding_flags, decoding_from_args, default_results_dir
+from .flags import add_decoding_flags, add_location_flags, decoding_from_args, default_results_dir
 from .types import positive, seed
 
 
@@ -23,8 +23,7 @@ def add_tensorboard(commands) -> None:
     tensorboard = commands.add_parser("tensorboard", help="TensorBoard on the runs' event files, on a free port of "
                                       "127.0.0.1, with the ssh -L line that shows it from a laptop")
     tensorboard.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
-    tensorboard.add_argument("--results", type=Path, default=default_results_dir(),
-                             help="results folder (default results/)")
+    add_location_flags(tensorboard, "results")
     tensorboard.set_defaults(handler=cmd_tensorboard)
 
 

@@ -33,9 +33,13 @@ from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, plan_experiment, plan_table
 from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
-from .slurm import (DEV_CLUSTER_NAME, cluster_name, job_name, max_array_size, scheduler_parameters, slurm_answers,
-                    squeue_jobs, submit_arrays)
+from .slurm import (DEV_CLUSTER_NAME, cluster_name, job_name, max_array_size, sbatch_flags, scheduler_parameters,
+                    slurm_answers, squeue_jobs, submit_arrays)
 from .tasks import TrainGroup, TrainTask, threads_per_run
+
+
+# Why tasks run as local processes: the executor named (`--executor local`, `ptblm demo`), or none answered.
+LOCAL_REASONS = {"local": "the local executor was asked for", "auto": "no Slurm cluster answers sinfo here"}
 
 
 @dataclass
@@ -154,7 +158,8 @@ def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, result
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
     return _pipeline(experiment, profile, "slurm" if use_slurm else "local", results_dir=results_dir,
                      data_dir=data_dir, environ=environ or {}, dry_run=dry_run, force=force, echo=echo,
-                     profile_chosen=profile_chosen, ptblm=ptblm, runner=runner)
+                     profile_chosen=profile_chosen, ptblm=ptblm, runner=runner,
+                     local_reason=LOCAL_REASONS["local" if executor == "local" else "auto"])
 
 
 def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, script: Path,
@@ -171,15 +176,24 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
                      profile_chosen=profile_chosen, ptblm=ptblm)
 
 
-def where_tasks_run(profile: ClusterProfile, executor: str, cluster: str | None, script: Path | None) -> str:
+def where_tasks_run(profile: ClusterProfile, executor: str, cluster: str | None, script: Path | None,
+                    local_reason: str = "") -> str:
     """The plan's line naming the profile, and whether Slurm (which cluster, which partition) or local
-    processes will run the tasks."""
+    processes will run the tasks, and why local ones (LOCAL_REASONS)."""
     if executor == "local":
-        return (f"profile {profile.name}: local processes on this machine (no Slurm cluster answers sinfo), at most "
+        return (f"profile {profile.name}: local processes on this machine ({local_reason}), at most "
                 f"{profile.local_parallelism} at once")
     how = f"one sbatch array of {script}" if executor == "sbatch" else "one Slurm array (submitit)"
     return (f"profile {profile.name}: {how} on Slurm cluster {cluster or '(unnamed)'}, partition "
             f"{profile.partition or '(the cluster default)'}")
+
+
+def slurm_options(parameters: dict) -> str:
+    """The dry run's line of what each task asks Slurm for: the profile's options as both submit paths pass them
+    (scheduler_parameters, spelled as sbatch options), how many tasks run at once, and the setup lines."""
+    setup = "; ".join(parameters["setup"])
+    return (f"slurm options: {' '.join(sbatch_flags(parameters))}; at most {parameters['array_parallelism']} tasks "
+            f"at once" + (f"; setup: {setup}" if setup else ""))
 
 
 def check_profile_choice(profile: ClusterProfile, executor: str, cluster: str | None, chosen: bool) -> str | None:
@@ -199,7 +213,7 @@ def check_profile_choice(profile: ClusterProfile, executor: str, cluster: str | 
 def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *, results_dir: Path,
               data_dir: Path | None, environ: Mapping[str, str], dry_run: bool, force: bool, echo,
               script: Path | None = None, runner=subprocess.run, profile_chosen: bool = True,
-              ptblm: str = "ptblm") -> SubmitOutcome:
+              ptblm: str = "ptblm", local_reason: str = "") -> SubmitOutcome:
     results_dir = Path(results_dir).resolve()
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     # Everything that can be wrong is found here, before any folder or queue is touched.
@@ -229,12 +243,14 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         plan = plan_experiment(experiment, results_dir, force, scheduler, fingerprints)
         overridden = "".join(f" --set {text}" for text in experiment.overrides)
         echo(f"experiment {experiment.name} ({experiment.path}{overridden}): {experiment.description}")
-        echo(where_tasks_run(profile, executor, cluster, script))
+        echo(where_tasks_run(profile, executor, cluster, script, local_reason))
         if refusal:
             echo(f"warning: {refusal}")
         echo(plan_table(plan))
         todo = [task for task in plan if task.runs]
         if dry_run:
+            if executor in ("slurm", "sbatch"):
+                echo(slurm_options(parameters))
             if executor == "sbatch" and todo:
                 indices = [task.setting.index for task in todo]
                 check_task_ids(experiment, indices, profile.max_array_size or max_array_size(runner),
@@ -272,6 +288,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                  f"(or `{ptblm} status {experiment.name}`)")
         else:
             job_ids, failures = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir,
-                                          spec=spec, accepted=accepted, echo=echo)
+                                          spec=spec, accepted=accepted, echo=echo, reason=local_reason,
+                                          status_command=f"{ptblm} status {experiment.name}")
             return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir, tuple(failures))
     return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir)

@@ -3,15 +3,15 @@
 Like MAE's submitit wrapper: on USR2 (sent by Slurm before the time limit or on preemption, as
 configured by submitit) submitit calls `checkpoint()`, which marks the run folder `requeued` and
 returns the same task; submitit requeues it and the new attempt resumes from last.pt. On SIGTERM
-(`scancel`, or a local submit that went away) the task asks the trainer to stop: it ends `cancelled`
-after the current batch, its last.pt resumable. The trainer itself knows nothing about Slurm or signals.
+(`scancel`), SIGHUP (the terminal of a local submit closed) or SIGINT, or once the local submit that
+started it is gone, the task asks the trainer to stop: it ends `cancelled` after the current batch, its
+last.pt resumable. The trainer itself knows nothing about Slurm or signals.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import select
-import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -28,11 +28,6 @@ def threads_per_run(runs: int, environ=os.environ) -> int:
     """CPU threads for each of `runs` runs sharing this allocation ($SLURM_CPUS_PER_TASK, else every core)."""
     cpus = int(environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
     return max(1, cpus // runs)
-
-
-def stop_on_sigterm(stop: threading.Event):
-    """SIGTERM sets `stop` (submitit only logs "Bypassing signal SIGTERM"); the old handler comes back after."""
-    return stop_on_signals(stop, (signal.SIGTERM,))
 
 
 def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
@@ -83,7 +78,7 @@ class TrainTask:
     def __call__(self) -> str:
         stop = threading.Event()
         stop_when_gone(self.watch_pid, stop)
-        with stop_on_sigterm(stop):
+        with stop_on_signals(stop):  # in place of submitit's SIGTERM handler, which only logs "Bypassing"
             try:
                 import torch
 
@@ -136,8 +131,8 @@ class TrainGroup:
         processes = [context.Process(target=dataclasses.replace(task, threads=task.threads or threads,
                                                                 watch_pid=task.watch_pid or os.getpid()),
                                      name=task.setting.run_name) for task in self.tasks]
-        stop = threading.Event()  # the children stop on their own SIGTERM; this one only waits for them
-        with stop_on_sigterm(stop):
+        stop = threading.Event()  # the children stop on their own signals; this one only waits for them
+        with stop_on_signals(stop):
             for process in processes:
                 process.start()
             for process in processes:

@@ -37,7 +37,7 @@ from ..runlock import LockHolder, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint
 from .files import (FileWriteError, append_line, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                     read_json, read_json_object)
-from .folder import RunFolder, RunFolderBusy, RunRecord, find_runs
+from .folder import RunFolder, RunFolderBusy, RunRecord, experiment_runs, experiments, find_runs
 from .writer import RunWriter, remove_orphans
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE,
                       FORMAT_VERSION, JSON_FILES, LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, OWN_FILES, PACKAGES_FILE,
@@ -51,7 +51,8 @@ __all__ = [
     "RunFolder", "RunRecord", "RunWriter", "RunFolderError", "RunFolderBusy", "Damaged", "Damage", "FileWriteError",
     "RunSettings", "RunStatus", "Curves", "EpochRecord", "EpochProgress", "Submission", "BestWeights", "ResumePoint",
     "LockHolder",
-    "find_runs", "remove_orphans", "load_checkpoint", "current_state", "current_job_id", "encode_float", "decode_float",
+    "experiments", "experiment_runs", "find_runs", "remove_orphans", "load_checkpoint", "current_state",
+    "current_job_id", "encode_float", "decode_float",
     "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "read_json", "read_json_object",
     "CONFIG_FILE", "CURVES_FILE", "STATUS_FILE", "LOG_FILE", "BEST_CHECKPOINT", "BEST_PARAMS", "LAST_CHECKPOINT",
     "SUBMISSION_FILE", "PACKAGES_FILE", "TB_FOLDER", "LOCK_FILE", "OWN_FILES", "TRAINER_FILES", "JSON_FILES",
