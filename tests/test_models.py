@@ -16,7 +16,7 @@ import ptblm.models
 from ptblm.config import RunConfig
 from ptblm.models import (GRU, LSTM, RNN, FullTransformer, MultiHeadedAttention, attention, build_model,
                           causal_mask, make_model)
-from ptblm.models._recurrent import next_token
+from ptblm.models.interface import next_token
 from ptblm.models.transformer import LayerNorm
 
 EMB, HIDDEN, SEQ, BATCH, VOCAB = 6, 5, 4, 3, 11  # constructor shapes; forward is fed other ones too

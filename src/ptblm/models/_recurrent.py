@@ -11,21 +11,19 @@ A layer's state is its hidden state h (RNN, GRU) or the pair (h, c) (LSTM: `stat
 model's state stacks the layers': each tensor (num_layers, batch, hidden). A layer's output, what
 the layer above and the output layer read, is always h.
 
-The next-token rule (`next_token`) and the eval-mode guard (`evaluating`) are also used by the
-Transformer's `generate`.
+Generation is ptblm.models.interface's `continue_tokens`; `generate` is the course's signature for it.
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ..config import IMPLEMENTATIONS
-from .interface import State  # here: h (num_layers, batch, hidden), or the LSTM's (h, c), each that shape
+from .interface import State, continue_tokens  # State here: h (num_layers, batch, hidden), or the LSTM's (h, c)
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -216,22 +214,17 @@ class RecurrentLM(nn.Module):
                 below = below * masks[layer]
         return outputs, final_states, below
 
-    @torch.no_grad()
     def generate(self, inputs: Tensor, hidden: State, generated_seq_len: int, temperature: float = 0.0,
                  top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
-        """(batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
+        """The course's: (batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
 
-        Row 0 is the token predicted after `inputs`. Greedy at temperature 0; otherwise sampled, see
-        `next_token`. Runs without dropout, whatever the mode, and restores the mode afterwards.
+        Row 0 is the token predicted after `inputs`, from the state `hidden`. Greedy at temperature 0;
+        otherwise sampled (see interface.next_token). `continue_tokens`, time-major: without dropout,
+        whatever the mode, which it restores afterwards.
         """
-        samples = inputs.new_empty(generated_seq_len, inputs.size(0))  # (generated_seq_len, batch)
-        token = inputs  # (batch,)
-        with evaluating(self):
-            for step in range(generated_seq_len):
-                logits, hidden = self(token.unsqueeze(0), hidden)  # (1, batch, vocab)
-                token = next_token(logits[0], temperature, top_k, generator)
-                samples[step] = token
-        return samples
+        tokens = continue_tokens(self, inputs.unsqueeze(1), hidden, generated_seq_len, temperature, top_k,
+                                 generator)  # (batch,) -> (batch, 1) in; (batch, generated_seq_len) out
+        return tokens.t().contiguous()  # (generated_seq_len, batch)
 
 
 def clones(module: nn.Module, n: int) -> nn.ModuleList:
@@ -254,36 +247,3 @@ def uniform_linears(linears: nn.ModuleList, bound: float) -> None:
     for linear in linears:
         nn.init.uniform_(linear.weight, -bound, bound)
         nn.init.uniform_(linear.bias, -bound, bound)
-
-
-def next_token(logits: Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> Tensor:
-    """(batch, vocab) scores -> (batch,) tokens, without a host sync.
-
-    temperature 0: the argmax. temperature > 0: a sample from softmax(logits / temperature), over the
-    top_k highest scores only when top_k > 0, drawn with `generator` (on the logits' device).
-    """
-    if temperature < 0 or top_k < 0:
-        raise ValueError(f"generate: temperature = {temperature!r} and top_k = {top_k!r}; valid: "
-                         f"temperature >= 0 (0 = greedy) and top_k >= 0 (0 = the whole vocabulary)")
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    scaled = logits.float() / temperature
-    if top_k > 0:
-        kth_best = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (batch, 1)
-        scaled = scaled.masked_fill(scaled < kth_best, float("-inf"))
-    probabilities = torch.softmax(scaled, dim=-1)  # (batch, vocab)
-    # The exponential race: argmax(p / q), q ~ Exp(1), is a sample from p. It is what
-    # torch.multinomial does for one sample, minus the validity checks that sync on older torch.
-    race = torch.empty_like(probabilities).exponential_(generator=generator)
-    return (probabilities / race).argmax(dim=-1)
-
-
-@contextmanager
-def evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) inside the block; the previous train/eval mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)

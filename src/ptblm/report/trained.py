@@ -30,8 +30,7 @@ from ..models import build_model
 from .selection import reported
 
 if TYPE_CHECKING:
-    from ..models._recurrent import RecurrentLM
-    from ..models.transformer import FullTransformer
+    from ..models.interface import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class MissingRun(UserError, FileNotFoundError):
 class TrainedModel:
     folder: Path
     config: RunConfig
-    model: RecurrentLM | FullTransformer  # eval mode, on the CPU; a TRANSFORMER only where any model was asked for
+    model: LanguageModel  # any registered model (an nn.Module), in eval mode, on the CPU
     corpus: Corpus
     epoch: int  # the epoch best.pt was saved at
     valid_ppl: float
