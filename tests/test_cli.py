@@ -38,7 +38,7 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--model=TCN"],
-     "ptblm train: error: command line: model = 'TCN' is invalid; valid: one of RNN, GRU, LSTM, TRANSFORMER"),
+     f"ptblm train: error: command line: model = 'TCN' is invalid; valid: one of {', '.join(MODELS)}"),
     (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: invalid int value: 'many'"),
     (["train", "--dp_keep_prob=1.5"],
      "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),
@@ -169,7 +169,7 @@ def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line_exit_1(monkeypat
     ("curves.json", lambda text: text.replace('"train_ppl": 1000.0', '"train_ppl": "garbage"', 1),
      "epochs[1].'train_ppl' is a string ('garbage'), expected a number"),
     ("config.json", lambda text: text.replace('"model": "RNN"', '"model": "TCN"'),
-     "model = 'TCN' is invalid; valid: one of RNN, GRU, LSTM, TRANSFORMER"),
+     f"model = 'TCN' is invalid; valid: one of {', '.join(MODELS)}"),
     ("config.json", lambda text: text.replace('"num_epochs": 2', '"num_epochs": "two"'),
      "num_epochs = 'two' has type str; expected int"),
     ("status.json", lambda text: "\udcff" + text, "'utf-8' codec can't decode byte 0xff in position 0"),

@@ -77,9 +77,6 @@ class GRU(RecurrentLM):
         """The RNN's generate; the argument is `input` here, as in the scaffold's GRU."""
         return super().generate(input, hidden, generated_seq_len, **sampling)
 
-    def _embed(self, inputs: Tensor) -> Tensor:
-        return self.word_embeddings(inputs)
-
     def _cell(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
         x_h = torch.cat([x, h], dim=-1)  # (batch, in + hidden)
         reset = torch.sigmoid(self.r[layer](x_h))
