@@ -200,7 +200,8 @@ class RecurrentLM(nn.Module):
         outputs, final_states, top = run(x, self._layer_states(hidden), layer_masks)
         # 3. the output layer once over the whole sequence: (seq * batch, hidden) -> (seq, batch, vocab)
         logits = self.out_layer(top.reshape(seq_len * batch, self.hidden_size))
-        return logits.view(seq_len, batch, self.vocab_size), self._stacked(final_states), outputs
+        logits = logits.view(seq_len, batch, self.vocab_size)  # (seq * batch, vocab) -> (seq, batch, vocab)
+        return logits, self._stacked(final_states), outputs
 
     def _run_reference(self, x: Tensor, states: list[LayerState],
                        masks: list[Tensor | None]) -> tuple[Outputs, list[LayerState], Tensor]:
@@ -216,7 +217,7 @@ class RecurrentLM(nn.Module):
                 outputs[layer].append(h)
                 below = h if masks[layer] is None else h * masks[layer][t]
             tops.append(below)
-        return outputs, states, torch.stack(tops)
+        return outputs, states, torch.stack(tops)  # seq x (batch, hidden) -> (seq, batch, hidden)
 
     def _run_fast(self, x: Tensor, states: list[LayerState],
                   masks: list[Tensor | None]) -> tuple[Outputs, list[LayerState], Tensor]:

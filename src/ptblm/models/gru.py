@@ -81,7 +81,7 @@ class GRU(RecurrentLM):
         x_h = torch.cat([x, h], dim=-1)  # (batch, in + hidden)
         reset = torch.sigmoid(self.r[layer](x_h))
         update = torch.sigmoid(self.z[layer](x_h))
-        candidate = torch.tanh(self.h[layer](torch.cat([x, reset * h], dim=-1)))
+        candidate = torch.tanh(self.h[layer](torch.cat([x, reset * h], dim=-1)))  # cat: (batch, in + hidden)
         return (1 - update) * h + update * candidate
 
     def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> tuple[list[Tensor], Tensor]:

@@ -60,7 +60,8 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
 
 def causal_mask(seq_len: int, device: torch.device | str | None = None) -> Tensor:
     """(1, seq, seq) bool, True on and below the diagonal: position i may attend to positions <= i."""
-    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril().unsqueeze(0)
+    lower = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()  # (seq, seq)
+    return lower.unsqueeze(0)  # (1, seq, seq): the same for every sequence of a batch
 
 
 def subsequent_mask(size: int) -> Tensor:
@@ -81,7 +82,9 @@ class Batch:
 
     @staticmethod
     def make_mask(data: Tensor, pad: int) -> Tensor:
-        return (data != pad).unsqueeze(-2) & causal_mask(data.size(-1), device=data.device)
+        """(batch, seq) token ids -> (batch, seq, seq) bool: query i may attend to key j <= i that is not `pad`."""
+        keys = (data != pad).unsqueeze(-2)  # (batch, seq) -> (batch, 1, seq): the same keys for every query
+        return keys & causal_mask(data.size(-1), device=data.device)  # & (1, seq, seq) -> (batch, seq, seq)
 
 
 class MultiHeadedAttention(nn.Module):

@@ -26,7 +26,7 @@ from .. import runfolder as rf
 from ..config import RunConfig
 from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
-from ..models import build_model
+from ..models import architecture, build_model
 from .selection import reported
 
 if TYPE_CHECKING:
@@ -49,6 +49,18 @@ class AnalysedRun:
 
 ANALYSED = (AnalysedRun("RNN", "3.1", 0), AnalysedRun("GRU", "3.2", 0),
             AnalysedRun("LSTM", "example-lstm", 0, required=False))
+
+
+def analysed_in_words() -> str:
+    """ANALYSED as the commands' help says it: 'the RNN, the GRU and, when there is one, the LSTM'."""
+    def listed(names: list[str]) -> str:
+        return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+    required = [f"the {architecture(run.model).title}" for run in ANALYSED if run.required]
+    optional = [f"the {architecture(run.model).title}" for run in ANALYSED if not run.required]
+    if not optional:
+        return listed(required)
+    return f"{', '.join(required)} and, when there is one, {listed(optional)}"
 
 
 class MissingRun(UserError, FileNotFoundError):
