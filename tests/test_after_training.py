@@ -10,7 +10,7 @@ from ptblm.cli import main
 from ptblm.data import UNK, DataError, write_synthetic_corpus
 from ptblm.evaluation import (UnusableRun, evaluate_run, evaluate_targets, needs_test_pass, run_folder_named,
                               run_folders_named)
-from ptblm.report.samples import Decoding, PromptError, continue_prompt, continue_run
+from ptblm.report.samples import Decoding, continue_prompt, continue_run
 from ptblm.report.trained import load_trained
 from ptblm.runlock import hold_run_folder
 from ptblm.train import train_run
@@ -113,12 +113,6 @@ def test_sampling_follows_its_seed_and_no_unk_never_picks_unk(finished):
                for seed in (1, 1, 2)]
     assert sampled[0] == sampled[1] != sampled[2]
     assert UNK not in sampled[0] + sampled[2]
-
-
-def test_a_transformer_run_is_refused_with_the_reason(synthetic_dir, tmp_path):
-    train_run(tiny_config(model="TRANSFORMER", num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False)
-    with pytest.raises(PromptError, match="is a TRANSFORMER run: prompts continue the recurrent models"):
-        continue_run(tmp_path, "w1", 3, Decoding())
 
 
 def test_the_commands(finished, tmp_path, capsys, monkeypatch):

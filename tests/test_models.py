@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import ptblm.models
 from ptblm.config import RunConfig
 from ptblm.models import (GRU, LSTM, RNN, FullTransformer, MultiHeadedAttention, attention, build_model,
                           causal_mask, make_model)
-from ptblm.models._recurrent import next_token
+from ptblm.models.interface import next_token
 from ptblm.models.transformer import LayerNorm
 
 EMB, HIDDEN, SEQ, BATCH, VOCAB = 6, 5, 4, 3, 11  # constructor shapes; forward is fed other ones too
@@ -484,6 +485,22 @@ def test_transformer_generate_is_greedy_and_feeds_back_its_predictions():
 
 
 # --- what the package promises as a whole ----------------------------------------------------------
+
+RESHAPE = re.compile(r"\.(view|reshape|unsqueeze|squeeze|transpose|permute|t|expand|flatten|unflatten|movedim)\(")
+
+
+def test_every_reshape_in_the_models_says_its_shapes():
+    """The project's rule for model code (nanoGPT's style): a shape comment on the reshape's line or the one
+    before or after it (a statement may continue there)."""
+    bare = []
+    for path in sorted((Path(ptblm.models.__file__).parent).rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            near = lines[max(0, index - 1):index + 2]
+            if RESHAPE.search(line.split("#")[0]) and not any("(" in text.partition("#")[2] for text in near):
+                bare.append(f"{path.name}:{index + 1}: {line.strip()}")
+    assert bare == []
+
 
 def config(model, **changes):
     return RunConfig.from_dict({"model": model, "optimizer": "ADAM", "initial_lr": 1e-3, "batch_size": 4,

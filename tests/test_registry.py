@@ -27,7 +27,9 @@ def shapes(state):
 
 
 def test_config_models_are_the_registry_s_entries_in_order():
-    assert tuple(ARCHITECTURES) == MODELS and MODELS[:2] == ("RNN", "GRU") and MODELS[-1] == "TRANSFORMER"
+    assert tuple(ARCHITECTURES) == MODELS
+    assert [name for name in MODELS if name in ("RNN", "GRU", "LSTM", "TRANSFORMER")] == [
+        "RNN", "GRU", "LSTM", "TRANSFORMER"]  # a new entry may go anywhere
     assert all(architecture(name).name == name for name in MODELS)
     with pytest.raises(ValueError, match="model = 'TCN' is not an architecture ptblm knows; valid: RNN, GRU"):
         architecture("TCN")
@@ -57,10 +59,11 @@ def test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and
 
 @pytest.mark.parametrize("model", MODELS)
 def test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interface(model):
+    """The baseline where the registry names one (it is optional)."""
     config = setting(model, dp_keep_prob=1.0)  # no dropout: the same batch again must cost less
     tokens = torch.randint(VOCAB, (3, 11), generator=torch.Generator().manual_seed(2))
     x, y = tokens[:, :-1], tokens[:, 1:]  # (batch, seq) each
-    for build in (build_model, build_baseline):
+    for build in (build_model, *([build_baseline] if architecture(model).baseline else [])):
         torch.manual_seed(0)
         lm = build(config, VOCAB).train()
         before = [p.detach().clone() for p in lm.parameters()]
@@ -116,23 +119,105 @@ def test_a_ptb_run_has_the_name_and_curves_it_had_before_the_registry(model, syn
     assert [e.valid_ppl for e in run.curves.epochs] == pytest.approx(valid_ppl, rel=1e-5, abs=0)
 
 
-def test_a_new_architecture_is_one_registry_entry(monkeypatch, synthetic_dir, tmp_path):
-    """Registered under a new name (here the GRU's class, without a builtin baseline), a model validates, trains
-    into its own run folder, and is benched: nothing else in ptblm had to learn its name."""
+# --- a new model is one file and one registry entry, as the README's "Extending ptblm" says ----------------------
+
+TOY_FILE = '''"""A leaky RNN, written as the README says: the course's constructor and one time step, nothing else.
+
+    h_t = (h_{t-1} + tanh(layers[l](cat([x_t, h_{t-1}])))) / 2
+"""
+import torch
+from torch import nn
+
+from ._recurrent import RecurrentLM, stacked_linears
+
+
+class Toy(RecurrentLM):
+    def __init__(self, emb_size, hidden_size, seq_len, batch_size, vocab_size, num_layers, dp_keep_prob,
+                 impl="fast"):
+        super().__init__(emb_size, hidden_size, seq_len, batch_size, vocab_size, num_layers, dp_keep_prob, impl)
+        self.word_embeddings = nn.Embedding(vocab_size, emb_size)
+        self.layers = stacked_linears(emb_size, hidden_size, num_layers)
+        self.dropout = nn.Dropout(1 - dp_keep_prob)
+        self.out_layer = nn.Linear(hidden_size, vocab_size)
+
+    def _cell(self, layer, x, h):
+        return (h + torch.tanh(self.layers[layer](torch.cat([x, h], dim=-1)))) / 2
+'''
+
+
+@pytest.fixture
+def toy(monkeypatch, tmp_path):
+    """TOY_FILE as src/ptblm/models/toy.py (a folder on the package's path) and its one registry entry (config's
+    MODELS and model choices are computed from the registry at import: patched here, as importing would)."""
+    import sys
+
+    import ptblm.models
     from ptblm import config as config_module
-    from ptblm.bench import BenchCase, paths_for
     from ptblm.models import Architecture
 
-    entry = Architecture("TOY", build="gru:GRU.from_config", recurrent=True)
-    monkeypatch.setitem(ARCHITECTURES, "TOY", entry)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "toy.py").write_text(TOY_FILE)
+    monkeypatch.setattr(ptblm.models, "__path__", [*ptblm.models.__path__, str(folder)])
+    monkeypatch.delitem(sys.modules, "ptblm.models.toy", raising=False)
+    monkeypatch.setitem(ARCHITECTURES, "TOY", Architecture("TOY", build="toy:Toy.from_config", recurrent=True))
     monkeypatch.setattr(config_module, "MODELS", (*MODELS, "TOY"))
     monkeypatch.setitem(config_module.CHOICES, "model", (*MODELS, "TOY"))
-    config = tiny_config(model="TOY", num_epochs=1, max_batches=2)
-    status = train_run(config, synthetic_dir, tmp_path / config.run_name(), echo=False, interactive=False)
-    assert status.state == rf.DONE and config.run_name().startswith("toy_adam_lr0.01_bs8")
-    assert paths_for(BenchCase("TOY", 8, 1, 4, 0.8), torch.device("cpu")) == ["default", "reference"]
+    yield "TOY"
+    sys.modules.pop("ptblm.models.toy", None)
+
+
+def test_a_model_file_with_a_constructor_and_a_cell_is_all_a_new_model_takes(toy, synthetic_dir, tmp_path):
+    """It validates, passes the registry's own tests (without a builtin baseline), trains into its own run folder,
+    resumes to the unbroken curves, is benched on each path, runs both impls and --compile cell alike, and
+    continues a prompt: nothing else in ptblm had to learn its name."""
+    from ptblm.bench import BenchCase, bench_path, paths_for
+    from ptblm.report.samples import Decoding, continue_run
+
+    test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and_the_next_state(toy)
+    test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interface(toy)
+    config = tiny_config(model=toy, num_epochs=2, max_batches=3)
+    assert config.run_name().startswith("toy_adam_lr0.01_bs8")
+    unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
+    assert train_run(config, synthetic_dir, unbroken, echo=False, interactive=False).state == rf.DONE
+    status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
+    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
+    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False).state == rf.DONE
+    assert [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(stopped).epochs] == [
+        (e.train_ppl, e.valid_ppl) for e in rf.read_curves(unbroken).epochs]
+    assert len(continue_run(unbroken, "w1 w2", 4, Decoding(temperature=1.0)).words) == 4
+
+    case = BenchCase(toy, 8, 2, 4, 0.8, vocab_size=VOCAB)
+    assert paths_for(case, torch.device("cpu")) == ["default", "reference"]  # no builtin: the registry names none
+    for path in paths_for(case, torch.device("cpu")):
+        result = bench_path(case, path, torch.device("cpu"), "fp32", warmup=0, repeats=1)
+        assert "error" not in result and result["train_ms"] > 0, result
     with pytest.raises(ValueError, match="TOY has no builtin baseline"):
         build_baseline(config, VOCAB)
+
+    torch.manual_seed(0)
+    fast = build_model(setting(toy), VOCAB).double().eval()
+    reference = build_model(setting(toy, impl="reference"), VOCAB).double().eval()
+    reference.load_state_dict(fast.state_dict())
+    tokens = torch.randint(VOCAB, (3, 6), generator=torch.Generator().manual_seed(4))  # (batch, seq)
+    want, _ = reference.lm_forward(tokens, reference.initial_state(3))
+    torch.testing.assert_close(fast.lm_forward(tokens, fast.initial_state(3))[0], want)
+    fast.compile_time_step(backend="eager")  # what --compile cell does, without Inductor's C++ compiler
+    assert fast.time_step != fast._cell
+    torch.testing.assert_close(fast.lm_forward(tokens, fast.initial_state(3))[0], want)
+    fast.use_plain_time_step()
+    assert fast.time_step == fast._cell
+
+
+def test_a_time_step_without_its_own_fast_layer_is_refused_by_name():
+    from ptblm.models import RNN
+
+    class Half(RNN):
+        _fast_layer = RNN.__mro__[1]._fast_layer  # RecurrentLM's, which calls _cell
+
+    with pytest.raises(TypeError, match="Half: plain_time_step is called by a model's own _fast_layer"):
+        Half(4, 4, 3, 2, VOCAB, 1, 1.0)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -67,8 +67,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def add_generate(commands) -> None:
-    generate = commands.add_parser("generate", help="continue a prompt with a recurrent run's best weights (RNN, "
-                                   "GRU, LSTM)")
+    generate = commands.add_parser("generate", help="continue a prompt with a run's best weights (any model)")
     generate.add_argument("run", metavar="RUN", help="run folder (a path or EXP/RUN)")
     generate.add_argument("--prompt", required=True, help="words to continue, e.g. 'the company said'")
     generate.add_argument("--length", type=positive, default=35, help="words to generate (default 35)")

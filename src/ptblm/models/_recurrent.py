@@ -1,31 +1,31 @@
 """What the RNN, the GRU and the LSTM share: dropout masks, the two loop orders, the state, the output
 layer, generation, and the uniform interface (lm_forward, initial_state) on top of the course's forward.
 
-A subclass only says how one layer computes: `_cell` (one time step, the course's equations on the
-concatenation [x_t, h_{t-1}]) for impl="reference", and `_fast_layer` (the whole sequence of one
-layer, input projections hoisted out of the time loop, each step a call of the pure function
-`plain_time_step`) for impl="fast". Everything else, including where dropout goes, lives here once,
+A subclass builds its modules (`word_embeddings`, its layers, `dropout`, `out_layer`, in the order its
+constructor should draw from the RNG) and says how one layer computes one time step: `_cell` (the
+equations on [x_t, h_{t-1}]). That is all a new model needs; impl="fast" then runs `_cell` layer by
+layer. A model may speed the fast path up with its own `_fast_layer` (the whole sequence of one layer,
+input projections hoisted out of the time loop, each step a call of the pure function `plain_time_step`),
+as the RNN, the GRU and the LSTM do. Everything else, including where dropout goes, lives here once,
 so the models and both impls cannot drift apart.
 
 A layer's state is its hidden state h (RNN, GRU) or the pair (h, c) (LSTM: `state_names`); the
 model's state stacks the layers': each tensor (num_layers, batch, hidden). A layer's output, what
 the layer above and the output layer read, is always h.
 
-The next-token rule (`next_token`) and the eval-mode guard (`evaluating`) are also used by the
-Transformer's `generate`.
+Generation is ptblm.models.interface's `continue_tokens`; `generate` is the course's signature for it.
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ..config import IMPLEMENTATIONS
-from .interface import State  # here: h (num_layers, batch, hidden), or the LSTM's (h, c), each that shape
+from .interface import State, continue_tokens  # State here: h (num_layers, batch, hidden), or the LSTM's (h, c)
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -37,13 +37,16 @@ LayerState = Any  # one layer's state: h (batch, hidden), or the LSTM's (h, c)
 class RecurrentLM(nn.Module):
     """A stacked recurrent language model over (seq_len, batch) token ids.
 
-    Subclasses build their modules (an embedding, per-layer linears, `dropout`, `out_layer`) and
-    implement `_embed`, `_cell` and `_fast_layer`.
+    Subclasses build their modules (`word_embeddings`, or their own `_embed`; per-layer linears; `dropout`;
+    `out_layer`) and implement `_cell`; optionally `_fast_layer` with `plain_time_step`.
     """
 
+    word_embeddings: nn.Embedding  # what the default `_embed` reads
     dropout: nn.Dropout  # its p is the one dropout rate both impls read
     out_layer: nn.Linear  # hidden -> vocab
-    plain_time_step: Callable[..., Any]  # the fast path's step of one layer: a pure function of tensors
+    # The step of one layer an own `_fast_layer` calls, a pure function of tensors (compile: cell compiles it);
+    # None: the default `_fast_layer` calls `_cell` (compile: cell compiles that).
+    plain_time_step: Callable[..., Any] | None = None
     state_names: tuple[str, ...] = ("hidden",)  # the state's tensors; the LSTM's are ("h", "c")
 
     def __init__(self, emb_size: int, hidden_size: int, seq_len: int, batch_size: int,
@@ -63,7 +66,10 @@ class RecurrentLM(nn.Module):
         self.num_layers = num_layers
         self.dp_keep_prob = dp_keep_prob  # the scaffold's attribute; self.dropout.p is what both impls read
         self.impl = impl
-        self.time_step = self.plain_time_step  # what _fast_layer calls; compile_time_step swaps it
+        if self.plain_time_step is not None and type(self)._fast_layer is RecurrentLM._fast_layer:
+            raise TypeError(f"{type(self).__name__}: plain_time_step is called by a model's own _fast_layer, "
+                            f"which it lacks; write one (see lstm.py) or leave plain_time_step out")
+        self.use_plain_time_step()  # time_step: what _fast_layer calls at each step; compile_time_step swaps it
 
     @classmethod
     def from_config(cls, config: RunConfig, vocab_size: int) -> RecurrentLM:
@@ -74,16 +80,24 @@ class RecurrentLM(nn.Module):
     # --- what a subclass provides -------------------------------------------------------------
 
     def _embed(self, inputs: Tensor) -> Tensor:
-        """(seq, batch) int64 -> (seq, batch, emb)."""
-        raise NotImplementedError
+        """(seq, batch) int64 -> (seq, batch, emb): `word_embeddings` (the course's GRU's name)."""
+        return self.word_embeddings(inputs)
 
     def _cell(self, layer: int, x: Tensor, state: LayerState) -> LayerState:
         """One step of one layer, as the equations say: x (batch, in) and the layer's state -> its next state."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _cell(layer, x, state): one time step")
 
     def _fast_layer(self, layer: int, inputs: Tensor, state: LayerState) -> tuple[list[Tensor], LayerState]:
-        """One layer over the whole sequence: (seq, batch, in) and its state -> seq x h (batch, hidden), final state."""
-        raise NotImplementedError
+        """One layer over the whole sequence: (seq, batch, in) and its state -> seq x h (batch, hidden), final state.
+
+        By default `_cell` at each step (as `time_step`, so that compile: cell compiles it); a model's own
+        hoists what does not depend on the state out of the loop.
+        """
+        outputs = []
+        for x in inputs.unbind(0):  # (batch, in)
+            state = self.time_step(layer, x, state)
+            outputs.append(self._output(state))
+        return outputs, state
 
     # --- the uniform interface (ptblm.models.interface) -----------------------------------------
 
@@ -111,11 +125,14 @@ class RecurrentLM(nn.Module):
         """`--compile cell`: the fast path's time step under torch.compile. One small graph, called
         seq_len times per layer, compiles in seconds where the unrolled model takes a minute; inside a
         CUDA graph the calls cost no host time. It draws no random numbers: dropout stays outside."""
-        if self.time_step is self.plain_time_step:
-            self.time_step = torch.compile(self.plain_time_step, backend=backend, dynamic=False)
+        if self.time_step == self._uncompiled_time_step():  # == : a bound method is a new object at each access
+            self.time_step = torch.compile(self._uncompiled_time_step(), backend=backend, dynamic=False)
 
     def use_plain_time_step(self) -> None:
-        self.time_step = self.plain_time_step
+        self.time_step = self._uncompiled_time_step()
+
+    def _uncompiled_time_step(self) -> Callable[..., Any]:
+        return self._cell if self.plain_time_step is None else self.plain_time_step
 
     def _pack(self, tensors: list[Tensor] | tuple[Tensor, ...]) -> State:
         """The state's tensors, in `state_names` order -> the state: the tensor itself, or a tuple."""
@@ -183,7 +200,8 @@ class RecurrentLM(nn.Module):
         outputs, final_states, top = run(x, self._layer_states(hidden), layer_masks)
         # 3. the output layer once over the whole sequence: (seq * batch, hidden) -> (seq, batch, vocab)
         logits = self.out_layer(top.reshape(seq_len * batch, self.hidden_size))
-        return logits.view(seq_len, batch, self.vocab_size), self._stacked(final_states), outputs
+        logits = logits.view(seq_len, batch, self.vocab_size)  # (seq * batch, vocab) -> (seq, batch, vocab)
+        return logits, self._stacked(final_states), outputs
 
     def _run_reference(self, x: Tensor, states: list[LayerState],
                        masks: list[Tensor | None]) -> tuple[Outputs, list[LayerState], Tensor]:
@@ -199,7 +217,7 @@ class RecurrentLM(nn.Module):
                 outputs[layer].append(h)
                 below = h if masks[layer] is None else h * masks[layer][t]
             tops.append(below)
-        return outputs, states, torch.stack(tops)
+        return outputs, states, torch.stack(tops)  # seq x (batch, hidden) -> (seq, batch, hidden)
 
     def _run_fast(self, x: Tensor, states: list[LayerState],
                   masks: list[Tensor | None]) -> tuple[Outputs, list[LayerState], Tensor]:
@@ -216,22 +234,17 @@ class RecurrentLM(nn.Module):
                 below = below * masks[layer]
         return outputs, final_states, below
 
-    @torch.no_grad()
     def generate(self, inputs: Tensor, hidden: State, generated_seq_len: int, temperature: float = 0.0,
                  top_k: int = 0, generator: torch.Generator | None = None) -> Tensor:
-        """(batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
+        """The course's: (batch,) start tokens -> (generated_seq_len, batch) tokens, each step fed the previous one.
 
-        Row 0 is the token predicted after `inputs`. Greedy at temperature 0; otherwise sampled, see
-        `next_token`. Runs without dropout, whatever the mode, and restores the mode afterwards.
+        Row 0 is the token predicted after `inputs`, from the state `hidden`. Greedy at temperature 0;
+        otherwise sampled (see interface.next_token). `continue_tokens`, time-major: without dropout,
+        whatever the mode, which it restores afterwards.
         """
-        samples = inputs.new_empty(generated_seq_len, inputs.size(0))  # (generated_seq_len, batch)
-        token = inputs  # (batch,)
-        with evaluating(self):
-            for step in range(generated_seq_len):
-                logits, hidden = self(token.unsqueeze(0), hidden)  # (1, batch, vocab)
-                token = next_token(logits[0], temperature, top_k, generator)
-                samples[step] = token
-        return samples
+        tokens = continue_tokens(self, inputs.unsqueeze(1), hidden, generated_seq_len, temperature, top_k,
+                                 generator)  # (batch,) -> (batch, 1) in; (batch, generated_seq_len) out
+        return tokens.t().contiguous()  # (generated_seq_len, batch)
 
 
 def clones(module: nn.Module, n: int) -> nn.ModuleList:
@@ -254,36 +267,3 @@ def uniform_linears(linears: nn.ModuleList, bound: float) -> None:
     for linear in linears:
         nn.init.uniform_(linear.weight, -bound, bound)
         nn.init.uniform_(linear.bias, -bound, bound)
-
-
-def next_token(logits: Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> Tensor:
-    """(batch, vocab) scores -> (batch,) tokens, without a host sync.
-
-    temperature 0: the argmax. temperature > 0: a sample from softmax(logits / temperature), over the
-    top_k highest scores only when top_k > 0, drawn with `generator` (on the logits' device).
-    """
-    if temperature < 0 or top_k < 0:
-        raise ValueError(f"generate: temperature = {temperature!r} and top_k = {top_k!r}; valid: "
-                         f"temperature >= 0 (0 = greedy) and top_k >= 0 (0 = the whole vocabulary)")
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    scaled = logits.float() / temperature
-    if top_k > 0:
-        kth_best = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (batch, 1)
-        scaled = scaled.masked_fill(scaled < kth_best, float("-inf"))
-    probabilities = torch.softmax(scaled, dim=-1)  # (batch, vocab)
-    # The exponential race: argmax(p / q), q ~ Exp(1), is a sample from p. It is what
-    # torch.multinomial does for one sample, minus the validity checks that sync on older torch.
-    race = torch.empty_like(probabilities).exponential_(generator=generator)
-    return (probabilities / race).argmax(dim=-1)
-
-
-@contextmanager
-def evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) inside the block; the previous train/eval mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)

@@ -77,14 +77,11 @@ class GRU(RecurrentLM):
         """The RNN's generate; the argument is `input` here, as in the scaffold's GRU."""
         return super().generate(input, hidden, generated_seq_len, **sampling)
 
-    def _embed(self, inputs: Tensor) -> Tensor:
-        return self.word_embeddings(inputs)
-
     def _cell(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
         x_h = torch.cat([x, h], dim=-1)  # (batch, in + hidden)
         reset = torch.sigmoid(self.r[layer](x_h))
         update = torch.sigmoid(self.z[layer](x_h))
-        candidate = torch.tanh(self.h[layer](torch.cat([x, reset * h], dim=-1)))
+        candidate = torch.tanh(self.h[layer](torch.cat([x, reset * h], dim=-1)))  # cat: (batch, in + hidden)
         return (1 - update) * h + update * candidate
 
     def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> tuple[list[Tensor], Tensor]:

@@ -7,14 +7,19 @@ A state is a tensor pytree: None, a tensor, or a tuple of states (the LSTM's (h,
 it across batches (detach, copy into a CUDA graph's buffers) maps over its tensors with `map_state`
 and never looks inside. The course's own signatures ((seq, batch) forward, init_hidden, generate)
 stay on the classes beside this interface, for run_exp.py and the graders (see ptblm.models).
+
+Generation is built on the interface alone (`continue_tokens`), so that `ptblm samples` and `ptblm generate`
+continue any registered model; the course's `generate` methods are that routine in their own signatures.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, Union
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, Union
 
-if TYPE_CHECKING:
-    from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 State = Union["Tensor", tuple["State", ...], None]
 
@@ -41,3 +46,65 @@ def state_tensors(state: State) -> list[Tensor]:
     tensors: list[Tensor] = []
     map_state(tensors.append, state)
     return tensors
+
+
+@torch.no_grad()
+def continue_tokens(model: LanguageModel, prefix: Tensor, state: State, length: int, temperature: float = 0.0,
+                    top_k: int = 0, generator: torch.Generator | None = None, banned: Sequence[int] = ()) -> Tensor:
+    """prefix (batch, prefix_len) token ids and the state before it -> (batch, length) tokens that continue it,
+    each predicted from the prefix and the tokens generated before it (`next_token`: greedy at temperature 0).
+
+    A model with a state is fed the prefix once, then each new token, the state carried. A model without one
+    (state None, the Transformer: its attention is causal) is fed the whole sequence so far at every step;
+    simple on purpose (no key/value cache). `banned` tokens are never picked: their logits are -inf
+    (probability 0, the others renormalised). Runs in eval mode (no dropout); the mode is restored after.
+    """
+    tokens = prefix.new_empty(prefix.size(0), length)  # (batch, length)
+    banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prefix.device)  # (banned,)
+    sequence = fed = prefix  # (batch, t): everything so far; what the next lm_forward is fed
+    with evaluating(model):
+        for step in range(length):
+            logits, next_state = model.lm_forward(fed, state)  # (batch, fed, vocab)
+            scores = logits[:, -1]  # (batch, vocab): the prediction after the last token fed
+            if banned:
+                scores = scores.index_fill(-1, banned_ids, -math.inf)
+            token = next_token(scores, temperature, top_k, generator)  # (batch,)
+            tokens[:, step] = token
+            if state is None:
+                sequence = fed = torch.cat([sequence, token.unsqueeze(1)], dim=1)  # (batch, t + 1)
+            else:
+                state, fed = next_state, token.unsqueeze(1)  # (batch,) -> (batch, 1)
+    return tokens
+
+
+def next_token(logits: Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> Tensor:
+    """(batch, vocab) scores -> (batch,) tokens, without a host sync.
+
+    temperature 0: the argmax. temperature > 0: a sample from softmax(logits / temperature), over the
+    top_k highest scores only when top_k > 0, drawn with `generator` (on the logits' device).
+    """
+    if temperature < 0 or top_k < 0:
+        raise ValueError(f"generate: temperature = {temperature!r} and top_k = {top_k!r}; valid: "
+                         f"temperature >= 0 (0 = greedy) and top_k >= 0 (0 = the whole vocabulary)")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    scaled = logits.float() / temperature
+    if top_k > 0:
+        kth_best = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (batch, 1)
+        scaled = scaled.masked_fill(scaled < kth_best, float("-inf"))
+    probabilities = torch.softmax(scaled, dim=-1)  # (batch, vocab)
+    # The exponential race: argmax(p / q), q ~ Exp(1), is a sample from p. It is what
+    # torch.multinomial does for one sample, minus the validity checks that sync on older torch.
+    race = torch.empty_like(probabilities).exponential_(generator=generator)
+    return (probabilities / race).argmax(dim=-1)
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside the block; the previous train/eval mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

@@ -87,9 +87,6 @@ class LSTM(RecurrentLM):
         """The RNN's generate, from the state (h, c); the argument is `input`, as in the scaffold's GRU."""
         return super().generate(input, hidden, generated_seq_len, **sampling)
 
-    def _embed(self, inputs: Tensor) -> Tensor:
-        return self.word_embeddings(inputs)
-
     def _cell(self, layer: int, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state  # (batch, hidden) each
         x_h = torch.cat([x, h], dim=-1)  # (batch, in + hidden)

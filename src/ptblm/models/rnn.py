@@ -52,7 +52,7 @@ class RNN(RecurrentLM):
         return self.embeddings(inputs)
 
     def _cell(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
-        return torch.tanh(self.layers[layer](torch.cat([x, h], dim=-1)))
+        return torch.tanh(self.layers[layer](torch.cat([x, h], dim=-1)))  # cat: (batch, in + hidden)
 
     def _fast_layer(self, layer: int, inputs: Tensor, h: Tensor) -> tuple[list[Tensor], Tensor]:
         linear = self.layers[layer]

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ATTENTIONS, RunConfig
-from ._recurrent import clones, evaluating, next_token, uniform_linears
+from ._recurrent import clones, uniform_linears
+from .interface import continue_tokens
 
 LAYER_NORMS = ("scaffold", "torch")
 MLP_WIDTH = 2048  # scaffold quirk: fixed, whatever n_units is
@@ -59,7 +60,8 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
 
 def causal_mask(seq_len: int, device: torch.device | str | None = None) -> Tensor:
     """(1, seq, seq) bool, True on and below the diagonal: position i may attend to positions <= i."""
-    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril().unsqueeze(0)
+    lower = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()  # (seq, seq)
+    return lower.unsqueeze(0)  # (1, seq, seq): the same for every sequence of a batch
 
 
 def subsequent_mask(size: int) -> Tensor:
@@ -80,7 +82,9 @@ class Batch:
 
     @staticmethod
     def make_mask(data: Tensor, pad: int) -> Tensor:
-        return (data != pad).unsqueeze(-2) & causal_mask(data.size(-1), device=data.device)
+        """(batch, seq) token ids -> (batch, seq, seq) bool: query i may attend to key j <= i that is not `pad`."""
+        keys = (data != pad).unsqueeze(-2)  # (batch, seq) -> (batch, 1, seq): the same keys for every query
+        return keys & causal_mask(data.size(-1), device=data.device)  # & (1, seq, seq) -> (batch, seq, seq)
 
 
 class MultiHeadedAttention(nn.Module):
@@ -267,21 +271,15 @@ class FullTransformer(nn.Module):
     def initial_state(self, batch_size: int) -> None:
         return None
 
-    @torch.no_grad()
     def generate(self, input: Tensor, generated_seq_len: int, temperature: float = 0.0, top_k: int = 0,
                  generator: torch.Generator | None = None) -> Tensor:
-        """(batch,) start tokens -> (generated_seq_len, batch) tokens, like the RNN's generate.
+        """The course's: (batch,) start tokens -> (generated_seq_len, batch) tokens, like the RNN's generate.
 
-        Simple on purpose: every step re-runs the whole prefix (no key/value cache).
+        `continue_tokens`, time-major: every step re-runs the whole prefix (no key/value cache).
         """
-        sequence = input.unsqueeze(1)  # (batch, 1)
-        with evaluating(self):
-            for _ in range(generated_seq_len):
-                mask = causal_mask(sequence.size(1), device=sequence.device)  # (1, t, t): for every row
-                log_probs = self(sequence, mask)  # (batch, t, vocab)
-                token = next_token(log_probs[:, -1], temperature, top_k, generator)  # (batch,)
-                sequence = torch.cat([sequence, token.unsqueeze(1)], dim=1)  # (batch, t + 1)
-        return sequence[:, 1:].t().contiguous()  # (generated_seq_len, batch)
+        tokens = continue_tokens(self, input.unsqueeze(1), None, generated_seq_len, temperature, top_k,
+                                 generator)  # (batch,) -> (batch, 1) in; (batch, generated_seq_len) out
+        return tokens.t().contiguous()  # (generated_seq_len, batch)
 
 
 def make_model(vocab_size: int, n_blocks: int = 6, n_units: int = 512, n_heads: int = 16, dropout: float = 0.1,

@@ -1,7 +1,7 @@
-"""`ptblm samples`: the appendix's 40 generated sequences and the numbers that help compare them.
+"""`ptblm samples`: the appendix's generated sequences and the numbers that help compare them; `ptblm generate`.
 
-Per model, 10 sequences of 35 tokens and 10 of 70, every token predicted from the model's own
-previous predictions, from a zero state (the model's initial_state for 10 sequences).
+Per analysed model (report.trained.ANALYSED), 10 sequences of 35 tokens and 10 of 70, every token
+predicted from the model's own previous predictions, from the model's initial_state (zeros) for 10 sequences.
 Every model starts from the same 20 seeded start words, drawn without replacement from the training
 unigram distribution with <eos> and <unk> excluded (a sample should start from a real word), one
 word per sample (greedy decoding from one word would otherwise repeat the 35-token samples as the
@@ -10,14 +10,15 @@ never picks <unk> (its probability set to 0, the others renormalised), in either
 
 Per sample: the distinct-token ratio, the longest n-gram that occurs twice (occurrences may
 overlap), and the mean log-probability of the generated tokens under the model (unmodified).
-PICK_RULES then choose 3 best, 3 worst and 3 interesting samples; all 40 stay in the appendix,
+PICK_RULES then choose 3 best, 3 worst and 3 interesting samples; all stay in the appendix,
 so a person can overrule the choice.
+
+Both commands generate with models.interface.continue_tokens, which continues any registered model
+(a prompt is its prefix) through the interface alone: nothing here depends on which model it is.
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -28,7 +29,7 @@ import torch
 from ..outputs import write_text
 from ..data import EOS, UNK, Corpus, DataError
 from ..errors import UserError
-from ..models.registry import architecture
+from ..models.interface import continue_tokens
 from . import latex
 from .trained import TrainedModel, load_trained
 
@@ -104,39 +105,31 @@ def longest_repeat(words: list[str]) -> list[str]:
 
 @torch.no_grad()
 def mean_log_probs(model, sequences: torch.Tensor) -> torch.Tensor:
-    """(length + 1, batch) start token then generated ones -> (batch,) mean log p of the generated ones."""
-    logits, _ = model(sequences[:-1], model.initial_state(sequences.size(1)))  # (length, batch, vocab)
-    log_probs = logits.log_softmax(dim=-1).gather(-1, sequences[1:].unsqueeze(-1)).squeeze(-1)  # (length, batch)
-    return log_probs.mean(dim=0)
+    """(batch, length + 1) start token then generated ones -> (batch,) mean log p of the generated ones."""
+    logits, _ = model.lm_forward(sequences[:, :-1], model.initial_state(sequences.size(0)))  # (batch, length, vocab)
+    log_probs = logits.log_softmax(dim=-1).gather(-1, sequences[:, 1:].unsqueeze(-1)).squeeze(-1)  # (batch, length)
+    # summed time-major, (length, batch) -> (batch,): the sums the samples had before the interface, bit for bit
+    return log_probs.t().contiguous().mean(dim=0)
 
 
-def without_tokens(model, token_ids: list[int]):
-    """A copy of `model` that never predicts `token_ids`: their output bias is -inf (probability 0)."""
-    if not token_ids:
-        return model
-    banned = copy.deepcopy(model)
-    with torch.no_grad():
-        banned.out_layer.bias[token_ids] = -math.inf
-    return banned
-
-
-def generate(trained: TrainedModel, starts: list[str], length: int, decoding: Decoding,
-             hidden=None) -> torch.Tensor:
-    """(length + 1, len(starts)) token ids: each start word's id, then the generated tokens, from the model's
-    state `hidden` (default: its initial_state, zeros)."""
+def continue_ids(trained: TrainedModel, prefix: torch.Tensor, length: int, decoding: Decoding) -> torch.Tensor:
+    """prefix (batch, prefix_len) token ids -> (batch, length) generated after them by the model, from its
+    initial state, as `decoding` says: models.interface.continue_tokens, which continues any model."""
     model, word_to_id = trained.model, trained.corpus.word_to_id
+    banned = [word_to_id[UNK]] if decoding.no_unk and UNK in word_to_id else []
+    return continue_tokens(model, prefix, model.initial_state(prefix.size(0)), length, decoding.temperature,
+                           decoding.top_k, torch.Generator().manual_seed(decoding.seed), banned)
+
+
+def generate(trained: TrainedModel, starts: list[str], length: int, decoding: Decoding) -> torch.Tensor:
+    """(len(starts), length + 1) token ids: each start word's id, then the tokens generated after it."""
+    word_to_id = trained.corpus.word_to_id
     missing = [word for word in starts if word not in word_to_id]
     if missing:
         raise DataError(f"{trained.folder}: start word {missing[0]!r} is not in its vocabulary; the analysed runs "
                         f"must be trained on the same data")
-    start_ids = torch.tensor([word_to_id[word] for word in starts])  # (batch,)
-    generator = torch.Generator().manual_seed(decoding.seed)
-    banned = [word_to_id[UNK]] if decoding.no_unk and UNK in word_to_id else []
-    # tokens: (length, batch)
-    state = model.initial_state(len(starts)) if hidden is None else hidden
-    tokens = without_tokens(model, banned).generate(start_ids, state, length, generator=generator,
-                                                    temperature=decoding.temperature, top_k=decoding.top_k)
-    return torch.cat([start_ids.unsqueeze(0), tokens])  # (length + 1, batch)
+    start_ids = torch.tensor([word_to_id[word] for word in starts]).unsqueeze(1)  # (batch,) -> (batch, 1)
+    return torch.cat([start_ids, continue_ids(trained, start_ids, length, decoding)], dim=1)  # (batch, length + 1)
 
 
 def prompt_words(trained: TrainedModel, prompt: str) -> tuple[list[str], list[str]]:
@@ -154,19 +147,10 @@ def prompt_words(trained: TrainedModel, prompt: str) -> tuple[list[str], list[st
     return words, unknown
 
 
-@torch.no_grad()
 def continue_prompt(trained: TrainedModel, words: list[str], length: int, decoding: Decoding) -> list[str]:
-    """`length` words after `words` (all in the vocabulary), from a model built for one sequence: the prompt
-    but its last word sets the hidden state, generate() goes on from the last word."""
-    if not architecture(trained.config.model).recurrent:
-        raise PromptError(f"{trained.folder} is a {trained.config.model} run: prompts continue the recurrent "
-                          f"models' runs (a model without a state to carry generates from one word)")
-    ids = torch.tensor([trained.corpus.word_to_id[word] for word in words]).unsqueeze(0)  # (1, prompt)
-    state = trained.model.initial_state(1)
-    if len(words) > 1:
-        _, state = trained.model.lm_forward(ids[:, :-1], state)
-    tokens = generate(trained, words[-1:], length, decoding, state)  # (length + 1, 1)
-    return [trained.corpus.id_to_word[i] for i in tokens[1:, 0].tolist()]
+    """`length` words after `words` (all in the vocabulary), whatever the model: the prompt is its prefix."""
+    ids = torch.tensor([trained.corpus.word_to_id[word] for word in words]).unsqueeze(0)  # (prompt,) -> (1, prompt)
+    return [trained.corpus.id_to_word[i] for i in continue_ids(trained, ids, length, decoding)[0].tolist()]
 
 
 @dataclass
@@ -192,12 +176,12 @@ def make_samples(trained: TrainedModel, starts: list[str], decoding: Decoding) -
     samples = []
     for group, length in enumerate(LENGTHS):
         group_starts = starts[group * PER_LENGTH:(group + 1) * PER_LENGTH]
-        sequences = generate(trained, group_starts, length, decoding)  # (length + 1, batch)
+        sequences = generate(trained, group_starts, length, decoding)  # (batch, length + 1)
         log_probs = mean_log_probs(trained.model, sequences).tolist()
-        for column, start in enumerate(group_starts):
-            words = [trained.corpus.id_to_word[i] for i in sequences[1:, column].tolist()]
-            samples.append(Sample(f"{trained.name}-{length}-{column + 1:02d}", trained.name, length, start, words,
-                                  len(set(words)) / len(words), longest_repeat(words), log_probs[column]))
+        for row, start in enumerate(group_starts):
+            words = [trained.corpus.id_to_word[i] for i in sequences[row, 1:].tolist()]
+            samples.append(Sample(f"{trained.name}-{length}-{row + 1:02d}", trained.name, length, start, words,
+                                  len(set(words)) / len(words), longest_repeat(words), log_probs[row]))
     return samples
 
 

@@ -26,12 +26,11 @@ from .. import runfolder as rf
 from ..config import RunConfig
 from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
-from ..models import build_model
+from ..models import architecture, build_model
 from .selection import reported
 
 if TYPE_CHECKING:
-    from ..models._recurrent import RecurrentLM
-    from ..models.transformer import FullTransformer
+    from ..models.interface import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,18 @@ ANALYSED = (AnalysedRun("RNN", "3.1", 0), AnalysedRun("GRU", "3.2", 0),
             AnalysedRun("LSTM", "example-lstm", 0, required=False))
 
 
+def analysed_in_words() -> str:
+    """ANALYSED as the commands' help says it: 'the RNN, the GRU and, when there is one, the LSTM'."""
+    def listed(names: list[str]) -> str:
+        return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+    required = [f"the {architecture(run.model).title}" for run in ANALYSED if run.required]
+    optional = [f"the {architecture(run.model).title}" for run in ANALYSED if not run.required]
+    if not optional:
+        return listed(required)
+    return f"{', '.join(required)} and, when there is one, {listed(optional)}"
+
+
 class MissingRun(UserError, FileNotFoundError):
     """A run the analysis needs has no best.pt; the message says which and how to name another."""
 
@@ -60,7 +71,7 @@ class MissingRun(UserError, FileNotFoundError):
 class TrainedModel:
     folder: Path
     config: RunConfig
-    model: RecurrentLM | FullTransformer  # eval mode, on the CPU; a TRANSFORMER only where any model was asked for
+    model: LanguageModel  # any registered model (an nn.Module), in eval mode, on the CPU
     corpus: Corpus
     epoch: int  # the epoch best.pt was saved at
     valid_ppl: float
