@@ -31,6 +31,7 @@ from ptblm.corpora import WIKITEXT2
 from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
 from ptblm.jobs import load_experiment
 from ptblm.report import latex
+from ptblm.report.comparable import corpus_tag
 from ptblm.report.document import write_report
 from ptblm.report.figures import plot_experiment, save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
@@ -543,6 +544,39 @@ def test_without_jobs_files_or_the_defaults_the_best_runs_stand_in_with_a_note(c
     named = ["--rnn", str(default_run(chain, "3.1")), "--gru", str(expected[1]), "--lstm", str(expected[2])]
     assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), *named]) == 0
     assert json.loads((tmp_path / "c" / "samples" / "samples.json").read_text())["runs"] == named[1::2]
+
+
+def test_the_analysed_runs_read_one_corpus_stand_ins_and_named_runs_alike(chain, tmp_path, capsys, monkeypatch):
+    """The samples share start words and the gradients compare on one text: a GRU of another corpus never stands
+    in beside the RNN, however low its perplexity (a 30-word vocabulary gives a low one), and naming it is one
+    line."""
+    monkeypatch.delenv("PTB_DIR", raising=False)
+    results = tmp_path / "results"
+    shutil.copytree(chain["results"], results, ignore=shutil.ignore_patterns("report"))
+    shutil.rmtree(results / default_run(chain, "3.2").relative_to(chain["results"]))
+    small = write_synthetic_corpus(tmp_path / "small", seed=1, vocab_size=30, tokens=(3000, 900, 900))
+    other = results / "3.2" / "other-corpus"
+    train_run(tiny_config(model="GRU", num_epochs=1), small, other, experiment="3.2", echo=False)
+    own_corpus = [r for r in raw_runs(results) if r["config"]["model"] == "GRU" and (r["folder"] / "best.pt").exists()
+                  and r["folder"] != other]
+    assert min(ppl(e["valid_ppl"]) for e in json.loads((other / "curves.json").read_text())["epochs"]) < min(
+        ppl(e["valid_ppl"]) for r in own_corpus for e in r["epochs"])  # the other corpus's GRU is the lowest
+    assert main(["gradients", "--results", str(results), "--out", str(tmp_path / "a")]) == 0
+    record = json.loads((tmp_path / "a" / "gradients" / "gradients.json").read_text())
+    best_own = min(own_corpus, key=lambda r: min(ppl(e["valid_ppl"]) for e in r["epochs"]))["folder"]
+    assert Path(record["models"][1]["run"]) == best_own
+    capsys.readouterr()
+    rnn = default_run(chain, "3.1")
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "b"), "--rnn", str(rnn),
+                 "--gru", str(other)]) == 1
+    err = capsys.readouterr().err
+    small_tag, own_tag = corpus_tag(rf.read_run(other)), corpus_tag(rf.read_run(rnn))  # 'ptb 91ad88ae'
+    assert small_tag != own_tag
+    assert err.count("\n") == 1 and f"{other} (named with --gru) read {small_tag}, but {rnn} read {own_tag}" in err
+    assert err.endswith(f"name a run of {own_tag}\n")
+    # named, the GRU of the small corpus sets the corpus: the RNN stand-in must read it too, and none does
+    assert main(["samples", "--results", str(results), "--out", str(tmp_path / "c"), "--gru", str(other)]) == 1
+    assert f"has weights yet on the corpus files of {other} ({small_tag}), nor" in capsys.readouterr().err
 
 
 def test_a_run_is_decoded_only_with_the_corpus_it_recorded(chain, tmp_path):

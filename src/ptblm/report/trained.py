@@ -6,7 +6,8 @@ GRU setting 0 of 3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until 
 the RNN and GRU runs with weights and the lowest best validation ppl stand in (with a note). The LSTM
 is optional: setting 0 of example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else
 the best LSTM run with weights (with a note), else none: the analyses then cover the RNN and the GRU.
-`--rnn DIR --gru DIR --lstm DIR` name any others. The vocabulary is rebuilt from the data folder the
+`--rnn DIR --gru DIR --lstm DIR` name any others; all must have read the same corpus files (the samples
+share start words), so stand-ins are chosen among runs of the first run's files. The vocabulary is rebuilt from the data folder the
 run recorded (or --data, or its corpus's variable such as PTB_DIR), which must be the corpus the run
 recorded (its fingerprint; the vocabulary size for folders from before fingerprints). A damaged run folder
 is never loaded: a note names its file and reason.
@@ -27,6 +28,7 @@ from ..config import RunConfig
 from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
 from ..models import architecture, build_model
+from .comparable import corpus_tag, files_of
 from .selection import reported
 
 if TYPE_CHECKING:
@@ -89,12 +91,14 @@ class TrainedModel:
         return f"{self.name} {self.folder} (best epoch {self.epoch}, valid ppl {self.valid_ppl:.2f})"
 
 
-def trained_runs_of(model: str, results_dir: Path, skip: frozenset[Path] = frozenset()) -> list[rf.RunRecord]:
+def trained_runs_of(model: str, results_dir: Path, skip: frozenset[Path] = frozenset(),
+                    files: str | None = None) -> list[rf.RunRecord]:
     """Runs of `model` under results_dir that have a best.pt, of the experiments the report covers by default
-    (a `ptblm train --debug` run never stands in; --rnn/--gru can name one); damaged ones, and those in `skip`,
-    are none."""
+    (a `ptblm train --debug` run never stands in; --rnn/--gru can name one), that read the corpus `files`
+    (comparable.files_of) when given; damaged ones, and those in `skip`, are none."""
     return [run for run in rf.find_runs(results_dir) if reported(run) and not run.damage and run.folder not in skip
-            and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()]
+            and run.config.get("model") == model and (run.folder / rf.BEST_CHECKPOINT).is_file()
+            and (files is None or files_of(run) == files)]
 
 
 def damaged_runs_notes(results_dir: Path) -> list[str]:
@@ -109,19 +113,22 @@ def best_valid_ppl(run: rf.RunRecord) -> float:
 
 
 def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path, notify=print,
-                    skip: frozenset[Path] = frozenset()) -> Path | None:
+                    skip: frozenset[Path] = frozenset(), first: rf.RunRecord | None = None) -> Path | None:
     """The folder named on the command line, else the default setting's, else (with a note) the best one;
     None for an optional model without any run that has weights; never one of `skip` (runs whose best.pt
-    could not be loaded).
+    could not be loaded). After the `first` run found, only a run of its corpus files (the samples share
+    start words, the gradients compare on one text): a named one of other files is refused.
 
     The stand-in lets `make gradients samples report` work right after the demo, or while 3.1/3.2
     still train; the note and the captions (which name every run) say that it happened.
     """
     model, flag = analysed.model, analysed.flag
-    trained = trained_runs_of(model, results_dir, skip)
+    files = None if first is None else files_of(first)
+    trained = trained_runs_of(model, results_dir, skip, files)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
         if (folder / rf.BEST_CHECKPOINT).is_file():
+            check_corpus_files(folder, flag, first)
             return folder
         raise MissingRun(f"no trained {model}: {folder} (named with {flag}) has no {rf.BEST_CHECKPOINT}; "
                          f"{trained_runs_hint(model, results_dir, trained)}")
@@ -130,6 +137,8 @@ def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path
         if run.experiment == experiment and run.provenance.get("setting_index") == index:
             return run.folder
     missing = f"no {model} run of setting {index} of experiment {experiment} under {results_dir} has weights yet"
+    if files is not None:
+        missing += f" on the corpus files of {first.folder} ({corpus_tag(first)})"
     if trained:
         best = min(trained, key=best_valid_ppl)
         notify(f"note: {missing}; using the {model} run with the lowest best validation ppl instead, {best.folder} "
@@ -140,6 +149,15 @@ def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path
         return None
     raise MissingRun(f"no trained {model}: {missing}, nor has any other; train one (`make submit EXP={experiment}`, "
                      f"or `make demo` for small ones) or name a run folder with {flag} DIR")
+
+
+def check_corpus_files(folder: Path, flag: str, first: rf.RunRecord | None) -> None:
+    """A named run must read the corpus files the first analysed run read (comparable.files_of)."""
+    record = rf.RunFolder(folder).read()
+    if first is not None and not record.damage and files_of(record) != files_of(first):
+        raise MissingRun(f"{folder} (named with {flag}) read {corpus_tag(record)}, but {first.folder} read "
+                         f"{corpus_tag(first)}: the analyses compare runs of the same corpus files; name a run "
+                         f"of {corpus_tag(first)}")
 
 
 def trained_runs_hint(model: str, results_dir: Path, trained: list[rf.RunRecord]) -> str:
@@ -221,17 +239,20 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Pa
     loaded; a default run whose best.pt cannot be loaded gives way to the next stand-in."""
     for note in damaged_runs_notes(results_dir):
         notify(note)
-    folders, problems = {}, []
-    for analysed in ANALYSED:
+    folders, problems, first = {}, [], None  # first: the first run found, whose corpus files all must read
+    for analysed in sorted(ANALYSED, key=lambda analysed: named.get(analysed.model) is None):  # named ones first
         try:
-            folder = resolve_run_dir(analysed, named.get(analysed.model), results_dir, notify)
+            folder = resolve_run_dir(analysed, named.get(analysed.model), results_dir, notify, first=first)
         except MissingRun as error:
             problems.append(str(error))
             continue
         if folder is not None:
             folders[analysed.model] = folder
+            record = rf.RunFolder(folder).read()
+            first = first if first is not None or record.damage else record
     if problems:
         raise MissingRun("\n".join(problems))
+    folders = {analysed.model: folders[analysed.model] for analysed in ANALYSED if analysed.model in folders}
     corpora_read: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
     analysed_as = {analysed.model: analysed for analysed in ANALYSED}
     models = []
@@ -246,5 +267,5 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Pa
                     raise
                 notify(f"note: skipped {folder}: damaged ({error.damage.describe()})")
                 skipped.add(folder)
-                folder = resolve_run_dir(analysed_as[model], None, results_dir, notify, frozenset(skipped))
+                folder = resolve_run_dir(analysed_as[model], None, results_dir, notify, frozenset(skipped), first)
     return models
