@@ -14,7 +14,7 @@ format_version inside best.pt or last.pt) is named by the readers that load it: 
 
 `test_the_reader_layer_...` runs the readers' common layer (RunFolder.read, status rows, the plan) on many
 drawn examples; the slow `test_every_reader_...` runs every command in-process on one drawn example per file
-and damage (rendering to files is test_report.py's concern: savefig is a no-op here, to stay fast).
+and damage (rendering to files is test_report.py's concern: save_figure only records here, to stay fast).
 """
 from __future__ import annotations
 
@@ -173,17 +173,19 @@ def test_the_reader_layer_marks_the_damaged_run_and_reads_every_other(tree, name
 
 @pytest.fixture
 def rendered(monkeypatch):
-    """savefig records each figure's run labels instead of rendering it."""
-    import matplotlib.figure
+    """save_figure records each figure's run labels instead of rendering it."""
+    from ptblm.report import figures as figures_module
+    from ptblm.report import gradients
 
     figures: dict[str, set[str]] = {}
 
-    def savefig(self, path, *args, **kwargs):
-        labels = {line.get_label() for axis in self.axes for line in axis.get_lines()
-                  if not line.get_label().startswith("_")}
-        figures[Path(path).stem] = labels
+    def save_figure(figure, stem: Path) -> list[Path]:
+        figures[stem.name] = {line.get_label() for axis in figure.axes for line in axis.get_lines()
+                              if not line.get_label().startswith("_")}
+        return [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
 
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    for module in (figures_module, gradients):
+        monkeypatch.setattr(module, "save_figure", save_figure)
     return figures
 
 
