@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 import statistics
-import sys
 import time
+from collections.abc import Mapping, MutableMapping
 from queue import Empty
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -270,12 +269,12 @@ def _packed_run(case: BenchCase, device_name: str, precision: str, warmup: int, 
 
 
 def bench_packed(case: BenchCase, device: torch.device, precision: str, warmup: int, repeats: int, runs: int,
-                 single: dict | None) -> dict:
+                 single: dict | None, environ: Mapping[str, str]) -> dict:
     """`runs` processes timing the default path together (a barrier starts their timed steps at once);
     their summed training tokens/s against `single`, the default path alone in this process."""
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no CUDA state is forked
     barrier, queue = context.Barrier(runs, timeout=900), context.Queue()
-    threads = threads_per_run(runs)  # CPU threads shared out as a packed array task shares them
+    threads = threads_per_run(runs, environ)  # CPU threads shared out as a packed array task shares them
     processes = [context.Process(target=_packed_run, args=(case, str(device), precision, warmup, repeats,
                                                            threads, barrier, queue)) for _ in range(runs)]
     for process in processes:
@@ -318,9 +317,11 @@ def format_packing(packing: list[dict]) -> str:
 def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *,
               corpus: corpora.CorpusEntry = corpora.PTB, precision: str = "fp32",
               warmup: int = 5, repeats: int = 20, complete_suite: bool = False, compiled: bool = False,
-              runs_per_gpu: int = 1, command_line: list[str] | None = None, echo=print) -> Path:
+              runs_per_gpu: int = 1, command_line: list[str] | None = None, echo=print,
+              environ: Mapping[str, str]) -> Path:
     """Time every case on every path, print the table, write bench-<timestamp>.json; its path. `corpus` is
-    recorded as the corpus whose vocabulary and token counts the cases stand for (see on_corpus)."""
+    recorded as the corpus whose vocabulary and token counts the cases stand for (see on_corpus); `environ`
+    is the environment recorded (provenance) and read for the CPU threads of packed runs."""
     use_matmul_precision(precision)  # as training runs
     echo(f"ptblm bench on {device_description(device)}, torch {torch.__version__}, {precision}, "
          f"median of {repeats} steps after {warmup} warm-up steps")
@@ -339,7 +340,8 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *,
     if runs_per_gpu > 1:
         single = {r["case"]: r for r in results if r["path"] == "default" and "error" not in r}
         for case in cases:
-            packing.append(bench_packed(case, device, precision, warmup, repeats, runs_per_gpu, single.get(case.name)))
+            packing.append(bench_packed(case, device, precision, warmup, repeats, runs_per_gpu, single.get(case.name),
+                                        environ))
             echo(f"  {case.name} default x{runs_per_gpu} at once: " + (packing[-1].get("error") or
                  f"{packing[-1]['tokens_per_second']:,.0f} tokens/s in all"))
     results = with_ratios(results)
@@ -347,7 +349,7 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *,
     if complete_suite:
         suite = {"settings": sum(case.suite_settings for case in cases),
                  "epochs": sum(case.suite_epochs for case in cases), "seconds": suite_seconds(cases, results)}
-    report = {**provenance(device, command_line, os.environ), "precision": precision, "warmup_steps": warmup,
+    report = {**provenance(device, command_line, environ), "precision": precision, "warmup_steps": warmup,
               "timed_steps": repeats, "seq_len": SEQ_LEN, "emb_size": EMB_SIZE, "corpus": corpus.name,
               "vocab_size": corpus.vocab_size, "optimizer": "ADAM", "corpus_tokens": dict(corpus.tokens),
               "paths": PATHS,
@@ -396,16 +398,18 @@ def select_cases(cases: list[BenchCase], only: list[str] | None) -> list[BenchCa
 
 def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir: Path, out_dir: Path,
                   precision: str, warmup: int | None, repeats: int | None, compile_cache: Path | None = None,
-                  runs_per_gpu: int = 1, corpus: corpora.CorpusEntry = corpora.PTB) -> Path:
+                  runs_per_gpu: int = 1, corpus: corpora.CorpusEntry = corpora.PTB, *,
+                  environ: MutableMapping[str, str], command_line: list[str]) -> Path:
     """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise, at the vocabulary of
     `corpus`, projecting its epochs (the dry run's cost projection reads them for its settings). Step counts
     default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps.
-    With `compile_cache` the compiled path is timed too, its artefacts cached there as training does."""
+    With `compile_cache` the compiled path is timed too, its artefacts cached there as training does (set in
+    `environ`, the process's own from the CLI)."""
     if runs_per_gpu < 1:
         raise ConfigError(f"bench: --runs-per-gpu {runs_per_gpu} is invalid; valid: 1 (one run alone) or more")
     device = pick_device(device_name)
     if compile_cache is not None:
-        use_compile_cache(compile_cache)
+        use_compile_cache(compile_cache, environ)
     all_cases = on_corpus(suite_cases(jobs_dir) if full else list(SMALL_CASES), corpus)
     cases = select_cases(all_cases, only)
     cuda = device.type == "cuda"
@@ -413,4 +417,4 @@ def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir
     repeats = (50 if cuda else 10) if repeats is None else repeats
     return run_bench(cases, device, out_dir, corpus=corpus, precision=precision, warmup=warmup, repeats=repeats,
                      complete_suite=full and len(cases) == len(all_cases), compiled=compile_cache is not None,
-                     runs_per_gpu=runs_per_gpu, command_line=sys.argv)
+                     runs_per_gpu=runs_per_gpu, command_line=command_line, environ=environ)
