@@ -16,8 +16,8 @@ from ptblm import runfolder as rf
 from ptblm.config import GRAD_CLIP
 from ptblm.models import build_model, causal_mask
 from ptblm.models.interface import map_state, state_tensors
-from ptblm.step import (DeviceLearningRates, EagerStep, GraphedStep, eval_step, make_step,
-                        use_graph_safe_updates)
+from ptblm.graph_safe import DeviceLearningRates, use_graph_safe_updates
+from ptblm.step import EagerStep, GraphedStep, eval_step, make_step
 from ptblm.epochs import EpochRunner
 from ptblm.train import make_optimizer, train_run
 
