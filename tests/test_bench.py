@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from conftest import REPO
-from ptblm.bench import BenchCase, epoch_seconds, paths_for, run_bench, select_cases, suite_cases
+from ptblm.bench.cases import BenchCase, epoch_seconds, paths_for, select_cases, suite_cases
+from ptblm.bench.command import run_bench
 from ptblm.cli import main
 from ptblm.config import MODELS
 from ptblm.models import build_baseline

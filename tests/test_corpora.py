@@ -409,7 +409,8 @@ def test_the_cost_estimate_uses_a_bench_at_the_setting_s_corpus_and_its_epochs()
 def test_the_bench_times_at_the_corpus_s_vocabulary_and_projects_its_epochs(tmp_path):
     import torch
 
-    from ptblm.bench import BenchCase, epoch_seconds, on_corpus, run_bench
+    from ptblm.bench.cases import BenchCase, epoch_seconds, on_corpus
+    from ptblm.bench.command import run_bench
 
     case, = on_corpus([BenchCase("GRU", 512, 2, 20, 0.5)], WIKITEXT2)
     assert (case.vocab_size, case.corpus) == (33_278, "wikitext-2")

@@ -80,8 +80,8 @@ def test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interf
 def test_no_code_outside_the_models_package_branches_on_a_model_s_name():
     """The trainer, the step, the bench and the analyses read the registry and the interface; only data
     (the jobs files, report/trained.py's table of the runs analysed by default) names a model."""
-    users = ["step.py", "epochs.py", "bench.py", "compiling.py", "train.py", "report/samples.py",
-             "report/gradients.py"]
+    users = ["step.py", "epochs.py", "bench/cases.py", "bench/timing.py", "bench/command.py", "compiling.py",
+             "train.py", "report/samples.py", "report/gradients.py"]
     for path in users:
         text = (SRC / path).read_text()
         for name in MODELS:
@@ -171,7 +171,8 @@ def test_a_model_file_with_a_constructor_and_a_cell_is_all_a_new_model_takes(toy
     """It validates, passes the registry's own tests (without a builtin baseline), trains into its own run folder,
     resumes to the unbroken curves, is benched on each path, runs both impls and --compile cell alike, and
     continues a prompt: nothing else in ptblm had to learn its name."""
-    from ptblm.bench import BenchCase, bench_path, paths_for
+    from ptblm.bench.cases import BenchCase, paths_for
+    from ptblm.bench.timing import bench_path
     from ptblm.report.samples import Decoding, continue_run
 
     test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and_the_next_state(toy)

@@ -146,7 +146,7 @@ def add_synthetic(commands) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .. import corpora
-    from ..bench import bench_command
+    from ..bench.command import bench_command
     from ..compiling import compile_cache_dir
     from ..layout import bench_dir, output_dir
 
