@@ -32,7 +32,8 @@ from ptblm.data import EOS, UNK, DataError, load_corpus, write_synthetic_corpus
 from ptblm.jobs import load_experiment
 from ptblm.report import latex
 from ptblm.report.document import write_report
-from ptblm.report.figures import plot_experiment, save_figure
+from ptblm.report.figures import plot_experiment
+from ptblm.report.plotting import save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
 from ptblm.report.summary import load_summaries
