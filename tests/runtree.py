@@ -82,7 +82,7 @@ def build_tree(root: Path, data: Path) -> Tree:
             rf.write_submission(folder, rf.Submission(None, "local", 1.0, setting.index, setting.config.to_dict()))
         train_run(setting.config, data, folder, experiment=setting.experiment, setting_index=setting.index,
                   description=setting.description, echo=False,
-                  should_stop=(lambda f=folder: len(rf.read_curves(f).epochs) >= 1) if target else None)
+                  should_stop=(lambda f=folder: len(rf.read_curves(f).epochs) >= 1) if target else None, environ={})
     assert rf.read_status(tree.target).state == rf.CANCELLED
     return tree
 

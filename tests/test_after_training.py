@@ -22,8 +22,8 @@ def finished(synthetic_dir, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     config = tiny_config(num_epochs=2, max_batches=6)
     plain, tested = results / "unit" / "plain", results / "unit" / "tested"
-    train_run(config, synthetic_dir, plain, echo=False)
-    train_run(config.replace(evaluate=True), synthetic_dir, tested, echo=False)
+    train_run(config, synthetic_dir, plain, echo=False, environ={})
+    train_run(config.replace(evaluate=True), synthetic_dir, tested, echo=False, environ={})
     return results, plain, tested
 
 
@@ -46,11 +46,11 @@ def test_train_evaluate_on_a_finished_run_does_the_test_pass(finished, synthetic
     _, plain, tested = finished
     config = tiny_config(num_epochs=2, max_batches=6)
     run = tmp_path / "run"
-    train_run(config, synthetic_dir, run, echo=False)
-    status = train_run(config.replace(evaluate=True), synthetic_dir, run)
+    train_run(config, synthetic_dir, run, echo=False, environ={})
+    status = train_run(config.replace(evaluate=True), synthetic_dir, run, environ={})
     assert status.state == rf.DONE and "already" not in capsys.readouterr().out
     assert rf.read_curves(run).test_ppl == pytest.approx(rf.read_curves(tested).test_ppl, rel=1e-9)
-    train_run(config.replace(evaluate=True), synthetic_dir, run)  # evaluated: now it is "already done"
+    train_run(config.replace(evaluate=True), synthetic_dir, run, environ={})  # evaluated: now it is "already done"
     assert "already done" in capsys.readouterr().out
 
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from conftest import REPO
-from ptblm.bench import BenchCase, epoch_seconds, paths_for, run_bench, select_cases, suite_cases
+from ptblm.bench.cases import BenchCase, epoch_seconds, paths_for, select_cases, suite_cases
+from ptblm.bench.command import run_bench
 from ptblm.cli import main
 from ptblm.config import MODELS
 from ptblm.models import build_baseline
@@ -27,7 +28,7 @@ def tiny_cases() -> list[BenchCase]:
 def test_bench_writes_every_path_of_every_case_with_consistent_figures(tmp_path):
     cases = tiny_cases()
     path = run_bench(cases, torch.device("cpu"), tmp_path, warmup=1, repeats=2, complete_suite=True,
-                     echo=lambda line: None)
+                     echo=lambda line: None, environ={})
     assert path.parent == tmp_path and path.name.startswith("bench-") and path.suffix == ".json"
     report = json.loads(path.read_text())
     assert report["torch_version"] == torch.__version__ and report["device"].startswith("cpu")
@@ -103,7 +104,7 @@ def test_bench_command_writes_json_and_names_the_cases_when_none_match(tmp_path,
 def test_the_compiled_path_reports_its_compile_time_and_the_suite_pays_it_once_per_setting(tmp_path):
     case = BenchCase("GRU", 8, 1, 4, 1.0, suite_settings=3, suite_epochs=60, **TINY)
     path = run_bench([case], torch.device("cpu"), tmp_path, warmup=1, repeats=2, complete_suite=True,
-                     compiled=True, echo=lambda line: None)
+                     compiled=True, echo=lambda line: None, environ={})
     torch._dynamo.reset()
     report = json.loads(path.read_text())
     results = {r["path"]: r for r in report["results"]}
@@ -121,7 +122,8 @@ def test_the_compiled_path_reports_its_compile_time_and_the_suite_pays_it_once_p
 def test_packed_runs_are_timed_together_and_their_tokens_per_second_summed(tmp_path, capsys):
     case = BenchCase("GRU", 8, 1, 4, 0.8, **TINY)
     lines = []
-    path = run_bench([case], torch.device("cpu"), tmp_path, warmup=1, repeats=2, runs_per_gpu=2, echo=lines.append)
+    path = run_bench([case], torch.device("cpu"), tmp_path, warmup=1, repeats=2, runs_per_gpu=2, echo=lines.append,
+                     environ={})
     report = json.loads(path.read_text())
     single = next(r for r in report["results"] if r["path"] == "default")
     packed, = report["packing"]
@@ -142,7 +144,7 @@ def test_packed_runs_are_timed_together_and_their_tokens_per_second_summed(tmp_p
 def test_bench_sets_the_matmul_precision_it_records(precision, tf32, tmp_path, torch_tf32_flags):
     torch.backends.cuda.matmul.allow_tf32 = not tf32
     path = run_bench(tiny_cases()[1:2], torch.device("cpu"), tmp_path, precision=precision, warmup=1, repeats=1,
-                     echo=lambda *_: None)
+                     echo=lambda *_: None, environ={})
     assert torch.backends.cuda.matmul.allow_tf32 is tf32
     assert json.loads(path.read_text())["precision"] == precision
 
@@ -152,7 +154,7 @@ def test_bench_times_every_path_in_fp16_with_its_loss_scaling(tmp_path):
     only nn.LSTM may fail on a CPU: under float16 autocast it goes to oneDNN, which has no float16 LSTM without
     AVX-512 FP16 (recorded as that path's error, as the bench records any)."""
     path = run_bench(tiny_cases(), torch.device("cpu"), tmp_path, precision="fp16", warmup=1, repeats=1,
-                     echo=lambda *_: None)
+                     echo=lambda *_: None, environ={})
     report = json.loads(path.read_text())
     assert report["precision"] == "fp16"
     errors = {(r["case"], r["path"]): r["error"] for r in report["results"] if "error" in r}

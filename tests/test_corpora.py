@@ -134,12 +134,13 @@ def test_a_config_json_without_corpus_reads_as_ptb_and_resumes(tmp_path, synthet
     """Run folders from before the setting existed are PTB runs: read as such, resumed as the same setting."""
     config = tiny_config(num_epochs=2, max_batches=2)
     folder = tmp_path / "old"
-    train_run(config, synthetic_dir, folder, echo=False, should_stop=lambda: bool(rf.read_curves(folder).epochs))
+    train_run(config, synthetic_dir, folder, echo=False, should_stop=lambda: bool(rf.read_curves(folder).epochs),
+              environ={})
     stored = json.loads((folder / rf.CONFIG_FILE).read_text())
     del stored["config"]["corpus"]  # as written before
     (folder / rf.CONFIG_FILE).write_text(json.dumps(stored))
     assert rf.read_run(folder).config["corpus"] == "ptb"
-    assert train_run(config, synthetic_dir, folder, echo=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, folder, echo=False, environ={}).state == rf.DONE
     assert len(rf.read_curves(folder).epochs) == 2
 
 
@@ -187,7 +188,7 @@ def test_a_wikitext2_run_trains_resumes_and_shows_its_corpus(tmp_path, wikitext2
         "corpus": "wikitext-2", "model": "GRU", "optimizer": "ADAM", "initial_lr": 0.01, "batch_size": 4,
         "hidden_size": 8, "num_layers": 1, "dp_keep_prob": 0.35, "emb_size": 8, "seq_len": 10, "num_epochs": 2,
         "max_batches": 3, "device": "cpu"}), wikitext2_mini_dir, folder, echo=False,
-        scratch_dir=tmp_path / "node", should_stop=lambda: bool(rf.read_curves(folder).epochs))
+        scratch_dir=tmp_path / "node", should_stop=lambda: bool(rf.read_curves(folder).epochs), environ={})
     assert first.state == rf.CANCELLED and first.epochs_done == 1
     assert (tmp_path / "node" / "ptblm-data" / "wiki.train.tokens").is_file()  # staged under its own name
     assert main(args) == 0  # resumes the same folder: the name is the setting's, the corpus part of it
@@ -236,7 +237,7 @@ def test_samples_and_gradients_read_the_run_s_corpus_from_its_variable(tmp_path,
     from ptblm.report.trained import load_trained
 
     folder = tmp_path / "run"
-    train_run(tiny_config(model="RNN", num_epochs=1, max_batches=2), synthetic_dir, folder, echo=False)
+    train_run(tiny_config(model="RNN", num_epochs=1, max_batches=2), synthetic_dir, folder, echo=False, environ={})
     other = write_synthetic_corpus(tmp_path / "other", seed=3, vocab_size=40, tokens=(2000, 500, 500))
     assert load_trained(folder, "RNN", environ={"WIKITEXT2_DIR": str(other)}).corpus.vocab_size == \
         rf.read_run(folder).provenance["vocab_size"]  # another corpus's variable: the recorded folder
@@ -408,7 +409,8 @@ def test_the_cost_estimate_uses_a_bench_at_the_setting_s_corpus_and_its_epochs()
 def test_the_bench_times_at_the_corpus_s_vocabulary_and_projects_its_epochs(tmp_path):
     import torch
 
-    from ptblm.bench import BenchCase, epoch_seconds, on_corpus, run_bench
+    from ptblm.bench.cases import BenchCase, epoch_seconds, on_corpus
+    from ptblm.bench.command import run_bench
 
     case, = on_corpus([BenchCase("GRU", 512, 2, 20, 0.5)], WIKITEXT2)
     assert (case.vocab_size, case.corpus) == (33_278, "wikitext-2")
@@ -416,7 +418,7 @@ def test_the_bench_times_at_the_corpus_s_vocabulary_and_projects_its_epochs(tmp_
     assert epoch_seconds(case, train_ms=10.0, eval_ms=5.0) == pytest.approx(2983 * 0.010 + 310 * 0.005)
     tiny, = on_corpus([BenchCase("GRU", 8, 1, 4, 0.5, seq_len=5, emb_size=8)], WIKITEXT2)
     path = run_bench([tiny], torch.device("cpu"), tmp_path, corpus=WIKITEXT2, warmup=0, repeats=1,
-                     echo=lambda line: None)
+                     echo=lambda line: None, environ={})
     report = json.loads(path.read_text())
     assert (report["corpus"], report["vocab_size"], report["corpus_tokens"]) == (
         "wikitext-2", 33_278, {"train": 2_088_628, "valid": 217_646, "test": 245_569})

@@ -16,8 +16,8 @@ from ptblm.train import train_run
 
 @pytest.fixture(autouse=True)
 def restore_determinism(monkeypatch):
-    """use_deterministic changes process-wide state (the trainer sets CUBLAS_WORKSPACE_CONFIG in os.environ):
-    put it back after each test."""
+    """use_deterministic changes process-wide state (the trainer sets CUBLAS_WORKSPACE_CONFIG in the environ it
+    is given, os.environ from the CLI): put it back after each test."""
     monkeypatch.delenv(CUBLAS_VARIABLE, raising=False)  # and monkeypatch restores it afterwards
     before = torch.are_deterministic_algorithms_enabled()
     yield
@@ -59,10 +59,11 @@ def test_an_operation_without_a_deterministic_version_stops_the_run_with_one_lin
                                                                                  monkeypatch, capsys):
     monkeypatch.setattr("ptblm.train.build_model", with_an_operation_without_a_deterministic_version)
     config = tiny_config(num_epochs=1, max_batches=2)
-    assert train_run(config, synthetic_dir, tmp_path / "free", echo=False).state == rf.DONE  # allowed without
+    assert train_run(config, synthetic_dir, tmp_path / "free", echo=False,
+                     environ={}).state == rf.DONE  # allowed without
     with pytest.raises(NondeterministicOperation, match=r"^--deterministic: put_ has no deterministic "
                                                         r"implementation in torch .*; run this setting without"):
-        train_run(config.replace(deterministic=True), synthetic_dir, tmp_path / "strict", echo=False)
+        train_run(config.replace(deterministic=True), synthetic_dir, tmp_path / "strict", echo=False, environ={})
     status = rf.read_status(tmp_path / "strict")
     assert status.state == rf.FAILED and status.error.startswith("NondeterministicOperation: --deterministic: put_")
     assert "Traceback" not in (tmp_path / "strict" / rf.LOG_FILE).read_text()
@@ -75,7 +76,8 @@ def test_an_operation_without_a_deterministic_version_stops_the_run_with_one_lin
 
 
 def test_a_deterministic_run_records_it(synthetic_dir, tmp_path):
-    train_run(tiny_config(num_epochs=1, max_batches=2, deterministic=True), synthetic_dir, tmp_path, echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=2, deterministic=True), synthetic_dir, tmp_path, echo=False,
+              environ={})
     run = rf.read_run(tmp_path)
     assert run.config["deterministic"] is True
     assert (run.provenance["deterministic_algorithms"], run.provenance[CUBLAS_VARIABLE]) == (True, ":4096:8")

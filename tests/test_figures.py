@@ -13,7 +13,8 @@ import pytest
 from conftest import write_run
 from ptblm import runfolder as rf
 from ptblm.cli import main
-from ptblm.report.figures import plot_experiment, save_figure
+from ptblm.report.figures import plot_experiment
+from ptblm.report.plotting import save_figure
 from ptblm.report.summary import load_summaries
 
 PYTHON_EXPONENT = re.compile(r"e[+-]0|e\+")  # 1e+05, 1e-07
@@ -129,13 +130,13 @@ def test_one_epoch_is_ticked_at_that_epoch_with_two_labelled_perplexities(tmp_pa
                                              (2.5e6, "2.5M"), (3e9, "3B"), (3.5e27, "3.5e27"), (1e-7, "1e-7"),
                                              (0.02, "0.02")])
 def test_tick_labels_are_plain_text(value, text):
-    from ptblm.report.figures import tick_text
+    from ptblm.report.plotting import tick_text
 
     assert tick_text(value) == text
 
 
 def test_a_log_axis_of_no_positive_value_has_no_limits():
-    from ptblm.report.figures import log_limits
+    from ptblm.report.plotting import log_limits
 
     assert log_limits([]) is None and log_limits([0.0, -3.0]) is None
 
@@ -143,7 +144,7 @@ def test_a_log_axis_of_no_positive_value_has_no_limits():
 @pytest.mark.parametrize("values", [[300.0], [290.0, 310.0], [95.0, 1050.0], [1.0, 1e28], [0.7, 1.1], [1e-30, 1e-2],
                                     [-1.0, 0.0, 5.0]])
 def test_log_axes_have_two_to_five_ticks_apart_inside_the_axis(values):
-    from ptblm.report.figures import log_limits, log_ticks, tick_text
+    from ptblm.report.plotting import log_limits, log_ticks, tick_text
 
     low, high = log_limits(values)
     ticks = log_ticks(low, high)

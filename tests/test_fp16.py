@@ -151,7 +151,7 @@ def test_a_compiler_failure_in_an_fp16_step_runs_it_uncompiled_with_the_same_sca
 
 def test_the_scaler_state_round_trips_through_last_pt_and_older_files_have_none(synthetic_dir, tmp_path):
     config = tiny_config(precision="fp16", num_epochs=1, max_batches=3)
-    train_run(config, synthetic_dir, tmp_path / "fp16", echo=False, interactive=False)
+    train_run(config, synthetic_dir, tmp_path / "fp16", echo=False, interactive=False, environ={})
     folder = rf.RunFolder(tmp_path / "fp16")
     checkpoint = torch.load(folder.file(rf.LAST_CHECKPOINT), weights_only=True)
     assert checkpoint["format_version"] == rf.FORMAT_VERSION == 2
@@ -160,7 +160,7 @@ def test_the_scaler_state_round_trips_through_last_pt_and_older_files_have_none(
     scaling.load_state_dict(checkpoint["grad_scaler"])
     assert scaling.state_dict() == checkpoint["grad_scaler"]
 
-    train_run(tiny_config(num_epochs=1, max_batches=3), synthetic_dir, tmp_path / "fp32", echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=3), synthetic_dir, tmp_path / "fp32", echo=False, environ={})
     assert rf.RunFolder(tmp_path / "fp32").resume_point().grad_scaler is None
     older = torch.load(tmp_path / "fp32" / rf.LAST_CHECKPOINT, weights_only=True)  # as format_version 1 wrote it
     del older["grad_scaler"]
@@ -179,11 +179,11 @@ def test_an_fp16_run_stopped_after_an_epoch_resumes_to_the_unbroken_curves_and_s
     monkeypatch.setattr(loss_scaling, "INITIAL_SCALE", 2.0**23)
     config = tiny_config(model="GRU", precision="fp16", num_epochs=3, max_batches=4)
     unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
-    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False)
+    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False, environ={})
     status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
-                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(), environ={})
     assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
-    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False, environ={}).state == rf.DONE
 
     def curves(folder):
         return [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs]
@@ -258,9 +258,10 @@ def test_an_interrupted_fp16_cuda_run_resumes_to_the_unbroken_curves_and_scale(s
     monkeypatch.setattr(loss_scaling, "INITIAL_SCALE", 2.0**23)
     config = tiny_config(model="GRU", precision="fp16", dp_keep_prob=1.0, num_epochs=3, device="cuda")
     unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
-    train_run(config, synthetic_dir, unbroken, echo=False)
-    train_run(config, synthetic_dir, stopped, echo=False, should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
-    assert train_run(config, synthetic_dir, stopped, echo=False).state == rf.DONE
+    train_run(config, synthetic_dir, unbroken, echo=False, environ={})
+    train_run(config, synthetic_dir, stopped, echo=False, should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(),
+              environ={})
+    assert train_run(config, synthetic_dir, stopped, echo=False, environ={}).state == rf.DONE
     assert "captured in one CUDA graph" in (unbroken / rf.LOG_FILE).read_text()
     expected, resumed = rf.read_curves(unbroken).epochs, rf.read_curves(stopped).epochs
     for a, b in zip(expected, resumed, strict=True):

@@ -44,7 +44,8 @@ def test_recurrent_samples_and_continuations_are_what_they_were_before_the_share
                                                                                           tmp_path):
     """Words bit for bit (the CRC); the log-probabilities to a tolerance that only absorbs another CPU's float32
     kernels (on the machine they were computed on, they are equal)."""
-    train_run(tiny_config(model=model, num_epochs=1), synthetic_dir, tmp_path, echo=False, interactive=False)
+    train_run(tiny_config(model=model, num_epochs=1), synthetic_dir, tmp_path, echo=False, interactive=False,
+              environ={})
     trained = load_trained(tmp_path, model, batch_size=PER_LENGTH)
     starts = start_words(trained.corpus, 2 * PER_LENGTH, seed=0)
     for name, decoding in DECODINGS.items():
@@ -138,7 +139,7 @@ def test_the_transformer_continues_prompts_and_makes_samples(synthetic_dir, tmp_
     from ptblm.models import causal_mask
 
     run = tmp_path / "run"
-    train_run(tiny_config(model="TRANSFORMER", num_epochs=1, max_batches=4), synthetic_dir, run, echo=False)
+    train_run(tiny_config(model="TRANSFORMER", num_epochs=1, max_batches=4), synthetic_dir, run, echo=False, environ={})
     result = continue_run(run, "w1 w2 nonsense", 6, Decoding())
     assert result.prompt == ["w1", "w2", UNK] and result.unknown == ["nonsense"]
     trained = load_trained(run, None, batch_size=1)

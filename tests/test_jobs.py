@@ -267,7 +267,7 @@ def test_status_rows_come_from_run_folders(tmp_path, synthetic_dir):
                                     f"  - {{hidden_size: 10}}\n  - {{hidden_size: 12}}\n")
     experiment = load_experiment("tiny", jobs)
     first = experiment.settings[0]
-    train_run(first.config, synthetic_dir, first.run_dir(tmp_path), echo=False)
+    train_run(first.config, synthetic_dir, first.run_dir(tmp_path), echo=False, environ={})
     rf.write_submission(experiment.settings[1].run_dir(tmp_path), rf.Submission("9_1", "slurm", 2e9))
     rows = status_rows(tmp_path, "tiny", experiment, scheduler={"9_1": queued("tiny")})
     curves = rf.read_curves(first.run_dir(tmp_path))

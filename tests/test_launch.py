@@ -41,7 +41,7 @@ def finished_runs(tmp_path, synthetic_dir):
     experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
     for setting in experiment.settings:
         train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path / "results"), experiment=setting.experiment,
-                  setting_index=setting.index, echo=False)
+                  setting_index=setting.index, echo=False, environ={})
     return experiment
 
 
@@ -213,7 +213,7 @@ def test_a_split_too_small_for_one_batch_is_named_when_training_starts(tmp_path,
     """The same check where a run starts (`ptblm train`, a task whose data changed since submission)."""
     with pytest.raises(DataError, match=rf"the valid split, {synthetic_dir / 'ptb.valid.txt'}, has \d+ tokens: they "
                                         r"cannot fill one batch of batch_size 200 x seq_len 12"):
-        train_run(tiny_config(batch_size=200), synthetic_dir, tmp_path / "run", echo=False)
+        train_run(tiny_config(batch_size=200), synthetic_dir, tmp_path / "run", echo=False, environ={})
     assert "the valid split" in rf.read_status(tmp_path / "run").error
 
 
@@ -310,9 +310,10 @@ def test_a_stop_request_ends_the_run_cancelled_and_resumable(tmp_path, synthetic
         asked.append(1)
         return len(rf.read_curves(tmp_path / "run").epochs) == 1 and len(asked) > 1
 
-    status = train_run(config, synthetic_dir, tmp_path / "run", echo=False, should_stop=stop_in_the_second_epoch)
+    status = train_run(config, synthetic_dir, tmp_path / "run", echo=False, should_stop=stop_in_the_second_epoch,
+                       environ={})
     assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
-    resumed = train_run(config, synthetic_dir, tmp_path / "run", echo=False)
+    resumed = train_run(config, synthetic_dir, tmp_path / "run", echo=False, environ={})
     assert (resumed.state, resumed.epochs_done) == (rf.DONE, 3)
     assert "resuming from" in (tmp_path / "run" / rf.LOG_FILE).read_text()
 
@@ -349,7 +350,7 @@ def test_a_systemexit_is_left_to_the_caller_not_recorded_as_a_failure(tmp_path, 
         raise SystemExit(-1)
 
     with pytest.raises(SystemExit):
-        train_run(tiny_config(), synthetic_dir, tmp_path / "run", echo=False, should_stop=requeue_now)
+        train_run(tiny_config(), synthetic_dir, tmp_path / "run", echo=False, should_stop=requeue_now, environ={})
     assert rf.read_status(tmp_path / "run").state == rf.REQUEUED
 
 
@@ -442,7 +443,7 @@ def test_resubmission_that_adds_a_setting_keeps_task_ids_equal_to_setting_number
     experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
     results = tmp_path / "results"
     train_run(experiment.settings[0].config, synthetic_dir, experiment.settings[0].run_dir(results), echo=False,
-              experiment="tiny", setting_index=0)
+              experiment="tiny", setting_index=0, environ={})
     experiment.settings[1].run_dir(results).mkdir(parents=True)
     runner = FakeSlurm(experiment, results)
     submit_sbatch(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,

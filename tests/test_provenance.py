@@ -87,7 +87,7 @@ def test_installed_packages_are_pip_freeze_lines():
 
 
 def test_a_run_records_its_environment_and_packages(synthetic_dir, tmp_path):
-    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False, environ={})
     recorded = rf.read_run(tmp_path).provenance
     packages = (tmp_path / rf.PACKAGES_FILE).read_text()
     assert recorded["packages_sha256"] == hashlib.sha256(packages.encode()).hexdigest()
@@ -101,11 +101,11 @@ def test_a_resume_on_another_environment_says_what_changed_and_keeps_both_attemp
                                                                                   monkeypatch):
     config = tiny_config(num_epochs=2, max_batches=2)
     after_one_epoch = lambda: len(rf.read_curves(tmp_path).epochs) == 1  # noqa: E731
-    train_run(config, synthetic_dir, tmp_path, echo=False, should_stop=after_one_epoch)
+    train_run(config, synthetic_dir, tmp_path, echo=False, should_stop=after_one_epoch, environ={})
     first = rf.read_run(tmp_path).provenance
     changed = [line for line in installed_packages() if not line.startswith("numpy==")] + ["numpy==9.9.9"]
     monkeypatch.setattr("ptblm.train.installed_packages", lambda: sorted(changed, key=str.lower))
-    assert train_run(config, synthetic_dir, tmp_path, echo=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, tmp_path, echo=False, environ={}).state == rf.DONE
     recorded = rf.read_run(tmp_path).provenance
     assert [a["packages_sha256"] for a in recorded["attempts"]] == [first["packages_sha256"],
                                                                     recorded["packages_sha256"]]

@@ -80,8 +80,8 @@ def test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interf
 def test_no_code_outside_the_models_package_branches_on_a_model_s_name():
     """The trainer, the step, the bench and the analyses read the registry and the interface; only data
     (the jobs files, report/trained.py's table of the runs analysed by default) names a model."""
-    users = ["step.py", "epochs.py", "bench.py", "compiling.py", "train.py", "report/samples.py",
-             "report/gradients.py"]
+    users = ["step.py", "epochs.py", "bench/cases.py", "bench/timing.py", "bench/command.py", "compiling.py",
+             "train.py", "report/samples.py", "report/gradients.py"]
     for path in users:
         text = (SRC / path).read_text()
         for name in MODELS:
@@ -112,7 +112,7 @@ def test_a_ptb_run_has_the_name_and_curves_it_had_before_the_registry(model, syn
                                       **OPTIMIZERS[model]))
     name, train_ppl, valid_ppl = BEFORE_THE_REGISTRY[model]
     assert config.run_name() == name
-    train_run(config, synthetic_dir, tmp_path / name, echo=False, interactive=False)
+    train_run(config, synthetic_dir, tmp_path / name, echo=False, interactive=False, environ={})
     run = rf.read_run(tmp_path / name)
     assert run.provenance["run_name"] == name
     assert [e.train_ppl for e in run.curves.epochs] == pytest.approx(train_ppl, rel=1e-5, abs=0)
@@ -171,7 +171,8 @@ def test_a_model_file_with_a_constructor_and_a_cell_is_all_a_new_model_takes(toy
     """It validates, passes the registry's own tests (without a builtin baseline), trains into its own run folder,
     resumes to the unbroken curves, is benched on each path, runs both impls and --compile cell alike, and
     continues a prompt: nothing else in ptblm had to learn its name."""
-    from ptblm.bench import BenchCase, bench_path, paths_for
+    from ptblm.bench.cases import BenchCase, paths_for
+    from ptblm.bench.timing import bench_path
     from ptblm.report.samples import Decoding, continue_run
 
     test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and_the_next_state(toy)
@@ -179,11 +180,11 @@ def test_a_model_file_with_a_constructor_and_a_cell_is_all_a_new_model_takes(toy
     config = tiny_config(model=toy, num_epochs=2, max_batches=3)
     assert config.run_name().startswith("toy_adam_lr0.01_bs8")
     unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
-    assert train_run(config, synthetic_dir, unbroken, echo=False, interactive=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, unbroken, echo=False, interactive=False, environ={}).state == rf.DONE
     status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
-                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(), environ={})
     assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
-    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False, environ={}).state == rf.DONE
     assert [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(stopped).epochs] == [
         (e.train_ppl, e.valid_ppl) for e in rf.read_curves(unbroken).epochs]
     assert len(continue_run(unbroken, "w1 w2", 4, Decoding(temperature=1.0)).words) == 4
@@ -225,11 +226,11 @@ def test_every_model_stopped_after_an_epoch_resumes_to_the_unbroken_curves(model
     """Its state (the LSTM's (h, c) too) restarts at zeros each epoch; weights, optimizer and RNG resume."""
     config = tiny_config(model=model, num_epochs=3, max_batches=3)
     unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
-    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False)
+    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False, environ={})
     status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
-                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists())
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(), environ={})
     assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
-    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False, environ={}).state == rf.DONE
 
     def curves(folder):
         return [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs]

@@ -136,10 +136,10 @@ def test_an_evaluated_run_is_done_only_once_its_test_perplexity_is_written(synth
         return False
 
     with pytest.raises(SystemExit):
-        train_run(config, synthetic_dir, out, echo=False, should_stop=killed_in_the_test_pass)
+        train_run(config, synthetic_dir, out, echo=False, should_stop=killed_in_the_test_pass, environ={})
     status = rf.read_status(out)
     assert (status.state, status.epochs_done, rf.read_curves(out).test_ppl) == (rf.RUNNING, 2, None)
-    status = train_run(config, synthetic_dir, out, echo=False)  # the rerun finishes the test pass
+    status = train_run(config, synthetic_dir, out, echo=False, environ={})  # the rerun finishes the test pass
     assert status.state == rf.DONE and rf.read_curves(out).test_ppl is not None
     assert len(rf.read_curves(out).epochs) == 2 and "test ppl" in (out / rf.LOG_FILE).read_text()
 
@@ -203,7 +203,8 @@ def test_ctrl_c_in_a_library_call_ends_the_run_cancelled_not_failed(synthetic_di
         return False
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(tiny_config(num_epochs=2, max_batches=3), synthetic_dir, out, echo=False, should_stop=interrupted)
+        train_run(tiny_config(num_epochs=2, max_batches=3), synthetic_dir, out, echo=False, should_stop=interrupted,
+                  environ={})
     status = rf.read_status(out)
     assert (status.state, status.epochs_done, status.error) == (rf.CANCELLED, 1, None)
 

@@ -33,7 +33,8 @@ from ptblm.jobs import load_experiment
 from ptblm.report import latex
 from ptblm.report.comparable import corpus_tag
 from ptblm.report.document import write_report
-from ptblm.report.figures import plot_experiment, save_figure
+from ptblm.report.figures import plot_experiment
+from ptblm.report.plotting import save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
 from ptblm.report.summary import load_summaries
@@ -79,7 +80,7 @@ def chain(tmp_path_factory, synthetic_dir) -> dict[str, Path]:
         for name in JOBS:
             for setting in load_experiment(name, jobs).settings:
                 train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment=name,
-                          setting_index=setting.index, echo=False)
+                          setting_index=setting.index, echo=False, environ={})
     finally:
         torch.set_num_threads(threads)
     incomplete = load_experiment(INCOMPLETE[0], jobs).settings[INCOMPLETE[1]].run_dir(results)
@@ -612,8 +613,9 @@ def test_runs_from_different_corpora_are_flagged_and_experiments_selectable(tmp_
 
     small = write_synthetic_corpus(tmp_path / "small", seed=1, vocab_size=30, tokens=(3000, 900, 900))
     train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "results" / "3.2" / "a", experiment="3.2",
-              echo=False)
-    train_run(tiny_config(num_epochs=1), small, tmp_path / "results" / "smoke" / "b", experiment="smoke", echo=False)
+              echo=False, environ={})
+    train_run(tiny_config(num_epochs=1), small, tmp_path / "results" / "smoke" / "b", experiment="smoke", echo=False,
+              environ={})
     notes = []
     assert len(load_summaries(tmp_path / "results", warn=notes.append)) == 2
     assert len(notes) == 1 and "different corpora" in notes[0] and "3.2" in notes[0] and "smoke" in notes[0]
@@ -713,7 +715,7 @@ def test_section_titles_come_from_the_description_the_run_folders_record(tmp_pat
     from ptblm.report.summary import experiment_descriptions, summarize
 
     train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "3.1" / "a", experiment="3.1", setting_index=0,
-              description="as trained", echo=False)
+              description="as trained", echo=False, environ={})
     trained = rf.read_run(tmp_path / "3.1" / "a")
     assert trained.provenance["description"] == "as trained"
     older = hand_run(tmp_path / "3.2" / "b", [(200.0, 150.0)])  # from before descriptions were recorded

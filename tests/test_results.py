@@ -25,7 +25,7 @@ def results(synthetic_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     config = tiny_config(num_epochs=2, max_batches=3, evaluate=True)
     train_run(config, synthetic_dir, root / "exp1" / config.run_name(), experiment="exp1", setting_index=0,
-              echo=False)
+              echo=False, environ={})
     diverged = tiny_config(model="RNN", num_epochs=3)
     folder = root / "exp2" / diverged.run_name()
     rf.write_config(folder, diverged.to_dict(), {"experiment": "exp2", "setting_index": 1, "data_dir": "/d"})

@@ -49,7 +49,7 @@ def test_a_second_writer_is_refused_with_one_line_naming_the_holder(lock_holder,
     folder, holder = lock_holder
     with pytest.raises(RunFolderBusy, match=rf"{folder} is being written by another ptblm run "
                                             rf"\(host {socket.gethostname()}, pid {holder.pid}, Slurm job 77_3, "):
-        train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False)
+        train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, environ={})
     assert sorted(p.name for p in folder.iterdir()) == [LOCK_FILE]  # nothing written beside the holder
     result = ptblm_train(folder, synthetic_dir)
     assert result.returncode == 1
@@ -63,7 +63,7 @@ def test_the_lock_of_a_killed_holder_blocks_nobody(lock_holder, synthetic_dir):
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     assert read_holder(folder).pid == holder.pid  # the stale file is still there, naming the dead holder
-    status = train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, slurm_job_id="8_1")
+    status = train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, slurm_job_id="8_1", environ={})
     assert status.state == rf.DONE and status.slurm_job_id == "8_1"
     assert (read_holder(folder).pid, read_holder(folder).slurm_job_id) == (os.getpid(), "8_1")
 
@@ -72,9 +72,10 @@ def test_two_runs_at_once_in_one_process_are_refused_and_a_later_one_resumes(tmp
     folder = tmp_path / "run"
     folder.mkdir()
     with hold_run_folder(folder), pytest.raises(RunFolderBusy, match=rf"pid {os.getpid()}"):
-        train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False)
-    assert train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False).state == rf.DONE
-    assert train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False).state == rf.DONE  # returns at once
+        train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, environ={})
+    assert train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, environ={}).state == rf.DONE
+    assert train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False,
+                     environ={}).state == rf.DONE  # returns at once
 
 
 def other_corpus(tmp_path: Path) -> Path:
@@ -110,18 +111,18 @@ def test_a_run_resumes_only_on_its_corpus(tmp_path, synthetic_dir):
     from ptblm.train import RunFolderMismatch
 
     folder, other = tmp_path / "run", other_corpus(tmp_path)
-    train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False)
+    train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False, environ={})
     assert rf.recorded_corpus(folder) == corpus_fingerprint(synthetic_dir)
     message = (rf"{folder} was trained on another corpus \(fingerprint {corpus_fingerprint(synthetic_dir)}, data "
                rf"{synthetic_dir}\), not on {other} \(fingerprint {corpus_fingerprint(other)}\); pass --force")
     with pytest.raises(RunFolderMismatch, match=message):  # a finished run is not reported done on another corpus
-        train_run(tiny_config(num_epochs=2), other, folder, echo=False)
+        train_run(tiny_config(num_epochs=2), other, folder, echo=False, environ={})
     rf.write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
     before = (folder / rf.CONFIG_FILE).read_text()
     with pytest.raises(RunFolderMismatch, match=message):  # nor resumed there
-        train_run(tiny_config(num_epochs=2), other, folder, echo=False)
+        train_run(tiny_config(num_epochs=2), other, folder, echo=False, environ={})
     assert (folder / rf.CONFIG_FILE).read_text() == before
-    assert train_run(tiny_config(num_epochs=2), other, folder, echo=False, force=True).state == rf.DONE
+    assert train_run(tiny_config(num_epochs=2), other, folder, echo=False, force=True, environ={}).state == rf.DONE
     assert rf.recorded_corpus(folder) == corpus_fingerprint(other)
 
 
@@ -131,13 +132,13 @@ def test_a_folder_from_before_fingerprints_resumes_and_records_its_corpus(tmp_pa
     from ptblm.data import corpus_fingerprint
 
     folder = tmp_path / "run"
-    train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False)
+    train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False, environ={})
     config = json.loads((folder / rf.CONFIG_FILE).read_text())
     del config[rf.CORPUS_KEY]
     (folder / rf.CONFIG_FILE).write_text(json.dumps(config))
     rf.write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
     assert rf.recorded_corpus(folder) is None
-    assert train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False).state == rf.DONE
+    assert train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False, environ={}).state == rf.DONE
     assert rf.recorded_corpus(folder) == corpus_fingerprint(synthetic_dir)
     assert (f"this run folder predates corpus fingerprints: recording {corpus_fingerprint(synthetic_dir)}"
             in (folder / rf.LOG_FILE).read_text())
@@ -154,7 +155,7 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
     (jobs / "tiny.yaml").write_text(f"common: {tiny}\nsettings:\n  - {{hidden_size: 8}}\n")
     experiment = load_experiment("tiny", jobs)
     setting = experiment.settings[0]
-    train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path), echo=False)
+    train_run(setting.config, synthetic_dir, setting.run_dir(tmp_path), echo=False, environ={})
     same, other = corpus_fingerprint(synthetic_dir), corpus_fingerprint(other_corpus(tmp_path))
     plan = lambda fingerprint, force=False: plan_experiment(  # noqa: E731
         experiment, tmp_path, force, {}, fingerprints={"ptb": fingerprint})
@@ -240,17 +241,17 @@ def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir
 
 def test_orphan_temporaries_of_a_kill_are_removed_on_the_next_start_and_on_force(tmp_path, synthetic_dir):
     run = tmp_path / "run"
-    train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False)
+    train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, environ={})
     rf.write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
     (run / ".last.pt.k3j4l5.tmp").write_bytes(b"\0" * 2_000_000)  # what a SIGKILL inside a write leaves
     (run / ".curves.json.a1b2c3.tmp").write_text("{")
     (run / ".submitted.json.d4e5f6.tmp").write_text("{")  # ptblm submit's: it may be writing it right now
     (run / ".notes.tmp").write_text("not ours")
-    assert train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False).state == rf.DONE
+    assert train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, environ={}).state == rf.DONE
     hidden = sorted(p.name for p in run.glob(".*"))
     assert hidden == [".lock", ".notes.tmp", ".submitted.json.d4e5f6.tmp"]
     assert "removed 2 temporary files (2.0 MB) left by a run killed during a write" in (run / rf.LOG_FILE).read_text()
-    train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, force=True)
+    train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, force=True, environ={})
     assert sorted(p.name for p in run.glob(".*")) == [".lock", ".notes.tmp"]
 
 
@@ -259,7 +260,7 @@ def test_run_files_follow_the_umask(tmp_path, synthetic_dir, umask, mode):
     """A lab's shared project space: with umask 022 the group and others can read every result file."""
     previous = os.umask(umask)
     try:
-        train_run(tiny_config(num_epochs=1, save_best=True), synthetic_dir, tmp_path / "run", echo=False)
+        train_run(tiny_config(num_epochs=1, save_best=True), synthetic_dir, tmp_path / "run", echo=False, environ={})
         rf.write_submission(tmp_path / "run", rf.Submission(None, "local", 1.0))
     finally:
         os.umask(previous)
@@ -279,6 +280,7 @@ def test_a_file_system_without_flock_trains_and_says_so(tmp_path, synthetic_dir,
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
     monkeypatch.setattr("ptblm.runlock.fcntl.flock", no_flock)
-    assert train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False).state == rf.DONE
+    assert train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False,
+                     environ={}).state == rf.DONE
     assert "does not support flock: a second writer" in (tmp_path / "run" / rf.LOG_FILE).read_text()
     assert read_holder(tmp_path / "run").enforced is False

@@ -340,7 +340,8 @@ def test_forced_submission_with_a_partition_typo_changes_no_folder(tmp_path, syn
     setting = load_experiment(name, jobs_dir).settings[0]
     from ptblm.train import train_run
 
-    train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment=name, setting_index=0, echo=False)
+    train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment=name, setting_index=0, echo=False,
+              environ={})
     def contents():  # the lock's holder record aside: the submission held the lock (that changes no result)
         return sorted((p.name, p.stat().st_mtime_ns) for p in setting.run_dir(results).iterdir()
                       if p.name != rf.LOCK_FILE)

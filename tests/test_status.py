@@ -63,7 +63,8 @@ def test_the_trainer_records_its_step_in_status_json_and_its_log_says_the_time_l
         seen.append(rf.read_status(folder))
         return False
 
-    train_run(tiny_config(num_epochs=2, max_batches=20), synthetic_dir, folder, echo=False, should_stop=look)
+    train_run(tiny_config(num_epochs=2, max_batches=20), synthetic_dir, folder, echo=False, should_stop=look,
+              environ={})
     progress = list(dict.fromkeys((s.epochs_done, s.progress.epoch, s.progress.step, s.progress.steps)
                                   for s in seen if s and s.progress))
     assert progress[:3] == [(0, 1, 2, 20), (0, 1, 4, 20), (0, 1, 6, 20)]  # every 10% of the training pass
@@ -138,7 +139,7 @@ def test_cancelled_lost_and_stopped_runs_name_the_command_that_resumes_them(tmp_
     submitted(results, experiment.settings[2], "7_2", executor="sbatch")  # never started; its job is gone
     manual = results / "tiny" / "by-hand"
     train_run(tiny_config(num_epochs=2), synthetic_dir, manual, echo=False, command_line=[
-        "/somewhere/ptblm", "train", "--model", "GRU", "--out", str(manual)])
+        "/somewhere/ptblm", "train", "--model", "GRU", "--out", str(manual)], environ={})
     rf.write_status(manual, rf.RunStatus(rf.RUNNING, 1, 2, updated_at=NOW))  # a killed `ptblm train`: lock free
     where = Locations(".venv/bin/ptblm", results_dir=results)
     report = status_report(results, jobs, ["tiny"], scheduler=lambda: {}, accounting=lambda ids: None,
@@ -190,7 +191,7 @@ def test_a_job_id_reused_by_another_job_is_not_the_runs_in_status_nor_in_the_pla
 
 def test_a_trainer_inside_another_slurm_job_is_matched_by_the_name_it_recorded(tmp_path, synthetic_dir):
     folder = tmp_path / "manual" / "run"
-    train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, slurm_job_id="20")
+    train_run(tiny_config(num_epochs=1), synthetic_dir, folder, echo=False, slurm_job_id="20", environ={})
     config = json.loads((folder / rf.CONFIG_FILE).read_text())
     assert "SLURM_JOB_NAME" not in config["slurm"]  # not inside Slurm here: matched by id alone
     record = rf.RunFolder(folder).read()
@@ -211,7 +212,8 @@ def test_evaluate_on_a_finished_setting_runs_its_test_pass_and_then_reads_done(t
     jobs, results = tmp_path / "jobs", tmp_path / "results"
     trained = load_experiment(tiny_jobs(jobs, num_epochs=1), jobs)
     setting = trained.settings[0]
-    train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment="tiny", setting_index=0, echo=False)
+    train_run(setting.config, synthetic_dir, setting.run_dir(results), experiment="tiny", setting_index=0, echo=False,
+              environ={})
     asked = load_experiment(tiny_jobs(jobs, num_epochs=1, evaluate=True), jobs)
     plan = plan_experiment(asked, results, False, {})
     assert (plan[0].action, plan[0].reason) == (Action.RESUME, "test pass only: done (1/1 epochs), evaluate asked, "

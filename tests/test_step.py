@@ -16,8 +16,8 @@ from ptblm import runfolder as rf
 from ptblm.config import GRAD_CLIP
 from ptblm.models import build_model, causal_mask
 from ptblm.models.interface import map_state, state_tensors
-from ptblm.step import (DeviceLearningRates, EagerStep, GraphedStep, eval_step, make_step,
-                        use_graph_safe_updates)
+from ptblm.graph_safe import DeviceLearningRates, use_graph_safe_updates
+from ptblm.step import EagerStep, GraphedStep, eval_step, make_step
 from ptblm.epochs import EpochRunner
 from ptblm.train import make_optimizer, train_run
 
@@ -341,7 +341,7 @@ def test_an_interrupted_cuda_run_resumes_to_the_unbroken_curves(optimizer_name, 
     config = tiny_config(model="GRU", optimizer=optimizer_name, initial_lr=lr, dp_keep_prob=1.0,
                          num_epochs=3, device="cuda")
     unbroken, interrupted = tmp_path / "unbroken", tmp_path / "interrupted"
-    assert train_run(config, synthetic_dir, unbroken, echo=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, unbroken, echo=False, environ={}).state == rf.DONE
     passes, run_pass = [], EpochRunner.run
 
     def stop_at_the_third_pass(self, *args, **kwargs):  # epoch 2's training pass
@@ -352,10 +352,10 @@ def test_an_interrupted_cuda_run_resumes_to_the_unbroken_curves(optimizer_name, 
 
     monkeypatch.setattr(EpochRunner, "run", stop_at_the_third_pass)
     with pytest.raises(KeyboardInterrupt):
-        train_run(config, synthetic_dir, interrupted, echo=False)
+        train_run(config, synthetic_dir, interrupted, echo=False, environ={})
     monkeypatch.undo()
     assert rf.read_status(interrupted).epochs_done == 1
-    assert train_run(config, synthetic_dir, interrupted, echo=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, interrupted, echo=False, environ={}).state == rf.DONE
     expected, resumed = rf.read_curves(unbroken).epochs, rf.read_curves(interrupted).epochs
     assert max(r.valid_ppl for r in expected) < 60  # learns: below a uniform guess over ~60 words
     for a, b in zip(expected, resumed):

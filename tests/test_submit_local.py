@@ -84,7 +84,7 @@ def test_a_container_profile_runs_every_local_task_inside_the_container(tmp_path
     profile = ClusterProfile(name="t", local_parallelism=2, local_timeout_min=10, container=str(image))
     lines = []
     submit_experiment(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir,
-                      executor="local", echo=lines.append)
+                      executor="local", echo=lines.append, environ=os.environ)
     for setting in experiment.settings:
         assert rf.read_status(setting.run_dir(tmp_path / "results")).state == rf.DONE, lines
     calls = log.read_text().split("\n\n")[:-1]

@@ -68,7 +68,7 @@ def stop_after(calls: int):
 
 def test_a_run_writes_its_curves_and_step_losses_as_events(synthetic_dir, tmp_path):
     config = tiny_config(num_epochs=2, max_batches=4, log_steps=True)
-    train_run(config, synthetic_dir, tmp_path, echo=False)
+    train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     found = points(tmp_path)
     assert_same({key: value for key, value in found.items() if key[0] != STEP_TAG}, expected_epochs(tmp_path))
     assert sorted(step for tag, step in found if tag == STEP_TAG) == list(range(1, 9))  # 4 batches x 2 epochs
@@ -77,7 +77,7 @@ def test_a_run_writes_its_curves_and_step_losses_as_events(synthetic_dir, tmp_pa
 
 
 def test_without_log_steps_there_are_no_step_losses(synthetic_dir, tmp_path):
-    train_run(tiny_config(num_epochs=1, max_batches=3), synthetic_dir, tmp_path, echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=3), synthetic_dir, tmp_path, echo=False, environ={})
     assert {tag for tag, _ in points(tmp_path)} == set(EPOCH_TAGS)
 
 
@@ -85,12 +85,13 @@ def test_a_resumed_run_has_each_point_once_and_none_from_the_abandoned_epoch(syn
     """Cancelled after 3 batches of epoch 3 (its step losses are on disk), then resumed: one file, every
     step once, the steps of epoch 3 those of the second attempt."""
     config = tiny_config(num_epochs=3, max_batches=4, log_steps=True)
-    status = train_run(config, synthetic_dir, tmp_path, echo=False, should_stop=stop_after(2 * (1 + 8) + 1 + 4))
+    status = train_run(config, synthetic_dir, tmp_path, echo=False, should_stop=stop_after(2 * (1 + 8) + 1 + 4),
+                       environ={})
     assert (status.state, status.epochs_done) == (rf.CANCELLED, 2)
     before = points(tmp_path)
     assert {step for tag, step in before if tag == STEP_TAG} == set(range(1, 12))  # 8 + 3 of the abandoned epoch
 
-    assert train_run(config, synthetic_dir, tmp_path, echo=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, tmp_path, echo=False, environ={}).state == rf.DONE
     events = all_events(tmp_path)
     assert len(events) == len(set(events))  # no (tag, step) twice
     after = points(tmp_path)
@@ -103,7 +104,7 @@ def test_a_resumed_run_has_each_point_once_and_none_from_the_abandoned_epoch(syn
 def test_a_resume_drops_epochs_and_steps_past_the_checkpoint(synthetic_dir, tmp_path):
     """Events ahead of last.pt (e.g. a folder restored from an older copy): the resumed epoch is the limit."""
     config = tiny_config(num_epochs=2, max_batches=4, log_steps=True)
-    train_run(config, synthetic_dir, tmp_path, echo=False)
+    train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     curves = rf.read_curves(tmp_path)
     curves.epochs = curves.epochs[:1]
     board = RunBoard.open(tmp_path, config.to_dict(), curves, 4, warn=pytest.fail)
@@ -112,8 +113,8 @@ def test_a_resume_drops_epochs_and_steps_past_the_checkpoint(synthetic_dir, tmp_
 
 
 def test_force_starts_the_events_over(synthetic_dir, tmp_path):
-    train_run(tiny_config(num_epochs=2, max_batches=2), synthetic_dir, tmp_path, echo=False)
-    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False, force=True)
+    train_run(tiny_config(num_epochs=2, max_batches=2), synthetic_dir, tmp_path, echo=False, environ={})
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False, force=True, environ={})
     assert sorted(points(tmp_path)) == sorted((tag, 1) for tag in EPOCH_TAGS)
 
 
@@ -122,7 +123,8 @@ def test_an_event_file_that_cannot_be_written_is_one_warning_and_the_run_goes_on
     run_dir.mkdir()
     (run_dir / rf.LOCK_FILE).touch()  # a run folder
     (run_dir / "tb").write_text("a file where the events folder would go")
-    status = train_run(tiny_config(num_epochs=2, max_batches=2, log_steps=True), synthetic_dir, run_dir, echo=False)
+    status = train_run(tiny_config(num_epochs=2, max_batches=2, log_steps=True), synthetic_dir, run_dir, echo=False,
+                       environ={})
     assert status.state == rf.DONE
     warnings = [line for line in (run_dir / rf.LOG_FILE).read_text().splitlines() if "TensorBoard" in line]
     assert len(warnings) == 1 and "warning: TensorBoard events are not written in this attempt" in warnings[0]
@@ -163,7 +165,7 @@ def test_old_runs_get_events_from_curves_once_and_again_when_curves_change(tmp_p
 
 
 def test_a_trainers_events_are_never_replaced_from_curves(synthetic_dir, tmp_path):
-    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path, echo=False, environ={})
     assert not needs_conversion(tmp_path)
 
 
@@ -208,8 +210,8 @@ def test_tensorboard_serves_the_curves_of_a_resumed_run_and_of_an_old_one(synthe
     results = tmp_path / "results"
     resumed = results / "unit" / "resumed"
     config = tiny_config(num_epochs=3, max_batches=4, log_steps=True)
-    train_run(config, synthetic_dir, resumed, echo=False, should_stop=stop_after(2 * (1 + 8) + 1 + 4))
-    train_run(config, synthetic_dir, resumed, echo=False)
+    train_run(config, synthetic_dir, resumed, echo=False, should_stop=stop_after(2 * (1 + 8) + 1 + 4), environ={})
+    train_run(config, synthetic_dir, resumed, echo=False, environ={})
     old = write_run(results, "3.1", valid=[300.0, 200.0])
     said = []
 

@@ -40,7 +40,7 @@ def test_perplexity_handles_overflow_and_nan():
 @pytest.mark.parametrize("model", ["RNN", "GRU", "TRANSFORMER"])
 def test_a_run_writes_the_whole_run_folder_and_learns(model, synthetic_dir, tmp_path):
     config = tiny_config(model=model, num_epochs=3, evaluate=True)
-    status = train_run(config, synthetic_dir, tmp_path, experiment="unit", setting_index=4, echo=False)
+    status = train_run(config, synthetic_dir, tmp_path, experiment="unit", setting_index=4, echo=False, environ={})
     assert status.state == rf.DONE and status.epochs_done == 3
     run = rf.read_run(tmp_path)
     assert run.config == config.to_dict() and run.provenance["setting_index"] == 4
@@ -57,46 +57,46 @@ def test_a_run_writes_the_whole_run_folder_and_learns(model, synthetic_dir, tmp_
 
 def test_finished_run_is_not_redone_unless_forced(synthetic_dir, tmp_path):
     config = tiny_config(num_epochs=1)
-    train_run(config, synthetic_dir, tmp_path, echo=False)
+    train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     before = (tmp_path / rf.CURVES_FILE).read_text()
-    train_run(config, synthetic_dir, tmp_path, echo=False)
+    train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     assert (tmp_path / rf.CURVES_FILE).read_text() == before
     assert (tmp_path / rf.LOG_FILE).read_text().count("finished: done") == 1
-    train_run(config, synthetic_dir, tmp_path, echo=False, force=True)
+    train_run(config, synthetic_dir, tmp_path, echo=False, force=True, environ={})
     assert (tmp_path / rf.LOG_FILE).read_text().count("finished: done") == 1  # log started over
     assert curves_of(tmp_path) == [tuple(json.loads(before)["epochs"][0][k] for k in ("train_ppl", "valid_ppl"))]
 
 
 def test_another_setting_in_the_same_folder_is_refused_and_left_alone(synthetic_dir, tmp_path):
-    train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False)  # a finished run
+    train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False, environ={})  # a finished run
     with pytest.raises(RunFolderMismatch, match=r"holds another setting \(hidden_size 16 -> 20\)"):
-        train_run(tiny_config(num_epochs=2, hidden_size=20), synthetic_dir, tmp_path, echo=False)
+        train_run(tiny_config(num_epochs=2, hidden_size=20), synthetic_dir, tmp_path, echo=False, environ={})
     rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # an interrupted one
     before = (tmp_path / rf.STATUS_FILE).read_text()
     with pytest.raises(RunFolderMismatch, match=r"initial_lr 0.01 -> 0.02"):
-        train_run(tiny_config(num_epochs=2, initial_lr=0.02), synthetic_dir, tmp_path, echo=False)
+        train_run(tiny_config(num_epochs=2, initial_lr=0.02), synthetic_dir, tmp_path, echo=False, environ={})
     assert (tmp_path / rf.STATUS_FILE).read_text() == before  # the other run's status is untouched
 
 
 def test_execution_options_may_change_when_a_run_resumes(synthetic_dir, tmp_path):
     """--save_best, --evaluate, --debug, the impl or the device are how a setting runs, not which one."""
-    train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False)
+    train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False, environ={})
     rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=2, num_epochs=2))
     status = train_run(tiny_config(num_epochs=2, evaluate=True, save_best=True, impl="reference"),
-                       synthetic_dir, tmp_path, echo=False)
+                       synthetic_dir, tmp_path, echo=False, environ={})
     assert status.state == rf.DONE and rf.read_curves(tmp_path).test_ppl is not None
 
 
 def test_resume_rewrites_curves_left_behind_by_a_kill_between_writes(synthetic_dir, tmp_path):
     """last.pt is written before curves.json: a kill in between leaves curves one epoch short."""
     config = tiny_config(num_epochs=2)
-    train_run(config, synthetic_dir, tmp_path, echo=False)
+    train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     full = curves_of(tmp_path)
     curves = rf.read_curves(tmp_path)
     curves.epochs = curves.epochs[:1]
     rf.write_curves(tmp_path, curves)
     rf.write_status(tmp_path, rf.RunStatus(state=rf.RUNNING, epochs_done=1, num_epochs=2))
-    assert train_run(config, synthetic_dir, tmp_path, echo=False).state == rf.DONE
+    assert train_run(config, synthetic_dir, tmp_path, echo=False, environ={}).state == rf.DONE
     assert curves_of(tmp_path) == full
 
 
@@ -106,7 +106,7 @@ def test_evaluate_reports_test_perplexity_of_the_best_weights(synthetic_dir, tmp
     from ptblm.epochs import EpochRunner, RunLog
 
     config = tiny_config(num_epochs=3, evaluate=True, initial_lr=0.05)
-    train_run(config, synthetic_dir, tmp_path, echo=False)
+    train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     corpus = load_corpus(synthetic_dir)
     model = build_model(config, corpus.vocab_size)
     model.load_state_dict(load_checkpoint(tmp_path / rf.BEST_CHECKPOINT)["model"])
@@ -118,7 +118,7 @@ def test_huge_but_finite_losses_keep_training_and_record_inf(synthetic_dir, tmp_
     """Loss above ~709 nats: perplexity overflows to inf, the weights are still numbers, training goes on;
     a run where no epoch was finite has no best.pt and ends diverged, not done."""
     status = train_run(tiny_config(model="RNN", optimizer="SGD", initial_lr=1e30, num_epochs=2),
-                       synthetic_dir, tmp_path, echo=False)
+                       synthetic_dir, tmp_path, echo=False, environ={})
     assert (status.state, status.epochs_done) == (rf.DIVERGED, 2)
     assert curves_of(tmp_path) == [(math.inf, math.inf)] * 2
     assert '"valid_ppl": "inf"' in (tmp_path / rf.CURVES_FILE).read_text()
@@ -128,14 +128,14 @@ def test_huge_but_finite_losses_keep_training_and_record_inf(synthetic_dir, tmp_
 
 def test_non_finite_loss_ends_the_run_diverged_with_standard_json(synthetic_dir, tmp_path):
     config = tiny_config(model="GRU", optimizer="SGD", initial_lr=1e38, num_epochs=4)
-    status = train_run(config, synthetic_dir, tmp_path, echo=False)
+    status = train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     assert status.state == rf.DIVERGED and status.epochs_done == 1
     text = (tmp_path / rf.CURVES_FILE).read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     last = rf.read_curves(tmp_path).epochs[-1]
     assert not (math.isfinite(last.train_ppl) and math.isfinite(last.valid_ppl))
     assert "diverged: non-finite loss" in (tmp_path / rf.LOG_FILE).read_text()
-    again = train_run(config, synthetic_dir, tmp_path, echo=False)  # a finished state: not redone
+    again = train_run(config, synthetic_dir, tmp_path, echo=False, environ={})  # a finished state: not redone
     assert again.state == rf.DIVERGED and again.epochs_done == 1
 
 
@@ -173,7 +173,8 @@ def test_killed_run_is_readable_and_resumes_to_the_uninterrupted_curves(syntheti
 
 def test_with_scratch_dir_the_run_reads_a_staged_copy(synthetic_dir, tmp_path):
     """On a Slurm node $SLURM_TMPDIR is the scratch dir: the shared file system is read once."""
-    train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False, scratch_dir=tmp_path / "node")
+    train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False, scratch_dir=tmp_path / "node",
+              environ={})
     staged = tmp_path / "node" / "ptblm-data"
     assert rf.read_run(tmp_path / "run").provenance["data_dir"] == str(staged)
     assert (staged / "ptb.train.txt").read_bytes() == (synthetic_dir / "ptb.train.txt").read_bytes()
@@ -228,7 +229,8 @@ def test_hidden_state_starts_from_zeros_every_epoch_and_in_validation(synthetic_
 def test_non_interactive_runs_log_about_every_tenth_of_an_epoch(synthetic_dir, tmp_path):
     from ptblm.data import load_corpus, num_batches
 
-    train_run(tiny_config(num_epochs=1, batch_size=4), synthetic_dir, tmp_path, echo=False, interactive=False)
+    train_run(tiny_config(num_epochs=1, batch_size=4), synthetic_dir, tmp_path, echo=False, interactive=False,
+              environ={})
     steps = num_batches(len(load_corpus(synthetic_dir).train), 4, 12)
     lines = [line for line in (tmp_path / rf.LOG_FILE).read_text().splitlines() if "epoch 1 train step" in line]
     assert 10 <= len(lines) <= 12 and lines[-1].split("train step ")[1].startswith(f"{steps}/{steps} (100%)")
@@ -238,7 +240,7 @@ def test_non_interactive_runs_log_about_every_tenth_of_an_epoch(synthetic_dir, t
 def test_find_runs_reads_experiment_folders_and_skips_hidden_ones(synthetic_dir, tmp_path):
     """results/.compile-cache holds Inductor's files: never an experiment, whatever names they have."""
     train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, tmp_path / "3.2" / "gru", echo=False,
-              experiment="3.2", setting_index=0)
+              experiment="3.2", setting_index=0, environ={})
     junk = tmp_path / ".compile-cache" / "ab" / rf.CONFIG_FILE
     junk.parent.mkdir(parents=True)
     junk.write_text("not json")
@@ -250,7 +252,8 @@ def test_find_runs_reads_experiment_folders_and_skips_hidden_ones(synthetic_dir,
 def test_matmul_precision_is_an_explicit_recorded_choice(precision, tf32, synthetic_dir, tmp_path, torch_tf32_flags):
     """fp32 is strict float32 (TF32 off) whatever the process had set; tf32 only when asked; both recorded."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not tf32
-    train_run(tiny_config(num_epochs=1, max_batches=2, precision=precision), synthetic_dir, tmp_path, echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=2, precision=precision), synthetic_dir, tmp_path, echo=False,
+              environ={})
     assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
     assert rf.read_run(tmp_path).config["precision"] == precision
     assert f"precision {precision}:" in (tmp_path / rf.LOG_FILE).read_text()

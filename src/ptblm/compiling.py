@@ -11,8 +11,7 @@ shape writes, the others load.
 """
 from __future__ import annotations
 
-import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 import torch
@@ -23,15 +22,16 @@ from . import layout
 COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by Inductor each time it compiles
 
 
-def compile_cache_dir(results_dir: Path, environ: MutableMapping[str, str] = os.environ) -> Path:
+def compile_cache_dir(results_dir: Path, environ: Mapping[str, str]) -> Path:
     """$TORCHINDUCTOR_CACHE_DIR when the user set it, else <results>/.compile-cache (one for all experiments)."""
     if environ.get(COMPILE_CACHE_ENV):
         return Path(environ[COMPILE_CACHE_ENV])
     return layout.compile_cache_dir(results_dir)
 
 
-def use_compile_cache(folder: Path, environ: MutableMapping[str, str] = os.environ) -> Path:
-    """Point this process's Inductor caches at `folder` (absolute, created); call before compiling."""
+def use_compile_cache(folder: Path, environ: MutableMapping[str, str]) -> Path:
+    """Point Inductor's caches at `folder` (absolute, created) in `environ`: the process's own (os.environ,
+    which Inductor reads) from the entry point; call before compiling."""
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     environ[COMPILE_CACHE_ENV] = str(folder)

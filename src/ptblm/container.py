@@ -65,7 +65,7 @@ class ContainerSpec:
     workdir: str | None = None  # podman: the working directory inside (apptainer keeps the caller's)
 
 
-def default_runtime(environ: Mapping[str, str] = os.environ, kind: str = "apptainer") -> str:
+def default_runtime(environ: Mapping[str, str], kind: str = "apptainer") -> str:
     """The command of runtime `kind`, unless PTBLM_CONTAINER_RUNTIME names another command (a path
     is made absolute, since the job runs in another directory)."""
     override = environ.get(RUNTIME_ENV, "")

@@ -245,16 +245,6 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
                       overrides=overrides.texts)
 
 
-def select_settings(experiment: Experiment, indices: list[int] | None) -> list[Setting]:
-    if indices is None:
-        return list(experiment.settings)
-    count = len(experiment.settings)
-    bad = [i for i in indices if not 0 <= i < count]
-    if bad:
-        raise ConfigError(f"{experiment.path}: setting {bad[0]} does not exist; valid: 0 to {count - 1}")
-    return [experiment.settings[i] for i in indices]
-
-
 def only_settings(experiment: Experiment, texts: list[str]) -> Experiment:
     """`--only 0,2 --only gru_adam_...`: the experiment with these settings alone (numbers, ranges like 0-3, or
     run names; each keeps its number). Anything else is refused naming what is valid."""

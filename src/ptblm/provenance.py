@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 import platform
 import re
 import socket
@@ -41,12 +40,11 @@ def code_version(repo_dir: Path | None = None) -> str:
     return described.stdout.strip() if described.returncode == 0 else __version__
 
 
-def slurm_ids(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    environ = os.environ if environ is None else environ
+def slurm_ids(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: environ[name] for name in SLURM_VARIABLES if name in environ}
 
 
-def slurm_task_id(environ: dict[str, str] | None = None) -> str | None:
+def slurm_task_id(environ: Mapping[str, str]) -> str | None:
     """"123_4" for task 4 of array 123, "123" for a plain job, None outside Slurm (squeue's spelling)."""
     ids = slurm_ids(environ)
     if "SLURM_ARRAY_JOB_ID" in ids:
@@ -62,12 +60,11 @@ def device_description(device) -> str:
     return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def cpu_fallback_note(device, environ: dict[str, str] | None = None) -> str | None:
+def cpu_fallback_note(device, environ: Mapping[str, str]) -> str | None:
     """Said in the run log when Slurm handed the job GPUs (CUDA_VISIBLE_DEVICES) that torch cannot use,
     e.g. the dev cluster's stand-in GPUs or a CPU-only torch: the run goes on, on the CPU."""
     import torch
 
-    environ = os.environ if environ is None else environ
     visible = environ.get("CUDA_VISIBLE_DEVICES", "")
     if device.type != "cpu" or not visible or torch.cuda.is_available():
         return None

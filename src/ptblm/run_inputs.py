@@ -48,5 +48,5 @@ def run_inputs(corpus: corpora.CorpusEntry, data: str | Path | None, results_dir
             from .data import write_synthetic_corpus
 
             data_dir = write_synthetic_corpus(synthetic_dir, corpus=corpus)
-    return RunInputs(data_dir, scratch_dir, compile_cache_dir(results_dir, dict(environ)),
+    return RunInputs(data_dir, scratch_dir, compile_cache_dir(results_dir, environ),
                      layout.fingerprint_cache_file(results_dir), slurm_task_id(environ))

@@ -13,7 +13,7 @@ GRAD_CLIP and updates the weights. The step calls only the models' uniform inter
   it for each batch: one launch instead of hundreds, which is where small recurrent models lose
   their time. It copies each batch into static buffers, runs the first steps eagerly on its own
   stream as PyTorch's CUDA-graph docs require before a capture, and keeps the learning rates in
-  device tensors so that SGD_LR_SCHEDULE changes them without a new capture. Dropout inside the
+  device tensors so that SGD_LR_SCHEDULE changes them without a new capture (ptblm.graph_safe). Dropout inside the
   graph draws new masks at every replay (PyTorch registers its generator with the graph).
 
 PTB batches of a split all have the same shape, so one graph per (training or not, shape) is enough.
@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .compiling import compile_error_summary, compile_for_step, uncompile
 from .config import GRAD_CLIP
+from .graph_safe import DeviceLearningRates, use_graph_safe_updates
 from .loss_scaling import LossScaling
 from .models.interface import State, map_state, state_tensors
 
@@ -147,62 +148,6 @@ def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def use_graph_safe_updates(optimizer: torch.optim.Optimizer, graph_safe: bool) -> None:
-    """Put the optimizer in the mode a step kind needs (a checkpoint may come from the other kind).
-
-    Graph-safe: Adam keeps its step counters on the device (capturable=True) and SGD runs its fused
-    kernel, the one that reads a learning rate held in a device tensor. Otherwise torch's defaults:
-    counters on the host, foreach kernels; the only mode that runs on CPU. An optimizer built fused
-    (fp16's, see ptblm.loss_scaling) stays fused in both modes, its counters on the device.
-    """
-    fused = bool(optimizer.defaults.get("fused"))
-    if isinstance(optimizer, torch.optim.Adam):
-        for group in optimizer.param_groups:
-            group["capturable"] = graph_safe
-            group["fused"] = True if fused else None
-            for parameter in group["params"]:
-                state = optimizer.state.get(parameter, {})
-                if "step" in state:
-                    state["step"] = state["step"].to(parameter.device if graph_safe or fused else "cpu")
-    elif isinstance(optimizer, torch.optim.SGD):
-        for group in optimizer.param_groups:
-            group["fused"] = True if graph_safe or fused else None
-    elif graph_safe:
-        raise ValueError(f"CUDA graph steps support the optimizers make_optimizer builds (Adam, SGD), "
-                         f"not {type(optimizer).__name__}; run that optimizer eagerly (cuda_graph=False)")
-
-
-class DeviceLearningRates:
-    """The optimizer's learning rates mirrored in device tensors, which a captured update reads.
-
-    The param groups keep plain floats (what the trainer sets and checkpoints save); `sync` copies
-    a changed float into its tensor without a host sync, and `installed` puts the tensors in the
-    groups only while the update is being captured.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device):
-        self.groups = optimizer.param_groups
-        self.values = [float(group["lr"]) for group in self.groups]
-        self.tensors = [torch.tensor(value, device=device) for value in self.values]
-
-    def sync(self) -> None:
-        for index, group in enumerate(self.groups):
-            if group["lr"] != self.values[index]:
-                self.values[index] = float(group["lr"])
-                self.tensors[index].fill_(self.values[index])
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        floats = [group["lr"] for group in self.groups]
-        for group, tensor in zip(self.groups, self.tensors):
-            group["lr"] = tensor
-        try:
-            yield
-        finally:
-            for group, value in zip(self.groups, floats):
-                group["lr"] = value
 
 
 class EagerStep:

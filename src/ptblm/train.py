@@ -18,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 import torch
@@ -124,7 +123,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
               command_line: list[str] | None = None, interactive: bool | None = None,
               echo: bool = True, scratch_dir: Path | None = None,
               compile_cache: Path | None = None, slurm_job_id: str | None = None,
-              fingerprint_cache: Path | None = None, should_stop: Callable[[], bool] | None = None) -> rf.RunStatus:
+              fingerprint_cache: Path | None = None, should_stop: Callable[[], bool] | None = None,
+              environ: MutableMapping[str, str]) -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
     The run holds the folder's lock (RunFolder.hold) for its whole life: a second writer is refused. A damaged
@@ -134,6 +134,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     With `scratch_dir` (the node-local $SLURM_TMPDIR on a cluster) the data is read from a copy there.
     With `compile_cache` a compiling run (compile model or cell) keeps its artefacts there (see ptblm.compiling).
     `slurm_job_id` ("123_4") is recorded in status.json and in the lock, to name this run to others.
+    `environ` is the environment the run records (Slurm ids, the image) and sets torch's variables in
+    (TORCHINDUCTOR_CACHE_DIR, CUBLAS_WORKSPACE_CONFIG): the entry point passes os.environ, a test a dict.
     The corpus's fingerprint (ptblm.data.corpus_fingerprint, cached in `fingerprint_cache`) is recorded in
     config.json: a run folder resumes only on the corpus it was trained on. `experiment`, `setting_index` and
     the experiment's `description` go into config.json too, so that status and reports read the run folder alone.
@@ -154,7 +156,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
                                        f"writer into this folder would not be refused")
         origin = {"experiment": experiment, "setting_index": setting_index, "description": description}
         return _train_holding_lock(config, Path(data_dir), corpus, writer, force, origin, command_line,
-                                   interactive, echo, scratch_dir, compile_cache, should_stop)
+                                   interactive, echo, scratch_dir, compile_cache, should_stop, environ)
 
 
 def _best_effort(write: Callable[..., object], *args) -> None:
@@ -179,7 +181,7 @@ def interrupts_deferred():
 
 def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: rf.RunWriter, force: bool,
                         origin: dict, command_line, interactive, echo: bool, scratch_dir, compile_cache,
-                        should_stop) -> rf.RunStatus:
+                        should_stop, environ: MutableMapping[str, str]) -> rf.RunStatus:
     out_dir = writer.path
     record = writer.folder.read()
     recorded_corpus = None if force else check_resumable(record, config, corpus, data_dir)
@@ -205,12 +207,13 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
     try:
         data_dir = stage_data(data_dir, scratch_dir, corpora.get(config.corpus)) if scratch_dir else data_dir
         if config.compile != "off" and compile_cache is not None:
-            use_compile_cache(compile_cache)
+            use_compile_cache(compile_cache, environ)
         if record.config and recorded_corpus is None and not force:
             log(f"this run folder predates corpus fingerprints: recording {corpus} ({data_dir}) as its corpus")
         with naming_nondeterministic_operations():  # --deterministic: torch's error as one line
             return _train(config, data_dir, corpus, writer, resume, log, origin, command_line,
-                          sys.stderr.isatty() if interactive is None else interactive, should_stop or (lambda: False))
+                          sys.stderr.isatty() if interactive is None else interactive, should_stop or (lambda: False),
+                          environ)
     except (StopRequested, KeyboardInterrupt) as stop:
         with interrupts_deferred():
             _best_effort(writer.mark_cancelled, config.num_epochs)
@@ -231,18 +234,20 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
 
 
 def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWriter, resume: rf.ResumePoint | None,
-           log: RunLog, origin: dict, command_line, interactive: bool, should_stop: Callable[[], bool]) -> rf.RunStatus:
+           log: RunLog, origin: dict, command_line, interactive: bool, should_stop: Callable[[], bool],
+           environ: MutableMapping[str, str]) -> rf.RunStatus:
     entry = corpora.get(config.corpus)
     corpus: Corpus = load_corpus(data_dir, entry)
     check_batches_fit({"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
                       {split: split_path(data_dir, split, entry) for split in corpora.SPLITS},
                       config.batch_size, config.seq_len, config.evaluate)
     device = pick_device(config.device)
-    if cpu_fallback_note(device):
-        log(cpu_fallback_note(device))
+    fallback_note = cpu_fallback_note(device, environ)
+    if fallback_note:
+        log(fallback_note)
     torch.manual_seed(config.seed)  # before the model: initial weights follow the seed, as in the scaffold
     use_matmul_precision(config.precision)  # explicit, and in config.json: fp32 is strict, TF32 only when asked
-    determinism, determinism_note = use_deterministic(config.deterministic, os.environ)  # before CUDA's first matmul
+    determinism, determinism_note = use_deterministic(config.deterministic, environ)  # before CUDA's first matmul
     if determinism_note:
         log(determinism_note)
     if device.type == "cuda":
@@ -265,7 +270,7 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
         log(f"resuming from {writer.folder.file(rf.LAST_CHECKPOINT)} after epoch {start_epoch}/{config.num_epochs}")
 
     packages = installed_packages()
-    where = provenance(device, command_line, os.environ, packages)
+    where = provenance(device, command_line, environ, packages)
     attempts, environment_change = record_attempt(writer.path, where, packages)  # packages.txt, each attempt's record
     writer.write_settings(config.to_dict(), {
         **origin, "run_name": config.run_name(),

@@ -174,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data_dir = write_synthetic_corpus(demo_dir / "data", corpus=corpus)
         print(f"no {corpus.env_var} set: using the synthetic corpus written to {data_dir}")
     outcome = submit_experiment(experiment, load_profile(DEFAULT_PROFILE, args.clusters), results_dir=demo_dir,
-                                data_dir=data_dir, executor="local")
+                                data_dir=data_dir, executor="local", environ=os.environ)
     print(f"\n{markdown_table(load_summaries(demo_dir))}\n\nrun folders in {demo_dir}/smoke/")
     return failed_settings([outcome], "demo")
 

@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # SIGTERM, SIGHUP (a closed terminal) and Ctrl-C end the run `cancelled` after the current batch
         with stop_on_signals(threading.Event()) as stop:
             status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
-                               should_stop=stop.is_set, **inputs.train_kwargs())
+                               should_stop=stop.is_set, environ=os.environ, **inputs.train_kwargs())
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
@@ -146,15 +146,16 @@ def add_synthetic(commands) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .. import corpora
-    from ..bench import bench_command
+    from ..bench.command import bench_command
     from ..compiling import compile_cache_dir
     from ..layout import bench_dir, output_dir
 
     out = output_dir(args.out or bench_dir(default_results_dir()), "--out")
     bench_command(args.full, args.only, args.device, args.jobs, out,
                   args.precision, args.warmup, args.steps,
-                  compile_cache=compile_cache_dir(default_results_dir()) if args.compile else None,
-                  runs_per_gpu=args.runs_per_gpu, corpus=corpora.get(args.corpus))
+                  compile_cache=compile_cache_dir(default_results_dir(), os.environ) if args.compile else None,
+                  runs_per_gpu=args.runs_per_gpu, corpus=corpora.get(args.corpus), environ=os.environ,
+                  command_line=sys.argv)
     return 0
 
 

@@ -66,7 +66,7 @@ def corpus_data_dirs(settings: Sequence[Setting], explicit: Path | None,
 
 
 def container_spec(profile: ClusterProfile, results_dir: Path, data_dirs: Sequence[Path],
-                   requeue_dir: Path, jobs_dir: Path) -> ContainerSpec | None:
+                   requeue_dir: Path, jobs_dir: Path, environ: Mapping[str, str]) -> ContainerSpec | None:
     """The profile's image (apptainer .sif or podman image) with the repository, results, data, the
     experiments folder (and $SLURM_TMPDIR) bound at their own paths."""
     if not profile.container:
@@ -74,7 +74,7 @@ def container_spec(profile: ClusterProfile, results_dir: Path, data_dirs: Sequen
     return profile_spec(profile.container, profile.container_runtime,
                         binds=job_binds(Path.cwd(), results_dir, data_dirs[0],
                                         [*data_dirs[1:], jobs_dir.resolve(), *profile.container_binds]),
-                        env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=os.environ,
+                        env=requeue_env(requeue_dir), where=f"cluster profile {profile.name}", environ=environ,
                         digest_cache=layout.fingerprint_cache_file(results_dir))
 
 
@@ -230,7 +230,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                     for name, folder in data_dirs.items()}
     parameters = scheduler_parameters(profile, job_name(experiment.name))
     spec = container_spec(profile, results_dir, list(data_dirs.values()), requeue_dir=logs_dir,
-                          jobs_dir=experiment.path.parent)
+                          jobs_dir=experiment.path.parent, environ=environ)
     if not dry_run:  # a file in the way, or a folder this user cannot write: one line naming --results
         layout.output_dir(layout.experiment_dir(results_dir, experiment.name), "--results (RESULTS= for make)")
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
@@ -271,7 +271,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         accepted = mark_accepted(plan, results_dir, executor, experiment.overrides, held,
                                  profile.name if profile_chosen else None)
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
-        threads = threads_per_run(profile.local_parallelism * profile.runs_per_gpu) if executor == "local" else None
+        threads = (threads_per_run(profile.local_parallelism * profile.runs_per_gpu, environ) if executor == "local"
+                   else None)
         watch = os.getpid() if executor == "local" else None  # local trainers stop when this process is gone
         tasks = [TrainTask(task.setting, str(data_dirs[task.setting.config.corpus]), str(results_dir), threads, watch)
                  for task in todo]

@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,11 +136,11 @@ def launch_script(pinned: Path, task: int, entry: PinnedTask, python: str) -> st
                       f"exec {ptblm} run-setting {shlex.quote(str(pinned))} {task} --here"])
 
 
-def run_setting(pinned: Path, task: int, environ: Mapping[str, str], here: bool = False,
+def run_setting(pinned: Path, task: int, environ: MutableMapping[str, str], here: bool = False,
                 execv=os.execv, python: str = sys.executable) -> str:
     """Array task `task` of the pinned file: through its setup lines and container first (this process is
     replaced by `bash -c launch_script`, which runs `run-setting ... --here`), then trained here."""
     entry = read_pinned_task(pinned, task, environ)
     if not here and (entry.setup or entry.command):
         execv("/bin/bash", ["bash", "-c", launch_script(Path(pinned).resolve(), task, entry, python)])
-    return TrainTask(entry.setting, str(entry.data_dir.resolve()), str(entry.results_dir.resolve()))()
+    return TrainTask(entry.setting, str(entry.data_dir.resolve()), str(entry.results_dir.resolve())).run(environ)

@@ -14,6 +14,7 @@ import os
 import select
 import sys
 import threading
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ..jobs import Setting
 from ..stopping import stop_on_signals
 
 
-def threads_per_run(runs: int, environ=os.environ) -> int:
+def threads_per_run(runs: int, environ: Mapping[str, str]) -> int:
     """CPU threads for each of `runs` runs sharing this allocation ($SLURM_CPUS_PER_TASK, else every core)."""
     cpus = int(environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
     return max(1, cpus // runs)
@@ -76,6 +77,12 @@ class TrainTask:
         return (self,)
 
     def __call__(self) -> str:
+        """The job's entry point (submitit calls it in the job): this process's environment, read once here."""
+        return self.run(os.environ)
+
+    def run(self, environ: MutableMapping[str, str]) -> str:
+        """Train the setting in this process, whose environment `environ` is (the trainer sets torch's
+        variables in it: see train_run)."""
         stop = threading.Event()
         stop_when_gone(self.watch_pid, stop)
         with stop_on_signals(stop):  # in place of submitit's SIGTERM handler, which only logs "Bypassing"
@@ -84,13 +91,14 @@ class TrainTask:
 
                 from ..train import train_run
 
-                torch.set_num_threads(self.threads or threads_per_run(1))  # runs sharing a node must not oversubscribe
+                threads = self.threads or threads_per_run(1, environ)
+                torch.set_num_threads(threads)  # runs sharing a node must not oversubscribe
                 inputs = run_inputs(corpora.get(self.setting.config.corpus), self.data_dir, Path(self.results_dir),
-                                    os.environ)
+                                    environ)
                 status = train_run(self.setting.config, inputs.data_dir, self.run_dir, force=self.force,
                                    experiment=self.setting.experiment, setting_index=self.setting.index,
                                    description=self.setting.description, command_line=sys.argv, interactive=False,
-                                   should_stop=stop.is_set, **inputs.train_kwargs())
+                                   should_stop=stop.is_set, environ=environ, **inputs.train_kwargs())
             except Exception as error:
                 record_failure_before_start(self.run_dir, self.setting.config.num_epochs, error)
                 raise
@@ -126,7 +134,7 @@ class TrainGroup:
     def __call__(self) -> list[str]:
         import multiprocessing
 
-        threads = threads_per_run(len(self.tasks))
+        threads = threads_per_run(len(self.tasks), os.environ)  # the job's entry point (submitit calls it)
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no CUDA state is forked
         processes = [context.Process(target=dataclasses.replace(task, threads=task.threads or threads,
                                                                 watch_pid=task.watch_pid or os.getpid()),

@@ -30,7 +30,7 @@ from ..outputs import write_text
 from ..data import batch_at, batchify, num_batches
 from ..models._recurrent import RecurrentLM
 from . import latex
-from .figures import PRINT_WIDTH, log_y_axis, new_figure, panel_tags, save_figure, style
+from .plotting import PRINT_WIDTH, log_y_axis, new_figure, panel_tags, save_figure, style
 from .trained import TrainedModel
 
 FOLDER = "gradients"  # inside the report folder

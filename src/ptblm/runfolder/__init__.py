@@ -110,18 +110,8 @@ def append_log(folder: Path, line: str) -> None:
     append_line(Path(folder) / LOG_FILE, line)
 
 
-def make_run_folder(folder: Path) -> Path:
-    return RunFolder(folder).make().path
-
-
 def is_run_folder(folder: Path) -> bool:
     return RunFolder(folder).is_run_folder()
-
-
-def clear_run_folder(folder: Path) -> None:
-    """--force, holding the folder's lock (RunFolderBusy while another process writes it)."""
-    with RunFolder(folder).hold() as writer:
-        writer.clear()
 
 
 @contextlib.contextmanager

@@ -148,7 +148,3 @@ def append_line(path: Path, line: str) -> None:
         raise FileWriteError(path, error) from None
     finally:
         os.close(fd)
-
-
-def is_link(path: Path) -> bool:
-    return Path(path).is_symlink()
