@@ -39,7 +39,11 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
 @pytest.mark.parametrize("args, message", [
     (["train", "--model=TCN"],
      f"ptblm train: error: command line: model = 'TCN' is invalid; valid: one of {', '.join(MODELS)}"),
-    (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: invalid int value: 'many'"),
+    (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: 'many' is not a decimal integer; "
+                                     "valid: digits without a leading zero, e.g. 32"),
+    (["train", "--hidden_size=1_000"], "ptblm train: error: argument --hidden_size: '1_000' is not a decimal integer"),
+    (["train", "--initial_lr=1:30.5"], "ptblm train: error: argument --initial_lr: '1:30.5' is not a decimal number; "
+                                       "valid: e.g. 0.7 or 1e-3"),
     (["train", "--dp_keep_prob=1.5"],
      "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),
     (["train", "--bogus"], "ptblm: error: unrecognized arguments: --bogus"),

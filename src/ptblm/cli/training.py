@@ -13,7 +13,7 @@ from ..completion import SUGGESTIONS
 from ..config import CHOICES, MODELS, PRECISIONS, RunConfig
 from ..corpora import CORPORA, DEFAULT_CORPUS
 from .flags import CORPUS_VARIABLES, default_jobs_dir, default_results_dir
-from .types import count, finite_float, positive, seed
+from .types import count, decimal_int, finite_float, positive, seed
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -49,7 +49,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         if field.type == "bool":
             parser.add_argument(flag, action="store_true", help=FLAG_HELP.get(field.name))
         else:
-            kind = {"int": int, "float": finite_float, "str": str}[field.type]
+            kind = {"int": decimal_int, "float": finite_float, "str": str}[field.type]
             action = parser.add_argument(flag, type=kind, default=default,
                                          help=f"{FLAG_HELP.get(field.name, '')} (default {default})".strip())
             setattr(action, SUGGESTIONS, CHOICES.get(field.name))  # for shell completion; RunConfig checks them

@@ -4,22 +4,31 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..config import MAX_SEED
+from ..config import MAX_SEED, decimal_integer, decimal_number
 
 
 def finite_float(text: str) -> float:
-    """Every float flag: a finite number (argparse turns the error into one line, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; valid: e.g. 0.7") from None
+    """Every float flag: a finite decimal number, read as jobs files and --set read one (argparse turns the
+    error into one line, exit 2)."""
+    value = decimal_number(text.strip())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number; valid: e.g. 0.7 or 1e-3") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; valid: e.g. 0.7") from None
     return value
 
 
+def decimal_int(text: str) -> int:
+    """Every integer flag: decimal digits, as jobs files and --set read them (no 1_000, no leading zero)."""
+    value = decimal_integer(text.strip())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal integer; valid: digits without a leading "
+                                         f"zero, e.g. 32") from None
+    return value
+
+
 def bounded(kind, noun: str, valid: str, minimum: float, maximum: float = math.inf, above: bool = False):
-    """An argparse type: `kind` (finite_float or int) in [minimum, maximum] ((minimum, maximum] with above);
+    """An argparse type: `kind` (finite_float or decimal_int) in [minimum, maximum] ((minimum, maximum] with above);
     its one-line error says the text is not `noun`, and what is `valid`."""
     def parse(text: str):
         try:
@@ -35,6 +44,6 @@ def bounded(kind, noun: str, valid: str, minimum: float, maximum: float = math.i
 
 temperature = bounded(finite_float, "a temperature", "0 (greedy) or a finite number > 0, e.g. 0.7", 0)
 perplexity = bounded(finite_float, "a perplexity", "a finite number > 0, e.g. 200", 0, above=True)
-count = bounded(int, "a count", "an integer >= 0", 0)
-positive = bounded(int, "a positive integer", "1 or more", 1)
-seed = bounded(int, "a seed", f"an integer from 0 to {MAX_SEED}", 0, MAX_SEED)
+count = bounded(decimal_int, "a count", "an integer >= 0", 0)
+positive = bounded(decimal_int, "a positive integer", "1 or more", 1)
+seed = bounded(decimal_int, "a seed", f"an integer from 0 to {MAX_SEED}", 0, MAX_SEED)
