@@ -209,6 +209,33 @@ def test_bad_data_stops_submit_and_dry_run_before_anything_is_queued(tmp_path, s
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("override, mem_gb, message", [
+    ("hidden_size=100000000000000000000", None, r"hidden_size = 100000000000000000000, emb_size = 12, num_layers = 2 "
+     r"make a model torch cannot build \(.*Overflow.*\); valid: at most 1e\+09 parameters; nothing was submitted$"),
+    ("emb_size=100000000", None, r"hidden_size = 8, emb_size = 100000000, num_layers = 2 make a model of 1e\+12 "
+     r"parameters; valid: at most 1e\+09 \(lower hidden_size or emb_size\); nothing was submitted$"),
+    ("emb_size=2000", 0.25, r"make a model of 2\.\d+e\+07 parameters whose weights, gradients and ADAM state alone "
+     r"need 0\.3\d* GB; valid: at most the profile t's mem_gb = 0.25 \(lower hidden_size or emb_size, or raise "
+     r"mem_gb\); nothing was submitted$"),
+])
+def test_a_model_too_big_for_its_task_stops_submit_and_dry_run_naming_setting_keys_and_limit(
+        tmp_path, synthetic_dir, override, mem_gb, message):
+    """Such a task would fail on the node with kilobytes of C++ error: the login node says so first."""
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs", hidden_sizes=(8,)), tmp_path / "jobs",
+                                 parse_overrides([override]))
+    where = f"{experiment.path} with --set {override}, setting 0 ({experiment.settings[0].run_name}): "
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError) as error:
+            submit_experiment(experiment, ClusterProfile(name="t", mem_gb=mem_gb), results_dir=tmp_path / "results",
+                              data_dir=synthetic_dir, dry_run=dry_run, executor="local", echo=lambda line: None)
+        assert str(error.value).startswith(where) and re.search(message, str(error.value)), str(error.value)
+    assert not (tmp_path / "results").exists()
+    if mem_gb:  # with a GPU the model lives in the GPU's memory: mem_gb does not limit it
+        submit_experiment(experiment, ClusterProfile(name="t", mem_gb=mem_gb, gpus_per_node=1),
+                          results_dir=tmp_path / "results", data_dir=synthetic_dir, dry_run=True, executor="local",
+                          echo=lambda line: None)
+
+
 @pytest.mark.parametrize("damage", ["binary train", "3-token valid", "batch_size=100000"])
 def test_data_that_cannot_fill_a_batch_stops_submit_and_dry_run_naming_split_file_and_numbers(
         tmp_path, damage):
