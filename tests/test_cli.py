@@ -1,4 +1,5 @@
 """The command line: the scaffold's flags verbatim, dry runs, and one clear error line per mistake."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,13 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
     (["train", "--dry-run", "--device=cpu", "--cuda_graph=on"],
      "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
     (["submit", "3.9"], "ptblm submit: error: no experiment '3.9': jobs/3.9.yaml does not exist"),
+    (["submit", "smoke", "--only", ",", "--dry-run"], "ptblm submit: error: argument --only: ',' has an empty "
+     "setting; valid: setting numbers or run names separated by commas, e.g. 0,2 or 0-3"),
+    (["sbatch", "smoke", "--only", "", "--dry-run"], "ptblm sbatch: error: argument --only: '' has an empty setting"),
+    (["status", "--results", "~nosuchuser/x"], "ptblm status: error: argument --results: ~nosuchuser/x: ~nosuchuser "
+     "names no user of this machine (so no home folder to put in its place); valid: ~/..., ~<existing user>/..., or "
+     "a path without ~"),
+    (["export", "--results", "/nonexistent"], "ptblm export: error: no run folders under /nonexistent (expected "),
     (["submit", "3.1", "--cluster", "nowhere", "--dry-run"], "ptblm submit: error: no cluster profile 'nowhere'"),
     (["submit", "3.2", "--set", "num_epochs=forty", "--dry-run"],
      "ptblm submit: error: --set num_epochs=forty: num_epochs = 'forty' has type str; expected int"),
@@ -451,3 +459,17 @@ def test_train_and_a_scheduled_task_choose_data_scratch_and_caches_in_one_place(
     result = ptblm(*args, env={**os.environ, "PTBLM_RESULTS": str(results)})
     assert result.returncode == 0, result.stderr
     assert (results / ".corpus-fingerprints.json").is_file()
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_a_literal_tilde_in_a_folder_is_the_home_folder_never_a_folder_named_tilde(tmp_path, how):
+    """make, a quoted value or a variable pass `~` on as it is (RESULTS='~/x')."""
+    from conftest import write_run
+
+    home = tmp_path / "home"
+    write_run(home / "runs", "3.1", valid=[300.0])
+    env = {**os.environ, "HOME": str(home), "PTBLM_RESULTS": "~/runs" if how == "variable" else ""}
+    result = ptblm("export", *(["--results", "~/runs"] if how == "flag" else []), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"exported 1 run: wrote 2 files to {home / 'runs' / 'report' / 'data'}"
+    assert not (tmp_path / "~").exists()

@@ -12,8 +12,8 @@ from pathlib import Path
 from ..completion import SUGGESTIONS
 from ..config import CHOICES, MODELS, PRECISIONS, RunConfig
 from ..corpora import CORPORA, DEFAULT_CORPUS
-from .flags import CORPUS_VARIABLES, default_jobs_dir, default_results_dir
-from .types import count, decimal_int, finite_float, positive, seed
+from .flags import CORPUS_VARIABLES, default_folder_text, default_results_dir
+from .types import count, decimal_int, finite_float, path_flag, positive, seed
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -90,12 +90,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def add_train(commands) -> None:
     train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
     add_setting_flags(train)
-    train.add_argument("--data", type=Path, default=None, help="the corpus's folder, e.g. with ptb.{train,valid,test}"
+    train.add_argument("--data", type=path_flag, default=None,
+                       help="the corpus's folder, e.g. with ptb.{train,valid,test}"
                        f".txt (default: its variable, {CORPUS_VARIABLES}, else data/<corpus>; SLURM_TMPDIR: "
                        "the copy in $SLURM_TMPDIR, as in run_exp.py)")
-    train.add_argument("--out", type=Path, default=None, help="run folder (default results/manual/<run name>)")
-    train.add_argument("--save_dir", type=Path, default=None, help="run_exp.py's: the folder to put the run folder "
-                       "<save_dir>/<run name> in (--out names the run folder itself)")
+    train.add_argument("--out", type=path_flag, default=None, help="run folder (default results/manual/<run name>)")
+    train.add_argument("--save_dir", type=path_flag, default=None,
+                       help="run_exp.py's: the folder to put the run folder <save_dir>/<run name> in (--out names "
+                            "the run folder itself)")
     train.add_argument("--force", action="store_true", help="start over even if the run folder is finished")
     train.add_argument("--dry-run", action="store_true", help="one epoch of two batches in a temporary folder "
                        "(synthetic data when the corpus is not configured)")
@@ -119,7 +121,7 @@ def add_data(commands) -> None:
     data = commands.add_parser("data", help="download a corpus (PTB unless --corpus) and verify its checksums")
     data.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
                       help=f"which corpus (default {DEFAULT_CORPUS})")
-    data.add_argument("--dest", type=Path, default=None, help="folder to put its three files in (default "
+    data.add_argument("--dest", type=path_flag, default=None, help="folder to put its three files in (default "
                       "data/<corpus>)")
     data.set_defaults(handler=cmd_data)
 
@@ -137,7 +139,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 def add_synthetic(commands) -> None:
     synthetic = commands.add_parser("synthetic", help="write a small seeded corpus in PTB's format (offline demos, "
                                     "tests)")
-    synthetic.add_argument("dest", type=Path, help="folder to write the corpus's three files into")
+    synthetic.add_argument("dest", type=path_flag, help="folder to write the corpus's three files into")
     synthetic.add_argument("--seed", type=seed, default=0, help="seeds the generated text (default 0)")
     synthetic.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
                            help=f"whose file names to write (default {DEFAULT_CORPUS})")
@@ -179,7 +181,8 @@ def add_bench(commands) -> None:
                        help="timed steps per path (default 50 on GPU, 10 on CPU)")
     bench.add_argument("--warmup", type=count, default=None,
                        help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")
-    bench.add_argument("--jobs", type=Path, default=default_jobs_dir(),
+    bench.add_argument("--jobs", type=path_flag, default=default_folder_text("jobs"),
                        help="experiments folder for --full (default jobs/)")
-    bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
+    bench.add_argument("--out", type=path_flag, default=None,
+                       help="folder for bench-<time>.json (default results/bench)")
     bench.set_defaults(handler=cmd_bench)
