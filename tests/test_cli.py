@@ -1,7 +1,9 @@
 """The command line: the scaffold's flags verbatim, dry runs, and one clear error line per mistake."""
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -473,3 +475,18 @@ def test_a_literal_tilde_in_a_folder_is_the_home_folder_never_a_folder_named_til
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == f"exported 1 run: wrote 2 files to {home / 'runs' / 'report' / 'data'}"
     assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_cancelled_train_exits_128_plus_the_signal_as_every_command_does(tmp_path, synthetic_dir, signum):
+    out = tmp_path / "run"
+    train = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "train", "--model=RNN", "--hidden_size=8",
+                              "--emb_size=8", "--num_layers=1", "--batch_size=8", "--seq_len=12", "--num_epochs=500",
+                              "--data", str(synthetic_dir), "--out", str(out)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while (rf.read_status(out) is None or rf.read_status(out).state != rf.RUNNING) and time.time() < deadline:
+        time.sleep(0.2)  # running: its trainer is inside stop_on_signals
+    train.send_signal(signum)
+    assert train.wait(timeout=120) == 128 + signum, train.stderr.read()
+    assert rf.read_status(out).state == rf.CANCELLED

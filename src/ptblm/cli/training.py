@@ -6,7 +6,6 @@ import dataclasses
 import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from ..completion import SUGGESTIONS
@@ -66,8 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .. import corpora
     from ..layout import manual_run_dir
     from ..run_inputs import run_inputs
-    from ..runfolder import DONE, DIVERGED
-    from ..stopping import stop_on_signals
+    from ..runfolder import CANCELLED, DIVERGED, DONE
+    from ..stopping import StopRequest, signal_exit_status, stop_on_signals
     from ..train import train_run
 
     config = config_from_args(args)
@@ -81,9 +80,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
         # SIGTERM, SIGHUP (a closed terminal) and Ctrl-C end the run `cancelled` after the current batch
-        with stop_on_signals(threading.Event()) as stop:
+        with stop_on_signals(StopRequest()) as stop:
             status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
                                should_stop=stop.is_set, **inputs.train_kwargs())
+    if status.state == CANCELLED and stop.signum is not None:  # as if the signal had ended it (cli.main's rule)
+        return signal_exit_status(stop.signum)
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
