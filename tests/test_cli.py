@@ -490,3 +490,27 @@ def test_a_cancelled_train_exits_128_plus_the_signal_as_every_command_does(tmp_p
     train.send_signal(signum)
     assert train.wait(timeout=120) == 128 + signum, train.stderr.read()
     assert rf.read_status(out).state == rf.CANCELLED
+
+
+@pytest.mark.parametrize("lock", ["a folder", "held"])
+def test_a_run_folder_that_cannot_be_locked_is_one_line_whose_hint_fits_the_command(tmp_path, synthetic_dir, lock):
+    """evaluate takes no --out: the run folder's errors name no flag of another command."""
+    from conftest import tiny_config
+    from ptblm.train import train_run
+
+    folder = tmp_path / "results" / "manual" / "r1"
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, folder, echo=False)
+    args = ("evaluate", "manual/r1", "--results", str(tmp_path / "results"), "--data", str(synthetic_dir))
+    if lock == "a folder":
+        (folder / rf.LOCK_FILE).unlink()
+        (folder / rf.LOCK_FILE).mkdir()
+        result = ptblm(*args)
+        expected = (f"ptblm evaluate: error: {folder / rf.LOCK_FILE} is a folder, not the lock file ptblm keeps "
+                    f"there; remove it (`rmdir {folder / rf.LOCK_FILE}` when empty) and run again\n")
+        assert result.returncode == 1 and result.stderr == expected, result.stderr
+    else:  # a note, and the other runs named are evaluated
+        with rf.RunFolder(folder).hold():
+            result = ptblm(*args)
+        assert result.returncode == 0 and f"{folder} is being written by another ptblm run (" in result.stdout
+        assert result.stdout.rstrip().endswith("wait for it to end or stop it"), result.stdout
+    assert "--out" not in result.stdout + result.stderr
