@@ -514,3 +514,38 @@ def test_a_run_folder_that_cannot_be_locked_is_one_line_whose_hint_fits_the_comm
         assert result.returncode == 0 and f"{folder} is being written by another ptblm run (" in result.stdout
         assert result.stdout.rstrip().endswith("wait for it to end or stop it"), result.stdout
     assert "--out" not in result.stdout + result.stderr
+
+
+# Other programs' flags that ptblm's own text spells (sbatch, apptainer/podman, git, TensorBoard).
+OTHER_PROGRAMS_FLAGS = {"--always", "--array", "--bind", "--cgroup-manager", "--dirty", "--entrypoint", "--env",
+                        "--exclusive", "--export", "--from", "--gpus-per-node", "--hold", "--host", "--job-name",
+                        "--load_fast", "--logdir", "--mem", "--network", "--nv", "--output", "--partition", "--port",
+                        "--requeue", "--rm", "--runtime", "--tags", "--time", "--ulimit", "--volume", "--workdir"}
+
+
+def test_every_flag_a_message_or_hint_names_is_a_flag_of_ptblm_or_of_the_program_it_names():
+    """A hint never sends a person to a flag that no ptblm command has (a renamed or imagined one)."""
+    import argparse
+    import ast
+    import re
+
+    from ptblm.cli import build_parser
+
+    flags = set()
+
+    def collect(parser):
+        for action in parser._actions:
+            flags.update(option for option in action.option_strings if option.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    collect(command)
+
+    collect(build_parser())
+    named = {}
+    for path in (REPO / "src" / "ptblm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*", node.value):
+                    named.setdefault(flag, f"{path.relative_to(REPO)}:{node.lineno}")
+    unknown = {flag: where for flag, where in named.items() if flag not in flags | OTHER_PROGRAMS_FLAGS}
+    assert unknown == {}
