@@ -404,6 +404,9 @@ def test_completion_script_parses_and_completes_commands_flags_choices_and_exper
     assert completion_words(script, shell, "ptblm", "train", "--model", "G") == ["GRU"]
     assert completion_words(script, shell, "ptblm", "sbatch", "3.") == ["3.1", "3.2", "3.3", "3.4"]
     assert completion_words(script, shell, "ptblm", "submit", "--cluster", "mi") == ["mila"]
+    if shell == "bash":  # every folder or file flag completes file names
+        assert "train' '--out) COMPREPLY=($(compgen -f" in result.stdout
+        assert "export' '--results) COMPREPLY=($(compgen -f" in result.stdout
 
 
 UNWRITABLE = Path("/sys/ptblm-cannot-write-here")  # even root cannot make a folder in sysfs

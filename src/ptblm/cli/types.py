@@ -70,3 +70,6 @@ def path_flag(text: str) -> Path:
         return user_path(text)
     except UserError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+path_flag.completes_paths = True  # shell completion offers file names for it
