@@ -5,8 +5,10 @@
 # Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
 # login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
 # What a user passes (EXP, SET, ARGS, RESULTS, ...) reaches the shell quoted, one word at a time: a value
-# cannot run a command, and RESULTS may hold spaces. Exit status: ptblm's (0 done, 1 an error or a failed
-# local run, 2 a usage error), so `make submit && make report` stops at the first failure.
+# cannot run a command, and RESULTS may hold spaces. Exit status: 0 when ptblm's is 0; make itself exits 2
+# when ptblm exits nonzero, whatever ptblm's status (its `make: *** [...] Error N` line shows N: 1 an error or a
+# failed local run, 2 a usage error, 128+N a signal), so `make submit && make report` stops at the first
+# failure; a script that needs ptblm's own status calls .venv/bin/ptblm.
 PYTHON     ?= python3## the Python that makes the virtualenv
 VENV       ?= .venv## the virtualenv (make setup)
 TORCH_SPEC ?= torch==2.13.0## the torch requirement make setup installs (a CUDA build on a cluster)
@@ -44,9 +46,10 @@ SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force) $(call flag,--
 IMAGE_FLAGS  := $(call flag,--engine,ENGINE) $(call flag,--base,BASE) \
                 $(if $(value BASE_TORCH),--build-arg $(call quote,BASE_TORCH=$(value BASE_TORCH)))
 # Every ptblm command (and the jobs it submits) reads the results folder from PTBLM_RESULTS (through the
-# environment, not the shell), made absolute here: a relative RESULTS is this Makefile's folder's.
+# environment, not the shell), made absolute here: a relative RESULTS is this Makefile's folder's; a
+# leading ~ (RESULTS='~/x', quoted so the shell left it) is passed on as it is, and ptblm expands it.
 ifneq ($(value RESULTS),)
-export PTBLM_RESULTS := $(if $(filter /%,$(firstword $(value RESULTS))),,$(CURDIR)/)$(value RESULTS)
+export PTBLM_RESULTS := $(if $(filter /% ~%,$(firstword $(value RESULTS))),,$(CURDIR)/)$(value RESULTS)
 endif
 
 .PHONY: help setup test demo data train submit status tables figures gradients samples report export bench \

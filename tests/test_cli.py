@@ -1,6 +1,9 @@
 """The command line: the scaffold's flags verbatim, dry runs, and one clear error line per mistake."""
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +42,11 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
 @pytest.mark.parametrize("args, message", [
     (["train", "--model=TCN"],
      f"ptblm train: error: command line: model = 'TCN' is invalid; valid: one of {', '.join(MODELS)}"),
-    (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: invalid int value: 'many'"),
+    (["train", "--batch_size=many"], "ptblm train: error: argument --batch_size: 'many' is not a decimal integer; "
+                                     "valid: digits without a leading zero, e.g. 32"),
+    (["train", "--hidden_size=1_000"], "ptblm train: error: argument --hidden_size: '1_000' is not a decimal integer"),
+    (["train", "--initial_lr=1:30.5"], "ptblm train: error: argument --initial_lr: '1:30.5' is not a decimal number; "
+                                       "valid: e.g. 0.7 or 1e-3"),
     (["train", "--dp_keep_prob=1.5"],
      "ptblm train: error: command line: dp_keep_prob = 1.5 is invalid; valid: a keep probability in (0, 1]"),
     (["train", "--bogus"], "ptblm: error: unrecognized arguments: --bogus"),
@@ -52,6 +59,13 @@ def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
     (["train", "--dry-run", "--device=cpu", "--cuda_graph=on"],
      "ptblm train: error: cuda_graph = 'on' needs a CUDA device, but this run is on cpu (device 'cpu', torch sees "),
     (["submit", "3.9"], "ptblm submit: error: no experiment '3.9': jobs/3.9.yaml does not exist"),
+    (["submit", "smoke", "--only", ",", "--dry-run"], "ptblm submit: error: argument --only: ',' has an empty "
+     "setting; valid: setting numbers or run names separated by commas, e.g. 0,2 or 0-3"),
+    (["sbatch", "smoke", "--only", "", "--dry-run"], "ptblm sbatch: error: argument --only: '' has an empty setting"),
+    (["status", "--results", "~nosuchuser/x"], "ptblm status: error: argument --results: ~nosuchuser/x: ~nosuchuser "
+     "names no user of this machine (so no home folder to put in its place); valid: ~/..., ~<existing user>/..., or "
+     "a path without ~"),
+    (["export", "--results", "/nonexistent"], "ptblm export: error: no run folders under /nonexistent (expected "),
     (["submit", "3.1", "--cluster", "nowhere", "--dry-run"], "ptblm submit: error: no cluster profile 'nowhere'"),
     (["submit", "3.2", "--set", "num_epochs=forty", "--dry-run"],
      "ptblm submit: error: --set num_epochs=forty: num_epochs = 'forty' has type str; expected int"),
@@ -390,6 +404,9 @@ def test_completion_script_parses_and_completes_commands_flags_choices_and_exper
     assert completion_words(script, shell, "ptblm", "train", "--model", "G") == ["GRU"]
     assert completion_words(script, shell, "ptblm", "sbatch", "3.") == ["3.1", "3.2", "3.3", "3.4"]
     assert completion_words(script, shell, "ptblm", "submit", "--cluster", "mi") == ["mila"]
+    if shell == "bash":  # every folder or file flag completes file names
+        assert "train' '--out) COMPREPLY=($(compgen -f" in result.stdout
+        assert "export' '--results) COMPREPLY=($(compgen -f" in result.stdout
 
 
 UNWRITABLE = Path("/sys/ptblm-cannot-write-here")  # even root cannot make a folder in sysfs
@@ -447,3 +464,91 @@ def test_train_and_a_scheduled_task_choose_data_scratch_and_caches_in_one_place(
     result = ptblm(*args, env={**os.environ, "PTBLM_RESULTS": str(results)})
     assert result.returncode == 0, result.stderr
     assert (results / ".corpus-fingerprints.json").is_file()
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_a_literal_tilde_in_a_folder_is_the_home_folder_never_a_folder_named_tilde(tmp_path, how):
+    """make, a quoted value or a variable pass `~` on as it is (RESULTS='~/x')."""
+    from conftest import write_run
+
+    home = tmp_path / "home"
+    write_run(home / "runs", "3.1", valid=[300.0])
+    env = {**os.environ, "HOME": str(home), "PTBLM_RESULTS": "~/runs" if how == "variable" else ""}
+    result = ptblm("export", *(["--results", "~/runs"] if how == "flag" else []), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"exported 1 run: wrote 2 files to {home / 'runs' / 'report' / 'data'}"
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_cancelled_train_exits_128_plus_the_signal_as_every_command_does(tmp_path, synthetic_dir, signum):
+    out = tmp_path / "run"
+    train = subprocess.Popen([sys.executable, "-m", "ptblm.cli", "train", "--model=RNN", "--hidden_size=8",
+                              "--emb_size=8", "--num_layers=1", "--batch_size=8", "--seq_len=12", "--num_epochs=500",
+                              "--data", str(synthetic_dir), "--out", str(out)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while (rf.read_status(out) is None or rf.read_status(out).state != rf.RUNNING) and time.time() < deadline:
+        time.sleep(0.2)  # running: its trainer is inside stop_on_signals
+    train.send_signal(signum)
+    assert train.wait(timeout=120) == 128 + signum, train.stderr.read()
+    assert rf.read_status(out).state == rf.CANCELLED
+
+
+@pytest.mark.parametrize("lock", ["a folder", "held"])
+def test_a_run_folder_that_cannot_be_locked_is_one_line_whose_hint_fits_the_command(tmp_path, synthetic_dir, lock):
+    """evaluate takes no --out: the run folder's errors name no flag of another command."""
+    from conftest import tiny_config
+    from ptblm.train import train_run
+
+    folder = tmp_path / "results" / "manual" / "r1"
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, folder, echo=False)
+    args = ("evaluate", "manual/r1", "--results", str(tmp_path / "results"), "--data", str(synthetic_dir))
+    if lock == "a folder":
+        (folder / rf.LOCK_FILE).unlink()
+        (folder / rf.LOCK_FILE).mkdir()
+        result = ptblm(*args)
+        expected = (f"ptblm evaluate: error: {folder / rf.LOCK_FILE} is a folder, not the lock file ptblm keeps "
+                    f"there; remove it (`rmdir {folder / rf.LOCK_FILE}` when empty) and run again\n")
+        assert result.returncode == 1 and result.stderr == expected, result.stderr
+    else:  # a note, and the other runs named are evaluated
+        with rf.RunFolder(folder).hold():
+            result = ptblm(*args)
+        assert result.returncode == 0 and f"{folder} is being written by another ptblm run (" in result.stdout
+        assert result.stdout.rstrip().endswith("wait for it to end or stop it"), result.stdout
+    assert "--out" not in result.stdout + result.stderr
+
+
+# Other programs' flags that ptblm's own text spells (sbatch, apptainer/podman, git, TensorBoard).
+OTHER_PROGRAMS_FLAGS = {"--always", "--array", "--bind", "--cgroup-manager", "--dirty", "--entrypoint", "--env",
+                        "--exclusive", "--export", "--from", "--gpus-per-node", "--hold", "--host", "--job-name",
+                        "--load_fast", "--logdir", "--mem", "--network", "--nv", "--output", "--partition", "--port",
+                        "--requeue", "--rm", "--runtime", "--tags", "--time", "--ulimit", "--volume", "--workdir"}
+
+
+def test_every_flag_a_message_or_hint_names_is_a_flag_of_ptblm_or_of_the_program_it_names():
+    """A hint never sends a person to a flag that no ptblm command has (a renamed or imagined one)."""
+    import argparse
+    import ast
+    import re
+
+    from ptblm.cli import build_parser
+
+    flags = set()
+
+    def collect(parser):
+        for action in parser._actions:
+            flags.update(option for option in action.option_strings if option.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    collect(command)
+
+    collect(build_parser())
+    named = {}
+    for path in (REPO / "src" / "ptblm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*", node.value):
+                    named.setdefault(flag, f"{path.relative_to(REPO)}:{node.lineno}")
+    unknown = {flag: where for flag, where in named.items() if flag not in flags | OTHER_PROGRAMS_FLAGS}
+    assert unknown == {}

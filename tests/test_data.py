@@ -1,6 +1,7 @@
 import dataclasses
 import hashlib
 import http.server
+import os
 import re
 import threading
 from pathlib import Path
@@ -87,6 +88,25 @@ def test_real_ptb_mini_matches_its_documented_size(ptb_mini_dir):
 def test_missing_data_names_the_file_and_the_fix(tmp_path):
     with pytest.raises(DataError, match=r"ptb.train.txt is missing: run `make data`.*PTB_DIR"):
         load_corpus(tmp_path)
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("folder", "is a folder, not a text file"), ("fifo", "is a named pipe (FIFO), not a text file"),
+    ("dangling link", "is a link to nowhere/ptb.valid.txt, which does not exist"),
+])
+def test_a_split_that_is_no_file_says_what_is_there_not_missing(tmp_path, kind, says):
+    write_corpus(tmp_path, " a b \n", " a \n", " a \n")
+    valid = tmp_path / "ptb.valid.txt"
+    valid.unlink()
+    if kind == "folder":
+        valid.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(valid)
+    else:
+        valid.symlink_to("nowhere/ptb.valid.txt")
+    with pytest.raises(DataError) as error:
+        load_corpus(tmp_path)  # and never blocks reading a FIFO
+    assert str(error.value).startswith(f"{valid} {says}: run `make data`")
 
 
 def test_corrupt_data_names_the_file(tmp_path):

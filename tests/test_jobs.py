@@ -423,11 +423,17 @@ def test_settings_half_a_millionth_apart_both_run_and_the_plan_shows_them_apart(
 
 @pytest.mark.parametrize("text, message", [
     ("hidden_size=032", "--set hidden_size=032: 032 is not a decimal integer (YAML 1.1 reads a leading 0 as octal, "
-                        "0x as hex, 1:20 as base 60); valid: decimal digits without a leading zero, e.g. 32"),
+                        "0x as hex, 1:20 as base 60, 1_000 as 1000); valid: decimal digits without a leading zero, "
+                        "e.g. 32"),
     ("seeds=1,0777", "--set seeds=1,0777: 0777 is not a decimal integer"),
     ("batch_size=0x20", "--set batch_size=0x20: 0x20 is not a decimal integer"),
+    ("initial_lr=1:30.5", "--set initial_lr=1:30.5: 1:30.5 is not a decimal number (YAML 1.1 reads 1:30.5 as base "
+                          "60, 1_000.5 as 1000.5); valid: decimal digits with an optional point and exponent"),
+    ("initial_lr=1_000.5", "--set initial_lr=1_000.5: 1_000.5 is not a decimal number"),
+    ("initial_lr=1_000", "--set initial_lr=1_000: 1_000 is not a decimal integer"),
+    ("dp_keep_prob='0_5e-1'", "--set dp_keep_prob='0_5e-1': dp_keep_prob = 0_5e-1 is not a decimal number"),
 ])
-def test_set_integers_are_decimal_or_refused(text, message):
+def test_set_numbers_are_decimal_or_refused(text, message):
     with pytest.raises(ConfigError) as error:
         parse_overrides([text])
     assert str(error.value).startswith(message)
@@ -437,12 +443,22 @@ def test_set_zero_and_signed_integers_stay_integers():
     assert parse_overrides(["max_batches=0", "num_epochs=+3"]).values == {"max_batches": [0], "num_epochs": [3]}
 
 
+def test_set_decimal_floats_in_every_spelling_stay_numbers():
+    assert parse_overrides(["initial_lr=1e-3,.5,2.,+1.5E2,3", "dp_keep_prob='0.25'"]).values == {
+        "initial_lr": [0.001, 0.5, 2.0, 150.0, 3.0], "dp_keep_prob": [0.25]}
+
+
 @pytest.mark.parametrize("body, message", [
     (TWO_SETTINGS.replace("hidden_size: 8}\n  - {batch_size: 4", "hidden_size: 032}\n  - {batch_size: 4"),
      "bad.yaml, line 3: 032 is not a decimal integer"),
     (TWO_SETTINGS + "seeds: [1111, 0777]\n", "bad.yaml, line 5: 0777 is not a decimal integer"),
+    (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: 1:30.5"),
+     "bad.yaml, line 1: 1:30.5 is not a decimal number"),
+    (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: 1_0.5"), "bad.yaml, line 1: 1_0.5 is not a decimal number"),
+    (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: '1_000'"),
+     "bad.yaml, common: initial_lr = 1_000 is not a decimal number"),
 ])
-def test_jobs_file_integers_are_decimal_or_refused(tmp_path, body, message):
+def test_jobs_file_numbers_are_decimal_or_refused(tmp_path, body, message):
     with pytest.raises(ConfigError) as error:
         load_experiment("bad", write_jobs(tmp_path, body))
     assert str(error.value).startswith(f"{tmp_path}/{message}")

@@ -103,18 +103,20 @@ def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job
 @pytest.mark.parametrize("line, message", [
     ("partition: [a, b]", "partition = ['a', 'b'] is invalid; valid: one word"),
     ("account: {a: 1}", "account = {'a': 1} is invalid; valid: one word"),
-    ("mem_gb: -4", "mem_gb = -4 is invalid; valid: a positive number of GB"),
-    ('mem_gb: "lots"', "mem_gb = 'lots' is invalid; valid: a positive number of GB"),
+    ("mem_gb: -4", "mem_gb = -4 is invalid; valid: a number of GB of at least 0.25"),
+    ('mem_gb: "lots"', "mem_gb = 'lots' is invalid; valid: a number of GB of at least 0.25"),
+    ("mem_gb: 0.0001", "mem_gb = 0.0001 is invalid (it is --mem=0MB); valid: a number of GB of at least 0.25"),
+    ("mem_gb: 0.2", "mem_gb = 0.2 is invalid (it is --mem=204MB); valid: a number of GB of at least 0.25"),
     ('partition: "debug\\n#SBATCH --time=0"', "partition = 'debug\\n#SBATCH --time=0' is invalid"),
     ('setup: ["module load x\\nrm -rf ~"]', "setup[0] = 'module load x\\nrm -rf ~' is invalid; valid: one line"),
     ('sbatch_extra: {constraint: "a100\\nhostname"}', "sbatch_extra.constraint = 'a100\\nhostname' is invalid"),
     ('sbatch_extra: {"bad option": 1}', "sbatch_extra key 'bad option' is invalid"),
     ("sbatch_extra: [exclusive]", "sbatch_extra = ['exclusive'] is invalid; valid: a mapping"),
-    ('sbatch_extra: {array: "0-3", output: /tmp/x, export: NONE, chdir: /}',
-     "sbatch_extra sets array (set array_parallelism instead), output, export, chdir, which ptblm manages; valid: "
-     "other sbatch options, e.g. constraint"),
-    ("sbatch_extra: {job_name: x, requeue: false, partition: gpu, constraint: a100}",
-     "sbatch_extra sets job_name, requeue, partition (set partition instead), which ptblm manages"),
+    ("sbatch_extra: {constraint: a100, array: 0-3}", "sbatch_extra key 'array' is sbatch's --array (sbatch takes "
+     "abbreviations and one-letter forms), which ptblm manages (set array_parallelism instead); valid: other sbatch "
+     "options, e.g. constraint"),
+    ("sbatch_extra: {job_name: x}", "sbatch_extra key 'job_name' is sbatch's --job-name (sbatch takes abbreviations "
+     "and one-letter forms), which ptblm manages; valid: other"),
 ])
 def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path, line, message):
     (tmp_path / "c.yaml").write_text(line + "\n")
@@ -122,6 +124,31 @@ def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path,
         load_profile("c", tmp_path)
     assert str(error.value).startswith(f"{tmp_path / 'c.yaml'}: {message}") and "\n" not in str(error.value).replace(
         "\\n", "")
+
+
+# what sbatch reads each key as (checked against sbatch itself in test_slurm.py): abbreviations and one-letter forms
+@pytest.mark.parametrize("key, managed", [
+    ("arr", "--array"), ("out", "--output"), ("chd", "--chdir"), ("exp", "--export"), ("partitio", "--partition"),
+    ("o", "--output"), ("p", "--partition"), ("t", "--time"), ("j", "--job-name"), ("gpus", "--gpus"),
+    ("cpus_per", "--cpus-per-task"), ("no_req", "--no-requeue"), ("mem", "--mem"), ("ti", "--time"),
+])
+def test_sbatch_extra_refuses_every_spelling_sbatch_reads_as_a_managed_option(tmp_path, key, managed):
+    (tmp_path / "c.yaml").write_text(f"sbatch_extra: {{{key}: x}}\n")
+    with pytest.raises(ConfigError) as error:
+        load_profile("c", tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'c.yaml'}: sbatch_extra key {key!r} is sbatch's ")
+    assert managed in str(error.value).split(" (sbatch takes")[0] and "which ptblm manages" in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["constraint", "exclusive", "mail_type", "mem_per_cpu", "con", "time_min", "tmp"])
+def test_sbatch_extra_takes_options_ptblm_does_not_manage(tmp_path, key):
+    (tmp_path / "c.yaml").write_text(f"sbatch_extra: {{{key}: x}}\n")
+    assert load_profile("c", tmp_path).sbatch_extra == {key: "x"}
+
+
+def test_a_profile_built_in_code_cannot_render_a_zero_mem():
+    with pytest.raises(ConfigError, match=r"mem_gb = 0.0001 is invalid \(it is --mem=0MB\)"):
+        scheduler_parameters(ClusterProfile(name="c", mem_gb=0.0001), "ptblm-x")
 
 
 def test_both_paths_spell_a_profile_the_same_way_booleans_as_bare_flags(tmp_path):
@@ -180,6 +207,33 @@ def test_bad_data_stops_submit_and_dry_run_before_anything_is_queued(tmp_path, s
             submit_experiment(experiment, ClusterProfile(name="t"), results_dir=tmp_path / "results",
                               data_dir=data, dry_run=dry_run, executor="local", echo=lambda line: None)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("override, mem_gb, message", [
+    ("hidden_size=100000000000000000000", None, r"hidden_size = 100000000000000000000, emb_size = 12, num_layers = 2 "
+     r"make a model torch cannot build \(.*Overflow.*\); valid: at most 1e\+09 parameters; nothing was submitted$"),
+    ("emb_size=100000000", None, r"hidden_size = 8, emb_size = 100000000, num_layers = 2 make a model of 1e\+12 "
+     r"parameters; valid: at most 1e\+09 \(lower hidden_size or emb_size\); nothing was submitted$"),
+    ("emb_size=2000", 0.25, r"make a model of 2\.\d+e\+07 parameters whose weights, gradients and ADAM state alone "
+     r"need 0\.3\d* GB; valid: at most the profile t's mem_gb = 0.25 \(lower hidden_size or emb_size, or raise "
+     r"mem_gb\); nothing was submitted$"),
+])
+def test_a_model_too_big_for_its_task_stops_submit_and_dry_run_naming_setting_keys_and_limit(
+        tmp_path, synthetic_dir, override, mem_gb, message):
+    """Such a task would fail on the node with kilobytes of C++ error: the login node says so first."""
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs", hidden_sizes=(8,)), tmp_path / "jobs",
+                                 parse_overrides([override]))
+    where = f"{experiment.path} with --set {override}, setting 0 ({experiment.settings[0].run_name}): "
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError) as error:
+            submit_experiment(experiment, ClusterProfile(name="t", mem_gb=mem_gb), results_dir=tmp_path / "results",
+                              data_dir=synthetic_dir, dry_run=dry_run, executor="local", echo=lambda line: None)
+        assert str(error.value).startswith(where) and re.search(message, str(error.value)), str(error.value)
+    assert not (tmp_path / "results").exists()
+    if mem_gb:  # with a GPU the model lives in the GPU's memory: mem_gb does not limit it
+        submit_experiment(experiment, ClusterProfile(name="t", mem_gb=mem_gb, gpus_per_node=1),
+                          results_dir=tmp_path / "results", data_dir=synthetic_dir, dry_run=True, executor="local",
+                          echo=lambda line: None)
 
 
 @pytest.mark.parametrize("damage", ["binary train", "3-token valid", "batch_size=100000"])

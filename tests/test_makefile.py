@@ -102,3 +102,20 @@ def test_status_reads_results_from_a_path_with_spaces(tmp_path):
     done = make(venv, "status", f"RESULTS={results}")
     assert done.returncode == 0, done.stderr
     assert f"{folder.name}" in done.stdout and " done " in done.stdout
+
+
+def test_a_tilde_in_results_reaches_ptblm_as_written(fake_venv):
+    """Not made into <repo>/~/runs: ptblm expands it (tests/test_cli.py)."""
+    assert passed(fake_venv, "status", "RESULTS=~/runs")[0] == "~/runs"
+
+
+@pytest.mark.parametrize("code", [1, 2, 130])
+def test_make_exits_2_whenever_ptblm_fails_naming_ptblms_status_as_the_header_and_readme_say(tmp_path, code):
+    venv = write_venv(tmp_path / "venv", f"#!/bin/sh\nexit {code}\n")
+    result = make(venv, "tables", check=False)
+    assert result.returncode == 2 and f"Error {code}" in result.stderr
+    assert make(write_venv(tmp_path / "ok", "#!/bin/sh\nexit 0\n"), "tables", check=False).returncode == 0
+    header = MAKEFILE.split("\nPYTHON")[0]
+    assert "make itself exits 2\n# when ptblm exits nonzero" in header
+    readme = (REPO / "README.md").read_text()
+    assert "`make` exits 0 when ptblm did and 2\n(make's own code) whenever ptblm did not" in readme

@@ -1,6 +1,7 @@
 """Run folders as DataFrames (ptblm.results) and `ptblm export` (CSV and the course's files)."""
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -206,3 +207,27 @@ def test_runs_on_different_copies_of_a_corpus_are_never_seeds_of_one_setting(tmp
         write_run(tmp_path, "3.1", [300.0 + seed, 200.0], corpus_fingerprint=fingerprint, vocab_size=vocab, seed=seed)
     groups = seed_groups(rf.find_runs(tmp_path))
     assert sorted(sorted(run.config["seed"] for run in group) for group in groups) == [[1, 3], [2], [4, 6], [5]]
+
+
+def test_export_counts_the_runs_it_exported_and_refuses_when_there_are_none(results, tmp_path, capsys):
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    damaged = rf.find_runs(copy, "exp2")[0].folder
+    (damaged / rf.CURVES_FILE).write_text("{bad")
+    assert main(["export", "--format", "course", "--results", str(copy), "--out", str(tmp_path / "course")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"exported 1 run (1 left out, named above): wrote 3 files to " \
+                                                       f"{tmp_path / 'course'}"
+    assert main(["export", "--results", str(copy), "--out", str(tmp_path / "csv")]) == 0  # a damaged run is a row
+    assert capsys.readouterr().out.splitlines()[-1] == f"exported 2 runs: wrote 2 files to {tmp_path / 'csv'}"
+    shutil.rmtree(copy / "exp1")
+    assert main(["export", "--format", "course", "--results", str(copy), "--out", str(tmp_path / "course")]) == 1
+    assert capsys.readouterr().err.strip() == (f"ptblm export: error: none of the 1 runs under {copy} could be "
+                                               f"exported (each is named above); `ptblm status` lists them")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for export_format in ("csv", "course"):
+        assert main(["export", "--format", export_format, "--results", str(empty)]) == 1
+        assert capsys.readouterr().err.strip() == (
+            f"ptblm export: error: no run folders under {empty} (expected {empty}/<experiment>/<run>/config.json): "
+            f"train something first, e.g. `make submit EXP=smoke`, or point --results at a results folder")
+    assert not (empty / "report").exists()

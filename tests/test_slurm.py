@@ -386,3 +386,23 @@ def test_two_experiments_with_set_are_two_arrays_and_status_shows_both(tmp_path,
         assert rf.read_submission(setting.run_dir(results)).overrides == ["num_epochs=1"]
     table = ptblm("status", "--results", str(results), "--jobs", str(jobs)).stdout
     assert table.startswith("other: tiny") and "\n\ntiny: tiny" in table and table.count(" done ") == 2
+
+
+def test_sbatch_extra_refuses_each_key_sbatch_itself_reads_as_a_managed_option():
+    """sbatch takes any unambiguous prefix of a long option (exact names first): every key that sbatch resolves
+    to a managed option is refused, and no option sbatch lists is refused unless it is one."""
+    from ptblm.clusters import MANAGED_SBATCH_OPTIONS, managed_options
+
+    options = sorted(set(re.findall(r"--([a-z][a-z-]*)", subprocess.run(["sbatch", "--help"], capture_output=True,
+                                                                          text=True).stdout)))
+    assert "partition" in options and "array" in options
+    for option in options:
+        for end in range(1, len(option) + 1):
+            key = option[:end]
+            resolved = [key] if key in options else [name for name in options if name.startswith(key)]
+            if len(resolved) == 1 and resolved[0] in MANAGED_SBATCH_OPTIONS:
+                assert managed_options(key), key
+        assert bool(managed_options(option)) == (option in MANAGED_SBATCH_OPTIONS), option
+    for key in ("arr=0-1", "out=/tmp/x", "chd=/", "partitio=debug"):  # sbatch itself takes these abbreviations
+        result = subprocess.run(["sbatch", "--test-only", f"--{key}", "--wrap=true"], capture_output=True, text=True)
+        assert result.returncode == 0 and managed_options(key.split("=")[0]), (key, result.stderr)

@@ -225,3 +225,21 @@ def test_evaluate_on_a_finished_setting_runs_its_test_pass_and_then_reads_done(t
     record = rf.RunFolder(setting.run_dir(results)).read()
     assert record.curves.test_ppl is not None and record.state == rf.DONE  # not pending forever
     assert plan_experiment(asked, results, False, {})[0].action is Action.SKIP
+
+
+def test_a_failed_run_without_a_setting_number_is_named_by_its_folder_and_its_error_is_one_line(tmp_path):
+    """A manual run has no setting number (its note once read `setting None`), and torch's C++ errors carry
+    kilobytes of stack frames: status.json keeps the first line, the note names the folder."""
+    folder = tmp_path / "results" / "manual" / "rnn_x"
+    folder.mkdir(parents=True)
+    rf.write_config(folder, tiny_config(num_epochs=3).to_dict(), {"experiment": "manual"})
+    first = "TypeError: empty(): argument 'size' failed to unpack the object at pos 1 (Overflow when unpacking long)"
+    with rf.RunFolder(folder).hold() as writer:
+        writer.mark_failed(first + "\nException raised from THPUtils_unpackLong\n" + "frame #0: c10::Error\n" * 40,
+                           0, 3)
+    assert rf.read_status(folder).error == first
+    table = status_report(tmp_path / "results", tmp_path / "jobs", ["manual"])
+    assert "setting None" not in table and f"\n  run rnn_x: failed: {first}" in table, table
+    with rf.RunFolder(folder).hold() as writer:
+        writer.mark_failed("x" * 1000)
+    assert rf.read_status(folder).error == "x" * 297 + "..."

@@ -7,6 +7,7 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -162,6 +163,33 @@ def test_old_runs_get_events_from_curves_once_and_again_when_curves_change(tmp_p
     assert needs_conversion(folder)
     write_from_curves(folder)
     assert_same(points(folder), expected_epochs(folder)) and len(event_files(board_dir(folder))) == 1
+
+
+@pytest.mark.parametrize("damage", ["read-only", "full"])
+def test_an_event_file_that_cannot_be_written_is_one_note_and_no_thread_traceback(tmp_path, monkeypatch, damage):
+    """TensorBoard's writer thread fails first (a read-only results folder, a full disk): `ptblm tensorboard`
+    says so in one note per run and shows the others; no traceback from the thread."""
+    from tensorboard.summary.writer import record_writer
+
+    from ptblm.tensorboard_server import convert_old_runs
+
+    folder = write_run(tmp_path, "3.1", valid=[300.0, 200.0])
+    error = OSError(30, "Read-only file system") if damage == "read-only" else OSError(28, "No space left on device")
+
+    def refuse(self, data):
+        raise error
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", refuse)
+    printed = []  # what Python's hook would print as "Exception in thread ...: Traceback ..."
+    monkeypatch.setattr(threading, "excepthook", lambda args: printed.append(args.exc_value))
+    notes = []
+    assert convert_old_runs(tmp_path, ["3.1"], notes.append) == 0
+    assert notes == [f"note: {folder}: no TensorBoard events from its curves.json (OSError: {error})"]
+    assert printed == []
+    failing = threading.Thread(target=lambda: 1 / 0)  # any other thread's exception is still printed
+    failing.start()
+    failing.join()
+    assert [type(error) for error in printed] == [ZeroDivisionError]
 
 
 def test_a_trainers_events_are_never_replaced_from_curves(synthetic_dir, tmp_path):

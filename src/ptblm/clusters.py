@@ -56,10 +56,11 @@ class ClusterProfile:
                 for i, line in enumerate(values[key]):
                     _check_line(where, f"{key}[{i}]", line, "one line of text" if key == "setup" else "a path")
                 values[key] = tuple(values[key])
-        mem = values.get("mem_gb")
-        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or not mem > 0
-                                or mem != mem or mem == float("inf")):
-            raise ConfigError(f"{where}: mem_gb = {mem!r} is invalid; valid: a positive number of GB, e.g. 16")
+        if values.get("mem_gb") is not None:
+            try:
+                slurm_mem(values["mem_gb"])
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from None
         for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu",
                     "local_parallelism", "local_timeout_min", "max_array_size", "max_timeouts"):
             value = values.get(key)
@@ -82,11 +83,16 @@ class ClusterProfile:
 # Each maps to the profile key that sets it, or None when ptblm alone decides it.
 MANAGED_SBATCH_OPTIONS = {
     "partition": "partition", "account": "account", "qos": "qos", "gres": "gres", "gpus-per-node": "gpus_per_node",
-    "cpus-per-task": "cpus_per_task", "mem": "mem_gb", "time": "time_min", "array": "array_parallelism",
-    "job-name": None, "output": None, "error": None, "export": None, "chdir": None, "requeue": None,
-    "no-requeue": None, "open-mode": None, "signal": None, "hold": None, "nodes": None, "ntasks-per-node": None,
-    "wrap": None, "parsable": None, "test-only": None,
+    "gpus": "gpus_per_node", "cpus-per-task": "cpus_per_task", "mem": "mem_gb", "time": "time_min",
+    "array": "array_parallelism", "job-name": None, "output": None, "error": None, "export": None, "chdir": None,
+    "requeue": None, "no-requeue": None, "open-mode": None, "signal": None, "hold": None, "nodes": None,
+    "ntasks": None, "ntasks-per-node": None, "wrap": None, "parsable": None, "test-only": None,
 }
+# sbatch's one-letter forms of managed options (`sbatch --help`); a one-letter key is refused as one of these.
+MANAGED_SBATCH_SHORT = {"A": "account", "a": "array", "c": "cpus-per-task", "D": "chdir", "e": "error",
+                        "G": "gpus", "H": "hold", "J": "job-name", "N": "nodes", "n": "ntasks", "o": "output",
+                        "p": "partition", "q": "qos", "t": "time"}
+MIN_MEM_MB = 256  # below this no Python with torch starts; and Slurm reads --mem=0 as all of the node's memory
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:=+@%/-]+")  # partition, account, qos, gres: sbatch's own characters
 SBATCH_OPTION = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -112,12 +118,15 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
         if not isinstance(option, str) or not SBATCH_OPTION.fullmatch(option):
             raise ConfigError(f"{where}: sbatch_extra key {option!r} is invalid; valid: an sbatch long option "
                               f"without its dashes, e.g. constraint")
-    managed = [option for option in extra if managed_option(option)]
-    if managed:
-        named = ", ".join(option + (f" (set {key} instead)" if (key := MANAGED_SBATCH_OPTIONS[managed_option(option)])
-                                    else "") for option in managed)
-        raise ConfigError(f"{where}: sbatch_extra sets {named}, which ptblm manages; valid: other sbatch options, "
-                          f"e.g. constraint, exclusive, mail-type")
+    for option in extra:
+        managed = managed_options(option)
+        if managed:
+            keys = sorted({MANAGED_SBATCH_OPTIONS[name] for name in managed} - {None})
+            raise ConfigError(f"{where}: sbatch_extra key {option!r} is sbatch's "
+                              f"{' or '.join('--' + name for name in managed)} (sbatch takes abbreviations and "
+                              f"one-letter forms), which ptblm manages"
+                              + (f" (set {' or '.join(keys)} instead)" if keys else "")
+                              + "; valid: other sbatch options, e.g. constraint, exclusive, mail-type")
     for option, value in extra.items():
         if isinstance(value, bool):
             continue  # true: the bare flag (--exclusive); false: left out
@@ -128,10 +137,28 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
         _check_line(where, f"sbatch_extra.{option}", value, "a string, a number or true/false")
 
 
-def managed_option(option: str) -> str | None:
-    """The managed sbatch option that `option` names (`job_name` is sbatch's --job-name too), or None."""
+def managed_options(option: str) -> list[str]:
+    """The managed sbatch options that sbatch may read `option` as: the option itself (`job_name` is
+    --job-name too), its one-letter form, or any managed option it abbreviates (sbatch takes any unambiguous
+    prefix of a long option: `arr` is --array, `partitio` --partition). [] when none."""
     spelled = option.replace("_", "-")
-    return spelled if spelled in MANAGED_SBATCH_OPTIONS else None
+    if spelled in MANAGED_SBATCH_OPTIONS:
+        return [spelled]
+    if spelled in MANAGED_SBATCH_SHORT:
+        return [MANAGED_SBATCH_SHORT[spelled]]
+    return [name for name in MANAGED_SBATCH_OPTIONS if name.startswith(spelled)]
+
+
+def slurm_mem(mem_gb: Any) -> str:
+    """mem_gb as sbatch's --mem value ("1536MB"); ConfigError for a value that is no positive number of GB or
+    rounds below MIN_MEM_MB (a tiny value would render as --mem=0MB: all of the node's memory)."""
+    valid = f"a number of GB of at least {MIN_MEM_MB / 1024:g}, e.g. 16"
+    if isinstance(mem_gb, bool) or not isinstance(mem_gb, (int, float)) or not 0 < mem_gb < float("inf"):
+        raise ConfigError(f"mem_gb = {mem_gb!r} is invalid; valid: {valid}")
+    megabytes = int(mem_gb * 1024)
+    if megabytes < MIN_MEM_MB:
+        raise ConfigError(f"mem_gb = {mem_gb!r} is invalid (it is --mem={megabytes}MB); valid: {valid}")
+    return f"{megabytes}MB"
 
 
 def load_profile(name: str, clusters_dir: Path) -> ClusterProfile:

@@ -43,7 +43,7 @@ def bash_script(parser: argparse.ArgumentParser, prog: str = "ptblm") -> str:
             elif action.dest == "cluster":
                 value_cases.append(f'        {pattern}) COMPREPLY=($(compgen -W "$(_{prog}_stems '
                                    f'"${{PTBLM_CLUSTERS:-slurm/clusters}}")" -- "$cur")); return ;;')
-            elif action.type is Path:
+            elif action.type is Path or getattr(action.type, "completes_paths", False):  # cli.types.path_flag
                 value_cases.append(f'        {pattern}) COMPREPLY=($(compgen -f -- "$cur")); return ;;')
             else:
                 value_cases.append(f"        {pattern}) return ;;  # a value to type")

@@ -54,25 +54,56 @@ class _DuplicateKey(yaml.YAMLError):
 
 
 class _NotDecimal(yaml.YAMLError):
-    def __init__(self, text: str, line: int):
+    def __init__(self, text: str, line: int, kind: type = int):
+        self.line = line
+        super().__init__(not_decimal_message(text, kind))
+
+
+def not_decimal_message(text: str, kind: type) -> str:
+    """Why `text` is no number here, and the decimal spelling of what YAML 1.1 would have read."""
+    if kind is int:
         digits = text.replace("_", "")
         example = str(int(digits)) if re.fullmatch(r"[-+]?[0-9]+", digits) else "32"
-        self.line = line
-        super().__init__(f"{text} is not a decimal integer (YAML 1.1 reads a leading 0 as octal, 0x as hex, "
-                         f"1:20 as base 60); valid: decimal digits without a leading zero, e.g. {example}")
+        return (f"{text} is not a decimal integer (YAML 1.1 reads a leading 0 as octal, 0x as hex, 1:20 as base 60, "
+                f"1_000 as 1000); valid: decimal digits without a leading zero, e.g. {example}")
+    digits = text.replace("_", "")
+    example = digits if DECIMAL_FLOAT.fullmatch(digits) else "0.001"
+    return (f"{text} is not a decimal number (YAML 1.1 reads 1:30.5 as base 60, 1_000.5 as 1000.5); valid: "
+            f"decimal digits with an optional point and exponent, e.g. {example} or 1e-3")
 
 
 DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+YAML_NON_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")  # refused later, with the key's range
+
+
+def decimal_number(text: str) -> float | None:
+    """The one reading of a written float (a jobs file, --set, a flag, a quoted value): decimal only, or None."""
+    return float(text) if DECIMAL_FLOAT.fullmatch(text) else None
+
+
+def decimal_integer(text: str) -> int | None:
+    """The one reading of a written integer (a jobs file, --set, a flag): decimal only, or None."""
+    return int(text) if DECIMAL_INTEGER.fullmatch(text) else None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one silently), and
-    an integer in any base but 10 (`hidden_size: 032` is not 26, `seeds: [0777]` not 511)."""
+    a number in any base but 10 (`hidden_size: 032` is not 26, `seeds: [0777]` not 511, `1:30.5` not 90.5)."""
 
     def construct_decimal_int(self, node: yaml.ScalarNode) -> int:
-        if not DECIMAL_INTEGER.fullmatch(node.value):
+        value = decimal_integer(node.value)
+        if value is None:
             raise _NotDecimal(node.value, node.start_mark.line + 1)
-        return int(node.value)
+        return value
+
+    def construct_decimal_float(self, node: yaml.ScalarNode) -> float:
+        if YAML_NON_FINITE.fullmatch(node.value):
+            return self.construct_yaml_float(node)
+        value = decimal_number(node.value)
+        if value is None:
+            raise _NotDecimal(node.value, node.start_mark.line + 1, float)
+        return value
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first_lines: dict = {}
@@ -88,6 +119,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_decimal_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_decimal_float)
 
 
 def load_yaml(text: str, where: str, lines: bool = True) -> Any:
@@ -247,11 +279,12 @@ def convert_value(where: str, key: str, type_name: Any, value: Any) -> Any:
     expected = _TYPE_NAMES[str(type_name)]
     if key in ON_OFF_OPTIONS and isinstance(value, bool):
         return "on" if value else "off"
-    if expected is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
+    if expected is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        number = decimal_number(value.strip())
+        if number is not None:
+            return number
+        if re.fullmatch(r"[-+0-9_.:eE]+", value.strip()) and re.search("[0-9]", value):
+            raise ConfigError(f"{where}: {key} = {not_decimal_message(value, float)}")
     ok = (isinstance(value, bool) if expected is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else
           isinstance(value, int) and not isinstance(value, bool) if expected is int else

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .layout import user_path
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -163,7 +164,7 @@ def default_data_dir(corpus: CorpusEntry) -> Path:
 def configured_data_dir(corpus: CorpusEntry, environ: Mapping[str, str]) -> Path | None:
     """The folder the corpus's environment variable names (PTB_DIR, WIKITEXT2_DIR); None when unset."""
     value = environ.get(corpus.env_var)
-    return Path(value) if value else None
+    return user_path(value) if value else None
 
 
 def resolve_data_dir(corpus: CorpusEntry, explicit: Path | None, environ: Mapping[str, str]) -> Path:

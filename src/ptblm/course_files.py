@@ -61,15 +61,16 @@ def write_course_files(run: rf.RunRecord, dest: Path) -> list[Path]:
     return written
 
 
-def write_course_exports(runs: list[rf.RunRecord], out_dir: Path, warn=print) -> list[Path]:
-    """write_course_files for each run, into <out_dir>/<experiment>/<run>/; a damaged run (or one whose
-    best.pt cannot be loaded) is left out with a note naming the file."""
-    written = []
+def write_course_exports(runs: list[rf.RunRecord], out_dir: Path, warn=print) -> dict[Path, list[Path]]:
+    """write_course_files for each run, into <out_dir>/<experiment>/<run>/: run folder -> the files written,
+    for the runs exported. A damaged run (or one whose best.pt cannot be loaded) is left out with a note
+    naming the file."""
+    written = {}
     for run in runs:
         try:
             if run.damage:
                 raise rf.Damaged(run.damage.file, run.damage.reason)
-            written += write_course_files(run, Path(out_dir) / run.experiment / run.name)
+            written[run.folder] = write_course_files(run, Path(out_dir) / run.experiment / run.name)
         except rf.Damaged as error:
             warn(f"note: {run.folder} left out: {error.damage.describe()}")
     return written

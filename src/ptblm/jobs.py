@@ -59,6 +59,12 @@ class Experiment:
     settings: tuple[Setting, ...]
     overrides: tuple[str, ...] = ()  # the --set texts it was loaded with
 
+    @property
+    def where(self) -> str:
+        """How an error names it: the jobs file, with the --set texts it was loaded with."""
+        overridden = Overrides({}, None, self.overrides).describe()
+        return f"{self.path} with {overridden}" if overridden else str(self.path)
+
 
 @dataclass(frozen=True)
 class Overrides:

@@ -20,6 +20,18 @@ from pathlib import Path
 
 from .errors import UserError
 
+def user_path(text: str | os.PathLike) -> Path:
+    """A folder or file as a person wrote it, `~` and `~user` expanded: make, a quoted value or a variable
+    (RESULTS='~/x', PTBLM_RESULTS) pass the tilde on literally, and a folder named `~` is never meant. A
+    `~user` of no user here is a UserError."""
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except RuntimeError:  # no such user, or no home
+        raise UserError(f"{text}: {path.parts[0]} names no user of this machine (so no home folder to put in its "
+                        f"place); valid: ~/..., ~<existing user>/..., or a path without ~") from None
+
+
 LOGS_FOLDER = "logs"
 SUBMIT_LOCK_FILE = ".submit.lock"
 NOT_RUN_FOLDERS = (LOGS_FOLDER,)  # folders of an experiment that are not settings

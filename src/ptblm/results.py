@@ -32,9 +32,15 @@ PPL_COLUMNS = ["train_ppl", "valid_ppl"]
 
 
 def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[rf.RunRecord]:
-    """Every run under results/ (or only those of `experiments`, each of which must have one), in find_runs' order."""
+    """Every run under results/ (or only those of `experiments`, each of which must have one), in find_runs' order;
+    NoRunFolders when there is none."""
     if not experiments:
-        return rf.find_runs(results_dir)
+        runs = rf.find_runs(results_dir)
+        if not runs:
+            raise NoRunFolders(f"no run folders under {results_dir} (expected {results_dir}/<experiment>/<run>/"
+                               f"config.json): train something first, e.g. `make submit EXP=smoke`, or point "
+                               f"--results at a results folder")
+        return runs
     runs = []
     for name in experiments:
         found = rf.find_runs(results_dir, name)

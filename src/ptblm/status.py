@@ -185,7 +185,8 @@ def experiment_rows(results_dir: Path, experiment: str, planned: Experiment | No
             view.index = planned_index.get(folder.name)
         shown = scheduler_state(view, scheduler, accounting, results_dir, experiment, where)
         if shown.note:
-            notes.append(f"{view.index}: {shown.note}")
+            label = f"setting {view.index}" if view.index is not None else f"run {folder.name}"  # a manual run
+            notes.append(f"{label}: {shown.note}")
         curves = view.record.curves
         last, best = curves.last_epoch(), curves.best_epoch()
         timing = run_timing(view.record, shown.training, now)
@@ -243,7 +244,7 @@ def status_table(results_dir: Path, experiment: str, planned: Experiment | None 
     rows, notes = experiment_rows(results_dir, experiment, planned, scheduler, accounting, where, now)
     title = f"{experiment}: {planned.description}" if planned and planned.description else experiment
     return (f"{title}\n" + tabulate([row.cells for row in rows], headers="keys")
-            + "".join(f"\n  setting {note}" for note in notes) + "\n" + summary_line(experiment, rows, now))
+            + "".join(f"\n  {note}" for note in notes) + "\n" + summary_line(experiment, rows, now))
 
 
 def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = None,

@@ -50,10 +50,33 @@ def _handled(signals: tuple[int, ...], handler) -> Iterator[None]:
             signal.signal(number, old)
 
 
+def signal_exit_status(signum: int) -> int:
+    """The one exit-status rule for a command a signal ended (the shell's): 128 + N, 130 for Ctrl-C (SIGINT),
+    143 for SIGTERM, 129 for SIGHUP, whether the command unwound (cli.main) or its run ended `cancelled`."""
+    return 128 + signum
+
+
+class StopRequest(threading.Event):
+    """A stop Event that remembers the first signal that set it (None: set by something else)."""
+
+    signum: int | None = None
+
+    def set_by(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.set()
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[threading.Event]:
-    """While inside, each of `signals` sets `stop`."""
-    with _handled(signals, lambda signum, frame: stop.set()):
+    """While inside, each of `signals` sets `stop` (a StopRequest also records which)."""
+    def handler(signum, frame) -> None:
+        if isinstance(stop, StopRequest):
+            stop.set_by(signum)
+        else:
+            stop.set()
+
+    with _handled(signals, handler):
         yield stop
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -108,6 +109,32 @@ def write_history(writer, config: dict, curves: rf.Curves, points: dict[tuple[st
     writer.flush()
 
 
+def summary_writer(folder: Path, **options):
+    """torch's SummaryWriter on `folder`, the one way this module opens one. Its writer thread raises a failed
+    write (a read-only folder, a full disk) twice: in the thread, where Python prints a traceback, and to the
+    writer's next call, which the callers here turn into one line; the thread's copy is not printed."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    quiet_writer_threads()
+    return SummaryWriter(str(folder), **options)
+
+
+def quiet_writer_threads() -> None:
+    """threading.excepthook, once: an exception TensorBoard's writer thread kept for its writer is not printed;
+    any other thread's goes to the hook that was there before."""
+    previous = threading.excepthook
+    if getattr(previous, "quiet_writer_threads", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        kept = getattr(args.thread, "exception", None) is args.exc_value  # _AsyncWriterThread keeps it
+        if not (kept and type(args.thread).__name__ == "_AsyncWriterThread"):
+            previous(args)
+
+    hook.quiet_writer_threads = True
+    threading.excepthook = hook
+
+
 class RunBoard:
     """The event file of one attempt of a run; every method is safe to call after a failure (it does nothing)."""
 
@@ -123,12 +150,10 @@ class RunBoard:
         number the step losses."""
         folder, writer = board_dir(run_dir), None
         try:
-            from torch.utils.tensorboard import SummaryWriter
-
             earlier = event_files(folder)
             epochs_done = len(curves.epochs)
             points = recorded_points(earlier, epochs_done, steps_per_epoch) if earlier else {}
-            writer = SummaryWriter(str(folder), flush_secs=FLUSH_SECONDS)
+            writer = summary_writer(folder, flush_secs=FLUSH_SECONDS)
             write_history(writer, config, curves, points, time.time())
             for path in earlier:  # only once the history is on disk: a kill before leaves both, never neither
                 path.unlink(missing_ok=True)
@@ -193,12 +218,10 @@ def write_from_curves(run_dir: Path) -> Path:
     """Event files for a run made before they existed (or by a trainer of that time still running): one file
     from config.json and curves.json, replacing an earlier converted one. A trainer's own files are never
     touched; a trainer resuming later takes this history over as it does its own."""
-    from torch.utils.tensorboard import SummaryWriter
-
     run = rf.read_run(run_dir)
     folder = board_dir(run_dir)
     earlier = event_files(folder)
-    with contextlib.closing(SummaryWriter(str(folder), filename_suffix=CONVERTED_SUFFIX)) as writer:
+    with contextlib.closing(summary_writer(folder, filename_suffix=CONVERTED_SUFFIX)) as writer:
         write_history(writer, run.config, run.curves, {}, (Path(run_dir) / rf.CURVES_FILE).stat().st_mtime)
     for path in earlier:
         path.unlink(missing_ok=True)

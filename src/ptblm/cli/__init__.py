@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 
 from ..errors import UserError
-from ..stopping import StopSignal, raise_on_signals
+from ..stopping import StopSignal, raise_on_signals, signal_exit_status
 from .parser import build_parser
 from .training import config_from_args
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except StopSignal as stop:
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
             print(f"ptblm {args.command}: stopped by {stop.name}", file=sys.stderr)
-        return 128 + stop.signum
+        return signal_exit_status(stop.signum)
     except UserError as error:
         print(f"ptblm {args.command}: error: {error}", file=sys.stderr)
         return 1
@@ -39,4 +40,4 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C outside a run (a training run handles it itself: cancelled, resumable)
         print(f"ptblm {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return signal_exit_status(signal.SIGINT)

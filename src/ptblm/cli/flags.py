@@ -6,21 +6,33 @@ import os
 from pathlib import Path
 
 from ..corpora import CORPORA
-from .types import count, temperature
+from ..layout import user_path
+from .types import count, path_flag, temperature
 
 CORPUS_VARIABLES = " or ".join(f"${entry.env_var}" for entry in CORPORA.values())  # each names its corpus's folder
 
 
+FOLDER_VARIABLES = {"results": ("PTBLM_RESULTS", "results"), "jobs": ("PTBLM_JOBS", "jobs"),
+                    "clusters": ("PTBLM_CLUSTERS", "slurm/clusters")}  # folder -> (its variable, its default)
+
+
+def default_folder_text(folder: str, environ=os.environ) -> str:
+    """The folder as its variable gives it, unexpanded: a flag's default, which argparse reads through the
+    flag's type (types.path: `~` expanded, an unknown ~user refused as a usage error naming the flag)."""
+    variable, default = FOLDER_VARIABLES[folder]
+    return environ.get(variable) or default
+
+
 def default_results_dir(environ=os.environ) -> Path:
-    return Path(environ.get("PTBLM_RESULTS", "results"))
+    return user_path(default_folder_text("results", environ))
 
 
 def default_jobs_dir(environ=os.environ) -> Path:
-    return Path(environ.get("PTBLM_JOBS", "jobs"))
+    return user_path(default_folder_text("jobs", environ))
 
 
 def default_clusters_dir(environ=os.environ) -> Path:
-    return Path(environ.get("PTBLM_CLUSTERS", "slurm/clusters"))
+    return user_path(default_folder_text("clusters", environ))
 
 
 def add_location_flags(parser: argparse.ArgumentParser, *names: str) -> None:
@@ -29,15 +41,16 @@ def add_location_flags(parser: argparse.ArgumentParser, *names: str) -> None:
     unknown = set(names) - {"jobs", "results", "clusters", "data"}
     assert not unknown, unknown
     if "jobs" in names:
-        parser.add_argument("--jobs", type=Path, default=default_jobs_dir(), help="experiments folder (default jobs/)")
+        parser.add_argument("--jobs", type=path_flag, default=default_folder_text("jobs"),
+                            help="experiments folder (default jobs/)")
     if "results" in names:
-        parser.add_argument("--results", type=Path, default=default_results_dir(),
+        parser.add_argument("--results", type=path_flag, default=default_folder_text("results"),
                             help="results folder (default results/)")
     if "clusters" in names:
-        parser.add_argument("--clusters", type=Path, default=default_clusters_dir(),
+        parser.add_argument("--clusters", type=path_flag, default=default_folder_text("clusters"),
                             help="cluster profiles folder (default slurm/clusters/)")
     if "data" in names:
-        parser.add_argument("--data", type=Path, default=None, help="the corpus's folder (default: its variable, "
+        parser.add_argument("--data", type=path_flag, default=None, help="the corpus's folder (default: its variable, "
                             f"{CORPUS_VARIABLES}, else data/<corpus>)")
 
 

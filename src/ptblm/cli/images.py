@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .types import path_flag
+
 
 def cmd_image(args: argparse.Namespace) -> int:
     from ..images import build_image
@@ -47,8 +49,8 @@ def add_sif(commands) -> None:
     from ..images import IMAGE_TAG
 
     sif = commands.add_parser("sif", help="Apptainer .sif from the Docker image or a saved tar (runs its %%test)")
-    sif.add_argument("--from-tar", type=Path, help="a `docker save` tar built elsewhere")
+    sif.add_argument("--from-tar", type=path_flag, help="a `docker save` tar built elsewhere")
     sif.add_argument("--tag", default=IMAGE_TAG,
                      help=f"the Docker image to convert, without --from-tar (default {IMAGE_TAG})")
-    sif.add_argument("--out", type=Path, default=Path("ptblm.sif"), help="the .sif to write (default ptblm.sif)")
+    sif.add_argument("--out", type=path_flag, default=Path("ptblm.sif"), help="the .sif to write (default ptblm.sif)")
     sif.set_defaults(handler=cmd_sif)

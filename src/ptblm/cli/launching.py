@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from .flags import add_location_flags
+from .types import path_flag, setting_list
 
 DEFAULT_PROFILE = "local"  # a workstation, or the dev cluster (slurm/dev-cluster.sh)
 EXPERIMENTS_HELP = ("jobs/<experiment>.yaml, e.g. 3.1, or a path to a YAML file; several (one array each), or all: "
@@ -67,7 +68,7 @@ def launch_flags() -> argparse.ArgumentParser:
                         "time from results/bench/*.json, GPU-hours), and for sbatch its command; submit nothing")
     launch.add_argument("--force", action="store_true", help="rerun finished settings from scratch")
     add_override_flag(launch)
-    launch.add_argument("--only", action="append", default=[], metavar="SETTING[,SETTING...]",
+    launch.add_argument("--only", action="append", default=[], metavar="SETTING[,SETTING...]", type=setting_list,
                         help="only these settings of the experiment: numbers (0,2 or 0-3) or run names, as the plan "
                              "lists them (repeatable)")
     add_location_flags(launch, "jobs", "results", "clusters", "data")
@@ -107,7 +108,7 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
 def add_sbatch(commands) -> None:
     sbatch = commands.add_parser("sbatch", parents=[launch_flags()],
                                  help="submit an experiment through slurm/array.sbatch (no submitit)")
-    sbatch.add_argument("--script", type=Path, default=Path("slurm/array.sbatch"),
+    sbatch.add_argument("--script", type=path_flag, default=Path("slurm/array.sbatch"),
                         help="the job script each array task runs (default slurm/array.sbatch)")
     sbatch.set_defaults(handler=cmd_sbatch)
 
@@ -144,12 +145,12 @@ def cmd_run_setting(args: argparse.Namespace) -> int:
 def add_run_setting(commands) -> None:
     run_setting = commands.add_parser("run-setting", help="run one task of an array `ptblm sbatch` submitted "
                                       "(what slurm/array.sbatch runs)")
-    run_setting.add_argument("pinned", type=Path, help="the pinned file `ptblm sbatch` wrote "
+    run_setting.add_argument("pinned", type=path_flag, help="the pinned file `ptblm sbatch` wrote "
                              "(results/<exp>/logs/pinned-*.json): each task's setting, the data, how to start ptblm")
     run_setting.add_argument("task", type=int, help="$SLURM_ARRAY_TASK_ID, the setting's number")
     run_setting.add_argument("--here", action="store_true", help="run in this process as it is (run-setting runs "
                              "itself so once the profile's setup lines and container apply)")
-    run_setting.add_argument("--pinned", dest="old_pinned", type=Path, default=None,
+    run_setting.add_argument("--pinned", dest="old_pinned", type=path_flag, default=None,
                              help="the pinned file, as an array queued by an older ptblm passes it (its first "
                                   "argument is then the experiment's name)")
     run_setting.set_defaults(handler=cmd_run_setting)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .flags import add_decoding_flags, add_location_flags, decoding_from_args
-from .types import perplexity, seed
+from .types import path_flag, perplexity, seed
 
 EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
 
@@ -23,19 +23,19 @@ def report_dir(args: argparse.Namespace, under: str = "") -> Path:
 def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> None:
     """--out for every report command; --rnn/--gru/--lstm/--seed for the two that load trained models."""
     add_location_flags(parser, "results")
-    parser.add_argument("--out", type=Path, default=None, help="report folder (default <results>/report)")
+    parser.add_argument("--out", type=path_flag, default=None, help="report folder (default <results>/report)")
     if not models:
         parser.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/ "
                             "but manual/, the runs of `ptblm train`)")
     if models:
-        parser.add_argument("--data", type=Path, default=None, help="data folder to rebuild the vocabulary from "
+        parser.add_argument("--data", type=path_flag, default=None, help="data folder to rebuild the vocabulary from "
                             "(default: the run's corpus's variable, e.g. $PTB_DIR, else the folder each run "
                             "recorded in config.json)")
         from ..report.trained import ANALYSED  # torch-free
 
         for run in ANALYSED:
             optional = "" if run.required else f"; without any {run.model} run, none"
-            parser.add_argument(run.flag, type=Path, default=None, metavar="DIR",
+            parser.add_argument(run.flag, type=path_flag, default=None, metavar="DIR",
                                 help=f"{run.model} run folder (default: setting {run.setting_index} of "
                                      f"{run.experiment}; until it is trained, the {run.model} run with the lowest "
                                      f"best valid ppl{optional})")
@@ -163,17 +163,24 @@ def add_report(commands) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..course_files import write_course_exports
+    from ..errors import NoRunFolders
     from ..results import damage_notes, load_runs, write_csv
 
     runs = load_runs(args.results, args.experiments)
     out = report_dir(args, EXPORT_DIRS[args.format])
-    if args.format == "csv":
-        written = write_csv(runs, out)
+    if args.format == "csv":  # every run is a row; a damaged one says so in its state
+        written, exported = write_csv(runs, out), len(runs)
         for note in damage_notes(runs):
             print(note)
-    else:
-        written = write_course_exports(runs, out)
-    print(f"{len(runs)} runs: wrote {len(written)} files to {out}")
+    else:  # a damaged run has no files of its own: left out
+        by_run = write_course_exports(runs, out)
+        written, exported = [path for files in by_run.values() for path in files], len(by_run)
+    if not exported:
+        raise NoRunFolders(f"none of the {len(runs)} runs under {args.results} could be exported (each is named "
+                           f"above); `ptblm status` lists them")
+    left_out = len(runs) - exported
+    print(f"exported {exported} run{'s' if exported != 1 else ''}"
+          f"{f' ({left_out} left out, named above)' if left_out else ''}: wrote {len(written)} files to {out}")
     return 0
 
 
@@ -183,7 +190,7 @@ def add_export(commands) -> None:
     export.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
     export.add_argument("--format", choices=tuple(EXPORT_DIRS), default="csv",
                         help="csv (runs.csv, epochs.csv; default) or course (the scaffold's files per run)")
-    export.add_argument("--out", type=Path, default=None,
+    export.add_argument("--out", type=path_flag, default=None,
                         help="folder (default <results>/report/data for csv, <results>/report/course for course)")
     add_location_flags(export, "results")
     export.set_defaults(handler=cmd_export)

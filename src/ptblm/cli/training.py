@@ -6,14 +6,13 @@ import dataclasses
 import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from ..completion import SUGGESTIONS
 from ..config import CHOICES, MODELS, PRECISIONS, RunConfig
 from ..corpora import CORPORA, DEFAULT_CORPUS
-from .flags import CORPUS_VARIABLES, default_jobs_dir, default_results_dir
-from .types import count, finite_float, positive, seed
+from .flags import CORPUS_VARIABLES, default_folder_text, default_results_dir
+from .types import count, decimal_int, finite_float, path_flag, positive, seed
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
 SCAFFOLD_DEFAULTS = {"model": "GRU", "optimizer": "SGD_LR_SCHEDULE", "initial_lr": 20.0, "batch_size": 20,
@@ -49,7 +48,7 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         if field.type == "bool":
             parser.add_argument(flag, action="store_true", help=FLAG_HELP.get(field.name))
         else:
-            kind = {"int": int, "float": finite_float, "str": str}[field.type]
+            kind = {"int": decimal_int, "float": finite_float, "str": str}[field.type]
             action = parser.add_argument(flag, type=kind, default=default,
                                          help=f"{FLAG_HELP.get(field.name, '')} (default {default})".strip())
             setattr(action, SUGGESTIONS, CHOICES.get(field.name))  # for shell completion; RunConfig checks them
@@ -66,8 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .. import corpora
     from ..layout import manual_run_dir
     from ..run_inputs import run_inputs
-    from ..runfolder import DONE, DIVERGED
-    from ..stopping import stop_on_signals
+    from ..runfolder import CANCELLED, DIVERGED, DONE
+    from ..stopping import StopRequest, signal_exit_status, stop_on_signals
     from ..train import train_run
 
     config = config_from_args(args)
@@ -81,21 +80,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
         # SIGTERM, SIGHUP (a closed terminal) and Ctrl-C end the run `cancelled` after the current batch
-        with stop_on_signals(threading.Event()) as stop:
+        with stop_on_signals(StopRequest()) as stop:
             status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
                                should_stop=stop.is_set, environ=os.environ, **inputs.train_kwargs())
+    if status.state == CANCELLED and stop.signum is not None:  # as if the signal had ended it (cli.main's rule)
+        return signal_exit_status(stop.signum)
     return 0 if status.state in (DONE, DIVERGED) else 1
 
 
 def add_train(commands) -> None:
     train = commands.add_parser("train", help="train one setting into a run folder (resumes; the scaffold's flags)")
     add_setting_flags(train)
-    train.add_argument("--data", type=Path, default=None, help="the corpus's folder, e.g. with ptb.{train,valid,test}"
+    train.add_argument("--data", type=path_flag, default=None,
+                       help="the corpus's folder, e.g. with ptb.{train,valid,test}"
                        f".txt (default: its variable, {CORPUS_VARIABLES}, else data/<corpus>; SLURM_TMPDIR: "
                        "the copy in $SLURM_TMPDIR, as in run_exp.py)")
-    train.add_argument("--out", type=Path, default=None, help="run folder (default results/manual/<run name>)")
-    train.add_argument("--save_dir", type=Path, default=None, help="run_exp.py's: the folder to put the run folder "
-                       "<save_dir>/<run name> in (--out names the run folder itself)")
+    train.add_argument("--out", type=path_flag, default=None, help="run folder (default results/manual/<run name>)")
+    train.add_argument("--save_dir", type=path_flag, default=None,
+                       help="run_exp.py's: the folder to put the run folder <save_dir>/<run name> in (--out names "
+                            "the run folder itself)")
     train.add_argument("--force", action="store_true", help="start over even if the run folder is finished")
     train.add_argument("--dry-run", action="store_true", help="one epoch of two batches in a temporary folder "
                        "(synthetic data when the corpus is not configured)")
@@ -119,7 +122,7 @@ def add_data(commands) -> None:
     data = commands.add_parser("data", help="download a corpus (PTB unless --corpus) and verify its checksums")
     data.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
                       help=f"which corpus (default {DEFAULT_CORPUS})")
-    data.add_argument("--dest", type=Path, default=None, help="folder to put its three files in (default "
+    data.add_argument("--dest", type=path_flag, default=None, help="folder to put its three files in (default "
                       "data/<corpus>)")
     data.set_defaults(handler=cmd_data)
 
@@ -137,7 +140,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 def add_synthetic(commands) -> None:
     synthetic = commands.add_parser("synthetic", help="write a small seeded corpus in PTB's format (offline demos, "
                                     "tests)")
-    synthetic.add_argument("dest", type=Path, help="folder to write the corpus's three files into")
+    synthetic.add_argument("dest", type=path_flag, help="folder to write the corpus's three files into")
     synthetic.add_argument("--seed", type=seed, default=0, help="seeds the generated text (default 0)")
     synthetic.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
                            help=f"whose file names to write (default {DEFAULT_CORPUS})")
@@ -180,7 +183,8 @@ def add_bench(commands) -> None:
                        help="timed steps per path (default 50 on GPU, 10 on CPU)")
     bench.add_argument("--warmup", type=count, default=None,
                        help="untimed steps first, graph capture included (default 5 on GPU, 2 on CPU)")
-    bench.add_argument("--jobs", type=Path, default=default_jobs_dir(),
+    bench.add_argument("--jobs", type=path_flag, default=default_folder_text("jobs"),
                        help="experiments folder for --full (default jobs/)")
-    bench.add_argument("--out", type=Path, default=None, help="folder for bench-<time>.json (default results/bench)")
+    bench.add_argument("--out", type=path_flag, default=None,
+                       help="folder for bench-<time>.json (default results/bench)")
     bench.set_defaults(handler=cmd_bench)

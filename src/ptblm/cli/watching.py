@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from .flags import add_decoding_flags, add_location_flags, decoding_from_args, default_results_dir
-from .types import positive, seed
+from .flags import add_decoding_flags, add_location_flags, decoding_from_args, default_folder_text
+from .types import path_flag, positive, seed
 
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
@@ -29,10 +28,10 @@ def add_tensorboard(commands) -> None:
 
 def add_run_data_flags(parser: argparse.ArgumentParser) -> None:
     """Where evaluate and generate find a run's data and the runs named EXP/RUN."""
-    parser.add_argument("--data", type=Path, default=None,
+    parser.add_argument("--data", type=path_flag, default=None,
                         help="data folder (default: the run's corpus's variable, e.g. $PTB_DIR, else the "
                              "folder the run recorded in config.json)")
-    parser.add_argument("--results", type=Path, default=default_results_dir(),
+    parser.add_argument("--results", type=path_flag, default=default_folder_text("results"),
                         help="results folder, for EXP/RUN and EXP (default results/)")
 
 

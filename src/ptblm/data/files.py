@@ -2,6 +2,8 @@
 person must fix (missing, unreadable, corrupt)."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from ..corpora import DEFAULT_CORPUS, PTB, SPLITS, CorpusEntry, fetch_command
@@ -22,13 +24,30 @@ def where_to_get(corpus: CorpusEntry) -> str:
             f"{corpus.env_var} at a folder holding {', '.join(corpus.file_names[:-1])} and {corpus.file_names[-1]}")
 
 
+def not_a_file(path: Path) -> str | None:
+    """What stands at `path` when it is no regular file (a link is followed, as reading follows it):
+    "is missing", "is a folder", "is a named pipe (FIFO)", ...; None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"is a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "is missing"
+    except OSError as error:
+        return f"cannot be looked at ({error.strerror})"
+    kinds = ((stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return None if stat.S_ISREG(mode) else f"is {kind}, not a text file"
+
+
 def check_data_dir(data_dir: Path, corpus: CorpusEntry = PTB) -> Path:
-    """Fail early, naming the first missing file and the ways to provide it."""
+    """Fail early, naming the first split that is no regular file (missing, a folder, a FIFO: what is there)
+    and the ways to provide it."""
     data_dir = Path(data_dir)
     for split in SPLITS:
         path = split_path(data_dir, split, corpus)
-        if not path.is_file():
-            raise DataError(f"{path} is missing: {where_to_get(corpus)} (`ptblm synthetic DIR"
+        problem = not_a_file(path)
+        if problem:
+            raise DataError(f"{path} {problem}: {where_to_get(corpus)} (`ptblm synthetic DIR"
                             f"{'' if corpus.name == DEFAULT_CORPUS else ' --corpus ' + corpus.name}` writes a small "
                             f"offline stand-in)")
     return data_dir

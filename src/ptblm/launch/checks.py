@@ -1,14 +1,17 @@
-"""Checked on the login node before anything is queued: the data every task will read, and that each
-setting's batches fit in it."""
+"""Checked on the login node before anything is queued: the data every task will read, that each setting's
+batches fit in it, and that each setting's model can be built in the memory it will get."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..clusters import ClusterProfile
+from ..config import ConfigError
 from ..corpora import SPLITS, CorpusEntry
 from ..data import (DataError, check_batches_fit, check_data_dir, count_tokens, file_mismatch, split_path,
                     where_to_get)
 from ..jobs import Setting
+from .cost import model_parameters, profile_gpus, training_bytes
 
 NOTHING_SUBMITTED = "; nothing was submitted"
 
@@ -44,3 +47,32 @@ def check_data_for_submission(data_dir: Path, corpus: CorpusEntry, settings: Seq
     except DataError as error:
         raise DataError(f"{error}{NOTHING_SUBMITTED}") from None
     return data_dir
+
+
+MAX_PARAMETERS = 10**9  # 4 GB of fp32 weights: far beyond any model of this course (3.4's largest: 91 million)
+SIZE_KEYS = ("hidden_size", "emb_size", "num_layers")
+
+
+def check_model_sizes(settings: Sequence[Setting], profile: ClusterProfile, where: str) -> None:
+    """Every setting's model has at most MAX_PARAMETERS parameters and, on a profile without GPUs (the model
+    lives in the task's memory), its weights, gradients and optimizer state fit in mem_gb. ConfigError names
+    the setting, its size keys, the count and the limit."""
+    for setting in settings:
+        config = setting.config
+        sizes = ", ".join(f"{key} = {getattr(config, key)}" for key in SIZE_KEYS)
+        place = f"{where}, setting {setting.index} ({setting.run_name}): {sizes}"
+        try:
+            parameters = model_parameters(config)
+        except (RuntimeError, TypeError, ValueError, OverflowError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"{place} make a model torch cannot build ({first[:200]}); valid: at most "
+                              f"{MAX_PARAMETERS:.0e} parameters{NOTHING_SUBMITTED}") from None
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError(f"{place} make a model of {parameters:.3g} parameters; valid: at most "
+                              f"{MAX_PARAMETERS:.0e} (lower hidden_size or emb_size){NOTHING_SUBMITTED}")
+        needed = training_bytes(config, parameters) / 2**30
+        if profile.mem_gb is not None and not profile_gpus(profile) and needed > profile.mem_gb:
+            raise ConfigError(f"{place} make a model of {parameters:.3g} parameters whose weights, gradients and "
+                              f"{config.optimizer} state alone need {needed:.3g} GB; valid: at most the profile "
+                              f"{profile.name}'s mem_gb = {profile.mem_gb:g} (lower hidden_size or emb_size, or "
+                              f"raise mem_gb){NOTHING_SUBMITTED}")

@@ -53,6 +53,27 @@ def profile_gpus(profile: ClusterProfile) -> int:
     return 0
 
 
+OPTIMIZER_STATES = {"SGD": 0, "SGD_LR_SCHEDULE": 0, "ADAM": 2}  # tensors the optimizer keeps per parameter
+FLOAT_BYTES = 4  # fp32 master weights (precision fp16/bf16 computes in half, keeps fp32 weights)
+
+
+def model_parameters(config: RunConfig) -> int:
+    """The parameters of `config`'s model at its corpus's vocabulary, counted on PyTorch's meta device (shapes
+    only, no memory): the model training would build. Raises what torch raises for a shape it cannot make."""
+    import torch
+
+    from ..models import build_model
+
+    with torch.device("meta"):
+        model = build_model(config, corpora.get(config.corpus).vocab_size)
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def training_bytes(config: RunConfig, parameters: int) -> int:
+    """Memory training needs at the least: weights, gradients and the optimizer's state (no activations)."""
+    return parameters * FLOAT_BYTES * (2 + OPTIMIZER_STATES.get(config.optimizer, 2))
+
+
 def read_bench_reports(bench_dir: Path) -> list[tuple[str, dict]]:
     """(file name, report) of every readable bench JSON, newest first (bench-<date>-<time>.json)."""
     reports = []

@@ -27,7 +27,7 @@ from ..config import ConfigError
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import DataError, corpus_fingerprint
 from ..jobs import Experiment, Setting
-from .checks import check_data_for_submission
+from .checks import check_data_for_submission, check_model_sizes
 from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
@@ -221,6 +221,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     refusal = check_profile_choice(profile, executor, cluster, profile_chosen)
     if refusal and not dry_run:
         raise ConfigError(refusal)
+    check_model_sizes(experiment.settings, profile, experiment.where)
     data_dirs = corpus_data_dirs(experiment.settings, data_dir, environ)
     for name, folder in data_dirs.items():
         check_data_for_submission(folder, corpora.get(name),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, split_array
+from ..clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, slurm_mem, split_array
 from ..container import ContainerSpec, requeue_lines, submitit_python
 from ..errors import ToolFailed
 from ..runfolder import RunRecord
@@ -165,8 +165,8 @@ def scheduler_parameters(profile: ClusterProfile, job_name: str) -> dict:
     for key in ("partition", "account", "qos", "gres", "gpus_per_node"):
         if getattr(profile, key):
             parameters[key] = getattr(profile, key)
-    if profile.mem_gb:
-        parameters["mem"] = f"{int(profile.mem_gb * 1024)}MB"
+    if profile.mem_gb is not None:
+        parameters["mem"] = slurm_mem(profile.mem_gb)
     return parameters
 
 

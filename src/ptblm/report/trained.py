@@ -1,16 +1,16 @@
 """The trained models the gradient analysis and the samples study: which runs, and their best weights.
 
-Read from the run folders alone (config.json records experiment, setting index and data folder).
-ANALYSED lists them: by default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the
-GRU setting 0 of 3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained,
-the RNN and GRU runs with weights and the lowest best validation ppl stand in (with a note). The LSTM
-is optional: setting 0 of example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else
-the best LSTM run with weights (with a note), else none: the analyses then cover the RNN and the GRU.
-`--rnn DIR --gru DIR --lstm DIR` name any others; all must have read the same corpus files (the samples
-share start words), so stand-ins are chosen among runs of the first run's files. The vocabulary is rebuilt from the data folder the
-run recorded (or --data, or its corpus's variable such as PTB_DIR), which must be the corpus the run
-recorded (its fingerprint; the vocabulary size for folders from before fingerprints). A damaged run folder
-is never loaded: a note names its file and reason.
+Read from the run folders alone (config.json records experiment, setting index and data folder). ANALYSED
+lists them: by default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the GRU setting 0 of
+3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained, the RNN and GRU runs with
+weights and the lowest best validation ppl stand in (with a note). The LSTM is optional: setting 0 of
+example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else the best LSTM run with weights (with a
+note), else none: the analyses then cover the RNN and the GRU. `--rnn DIR --gru DIR --lstm DIR` name any
+others; all must have read the same corpus files (the samples share start words), so stand-ins are chosen
+among runs of the first run's files. The vocabulary is rebuilt from the data folder the run recorded (or
+--data, or its corpus's variable such as PTB_DIR), which must be the corpus the run recorded (its fingerprint;
+the vocabulary size for folders from before fingerprints). A damaged run folder is never loaded: a note names
+its file and reason.
 
 Torch-free at import: the command line reads ANALYSED to make its flags before any model is loaded.
 """

@@ -219,12 +219,15 @@ class RunFolder:
             except LockBusy as busy:
                 raise RunFolderBusy(f"{self.path} is being written by another ptblm run "
                                     f"({busy.holder.describe() if busy.holder else 'holder unknown'}); wait for it "
-                                    f"to end or stop it, or choose another --out") from None
-            except OSError as error:
+                                    f"to end or stop it") from None
+            except OSError as error:  # the hints name no flag: evaluate, train and submit all come here
                 if error.errno == errno.ELOOP:
                     raise Damaged(path, link_reason(path)) from None
+                if error.errno == errno.EISDIR:
+                    raise RunFolderError(f"{path} is a folder, not the lock file ptblm keeps there; remove it "
+                                         f"(`rmdir {path}` when empty) and run again") from None
                 raise RunFolderError(f"{path}: cannot create or lock the run folder's lock ({error.strerror}); "
-                                     f"choose a writable --out") from None
+                                     f"make {self.path} writable") from None
             try:
                 previous = self.read_status()
             except Damaged:

@@ -105,7 +105,9 @@ class RunWriter:
         return self._write_status(CANCELLED, num_epochs=num_epochs)
 
     def mark_failed(self, error: str, epochs_done: int | None = None, num_epochs: int | None = None) -> RunStatus:
-        return self._write_status(FAILED, epochs_done, num_epochs, error=error)
+        """`error` kept as one readable line (a C++ error from torch is kilobytes of stack frames; the run's
+        log has all of it): what status, the plan and submit's summary show."""
+        return self._write_status(FAILED, epochs_done, num_epochs, error=error_line(error))
 
 
 def remove_orphans(folder: Path, names: tuple[str, ...]) -> tuple[int, int]:
@@ -118,3 +120,12 @@ def remove_orphans(folder: Path, names: tuple[str, ...]) -> tuple[int, int]:
                 path.unlink()
                 count += 1
     return count, size
+
+
+MAX_ERROR_CHARS = 300
+
+
+def error_line(text: str) -> str:
+    """The first non-empty line of `text`, cut at MAX_ERROR_CHARS."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+    return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS - 3] + "..."
