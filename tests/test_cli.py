@@ -502,7 +502,7 @@ def test_a_run_folder_that_cannot_be_locked_is_one_line_whose_hint_fits_the_comm
     from ptblm.train import train_run
 
     folder = tmp_path / "results" / "manual" / "r1"
-    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, folder, echo=False)
+    train_run(tiny_config(num_epochs=1, max_batches=2), synthetic_dir, folder, echo=False, environ={})
     args = ("evaluate", "manual/r1", "--results", str(tmp_path / "results"), "--data", str(synthetic_dir))
     if lock == "a folder":
         (folder / rf.LOCK_FILE).unlink()

@@ -557,7 +557,7 @@ def test_the_analysed_runs_read_one_corpus_stand_ins_and_named_runs_alike(chain,
     shutil.rmtree(results / default_run(chain, "3.2").relative_to(chain["results"]))
     small = write_synthetic_corpus(tmp_path / "small", seed=1, vocab_size=30, tokens=(3000, 900, 900))
     other = results / "3.2" / "other-corpus"
-    train_run(tiny_config(model="GRU", num_epochs=1), small, other, experiment="3.2", echo=False)
+    train_run(tiny_config(model="GRU", num_epochs=1), small, other, experiment="3.2", echo=False, environ={})
     own_corpus = [r for r in raw_runs(results) if r["config"]["model"] == "GRU" and (r["folder"] / "best.pt").exists()
                   and r["folder"] != other]
     assert min(ppl(e["valid_ppl"]) for e in json.loads((other / "curves.json").read_text())["epochs"]) < min(
