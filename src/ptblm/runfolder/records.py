@@ -133,6 +133,13 @@ def migrated(obj: dict, path: Path) -> dict:
     return current
 
 
+def perplexity(value: float, path: Path, where: str) -> float:
+    """A perplexity is above 0 (at least 1, exp of a mean loss; inf or nan once diverged): else Damaged."""
+    if value <= 0 or value == -math.inf:
+        raise Damaged(path, f"{where!r} is {value!r}: a perplexity is above 0 (inf or nan for a diverged run)")
+    return value
+
+
 # --- the records ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -157,6 +164,8 @@ class EpochRecord:
         values = {"epoch": field_of(record, "epoch", "an integer", path, where, required=True)}
         for name in ("train_ppl", "valid_ppl", "epoch_seconds", "wall_clock_seconds", "lr"):
             values[name] = decode_float(field_of(record, name, "a number", path, where))
+        for name in ("train_ppl", "valid_ppl"):
+            perplexity(values[name], path, f"{where}{name}")
         return cls(**values)
 
 
@@ -178,7 +187,7 @@ class Curves:
         epochs = field_of(obj, "epochs", "a list", path) or []
         test = field_of(obj, "test_ppl", "a number", path)
         return cls(epochs=[EpochRecord.from_json(r, path, i) for i, r in enumerate(epochs)],
-                   test_ppl=None if test is None else decode_float(test),
+                   test_ppl=None if test is None else perplexity(decode_float(test), path, "test_ppl"),
                    peak_memory_bytes=field_of(obj, "peak_memory_bytes", "an integer", path))
 
     def column(self, name: str) -> list[float]:
