@@ -88,6 +88,8 @@ ENTRIES = {  # name -> (the damaged path in the target, how)
     "packages.txt a link": (lambda f: f / rf.PACKAGES_FILE, link_to_copy),
     "packages.txt a FIFO": (lambda f: f / rf.PACKAGES_FILE, fifo),
     "config.json a folder": (lambda f: f / rf.CONFIG_FILE, lambda p: (p.unlink(), p.mkdir())),
+    "packages.txt larger than the cap": (lambda f: f / rf.PACKAGES_FILE,
+                                         lambda p: p.write_bytes(b"x==1\n" * (rf.files.MAX_READ_BYTES // 5 + 1))),
 }
 
 
@@ -231,3 +233,63 @@ def test_a_checkpoint_that_contradicts_its_run_is_damage_naming_what_differs(tre
         code, output = cli(*copy.train_argv())
         assert code == 1 and output.count("\n") == 1 and f"error: {path}: {raised.value.damage.reason}" in output
     assert snapshot(copy.target) == before
+
+
+# --- 6: an experiment's submission lock and logs folder ------------------------------------------------------
+
+def experiment_entry(name: str, how: str):
+    def damage(copy) -> Path:
+        path = copy.results / "3.1" / name
+        if path.is_dir():
+            for entry in path.iterdir():
+                entry.unlink()
+            path.rmdir()
+        path.unlink(missing_ok=True)
+        if how == "a folder":
+            path.mkdir()
+        elif how == "a FIFO":
+            os.mkfifo(path)
+        else:
+            path.symlink_to(copy.root / "victim")
+        return path
+    return damage
+
+
+@pytest.mark.parametrize("name, how", [(".submit.lock", "a folder"), (".submit.lock", "a FIFO"),
+                                       (".submit.lock", "a link"), ("logs", "a FIFO"), ("logs", "a link")])
+def test_a_submission_lock_or_logs_folder_in_the_wrong_shape_is_one_line_naming_it(tree, tmp_path, name, how):
+    copy = tree.copy(tmp_path / "tree")
+    path = experiment_entry(name, how)(copy)
+    before = snapshot(copy.target)
+    with deadline():
+        code, output = cli("submit", "3.1", "--executor", "local", "--jobs", copy.jobs, "--data", copy.data,
+                           "--results", copy.results)
+    assert code == 1 and output.count("\n") == 1 and output.startswith(f"ptblm submit: error: {path} is "), output
+    assert not (copy.root / "victim").exists() and snapshot(copy.target) == before
+    code, output = cli("status", "--jobs", copy.jobs, "--results", copy.results)
+    assert code == 0 and "Traceback" not in output and copy.target.name in output
+
+
+# --- 10: hints that fit -------------------------------------------------------------------------------------
+
+def test_a_newer_format_version_is_never_told_to_force(tree, tmp_path):
+    copy = tree.copy(tmp_path / "tree")
+    path = copy.target / rf.STATUS_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": rf.FORMAT_VERSION + 1}))
+    for argv in (["status", "--jobs", copy.jobs, "--results", copy.results], ["tables", "--results", copy.results],
+                 copy.train_argv()):
+        code, output = cli(*argv)
+        assert f"{path}: format_version {rf.FORMAT_VERSION + 1} is newer than this ptblm's" in output, output
+        assert "--force would delete what this ptblm cannot read: update ptblm instead" in output
+        assert "--force`" not in output and "rerun with --force" not in output
+
+
+def test_a_run_stopped_before_its_first_last_pt_is_not_said_to_resume_from_it(tmp_path, synthetic_dir):
+    from conftest import tiny_config
+    from ptblm.train import train_run
+
+    status = train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False,
+                       should_stop=lambda: True)
+    assert status.state == rf.CANCELLED and not (tmp_path / "run" / rf.LAST_CHECKPOINT).exists()
+    assert (tmp_path / "run" / rf.LOG_FILE).read_text().splitlines()[-1].endswith(
+        "stopped on request: cancelled after 0/1 epochs; rerunning starts it over (no last.pt yet)")

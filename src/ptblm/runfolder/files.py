@@ -40,7 +40,8 @@ class FileWriteError(UserError, OSError, RuntimeError):
         elif isinstance(error, NotRegular):
             message = f"{path} {error.strerror}"
         else:
-            hint = ("the disk or quota is full: free some space, then rerun (a run resumes from its last.pt)"
+            hint = ("the disk or quota is full: free some space, then rerun (a run resumes from its "
+                    "last.pt, if it has one)"
                     if error.errno in FULL else "make the folder writable, or choose another")
             message = f"{path}: cannot write it ({error.strerror or error}); {hint}"
         super().__init__(message)
@@ -76,7 +77,8 @@ def not_regular_reason(kind: str) -> str:
 
 def entry_problem(path: Path, folder: bool = False) -> str | None:
     """Why `path`, an entry of a run folder, is not what ptblm puts there (a regular file, or a real folder
-    when `folder`): a link or another kind of file, named; None when it is right or absent."""
+    when `folder`): a link, a FIFO, a socket, a device, a folder where a file belongs; None when it is right or
+    absent."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -85,8 +87,8 @@ def entry_problem(path: Path, folder: bool = False) -> str | None:
         return f"cannot be examined ({error.strerror})"
     if stat.S_ISLNK(info.st_mode):
         return link_reason(path)
-    if (stat.S_ISDIR(info.st_mode) if folder else stat.S_ISREG(info.st_mode)):
-        return None
+    if stat.S_ISREG(info.st_mode) or (folder and stat.S_ISDIR(info.st_mode)):
+        return None  # a file where tb/ belongs harms nothing: the trainer warns that it writes no events
     return not_regular_reason(kind_of(info.st_mode))
 
 

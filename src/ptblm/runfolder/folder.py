@@ -12,7 +12,6 @@ resuming it: `unresumable` says why, for the trainer and the plan.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +26,8 @@ from .checkpoints import (BestWeights, ResumePoint, load_checkpoint, looks_whole
 from .files import (LinkRefused, NotRegular, TooLarge, atomic_write_json, entry_problem, link_reason, parse_json,
                     read_bytes)
 from .records import (BEST_CHECKPOINT, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
-                      LAST_CHECKPOINT, LOCK_FILE, OWN_FILES, STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, Curves, Damage,
-                      Damaged, RunFolderError, RunSettings, RunStatus, Submission)
+                      LAST_CHECKPOINT, LOCK_FILE, OWN_FILES, PACKAGES_FILE, STATUS_FILE, SUBMISSION_FILE, TB_FOLDER,
+                      Curves, Damage, Damaged, RunFolderError, RunSettings, RunStatus, Submission)
 from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, WRITING_STATES, current_job_id,
                      current_state)
 from .writer import RunWriter
@@ -128,6 +127,18 @@ class RunFolder:
     def read_submission(self) -> Submission | None:
         return self._json(SUBMISSION_FILE, Submission.from_json)
 
+    def read_packages(self) -> list[str]:
+        """packages.txt's lines ([] when absent), read as every run file is: Damaged when it cannot be."""
+        path = self.file(PACKAGES_FILE)
+        try:
+            return read_bytes(path).decode().splitlines()
+        except FileNotFoundError:
+            return []
+        except UnicodeDecodeError:
+            raise Damaged(path, "not the UTF-8 text ptblm writes there") from None
+        except OSError as error:
+            raise Damaged(path, error.strerror or f"cannot be read ({error})") from None
+
     def read_curves(self) -> Curves:
         return self._json(CURVES_FILE, Curves.from_json) or Curves()
 
@@ -144,6 +155,7 @@ class RunFolder:
 
         settings, status = attempt(self.read_settings), attempt(self.read_status)
         submission, curves = attempt(self.read_submission), attempt(self.read_curves) or Curves()
+        attempt(self.read_packages)
         for name in CHECKPOINTS:
             if os.path.lexists(self.file(name)):
                 attempt(lambda name=name: looks_whole(self.file(name)))
@@ -224,9 +236,9 @@ class RunFolder:
         path = self.file(LOCK_FILE)
         try:
             return probe(path)
+        except (LinkRefused, NotRegular) as error:
+            raise Damaged(path, error.strerror) from None
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise Damaged(path, link_reason(path)) from None
             raise Damaged(path, f"cannot be opened ({error.strerror})") from None
 
     def writer_gone(self, record: RunRecord) -> bool:
@@ -250,9 +262,9 @@ class RunFolder:
                 raise RunFolderBusy(f"{self.path} is being written by another ptblm run "
                                     f"({busy.holder.describe() if busy.holder else 'holder unknown'}); wait for it "
                                     f"to end or stop it, or choose another --out") from None
+            except (LinkRefused, NotRegular) as error:
+                raise Damaged(path, error.strerror) from None
             except OSError as error:
-                if error.errno == errno.ELOOP:
-                    raise Damaged(path, link_reason(path)) from None
                 raise RunFolderError(f"{path}: cannot create or lock the run folder's lock ({error.strerror}); "
                                      f"choose a writable --out") from None
             try:
