@@ -173,17 +173,20 @@ def test_the_reader_layer_marks_the_damaged_run_and_reads_every_other(tree, name
 
 @pytest.fixture
 def rendered(monkeypatch):
-    """savefig records each figure's run labels instead of rendering it."""
-    import matplotlib.figure
+    """Writing a figure (outputs.write_figure, as the report's figures call it) records its run labels
+    instead of rendering it."""
+    import ptblm.outputs
+    import ptblm.report.figures
 
     figures: dict[str, set[str]] = {}
 
-    def savefig(self, path, *args, **kwargs):
-        labels = {line.get_label() for axis in self.axes for line in axis.get_lines()
-                  if not line.get_label().startswith("_")}
-        figures[Path(path).stem] = labels
+    def write_figure(figure, path, **savefig):
+        figures[Path(path).stem] = {line.get_label() for axis in figure.axes for line in axis.get_lines()
+                                    if not line.get_label().startswith("_")}
+        return Path(path)
 
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    for module in (ptblm.outputs, ptblm.report.figures):
+        monkeypatch.setattr(module, "write_figure", write_figure)
     return figures
 
 
