@@ -293,3 +293,16 @@ def test_a_run_stopped_before_its_first_last_pt_is_not_said_to_resume_from_it(tm
     assert status.state == rf.CANCELLED and not (tmp_path / "run" / rf.LAST_CHECKPOINT).exists()
     assert (tmp_path / "run" / rf.LOG_FILE).read_text().splitlines()[-1].endswith(
         "stopped on request: cancelled after 0/1 epochs; rerunning starts it over (no last.pt yet)")
+
+
+# --- 9: a folder where an experiment is named --------------------------------------------------------------------
+
+def test_a_folder_named_as_an_experiment_is_one_line_saying_what_to_name(tree, tmp_path):
+    outside = tmp_path / "t0"
+    (outside / "3.1").mkdir(parents=True)
+    for argv in (["status", outside / "3.1"], ["status", tree.target], ["submit", outside]):
+        code, output = cli(*argv, "--jobs", tree.jobs, "--results", tree.results)
+        assert code == 1 and output.strip() == (
+            f"ptblm {argv[0]}: error: {argv[1]} is a folder, not an experiment: name experiments as in {tree.jobs} "
+            f"(e.g. 3.1); their runs are read under --results, so for runs elsewhere pass the folder that holds "
+            f"<experiment>/<run>/ as --results"), output
