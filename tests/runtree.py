@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def snapshot(folder: Path) -> dict:
             entries[path.name] = ("lock",)
         elif path.is_dir():  # tb/, the TensorBoard event files
             entries[path.name] = ("folder", snapshot(path))
+        elif not stat.S_ISREG(info.st_mode):  # a FIFO: never opened
+            entries[path.name] = ("special", stat.S_IFMT(info.st_mode), info.st_mtime_ns)
         else:
             entries[path.name] = ("file", path.read_bytes(), info.st_mtime_ns)
     return entries

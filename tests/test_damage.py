@@ -273,8 +273,8 @@ def test_a_newer_format_version_is_one_line_naming_the_file_and_both_versions(tr
     code, output = cli(*copy.train_argv())
     assert code == 1 and output.strip() == (
         f"ptblm train: error: {path}: format_version {rf.FORMAT_VERSION + 1} is newer than this ptblm's "
-        f"({rf.FORMAT_VERSION}): update ptblm (git pull, make setup) to read it; rerun with --force to start that "
-        f"run over (or move the folder away)")
+        f"({rf.FORMAT_VERSION}): update ptblm (git pull, make setup) to read it; --force would delete what this "
+        f"ptblm cannot read: update ptblm instead")
     assert snapshot(copy.target) == before  # never rewritten as an older version, its new field dropped
 
 

@@ -158,7 +158,7 @@ def test_a_full_disk_ends_the_run_with_one_line_and_never_running(copy, monkeypa
     code, output = cli(*copy.train_argv())
     assert code == 1 and output.splitlines()[-1] == (
         f"ptblm train: error: {copy.target / rf.LAST_CHECKPOINT}: cannot write it (No space left on device); the "
-        f"disk or quota is full: free some space, then rerun (a run resumes from its last.pt)")
+        f"disk or quota is full: free some space, then rerun (a run resumes from its last.pt, if it has one)")
     assert "Traceback" not in output and not list(copy.target.glob(".*.tmp"))
     monkeypatch.setattr(os, "replace", replace)
     if failing == "one write":

@@ -69,7 +69,7 @@ def write_course_exports(runs: list[rf.RunRecord], out_dir: Path, warn=print) ->
     for run in runs:
         try:
             if run.damage:
-                raise rf.Damaged(run.damage.file, run.damage.reason)
+                raise rf.Damaged.of(run.damage)
             written[run.folder] = write_course_files(run, Path(out_dir) / run.experiment / run.name)
         except rf.Damaged as error:
             warn(f"note: {run.folder} left out: {error.damage.describe()}")

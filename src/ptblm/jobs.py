@@ -129,6 +129,10 @@ def jobs_file(experiment: str, jobs_dir: Path) -> Path:
                               f"in {jobs_dir} (e.g. 3.1)")
         return candidate
     path = Path(jobs_dir) / f"{experiment}.yaml"
+    if not path.is_file() and candidate.is_dir():  # `ptblm status ../t0`: a run or results folder, not a name
+        raise ConfigError(f"{experiment} is a folder, not an experiment: name experiments as in {jobs_dir} (e.g. "
+                          f"3.1); their runs are read under --results, so for runs elsewhere pass the folder that "
+                          f"holds <experiment>/<run>/ as --results")
     if not path.is_file():
         known = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml") if p.name != DEFAULTS_FILE)
         raise ConfigError(f"no experiment {experiment!r}: {path} does not exist; "

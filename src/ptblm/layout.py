@@ -67,6 +67,17 @@ def output_dir(path: Path, flag: str) -> Path:
     return path
 
 
+def logs_folder(results_dir: Path, experiment: str) -> Path:
+    """logs_dir, made if missing; one line naming it when a link, a FIFO or a file is in its place (submitit and
+    sbatch would write through a link, or fail with a traceback)."""
+    path = logs_dir(results_dir, experiment)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        kind = "a symbolic link" if path.is_symlink() else "not a folder"
+        raise OutputFolderError(f"{path} is {kind}: ptblm writes experiment {experiment}'s Slurm and task logs "
+                                f"there; remove it or move it away, then submit again")
+    return output_dir(path, "--results (RESULTS= for make)")
+
+
 def manual_run_dir(results_dir: Path, run_name: str) -> Path:
     return run_dir(results_dir, MANUAL_EXPERIMENT, run_name)
 

@@ -196,7 +196,7 @@ def record_attempt(run_dir: Path, now: dict, packages: list[str]) -> tuple[list[
     attempts = list(previous.get("attempts") or ([{k: previous[k] for k in ATTEMPT_KEYS if k in previous}]
                                                  if previous else []))
     packages_path = Path(run_dir) / rf.PACKAGES_FILE
-    packages_before = packages_path.read_text().splitlines() if packages_path.is_file() else []
+    packages_before = rf.RunFolder(run_dir).read_packages()
     rf.atomic_write_bytes(packages_path, packages_text(packages).encode())
     current = {key: now[key] for key in ATTEMPT_KEYS if key in now}
     changes = environment_changes(attempts[-1], current, packages_before, packages) if attempts else []

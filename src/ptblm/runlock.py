@@ -51,9 +51,10 @@ class LockHolder:
 
 def read_lock_holder(path: Path) -> LockHolder | None:
     """Who holds (or last held) the lock file; None when it is absent, empty, a link or unreadable."""
+    from .runfolder.files import open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
+        with os.fdopen(open_regular(path), "rb") as handle:
             return LockHolder(**json.loads(handle.read(4096)))
     except (OSError, ValueError, TypeError):
         return None
@@ -72,9 +73,12 @@ def _flock_exclusive(fd: int) -> None:
 
 def probe(path: Path) -> str:
     """HELD, FREE or UNKNOWN (a file system without flock), taking a shared lock for an instant only.
-    An absent lock file is free (nobody ever held it); OSError (ELOOP) for a lock file that is a link."""
+    An absent lock file is free (nobody ever held it); OSError for a lock file that is a link (LinkRefused)
+    or no regular file (NotRegular: a FIFO, a folder)."""
+    from .runfolder.files import open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = open_regular(path)
     except FileNotFoundError:
         return FREE
     try:
@@ -95,10 +99,13 @@ def exclusive_lock(path: Path, slurm_job_id: str | None = None) -> Iterator[Lock
     """Hold an exclusive flock on `path` (created with the umask's mode), recording the holder in it.
 
     Raises LockBusy naming the holder before anything is yielded, OSError when the file cannot be opened or
-    locked. On a file system without flock the holder is yielded with `enforced` False (the caller says so).
+    locked (LinkRefused, NotRegular: a link, a FIFO or a folder in its place, never followed nor waited on).
+    On a file system without flock the holder is yielded with `enforced` False (the caller says so).
     The file stays when the lock is released: removing it would race with the next holder.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    from .runfolder.files import open_regular
+
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             _flock_exclusive(fd)

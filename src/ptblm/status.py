@@ -105,8 +105,7 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
     """The state to show and, for a damaged, lost, stopped, cancelled or failed run, a note saying why and what
     to do; `training`: a live process trains it now (squeue runs its job, or its lock is held)."""
     if view.record.damage:
-        return Shown(rf.DAMAGED, f"damaged: {view.record.damage.describe()}; rerun it from scratch with "
-                                 f"`ptblm submit {experiment} --force` (or `ptblm train ... --force`)")
+        return Shown(rf.DAMAGED, f"damaged: {view.record.damage.describe()}; {view.record.damage.hint(experiment)}")
     if view.state == rf.CANCELLED:
         return Shown(view.state, f"cancelled after epoch {len(view.record.curves.epochs)}/{view.num_epochs or '?'}; "
                                  f"{resume_hint(view, experiment, where)}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import stat
 import threading
 import time
 import weakref
@@ -43,8 +44,11 @@ def board_dir(run_dir: Path) -> Path:
 
 
 def event_files(folder: Path) -> list[Path]:
-    """The event files of a folder in the order TensorBoard reads them (by name)."""
-    return sorted(Path(folder).glob(EVENT_FILE_GLOB)) if Path(folder).is_dir() else []
+    """The event files of a folder in the order TensorBoard reads them (by name): regular files only, in a
+    folder that is no link (a link or a FIFO is the run folder's damage, never followed nor read)."""
+    if Path(folder).is_symlink() or not Path(folder).is_dir():
+        return []
+    return sorted(path for path in Path(folder).glob(EVENT_FILE_GLOB) if stat.S_ISREG(path.lstat().st_mode))
 
 
 def log_of(value: float) -> float:
@@ -150,6 +154,8 @@ class RunBoard:
         number the step losses."""
         folder, writer = board_dir(run_dir), None
         try:
+            if folder.is_symlink():  # RunFolder.read names it; never written through
+                raise rf.Damaged(folder, rf.files.link_reason(folder))
             earlier = event_files(folder)
             epochs_done = len(curves.epochs)
             points = recorded_points(earlier, epochs_done, steps_per_epoch) if earlier else {}

@@ -111,7 +111,7 @@ def check_resumable(record: rf.RunRecord, config: RunConfig, corpus: str, data_d
     corpus it recorded (None: not recorded yet)."""
     damage = record.damage or rf.RunFolder(record.folder).unresumable(record)
     if damage:
-        raise rf.Damaged(damage.file, damage.reason)
+        raise rf.Damaged.of(damage)
     if not record.config:
         return None
     check_same_setting(record.config, config, record.folder)
@@ -218,8 +218,9 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
         with interrupts_deferred():
             _best_effort(writer.mark_cancelled, config.num_epochs)
             epochs = writer.status.epochs_done if writer.status else 0
-            _best_effort(log, f"stopped on request: cancelled after {epochs}/{config.num_epochs} epochs; "
-                              f"rerunning resumes from last.pt")
+            resumes = ("rerunning resumes from last.pt" if writer.folder.file(rf.LAST_CHECKPOINT).is_file()
+                       else "rerunning starts it over (no last.pt yet)")
+            _best_effort(log, f"stopped on request: cancelled after {epochs}/{config.num_epochs} epochs; {resumes}")
         if isinstance(stop, KeyboardInterrupt):
             raise
         return writer.status

@@ -9,6 +9,7 @@ import contextlib
 from pathlib import Path
 
 from ..errors import UserError
+from ..runfolder.files import LinkRefused, NotRegular
 from ..runlock import LockBusy, exclusive_lock
 
 
@@ -27,4 +28,10 @@ def submission_lock(path: Path, experiment: str):
             holder = busy.holder.describe() if busy.holder else "holder unknown"
             raise SubmissionLocked(f"{path}: experiment {experiment} is being submitted by another `ptblm submit` "
                                    f"({holder}); wait for it to finish, then submit again") from None
+        except (LinkRefused, NotRegular) as error:
+            raise SubmissionLocked(f"{path} {error.strerror} (it is the submission lock of experiment {experiment}, "
+                                   f"made anew by the next submit)") from None
+        except OSError as error:
+            raise SubmissionLocked(f"{path}: cannot create or lock the submission lock of experiment {experiment} "
+                                   f"({error.strerror}); make {path.parent} writable") from None
         yield

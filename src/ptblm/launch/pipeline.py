@@ -234,6 +234,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                           jobs_dir=experiment.path.parent, environ=environ)
     if not dry_run:  # a file in the way, or a folder this user cannot write: one line naming --results
         layout.output_dir(layout.experiment_dir(results_dir, experiment.name), "--results (RESULTS= for make)")
+        layout.logs_folder(results_dir, experiment.name)
     # A dry run writes nothing, so it takes no lock; a submission polls squeue inside it, after the previous
     # holder's submitted.json files are written.
     with contextlib.ExitStack() as stack:

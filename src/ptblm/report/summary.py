@@ -169,8 +169,8 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     runs = [run for run in found if reported(run, experiments)]
     for run in runs:
         if run.damage:
-            warn(f"note: left out {run.folder}: damaged ({run.damage.describe()}); `ptblm status` lists it, "
-                 f"`ptblm submit {run.experiment} --force` reruns it")
+            warn(f"note: left out {run.folder}: damaged ({run.damage.describe()}); `ptblm status` lists it; "
+                 f"{run.damage.hint(run.experiment)}")
     damaged = sum(1 for run in runs if run.damage)
     runs = [run for run in runs if not run.damage]
     if not runs:

@@ -189,7 +189,7 @@ def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None
     run = rf.RunFolder(folder)
     record = run.read()
     if record.damage:
-        raise rf.Damaged(record.damage.file, record.damage.reason)
+        raise rf.Damaged.of(record.damage)
     best = run.best_weights()  # imports torch
     try:
         config = RunConfig.from_dict(best.config, where="config")

@@ -36,7 +36,7 @@ from pathlib import Path
 from ..runlock import LockHolder, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint
 from .files import (FileWriteError, append_line, atomic_torch_save, atomic_write_bytes, atomic_write_json,
-                    read_json, read_json_object)
+                    read_bytes, read_json, read_json_object)
 from .folder import RunFolder, RunFolderBusy, RunRecord, experiment_runs, experiments, find_runs
 from .writer import RunWriter, remove_orphans
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE,
@@ -53,7 +53,7 @@ __all__ = [
     "LockHolder",
     "experiments", "experiment_runs", "find_runs", "remove_orphans", "load_checkpoint", "current_state",
     "current_job_id", "encode_float", "decode_float",
-    "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "read_json", "read_json_object",
+    "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "read_bytes", "read_json", "read_json_object",
     "CONFIG_FILE", "CURVES_FILE", "STATUS_FILE", "LOG_FILE", "BEST_CHECKPOINT", "BEST_PARAMS", "LAST_CHECKPOINT",
     "SUBMISSION_FILE", "PACKAGES_FILE", "TB_FOLDER", "LOCK_FILE", "OWN_FILES", "TRAINER_FILES", "JSON_FILES",
     "CHECKPOINTS", "CORPUS_KEY",
@@ -68,7 +68,7 @@ def read_run(folder: Path) -> RunRecord:
     """One run folder, strictly: Damaged for a damaged one, ValueError for a folder without config.json."""
     record = RunFolder(folder).read()
     if record.damage:
-        raise Damaged(record.damage.file, record.damage.reason)
+        raise Damaged.of(record.damage)
     if not record.config:
         raise ValueError(f"{folder}: no {CONFIG_FILE}, not a run folder")
     return record

@@ -4,6 +4,10 @@ Checkpoints hold only tensors and plain containers, so the safe loader reads the
 descriptor opened without following links; anything else (a link, an empty or truncated file, a pickle with
 code in it, a foreign dict, a newer format_version) is Damaged naming the file. `looks_whole` is the cheap
 test every reader runs: torch.save writes a zip archive, whose end record a truncated copy lacks.
+`problem_with` is the one check of a loaded checkpoint against its run (RunFolder.best_weights and
+resume_point call it): its setting is config.json's, its vocabulary the run's, its weights every name and shape
+of the model that setting builds; last.pt's epoch within the run and its curves, its optimizer state that of
+those weights, its RNG state a generator's. A checkpoint that fails it is Damaged naming what differs.
 torch is imported only where a checkpoint is loaded or saved.
 """
 from __future__ import annotations
@@ -148,3 +152,115 @@ class ResumePoint:
                    curves=Curves.from_json(_entry(checkpoint, "curves", "an object", path), path),
                    ended=field_of(checkpoint, "ended", "a string", path),
                    grad_scaler=field_of(checkpoint, "grad_scaler", "an object", path))
+
+
+# --- the one check of a loaded checkpoint against its run ----------------------------------------------------
+
+def _shape(value: Any) -> tuple | None:
+    import torch
+
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def _expected_model(config: dict, vocab_size: int):
+    """The model `config` builds for `vocab_size` words, without memory (on the meta device)."""
+    import torch
+
+    from ..config import RunConfig
+    from ..models import build_model
+
+    with torch.device("meta"):
+        return build_model(RunConfig.from_dict(config), vocab_size)
+
+
+def setting_problem(stored: dict, recorded: dict) -> str | None:
+    """Why a checkpoint's setting `stored` is not config.json's `recorded` (execution options may differ)."""
+    from ..config import ConfigError, RunConfig
+    from .records import _setting_defaults
+
+    try:
+        theirs = RunConfig.from_dict({**_setting_defaults(), **stored}, where="config").identity()
+    except (ConfigError, TypeError) as error:
+        return f"its setting is not one ptblm trains ({error})"
+    ours = RunConfig.from_dict(recorded).identity()
+    changes = [f"{key} {theirs[key]!r} (config.json: {ours[key]!r})" for key in ours if theirs[key] != ours[key]]
+    return f"its setting is not config.json's: {'; '.join(changes)}" if changes else None
+
+
+def weights_problem(model: dict, expected) -> str | None:
+    """Why the state_dict `model` is not the weights of the module `expected` (names and shapes)."""
+    wanted = {name: tuple(value.shape) for name, value in expected.state_dict().items()}
+    if not model:
+        return f"its 'model' holds no weights (the model has {len(wanted)} tensors)"
+    missing, extra = sorted(set(wanted) - set(model)), sorted(set(model) - set(wanted))
+    if missing or extra:
+        return (f"its weights are not this model's: {len(missing)} missing ({', '.join(missing[:2])}), "
+                f"{len(extra)} unexpected ({', '.join(extra[:2])})")
+    for name, shape in wanted.items():
+        if _shape(model[name]) != shape:
+            return f"its weight {name!r} has shape {_shape(model[name])}, the model's is {shape}"
+    return None
+
+
+def optimizer_problem(optimizer: dict, expected) -> str | None:
+    """Why `optimizer` (an optimizer's state_dict) is not the state of an optimizer of `expected`'s parameters."""
+    shapes = [tuple(parameter.shape) for parameter in expected.parameters()]
+    groups, states = optimizer.get("param_groups"), optimizer.get("state")
+    if (not isinstance(groups, list) or not isinstance(states, dict)
+            or not all(isinstance(group, dict) and isinstance(group.get("params"), list) for group in groups)):
+        return "its optimizer state has no 'param_groups' list of groups with 'params' and 'state' object"
+    ids = [index for group in groups for index in group["params"]]
+    if len(ids) != len(shapes):
+        return f"its optimizer state is for {len(ids)} parameters, the model has {len(shapes)}"
+    shape_of = dict(zip(ids, shapes))
+    for index, entry in states.items():
+        if index not in shape_of or not isinstance(entry, dict):
+            return f"its optimizer state has an entry {index!r} for no parameter of the model"
+        for name, value in entry.items():
+            shape = _shape(value)
+            if shape and shape != shape_of[index]:
+                return (f"its optimizer state {name!r} of parameter {index} has shape {shape}, the parameter "
+                        f"{shape_of[index]}")
+    return None
+
+
+def rng_problem(rng: dict) -> str | None:
+    import torch
+
+    wanted = torch.get_rng_state()
+    for name in ("torch", *(("cuda",) if "cuda" in rng else ())):
+        value = rng.get(name)
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8 or value.dim() != 1 or (
+                name == "torch" and value.numel() != wanted.numel()):
+            return f"its RNG state {name!r} is not a generator's state (a byte tensor)"
+    return None
+
+
+def problem_with(path: Path, config: dict, model: dict, vocab_size: int | None, recorded_config: dict | None,
+                 recorded_vocab: int | None) -> tuple[str | None, Any]:
+    """The check of a checkpoint at `path` (see the module docstring) against config.json's setting and
+    vocabulary size (None when unknown): why it does not fit, and the module its weights are for."""
+    if recorded_config:
+        problem = setting_problem(config, recorded_config)
+        if problem:
+            return problem, None
+    if vocab_size is not None and recorded_vocab is not None and vocab_size != recorded_vocab:
+        return f"its vocabulary is {vocab_size} words, config.json's {recorded_vocab}", None
+    vocab = recorded_vocab if recorded_vocab is not None else vocab_size
+    if vocab is None:
+        return None, None
+    try:
+        expected = _expected_model(recorded_config or config, vocab)
+    except Exception as error:  # a setting RunConfig accepts that the model code cannot build
+        return f"its setting builds no model ({type(error).__name__}: {error})", None
+    return weights_problem(model, expected), expected
+
+
+def resume_problem(point: ResumePoint, expected) -> str | None:
+    """What of last.pt beyond its weights does not fit its run: the epoch, the optimizer and RNG states."""
+    num_epochs = point.config.get("num_epochs")
+    if not 0 <= point.epoch <= (num_epochs if isinstance(num_epochs, int) else point.epoch):
+        return f"it says epoch {point.epoch} of a {num_epochs}-epoch run"
+    if point.epoch != len(point.curves.epochs):
+        return f"it says epoch {point.epoch} but its curves hold {len(point.curves.epochs)} epochs"
+    return (optimizer_problem(point.optimizer, expected) if expected is not None else None) or rng_problem(point.rng)

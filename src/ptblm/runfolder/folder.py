@@ -12,8 +12,6 @@ resuming it: `unresumable` says why, for the trainer and the plan.
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +21,13 @@ from typing import Any
 
 from .. import layout
 from ..runlock import FREE, LockBusy, LockHolder, exclusive_lock, probe, read_lock_holder
-from .checkpoints import BestWeights, ResumePoint, load_checkpoint, looks_whole
-from .files import LinkRefused, atomic_write_json, link_reason, read_bytes
+from .checkpoints import (BestWeights, ResumePoint, load_checkpoint, looks_whole, problem_with,
+                          resume_problem)
+from .files import (LinkRefused, NotRegular, TooLarge, atomic_write_json, entry_problem, link_reason, parse_json,
+                    read_bytes)
 from .records import (BEST_CHECKPOINT, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
-                      LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, STATUS_FILE, SUBMISSION_FILE, Curves, Damage, Damaged,
-                      RunFolderError, RunSettings, RunStatus, Submission)
+                      LAST_CHECKPOINT, LOCK_FILE, OWN_FILES, PACKAGES_FILE, STATUS_FILE, SUBMISSION_FILE, TB_FOLDER,
+                      Curves, Damage, Damaged, RunFolderError, RunSettings, RunStatus, Submission)
 from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, WRITING_STATES, current_job_id,
                      current_state)
 from .writer import RunWriter
@@ -106,15 +106,15 @@ class RunFolder:
             data = read_bytes(path)
         except FileNotFoundError:
             return None
-        except LinkRefused:
-            raise Damaged(path, link_reason(path)) from None
+        except (LinkRefused, NotRegular, TooLarge) as error:
+            raise Damaged(path, error.strerror) from None
         except OSError as error:
             raise Damaged(path, f"cannot be read ({error.strerror})") from None
         if not data.strip():
             raise Damaged(path, f"empty ({len(data)} bytes)")
         try:
-            obj = json.loads(data.decode())
-        except (UnicodeDecodeError, ValueError) as error:
+            obj = parse_json(data)
+        except ValueError as error:
             raise Damaged(path, f"not valid JSON, truncated or overwritten ({error})") from None
         return parse(obj, path)
 
@@ -126,6 +126,18 @@ class RunFolder:
 
     def read_submission(self) -> Submission | None:
         return self._json(SUBMISSION_FILE, Submission.from_json)
+
+    def read_packages(self) -> list[str]:
+        """packages.txt's lines ([] when absent), read as every run file is: Damaged when it cannot be."""
+        path = self.file(PACKAGES_FILE)
+        try:
+            return read_bytes(path).decode().splitlines()
+        except FileNotFoundError:
+            return []
+        except UnicodeDecodeError:
+            raise Damaged(path, "not the UTF-8 text ptblm writes there") from None
+        except OSError as error:
+            raise Damaged(path, error.strerror or f"cannot be read ({error})") from None
 
     def read_curves(self) -> Curves:
         return self._json(CURVES_FILE, Curves.from_json) or Curves()
@@ -143,12 +155,11 @@ class RunFolder:
 
         settings, status = attempt(self.read_settings), attempt(self.read_status)
         submission, curves = attempt(self.read_submission), attempt(self.read_curves) or Curves()
+        attempt(self.read_packages)
         for name in CHECKPOINTS:
             if os.path.lexists(self.file(name)):
                 attempt(lambda name=name: looks_whole(self.file(name)))
-        for name in (LOG_FILE, LOCK_FILE):
-            if self.file(name).is_symlink():
-                damages.append(Damage(self.file(name), link_reason(self.file(name))))
+        damages.extend(self.entry_damages())
         exists = {name: os.path.lexists(self.file(name)) for name in (CURVES_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT)}
         if not damages:
             if settings is None and any(exists.values()):
@@ -163,6 +174,19 @@ class RunFolder:
             status = RunStatus(RUNNING if settings else PENDING, len(curves.epochs), int(num_epochs or 0))
         return RunRecord(self.path, config, settings.provenance if settings else {}, curves, status, submission,
                          damages[0] if damages else None, written)
+
+    def entry_damages(self) -> list[Damage]:
+        """The entries of the folder that are not what ptblm puts there (files.entry_problem): a link or a
+        FIFO in place of any run file, tb/ or one of its event files; the folder itself a link."""
+        if self.path.is_symlink():
+            return [Damage(self.path, link_reason(self.path))]
+        problems = [(self.file(name), entry_problem(self.file(name))) for name in OWN_FILES + (LOCK_FILE,)]
+        board = self.file(TB_FOLDER)
+        problems.append((board, entry_problem(board, folder=True)))
+        if problems[-1][1] is None and board.is_dir():
+            with contextlib.suppress(OSError):
+                problems += [(path, entry_problem(path)) for path in sorted(board.iterdir())]
+        return [Damage(path, problem) for path, problem in problems if problem]
 
     def unresumable(self, record: RunRecord) -> Damage | None:
         """Why a run that has not finished cannot resume: curves.json lists epochs, but last.pt (written before
@@ -179,14 +203,31 @@ class RunFolder:
         return settings.provenance.get(CORPUS_KEY) if settings else None
 
     def best_weights(self, device: Any = "cpu") -> BestWeights:
+        """best.pt, checked against config.json (checkpoints.problem_with): Damaged naming what differs."""
         path = self.file(BEST_CHECKPOINT)
-        return BestWeights.from_checkpoint(load_checkpoint(path, device), path)
+        best = BestWeights.from_checkpoint(load_checkpoint(path, device), path)
+        self._checked(path, best.config, best.model, best.vocab_size)
+        return best
 
     def resume_point(self, device: Any = "cpu") -> ResumePoint | None:
+        """last.pt, checked against config.json, its epoch, optimizer and RNG states too: Damaged naming what
+        differs (never a traceback while it is restored, nor a run marked done by an epoch it never had)."""
         path = self.file(LAST_CHECKPOINT)
         if not os.path.lexists(path):
             return None
-        return ResumePoint.from_checkpoint(load_checkpoint(path, device), path)
+        point = ResumePoint.from_checkpoint(load_checkpoint(path, device), path)
+        problem = resume_problem(point, self._checked(path, point.config, point.model, None))
+        if problem:
+            raise Damaged(path, problem)
+        return point
+
+    def _checked(self, path: Path, config: dict, model: dict, vocab_size: int | None) -> Any:
+        settings = self.read_settings()
+        problem, expected = problem_with(path, config, model, vocab_size, settings.config if settings else None,
+                                         settings.provenance.get("vocab_size") if settings else None)
+        if problem:
+            raise Damaged(path, problem)
+        return expected
 
     # --- the lock ------------------------------------------------------------------------------------------
 
@@ -195,9 +236,9 @@ class RunFolder:
         path = self.file(LOCK_FILE)
         try:
             return probe(path)
+        except (LinkRefused, NotRegular) as error:
+            raise Damaged(path, error.strerror) from None
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise Damaged(path, link_reason(path)) from None
             raise Damaged(path, f"cannot be opened ({error.strerror})") from None
 
     def writer_gone(self, record: RunRecord) -> bool:
@@ -213,6 +254,7 @@ class RunFolder:
         """Hold the lock (the folder must exist) and write through the RunWriter yielded; RunFolderBusy names
         the holder, Damaged a lock file that is a link."""
         path = self.file(LOCK_FILE)
+        self.refuse_link()
         with contextlib.ExitStack() as held:
             try:
                 holder = held.enter_context(exclusive_lock(path, slurm_job_id))
@@ -220,12 +262,12 @@ class RunFolder:
                 raise RunFolderBusy(f"{self.path} is being written by another ptblm run "
                                     f"({busy.holder.describe() if busy.holder else 'holder unknown'}); wait for it "
                                     f"to end or stop it") from None
-            except OSError as error:  # the hints name no flag: evaluate, train and submit all come here
-                if error.errno == errno.ELOOP:
-                    raise Damaged(path, link_reason(path)) from None
-                if error.errno == errno.EISDIR:
+            except (LinkRefused, NotRegular) as error:  # the hints name no flag: evaluate, train and submit come here
+                if path.is_dir() and not path.is_symlink():
                     raise RunFolderError(f"{path} is a folder, not the lock file ptblm keeps there; remove it "
                                          f"(`rmdir {path}` when empty) and run again") from None
+                raise Damaged(path, error.strerror) from None
+            except OSError as error:
                 raise RunFolderError(f"{path}: cannot create or lock the run folder's lock ({error.strerror}); "
                                      f"make {self.path} writable") from None
             try:
@@ -233,6 +275,11 @@ class RunFolder:
             except Damaged:
                 previous = None  # the caller reads the folder and decides (the trainer refuses to resume)
             yield RunWriter(self, holder, previous, slurm_job_id)
+
+    def refuse_link(self) -> None:
+        """Damaged when the run folder itself is a symbolic link: never written, cleared nor locked through it."""
+        if self.path.is_symlink():
+            raise Damaged(self.path, link_reason(self.path))
 
     # --- creating ------------------------------------------------------------------------------------------
 
@@ -245,7 +292,7 @@ class RunFolder:
         for name, key in ((CONFIG_FILE, "config"), (STATUS_FILE, "state"), (SUBMISSION_FILE, "executor")):
             if name in names:
                 try:
-                    obj = json.loads(read_bytes(self.file(name)).decode())
+                    obj = parse_json(read_bytes(self.file(name)))
                 except (OSError, ValueError):
                     continue
                 if isinstance(obj, dict) and key in obj:
@@ -256,6 +303,7 @@ class RunFolder:
         """Create the folder for a run, or check that it is one. Refused: a file, a place that cannot be
         written, and a non-empty folder that is not a ptblm run's (never train into someone else's files,
         nor --force them away)."""
+        self.refuse_link()
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a run folder; choose a folder for --out")
         try:

@@ -49,23 +49,42 @@ class RunFolderError(UserError, RuntimeError):
     """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
 
 
+UPDATE_REMEDY = "--force would delete what this ptblm cannot read: update ptblm instead"
+
+
 @dataclass(frozen=True)
 class Damage:
-    """Why one file of a run folder cannot be read."""
+    """Why one file of a run folder cannot be read; `remedy` when starting over is not what to do (a newer
+    format_version: update ptblm), else `hint` says --force."""
 
     file: Path
     reason: str
+    remedy: str | None = None
 
     def describe(self) -> str:
         return f"{self.file}: {self.reason}"
+
+    def hint(self, experiment: str | None = None) -> str:
+        """What to do, for every reader: the one place that decides whether --force is the remedy."""
+        if self.remedy:
+            return self.remedy
+        if self.file.name == LOCK_FILE:
+            return LOCK_REMEDY
+        if experiment:
+            return f"rerun it from scratch with `ptblm submit {experiment} --force` (or `ptblm train ... --force`)"
+        return REMEDY
 
 
 class Damaged(RunFolderError):
     """A run folder file that does not hold what ptblm writes there; `damage` names the file and why."""
 
-    def __init__(self, file: Path, reason: str):
-        self.damage = Damage(Path(file), reason)
-        super().__init__(f"{self.damage.describe()}; {LOCK_REMEDY if self.damage.file.name == LOCK_FILE else REMEDY}")
+    def __init__(self, file: Path, reason: str, remedy: str | None = None):
+        self.damage = Damage(Path(file), reason, remedy)
+        super().__init__(f"{self.damage.describe()}; {self.damage.hint()}")
+
+    @classmethod
+    def of(cls, damage: Damage) -> Damaged:
+        return cls(damage.file, damage.reason, damage.remedy)
 
 
 def encode_float(value: float) -> float | str:
@@ -124,13 +143,20 @@ def migrated(obj: dict, path: Path) -> dict:
         raise Damaged(path, f"format_version {version!r} is not a version ptblm writes (an integer >= 1)")
     if version > FORMAT_VERSION:
         raise Damaged(path, f"format_version {version} is newer than this ptblm's ({FORMAT_VERSION}): update "
-                            f"ptblm (git pull, make setup) to read it")
+                            f"ptblm (git pull, make setup) to read it", UPDATE_REMEDY)
     current = {key: value for key, value in obj.items() if key != VERSION_KEY}
     # 1 -> 2: every file says its version; no field changed. Optional fields added since read as None where
     # absent: last.pt's grad_scaler (fp16's loss scale), status.json's `progress`, submitted.json's `job_name`
     # and `profile`.
     # Later migrations go here, oldest first.
     return current
+
+
+def perplexity(value: float, path: Path, where: str) -> float:
+    """A perplexity is above 0 (at least 1, exp of a mean loss; inf or nan once diverged): else Damaged."""
+    if value <= 0 or value == -math.inf:
+        raise Damaged(path, f"{where!r} is {value!r}: a perplexity is above 0 (inf or nan for a diverged run)")
+    return value
 
 
 # --- the records ---------------------------------------------------------------------------------------
@@ -157,6 +183,8 @@ class EpochRecord:
         values = {"epoch": field_of(record, "epoch", "an integer", path, where, required=True)}
         for name in ("train_ppl", "valid_ppl", "epoch_seconds", "wall_clock_seconds", "lr"):
             values[name] = decode_float(field_of(record, name, "a number", path, where))
+        for name in ("train_ppl", "valid_ppl"):
+            perplexity(values[name], path, f"{where}{name}")
         return cls(**values)
 
 
@@ -178,7 +206,7 @@ class Curves:
         epochs = field_of(obj, "epochs", "a list", path) or []
         test = field_of(obj, "test_ppl", "a number", path)
         return cls(epochs=[EpochRecord.from_json(r, path, i) for i, r in enumerate(epochs)],
-                   test_ppl=None if test is None else decode_float(test),
+                   test_ppl=None if test is None else perplexity(decode_float(test), path, "test_ppl"),
                    peak_memory_bytes=field_of(obj, "peak_memory_bytes", "an integer", path))
 
     def column(self, name: str) -> list[float]:

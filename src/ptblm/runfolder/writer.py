@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..runlock import LockHolder
 from .checkpoints import BestWeights, ResumePoint
-from .files import append_line, atomic_torch_save, atomic_write_json
+from .files import append_line, atomic_torch_save, atomic_write_json, entry_problem
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CONFIG_FILE, CURVES_FILE, LAST_CHECKPOINT, LOG_FILE, OWN_FILES,
                       STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, EpochProgress, RunSettings,
-                      RunStatus, Submission)
+                      Damaged, RunStatus, Submission)
 from .states import CANCELLED, DIVERGED, DONE, FAILED, RUNNING
 
 
@@ -35,15 +35,18 @@ class RunWriter:
         return self.folder.path
 
     def clear(self) -> None:
-        """--force: remove what an earlier run wrote (the folder's own files and their orphans; a link is
-        removed itself, never its target)."""
+        """--force: remove what an earlier run wrote (the folder's own files and their orphans; a link, a FIFO
+        is removed itself, never its target; a folder where a file belongs is refused, never emptied)."""
         for name in OWN_FILES:
-            self.folder.file(name).unlink(missing_ok=True)
+            path = self.folder.file(name)
+            if path.is_dir() and not path.is_symlink():
+                raise Damaged(path, f"{entry_problem(path)}; --force removes only ptblm's own files")
+            path.unlink(missing_ok=True)
         tensorboard = self.folder.file(TB_FOLDER)
-        if tensorboard.is_symlink():
-            tensorboard.unlink()
+        if tensorboard.is_dir() and not tensorboard.is_symlink():
+            shutil.rmtree(tensorboard, ignore_errors=True)  # rmtree removes links inside, never their targets
         else:
-            shutil.rmtree(tensorboard, ignore_errors=True)
+            tensorboard.unlink(missing_ok=True)
         self.remove_orphans(OWN_FILES)
         self.status = None
 
