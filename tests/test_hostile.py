@@ -289,7 +289,7 @@ def test_a_run_stopped_before_its_first_last_pt_is_not_said_to_resume_from_it(tm
     from ptblm.train import train_run
 
     status = train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False,
-                       should_stop=lambda: True)
+                       should_stop=lambda: True, environ={})
     assert status.state == rf.CANCELLED and not (tmp_path / "run" / rf.LAST_CHECKPOINT).exists()
     assert (tmp_path / "run" / rf.LOG_FILE).read_text().splitlines()[-1].endswith(
         "stopped on request: cancelled after 0/1 epochs; rerunning starts it over (no last.pt yet)")
