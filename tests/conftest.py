@@ -1,4 +1,6 @@
+import http.server
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -124,3 +126,34 @@ def process_gone(pid: int, within: float = 30.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A loopback HTTP server over tmp_path/www, standing in for a corpus's mirrors: (www folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: _QuietFiles(*a, directory=str(root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def stopped_and_unbroken_curves(config: RunConfig, data_dir: Path, tmp_path: Path) -> tuple[list, list]:
+    """(train ppl, valid ppl) per epoch of a run stopped after its first last.pt and resumed, and of the same
+    setting trained unbroken."""
+    from ptblm.train import train_run
+
+    unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
+    train_run(config, data_dir, unbroken, echo=False, interactive=False, environ={})
+    status = train_run(config, data_dir, stopped, echo=False, interactive=False,
+                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(), environ={})
+    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
+    assert train_run(config, data_dir, stopped, echo=False, interactive=False, environ={}).state == rf.DONE
+    return [[(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs] for folder in (stopped, unbroken)]

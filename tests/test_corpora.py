@@ -1,11 +1,9 @@
 """The corpus registry (ptblm.corpora) and WikiText-2, its second entry: reading, finding, downloading, training."""
 import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import re
-import threading
 import zipfile
 from pathlib import Path
 
@@ -260,23 +258,6 @@ def test_stage_data_copies_a_corpus_under_its_own_file_names(tmp_path, wikitext2
 
 
 # --- downloading: a local server stands in for the mirrors ------------------------------------------
-
-class _Files(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def mirror(tmp_path):
-    """A loopback HTTP server over tmp_path/www: www/<host>/<path> answers for https://<host>/<path>."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = lambda *a, **k: _Files(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
 
 def local(source, base: str):
     """The source with its https://host/ replaced by the local server's base/host/."""

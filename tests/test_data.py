@@ -1,9 +1,7 @@
 import dataclasses
 import hashlib
-import http.server
 import os
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -138,25 +136,8 @@ def test_stage_data_copies_once(tmp_path):
     assert (staged / "ptb.train.txt").stat().st_mtime_ns == mtime
 
 
-class _Files(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def file_server(tmp_path):
-    """A loopback HTTP server over tmp_path/www, standing in for the PTB mirrors."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = lambda *a, **k: _Files(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def test_download_checks_md5_and_names_the_file(file_server, tmp_path):
-    root, url = file_server
+def test_download_checks_md5_and_names_the_file(mirror, tmp_path):
+    root, url = mirror
     for name in PTB_NAMES:
         (root / name).write_text("not ptb\n")
     with pytest.raises(DataError, match=r"could not download ptb.train.txt \(http://\S+/ptb.train.txt: MD5 \w+ does "
@@ -166,8 +147,8 @@ def test_download_checks_md5_and_names_the_file(file_server, tmp_path):
     assert not (tmp_path / "dest" / "ptb.train.txt").exists()  # nothing half-written
 
 
-def test_download_skips_valid_files_and_fetches_missing_ones(file_server, tmp_path):
-    root, url = file_server
+def test_download_skips_valid_files_and_fetches_missing_ones(mirror, tmp_path):
+    root, url = mirror
     dest = tmp_path / "dest"
     dest.mkdir()
     contents = {name: f"content of {name}\n".encode() for name in PTB_NAMES}

@@ -6,7 +6,7 @@ import io
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import stopped_and_unbroken_curves, tiny_config
 from ptblm import loss_scaling
 from ptblm import runfolder as rf
 from ptblm.config import GRAD_CLIP, MODELS
@@ -178,17 +178,9 @@ def test_an_fp16_run_stopped_after_an_epoch_resumes_to_the_unbroken_curves_and_s
     end, and every curve, equal an unbroken run's only if last.pt carried the scaler's state across the stop."""
     monkeypatch.setattr(loss_scaling, "INITIAL_SCALE", 2.0**23)
     config = tiny_config(model="GRU", precision="fp16", num_epochs=3, max_batches=4)
+    stopped_curves, unbroken_curves = stopped_and_unbroken_curves(config, synthetic_dir, tmp_path)
+    assert stopped_curves == unbroken_curves and len(unbroken_curves) == 3
     unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
-    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False, environ={})
-    status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
-                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(), environ={})
-    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
-    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False, environ={}).state == rf.DONE
-
-    def curves(folder):
-        return [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs]
-
-    assert curves(stopped) == curves(unbroken) and len(curves(unbroken)) == 3
     final = rf.RunFolder(unbroken).resume_point().grad_scaler
     assert rf.RunFolder(stopped).resume_point().grad_scaler == final
     assert final["scale"] < 2.0**23 and final["_growth_tracker"] > 0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import stopped_and_unbroken_curves, tiny_config
 from ptblm import runfolder as rf
 from ptblm.config import MODELS, RunConfig
 from ptblm.models import ARCHITECTURES, architecture, build_baseline, build_model
@@ -225,14 +225,5 @@ def test_a_time_step_without_its_own_fast_layer_is_refused_by_name():
 def test_every_model_stopped_after_an_epoch_resumes_to_the_unbroken_curves(model, synthetic_dir, tmp_path):
     """Its state (the LSTM's (h, c) too) restarts at zeros each epoch; weights, optimizer and RNG resume."""
     config = tiny_config(model=model, num_epochs=3, max_batches=3)
-    unbroken, stopped = tmp_path / "unbroken", tmp_path / "stopped"
-    train_run(config, synthetic_dir, unbroken, echo=False, interactive=False, environ={})
-    status = train_run(config, synthetic_dir, stopped, echo=False, interactive=False,
-                       should_stop=lambda: (stopped / rf.LAST_CHECKPOINT).exists(), environ={})
-    assert (status.state, status.epochs_done) == (rf.CANCELLED, 1)
-    assert train_run(config, synthetic_dir, stopped, echo=False, interactive=False, environ={}).state == rf.DONE
-
-    def curves(folder):
-        return [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(folder).epochs]
-
-    assert curves(stopped) == curves(unbroken) and len(curves(unbroken)) == 3
+    stopped_curves, unbroken_curves = stopped_and_unbroken_curves(config, synthetic_dir, tmp_path)
+    assert stopped_curves == unbroken_curves and len(unbroken_curves) == 3

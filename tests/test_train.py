@@ -13,7 +13,8 @@ import torch
 from conftest import tiny_config
 from ptblm import runfolder as rf
 from ptblm.epochs import perplexity
-from ptblm.train import RunFolderMismatch, load_checkpoint, scheduled_lr, train_run
+from ptblm.runfolder import load_checkpoint
+from ptblm.train import RunFolderMismatch, scheduled_lr, train_run
 
 
 def curves_of(folder: Path) -> list[tuple[float, float]]:

@@ -50,6 +50,14 @@ def _handled(signals: tuple[int, ...], handler) -> Iterator[None]:
             signal.signal(number, old)
 
 
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while inside, on the main thread: a process started here inherits it (Python then installs
+    no KeyboardInterrupt handler), and a stopped run's state is written whole; the previous handler after."""
+    with _handled((signal.SIGINT,), signal.SIG_IGN):
+        yield
+
+
 def signal_exit_status(signum: int) -> int:
     """The one exit-status rule for a command a signal ended (the shell's): 128 + N, 130 for Ctrl-C (SIGINT),
     143 for SIGTERM, 129 for SIGHUP, whether the command unwound (cli.main) or its run ended `cancelled`."""

@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, MutableMapping
@@ -40,8 +38,8 @@ from .evaluation import evaluate_best_weights, needs_test_pass
 from .loss_scaling import loss_scaling_for
 from .models import build_model
 from .provenance import cpu_fallback_note, installed_packages, provenance, record_attempt
-from .runfolder import load_checkpoint  # noqa: F401  (its home before ptblm.runfolder; callers not yet moved)
 from .step import graphs_on, rng_state, set_rng_state, use_matmul_precision
+from .stopping import sigint_ignored
 from .tensorboard_events import RunBoard
 
 LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
@@ -166,18 +164,6 @@ def _best_effort(write: Callable[..., object], *args) -> None:
         write(*args)
 
 
-@contextlib.contextmanager
-def interrupts_deferred():
-    """A second Ctrl-C while a stopped run records its state waits until the state is written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
 
 def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: rf.RunWriter, force: bool,
                         origin: dict, command_line, interactive, echo: bool, scratch_dir, compile_cache,
@@ -215,7 +201,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
                           sys.stderr.isatty() if interactive is None else interactive, should_stop or (lambda: False),
                           environ)
     except (StopRequested, KeyboardInterrupt) as stop:
-        with interrupts_deferred():
+        with sigint_ignored():  # a second Ctrl-C waits until the stopped run's state is written
             _best_effort(writer.mark_cancelled, config.num_epochs)
             epochs = writer.status.epochs_done if writer.status else 0
             resumes = ("rerunning resumes from last.pt" if writer.folder.file(rf.LAST_CHECKPOINT).is_file()

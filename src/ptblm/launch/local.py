@@ -9,32 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..container import ContainerSpec, local_python
-from ..stopping import StopSignal
+from ..stopping import StopSignal, sigint_ignored
 
 OK_STATES = (rf.DONE, rf.DIVERGED, rf.CANCELLED)  # a run that ended as it may: not a failure of the task
 
-
-@contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ctrl-C ignored while inside, on the main thread: what a process started here inherits (Python then
-    installs no KeyboardInterrupt handler); the previous handler comes back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: ContainerSpec | None, accepted,
