@@ -26,6 +26,15 @@ def test_dry_run_smoke_path_for_every_model(model, tmp_path):
     assert not (tmp_path / "results").exists()  # a dry run leaves nothing behind
 
 
+def test_a_dry_run_on_synthetic_text_says_so(tmp_path):
+    """Without data, a dry run trains on a synthetic stand-in in PTB's file names: its log says it is no PTB."""
+    env = {key: value for key, value in os.environ.items() if key != "PTB_DIR"}
+    result = ptblm("train", "--model=GRU", "--hidden_size=8", "--emb_size=8", "--dry-run", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert ": Penn Treebank, synthetic text in its files' names (ptblm synthetic), not the published files (" in first
+
+
 def test_course_command_line_runs_verbatim(tmp_path, synthetic_dir):
     out = tmp_path / "run"
     result = ptblm("train", "--model=GRU", "--optimizer=SGD_LR_SCHEDULE", "--initial_lr=10", "--batch_size=8",

@@ -188,3 +188,11 @@ def test_a_split_that_cannot_fill_one_batch_is_named_with_what_would_fit():
         check_batches_fit(counts, paths, 4, 12, evaluate=False)
     with pytest.raises(DataError, match="the test split, /d/ptb.test.txt, has 5 tokens"):  # read only to evaluate
         check_batches_fit({**counts, "valid": 52}, paths, 4, 12, evaluate=True)
+
+
+def test_only_the_synthetic_vocabulary_is_called_synthetic(synthetic_dir, ptb_mini_dir):
+    from ptblm.data import is_synthetic
+
+    assert is_synthetic(load_corpus(synthetic_dir).id_to_word)
+    assert not is_synthetic(load_corpus(ptb_mini_dir).id_to_word)
+    assert not is_synthetic(["<unk>", "N", "<eos>", "w1", "wall"])

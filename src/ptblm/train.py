@@ -30,7 +30,8 @@ from . import corpora
 from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import ConfigError, RunConfig
-from .data import Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, load_corpus, split_path, stage_data
+from .data import (Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, is_synthetic, load_corpus, split_path,
+                   stage_data)
 from .determinism import naming_nondeterministic_operations, use_deterministic
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
@@ -267,6 +268,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
     if environment_change:
         log(environment_change)
     published = "the published files" if entry.is_published(corpus_id) else f"not the published files ({corpus_id})"
+    if is_synthetic(corpus.id_to_word):
+        published = f"synthetic text in its files' names (ptblm synthetic), {published}"
     log(f"{config.model} {config.run_name()} on {device}, precision {config.precision}: {entry.title}, {published}; "
         f"{corpus.describe()}")
     runner = EpochRunner(model, config, device, log, interactive,

@@ -13,7 +13,7 @@ from .files import DataError, check_data_dir, split_path, where_to_get
 from .fingerprint import corpus_fingerprint, digest_cache, file_digest
 from .reading import Corpus, build_vocab, count_tokens, load_corpus, ptb_raw_data, read_words, words_to_ids
 from .staging import STAGED_FOLDER, slurm_tmpdir_data, stage_data
-from .synthetic import write_synthetic_corpus
+from .synthetic import is_synthetic, write_synthetic_corpus
 
 __all__ = [
     "EOS", "SPLITS", "UNK",
@@ -23,5 +23,5 @@ __all__ = [
     "download_corpus", "file_mismatch",
     "STAGED_FOLDER", "slurm_tmpdir_data", "stage_data",
     "corpus_fingerprint", "digest_cache", "file_digest",
-    "write_synthetic_corpus",
+    "is_synthetic", "write_synthetic_corpus",
 ]

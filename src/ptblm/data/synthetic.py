@@ -1,6 +1,7 @@
 """A small seeded corpus in a corpus's file names and PTB's format, for tests and the offline demo."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,19 @@ import numpy as np
 from ..corpora import PTB, SPLITS, CorpusEntry
 from ..runfolder import atomic_write_bytes
 from .files import split_path
+
+
+SYNTHETIC_WORD = re.compile(r"w\d+")  # its words besides <unk>, N and <eos>: w0, w1, ...
+
+
+def synthetic_words(vocab_size: int) -> list[str]:
+    return ["<unk>", "N"] + [f"w{i}" for i in range(vocab_size - 2)]
+
+
+def is_synthetic(id_to_word: list[str]) -> bool:
+    """Whether a vocabulary is write_synthetic_corpus's (a dry run's or the demo's stand-in for a corpus): every word
+    <unk>, N, <eos> or w<number>, which no real text is."""
+    return all(word in ("<unk>", "N", "<eos>") or SYNTHETIC_WORD.fullmatch(word) for word in id_to_word)
 
 
 def write_synthetic_corpus(dest: Path, seed: int = 0, vocab_size: int = 500,
@@ -19,7 +33,7 @@ def write_synthetic_corpus(dest: Path, seed: int = 0, vocab_size: int = 500,
     from a Zipf-like distribution, so a language model's perplexity falls well below vocab_size.
     """
     rng = np.random.default_rng(seed)
-    words = ["<unk>", "N"] + [f"w{i}" for i in range(vocab_size - 2)]
+    words = synthetic_words(vocab_size)
     zipf = 1.0 / np.arange(1, vocab_size + 1)
     zipf /= zipf.sum()
     successors = rng.choice(vocab_size, size=(vocab_size, 4), p=zipf)  # likely next words
