@@ -2,8 +2,9 @@
 #   make submit EXP=3.1 [CLUSTER=mila] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local] [SET="num_epochs=40 seeds=1111,1,2"]
 #   make samples ARGS='--rnn DIR --gru DIR --no-unk'   (gradients too: ARGS='--rnn DIR --gru DIR --lstm DIR')
 #   make data [CORPUS=wikitext-2]                        (default: PTB into data/ptb)
-# Set-up: a virtualenv in .venv; TORCH_SPEC picks the torch build (CPU wheel here; on a cluster
-# login node use e.g. TORCH_SPEC='torch>=2.4,<2.15' to get the CUDA build).
+# Set-up: a virtualenv in .venv; TORCH_SPEC is the torch requirement pip installs (from PyPI on Linux a CUDA
+# build; the CPU build only where pip is pointed at one, as on the development machines), e.g.
+# TORCH_SPEC='torch>=2.4,<2.15' on a cluster login node.
 # What a user passes (EXP, SET, ARGS, RESULTS, ...) reaches the shell quoted, one word at a time: a value
 # cannot run a command, and RESULTS may hold spaces. Exit status: 0 when ptblm's is 0; make itself exits 2
 # when ptblm exits nonzero, whatever ptblm's status (its `make: *** [...] Error N` line shows N: 1 an error or a
@@ -11,7 +12,7 @@
 # failure; a script that needs ptblm's own status calls .venv/bin/ptblm.
 PYTHON     ?= python3## the Python that makes the virtualenv
 VENV       ?= .venv## the virtualenv (make setup)
-TORCH_SPEC ?= torch==2.13.0## the torch requirement make setup installs (a CUDA build on a cluster)
+TORCH_SPEC ?= torch==2.13.0## the torch requirement make setup installs (whichever build pip finds)
 EXP        ?=## experiments: submit and sbatch default to smoke, status and tensorboard to every one with results
 CLUSTER    ?=## cluster profile slurm/clusters/NAME.yaml (default: local, refused on a real cluster)
 DRY_RUN    ?=## 1: print the plan and its cost, submit nothing
