@@ -72,7 +72,27 @@ def test_the_trainer_records_its_step_in_status_json_and_its_log_says_the_time_l
     final = rf.read_status(folder)
     assert final.state == rf.DONE and final.progress is None  # a change of state ends the progress record
     lines = [line for line in (folder / rf.LOG_FILE).read_text().splitlines() if "epoch 1 train step 10/20" in line]
-    assert len(lines) == 1 and re.search(r"words/s, \d+:\d\d:\d\d left in this pass$", lines[0]), lines
+    assert len(lines) == 1 and re.search(r"words/s, \d+:\d\d:\d\d left in this epoch$", lines[0]), lines
+
+
+def test_a_progress_line_says_the_time_left_in_the_epoch_validation_pass_included():
+    """10 s for 5 of 10 training batches: 10 s more of them, then 4 validation batches at the last validation pass's
+    pace (0.5 s), or at the training pace (2 s) before there was one."""
+    import time
+
+    import torch
+
+    from ptblm.epochs import EpochRunner
+
+    lines = []
+    runner = EpochRunner(torch.nn.Linear(1, 1), tiny_config(), torch.device("cpu"), lines.append, interactive=False)
+    report = dict(label="epoch 1 train", done=5, steps=10, total=torch.tensor(10.0), progress=None, then=4)
+    runner._report(started=time.perf_counter() - 10, **report)
+    runner._pace[False] = 0.5
+    runner._report(started=time.perf_counter() - 10, **report)
+    runner._report(started=time.perf_counter() - 10, **{**report, "label": "test", "then": 0})
+    assert [line.split("words/s, ")[1] for line in lines] == [
+        "0:00:18 left in this epoch", "0:00:12 left in this epoch", "0:00:10 left in this pass"]
 
 
 def test_a_status_json_without_progress_reads_as_before_and_a_progress_is_written(tmp_path):

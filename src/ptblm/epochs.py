@@ -69,6 +69,7 @@ class EpochRunner:
     on_progress: Callable[[int, int, float], None] | None = None  # (done, steps, seconds) of a training pass, ~10%
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
+    _pace: dict = field(default_factory=dict, init=False, repr=False)  # training? -> seconds a batch, last pass
 
     def step_for(self, optimizer: torch.optim.Optimizer | None, shape: tuple[int, int]) -> Step:
         """The training (with an optimizer) or evaluation step for (batch, seq) batches."""
@@ -104,8 +105,10 @@ class EpochRunner:
         steps = num_batches(len(ids), self.config.batch_size, self.config.seq_len)
         return min(steps, self.config.max_batches) if self.config.max_batches else steps
 
-    def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid") -> float:
-        """Mean loss over the split's batches; trains when an optimizer is given."""
+    def run(self, ids: list[int], optimizer: torch.optim.Optimizer | None = None, label: str = "valid",
+            then: int = 0) -> float:
+        """Mean loss over the split's batches; trains when an optimizer is given. `then`: the evaluation batches
+        that follow in this epoch (the validation pass after a training pass), for the time left in the epoch."""
         config, training = self.config, optimizer is not None
         seq_len = config.seq_len
         data = self.on_device(ids)  # (batch, batch_len)
@@ -127,15 +130,20 @@ class EpochRunner:
                 self.on_step(index + 1, steps, loss)
             at_cadence = (index + 1) % report_every == 0 or index + 1 == steps
             if config.log_steps or at_cadence:
-                self._report(label, index + 1, steps, total, started, progress)
+                self._report(label, index + 1, steps, total, started, progress, then)
             if training and at_cadence and self.on_progress is not None:
                 self.on_progress(index + 1, steps, time.perf_counter() - started)
         if progress is not None:
             progress.close()
-        return (total / steps).item()
+        mean = (total / steps).item()
+        self._pace[training] = (time.perf_counter() - started) / steps
+        return mean
 
-    def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress) -> None:
-        """Every ~10% of an epoch (every step with --log_steps): the progress bar, or a log line."""
+    def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress,
+                then: int = 0) -> None:
+        """Every ~10% of an epoch (every step with --log_steps): the progress bar, or a log line with the time left
+        in the epoch: this pass's rest at its pace, and the `then` evaluation batches at the last evaluation
+        pass's pace (before the first one, at this pass's: an evaluation batch takes less than a training one)."""
         mean_loss = (total / done).item()  # one host sync per report, ~10 per epoch
         seconds = max(time.perf_counter() - started, 1e-9)
         words_per_second = done * self.config.batch_size * self.config.seq_len / seconds
@@ -143,9 +151,11 @@ class EpochRunner:
             progress.update(done - progress.n)
             progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
         else:
+            left = seconds_left(seconds, done, steps) + then * self._pace.get(False, seconds / done)
+            where = "this pass" if label == "test" else "this epoch"
             self.log(f"{label} step {done}/{steps} ({100 * done // steps}%) loss {mean_loss:.4f} "
                      f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s, "
-                     f"{format_seconds(seconds_left(seconds, done, steps))} left in this pass")
+                     f"{format_seconds(left)} left in {where}")
 
 
 def seconds_left(seconds: float, done: int, steps: int) -> float:

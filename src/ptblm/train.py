@@ -289,7 +289,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
             group["lr"] = lr
         started = time.perf_counter()
         runner.on_progress = functools.partial(writer.record_progress, epoch_index + 1)  # status: step, time left
-        train_loss = runner.run(corpus.train, optimizer, label=f"epoch {epoch_index + 1} train")
+        train_loss = runner.run(corpus.train, optimizer, label=f"epoch {epoch_index + 1} train",
+                                then=runner.batches(corpus.valid))
         if scaling is not None:
             log(f"epoch {epoch_index + 1}/{config.num_epochs} train, {scaling.epoch_report()}")
         valid_loss = runner.run(corpus.valid, label=f"epoch {epoch_index + 1} valid")
