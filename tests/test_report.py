@@ -33,7 +33,7 @@ from ptblm.jobs import load_experiment
 from ptblm.report import latex
 from ptblm.report.comparable import corpus_tag
 from ptblm.report.document import write_report
-from ptblm.report.figures import plot_experiment
+from ptblm.report.figures import panel_rows, plot_experiment
 from ptblm.report.plotting import save_figure
 from ptblm.report.gradients import hidden_gradient_norms, seeded_minibatch
 from ptblm.report.samples import PER_LENGTH, Decoding, appendix, make_samples, start_words
@@ -847,6 +847,34 @@ def write_two_corpora(root: Path, experiment: str = "wt2") -> None:
     write_run(root, "3.2", [260.0, 210.0, 190.0], initial_lr=0.0001, **GRU_ADAM)
     write_run(root, experiment, [400.0, 300.0, 260.0], initial_lr=0.001, **GRU_ADAM, **wikitext2)
     write_run(root, experiment, [600.0, 500.0, 380.0], initial_lr=0.0001, **GRU_ADAM, **wikitext2)
+
+
+def test_an_experiment_of_more_rows_than_a_page_holds_continues_in_a_second_figure(tmp_path):
+    """Six rows of panels (three models on two corpora) were one figure 11 inches tall, running off its page, with
+    titles of other files' corpora too long for their panels."""
+    from ptblm.report.figures import MAX_ROWS, ROW_HEIGHT, write_figures
+
+    other_files = dict(corpus="wikitext-2", corpus_fingerprint="c39cb47a" + "0" * 56)
+    for model in ("RNN", "GRU", "LSTM"):
+        write_run(tmp_path, "mix", [300.0, 200.0], model=model)
+        write_run(tmp_path, "mix", [600.0, 400.0], model=model, **other_files)
+    written = write_figures(load_summaries(tmp_path, warn=lambda note: None), tmp_path / "report")
+    folder = tmp_path / "report" / "figures"
+    assert sorted(path.name for path in written) == ["exp-mix-2.pdf", "exp-mix-2.png", "exp-mix.pdf", "exp-mix.png",
+                                                    "exp-mix.tex"]
+    snippet = (folder / "exp-mix.tex").read_text()
+    assert re.findall(r"\\includegraphics\{([^}]+)\}", snippet) == ["figures/exp-mix", "figures/exp-mix-2"]
+    assert re.findall(r"\\label\{([^}]+)\}", snippet) == ["fig:exp-mix", "fig:exp-mix-2"]
+    assert r"\caption{Figure~\ref{fig:exp-mix} continued.}" in snippet
+    summaries = load_summaries(tmp_path, warn=lambda note: None)
+    rows = panel_rows(summaries)
+    first, second = plot_experiment(summaries, rows[:MAX_ROWS]), plot_experiment(summaries, rows[MAX_ROWS:], 8)
+    assert first.get_figheight() == ROW_HEIGHT * MAX_ROWS + 0.3 and second.get_figheight() == ROW_HEIGHT * 2 + 0.3
+    assert [axis.get_title(loc="left") for axis in first.axes[:2]] == ["(a) RNN on ptb, by epoch",
+                                                                      "(b) RNN on ptb, by time"]
+    assert [axis.get_title(loc="left") for axis in second.axes] == [
+        "(i) GRU on wikitext-2 c39cb47a", "(j) GRU on wikitext-2 c39cb47a",
+        "(k) LSTM on wikitext-2 c39cb47a", "(l) LSTM on wikitext-2 c39cb47a"]
 
 
 def rows_by_number(markdown: str) -> dict[str, dict[str, str]]:

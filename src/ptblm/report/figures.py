@@ -26,6 +26,8 @@ from .summary import (RunSummary, by_experiment, differing_keys, file_stem, hype
 FOLDER = "figures"  # inside the report folder
 TIME_UNITS = ((3 * 3600, 3600, "h"), (3 * 60, 60, "min"), (0, 1, "s"))  # (from this many seconds, divisor, unit)
 ROW_HEIGHT = 1.85  # inches per architecture: three rows and a table fit one page
+MAX_ROWS = 4  # rows of panels in one figure: four fill a page; an experiment with more gets more figures
+TITLE_CHARS = 34  # a panel's title fits its width up to this; a longer one drops ', by epoch' (the x axis says it)
 CONVENTIONS = ("Dashed lines are train perplexity (averaged over the epoch, with dropout on) and solid lines "
                "validation perplexity, both on a log scale (ticks 20k, 3M, 2B: thousands, millions, billions); "
                "wall-clock time is that of training and validation. Legend numbers are table rows; runs with "
@@ -102,17 +104,21 @@ def panel_rows(summaries: list[RunSummary]) -> list[tuple[str, list[RunSummary]]
     return rows
 
 
-def plot_experiment(summaries: list[RunSummary]) -> Figure:
+def plot_experiment(summaries: list[RunSummary], rows: list[tuple[str, list[RunSummary]]] | None = None,
+                    first_tag: int = 0) -> Figure:
     """A row per architecture (and corpus): perplexity vs epoch (left), vs wall-clock (right), sharing a log
-    axis."""
+    axis. `rows`: some of panel_rows(summaries) (a figure continued), their panels tagged from `first_tag` on."""
+    rows = panel_rows(summaries) if rows is None else rows
+    summaries = [summary for _, group in rows for summary in group]
     published = published_curves(summaries)
-    rows = panel_rows(summaries)
     divisor, unit = time_unit(max((seconds for s in summaries for seconds in [s.wall_clock_seconds]
                                    if seconds is not None and math.isfinite(seconds)), default=0.0))
     with style():
         figure = new_figure(PRINT_WIDTH, ROW_HEIGHT * len(rows) + 0.3)
         grid = figure.subplots(len(rows), 2, squeeze=False)
         tags = panel_tags()
+        for _ in range(first_tag):
+            next(tags)
         for (by_epoch, by_time), (title, group) in zip(grid, rows):
             differ, _ = differing_keys(group)
             for colour, summary in enumerate(group):
@@ -131,7 +137,8 @@ def plot_experiment(summaries: list[RunSummary]) -> Figure:
             linear_x_axis(by_epoch, integer=True)
             linear_x_axis(by_time, start=0.0)
             for axis, what in ((by_epoch, "by epoch"), (by_time, "by time")):
-                axis.set_title(f"{next(tags)} {title}, {what}", loc="left")
+                text = f"{next(tags)} {title}, {what}"
+                axis.set_title(text if len(text) <= TITLE_CHARS else text.rsplit(", ", 1)[0], loc="left")
             by_epoch.set_ylabel("perplexity")
             by_time.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
         grid[-1][0].set_xlabel("epoch")
@@ -154,14 +161,17 @@ def caption(experiment: str) -> str:
 
 
 def write_figures(summaries: list[RunSummary], report_dir: Path) -> list[Path]:
-    """figures/exp-<name>.{pdf,png,tex} for every experiment; returns the paths written."""
+    """figures/exp-<name>.{pdf,png} for every experiment (exp-<name>-2... for its rows past MAX_ROWS, so that
+    every figure fits a page) and exp-<name>.tex with their floats; returns the paths written."""
     out_dir = Path(report_dir) / FOLDER
     written = []
     for experiment, group in by_experiment(summaries).items():
-        stem = out_dir / file_stem(experiment)
-        written += save_figure(plot_experiment(group), stem)
-        snippet = latex.figure_float(f"{FOLDER}/{stem.name}",  # relative to report.tex
-                                     caption(experiment), f"fig:{stem.name}")
-        write_text(stem.with_suffix(".tex"), snippet)
+        stem, rows, floats = out_dir / file_stem(experiment), panel_rows(group), []
+        for part, start in enumerate(range(0, len(rows), MAX_ROWS)):
+            name = stem.name if part == 0 else f"{stem.name}-{part + 1}"
+            written += save_figure(plot_experiment(group, rows[start:start + MAX_ROWS], 2 * start), out_dir / name)
+            text = caption(experiment) if part == 0 else f"Figure~\\ref{{fig:{stem.name}}} continued."
+            floats.append(latex.figure_float(f"{FOLDER}/{name}", text, f"fig:{name}"))  # relative to report.tex
+        write_text(stem.with_suffix(".tex"), "\n".join(floats))
         written.append(stem.with_suffix(".tex"))
     return written
