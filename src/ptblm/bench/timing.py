@@ -21,7 +21,7 @@ from ..data import batch_at
 from ..launch.tasks import threads_per_run
 from ..loss_scaling import loss_scaling_for
 from ..step import make_step, use_matmul_precision
-from ..train import make_optimizer
+from ..optimizers import make_optimizer
 from .cases import COMPILED_PATHS, BenchCase, epoch_seconds, path_model
 
 def time_steps(step, data: torch.Tensor, state, seq_len: int, warmup: int,
