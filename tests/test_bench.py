@@ -13,7 +13,7 @@ from ptblm.cli import main
 from ptblm.config import MODELS
 from ptblm.models import build_baseline
 from ptblm.step import EagerStep
-from ptblm.train import make_optimizer
+from ptblm.optimizers import make_optimizer
 
 TINY = dict(vocab_size=50, seq_len=5, emb_size=8)
 

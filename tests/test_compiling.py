@@ -16,7 +16,7 @@ from conftest import REPO, tiny_config
 from ptblm.compiling import COMPILE_CACHE_ENV, cache_counts, compile_cache_dir, use_compile_cache
 from ptblm.config import RunConfig
 from ptblm.step import CompilingStep, EagerStep, GraphedStep, make_step
-from ptblm.train import make_optimizer
+from ptblm.optimizers import make_optimizer
 from test_step import (assert_close, batches, first_hidden, graph_and_eager_pair, model_and_optimizer, needs_cuda,
                        setting, without_dropout)
 

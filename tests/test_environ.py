@@ -14,7 +14,7 @@ from ptblm.clusters import ClusterProfile
 from ptblm.container import RUNTIME_ENV
 from ptblm.determinism import CUBLAS_VARIABLE
 from ptblm.launch.pipeline import container_spec
-from ptblm.launch.tasks import threads_per_run
+from ptblm.threads import threads_per_run
 from ptblm.train import train_run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ptblm"

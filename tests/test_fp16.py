@@ -13,7 +13,8 @@ from ptblm.config import GRAD_CLIP, MODELS
 from ptblm.loss_scaling import LossScaling, loss_scaling_for
 from ptblm.models import build_model
 from ptblm.step import CompilingStep, EagerStep, GraphedStep, forward_loss, make_step
-from ptblm.train import make_optimizer, train_run
+from ptblm.optimizers import make_optimizer
+from ptblm.train import train_run
 from test_step import assert_close, batches, first_hidden, needs_cuda, without_dropout
 
 VOCAB = 50

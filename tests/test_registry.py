@@ -12,7 +12,8 @@ from ptblm.config import MODELS, RunConfig
 from ptblm.models import ARCHITECTURES, architecture, build_baseline, build_model
 from ptblm.models.interface import map_state, state_tensors
 from ptblm.step import EagerStep, make_step
-from ptblm.train import make_optimizer, train_run
+from ptblm.optimizers import make_optimizer
+from ptblm.train import train_run
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ptblm"
 VOCAB = 30
@@ -81,7 +82,7 @@ def test_no_code_outside_the_models_package_branches_on_a_model_s_name():
     """The trainer, the step, the bench and the analyses read the registry and the interface; only data
     (the jobs files, report/trained.py's table of the runs analysed by default) names a model."""
     users = ["step.py", "epochs.py", "bench/cases.py", "bench/timing.py", "bench/command.py", "compiling.py",
-             "train.py", "report/samples.py", "report/gradients.py"]
+             "train.py", "optimizers.py", "devices.py", "resuming.py", "report/samples.py", "report/gradients.py"]
     for path in users:
         text = (SRC / path).read_text()
         for name in MODELS:

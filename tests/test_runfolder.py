@@ -108,7 +108,7 @@ def test_the_corpus_fingerprint_is_its_content_cached_by_path_size_and_mtime(tmp
 
 def test_a_run_resumes_only_on_its_corpus(tmp_path, synthetic_dir):
     from ptblm.data import corpus_fingerprint
-    from ptblm.train import RunFolderMismatch
+    from ptblm.resuming import RunFolderMismatch
 
     folder, other = tmp_path / "run", other_corpus(tmp_path)
     train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False, environ={})

@@ -19,7 +19,8 @@ from ptblm.models.interface import map_state, state_tensors
 from ptblm.graph_safe import DeviceLearningRates, use_graph_safe_updates
 from ptblm.step import EagerStep, GraphedStep, eval_step, make_step
 from ptblm.epochs import EpochRunner
-from ptblm.train import make_optimizer, train_run
+from ptblm.optimizers import make_optimizer
+from ptblm.train import train_run
 
 VOCAB = 50
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),

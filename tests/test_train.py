@@ -14,7 +14,9 @@ from conftest import tiny_config
 from ptblm import runfolder as rf
 from ptblm.epochs import perplexity
 from ptblm.runfolder import load_checkpoint
-from ptblm.train import RunFolderMismatch, scheduled_lr, train_run
+from ptblm.optimizers import scheduled_lr
+from ptblm.resuming import RunFolderMismatch
+from ptblm.train import train_run
 
 
 def curves_of(folder: Path) -> list[tuple[float, float]]:
@@ -185,7 +187,7 @@ def test_sgd_step_is_p_minus_lr_g_after_clipping_the_norm_to_a_quarter(synthetic
     """The literal course rule, written out by hand: clip the global gradient norm to 0.25, then p - lr * g."""
     from ptblm.models import build_model
     from ptblm.step import train_step
-    from ptblm.train import make_optimizer
+    from ptblm.optimizers import make_optimizer
 
     config = tiny_config(model="RNN", optimizer="SGD", initial_lr=3.0, dp_keep_prob=1.0)
     torch.manual_seed(0)

@@ -173,7 +173,7 @@ class RunConfig:
     num_epochs: int = 20
     seed: int = 1111
     corpus: str = corpora.DEFAULT_CORPUS  # a ptblm.corpora entry; config.json files without it are PTB runs
-    save_best: bool = False  # also write best_params.pt (the raw state_dict), as run_exp.py; best.pt is always written
+    save_best: bool = False  # also write best_params.pt (the raw state_dict), as run_exp.py; best.pt is written anyway
     evaluate: bool = False  # also report test perplexity of the best weights
     debug: bool = False  # the scaffold's: one epoch, a tiny TRANSFORMER, every step logged (DEBUG_CHANGES)
     log_steps: bool = False  # log the loss of every step

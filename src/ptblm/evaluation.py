@@ -44,7 +44,7 @@ def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str,
     from .epochs import EpochRunner, RunLog, perplexity
     from .report.trained import load_trained
     from .step import use_matmul_precision
-    from .train import pick_device
+    from .devices import pick_device
 
     folder = Path(folder)
     trained = load_trained(folder, None, data_dir, environ=environ, fingerprint_cache=fingerprint_cache)

@@ -29,92 +29,22 @@ import torch
 from . import corpora
 from . import runfolder as rf
 from .compiling import use_compile_cache
-from .config import ConfigError, RunConfig
+from .config import RunConfig
 from .data import (Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, is_synthetic, load_corpus, split_path,
                    stage_data)
 from .determinism import naming_nondeterministic_operations, use_deterministic
+from .devices import check_cuda_graph, pick_device
 from .errors import UserError
 from .epochs import EpochRunner, RunLog, StopRequested, perplexity
 from .evaluation import evaluate_best_weights, needs_test_pass
 from .loss_scaling import loss_scaling_for
 from .models import build_model
+from .optimizers import make_optimizer, scheduled_lr
 from .provenance import cpu_fallback_note, installed_packages, provenance, record_attempt
+from .resuming import RunFolderMismatch, check_resumable, check_same_setting
 from .step import graphs_on, rng_state, set_rng_state, use_matmul_precision
 from .stopping import sigint_ignored
 from .tensorboard_events import RunBoard
-
-LR_DECAY_BASE = 1 / 1.15  # SGD_LR_SCHEDULE, from the scaffold
-LR_FLAT_EPOCHS = 14
-
-
-class RunFolderMismatch(UserError, RuntimeError):
-    """The run folder holds another setting: resuming would mix two experiments."""
-
-
-def scheduled_lr(lr: float, optimizer_name: str, epoch_index: int) -> float:
-    """The learning rate for 0-based epoch `epoch_index`, given the previous epoch's rate."""
-    if optimizer_name == "SGD_LR_SCHEDULE":
-        return lr * LR_DECAY_BASE ** max(epoch_index - LR_FLAT_EPOCHS, 0)
-    return lr
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device = 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(name)
-
-
-def check_cuda_graph(config: RunConfig) -> None:
-    """cuda_graph "on" needs CUDA: said before anything is written, in the user's terms."""
-    device = pick_device(config.device)
-    if config.cuda_graph == "on" and device.type != "cuda":
-        raise ConfigError(f"cuda_graph = 'on' needs a CUDA device, but this run is on {device} (device "
-                          f"{config.device!r}, torch sees {torch.cuda.device_count()} GPUs); valid here: cuda_graph "
-                          f"auto (graphs on CUDA, eager elsewhere) or off (--cuda_graph, or cuda_graph: in a jobs "
-                          f"file), or run it on a GPU node")
-
-
-def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam, or SGD p <- p - lr * g (no momentum); fused for fp16, whose loss scaling skips overflowed updates
-    inside the fused kernel (see ptblm.loss_scaling), torch's default kernels for the other precisions."""
-    fused = True if config.precision == "fp16" else None
-    if config.optimizer == "ADAM":
-        return torch.optim.Adam(model.parameters(), lr=config.initial_lr, fused=fused)
-    return torch.optim.SGD(model.parameters(), lr=config.initial_lr, fused=fused)
-
-
-def check_same_setting(stored: dict, config: RunConfig, out_dir: Path) -> None:
-    """A run folder resumes only the setting it holds; execution options (EXECUTION_OPTIONS) may change."""
-    previous = RunConfig.from_dict(stored, where=str(out_dir / rf.CONFIG_FILE)).identity()
-    changes = [f"{key} {previous[key]!r} -> {value!r}" for key, value in config.identity().items()
-               if previous[key] != value]
-    if changes:
-        raise RunFolderMismatch(f"{out_dir} holds another setting ({'; '.join(changes)}); pass --force to "
-                                f"start over there or choose another --out")
-
-
-def check_same_corpus(stored: dict, corpus: str, data_dir: Path, out_dir: Path) -> str | None:
-    """A run folder resumes only on the corpus it recorded; returns that fingerprint (None: not recorded yet)."""
-    recorded = stored.get(rf.CORPUS_KEY)
-    if recorded is not None and recorded != corpus:
-        raise RunFolderMismatch(f"{out_dir} was trained on another corpus (fingerprint {recorded}, data "
-                                f"{stored.get('data_dir')}), not on {data_dir} (fingerprint {corpus}); pass --force "
-                                f"to start over there on this corpus or choose another --out")
-    return recorded
-
-
-def check_resumable(record: rf.RunRecord, config: RunConfig, corpus: str, data_dir: Path) -> str | None:
-    """The folder may be resumed by `config` on `corpus`: not damaged, same setting, same corpus. Returns the
-    corpus it recorded (None: not recorded yet)."""
-    damage = record.damage or rf.RunFolder(record.folder).unresumable(record)
-    if damage:
-        raise rf.Damaged.of(damage)
-    if not record.config:
-        return None
-    check_same_setting(record.config, config, record.folder)
-    return check_same_corpus(record.provenance, corpus, data_dir, record.folder)
 
 
 def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool = False,

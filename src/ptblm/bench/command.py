@@ -20,7 +20,7 @@ from ..config import ConfigError
 from ..provenance import device_description, provenance
 from ..runfolder import atomic_write_json
 from ..step import GRAPH_WARMUP_STEPS, use_matmul_precision
-from ..train import pick_device
+from ..devices import pick_device
 from .cases import EMB_SIZE, PATHS, SEQ_LEN, SMALL_CASES, BenchCase, on_corpus, paths_for, select_cases, suite_cases
 from .timing import bench_packed, bench_path
 

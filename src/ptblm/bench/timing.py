@@ -18,10 +18,10 @@ import torch
 
 from ..compiling import cache_counts
 from ..data import batch_at
-from ..launch.tasks import threads_per_run
 from ..loss_scaling import loss_scaling_for
+from ..optimizers import make_optimizer
 from ..step import make_step, use_matmul_precision
-from ..train import make_optimizer
+from ..threads import threads_per_run
 from .cases import COMPILED_PATHS, BenchCase, epoch_seconds, path_model
 
 def time_steps(step, data: torch.Tensor, state, seq_len: int, warmup: int,

@@ -27,14 +27,6 @@ def default_results_dir(environ=os.environ) -> Path:
     return user_path(default_folder_text("results", environ))
 
 
-def default_jobs_dir(environ=os.environ) -> Path:
-    return user_path(default_folder_text("jobs", environ))
-
-
-def default_clusters_dir(environ=os.environ) -> Path:
-    return user_path(default_folder_text("clusters", environ))
-
-
 def add_location_flags(parser: argparse.ArgumentParser, *names: str) -> None:
     """The folder flags `names` (of jobs, results, clusters, data), in that order: each only on a command
     that reads it (tests/test_cli.py checks every flag reaches its handler)."""

@@ -23,7 +23,7 @@ FLAG_HELP = {
     "dp_keep_prob": "dropout keep probability",
     "corpus": f"the corpus to train on: {', '.join(CORPORA)} (its files: --data, else {CORPUS_VARIABLES}, else "
               f"data/<corpus>)",
-    "save_best": "also write best_params.pt, the raw state_dict (best.pt is always written)",
+    "save_best": "also write best_params.pt, the raw state_dict (best.pt is written anyway)",
     "evaluate": "also report test perplexity of the best weights",
     "debug": "the scaffold's: one epoch, a tiny TRANSFORMER (16 units, 2 blocks), every step logged",
     "log_steps": "log the loss of every step",

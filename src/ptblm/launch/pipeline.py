@@ -27,6 +27,7 @@ from ..config import ConfigError
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import DataError, corpus_fingerprint
 from ..jobs import Experiment, Setting
+from ..threads import threads_per_run
 from .checks import check_data_for_submission, check_model_sizes
 from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
@@ -35,7 +36,7 @@ from .plan import PlannedTask, plan_experiment, plan_table
 from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
 from .slurm import (DEV_CLUSTER_NAME, cluster_name, job_name, max_array_size, sbatch_flags, scheduler_parameters,
                     slurm_answers, squeue_jobs, submit_arrays)
-from .tasks import TrainGroup, TrainTask, threads_per_run
+from .tasks import TrainGroup, TrainTask
 
 
 # Why tasks run as local processes: the executor named (`--executor local`, `ptblm demo`), or none answered.

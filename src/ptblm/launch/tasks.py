@@ -14,7 +14,7 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +23,7 @@ from .. import runfolder as rf
 from ..run_inputs import run_inputs
 from ..jobs import Setting
 from ..stopping import stop_on_signals
-
-
-def threads_per_run(runs: int, environ: Mapping[str, str]) -> int:
-    """CPU threads for each of `runs` runs sharing this allocation ($SLURM_CPUS_PER_TASK, else every core)."""
-    cpus = int(environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
-    return max(1, cpus // runs)
+from ..threads import threads_per_run
 
 
 def stop_when_gone(pid: int | None, stop: threading.Event) -> None:

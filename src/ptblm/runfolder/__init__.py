@@ -37,7 +37,8 @@ from ..runlock import LockHolder, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint
 from .files import (FileWriteError, append_line, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                     read_bytes, read_json, read_json_object)
-from .folder import RunFolder, RunFolderBusy, RunRecord, experiment_runs, experiments, find_runs
+from .folder import RunFolder, RunFolderBusy, RunRecord
+from .tree import experiment_runs, experiments, find_runs
 from .writer import RunWriter, remove_orphans
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE,
                       FORMAT_VERSION, JSON_FILES, LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, OWN_FILES, PACKAGES_FILE,
