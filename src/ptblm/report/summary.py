@@ -170,7 +170,7 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     for run in runs:
         if run.damage:
             warn(f"note: left out {run.folder}: damaged ({run.damage.describe()}); `ptblm status` lists it; "
-                 f"{run.damage.hint(run.experiment)}")
+                 f"{run.damage.hint()}")
     damaged = sum(1 for run in runs if run.damage)
     runs = [run for run in runs if not run.damage]
     if not runs:
