@@ -2,12 +2,11 @@
 damaged run and says in its exit status that it did not do all it was asked; tables names runs it leaves out."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
-from runtree import build_tree, cli, write_status
+from runtree import build_tree, cli
 
 from ptblm import runfolder as rf
 from ptblm.evaluation import evaluate_targets
@@ -54,13 +53,14 @@ def test_status_and_the_plan_say_the_remedy_and_it_reruns_that_setting_alone(cop
               f"run from scratch")
     code, output = cli("status", "3.1", *where)
     assert f"setting 0: damaged: {copy.target / rf.STATUS_FILE}: " in output and remedy in output, output
-    code, output = cli("submit", "3.1", "--dry-run", "--executor", "local", "--data", copy.data, *where)
+    where = [*where, "--data", copy.data]
+    code, output = cli("submit", "3.1", "--dry-run", "--executor", "local", *where)
     assert code == 0 and FORCED not in output and "reruns only this run from scratch" in output, output
-    code, output = cli("submit", "3.1", "--only", "0", "--force", "--dry-run", "--executor", "local", "--data", copy.data, *where)
+    code, output = cli("submit", "3.1", "--only", "0", "--force", "--dry-run", "--executor", "local", *where)
     assert code == 0 and f"{FORCED}setting 0 ({copy.target.name})\n" in output, output
-    code, output = cli("submit", "3.1", "--force", "--dry-run", "--executor", "local", "--data", copy.data, *where)
+    code, output = cli("submit", "3.1", "--force", "--dry-run", "--executor", "local", *where)
     assert f"{FORCED}settings 0 ({copy.target.name}), 1 ({other.name})\n" in output, output
-    code, output = cli("submit", "3.1", "--only", "0", "--force", "--executor", "local", "--data", copy.data, *where)
+    code, output = cli("submit", "3.1", "--only", "0", "--force", "--executor", "local", *where)
     assert code == 0, output
     assert rf.read_status(copy.target).state == rf.DONE and (other / rf.CURVES_FILE).read_bytes() == finished
 
@@ -127,7 +127,3 @@ def test_tables_with_only_manual_runs_says_so_and_how_to_include_them(copy, tmp_
     code, output = cli("tables", "manual", "--results", results, "--out", tmp_path / "report")
     assert code == 0, output
 
-
-def test_json_damage_helpers_write_plain_files(tmp_path):
-    write_status(tmp_path, rf.RunStatus(rf.DONE, 1, 1))
-    assert json.loads((tmp_path / rf.STATUS_FILE).read_text())["state"] == rf.DONE

@@ -213,8 +213,10 @@ EVIL_PICKLE = textwrap.dedent("""
 
 @pytest.mark.parametrize("damage, message", [
     ("empty last.pt", "{run}/last.pt: empty (0 bytes): not a checkpoint; `ptblm train --model GRU"),
-    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a list; `ptblm train --model GRU"),
-    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a list; `ptblm train --model GRU"),
+    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a list; "
+                    "`ptblm train --model GRU"),
+    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a list; "
+                    "`ptblm train --model GRU"),
     ("malicious last.pt", "{run}/last.pt: not a checkpoint written by torch.save (no zip archive): ptblm did not "
                           "write it; `ptblm train --model GRU"),
     ("malicious torch last.pt", "{run}/last.pt: refused to load it: it holds Python objects other than tensors and "
