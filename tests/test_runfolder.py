@@ -162,8 +162,8 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
         experiment, tmp_path, force, {}, fingerprints={"ptb": fingerprint})
     assert [(t.action, t.reason) for t in plan(same)] == [(Action.SKIP, "done (1/1 epochs)")]
     assert [(t.action, t.reason) for t in plan(other)] == [
-        (Action.SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
-               f"or choose another --results")]
+        (Action.SKIP, f"trained on another corpus ({same}, not {other}): --only 0 --force reruns it alone on this "
+               f"one, or choose another --results")]
     assert [t.action for t in plan(other, force=True)] == [Action.SUBMIT]
 
 

@@ -92,11 +92,11 @@ def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: 
     recorded_corpus = record.provenance.get(rf.CORPUS_KEY)
     if corpus and recorded_corpus and recorded_corpus != corpus:
         return PlannedTask(setting, Action.SKIP, f"trained on another corpus ({recorded_corpus}, not {corpus}): "
-                           f"--force reruns it on this one, or choose another --results")
+                           f"--only {setting.index} --force reruns it alone on this one, or choose another --results")
     state = record.state
     if scheduler is None and job_ids and state in rf.ACTIVE_STATES:
         return PlannedTask(setting, Action.SKIP, f"{state}, and squeue does not answer: job "
-                           f"{sorted(job_ids)[0]} may still run (--force reruns it)")
+                           f"{sorted(job_ids)[0]} may still run (--only {setting.index} --force reruns it alone)")
     if status is not None and status.state in rf.FINISHED_STATES:
         finished = f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)"
         if setting.config.evaluate and folder.best_weights and record.curves.test_ppl is None:
