@@ -182,7 +182,9 @@ def test_a_run_in_manual_is_left_out_whatever_experiment_its_config_names(tmp_pa
 
 def test_with_only_manual_runs_the_error_says_how_to_name_them(tmp_path):
     write_run(tmp_path, "manual", [300.0, 200.0])
-    with pytest.raises(FileNotFoundError, match=r"left out unless named, e.g. `ptblm report manual`"):
+    with pytest.raises(FileNotFoundError, match=rf"^only runs of `ptblm train` under {tmp_path} \(1 in "
+                       rf"{tmp_path / 'manual'}\), which tables, figures and the report leave out unless named: "
+                       r"name them, e.g. `ptblm tables manual`"):
         load_summaries(tmp_path)
 
 
