@@ -11,6 +11,7 @@ from ptblm import runfolder as rf
 from ptblm.config import RunConfig
 from ptblm.corpora import PTB
 from ptblm.data import write_synthetic_corpus
+from runtree import write_config, write_curves, write_status
 
 REPO = Path(__file__).resolve().parents[1]
 # Real corpus text for tests (never committed): ../shared/data beside the clone in CI, or PTBLM_SHARED_DATA.
@@ -94,10 +95,10 @@ def write_run(root, experiment, valid, train=None, state=rf.DONE, corpus_fingerp
     folder = root / experiment / config.run_name()
     train = train or [2 * v for v in valid]
     provenance = {"experiment": experiment, "setting_index": 0, "data_dir": "/d", rf.CORPUS_KEY: corpus_fingerprint}
-    rf.write_config(folder, config.to_dict(), provenance | ({} if vocab_size is None else {"vocab_size": vocab_size}))
-    rf.write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(i + 1, t, v, 10.0, 10.0 * (i + 1), 1.0)
+    write_config(folder, config.to_dict(), provenance | ({} if vocab_size is None else {"vocab_size": vocab_size}))
+    write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(i + 1, t, v, 10.0, 10.0 * (i + 1), 1.0)
                                               for i, (t, v) in enumerate(zip(train, valid))]))
-    rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))
+    write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=len(valid)))
     return folder
 
 

@@ -88,6 +88,19 @@ def build_tree(root: Path, data: Path) -> Tree:
     return tree
 
 
+def write_config(folder: Path, config: dict, provenance: dict) -> None:
+    """A run's file written as a test sets it up (plain file writes, no lock): what ptblm writes there."""
+    rf.atomic_write_json(Path(folder) / rf.CONFIG_FILE, rf.RunSettings(config, provenance).to_json())
+
+
+def write_curves(folder: Path, curves: rf.Curves) -> None:
+    rf.atomic_write_json(Path(folder) / rf.CURVES_FILE, curves.to_json())
+
+
+def write_status(folder: Path, status: rf.RunStatus) -> None:
+    rf.atomic_write_json(Path(folder) / rf.STATUS_FILE, status.to_json())
+
+
 def cli(*argv: str) -> tuple[int, str]:
     """`ptblm ARGV` in this process: its exit code and everything it printed."""
     out = io.StringIO()

@@ -12,8 +12,9 @@ from ptblm.evaluation import (UnusableRun, evaluate_run, evaluate_targets, needs
                               run_folders_named)
 from ptblm.report.samples import Decoding, continue_prompt, continue_run
 from ptblm.report.trained import load_trained
-from ptblm.runlock import hold_run_folder
+from ptblm.runfolder import hold_run_folder
 from ptblm.train import train_run
+from runtree import write_status
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_evaluate_fills_the_test_perplexity_the_trainer_would_have(finished, tmp
     for name in (rf.CONFIG_FILE, rf.CURVES_FILE, rf.STATUS_FILE, rf.BEST_CHECKPOINT):
         (copy / name).write_bytes((plain / name).read_bytes())
     assert needs_test_pass(copy)
-    done = evaluate_targets([str(copy)], results, None, "cpu", notify=lambda line: None)
+    done = evaluate_targets([str(copy)], results, None, "cpu", notify=lambda line: None).evaluated
     expected = rf.read_curves(tested).test_ppl
     assert [(d.folder, d.epoch) for d in done] == [(copy, rf.read_curves(copy).best_epoch().epoch)]
     assert rf.read_curves(copy).test_ppl == pytest.approx(expected, rel=1e-9) and not needs_test_pass(copy)
@@ -61,11 +62,11 @@ def test_unfinished_busy_or_weightless_runs_are_skipped_with_the_reason(finished
     running.mkdir()
     for name in (rf.CONFIG_FILE, rf.CURVES_FILE, rf.BEST_CHECKPOINT):
         (running / name).write_bytes((plain / name).read_bytes())
-    rf.write_status(running, rf.RunStatus(state=rf.RUNNING, epochs_done=1, num_epochs=2))
-    assert evaluate_targets([str(running)], results, None, "cpu", notify=said.append) == []
+    write_status(running, rf.RunStatus(state=rf.RUNNING, epochs_done=1, num_epochs=2))
+    assert evaluate_targets([str(running)], results, None, "cpu", notify=said.append).evaluated == []
     assert said == [f"skip: {running} is running, not finished: its best weights may still change; evaluate it "
                     f"once it is done (or train it with --evaluate)"]
-    rf.write_status(running, rf.RunStatus(state=rf.DONE, epochs_done=2, num_epochs=2))
+    write_status(running, rf.RunStatus(state=rf.DONE, epochs_done=2, num_epochs=2))
     with hold_run_folder(running):
         evaluate_targets([str(running)], results, None, "cpu", notify=said.append)
     assert said[-1].startswith(f"skip: {running} is being written by another ptblm run (host ")

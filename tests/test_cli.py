@@ -516,15 +516,17 @@ def test_a_run_folder_that_cannot_be_locked_is_one_line_whose_hint_fits_the_comm
     if lock == "a folder":
         (folder / rf.LOCK_FILE).unlink()
         (folder / rf.LOCK_FILE).mkdir()
-        result = ptblm(*args)
-        expected = (f"ptblm evaluate: error: {folder / rf.LOCK_FILE} is a folder, not the lock file ptblm keeps "
+        result = ptblm(*args)  # one skip line (the other runs named would be evaluated), then exit 1
+        expected = (f"skip: {folder / rf.LOCK_FILE} is a folder, not the lock file ptblm keeps "
                     f"there; remove it (`rmdir {folder / rf.LOCK_FILE}` when empty) and run again\n")
-        assert result.returncode == 1 and result.stderr == expected, result.stderr
+        assert result.returncode == 1 and result.stdout.startswith(expected), result.stdout
     else:  # a note, and the other runs named are evaluated
         with rf.RunFolder(folder).hold():
             result = ptblm(*args)
-        assert result.returncode == 0 and f"{folder} is being written by another ptblm run (" in result.stdout
-        assert result.stdout.rstrip().endswith("wait for it to end or stop it"), result.stdout
+        assert result.returncode == 1 and f"{folder} is being written by another ptblm run (" in result.stdout
+        assert result.stdout.splitlines()[0].endswith("wait for it to end or stop it"), result.stdout
+    assert result.stdout.splitlines()[-1] == ("1 of the runs asked for not evaluated (see the skip lines above); "
+                                              "0 evaluated")
     assert "--out" not in result.stdout + result.stderr
 
 

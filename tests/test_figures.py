@@ -16,6 +16,7 @@ from ptblm.cli import main
 from ptblm.report.figures import plot_experiment
 from ptblm.report.plotting import save_figure
 from ptblm.report.summary import load_summaries
+from runtree import write_curves, write_status
 
 PYTHON_EXPONENT = re.compile(r"e[+-]0|e\+")  # 1e+05, 1e-07
 
@@ -25,8 +26,8 @@ def partial_run(root: Path, experiment: str, valid: list[float], planned: int = 
     """A run of `planned` epochs that has finished len(valid) of them (none: still in its first)."""
     folder = write_run(root, experiment, [100.0] * planned, **changes)
     epochs = [rf.EpochRecord(i + 1, 2 * v, v, 10.0, 10.0 * (i + 1), 1.0) for i, v in enumerate(valid)]
-    rf.write_curves(folder, rf.Curves(epochs=epochs))
-    rf.write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=planned))
+    write_curves(folder, rf.Curves(epochs=epochs))
+    write_status(folder, rf.RunStatus(state=state, epochs_done=len(valid), num_epochs=planned))
     return folder
 
 

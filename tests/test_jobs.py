@@ -15,6 +15,7 @@ from ptblm.status import status_rows
 from ptblm.launch.plan import Action, plan_experiment
 from ptblm.launch.sbatch import sbatch_argv
 from ptblm.launch.slurm import scheduler_parameters
+from runtree import write_status
 
 SUBMIT, RESUME, SKIP = Action.SUBMIT, Action.RESUME, Action.SKIP
 
@@ -218,8 +219,8 @@ def test_profile_becomes_submitit_and_sbatch_options(tmp_path):
 def test_plan_skips_finished_resumes_interrupted_and_respects_force(tmp_path):
     experiment = load_experiment("3.2", JOBS)
     done, interrupted, waiting = (s.run_dir(tmp_path) for s in experiment.settings)
-    rf.write_status(done, rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
-    rf.write_status(interrupted, rf.RunStatus(state=rf.FAILED, epochs_done=7, num_epochs=20))
+    write_status(done, rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
+    write_status(interrupted, rf.RunStatus(state=rf.FAILED, epochs_done=7, num_epochs=20))
     rf.write_submission(waiting, rf.Submission(job_id="55_2", executor="slurm", submitted_at=1.0))
     plan = plan_experiment(experiment, tmp_path, force=False, scheduler={"55_2": queued("3.2", "PENDING")})
     assert [(t.action, t.reason) for t in plan] == [
@@ -240,7 +241,7 @@ def test_forced_folders_are_cleared_at_submission_not_in_the_requeued_task(tmp_p
 
     experiment = load_experiment("3.2", JOBS)
     for setting in experiment.settings:
-        rf.write_status(setting.run_dir(tmp_path), rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
+        write_status(setting.run_dir(tmp_path), rf.RunStatus(state=rf.DONE, epochs_done=20, num_epochs=20))
     plan = plan_experiment(experiment, tmp_path, force=True, scheduler={})
     assert all(task.forced for task in plan)
     accepted = mark_accepted(plan, tmp_path, "slurm")
@@ -251,7 +252,7 @@ def test_forced_folders_are_cleared_at_submission_not_in_the_requeued_task(tmp_p
     assert task.checkpoint().function is task  # the requeued attempt is the same task: it resumes
     mark_requeued(task.run_dir, 20)  # a finished run stays finished
     assert rf.read_status(task.run_dir).state == rf.DONE
-    rf.write_status(task.run_dir, rf.RunStatus(state=rf.RUNNING, epochs_done=3, num_epochs=20, slurm_job_id="7_1"))
+    write_status(task.run_dir, rf.RunStatus(state=rf.RUNNING, epochs_done=3, num_epochs=20, slurm_job_id="7_1"))
     task.checkpoint()
     status = rf.read_status(task.run_dir)
     assert (status.state, status.epochs_done, status.slurm_job_id) == (rf.REQUEUED, 3, "7_1")

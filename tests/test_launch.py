@@ -26,6 +26,7 @@ from ptblm.launch.slurm import sbatch_flags, scheduler_parameters
 from ptblm.launch.tasks import TrainTask
 from ptblm.status import status_report, status_rows
 from ptblm.train import train_run
+from runtree import write_status
 
 
 def tiny_jobs(jobs_dir: Path, hidden_sizes=(8, 10), num_epochs: int = 2) -> str:
@@ -427,7 +428,7 @@ def test_a_task_that_fails_before_training_records_its_error(tmp_path, synthetic
 def running_folder(results, setting, job_id):
     rf.write_submission(setting.run_dir(results), rf.Submission(job_id, "slurm", 1.0, setting.index,
                                                                 setting.config.to_dict()))
-    rf.write_status(setting.run_dir(results), rf.RunStatus(rf.RUNNING, 1, 2, updated_at=2.0, slurm_job_id=job_id))
+    write_status(setting.run_dir(results), rf.RunStatus(rf.RUNNING, 1, 2, updated_at=2.0, slurm_job_id=job_id))
 
 
 def test_status_shows_a_run_whose_job_left_the_queue_as_lost_or_as_sacct_says(tmp_path):

@@ -17,6 +17,7 @@ from ptblm.provenance import (cpu_model, gpu_record, image_record, installed_pac
                               provenance, record_attempt)
 from ptblm.results import runs_frame, where_it_ran
 from ptblm.train import train_run
+from runtree import write_config
 
 PROPRIETARY = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
                "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
@@ -117,7 +118,7 @@ def test_a_resume_on_another_environment_says_what_changed_and_keeps_both_attemp
 
 
 def test_an_older_folders_top_level_becomes_its_first_attempt(tmp_path):
-    rf.write_config(tmp_path, {}, {"host": "old-node", "torch_version": "2.5.1", "started_at": "then"})
+    write_config(tmp_path, {}, {"host": "old-node", "torch_version": "2.5.1", "started_at": "then"})
     now = {"host": "new-node", "torch_version": "2.6.0", "started_at": "now", "cuda_version": "12.4"}
     attempts, note = record_attempt(tmp_path, now, ["a==1"])
     assert attempts == [{"host": "old-node", "torch_version": "2.5.1", "started_at": "then"},

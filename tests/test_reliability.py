@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from runtree import build_tree, cli, snapshot
+from runtree import build_tree, cli, snapshot, write_status
 from ptblm import runfolder as rf
 from ptblm.jobs import load_experiment
 from ptblm.launch.plan import Action, plan_experiment
@@ -24,7 +24,7 @@ from ptblm.train import train_run
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ptblm.runlock import hold_run_folder
+    from ptblm.runfolder import hold_run_folder
     with hold_run_folder(Path(sys.argv[1])):
         print("holding", flush=True)
         time.sleep(300)
@@ -69,7 +69,7 @@ def rows(copy, experiment="3.1") -> dict[str, dict]:
 def test_a_run_that_says_running_but_whose_lock_is_free_is_stopped_and_resumed(copy, holder):
     """A killed `ptblm train` (or a closed terminal) leaves `running`: its lock tells that nobody writes it."""
     status = rf.read_status(copy.target)
-    rf.write_status(copy.target, rf.RunStatus(rf.RUNNING, status.epochs_done, status.num_epochs,
+    write_status(copy.target, rf.RunStatus(rf.RUNNING, status.epochs_done, status.num_epochs,
                                               updated_at=status.updated_at, host=status.host))
     assert rows(copy)[copy.target.name]["state"] == "stopped"
     code, output = cli("status", "3.1", "--results", copy.results, "--jobs", copy.jobs)
@@ -178,7 +178,8 @@ def test_a_lock_or_log_that_is_a_link_is_never_followed(copy, name):
     (copy.target / name).symlink_to(precious)
     code, output = cli(*copy.train_argv())
     remedy = ("delete it: the next run makes the lock anew (--force needs the lock too)" if name == rf.LOCK_FILE
-              else "rerun with --force to start that run over (or move the folder away)")
+              else f"`make submit EXP=3.1 ONLY=0 FORCE=1 RESULTS={copy.results}` (or `ptblm submit 3.1 --only 0 "
+                   f"--force --results {copy.results}`) reruns only this run from scratch (or move the folder away)")
     assert code == 1 and output.strip() == (
         f"ptblm train: error: {copy.target / name}: is a symbolic link (to {precious}): ptblm never follows links "
         f"in a run folder; replace it with the file itself; {remedy}")

@@ -41,6 +41,7 @@ from ptblm.report.summary import load_summaries
 from ptblm.report.tables import bold_numbers, latex_table, markdown_table
 from ptblm.report.trained import load_trained
 from ptblm.train import train_run
+from runtree import write_curves, write_status
 
 TINY = {key: value for key, value in tiny_config().to_dict().items()
         if key in ("batch_size", "hidden_size", "num_layers", "dp_keep_prob", "seq_len", "emb_size", "num_epochs",
@@ -85,8 +86,8 @@ def chain(tmp_path_factory, synthetic_dir) -> dict[str, Path]:
         torch.set_num_threads(threads)
     incomplete = load_experiment(INCOMPLETE[0], jobs).settings[INCOMPLETE[1]].run_dir(results)
     curves = rf.read_curves(incomplete)
-    rf.write_curves(incomplete, rf.Curves(epochs=curves.epochs[:2]))
-    rf.write_status(incomplete, rf.RunStatus(state=rf.RUNNING, epochs_done=2, num_epochs=3))
+    write_curves(incomplete, rf.Curves(epochs=curves.epochs[:2]))
+    write_status(incomplete, rf.RunStatus(state=rf.RUNNING, epochs_done=2, num_epochs=3))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PTBLM_RESULTS", str(results))
         env.setenv("PTBLM_JOBS", str(jobs))
@@ -224,7 +225,7 @@ def test_an_incomplete_run_is_marked_and_never_bold_even_when_best(chain, tmp_pa
     summaries = load_summaries(results)
     best_rnn = min((s for s in summaries if s.model == "RNN" and s.complete), key=lambda s: s.best.valid_ppl)
     assert best_rnn.number in bold_numbers(summaries)
-    rf.write_status(best_rnn.run.folder, rf.RunStatus(state=rf.REQUEUED, epochs_done=3, num_epochs=3))
+    write_status(best_rnn.run.folder, rf.RunStatus(state=rf.REQUEUED, epochs_done=3, num_epochs=3))
     summaries = load_summaries(results)
     assert best_rnn.number not in bold_numbers(summaries)
     assert any(s.model == "RNN" and s.number in bold_numbers(summaries) for s in summaries)  # the next one is

@@ -19,6 +19,7 @@ from ptblm.report import latex
 from ptblm.report.document import write_report
 from ptblm.report.facts import architecture_facts, markdown, rows
 from ptblm.report.summary import load_summaries
+from runtree import write_config, write_curves, write_status
 
 needs_latex = pytest.mark.skipif(latex.latex_engine() is None, reason="no latexmk/pdflatex: apt-get install "
                                  "texlive-latex-recommended texlive-latex-extra latexmk (CI has them)")
@@ -27,8 +28,8 @@ needs_latex = pytest.mark.skipif(latex.latex_engine() is None, reason="no latexm
 def cut_to(folder: Path, epochs: int, state: str = rf.RUNNING) -> None:
     """The run as it looks while it trains: `epochs` finished of the ones planned."""
     curves = rf.read_curves(folder)
-    rf.write_curves(folder, rf.Curves(epochs=curves.epochs[:epochs]))
-    rf.write_status(folder, rf.RunStatus(state=state, epochs_done=epochs, num_epochs=len(curves.epochs)))
+    write_curves(folder, rf.Curves(epochs=curves.epochs[:epochs]))
+    write_status(folder, rf.RunStatus(state=state, epochs_done=epochs, num_epochs=len(curves.epochs)))
 
 
 # --- counts in words ----------------------------------------------------------------------------------
@@ -101,11 +102,11 @@ def test_every_character_kept_as_printable_compiles(tmp_path):
 def write_described_run(results: Path, experiment: str, description: str, **changes) -> Path:
     config = RunConfig.from_dict({**PUBLISHED_RNN, "num_epochs": 2, **changes})
     folder = results / experiment / config.run_name()
-    rf.write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d",
+    write_config(folder, config.to_dict(), {"experiment": experiment, "setting_index": 0, "data_dir": "/d",
                                                "description": description})
-    rf.write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(1, 600.0, 300.0, 10.0, 10.0, 1.0),
+    write_curves(folder, rf.Curves(epochs=[rf.EpochRecord(1, 600.0, 300.0, 10.0, 10.0, 1.0),
                                               rf.EpochRecord(2, 500.0, 250.0, 10.0, 20.0, 1.0)]))
-    rf.write_status(folder, rf.RunStatus(state=rf.DONE, epochs_done=2, num_epochs=2))
+    write_status(folder, rf.RunStatus(state=rf.DONE, epochs_done=2, num_epochs=2))
     return folder
 
 
@@ -181,7 +182,9 @@ def test_a_run_in_manual_is_left_out_whatever_experiment_its_config_names(tmp_pa
 
 def test_with_only_manual_runs_the_error_says_how_to_name_them(tmp_path):
     write_run(tmp_path, "manual", [300.0, 200.0])
-    with pytest.raises(FileNotFoundError, match=r"left out unless named, e.g. `ptblm report manual`"):
+    with pytest.raises(FileNotFoundError, match=rf"^only runs of `ptblm train` under {tmp_path} \(1 in "
+                       rf"{tmp_path / 'manual'}\), which tables, figures and the report leave out unless named: "
+                       r"name them, e.g. `ptblm tables manual`"):
         load_summaries(tmp_path)
 
 

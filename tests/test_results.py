@@ -18,6 +18,7 @@ from ptblm.config import RunConfig
 from ptblm.models import build_model
 from ptblm.results import epochs_frame, runs_frame
 from ptblm.train import train_run
+from runtree import write_config, write_curves, write_status
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,12 @@ def results(synthetic_dir, tmp_path_factory):
               echo=False, environ={})
     diverged = tiny_config(model="RNN", num_epochs=3)
     folder = root / "exp2" / diverged.run_name()
-    rf.write_config(folder, diverged.to_dict(), {"experiment": "exp2", "setting_index": 1, "data_dir": "/d"})
-    rf.write_curves(folder, rf.Curves(epochs=[
+    write_config(folder, diverged.to_dict(), {"experiment": "exp2", "setting_index": 1, "data_dir": "/d"})
+    write_curves(folder, rf.Curves(epochs=[
         rf.EpochRecord(1, 900.0, 700.5, 1.5, 1.5, 0.01),
         rf.EpochRecord(2, 2e8, math.inf, 1.25, 2.75, 0.01),
         rf.EpochRecord(3, math.nan, math.nan, 1.0, 3.75, 0.01)]))
-    rf.write_status(folder, rf.RunStatus(state=rf.DIVERGED, epochs_done=3, num_epochs=3, slurm_job_id="77_1"))
+    write_status(folder, rf.RunStatus(state=rf.DIVERGED, epochs_done=3, num_epochs=3, slurm_job_id="77_1"))
     return root
 
 

@@ -11,14 +11,15 @@ import pytest
 
 from conftest import REPO, tiny_config
 from ptblm import runfolder as rf
-from ptblm.runlock import LOCK_FILE, RunFolderBusy, hold_run_folder, read_holder
+from ptblm.runfolder import LOCK_FILE, RunFolderBusy, hold_run_folder, read_holder
 from ptblm.tensorboard_events import TB_FOLDER
 from ptblm.train import train_run
+from runtree import write_status
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ptblm.runlock import hold_run_folder
+    from ptblm.runfolder import hold_run_folder
     with hold_run_folder(Path(sys.argv[1]), slurm_job_id="77_3"):
         print("holding", flush=True)
         time.sleep(300)
@@ -117,7 +118,7 @@ def test_a_run_resumes_only_on_its_corpus(tmp_path, synthetic_dir):
                rf"{synthetic_dir}\), not on {other} \(fingerprint {corpus_fingerprint(other)}\); pass --force")
     with pytest.raises(RunFolderMismatch, match=message):  # a finished run is not reported done on another corpus
         train_run(tiny_config(num_epochs=2), other, folder, echo=False, environ={})
-    rf.write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
+    write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
     before = (folder / rf.CONFIG_FILE).read_text()
     with pytest.raises(RunFolderMismatch, match=message):  # nor resumed there
         train_run(tiny_config(num_epochs=2), other, folder, echo=False, environ={})
@@ -136,7 +137,7 @@ def test_a_folder_from_before_fingerprints_resumes_and_records_its_corpus(tmp_pa
     config = json.loads((folder / rf.CONFIG_FILE).read_text())
     del config[rf.CORPUS_KEY]
     (folder / rf.CONFIG_FILE).write_text(json.dumps(config))
-    rf.write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
+    write_status(folder, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
     assert rf.recorded_corpus(folder) is None
     assert train_run(tiny_config(num_epochs=2), synthetic_dir, folder, echo=False, environ={}).state == rf.DONE
     assert rf.recorded_corpus(folder) == corpus_fingerprint(synthetic_dir)
@@ -161,8 +162,8 @@ def test_the_plan_skips_as_done_only_on_the_same_corpus(tmp_path, synthetic_dir)
         experiment, tmp_path, force, {}, fingerprints={"ptb": fingerprint})
     assert [(t.action, t.reason) for t in plan(same)] == [(Action.SKIP, "done (1/1 epochs)")]
     assert [(t.action, t.reason) for t in plan(other)] == [
-        (Action.SKIP, f"trained on another corpus ({same}, not {other}): --force reruns it on this one, "
-               f"or choose another --results")]
+        (Action.SKIP, f"trained on another corpus ({same}, not {other}): --only 0 --force reruns it alone on this "
+               f"one, or choose another --results")]
     assert [t.action for t in plan(other, force=True)] == [Action.SUBMIT]
 
 
@@ -211,18 +212,20 @@ EVIL_PICKLE = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("empty last.pt", "{run}/last.pt: empty (0 bytes): not a checkpoint; rerun with --force to start that run over"),
-    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a list; rerun with --force"),
-    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a list; rerun with --force"),
+    ("empty last.pt", "{run}/last.pt: empty (0 bytes): not a checkpoint; `ptblm train --model GRU"),
+    ("status list", "{run}/status.json: expected a JSON object (ptblm's status.json), got a list; "
+                    "`ptblm train --model GRU"),
+    ("curves list", "{run}/curves.json: expected a JSON object (ptblm's curves.json), got a list; "
+                    "`ptblm train --model GRU"),
     ("malicious last.pt", "{run}/last.pt: not a checkpoint written by torch.save (no zip archive): ptblm did not "
-                          "write it; rerun with --force"),
+                          "write it; `ptblm train --model GRU"),
     ("malicious torch last.pt", "{run}/last.pt: refused to load it: it holds Python objects other than tensors and "
-                                "plain containers, so ptblm did not write it (nothing in it was run); rerun with"),
+                                "plain containers, so ptblm did not write it (nothing in it was run); `ptblm train"),
 ])
 def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir, damage, message):
     run = tmp_path / "run"
     assert ptblm_train(run, synthetic_dir, "--num_epochs", "2", "--max_batches", "2").returncode == 0
-    rf.write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # to be resumed
+    write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # to be resumed
     marker = tmp_path / "pwned"
     if damage == "empty last.pt":
         (run / rf.LAST_CHECKPOINT).write_bytes(b"")
@@ -242,7 +245,7 @@ def test_a_damaged_run_folder_file_is_one_line_naming_it(tmp_path, synthetic_dir
 def test_orphan_temporaries_of_a_kill_are_removed_on_the_next_start_and_on_force(tmp_path, synthetic_dir):
     run = tmp_path / "run"
     train_run(tiny_config(num_epochs=2), synthetic_dir, run, echo=False, environ={})
-    rf.write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
+    write_status(run, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))
     (run / ".last.pt.k3j4l5.tmp").write_bytes(b"\0" * 2_000_000)  # what a SIGKILL inside a write leaves
     (run / ".curves.json.a1b2c3.tmp").write_text("{")
     (run / ".submitted.json.d4e5f6.tmp").write_text("{")  # ptblm submit's: it may be writing it right now

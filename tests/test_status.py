@@ -18,6 +18,7 @@ from ptblm.launch.slurm import QueuedJob, jobs_of_run, squeue_jobs
 from ptblm.status import Locations, status_report, status_rows
 from ptblm.timeleft import run_timing
 from ptblm.train import train_run
+from runtree import write_config, write_curves, write_status
 
 NOW = 1_700_000_000.0
 
@@ -42,10 +43,10 @@ def write_running(folder: Path, epoch_seconds: list[float], progress: rf.EpochPr
                   updated_at: float, job_id: str | None = "5_0") -> None:
     """A run that finished `epoch_seconds` epochs and records `progress` in the next, as the trainer writes it."""
     wall = [sum(epoch_seconds[:i + 1]) for i in range(len(epoch_seconds))]
-    rf.write_config(folder, tiny_config(num_epochs=num_epochs).to_dict(), {"experiment": "tiny"})
-    rf.write_curves(folder, rf.Curves([rf.EpochRecord(i + 1, 50.0, 40.0, s, w, 0.01)
+    write_config(folder, tiny_config(num_epochs=num_epochs).to_dict(), {"experiment": "tiny"})
+    write_curves(folder, rf.Curves([rf.EpochRecord(i + 1, 50.0, 40.0, s, w, 0.01)
                                        for i, (s, w) in enumerate(zip(epoch_seconds, wall))]))
-    rf.write_status(folder, rf.RunStatus(rf.RUNNING, len(epoch_seconds), num_epochs, updated_at=updated_at,
+    write_status(folder, rf.RunStatus(rf.RUNNING, len(epoch_seconds), num_epochs, updated_at=updated_at,
                                          slurm_job_id=job_id, progress=progress))
 
 
@@ -140,7 +141,7 @@ def test_a_pending_job_shows_squeues_reason_and_a_requeued_one_its_wait(tmp_path
     results = tmp_path / "results"
     submitted(results, experiment.settings[0], "6_0")
     folder = submitted(results, experiment.settings[1], "6_1")
-    rf.write_status(folder, rf.RunStatus(rf.REQUEUED, 1, 3, updated_at=NOW, slurm_job_id="6_1"))
+    write_status(folder, rf.RunStatus(rf.REQUEUED, 1, 3, updated_at=NOW, slurm_job_id="6_1"))
     rows = status_rows(results, "tiny", experiment, now=NOW, scheduler={
         "6_0": queued("tiny", "PENDING", "JobArrayTaskLimit"), "6_1": queued("tiny", "PENDING", "BeginTime")})
     assert [r["state"] for r in rows] == ["pending (JobArrayTaskLimit)", "requeued (pending: BeginTime)"]
@@ -155,12 +156,12 @@ def test_cancelled_lost_and_stopped_runs_name_the_command_that_resumes_them(tmp_
     results = tmp_path / "results"
     cancelled = submitted(results, experiment.settings[1], "7_1", overrides=["num_epochs=4", "seed=1,2"],
                           profile="mila")
-    rf.write_status(cancelled, rf.RunStatus(rf.CANCELLED, 1, 4, updated_at=NOW, slurm_job_id="7_1"))
+    write_status(cancelled, rf.RunStatus(rf.CANCELLED, 1, 4, updated_at=NOW, slurm_job_id="7_1"))
     submitted(results, experiment.settings[2], "7_2", executor="sbatch")  # never started; its job is gone
     manual = results / "tiny" / "by-hand"
     train_run(tiny_config(num_epochs=2), synthetic_dir, manual, echo=False, command_line=[
         "/somewhere/ptblm", "train", "--model", "GRU", "--out", str(manual)], environ={})
-    rf.write_status(manual, rf.RunStatus(rf.RUNNING, 1, 2, updated_at=NOW))  # a killed `ptblm train`: lock free
+    write_status(manual, rf.RunStatus(rf.RUNNING, 1, 2, updated_at=NOW))  # a killed `ptblm train`: lock free
     where = Locations(".venv/bin/ptblm", results_dir=results)
     report = status_report(results, jobs, ["tiny"], scheduler=lambda: {}, accounting=lambda ids: None,
                            overrides=overrides, where=where, now=NOW)
@@ -195,7 +196,7 @@ def test_squeue_is_polled_once_for_state_reason_name_and_this_users_jobs_only(mo
 def test_a_job_id_reused_by_another_job_is_not_the_runs_in_status_nor_in_the_plan(tmp_path, experiment):
     results = tmp_path / "results"
     folder = submitted(results, experiment.settings[0], "10_3", job_name="ptblm-tiny")
-    rf.write_status(folder, rf.RunStatus(rf.RUNNING, 1, 3, updated_at=NOW, slurm_job_id="10_3"))
+    write_status(folder, rf.RunStatus(rf.RUNNING, 1, 3, updated_at=NOW, slurm_job_id="10_3"))
     older = submitted(results, experiment.settings[1], "10_4")  # written before submitted.json had job_name
     theirs = {"10_3": QueuedJob("RUNNING", "None", "ptblm-3.1", "me"), "10_4": queued("other")}
     assert [r["state"] for r in status_rows(results, "tiny", experiment, scheduler=theirs, now=NOW)] == ["lost"] * 2
@@ -252,7 +253,7 @@ def test_a_failed_run_without_a_setting_number_is_named_by_its_folder_and_its_er
     kilobytes of stack frames: status.json keeps the first line, the note names the folder."""
     folder = tmp_path / "results" / "manual" / "rnn_x"
     folder.mkdir(parents=True)
-    rf.write_config(folder, tiny_config(num_epochs=3).to_dict(), {"experiment": "manual"})
+    write_config(folder, tiny_config(num_epochs=3).to_dict(), {"experiment": "manual"})
     first = "TypeError: empty(): argument 'size' failed to unpack the object at pos 1 (Overflow when unpacking long)"
     with rf.RunFolder(folder).hold() as writer:
         writer.mark_failed(first + "\nException raised from THPUtils_unpackLong\n" + "frame #0: c10::Error\n" * 40,

@@ -21,6 +21,7 @@ from ptblm.tensorboard_events import (CONVERTED_SUFFIX, EPOCH_TAGS, STEP_TAG, Ru
 from ptblm.tensorboard_server import (VIEW_PREFIX, TensorBoardError, held, reachable_name, remove_stale_views, serve,
                                       shown_experiments, start_tensorboard, tunnel_line)
 from ptblm.train import train_run
+from runtree import write_curves
 
 EVERYTHING = 10**9  # recorded_points' limits, to see every point a folder holds
 
@@ -158,7 +159,7 @@ def test_old_runs_get_events_from_curves_once_and_again_when_curves_change(tmp_p
     assert_same(points(folder), expected_epochs(folder))
     curves = rf.read_curves(folder)
     curves.epochs.append(rf.EpochRecord(4, 150.0, 140.0, 10.0, 40.0, 1.0))
-    rf.write_curves(folder, curves)
+    write_curves(folder, curves)
     os.utime(folder / rf.CURVES_FILE, (written.stat().st_mtime + 5,) * 2)
     assert needs_conversion(folder)
     write_from_curves(folder)

@@ -17,6 +17,7 @@ from ptblm.runfolder import load_checkpoint
 from ptblm.optimizers import scheduled_lr
 from ptblm.resuming import RunFolderMismatch
 from ptblm.train import train_run
+from runtree import write_curves, write_status
 
 
 def curves_of(folder: Path) -> list[tuple[float, float]]:
@@ -74,7 +75,7 @@ def test_another_setting_in_the_same_folder_is_refused_and_left_alone(synthetic_
     train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False, environ={})  # a finished run
     with pytest.raises(RunFolderMismatch, match=r"holds another setting \(hidden_size 16 -> 20\)"):
         train_run(tiny_config(num_epochs=2, hidden_size=20), synthetic_dir, tmp_path, echo=False, environ={})
-    rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # an interrupted one
+    write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=1, num_epochs=2))  # an interrupted one
     before = (tmp_path / rf.STATUS_FILE).read_text()
     with pytest.raises(RunFolderMismatch, match=r"initial_lr 0.01 -> 0.02"):
         train_run(tiny_config(num_epochs=2, initial_lr=0.02), synthetic_dir, tmp_path, echo=False, environ={})
@@ -84,7 +85,7 @@ def test_another_setting_in_the_same_folder_is_refused_and_left_alone(synthetic_
 def test_execution_options_may_change_when_a_run_resumes(synthetic_dir, tmp_path):
     """--save_best, --evaluate, --debug, the impl or the device are how a setting runs, not which one."""
     train_run(tiny_config(num_epochs=2), synthetic_dir, tmp_path, echo=False, environ={})
-    rf.write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=2, num_epochs=2))
+    write_status(tmp_path, rf.RunStatus(state=rf.FAILED, epochs_done=2, num_epochs=2))
     status = train_run(tiny_config(num_epochs=2, evaluate=True, save_best=True, impl="reference"),
                        synthetic_dir, tmp_path, echo=False, environ={})
     assert status.state == rf.DONE and rf.read_curves(tmp_path).test_ppl is not None
@@ -97,8 +98,8 @@ def test_resume_rewrites_curves_left_behind_by_a_kill_between_writes(synthetic_d
     full = curves_of(tmp_path)
     curves = rf.read_curves(tmp_path)
     curves.epochs = curves.epochs[:1]
-    rf.write_curves(tmp_path, curves)
-    rf.write_status(tmp_path, rf.RunStatus(state=rf.RUNNING, epochs_done=1, num_epochs=2))
+    write_curves(tmp_path, curves)
+    write_status(tmp_path, rf.RunStatus(state=rf.RUNNING, epochs_done=1, num_epochs=2))
     assert train_run(config, synthetic_dir, tmp_path, echo=False, environ={}).state == rf.DONE
     assert curves_of(tmp_path) == full
 

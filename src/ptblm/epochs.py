@@ -36,14 +36,21 @@ def perplexity(mean_loss: float) -> float:
 
 
 class RunLog:
-    """Lines go to log.txt and to stdout (the Slurm log)."""
+    """Lines go to log.txt and to stdout (the Slurm log); through `writer` (the lock's holder) where given."""
 
-    def __init__(self, folder: Path, echo: bool = True):
-        self.folder, self.echo = folder, echo
+    def __init__(self, folder: Path, echo: bool = True, writer: rf.RunWriter | None = None):
+        self.folder, self.echo, self.writer = folder, echo, writer
+
+    @classmethod
+    def of(cls, writer: rf.RunWriter, echo: bool = True) -> RunLog:
+        return cls(writer.path, echo, writer)
 
     def __call__(self, message: str) -> None:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
-        rf.append_log(self.folder, line)
+        if self.writer is not None:
+            self.writer.log(line)
+        else:
+            rf.append_log(self.folder, line)
         if self.echo:
             print(line, flush=True)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from . import layout
 from . import runfolder as rf
 from .errors import UserError
-from .runlock import RunFolderBusy, hold_run_folder
 
 
 class UnusableRun(UserError, RuntimeError):
@@ -38,7 +37,16 @@ def needs_test_pass(folder: Path) -> bool:
 
 def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str, log: Callable[[str], None],
                           fingerprint_cache: Path | None = None, environ: Mapping[str, str] | None = None) -> Evaluated:
-    """Test pass of best.pt; test_ppl written into curves.json (atomically). The caller holds the run's lock.
+    """measure_test_ppl for a caller that holds the run's lock but passes its folder (the trainer): the writer
+    is the lock's holder's, as its .lock records it."""
+    run = rf.RunFolder(folder)
+    writer = rf.RunWriter(run, run.holder(), run.read_status(), None)
+    return measure_test_ppl(writer, data_dir, device_name, log, fingerprint_cache, environ)
+
+
+def measure_test_ppl(writer: rf.RunWriter, data_dir: Path | None, device_name: str, log: Callable[[str], None],
+                      fingerprint_cache: Path | None = None, environ: Mapping[str, str] | None = None) -> Evaluated:
+    """Test pass of best.pt; test_ppl written into curves.json through `writer`, the holder of the run's lock.
     `data_dir` None: the folder of the run's corpus's variable in `environ`, else the one config.json recorded."""
     from .config import RunConfig
     from .epochs import EpochRunner, RunLog, perplexity
@@ -46,17 +54,17 @@ def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str,
     from .step import use_matmul_precision
     from .devices import pick_device
 
-    folder = Path(folder)
+    folder = writer.path
     trained = load_trained(folder, None, data_dir, environ=environ, fingerprint_cache=fingerprint_cache)
     # uncompiled: one pass over the test split does not repay a compile; the device is this machine's
     config: RunConfig = trained.config.replace(device=device_name, compile="off")
     device = pick_device(config.device)
     use_matmul_precision(config.precision)
-    runner = EpochRunner(trained.model.to(device), config, device, RunLog(folder, echo=False), interactive=False)
+    runner = EpochRunner(trained.model.to(device), config, device, RunLog.of(writer, echo=False), interactive=False)
     test_ppl = perplexity(runner.run(trained.corpus.test, label="test"))
-    curves = rf.read_curves(folder)
+    curves = writer.folder.read_curves()
     curves.test_ppl = test_ppl
-    rf.write_curves(folder, curves)
+    writer.write_curves(curves)
     log(f"test ppl {test_ppl:.2f} with the weights of epoch {trained.epoch} (best.pt), on {device}")
     return Evaluated(folder, test_ppl, trained.epoch)
 
@@ -64,21 +72,21 @@ def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str,
 def evaluate_run(folder: Path, data_dir: Path | None = None, device_name: str = "auto",
                  fingerprint_cache: Path | None = None, echo: bool = False,
                  environ: Mapping[str, str] | None = None) -> Evaluated:
-    """evaluate_best_weights of a finished run, holding its lock (a run being trained is refused, by name)."""
+    """measure_test_ppl of a finished run, holding its lock (a run being trained is refused, by name)."""
     from .epochs import RunLog
 
-    folder = Path(folder)
-    status = rf.read_status(folder)
+    run = rf.RunFolder(folder)
+    status = run.read_status()
     if status is None or status.state not in rf.FINISHED_STATES:
         state = status.state if status else "not started"
         raise UnusableRun(f"{folder} is {state}, not finished: its best weights may still change; evaluate it "
                            f"once it is done (or train it with --evaluate)")
-    if not (folder / rf.BEST_CHECKPOINT).is_file():
+    if not run.file(rf.BEST_CHECKPOINT).is_file():
         raise UnusableRun(f"{folder} has no {rf.BEST_CHECKPOINT} (no epoch had a finite validation perplexity): "
                            f"nothing to evaluate")
-    with hold_run_folder(folder):
-        return evaluate_best_weights(folder, data_dir, device_name, RunLog(folder, echo=echo), fingerprint_cache,
-                                     environ)
+    with run.hold() as writer:
+        return measure_test_ppl(writer, data_dir, device_name, RunLog.of(writer, echo=echo), fingerprint_cache,
+                                 environ)
 
 
 def run_folders_named(targets: Sequence[str], results_dir: Path) -> list[Path]:
@@ -109,21 +117,31 @@ def run_folder_named(target: str, results_dir: Path) -> Path:
     return folders[0]
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What `ptblm evaluate` did: the runs evaluated, and one line per run asked for that could not be."""
+
+    evaluated: list[Evaluated]
+    failed: list[str]
+
+
 def evaluate_targets(targets: Sequence[str], results_dir: Path, data_dir: Path | None, device_name: str,
                      again: bool = False, notify: Callable[[str], None] = print,
-                     environ: Mapping[str, str] | None = None) -> list[Evaluated]:
+                     environ: Mapping[str, str] | None = None) -> Evaluation:
     """`ptblm evaluate`: every finished run named without a test perplexity (all finished ones with `again`);
-    the others are one line each saying why not."""
-    done = []
+    a run that cannot be evaluated (damaged, busy, not finished, no best weights, its data refused) is one line
+    naming it, and the others are evaluated. Runs evaluated before (without `again`) are not failures."""
+    done, failed = [], []
     for folder in run_folders_named(targets, results_dir):
-        test_ppl = rf.read_curves(folder).test_ppl
-        if test_ppl is not None and not again:
-            notify(f"{folder}: test ppl {test_ppl:.2f} already (--again evaluates it anew)")
-            continue
         try:
+            test_ppl = rf.RunFolder(folder).read_curves().test_ppl
+            if test_ppl is not None and not again:
+                notify(f"{folder}: test ppl {test_ppl:.2f} already (--again evaluates it anew)")
+                continue
             done.append(evaluated := evaluate_run(folder, data_dir, device_name,
                                                   layout.fingerprint_cache_file(results_dir), environ=environ))
             notify(f"{folder}: test ppl {evaluated.test_ppl:.2f} (weights of epoch {evaluated.epoch})")
-        except (UnusableRun, RunFolderBusy) as reason:
-            notify(f"skip: {reason}")
-    return done
+        except UserError as reason:  # Damaged, RunFolderBusy, UnusableRun, a refused data folder
+            failed.append(line := f"skip: {reason}")
+            notify(line)
+    return Evaluation(done, failed)

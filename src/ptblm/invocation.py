@@ -6,7 +6,17 @@ import shlex
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Locations:
+    """How the person runs ptblm and the folders they named, for the commands ptblm suggests."""
+
+    ptblm: str = "ptblm"
+    results_dir: Path | None = None  # None: the default folder (the command needs no --results)
+    jobs_dir: Path | None = None
 
 
 def ptblm_command(argv0: str, environ: Mapping[str, str], cwd: Path, python: str = sys.executable) -> str:
@@ -26,13 +36,15 @@ def ptblm_command(argv0: str, environ: Mapping[str, str], cwd: Path, python: str
 
 def resubmit_command(experiment: str, *, sbatch: bool = False, overrides: Sequence[str] = (),
                      setting: int | None = None, profile: str | None = None, results_dir: Path | None = None,
-                     jobs_dir: Path | None = None, ptblm: str = "ptblm") -> str:
-    """The command that submits one setting again as it was submitted (resuming it from its last.pt): make's
-    spelling, then ptblm's. `overrides`, `profile`: the --set texts and the --cluster its submission named;
-    `results_dir`, `jobs_dir`: None where the default (make has no variable for another jobs folder)."""
+                     jobs_dir: Path | None = None, ptblm: str = "ptblm", force: bool = False) -> str:
+    """The command that submits one setting again as it was submitted (resuming it from its last.pt; with
+    `force`, from scratch: --force reruns only the settings --only picks): make's spelling, then ptblm's.
+    `overrides`, `profile`: the --set texts and the --cluster its submission named; `results_dir`, `jobs_dir`:
+    None where the default (make has no variable for another jobs folder)."""
     command = "sbatch" if sbatch else "submit"
     flags = [*(f"--set {shlex.quote(text)}" for text in overrides),
              *([f"--only {setting}"] if setting is not None else []),
+             *(["--force"] if force else []),
              *([f"--cluster {shlex.quote(profile)}"] if profile else []),
              *([f"--results {shlex.quote(str(results_dir))}"] if results_dir is not None else []),
              *([f"--jobs {shlex.quote(str(jobs_dir))}"] if jobs_dir is not None else [])]
@@ -42,6 +54,7 @@ def resubmit_command(experiment: str, *, sbatch: bool = False, overrides: Sequen
     variables = [f"EXP={shlex.quote(experiment)}",
                  *([f"SET={shlex.quote(' '.join(overrides))}"] if overrides else []),
                  *([f"ONLY={setting}"] if setting is not None else []),
+                 *(["FORCE=1"] if force else []),
                  *([f"CLUSTER={shlex.quote(profile)}"] if profile else []),
                  *([f"RESULTS={shlex.quote(str(results_dir))}"] if results_dir is not None else [])]
     return f"`make {command} {' '.join(variables)}` (or `{direct}`)"

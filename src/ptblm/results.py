@@ -54,7 +54,7 @@ def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[r
 def damage_notes(runs: list[rf.RunRecord]) -> list[str]:
     """One line per damaged run: which file, why, and what to do."""
     return [f"note: {run.folder} is damaged ({run.damage.describe()}); it is listed as damaged, without "
-            f"results; {run.damage.hint(run.experiment)}" for run in runs if run.damage]
+            f"results; {run.damage.hint()}" for run in runs if run.damage]
 
 
 def run_keys(run: rf.RunRecord) -> dict:

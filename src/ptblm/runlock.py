@@ -123,11 +123,3 @@ def exclusive_lock(path: Path, slurm_job_id: str | None = None) -> Iterator[Lock
     finally:
         os.close(fd)  # releases the lock
 
-
-def __getattr__(name: str):
-    """The run-folder lock moved to ptblm.runfolder (RunFolder.hold); these names stay importable from here."""
-    if name in ("hold_run_folder", "RunFolderBusy", "read_holder", "LOCK_FILE"):
-        from . import runfolder
-
-        return getattr(runfolder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from tabulate import tabulate
 from . import layout
 from . import runfolder as rf
 from .formatting import format_ppl, format_seconds
-from .invocation import resubmit_command
+from .invocation import Locations, resubmit_command
 from .jobs import Experiment
 from .launch.slurm import QueuedJob, Scheduler, jobs_of_run
 from .timeleft import clock, run_timing
@@ -38,15 +38,6 @@ __all__ = ["FolderView", "Locations", "read_folder", "status_rows", "status_tabl
 SUMMARY_ORDER = ("done", "diverged", "running", "requeued", "pending", "stopped", "cancelled", "lost", "failed",
                  "damaged")  # then any other state sacct reports (timeout, ...), then "not submitted"
 NOT_SUBMITTED = "not submitted"  # a setting of the jobs file without a run folder
-
-
-@dataclass(frozen=True)
-class Locations:
-    """How the person runs ptblm and the folders they named, for the resume commands status prints."""
-
-    ptblm: str = "ptblm"
-    results_dir: Path | None = None  # None: the default folder (the command needs no --results)
-    jobs_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +96,7 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
     """The state to show and, for a damaged, lost, stopped, cancelled or failed run, a note saying why and what
     to do; `training`: a live process trains it now (squeue runs its job, or its lock is held)."""
     if view.record.damage:
-        return Shown(rf.DAMAGED, f"damaged: {view.record.damage.describe()}; {view.record.damage.hint(experiment)}")
+        return Shown(rf.DAMAGED, f"damaged: {view.record.damage.describe()}; {view.record.damage.hint(where)}")
     if view.state == rf.CANCELLED:
         return Shown(view.state, f"cancelled after epoch {len(view.record.curves.epochs)}/{view.num_epochs or '?'}; "
                                  f"{resume_hint(view, experiment, where)}")

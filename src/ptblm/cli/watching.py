@@ -38,7 +38,12 @@ def add_run_data_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_targets
 
-    evaluate_targets(args.runs, args.results, args.data, args.device, again=args.again, environ=os.environ)
+    outcome = evaluate_targets(args.runs, args.results, args.data, args.device, again=args.again,
+                               environ=os.environ)
+    if outcome.failed:  # README "Exit status": it stopped short of what was asked
+        print(f"{len(outcome.failed)} of the runs asked for not evaluated (see the skip lines above); "
+              f"{len(outcome.evaluated)} evaluated")
+        return 1
     return 0
 
 

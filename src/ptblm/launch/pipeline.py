@@ -32,7 +32,7 @@ from .checks import check_data_for_submission, check_model_sizes
 from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
-from .plan import PlannedTask, plan_experiment, plan_table
+from .plan import PlannedTask, forced_line, plan_experiment, plan_table
 from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
 from .slurm import (DEV_CLUSTER_NAME, cluster_name, job_name, max_array_size, sbatch_flags, scheduler_parameters,
                     slurm_answers, squeue_jobs, submit_arrays)
@@ -250,6 +250,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
         if refusal:
             echo(f"warning: {refusal}")
         echo(plan_table(plan))
+        if forced := forced_line(plan):
+            echo(forced)
         todo = [task for task in plan if task.runs]
         if dry_run:
             if executor in ("slurm", "sbatch"):

@@ -87,16 +87,16 @@ def plan_setting(setting: Setting, folder: FolderState, force: bool, scheduler: 
     if record is None:
         return PlannedTask(setting, Action.SUBMIT, "new")
     if record.damage or folder.unresumable:
-        return PlannedTask(setting, Action.SKIP, f"damaged: {(record.damage or folder.unresumable).describe()}; "
-                                                 f"--force reruns it from scratch")
+        damage = record.damage or folder.unresumable
+        return PlannedTask(setting, Action.SKIP, f"damaged: {damage.describe()}; {damage.hint()}")
     recorded_corpus = record.provenance.get(rf.CORPUS_KEY)
     if corpus and recorded_corpus and recorded_corpus != corpus:
         return PlannedTask(setting, Action.SKIP, f"trained on another corpus ({recorded_corpus}, not {corpus}): "
-                           f"--force reruns it on this one, or choose another --results")
+                           f"--only {setting.index} --force reruns it alone on this one, or choose another --results")
     state = record.state
     if scheduler is None and job_ids and state in rf.ACTIVE_STATES:
         return PlannedTask(setting, Action.SKIP, f"{state}, and squeue does not answer: job "
-                           f"{sorted(job_ids)[0]} may still run (--force reruns it)")
+                           f"{sorted(job_ids)[0]} may still run (--only {setting.index} --force reruns it alone)")
     if status is not None and status.state in rf.FINISHED_STATES:
         finished = f"{status.state} ({status.epochs_done}/{status.num_epochs} epochs)"
         if setting.config.evaluate and folder.best_weights and record.curves.test_ppl is None:
@@ -130,6 +130,17 @@ def plan_table(plan: list[PlannedTask]) -> str:
             for task in plan]
     return tabulate(rows, headers=["#", "run", "model", "optimizer", "lr", "batch", "hidden", "layers", "keep",
                                    "seq", "emb", "epochs", "seed", "action"], disable_numparse=True)
+
+
+def forced_line(plan: list[PlannedTask]) -> str | None:
+    """Which settings --force reruns from scratch (their folders emptied, finished epochs and all); None when
+    none. --only limits --force to the settings it picks."""
+    forced = [task.setting for task in plan if task.forced]
+    if not forced:
+        return None
+    names = ", ".join(f"{setting.index} ({setting.run_name})" for setting in forced)
+    return (f"--force reruns from scratch, emptying their run folders (finished epochs too): "
+            f"setting{'s' * (len(forced) > 1)} {names}")
 
 
 def shown(value) -> str:

@@ -26,3 +26,12 @@ def left_out_note(runs: list[rf.RunRecord]) -> str:
     names = " ".join(LEFT_OUT_UNLESS_NAMED)
     return (f"; the runs of `ptblm train` ({', '.join(f'<results>/{name}/' for name in LEFT_OUT_UNLESS_NAMED)}) "
             f"are left out unless named, e.g. `ptblm report {names}`")
+
+
+def only_left_out(found: list[rf.RunRecord], results_dir) -> str:
+    """The message when every run under results_dir is one the report leaves out unless named (manual/)."""
+    where = sorted({str(run.folder.parent) for run in found})
+    names = " ".join(sorted({run.folder.parent.name for run in found}))
+    return (f"only runs of `ptblm train` under {results_dir} ({len(found)} in {', '.join(where)}), which tables, "
+            f"figures and the report leave out unless named: name them, e.g. `ptblm tables {names}` (`make tables "
+            f"EXPS={names}`), or submit an experiment, e.g. `make submit EXP=smoke`")

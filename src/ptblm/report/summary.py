@@ -17,7 +17,7 @@ from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS, exact_number
 from ..errors import NoRunFolders
 from .comparable import CHOOSE_HINT, corpora_sentence, corpus_order, corpus_tag, files_of
-from .selection import left_out_note, reported
+from .selection import only_left_out, left_out_note, reported
 
 # (RunConfig key, short name in legends and captions)
 HYPER_PARAMETERS = (("model", ""), ("optimizer", ""), ("initial_lr", "lr"), ("batch_size", "bs"),
@@ -170,9 +170,11 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     for run in runs:
         if run.damage:
             warn(f"note: left out {run.folder}: damaged ({run.damage.describe()}); `ptblm status` lists it; "
-                 f"{run.damage.hint(run.experiment)}")
+                 f"{run.damage.hint()}")
     damaged = sum(1 for run in runs if run.damage)
     runs = [run for run in runs if not run.damage]
+    if not runs and not damaged and found and not experiments:  # all in manual/: runs there are, left out
+        raise NoRunFolders(only_left_out(found, results_dir))
     if not runs:
         wanted = f" of {', '.join(experiments)}" if experiments else ""
         left_out = f" but {damaged} damaged ones (named above)" if damaged else ""

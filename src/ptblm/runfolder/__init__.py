@@ -91,18 +91,6 @@ def recorded_corpus(folder: Path) -> str | None:
     return RunFolder(folder).recorded_corpus()
 
 
-def write_config(folder: Path, config: dict, provenance: dict) -> None:
-    atomic_write_json(Path(folder) / CONFIG_FILE, RunSettings(config, provenance).to_json())
-
-
-def write_curves(folder: Path, curves: Curves) -> None:
-    atomic_write_json(Path(folder) / CURVES_FILE, curves.to_json())
-
-
-def write_status(folder: Path, status: RunStatus) -> None:
-    atomic_write_json(Path(folder) / STATUS_FILE, status.to_json())
-
-
 def write_submission(folder: Path, submission: Submission) -> None:
     atomic_write_json(Path(folder) / SUBMISSION_FILE, submission.to_json())
 

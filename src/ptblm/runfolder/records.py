@@ -17,10 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from .states import STORED_STATES
+
+if TYPE_CHECKING:
+    from ..invocation import Locations
 
 CONFIG_FILE = "config.json"
 CURVES_FILE = "curves.json"
@@ -41,7 +44,6 @@ CHECKPOINTS = (BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT)
 CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 VERSION_KEY = "format_version"
 FORMAT_VERSION = 2
-REMEDY = "rerun with --force to start that run over (or move the folder away)"
 LOCK_REMEDY = "delete it: the next run makes the lock anew (--force needs the lock too)"
 
 
@@ -55,7 +57,7 @@ UPDATE_REMEDY = "--force would delete what this ptblm cannot read: update ptblm 
 @dataclass(frozen=True)
 class Damage:
     """Why one file of a run folder cannot be read; `remedy` when starting over is not what to do (a newer
-    format_version: update ptblm), else `hint` says --force."""
+    format_version: update ptblm), else `hint` names the command that reruns this one run from scratch."""
 
     file: Path
     reason: str
@@ -64,23 +66,29 @@ class Damage:
     def describe(self) -> str:
         return f"{self.file}: {self.reason}"
 
-    def hint(self, experiment: str | None = None) -> str:
-        """What to do, for every reader: the one place that decides whether --force is the remedy."""
+    def hint(self, where: Locations | None = None) -> str:
+        """What to do, for every reader: the one place that decides the remedy (remedy.rerun_command's).
+        `where`: how ptblm is run and the folders named (see invocation.Locations)."""
         if self.remedy:
             return self.remedy
         if self.file.name == LOCK_FILE:
             return LOCK_REMEDY
-        if experiment:
-            return f"rerun it from scratch with `ptblm submit {experiment} --force` (or `ptblm train ... --force`)"
-        return REMEDY
+        from .remedy import rerun_command, run_folder_of
+
+        return (f"{rerun_command(run_folder_of(self.file), where)} reruns only this run from scratch "
+                f"(or move the folder away)")
 
 
 class Damaged(RunFolderError):
-    """A run folder file that does not hold what ptblm writes there; `damage` names the file and why."""
+    """A run folder file that does not hold what ptblm writes there; `damage` names the file and why. The
+    message, with the remedy, is made when it is shown (the remedy reads the folder's other files)."""
 
     def __init__(self, file: Path, reason: str, remedy: str | None = None):
         self.damage = Damage(Path(file), reason, remedy)
-        super().__init__(f"{self.damage.describe()}; {self.damage.hint()}")
+        super().__init__(self.damage.describe())
+
+    def __str__(self) -> str:
+        return f"{self.damage.describe()}; {self.damage.hint()}"
 
     @classmethod
     def of(cls, damage: Damage) -> Damaged:
