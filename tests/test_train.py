@@ -107,14 +107,14 @@ def test_resume_rewrites_curves_left_behind_by_a_kill_between_writes(synthetic_d
 def test_evaluate_reports_test_perplexity_of_the_best_weights(synthetic_dir, tmp_path):
     from ptblm.data import load_corpus
     from ptblm.models import build_model
-    from ptblm.epochs import EpochRunner, RunLog
+    from ptblm.epochs import EpochRunner
 
     config = tiny_config(num_epochs=3, evaluate=True, initial_lr=0.05)
     train_run(config, synthetic_dir, tmp_path, echo=False, environ={})
     corpus = load_corpus(synthetic_dir)
     model = build_model(config, corpus.vocab_size)
     model.load_state_dict(load_checkpoint(tmp_path / rf.BEST_CHECKPOINT)["model"])
-    runner = EpochRunner(model, config, torch.device("cpu"), RunLog(tmp_path, echo=False), interactive=False)
+    runner = EpochRunner(model, config, torch.device("cpu"), lambda line: None, interactive=False)
     assert rf.read_curves(tmp_path).test_ppl == pytest.approx(perplexity(runner.run(corpus.test, label="test")))
 
 
@@ -211,13 +211,13 @@ def test_hidden_state_starts_from_zeros_every_epoch_and_in_validation(synthetic_
     equals a hand loop that carries the state from batch to batch, starting at zeros."""
     from ptblm.data import batchify, load_corpus, num_batches
     from ptblm.models import build_model
-    from ptblm.epochs import EpochRunner, RunLog
+    from ptblm.epochs import EpochRunner
 
     config = tiny_config(model="GRU")
     corpus = load_corpus(synthetic_dir)
     torch.manual_seed(0)
     model = build_model(config, corpus.vocab_size).eval()
-    runner = EpochRunner(model, config, torch.device("cpu"), RunLog(tmp_path, echo=False), interactive=False)
+    runner = EpochRunner(model, config, torch.device("cpu"), lambda line: None, interactive=False)
     first, second = runner.run(corpus.valid), runner.run(corpus.valid)
     data = torch.as_tensor(batchify(corpus.valid, config.batch_size))
     hidden, losses = model.init_hidden(), []

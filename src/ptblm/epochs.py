@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -36,21 +35,18 @@ def perplexity(mean_loss: float) -> float:
 
 
 class RunLog:
-    """Lines go to log.txt and to stdout (the Slurm log); through `writer` (the lock's holder) where given."""
+    """Lines go to log.txt, through `writer` (the holder of the run's lock), and to stdout (the Slurm log)."""
 
-    def __init__(self, folder: Path, echo: bool = True, writer: rf.RunWriter | None = None):
-        self.folder, self.echo, self.writer = folder, echo, writer
+    def __init__(self, writer: rf.RunWriter, echo: bool = True):
+        self.writer, self.echo = writer, echo
 
     @classmethod
     def of(cls, writer: rf.RunWriter, echo: bool = True) -> RunLog:
-        return cls(writer.path, echo, writer)
+        return cls(writer, echo)
 
     def __call__(self, message: str) -> None:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
-        if self.writer is not None:
-            self.writer.log(line)
-        else:
-            rf.append_log(self.folder, line)
+        self.writer.log(line)
         if self.echo:
             print(line, flush=True)
 

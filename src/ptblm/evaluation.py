@@ -1,7 +1,7 @@
 """After training: the test perplexity of a finished run's best weights, into its curves.json.
 
 `ptblm evaluate RUN|EXP...` (evaluate_targets) and `ptblm train --evaluate` on a finished run without one
-(the trainer calls evaluate_best_weights, holding the lock already) both come here. The weights are best.pt's,
+(the trainer calls measure_test_ppl with the writer of the lock it holds) both come here. The weights are best.pt's,
 loaded as the reports load them (ptblm.report.trained), the pass is the trainer's own (ptblm.epochs), over the
 test split of the corpus the run was trained on: a data folder whose fingerprint differs from the one in
 config.json is refused, since its test split would give another number under the same name.
@@ -33,15 +33,6 @@ def needs_test_pass(folder: Path) -> bool:
     status = rf.read_status(folder)
     return (status is not None and status.state in rf.FINISHED_STATES and (folder / rf.BEST_CHECKPOINT).is_file()
             and rf.read_curves(folder).test_ppl is None)
-
-
-def evaluate_best_weights(folder: Path, data_dir: Path | None, device_name: str, log: Callable[[str], None],
-                          fingerprint_cache: Path | None = None, environ: Mapping[str, str] | None = None) -> Evaluated:
-    """measure_test_ppl for a caller that holds the run's lock but passes its folder (the trainer): the writer
-    is the lock's holder's, as its .lock records it."""
-    run = rf.RunFolder(folder)
-    writer = rf.RunWriter(run, run.holder(), run.read_status(), None)
-    return measure_test_ppl(writer, data_dir, device_name, log, fingerprint_cache, environ)
 
 
 def measure_test_ppl(writer: rf.RunWriter, data_dir: Path | None, device_name: str, log: Callable[[str], None],

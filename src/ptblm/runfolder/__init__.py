@@ -7,7 +7,7 @@
                       while running, `progress`: the epoch in progress, its step and seconds (~every 10%)
         submitted.json  written by `ptblm submit`/`sbatch` only: job id, time, setting of the last submission
         log.txt       human log, appended
-        best.pt       weights of the best validation epoch (always written)
+        best.pt       weights of the best validation epoch (at each finite improvement, --save_best or not)
         best_params.pt  with save_best only: the same weights as a raw state_dict, run_exp.py's file
         last.pt       everything needed to resume (model, optimizer, epoch, RNG states, curves)
         packages.txt  the installed packages of the latest attempt, `pip freeze` style (its hash in config.json)
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..runlock import LockHolder, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint
-from .files import (FileWriteError, append_line, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+from .files import (FileWriteError, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                     read_bytes, read_json, read_json_object)
 from .folder import RunFolder, RunFolderBusy, RunRecord
 from .tree import experiment_runs, experiments, find_runs
@@ -93,10 +93,6 @@ def recorded_corpus(folder: Path) -> str | None:
 
 def write_submission(folder: Path, submission: Submission) -> None:
     atomic_write_json(Path(folder) / SUBMISSION_FILE, submission.to_json())
-
-
-def append_log(folder: Path, line: str) -> None:
-    append_line(Path(folder) / LOG_FILE, line)
 
 
 def is_run_folder(folder: Path) -> bool:
