@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .flags import add_decoding_flags, add_location_flags, decoding_from_args, default_folder_text
+from .flags import add_decoding_flags, add_location_flags, decoding_from_args
 from .types import path_flag, positive, seed
 
 
@@ -31,8 +31,7 @@ def add_run_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=path_flag, default=None,
                         help="data folder (default: the run's corpus's variable, e.g. $PTB_DIR, else the "
                              "folder the run recorded in config.json)")
-    parser.add_argument("--results", type=path_flag, default=default_folder_text("results"),
-                        help="results folder, for EXP/RUN and EXP (default results/)")
+    add_location_flags(parser, "results")  # where EXP/RUN and EXP are
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
