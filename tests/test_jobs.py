@@ -366,6 +366,21 @@ def test_each_setting_carries_its_experiments_description_into_the_pinned_tasks(
     assert read_pinned_task(pinned, 1, {}).setting == experiment.settings[1]
 
 
+@pytest.mark.parametrize("text", ["[]", "{", '{"tasks": {}, "tasks": {}}'])
+def test_a_damaged_pinned_file_is_one_line_saying_to_submit_again(text, tmp_path):
+    """Was a ValueError telling a Slurm task to 'rerun with --force', which run-setting does not take."""
+    from ptblm.config import ConfigError
+    from ptblm.launch.sbatch import read_pinned_task
+
+    pinned = tmp_path / "pinned-3.2.json"
+    pinned.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        read_pinned_task(pinned, 0, {})
+    message = str(error.value)
+    assert message.startswith(f"{pinned}: ") and "\n" not in message and "--force" not in message
+    assert message.endswith("submit the experiment again (`ptblm sbatch EXP`) to write a new pinned file")
+
+
 def test_example_lstm_runs_3_2_s_settings_with_the_lstm_and_holds_the_analysed_lstm():
     from ptblm.report.trained import ANALYSED
 

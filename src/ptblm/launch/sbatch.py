@@ -87,7 +87,11 @@ def read_pinned_task(path: Path, task: int, environ: Mapping[str, str]) -> Pinne
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such pinned file; valid: one `ptblm sbatch` wrote, "
                           f"results/<exp>/logs/pinned-*.json")
-    pinned = rf.read_json_object(Path(path))
+    try:
+        pinned = rf.read_json_object(Path(path))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{error}; submit the experiment again (`ptblm sbatch EXP`) to write a new pinned "
+                          f"file") from None
     entry = pinned.get("tasks", {}).get(str(task))
     if entry is None:
         raise ConfigError(f"{path}: no task {task}; pinned tasks: {', '.join(pinned.get('tasks', {})) or 'none'}")

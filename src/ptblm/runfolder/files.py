@@ -168,7 +168,7 @@ def read_json_object(path: Path) -> dict:
     obj = read_json(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a JSON object (ptblm's {Path(path).name}), got a JSON "
-                         f"{type(obj).__name__}; delete the file or rerun with --force")
+                         f"{type(obj).__name__}")
     return obj
 
 
