@@ -249,7 +249,8 @@ def test_a_dry_run_on_wikitext2_without_its_files_uses_a_synthetic_stand_in(tmp_
     monkeypatch.chdir(tmp_path)  # no data/wikitext-2 here
     assert main(["train", "--dry-run", "--corpus", "wikitext-2", "--model", "RNN", "--hidden_size", "16",
                  "--emb_size", "8", "--device", "cpu"]) == 0
-    assert "WikiText-2, not the published files" in capsys.readouterr().out
+    assert "WikiText-2, synthetic text in its files' names (ptblm synthetic), not the published files" in \
+        capsys.readouterr().out
 
 
 def test_stage_data_copies_a_corpus_under_its_own_file_names(tmp_path, wikitext2_mini_dir):
