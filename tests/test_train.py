@@ -167,10 +167,11 @@ def test_killed_run_is_readable_and_resumes_to_the_uninterrupted_curves(syntheti
     run = rf.read_run(killed)
     assert run.status.state == rf.RUNNING and 2 <= len(run.curves.epochs) < 4
     assert load_checkpoint(killed / rf.LAST_CHECKPOINT)["epoch"] >= len(run.curves.epochs)
-    assert not list(killed.glob(".*.tmp"))
+    # a kill during a write may leave its temporary file (never the file itself half-written): the next start
+    # removes it
 
     subprocess.run(train_command(synthetic_dir, killed, 4), check=True, env=env, capture_output=True)
-    assert rf.read_status(killed).state == rf.DONE
+    assert rf.read_status(killed).state == rf.DONE and not list(killed.glob(".*.tmp"))
     assert curves_of(killed) == curves_of(unbroken)  # exactly: same seed, RNG state restored
     assert "resuming from" in (killed / rf.LOG_FILE).read_text()
 
