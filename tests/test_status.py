@@ -89,7 +89,7 @@ def test_a_progress_line_says_the_time_left_in_the_epoch_validation_pass_include
     runner = EpochRunner(torch.nn.Linear(1, 1), tiny_config(), torch.device("cpu"), lines.append, interactive=False)
     report = dict(label="epoch 1 train", done=5, steps=10, total=torch.tensor(10.0), progress=None, then=4)
     runner._report(started=time.perf_counter() - 10, **report)
-    runner._pace[False] = 0.5
+    runner._eval_pace = 0.5
     runner._report(started=time.perf_counter() - 10, **report)
     runner._report(started=time.perf_counter() - 10, **{**report, "label": "test", "then": 0})
     assert [line.split("words/s, ")[1] for line in lines] == [

@@ -40,10 +40,6 @@ class RunLog:
     def __init__(self, writer: rf.RunWriter, echo: bool = True):
         self.writer, self.echo = writer, echo
 
-    @classmethod
-    def of(cls, writer: rf.RunWriter, echo: bool = True) -> RunLog:
-        return cls(writer, echo)
-
     def __call__(self, message: str) -> None:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
         self.writer.log(line)
@@ -72,7 +68,7 @@ class EpochRunner:
     on_progress: Callable[[int, int, float], None] | None = None  # (done, steps, seconds) of a training pass, ~10%
     _steps: dict = field(default_factory=dict, init=False, repr=False)
     _splits: dict = field(default_factory=dict, init=False, repr=False)  # id(ids) -> (ids, batched on the device)
-    _pace: dict = field(default_factory=dict, init=False, repr=False)  # training? -> seconds a batch, last pass
+    _eval_pace: float | None = field(default=None, init=False, repr=False)  # seconds a batch, last evaluation pass
 
     def step_for(self, optimizer: torch.optim.Optimizer | None, shape: tuple[int, int]) -> Step:
         """The training (with an optimizer) or evaluation step for (batch, seq) batches."""
@@ -139,7 +135,8 @@ class EpochRunner:
         if progress is not None:
             progress.close()
         mean = (total / steps).item()
-        self._pace[training] = (time.perf_counter() - started) / steps
+        if not training:
+            self._eval_pace = (time.perf_counter() - started) / steps
         return mean
 
     def _report(self, label: str, done: int, steps: int, total: torch.Tensor, started: float, progress,
@@ -154,7 +151,7 @@ class EpochRunner:
             progress.update(done - progress.n)
             progress.set_postfix(loss=f"{mean_loss:.3f}", wps=f"{words_per_second:,.0f}")
         else:
-            left = seconds_left(seconds, done, steps) + then * self._pace.get(False, seconds / done)
+            left = seconds_left(seconds, done, steps) + then * (self._eval_pace or seconds / done)
             where = "this pass" if label == "test" else "this epoch"
             self.log(f"{label} step {done}/{steps} ({100 * done // steps}%) loss {mean_loss:.4f} "
                      f"ppl {perplexity(mean_loss):.2f} {words_per_second:,.0f} words/s, "

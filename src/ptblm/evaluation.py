@@ -51,7 +51,7 @@ def measure_test_ppl(writer: rf.RunWriter, data_dir: Path | None, device_name: s
     config: RunConfig = trained.config.replace(device=device_name, compile="off")
     device = pick_device(config.device)
     use_matmul_precision(config.precision)
-    runner = EpochRunner(trained.model.to(device), config, device, RunLog.of(writer, echo=False), interactive=False)
+    runner = EpochRunner(trained.model.to(device), config, device, RunLog(writer, echo=False), interactive=False)
     test_ppl = perplexity(runner.run(trained.corpus.test, label="test"))
     curves = writer.folder.read_curves()
     curves.test_ppl = test_ppl
@@ -76,7 +76,7 @@ def evaluate_run(folder: Path, data_dir: Path | None = None, device_name: str = 
         raise UnusableRun(f"{folder} has no {rf.BEST_CHECKPOINT} (no epoch had a finite validation perplexity): "
                            f"nothing to evaluate")
     with run.hold() as writer:
-        return measure_test_ppl(writer, data_dir, device_name, RunLog.of(writer, echo=echo), fingerprint_cache,
+        return measure_test_ppl(writer, data_dir, device_name, RunLog(writer, echo=echo), fingerprint_cache,
                                  environ)
 
 

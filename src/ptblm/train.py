@@ -81,7 +81,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         check_resumable(folder.read(), config, corpus, Path(data_dir))  # refused before the lock file is touched
     with folder.hold(slurm_job_id) as writer:
         if not writer.holder.enforced:
-            RunLog.of(writer, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
+            RunLog(writer, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
                                        f"writer into this folder would not be refused")
         origin = {"experiment": experiment, "setting_index": setting_index, "description": description}
         return _train_holding_lock(config, Path(data_dir), corpus, writer, force, origin, command_line,
@@ -105,7 +105,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
     status = record.status if record.status_written else None
     if status and status.state in rf.FINISHED_STATES and not force:
         if config.evaluate and needs_test_pass(out_dir):  # finished before --evaluate was asked for
-            measure_test_ppl(writer, data_dir, config.device, RunLog.of(writer, echo=echo))
+            measure_test_ppl(writer, data_dir, config.device, RunLog(writer, echo=echo))
             # said again, now: a submission of this test pass is older than the status, so no longer pending
             return _mark_ended(writer, status.state, status.epochs_done)
         if echo:
@@ -118,7 +118,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
     if force:
         writer.clear()
     orphans, orphan_bytes = writer.remove_orphans()  # a kill during a write left them
-    log = RunLog.of(writer, echo=echo)
+    log = RunLog(writer, echo=echo)
     if orphans:
         log(f"removed {orphans} temporary files ({orphan_bytes / 1e6:.1f} MB) left by a run killed during a write")
     try:
