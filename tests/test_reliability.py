@@ -64,6 +64,16 @@ def rows(copy, experiment="3.1") -> dict[str, dict]:
     return {row["run"]: row for row in status_rows(copy.results, experiment)}
 
 
+def shown_by_the_results_readers(copy, run: str, experiment="3.1") -> tuple[str, str]:
+    """The state runs.csv (export) gives the run, and its epochs as the tables and figures label them."""
+    from ptblm.report.summary import summarize
+    from ptblm.results import runs_frame
+
+    frame = runs_frame(copy.results, [experiment]).set_index("run")
+    (summary,) = [s for s in summarize(rf.find_runs(copy.results, experiment)) if s.run.name == run]
+    return frame.loc[run, "state"], summary.epochs_label()
+
+
 # --- a writer that died ----------------------------------------------------------------------------------
 
 def test_a_run_that_says_running_but_whose_lock_is_free_is_stopped_and_resumed(copy, holder):
@@ -72,6 +82,7 @@ def test_a_run_that_says_running_but_whose_lock_is_free_is_stopped_and_resumed(c
     write_status(copy.target, rf.RunStatus(rf.RUNNING, status.epochs_done, status.num_epochs,
                                               updated_at=status.updated_at, host=status.host))
     assert rows(copy)[copy.target.name]["state"] == "stopped"
+    assert shown_by_the_results_readers(copy, copy.target.name) == ("stopped", "1/2 stopped")  # as status says
     code, output = cli("status", "3.1", "--results", copy.results, "--jobs", copy.jobs)
     assert code == 0 and "setting 0: stopped after epoch 1/2: it says running, but no process holds its .lock" in output
     assert plan_experiment(load_experiment("3.1", copy.jobs), copy.results, False, {})[0].reason == (
@@ -79,6 +90,7 @@ def test_a_run_that_says_running_but_whose_lock_is_free_is_stopped_and_resumed(c
 
     process = holder(copy.target)  # now someone does: it is running, and the plan leaves it alone
     assert rows(copy)[copy.target.name]["state"] == rf.RUNNING
+    assert shown_by_the_results_readers(copy, copy.target.name) == ("running", "1/2 running")
     task = plan_experiment(load_experiment("3.1", copy.jobs), copy.results, True, {})[0]
     assert task.action is Action.SKIP and re.fullmatch(
         rf"being written now \(host \S+, pid {process.pid}, since .*\); --force never empties a folder another "

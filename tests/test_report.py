@@ -231,7 +231,7 @@ def test_an_incomplete_run_is_marked_and_never_bold_even_when_best(chain, tmp_pa
     assert any(s.model == "RNN" and s.number in bold_numbers(summaries) for s in summaries)  # the next one is
     rows = {row["#"]: row for row in markdown_rows(chain["report"] / "tables" / "summary.md")}
     incomplete = [row for row in rows.values() if (row["exp"], row["optimizer"]) == ("3.1", "SGD_LR_SCHEDULE")]
-    assert incomplete[0]["epochs"] == "2/3 running" and not incomplete[0]["best valid ppl"].startswith("**")
+    assert incomplete[0]["epochs"] == "2/3 stopped" and not incomplete[0]["best valid ppl"].startswith("**")
 
 
 def test_a_diverged_run_prints_readably(chain):

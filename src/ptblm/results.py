@@ -71,7 +71,7 @@ def run_row(run: rf.RunRecord) -> dict:
     corpus = corpora.CORPORA.get(run.config.get("corpus", corpora.DEFAULT_CORPUS))
     return {**run_keys(run), **run.config,
             "published_corpus": bool(corpus and corpus.is_published(run.provenance.get(rf.CORPUS_KEY))),
-            "state": run.state, "epochs_done": len(curves.epochs),
+            "state": run.observed_state, "epochs_done": len(curves.epochs),
             "final_train_ppl": last.train_ppl if last else math.nan,
             "final_valid_ppl": last.valid_ppl if last else math.nan,
             "best_train_ppl": min(finite_train) if finite_train else math.nan,

@@ -65,16 +65,7 @@ class FolderView:
 
     @property
     def slurm_job(self) -> bool:
-        """Submitted to Slurm (submitit or sbatch), or training inside a Slurm job: squeue knows about it."""
-        status = self.record.status if self.record.status_written else None
-        return bool(self.job_id) and (self.executor in ("slurm", "sbatch") or bool(status and status.slurm_job_id))
-
-    def writer_gone(self) -> bool:
-        """It says running or requeued, but nobody holds its lock (a killed `ptblm train`, a closed terminal)."""
-        try:
-            return rf.RunFolder(self.folder).writer_gone(self.record)
-        except rf.Damaged:
-            return False
+        return self.record.under_scheduler
 
 
 def read_folder(folder: Path) -> FolderView | None:
@@ -120,7 +111,7 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
         log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
         return Shown(shown, f"job {view.job_id} is no longer queued or running, but its run folder says "
                             f"{view.state}; log: {log}; {resume_hint(view, experiment, where)}")
-    if view.writer_gone():
+    if view.record.writer_gone:
         epochs = len(view.record.curves.epochs)
         return Shown(rf.STOPPED, f"stopped after epoch {epochs}/{view.num_epochs or '?'}: it says {view.state}, but "
                                  f"no process holds its {rf.LOCK_FILE} (killed, or its terminal closed); "

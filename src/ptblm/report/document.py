@@ -71,7 +71,7 @@ def provenance(summaries: list[RunSummary], results_dir: Path) -> str:
     """Page 1's first line: how many run folders (by state) under which folder, and how many settings (table
     rows) they are; a setting of several seeds is several folders and one row."""
     folders = [run for summary in summaries for run in (summary.seeds or (summary.run,))]
-    states = collections.Counter(run.status.state for run in folders)
+    states = collections.Counter(run.observed_state for run in folders)
     counts = ", ".join(f"{number} {state}" for state, number in sorted(states.items()))
     if len(folders) == len(summaries):
         rows = ", one table row each" if len(folders) > 1 else ""

@@ -79,7 +79,7 @@ class RunSummary:
 
     @property
     def state(self) -> str:
-        return self.run.status.state
+        return self.run.observed_state  # `stopped`, as status says, for a run whose writer is gone
 
     @property
     def complete(self) -> bool:
@@ -136,7 +136,7 @@ def mean_run(seeds: list[rf.RunRecord]) -> rf.RunRecord:
     curve = mean_epochs(seeds)
     epochs = [rf.EpochRecord(int(row.epoch), row.train_ppl, row.valid_ppl, row.epoch_seconds,
                              row.wall_clock_seconds, row.lr) for row in curve.itertuples(index=False)]
-    state = next((run.status.state for run in seeds if run.status.state != rf.DONE), rf.DONE)
+    state = next((run.observed_state for run in seeds if run.observed_state != rf.DONE), rf.DONE)
     first = seeds[0]
     status = rf.RunStatus(state=state, epochs_done=len(epochs), num_epochs=first.status.num_epochs)
     return rf.RunRecord(first.folder, first.config, first.provenance, rf.Curves(epochs=epochs), status)

@@ -27,8 +27,8 @@ from .files import (LinkRefused, NotRegular, TooLarge, atomic_write_json, entry_
 from .records import (BEST_CHECKPOINT, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
                       LAST_CHECKPOINT, LOCK_FILE, OWN_FILES, PACKAGES_FILE, STATUS_FILE, SUBMISSION_FILE, TB_FOLDER,
                       Curves, Damage, Damaged, RunFolderError, RunSettings, RunStatus, Submission)
-from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, WRITING_STATES, current_job_id,
-                     current_state)
+from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, STOPPED, WRITING_STATES,
+                     current_job_id, current_state)
 from .writer import RunWriter
 
 
@@ -48,6 +48,7 @@ class RunRecord:
     submission: Submission | None = None
     damage: Damage | None = None  # the first damaged file, and why
     status_written: bool = True
+    writer_gone: bool = False  # says running or requeued, outside a scheduler, and nobody held its .lock when read
 
     @property
     def name(self) -> str:
@@ -76,8 +77,22 @@ class RunRecord:
         return current_state(self.status, self.submission)
 
     @property
+    def observed_state(self) -> str:
+        """`state`, or `stopped` when its writer is gone (`writer_gone`): what every reader shows. Runs under a
+        scheduler keep the folder's word here; status asks squeue about them."""
+        return STOPPED if self.writer_gone else self.state
+
+    @property
     def job_id(self) -> str | None:
         return current_job_id(self.status if self.status_written else None, self.submission)
+
+    @property
+    def under_scheduler(self) -> bool:
+        """Submitted to Slurm (submitit or sbatch), or trained inside a Slurm job: squeue, not its lock, tells
+        whether it still runs (the lock may live on a compute node's view of a shared file system)."""
+        status = self.status if self.status_written else None
+        executor = self.submission.executor if self.submission else None
+        return bool(self.job_id) and (executor in ("slurm", "sbatch") or bool(status and status.slurm_job_id))
 
 
 class RunFolder:
@@ -171,8 +186,12 @@ class RunFolder:
         if status is None:  # a task that has not started, or a trainer killed between config.json and status.json
             num_epochs = config.get("num_epochs") or ((submission.config or {}) if submission else {}).get("num_epochs")
             status = RunStatus(RUNNING if settings else PENDING, len(curves.epochs), int(num_epochs or 0))
-        return RunRecord(self.path, config, settings.provenance if settings else {}, curves, status, submission,
-                         damages[0] if damages else None, written)
+        record = RunRecord(self.path, config, settings.provenance if settings else {}, curves, status, submission,
+                           damages[0] if damages else None, written)
+        if record.state in WRITING_STATES and not record.under_scheduler:
+            with contextlib.suppress(Damaged):  # a lock file that is a link: nothing can be said about its writer
+                record.writer_gone = self.writer_gone(record)
+        return record
 
     def entry_damages(self) -> list[Damage]:
         """The entries of the folder that are not what ptblm puts there (files.entry_problem): a link or a
