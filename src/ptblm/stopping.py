@@ -64,6 +64,16 @@ def signal_exit_status(signum: int) -> int:
     return 128 + signum
 
 
+def ended_run_exit_status(state: str, stop: StopRequest) -> int:
+    """A command that trained one run (`ptblm train`, `ptblm run-setting`): 0 when it finished (done or
+    diverged), 128 + N when signal N stopped it `cancelled` (as if the signal had ended the command), else 1."""
+    from .runfolder.states import CANCELLED, DIVERGED, DONE
+
+    if state == CANCELLED and stop.signum is not None:
+        return signal_exit_status(stop.signum)
+    return 0 if state in (DONE, DIVERGED) else 1
+
+
 class StopRequest(threading.Event):
     """A stop Event that remembers the first signal that set it (None: set by something else)."""
 

@@ -136,10 +136,11 @@ def add_status(commands) -> None:
 
 def cmd_run_setting(args: argparse.Namespace) -> int:
     from ..launch.sbatch import run_setting
-    from ..runfolder import CANCELLED, DIVERGED, DONE
+    from ..stopping import StopRequest, ended_run_exit_status
 
-    state = run_setting(args.old_pinned or args.pinned, args.task, os.environ, here=args.here)
-    return 0 if state in (DONE, DIVERGED, CANCELLED) else 1
+    stop = StopRequest()  # scancel's SIGTERM: the run ends cancelled, the task 143 (as `ptblm train`)
+    return ended_run_exit_status(run_setting(args.old_pinned or args.pinned, args.task, os.environ, here=args.here,
+                                             stop=stop), stop)
 
 
 def add_run_setting(commands) -> None:

@@ -65,8 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .. import corpora
     from ..layout import manual_run_dir
     from ..run_inputs import run_inputs
-    from ..runfolder import CANCELLED, DIVERGED, DONE
-    from ..stopping import StopRequest, signal_exit_status, stop_on_signals
+    from ..stopping import StopRequest, ended_run_exit_status, stop_on_signals
     from ..train import train_run
 
     config = config_from_args(args)
@@ -83,9 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         with stop_on_signals(StopRequest()) as stop:
             status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
                                should_stop=stop.is_set, environ=os.environ, **inputs.train_kwargs())
-    if status.state == CANCELLED and stop.signum is not None:  # as if the signal had ended it (cli.main's rule)
-        return signal_exit_status(stop.signum)
-    return 0 if status.state in (DONE, DIVERGED) else 1
+    return ended_run_exit_status(status.state, stop)
 
 
 def add_train(commands) -> None:

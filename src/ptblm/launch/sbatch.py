@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -141,10 +142,11 @@ def launch_script(pinned: Path, task: int, entry: PinnedTask, python: str) -> st
 
 
 def run_setting(pinned: Path, task: int, environ: MutableMapping[str, str], here: bool = False,
-                execv=os.execv, python: str = sys.executable) -> str:
+                execv=os.execv, python: str = sys.executable, stop: threading.Event | None = None) -> str:
     """Array task `task` of the pinned file: through its setup lines and container first (this process is
-    replaced by `bash -c launch_script`, which runs `run-setting ... --here`), then trained here."""
+    replaced by `bash -c launch_script`, which runs `run-setting ... --here`), then trained here; `stop` is set
+    by the signals that stop it (TrainTask.run)."""
     entry = read_pinned_task(pinned, task, environ)
     if not here and (entry.setup or entry.command):
         execv("/bin/bash", ["bash", "-c", launch_script(Path(pinned).resolve(), task, entry, python)])
-    return TrainTask(entry.setting, str(entry.data_dir.resolve()), str(entry.results_dir.resolve())).run(environ)
+    return TrainTask(entry.setting, str(entry.data_dir.resolve()), str(entry.results_dir.resolve())).run(environ, stop)

@@ -75,10 +75,10 @@ class TrainTask:
         """The job's entry point (submitit calls it in the job): this process's environment, read once here."""
         return self.run(os.environ)
 
-    def run(self, environ: MutableMapping[str, str]) -> str:
+    def run(self, environ: MutableMapping[str, str], stop: threading.Event | None = None) -> str:
         """Train the setting in this process, whose environment `environ` is (the trainer sets torch's
-        variables in it: see train_run)."""
-        stop = threading.Event()
+        variables in it: see train_run); `stop` (a StopRequest records which signal) is set to stop it."""
+        stop = stop if stop is not None else threading.Event()
         stop_when_gone(self.watch_pid, stop)
         with stop_on_signals(stop):  # in place of submitit's SIGTERM handler, which only logs "Bypassing"
             try:
