@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from runtree import build_tree, cli
+from runtree import build_tree, cli, write_status
 
 from ptblm import runfolder as rf
 from ptblm.evaluation import evaluate_targets
@@ -127,3 +127,32 @@ def test_tables_with_only_manual_runs_says_so_and_how_to_include_them(copy, tmp_
     code, output = cli("tables", "manual", "--results", results, "--out", tmp_path / "report")
     assert code == 0, output
 
+
+
+def test_a_run_submitted_from_another_jobs_folder_is_told_that_folder_by_every_reader(copy, tmp_path):
+    """The remedy and the resume command name the jobs folder the run was submitted from, even to a reader
+    given no --jobs (they named none: the default jobs/ holds another experiment of that name, or none)."""
+    where = ["--jobs", copy.jobs, "--results", copy.results, "--data", copy.data]
+    code, output = cli("submit", "3.2", "--only", "0,1", "--force", "--executor", "local", *where)
+    assert code == 0, output
+    assert rf.RunFolder(copy.folder("3.2", 0)).read_submission().jobs_dir == str(copy.jobs.resolve())
+    damage_status(copy.folder("3.2", 0))
+    last = rf.read_status(copy.folder("3.2", 1))
+    write_status(copy.folder("3.2", 1), rf.RunStatus(rf.CANCELLED, 1, last.num_epochs, updated_at=last.updated_at))
+    named = f"--results {copy.results} --jobs {copy.jobs}`"
+    code, output = cli("tables", "3.2", "--results", copy.results, "--out", tmp_path / "report")
+    assert code == 0 and f"submit 3.2 --only 0 --force {named} reruns only this run from scratch" in output, output
+    code, output = cli("status", "3.2", "--results", copy.results)
+    assert code == 0 and f"submit 3.2 --only 0 --force {named} reruns only this run from scratch" in output, output
+    assert f"submit 3.2 --only 1 {named} resumes it" in output, output
+    code, output = cli("status", "3.2", "--results", copy.results, "--jobs", copy.jobs)  # as named now
+    assert f"submit 3.2 --only 1 {named} resumes it" in output, output
+
+
+def test_the_status_command_suggested_names_the_folders_that_are_not_the_default():
+    from ptblm.invocation import Locations, status_command
+
+    assert status_command("3.1", Locations()) == "`make status EXP=3.1` (or `ptblm status 3.1`)"
+    assert status_command("3.1", Locations(".venv/bin/ptblm", Path("/r s"))) == (
+        "`make status EXP=3.1 RESULTS='/r s'` (or `.venv/bin/ptblm status 3.1 --results '/r s'`)")
+    assert status_command("3.1", Locations("ptblm", None, Path("my jobs"))) == "`ptblm status 3.1 --jobs 'my jobs'`"

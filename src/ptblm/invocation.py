@@ -34,6 +34,17 @@ def ptblm_command(argv0: str, environ: Mapping[str, str], cwd: Path, python: str
         return str(program.resolve())
 
 
+def status_command(experiment: str, where: Locations) -> str:
+    """`make status EXP=...` (or `ptblm status ...`), with the folders named that are not the default."""
+    flags = [*([f"--results {shlex.quote(str(where.results_dir))}"] if where.results_dir is not None else []),
+             *([f"--jobs {shlex.quote(str(where.jobs_dir))}"] if where.jobs_dir is not None else [])]
+    direct = " ".join([where.ptblm, "status", shlex.quote(experiment), *flags])
+    if where.jobs_dir is not None:  # make has no variable for another jobs folder
+        return f"`{direct}`"
+    results = f" RESULTS={shlex.quote(str(where.results_dir))}" if where.results_dir is not None else ""
+    return f"`make status EXP={shlex.quote(experiment)}{results}` (or `{direct}`)"
+
+
 def resubmit_command(experiment: str, *, sbatch: bool = False, overrides: Sequence[str] = (),
                      setting: int | None = None, profile: str | None = None, results_dir: Path | None = None,
                      jobs_dir: Path | None = None, ptblm: str = "ptblm", force: bool = False) -> str:

@@ -29,6 +29,7 @@ from . import layout
 from . import runfolder as rf
 from .formatting import format_ppl, format_seconds
 from .invocation import Locations, resubmit_command
+from .runfolder.remedy import jobs_folder
 from .jobs import Experiment
 from .launch.slurm import QueuedJob, Scheduler, jobs_of_run
 from .timeleft import clock, run_timing
@@ -130,7 +131,7 @@ def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
         return "rerunning `ptblm train` with the same flags resumes it"
     return resubmit_command(experiment, sbatch=submission.executor == "sbatch", overrides=submission.overrides or (),
                             setting=view.index, profile=submission.profile, results_dir=where.results_dir,
-                            jobs_dir=where.jobs_dir, ptblm=where.ptblm) + " resumes it"
+                            jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm) + " resumes it"
 
 
 def lost_job_ids(results_dir: Path, experiment: str, scheduler: Scheduler | None) -> list[str]:

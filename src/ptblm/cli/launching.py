@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -40,6 +41,15 @@ def failed_settings(outcomes, command: str) -> int:
     print(f"ptblm {command}: error: {len(failures)} of {ran} settings failed:", *failures, sep="\n  ",
           file=sys.stderr)
     return 1
+
+
+def named_locations(args: argparse.Namespace):
+    """How the user runs ptblm, and the results and jobs folders that are not the defaults (--results, --jobs or
+    their variables named others): the commands ptblm suggests name them."""
+    from ..invocation import Locations
+
+    return Locations(invoked_as(), None if args.results == Path("results") else args.results,
+                     None if args.jobs == Path("jobs") else args.jobs)
 
 
 def invoked_as() -> str:
@@ -81,7 +91,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     experiments, profile = experiments_and_profile(args)
     outcomes = [submit_experiment(experiment, profile, results_dir=args.results, data_dir=args.data,
                                   environ=os.environ, dry_run=args.dry_run, force=args.force, executor=args.executor,
-                                  profile_chosen=args.cluster is not None, ptblm=invoked_as())
+                                  profile_chosen=args.cluster is not None, where=named_locations(args))
                 for experiment in experiments]  # one array (one lock, one plan table) each
     return failed_settings(outcomes, "submit")
 
@@ -101,7 +111,7 @@ def cmd_sbatch(args: argparse.Namespace) -> int:
     for experiment in experiments:
         submit_sbatch(experiment, profile, results_dir=args.results, data_dir=args.data, environ=os.environ,
                       script=args.script, dry_run=args.dry_run, force=args.force,
-                      profile_chosen=args.cluster is not None, ptblm=invoked_as())
+                      profile_chosen=args.cluster is not None, where=named_locations(args))
     return 0
 
 
@@ -115,12 +125,10 @@ def add_sbatch(commands) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..jobs import experiment_names, parse_overrides
-    from ..status import Locations, status_report
+    from ..status import status_report
 
-    where = Locations(invoked_as(), None if args.results == Path("results") else args.results,  # for resume
-                      None if args.jobs == Path("jobs") else args.jobs)  # commands: the folders named, if not default
     print(status_report(args.results, args.jobs, experiment_names(args.experiments, args.jobs),
-                        overrides=parse_overrides(args.set), where=where))
+                        overrides=parse_overrides(args.set), where=named_locations(args)))
     return 0
 
 
@@ -175,8 +183,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if data_dir is None:
         data_dir = write_synthetic_corpus(demo_dir / "data", corpus=corpus)
         print(f"no {corpus.env_var} set: using the synthetic corpus written to {data_dir}")
+    where = dataclasses.replace(named_locations(args), results_dir=demo_dir)  # what a suggested status reads
     outcome = submit_experiment(experiment, load_profile(DEFAULT_PROFILE, args.clusters), results_dir=demo_dir,
-                                data_dir=data_dir, executor="local", environ=os.environ)
+                                data_dir=data_dir, executor="local", environ=os.environ, where=where)
     print(f"\n{markdown_table(load_summaries(demo_dir))}\n\nrun folders in {demo_dir}/smoke/")
     return failed_settings([outcome], "demo")
 

@@ -48,7 +48,7 @@ def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: Cont
         if running:
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
                 echo(f"stopping: the {len(running)} running tasks end `cancelled` after their current batch, "
-                     f"resumable (`{status_command}` names the command)")
+                     f"resumable ({status_command} names the command)")
         raise
     return job_ids, failures
 

@@ -26,6 +26,7 @@ from ..clusters import ClusterProfile
 from ..config import ConfigError
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import DataError, corpus_fingerprint
+from ..invocation import Locations, status_command
 from ..jobs import Experiment, Setting
 from ..threads import threads_per_run
 from .checks import check_data_for_submission, check_model_sizes
@@ -120,11 +121,11 @@ class HeldFolders:
 
 
 def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, overrides: tuple[str, ...] = (),
-                  held: HeldFolders | None = None, profile: str | None = None):
+                  held: HeldFolders | None = None, profile: str | None = None, jobs_dir: Path | None = None):
     """What happens once the scheduler has accepted a job: its forced folders are emptied, then each run
     folder records the job (submitted.json, with the setting it runs, the --set texts that made it, the job's
-    name and the profile named, if one was: what resubmitting it takes), all under the folder's lock (`held`
-    since before the submission, else taken here), which is released then."""
+    name, and the profile and the jobs folder named, if they were: what resubmitting it takes), all under the
+    folder's lock (`held` since before the submission, else taken here), which is released then."""
     forced = {task.setting.index for task in plan if task.forced}
 
     def prepare(writer: rf.RunWriter, member: TrainTask, job_id: str | None, submitted_at: float) -> None:
@@ -134,7 +135,7 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, ove
             job_id, executor, submitted_at, setting_index=member.setting.index,
             config=member.setting.config.to_dict(), overrides=list(overrides) or None,
             job_name=job_name(member.setting.experiment) if executor in ("slurm", "sbatch") else None,
-            profile=profile))
+            profile=profile, jobs_dir=str(Path(jobs_dir).resolve()) if jobs_dir is not None else None))
 
     def accepted(job: TrainTask | TrainGroup, job_id: str | None, submitted_at: float) -> None:
         for member in job.members:
@@ -152,21 +153,23 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, ove
 def submit_experiment(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path,
                       data_dir: Path | None = None, environ: Mapping[str, str] | None = None,
                       dry_run: bool = False, force: bool = False, executor: str = "auto", profile_chosen: bool = True,
-                      ptblm: str = "ptblm", runner=subprocess.run, echo=print) -> SubmitOutcome:
+                      where: Locations = Locations(), runner=subprocess.run, echo=print) -> SubmitOutcome:
     """`ptblm submit`: submitit, to Slurm (one array, fire-and-forget) or, without Slurm, local processes (waits).
     Each setting reads its corpus from `data_dir` (--data), else from where `environ` says (corpus_data_dirs).
-    profile_chosen: False when nobody named the profile (see check_profile_choice); ptblm: how the user runs it."""
+    profile_chosen: False when nobody named the profile (see check_profile_choice); where: how the user runs
+    ptblm and the folders named that are not the default (for the commands suggested, now and from the run
+    folders later: a named jobs folder is recorded in each)."""
     use_slurm = executor == "slurm" or (executor == "auto" and slurm_answers())
     return _pipeline(experiment, profile, "slurm" if use_slurm else "local", results_dir=results_dir,
                      data_dir=data_dir, environ=environ or {}, dry_run=dry_run, force=force, echo=echo,
-                     profile_chosen=profile_chosen, ptblm=ptblm, runner=runner,
+                     profile_chosen=profile_chosen, where=where, runner=runner,
                      local_reason=LOCAL_REASONS["local" if executor == "local" else "auto"])
 
 
 def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_dir: Path, script: Path,
                   data_dir: Path | None = None, environ: Mapping[str, str] | None = None,
                   dry_run: bool = False, force: bool = False, profile_chosen: bool = True,
-                  ptblm: str = "ptblm", runner=subprocess.run, echo=print) -> SubmitOutcome:
+                  where: Locations = Locations(), runner=subprocess.run, echo=print) -> SubmitOutcome:
     """`ptblm sbatch`: one sbatch array of slurm/array.sbatch for the settings that still need to run.
 
     No submitit here, so no USR2 handling: a preempted task is requeued by Slurm (--requeue in the
@@ -174,7 +177,7 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
     """
     return _pipeline(experiment, profile, "sbatch", results_dir=results_dir, data_dir=data_dir,
                      environ=environ or {}, dry_run=dry_run, force=force, echo=echo, script=script, runner=runner,
-                     profile_chosen=profile_chosen, ptblm=ptblm)
+                     profile_chosen=profile_chosen, where=where)
 
 
 def where_tasks_run(profile: ClusterProfile, executor: str, cluster: str | None, script: Path | None,
@@ -214,7 +217,7 @@ def check_profile_choice(profile: ClusterProfile, executor: str, cluster: str | 
 def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *, results_dir: Path,
               data_dir: Path | None, environ: Mapping[str, str], dry_run: bool, force: bool, echo,
               script: Path | None = None, runner=subprocess.run, profile_chosen: bool = True,
-              ptblm: str = "ptblm", local_reason: str = "") -> SubmitOutcome:
+              where: Locations = Locations(), local_reason: str = "") -> SubmitOutcome:
     results_dir = Path(results_dir).resolve()
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     # Everything that can be wrong is found here, before any folder or queue is touched.
@@ -274,7 +277,8 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             echo(f"tasks run inside {spec.image} ({spec.kind})")
         held = stack.enter_context(contextlib.closing(HeldFolders(plan, results_dir)))
         accepted = mark_accepted(plan, results_dir, executor, experiment.overrides, held,
-                                 profile.name if profile_chosen else None)
+                                 profile.name if profile_chosen else None,
+                                 experiment.path.parent if where.jobs_dir is not None else None)
         # local runs share this machine's cores; on Slurm each task reads $SLURM_CPUS_PER_TASK
         threads = (threads_per_run(profile.local_parallelism * profile.runs_per_gpu, environ) if executor == "local"
                    else None)
@@ -285,16 +289,16 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             job_ids = submit_array(tasks, profile, parameters, experiment, results_dir=results_dir,
                                    data_dirs=data_dirs, command=sbatch_job_command(spec), script=script,
                                    accepted=accepted, runner=runner, echo=echo)
-            echo(f"follow with `make status EXP={experiment.name}` (or `{ptblm} status {experiment.name}`)")
+            echo(f"follow with {status_command(experiment.name, where)}")
         elif executor == "slurm":
             job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), parameters, logs_dir=logs_dir,
                                     max_timeouts=profile.max_timeouts, array_size=profile.max_array_size,
                                     spec=spec, accepted=accepted, echo=echo)
-            echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with `make status EXP={experiment.name}` "
-                 f"(or `{ptblm} status {experiment.name}`)")
+            echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with "
+                 f"{status_command(experiment.name, where)}")
         else:
             job_ids, failures = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir,
                                           spec=spec, accepted=accepted, echo=echo, reason=local_reason,
-                                          status_command=f"{ptblm} status {experiment.name}")
+                                          status_command=status_command(experiment.name, where))
             return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir, tuple(failures))
     return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir)

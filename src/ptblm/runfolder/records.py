@@ -296,6 +296,7 @@ class Submission:
     overrides: list[str] | None = None  # the `--set KEY=VALUE` texts the setting was submitted with
     job_name: str | None = None  # the Slurm job name (ptblm-<exp>): a reused job id under another name is not this
     profile: str | None = None  # the cluster profile the submission named (--cluster); None: the default, unnamed
+    jobs_dir: str | None = None  # the jobs folder it was submitted from (absolute), when not the default jobs/
 
     def to_json(self) -> dict:
         return {VERSION_KEY: FORMAT_VERSION, **asdict(self)}
@@ -310,7 +311,8 @@ class Submission:
                    config=field_of(obj, "config", "an object", path),
                    overrides=field_of(obj, "overrides", "a list of strings", path),
                    job_name=field_of(obj, "job_name", "a string", path),
-                   profile=field_of(obj, "profile", "a string", path))
+                   profile=field_of(obj, "profile", "a string", path),
+                   jobs_dir=field_of(obj, "jobs_dir", "a string", path))
 
 
 def _setting_defaults() -> dict:

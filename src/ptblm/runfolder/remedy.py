@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 
 from ..invocation import Locations, resubmit_command
-from .records import LOCK_FILE, OWN_FILES, TB_FOLDER, RunFolderError
+from .records import LOCK_FILE, OWN_FILES, TB_FOLDER, RunFolderError, Submission
 
 
 def run_folder_of(damaged: Path) -> Path:
@@ -45,8 +45,16 @@ def rerun_command(folder: Path, where: Locations | None = None) -> str:
         return resubmit_command(experiment, sbatch=bool(submission and submission.executor == "sbatch"),
                                 overrides=(submission.overrides or ()) if submission else (), setting=setting,
                                 profile=submission.profile if submission else None, results_dir=where.results_dir,
-                                jobs_dir=where.jobs_dir, ptblm=where.ptblm, force=True)
+                                jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm, force=True)
     return f"`{' '.join([where.ptblm, *train_arguments(provenance.get('command_line'), run.path)])}`"
+
+
+def jobs_folder(submission: Submission | None, where: Locations) -> Path | None:
+    """The jobs folder a suggested submit command names: the one named now (--jobs), else the one the run was
+    submitted from when that was not the default; None: the default jobs/."""
+    if where.jobs_dir is not None:
+        return where.jobs_dir
+    return Path(submission.jobs_dir) if submission and submission.jobs_dir else None
 
 
 def train_arguments(command_line: list[str] | None, folder: Path) -> list[str]:
