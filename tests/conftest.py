@@ -11,7 +11,7 @@ from ptblm import runfolder as rf
 from ptblm.config import RunConfig
 from ptblm.corpora import PTB
 from ptblm.data import write_synthetic_corpus
-from runtree import write_config, write_curves, write_status
+from runtree import build_tree, write_config, write_curves, write_status
 
 REPO = Path(__file__).resolve().parents[1]
 # Real corpus text for tests (never committed): ../shared/data beside the clone in CI, or PTBLM_SHARED_DATA.
@@ -37,6 +37,18 @@ def synthetic_dir(tmp_path_factory) -> Path:
     """A small seeded corpus: enough for a few batches of 8 x 12 per epoch."""
     return write_synthetic_corpus(tmp_path_factory.mktemp("synthetic"), seed=3, vocab_size=60,
                                   tokens=(4000, 1200, 1200))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, synthetic_dir):
+    """runtree's trained results tree, built once per test module (tests change only copies of it)."""
+    return build_tree(tmp_path_factory.mktemp("tree") / "tree", synthetic_dir)
+
+
+@pytest.fixture
+def copy(tree, tmp_path):
+    """A copy of `tree` for one test to change."""
+    return tree.copy(tmp_path / "tree")
 
 
 @pytest.fixture(scope="session")

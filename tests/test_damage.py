@@ -28,7 +28,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from runtree import REPO, build_tree, cli, snapshot
+from runtree import REPO, cli, snapshot
 from ptblm import runfolder as rf
 from ptblm.config import RunConfig
 
@@ -57,11 +57,6 @@ def naming_readers(name: str, damage: str) -> set[str]:
     if (name, damage) == (rf.LAST_CHECKPOINT, "missing"):  # results rsync-ed without checkpoints read as usual
         return {"train", "dry-run"}
     return set(READERS)
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, synthetic_dir):
-    return build_tree(tmp_path_factory.mktemp("damage") / "tree", synthetic_dir)
 
 
 # --- the damages -----------------------------------------------------------------------------------------

@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtree import build_tree, cli, snapshot
+from runtree import cli, snapshot
 from ptblm import runfolder as rf
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, synthetic_dir):
-    return build_tree(tmp_path_factory.mktemp("hostile") / "tree", synthetic_dir)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from runtree import build_tree, cli, snapshot, write_status
+from runtree import cli, snapshot, write_status
 from ptblm import runfolder as rf
 from ptblm.jobs import load_experiment
 from ptblm.launch.plan import Action, plan_experiment
@@ -29,16 +29,6 @@ HOLD_LOCK = textwrap.dedent("""
         print("holding", flush=True)
         time.sleep(300)
 """)
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, synthetic_dir):
-    return build_tree(tmp_path_factory.mktemp("reliability") / "tree", synthetic_dir)
-
-
-@pytest.fixture
-def copy(tree, tmp_path):
-    return tree.copy(tmp_path / "tree")
 
 
 @pytest.fixture

@@ -5,23 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-from runtree import build_tree, cli, write_status
+from runtree import cli, write_status
 
 from ptblm import runfolder as rf
 from ptblm.evaluation import evaluate_targets
 
 FORCED = "--force reruns from scratch, emptying their run folders (finished epochs too): "
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory, synthetic_dir):
-    return build_tree(tmp_path_factory.mktemp("remedy") / "tree", synthetic_dir)
-
-
-@pytest.fixture
-def copy(tree, tmp_path):
-    return tree.copy(tmp_path / "tree")
 
 
 def damage_status(folder: Path) -> Path:
