@@ -39,9 +39,9 @@ def test_page_one_counts_run_folders_and_the_settings_they_are(tmp_path):
     results = tmp_path / "results"
     for seed in (1, 2, 3):
         write_run(results, "3.1", [300.0, 200.0], seed=seed)
-    cut_to(write_run(results, "3.1", [400.0, 350.0], initial_lr=0.5), 1)
+    cut_to(write_run(results, "3.1", [400.0, 350.0], initial_lr=0.5), 1)  # says running; nobody writes it
     tex = write_report(load_summaries(results), tmp_path / "report", {}, results).tex.read_text()
-    assert (f"from 4 run folders under \\texttt{{{latex.path(str(results))}}} (3 done, 1 running): 2 settings, "
+    assert (f"from 4 run folders under \\texttt{{{latex.path(str(results))}}} (3 done, 1 stopped): 2 settings, "
             "one table row each (the seeds of a setting share its row).") in tex
 
 
