@@ -188,7 +188,8 @@ def test_a_wikitext2_run_trains_resumes_and_shows_its_corpus(tmp_path, wikitext2
         "max_batches": 3, "device": "cpu"}), wikitext2_mini_dir, folder, echo=False,
         scratch_dir=tmp_path / "node", should_stop=lambda: bool(rf.read_curves(folder).epochs), environ={})
     assert first.state == rf.CANCELLED and first.epochs_done == 1
-    assert (tmp_path / "node" / "ptblm-data" / "wiki.train.tokens").is_file()  # staged under its own name
+    staged = tmp_path / "node" / "ptblm-data" / f"wikitext-2-{corpus_fingerprint(wikitext2_mini_dir, corpus=WIKITEXT2)}"
+    assert (staged / "wiki.train.tokens").is_file()  # staged under its own names, in a folder of its content
     assert main(args) == 0  # resumes the same folder: the name is the setting's, the corpus part of it
     run = rf.read_run(folder)
     assert run.status.state == rf.DONE and len(run.curves.epochs) == 2 and run.config["corpus"] == "wikitext-2"

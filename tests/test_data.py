@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ptblm.corpora import PTB, FileSource, ArchiveSource
-from ptblm.data import (DataError, build_vocab, download_corpus, load_corpus, num_batches, ptb_iterator,
-                        ptb_raw_data, read_words, stage_data, write_synthetic_corpus)
+from ptblm.data import (DataError, build_vocab, corpus_fingerprint, download_corpus, load_corpus, num_batches,
+                        ptb_iterator, ptb_raw_data, read_words, stage_data, write_synthetic_corpus)
 
 PTB_NAMES = PTB.file_names
 
@@ -134,6 +134,29 @@ def test_stage_data_copies_once(tmp_path):
     mtime = (staged / "ptb.train.txt").stat().st_mtime_ns
     assert stage_data(source, tmp_path / "scratch") == staged
     assert (staged / "ptb.train.txt").stat().st_mtime_ns == mtime
+
+
+def test_stage_data_keeps_apart_corpora_whose_files_share_names(tmp_path):
+    """Runs packed on one node stage into one $SLURM_TMPDIR: ptb-mini and PTB, or WikiText-2 and -103, have the
+    same file names, and each run must read its own text (the copies were one folder, the last one won)."""
+    import dataclasses
+
+    from ptblm.data import slurm_tmpdir_data
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "other").mkdir()
+    one, other = (write_corpus(tmp_path / name, text, " a \n", " b \n") for name, text in
+                  (("one", " a b \n"), ("other", " b b \n")))
+    renamed = dataclasses.replace(PTB, name="ptb-renamed")  # another entry whose files have PTB's names
+    staged = [stage_data(one, tmp_path / "scratch"), stage_data(other, tmp_path / "scratch"),
+              stage_data(one, tmp_path / "scratch", renamed)]
+    assert len(set(staged)) == 3
+    assert [(folder / "ptb.train.txt").read_text() for folder in staged] == [" a b \n", " b b \n", " a b \n"]
+    assert staged[0].name == f"ptb-{corpus_fingerprint(one)}"
+    assert slurm_tmpdir_data(str(tmp_path / "scratch"), renamed) == staged[2]  # the one copy of that corpus
+    with pytest.raises(DataError, match=r"2 staged copies of Penn Treebank with different contents .*ptb-\w+, "
+                                        r"ptb-\w+\); pass the one meant to --data"):
+        slurm_tmpdir_data(str(tmp_path / "scratch"), PTB)
 
 
 def test_download_checks_md5_and_names_the_file(mirror, tmp_path):

@@ -12,6 +12,7 @@ import torch
 
 from conftest import tiny_config
 from ptblm import runfolder as rf
+from ptblm.data import corpus_fingerprint
 from ptblm.epochs import perplexity
 from ptblm.runfolder import load_checkpoint
 from ptblm.optimizers import scheduled_lr
@@ -180,7 +181,7 @@ def test_with_scratch_dir_the_run_reads_a_staged_copy(synthetic_dir, tmp_path):
     """On a Slurm node $SLURM_TMPDIR is the scratch dir: the shared file system is read once."""
     train_run(tiny_config(num_epochs=1), synthetic_dir, tmp_path / "run", echo=False, scratch_dir=tmp_path / "node",
               environ={})
-    staged = tmp_path / "node" / "ptblm-data"
+    staged = tmp_path / "node" / "ptblm-data" / f"ptb-{corpus_fingerprint(synthetic_dir)}"
     assert rf.read_run(tmp_path / "run").provenance["data_dir"] == str(staged)
     assert (staged / "ptb.train.txt").read_bytes() == (synthetic_dir / "ptb.train.txt").read_bytes()
 
