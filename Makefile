@@ -2,6 +2,7 @@
 #   make submit EXP=3.1 [CLUSTER=mila] [DRY_RUN=1] [FORCE=1] [EXECUTOR=auto|slurm|local] [SET="num_epochs=40 seeds=1111,1,2"]
 #   make samples ARGS='--rnn DIR --gru DIR --no-unk'   (gradients too: ARGS='--rnn DIR --gru DIR --lstm DIR')
 #   make data [CORPUS=wikitext-2]                        (default: PTB into data/ptb)
+#   make submit EXP=3.2 CORPUS=wikitext-2                (every setting on that corpus: --set corpus=...)
 # Set-up: a virtualenv in .venv; TORCH_SPEC is the torch requirement pip installs (from PyPI on Linux a CUDA
 # build; the CPU build only where pip is pointed at one, as on the development machines), e.g.
 # TORCH_SPEC='torch>=2.4,<2.15' on a cluster login node.
@@ -21,7 +22,7 @@ EXECUTOR   ?= auto## auto, slurm or local (submit)
 SET        ?=## space-separated KEY=VALUE[,VALUE...] overrides, each passed as --set KEY=VALUE
 ONLY       ?=## settings by number or run name, e.g. ONLY=0,2 (submit, sbatch)
 EXPS       ?=## the experiments tables/figures/report/export cover (default: every one under results/ but manual/)
-CORPUS     ?=## data: the corpus to download (ptb or wikitext-2; default ptb)
+CORPUS     ?=## a corpus of `ptblm data --help`: data downloads it, train and bench use it, submit, sbatch and status set it in every setting (--set corpus=)
 FORMAT     ?=## export: csv (default) or course
 ARGS       ?=## more flags for train, gradients, samples, bench, e.g. ARGS='--rnn DIR --gru DIR'
 RESULTS    ?=## the results folder of every target (sets PTBLM_RESULTS; default results/)
@@ -42,8 +43,9 @@ unexport PYTHON VENV TORCH_SPEC EXP CLUSTER DRY_RUN FORCE EXECUTOR SET ONLY EXPS
 
 PTBLM        := $(call quote,$(VENV)/bin/ptblm)
 STAMP        := $(VENV)/.installed
+CORPUS_SET   := $(if $(value CORPUS),--set $(call quote,corpus=$(value CORPUS)))
 SUBMIT_FLAGS := $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force) $(call flag,--cluster,CLUSTER) \
-                $(call flag,--set,SET) $(call flag,--only,ONLY)
+                $(call flag,--set,SET) $(CORPUS_SET) $(call flag,--only,ONLY)
 IMAGE_FLAGS  := $(call flag,--engine,ENGINE) $(call flag,--base,BASE) \
                 $(if $(value BASE_TORCH),--build-arg $(call quote,BASE_TORCH=$(value BASE_TORCH)))
 # Every ptblm command (and the jobs it submits) reads the results folder from PTBLM_RESULTS (through the
@@ -83,7 +85,7 @@ data: $(STAMP) ## download a corpus (CORPUS=, default PTB) into data/<corpus> an
 	$(PTBLM) data $(call flag,--corpus,CORPUS)
 
 train: $(STAMP) ## train one setting: ARGS='--model GRU ...' (the scaffold's flags)
-	$(PTBLM) train $(call each_quoted,ARGS)
+	$(PTBLM) train $(call flag,--corpus,CORPUS) $(call each_quoted,ARGS)
 
 submit: $(STAMP) ## submit EXP (default smoke) as one Slurm array, or local processes without Slurm
 	$(PTBLM) submit $(or $(call each_quoted,EXP),smoke) --executor $(call quote,$(value EXECUTOR)) $(SUBMIT_FLAGS)
@@ -92,7 +94,7 @@ sbatch: $(STAMP) ## submit EXP (default smoke) through slurm/array.sbatch
 	$(PTBLM) sbatch $(or $(call each_quoted,EXP),smoke) $(SUBMIT_FLAGS)
 
 status: $(STAMP) ## a table per experiment of EXP (default: every one with results)
-	$(PTBLM) status $(call each_quoted,EXP) $(call flag,--set,SET)
+	$(PTBLM) status $(call each_quoted,EXP) $(call flag,--set,SET) $(CORPUS_SET)
 
 tables: $(STAMP) ## LaTeX and Markdown tables of EXPS into results/report/tables
 	$(PTBLM) tables $(call each_quoted,EXPS)
@@ -116,7 +118,7 @@ tensorboard: $(STAMP) ## TensorBoard on 127.0.0.1 over the runs of EXP (default:
 	$(PTBLM) tensorboard $(call each_quoted,EXP)
 
 bench: $(STAMP) ## time one training step per model and shape (ARGS='--full')
-	$(PTBLM) bench $(call each_quoted,ARGS)
+	$(PTBLM) bench $(call flag,--corpus,CORPUS) $(call each_quoted,ARGS)
 
 image: $(STAMP) ## docker (ENGINE=podman: podman) build of docker/Dockerfile
 	$(PTBLM) image $(IMAGE_FLAGS)

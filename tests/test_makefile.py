@@ -79,9 +79,17 @@ def test_image_passes_the_engine_and_the_stand_in_base(fake_venv):
         "image", "--engine", "podman", "--base", "localhost/base:1", "--build-arg", "BASE_TORCH=2.13.0"]
 
 
-def test_data_passes_the_corpus(fake_venv):
+def test_every_target_that_trains_or_lists_settings_passes_the_corpus(fake_venv):
+    """CORPUS reached only `make data`: `make submit EXP=smoke CORPUS=wikitext-2` trained PTB, silently."""
     assert passed(fake_venv, "data")[1] == ["data"]
     assert passed(fake_venv, "data", "CORPUS=wikitext-2")[1] == ["data", "--corpus", "wikitext-2"]
+    assert passed(fake_venv, "train", "CORPUS=wikitext-2", "ARGS=--model GRU")[1] == [
+        "train", "--corpus", "wikitext-2", "--model", "GRU"]
+    assert passed(fake_venv, "bench", "CORPUS=wikitext-2")[1] == ["bench", "--corpus", "wikitext-2"]
+    for target in ("submit", "sbatch", "status"):
+        args = passed(fake_venv, target, "EXP=3.2", "CORPUS=wikitext-2")[1]
+        assert args[:2] == [target, "3.2"] and args[-2:] == ["--set", "corpus=wikitext-2"], args
+    assert passed(fake_venv, "submit", "EXP=3.2", "CORPUS=")[1] == ["submit", "3.2", "--executor", "auto"]
 
 
 def test_help_lists_every_target_and_every_variable(fake_venv):
