@@ -82,3 +82,28 @@ def test_a_dry_run_prints_the_cost_and_without_a_bench_says_so(tmp_path, bench_d
     submit_experiment(load_experiment("3.2", REPO / "jobs"), profile, results_dir=tmp_path / "elsewhere",
                       data_dir=study_sized_dir, dry_run=True, executor="local", echo=printed.append)
     assert "no estimate for 3 settings" in "\n".join(printed) and "projected total" not in "\n".join(printed)
+
+
+def test_the_bench_command_a_dry_run_names_times_exactly_the_settings_it_could_not_estimate(tmp_path):
+    """Was `make bench ARGS=--full`: the course's PTB shapes, never an LSTM's, another corpus's or a --set one."""
+    from ptblm.corpora import WIKITEXT2
+    from ptblm.data import write_synthetic_corpus
+    from runtree import cli
+
+    jobs, results = tmp_path / "jobs", tmp_path / "results"
+    jobs.mkdir()
+    (jobs / "tiny.yaml").write_text(
+        "description: an LSTM on WikiText-2\ncommon: {model: LSTM, hidden_size: 8, num_layers: 1, emb_size: 8, "
+        "dp_keep_prob: 1, batch_size: 4, corpus: wikitext-2, num_epochs: 2, device: cpu}\nsettings:\n"
+        "  - {optimizer: ADAM, initial_lr: 0.001}\n")
+    data = write_synthetic_corpus(tmp_path / "data", corpus=WIKITEXT2)
+    dry_run = ["submit", "tiny", "--set", "hidden_size=16", "--dry-run", "--executor", "local", "--jobs", jobs,
+               "--results", results, "--data", data]
+    code, output = cli(*dry_run)
+    assert code == 0 and "no estimate for 1 setting" in output, output
+    command = re.search(r"`(\S+ -m ptblm.cli|ptblm) (bench [^`]*)` on such a device", output).group(2)
+    assert command == f"bench --full tiny --set hidden_size=16 --jobs {jobs} --out {results / 'bench'}"
+    code, output = cli(*command.split(), "--steps", "1", "--warmup", "0", "--device", "cpu")
+    assert code == 0 and "lstm-h16-l1-bs4-wikitext-2 default" in output, output
+    code, output = cli(*dry_run)
+    assert code == 0 and "no estimate" not in output and "projected total for 1 of 1 settings" in output, output

@@ -63,7 +63,9 @@ class BenchCase:
 
     @property
     def name(self) -> str:
-        return f"{self.model.lower()}-h{self.hidden_size}-l{self.num_layers}-bs{self.batch_size}"
+        """rnn-h512-l2-bs20; a corpus other than the default is part of it, as of a run name (-wikitext-2)."""
+        corpus = "" if self.corpus == corpora.DEFAULT_CORPUS else f"-{self.corpus}"
+        return f"{self.model.lower()}-h{self.hidden_size}-l{self.num_layers}-bs{self.batch_size}{corpus}"
 
     def config(self, **changes) -> RunConfig:
         """The setting training would run for this shape (Adam, lr 1e-3), with `changes`."""
@@ -83,18 +85,20 @@ def on_corpus(cases: list[BenchCase], corpus: corpora.CorpusEntry) -> list[Bench
     return [replace(case, vocab_size=corpus.vocab_size, corpus=corpus.name) for case in cases]
 
 
-def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE) -> list[BenchCase]:
-    """One case per distinct shape of the suite's settings, in file order, with its epoch count."""
+def suite_cases(jobs_dir: Path, experiments: tuple[str, ...] = SUITE, overrides=None) -> list[BenchCase]:
+    """One case per distinct shape (and corpus) of the experiments' settings, loaded as submit loads them (with
+    `overrides`, a jobs.Overrides: the --set texts), in file order, with its epoch count."""
     cases: dict[tuple, BenchCase] = {}
     for name in experiments:
-        for setting in load_experiment(name, jobs_dir).settings:
+        for setting in load_experiment(name, jobs_dir, overrides).settings:
             c = setting.config
-            shape = (c.model, c.hidden_size, c.num_layers, c.batch_size, c.seq_len, c.emb_size)
+            shape = (c.model, c.hidden_size, c.num_layers, c.batch_size, c.seq_len, c.emb_size, c.corpus)
             known = cases.get(shape)
             cases[shape] = (replace(known, suite_settings=known.suite_settings + 1,
                                     suite_epochs=known.suite_epochs + c.num_epochs) if known else
                             BenchCase(c.model, c.hidden_size, c.num_layers, c.batch_size, c.dp_keep_prob,
-                                      1, c.num_epochs, seq_len=c.seq_len, emb_size=c.emb_size))
+                                      1, c.num_epochs, corpora.get(c.corpus).vocab_size, c.corpus,
+                                      seq_len=c.seq_len, emb_size=c.emb_size))
     return list(cases.values())
 
 

@@ -129,12 +129,13 @@ def format_packing(packing: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir: Path, out_dir: Path,
-                  precision: str, warmup: int | None, repeats: int | None, compile_cache: Path | None = None,
-                  runs_per_gpu: int = 1, corpus: corpora.CorpusEntry = corpora.PTB, *,
-                  environ: MutableMapping[str, str], command_line: list[str]) -> Path:
-    """What `ptblm bench` does: the course's shapes with `full`, small ones otherwise, at the vocabulary of
-    `corpus`, projecting its epochs (the dry run's cost projection reads them for its settings). Step counts
+def bench_command(experiments: tuple[str, ...] | None, only: list[str] | None, device_name: str, jobs_dir: Path,
+                  out_dir: Path, precision: str, warmup: int | None, repeats: int | None,
+                  compile_cache: Path | None = None, runs_per_gpu: int = 1, corpus: corpora.CorpusEntry | None = None,
+                  overrides=None, *, environ: MutableMapping[str, str], command_line: list[str]) -> Path:
+    """What `ptblm bench` does: the shapes of `experiments` (the course's with `--full` alone; each setting's
+    corpus, and `overrides` as submit applies them), small ones without; at `corpus`'s vocabulary when one is
+    given, projecting its epochs (the dry run's cost projection reads them for its settings). Step counts
     default per device: on GPU enough warm-up for the graph capture, on CPU few slow steps.
     With `compile_cache` the compiled path is timed too, its artefacts cached there as training does (set in
     `environ`, the process's own from the CLI)."""
@@ -143,11 +144,13 @@ def bench_command(full: bool, only: list[str] | None, device_name: str, jobs_dir
     device = pick_device(device_name)
     if compile_cache is not None:
         use_compile_cache(compile_cache, environ)
-    all_cases = on_corpus(suite_cases(jobs_dir) if full else list(SMALL_CASES), corpus)
+    all_cases = suite_cases(jobs_dir, experiments, overrides) if experiments else list(SMALL_CASES)
+    all_cases = on_corpus(all_cases, corpus) if corpus else all_cases
     cases = select_cases(all_cases, only)
     cuda = device.type == "cuda"
     warmup = (GRAPH_WARMUP_STEPS + 2 if cuda else 2) if warmup is None else warmup
     repeats = (50 if cuda else 10) if repeats is None else repeats
-    return run_bench(cases, device, out_dir, corpus=corpus, precision=precision, warmup=warmup, repeats=repeats,
-                     complete_suite=full and len(cases) == len(all_cases), compiled=compile_cache is not None,
+    return run_bench(cases, device, out_dir, corpus=corpus or corpora.get(cases[0].corpus), precision=precision,
+                     warmup=warmup, repeats=repeats, complete_suite=bool(experiments) and len(cases) == len(all_cases),
+                     compiled=compile_cache is not None,
                      runs_per_gpu=runs_per_gpu, command_line=command_line, environ=environ)

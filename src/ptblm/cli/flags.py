@@ -46,6 +46,13 @@ def add_location_flags(parser: argparse.ArgumentParser, *names: str) -> None:
                             f"{CORPUS_VARIABLES}, else data/<corpus>)")
 
 
+def add_override_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
+                        help="override a jobs-file key in every setting (repeatable); a comma list adds a grid "
+                             "axis; seeds=1111,1,2 sets the seeds. Validated like the jobs file, and part of the "
+                             "run names (e.g. --set num_epochs=40 -> ..._ep40)")
+
+
 def add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     """How `samples` and `generate` pick each next word (report.samples.Decoding; --seed is each command's)."""
     parser.add_argument("--temperature", type=temperature, default=0.0, help="0 = greedy (default); > 0 samples")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from .flags import add_location_flags
+from .flags import add_location_flags, add_override_flag
 from .types import path_flag, setting_list
 
 DEFAULT_PROFILE = "local"  # a workstation, or the dev cluster (slurm/dev-cluster.sh)
@@ -57,13 +57,6 @@ def invoked_as() -> str:
     from ..invocation import ptblm_command
 
     return ptblm_command(sys.argv[0], os.environ, Path.cwd())
-
-
-def add_override_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
-                        help="override a jobs-file key in every setting (repeatable); a comma list adds a grid "
-                             "axis; seeds=1111,1,2 sets the seeds. Validated like the jobs file, and part of the "
-                             "run names (e.g. --set num_epochs=40 -> ..._ep40)")
 
 
 def launch_flags() -> argparse.ArgumentParser:

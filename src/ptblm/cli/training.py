@@ -11,7 +11,7 @@ from pathlib import Path
 from ..completion import SUGGESTIONS
 from ..config import CHOICES, MODELS, PRECISIONS, RunConfig
 from ..corpora import CORPORA, DEFAULT_CORPUS
-from .flags import CORPUS_VARIABLES, default_folder_text, default_results_dir
+from .flags import CORPUS_VARIABLES, add_override_flag, default_folder_text, default_results_dir
 from .types import count, decimal_int, finite_float, path_flag, positive, seed
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
@@ -146,30 +146,42 @@ def add_synthetic(commands) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .. import corpora
+    from ..bench.cases import SUITE
     from ..bench.command import bench_command
     from ..compiling import compile_cache_dir
+    from ..config import ConfigError
+    from ..jobs import parse_overrides
     from ..layout import bench_dir, output_dir
 
     out = output_dir(args.out or bench_dir(default_results_dir()), "--out")
-    bench_command(args.full, args.only, args.device, args.jobs, out,
+    experiments = None if args.full is None else tuple(args.full) or SUITE
+    if args.set and experiments is None:
+        raise ConfigError(f"bench: --set {' '.join(args.set)} changes the settings of experiments, but no --full "
+                          f"names any; valid: --full [EXP ...] --set KEY=VALUE")
+    bench_command(experiments, args.only, args.device, args.jobs, out,
                   args.precision, args.warmup, args.steps,
                   compile_cache=compile_cache_dir(default_results_dir(), os.environ) if args.compile else None,
-                  runs_per_gpu=args.runs_per_gpu, corpus=corpora.get(args.corpus), environ=os.environ,
-                  command_line=sys.argv)
+                  runs_per_gpu=args.runs_per_gpu, corpus=corpora.get(args.corpus) if args.corpus else None,
+                  overrides=parse_overrides(args.set), environ=os.environ, command_line=sys.argv)
     return 0
 
 
 def add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="time one training step per model and shape: this project's path, "
                                 "its reference loops and PyTorch's built-in (JSON into results/bench)")
-    bench.add_argument("--full", action="store_true", help="the course suite's 11 shapes (default: 3 small ones)")
+    bench.add_argument("--full", nargs="*", default=None, metavar="EXP",
+                       help="the shapes of these experiments' settings (alone: the course suite's 11 shapes, "
+                            "3.1-3.4), each on its setting's corpus; the dry run's cost estimate reads them "
+                            "(default: 3 small ones)")
+    add_override_flag(bench)
     bench.add_argument("--only", nargs="+", default=None, metavar="NAME",
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto (CUDA when torch sees it; default), cpu or cuda")
-    bench.add_argument("--corpus", choices=tuple(CORPORA), default=DEFAULT_CORPUS,
-                       help=f"time the steps at this corpus's vocabulary and project its epochs, for the cost "
-                            f"estimate of its settings (default {DEFAULT_CORPUS})")
+    bench.add_argument("--corpus", choices=tuple(CORPORA), default=None,
+                       help=f"time every case at this corpus's vocabulary and project its epochs, for the cost "
+                            f"estimate of its settings (default: each setting's corpus; {DEFAULT_CORPUS} for "
+                            f"the small cases)")
     bench.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help=f"{FLAG_HELP['precision']}; as ptblm train")
     bench.add_argument("--compile", action="store_true", help="also time the compiled paths (whole model; a "

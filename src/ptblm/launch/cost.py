@@ -100,6 +100,7 @@ def bench_epoch_seconds(config: RunConfig, kind: str, reports: list[tuple[str, d
         # a case's sequence, embedding and vocabulary (a test's tiny case is not a PTB shape)
         shapes = {case.get("name"): (case.get("seq_len"), case.get("emb_size"), case.get("vocab_size"))
                   for case in report.get("cases", [])}
+        case_corpus = {case.get("name"): case.get("corpus") for case in report.get("cases", [])}
         wanted = (config.seq_len, config.emb_size, corpus.vocab_size)
         for result in report["results"]:
             if (result.get("path") == path and result.get("epoch_seconds") is not None
@@ -108,7 +109,8 @@ def bench_epoch_seconds(config: RunConfig, kind: str, reports: list[tuple[str, d
                                                        config.batch_size)
                     and shapes.get(result.get("case"), (report.get("seq_len"), report.get("emb_size"),
                                                         report.get("vocab_size"))) == wanted):
-                if not config.max_batches and report.get("corpus", corpora.PTB.name) == corpus.name:
+                projected = case_corpus.get(result.get("case")) or report.get("corpus", corpora.PTB.name)
+                if not config.max_batches and projected == corpus.name:
                     return result["epoch_seconds"], name
                 train, valid = (min(num_batches(corpus.tokens[split], config.batch_size, config.seq_len),
                                     config.max_batches or math.inf) for split in ("train", "valid"))
@@ -132,8 +134,9 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def cost_table(costs: list[SettingCost], profile: ClusterProfile) -> str:
-    """The table, then the totals: projected hours and GPU-hours (gpus x time, each run as if alone)."""
+def cost_table(costs: list[SettingCost], profile: ClusterProfile, bench_command: str = "ptblm bench --full") -> str:
+    """The table, then the totals: projected hours and GPU-hours (gpus x time, each run as if alone);
+    `bench_command`: what times the settings without an estimate (the experiment's, with its --set texts)."""
     if not costs:
         return "cost: nothing to run"
     rows = []
@@ -161,5 +164,6 @@ def cost_table(costs: list[SettingCost], profile: ClusterProfile) -> str:
     if unknown:
         kind = "cuda" if costs[0].gpus else "cpu"
         table += (f"\nno estimate for {unknown} setting{'s' if unknown > 1 else ''}: no results/bench/*.json of "
-                  f"device kind {kind} timed its shape (`make bench ARGS=--full` on such a device writes one)")
+                  f"device kind {kind} timed its shape at its corpus's vocabulary (`{bench_command}` on such a "
+                  f"device writes one)")
     return table

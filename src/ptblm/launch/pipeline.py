@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -180,6 +181,16 @@ def submit_sbatch(experiment: Experiment, profile: ClusterProfile, *, results_di
                      profile_chosen=profile_chosen, where=where)
 
 
+def bench_command(experiment: Experiment, where: Locations) -> str:
+    """The `ptblm bench` that times this experiment's shapes as submitted (its --set texts), on its corpora, into
+    the bench folder of the results the dry run reads."""
+    out = layout.bench_dir(where.results_dir) if where.results_dir is not None else None
+    return " ".join([where.ptblm, "bench", "--full", shlex.quote(experiment.name),
+                     *(f"--set {shlex.quote(text)}" for text in experiment.overrides),
+                     *([f"--jobs {shlex.quote(str(where.jobs_dir))}"] if where.jobs_dir is not None else []),
+                     *([f"--out {shlex.quote(str(out))}"] if out is not None else [])])
+
+
 def where_tasks_run(profile: ClusterProfile, executor: str, cluster: str | None, script: Path | None,
                     local_reason: str = "") -> str:
     """The plan's line naming the profile, and whether Slurm (which cluster, which partition) or local
@@ -267,7 +278,7 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                                           script=script, pinned=PINNED_PLACEHOLDER)))
             costs = project_costs([task.setting for task in todo], profile,
                                   read_bench_reports(layout.bench_dir(results_dir)))
-            echo(cost_table(costs, profile))
+            echo(cost_table(costs, profile, bench_command(experiment, where)))
             echo("dry run: nothing submitted")
             return SubmitOutcome(experiment.name, plan, "none", [], logs_dir)
         if not todo:
