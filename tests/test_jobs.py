@@ -382,13 +382,13 @@ def test_a_damaged_pinned_file_is_one_line_saying_to_submit_again(text, tmp_path
 
 
 def test_example_lstm_runs_3_2_s_settings_with_the_lstm_and_holds_the_analysed_lstm():
-    from ptblm.report.trained import ANALYSED
+    from ptblm.report.trained import analysed_runs
 
     gru, lstm = (load_experiment(name, JOBS).settings for name in ("3.2", "example-lstm"))
     assert [s.config.model for s in lstm] == ["LSTM"] * len(gru) == ["LSTM"] * 3
     assert [s.config.replace(model="GRU") for s in lstm] == [s.config for s in gru]
     assert [s.run_name for s in lstm] == [s.run_name.replace("gru_", "lstm_", 1) for s in gru]
-    (analysed,) = [a for a in ANALYSED if a.model == "LSTM"]
+    (analysed,) = [a for a in analysed_runs() if a.model == "LSTM"]
     assert (analysed.experiment, analysed.setting_index) == ("example-lstm", 0) and lstm[0].config.save_best
 
 

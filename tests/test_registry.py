@@ -146,6 +146,18 @@ class Toy(RecurrentLM):
 '''
 
 
+def command_helps_of(command: str) -> str:
+    import contextlib
+    import io
+
+    from ptblm.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main([command, "--help"])
+    return out.getvalue()
+
+
 @pytest.fixture
 def toy(monkeypatch, tmp_path):
     """TOY_FILE as src/ptblm/models/toy.py (a folder on the package's path) and its one registry entry (config's
@@ -174,7 +186,9 @@ def test_a_model_file_with_a_constructor_and_a_cell_is_all_a_new_model_takes(toy
     continues a prompt: nothing else in ptblm had to learn its name."""
     from ptblm.bench.cases import BenchCase, paths_for
     from ptblm.bench.timing import bench_path
-    from ptblm.report.samples import Decoding, continue_run
+    from ptblm.report.gradients import write_gradients
+    from ptblm.report.samples import Decoding, continue_run, write_samples
+    from ptblm.report.trained import analysed_runs, load_trained
 
     test_every_model_takes_batch_major_tokens_and_a_state_and_returns_logits_and_the_next_state(toy)
     test_the_step_trains_every_model_and_its_builtin_baseline_through_the_interface(toy)
@@ -189,6 +203,12 @@ def test_a_model_file_with_a_constructor_and_a_cell_is_all_a_new_model_takes(toy
     assert [(e.train_ppl, e.valid_ppl) for e in rf.read_curves(stopped).epochs] == [
         (e.train_ppl, e.valid_ppl) for e in rf.read_curves(unbroken).epochs]
     assert len(continue_run(unbroken, "w1 w2", 4, Decoding(temperature=1.0)).words) == 4
+    analysed = {run.model: run for run in analysed_runs()}[toy]  # samples and gradients take it: --toy DIR
+    assert (analysed.flag, analysed.experiment, analysed.required) == ("--toy", "example-toy", False)
+    assert "--toy DIR" in command_helps_of("samples") and "--toy DIR" in command_helps_of("gradients")
+    trained = load_trained(unbroken, toy, synthetic_dir, batch_size=4)
+    written = write_gradients([trained], tmp_path / "report") + write_samples([trained], tmp_path / "report")
+    assert {path.name for path in written} >= {"gradients.json", "samples.json", "toy-len35.txt"}
 
     case = BenchCase(toy, 8, 2, 4, 0.8, vocab_size=VOCAB)
     assert paths_for(case, torch.device("cpu")) == ["default", "reference"]  # no builtin: the registry names none

@@ -189,13 +189,13 @@ def test_with_only_manual_runs_the_error_says_how_to_name_them(tmp_path):
 
 
 def test_a_manual_run_never_stands_in_for_the_analysed_models(tmp_path):
-    from ptblm.report.trained import ANALYSED, MissingRun, resolve_run_dir
+    from ptblm.report.trained import MissingRun, analysed_runs, resolve_run_dir
 
     manual = write_run(tmp_path, "manual", [300.0, 200.0])
     (manual / rf.BEST_CHECKPOINT).write_bytes(b"weights")
     with pytest.raises(MissingRun):
-        resolve_run_dir(ANALYSED[0], None, tmp_path, notify=lambda message: None)
-    assert resolve_run_dir(ANALYSED[0], manual, tmp_path) == manual  # named: used
+        resolve_run_dir(analysed_runs()[0], None, tmp_path, notify=lambda message: None)
+    assert resolve_run_dir(analysed_runs()[0], manual, tmp_path) == manual  # named: used
 
 
 def test_the_title_names_the_architectures_of_the_runs_in_the_registry_s_order(tmp_path):

@@ -31,9 +31,9 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
         parser.add_argument("--data", type=path_flag, default=None, help="data folder to rebuild the vocabulary from "
                             "(default: the run's corpus's variable, e.g. $PTB_DIR, else the folder each run "
                             "recorded in config.json)")
-        from ..report.trained import ANALYSED  # torch-free
+        from ..report.trained import analysed_runs  # torch-free
 
-        for run in ANALYSED:
+        for run in analysed_runs():
             optional = "" if run.required else f"; without any {run.model} run, none"
             parser.add_argument(run.flag, type=path_flag, default=None, metavar="DIR",
                                 help=f"{run.model} run folder (default: setting {run.setting_index} of "
@@ -75,12 +75,12 @@ def add_figures(commands) -> None:
 
 
 def analysed_models(args: argparse.Namespace, batch_size: int | None = None):
-    """The models of --rnn/--gru/--lstm (report.trained.ANALYSED: defaults 3.1 and 3.2, setting 0; the LSTM when
-    there is one), each named as it is loaded; --data, or their corpus's variable (PTB_DIR, ...), overrides the
-    data folder they recorded."""
-    from ..report.trained import ANALYSED, load_analysed
+    """The models of --rnn/--gru/--lstm/... (report.trained.analysed_runs: defaults 3.1 and 3.2, setting 0; any
+    other recurrent model when there is one), each named as it is loaded; --data, or their corpus's variable
+    (PTB_DIR, ...), overrides the data folder they recorded."""
+    from ..report.trained import analysed_runs, load_analysed
 
-    named = {analysed.model: getattr(args, analysed.model.lower()) for analysed in ANALYSED}
+    named = {analysed.model: getattr(args, analysed.model.lower()) for analysed in analysed_runs()}
     models = load_analysed(named, args.results, args.data, batch_size, environ=os.environ)
     for model in models:
         print(f"loaded {model.describe()}")

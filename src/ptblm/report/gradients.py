@@ -1,5 +1,5 @@
 """`ptblm gradients`: how far back the loss at the last time step reaches, for each analysed recurrent model
-(report.trained.ANALYSED: the RNN, the GRU and an LSTM when there is one).
+(report.trained.analysed_runs: the RNN, the GRU and an LSTM when there is one).
 
 For one seeded training minibatch, in eval mode (no dropout) from a zero hidden state:
 

@@ -1,6 +1,6 @@
 """`ptblm samples`: the appendix's generated sequences and the numbers that help compare them; `ptblm generate`.
 
-Per analysed model (report.trained.ANALYSED), 10 sequences of 35 tokens and 10 of 70, every token
+Per analysed model (report.trained.analysed_runs), 10 sequences of 35 tokens and 10 of 70, every token
 predicted from the model's own previous predictions, from the model's initial_state (zeros) for 10 sequences.
 Every model starts from the same 20 seeded start words, drawn without replacement from the training
 unigram distribution with <eos> and <unk> excluded (a sample should start from a real word), one

@@ -1,18 +1,19 @@
 """The trained models the gradient analysis and the samples study: which runs, and their best weights.
 
-Read from the run folders alone (config.json records experiment, setting index and data folder). ANALYSED
+Read from the run folders alone (config.json records experiment, setting index and data folder). analysed_runs()
 lists them: by default the RNN is setting 0 of experiment 3.1 (SGD, lr 1, batch 128) and the GRU setting 0 of
 3.2 (ADAM, lr 0.001, batch 128), as the assignment asks; until those are trained, the RNN and GRU runs with
-weights and the lowest best validation ppl stand in (with a note). The LSTM is optional: setting 0 of
-example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart), else the best LSTM run with weights (with a
-note), else none: the analyses then cover the RNN and the GRU. `--rnn DIR --gru DIR --lstm DIR` name any
-others; all must have read the same corpus files (the samples share start words), so stand-ins are chosen
-among runs of the first run's files. The vocabulary is rebuilt from the data folder the run recorded (or
+weights and the lowest best validation ppl stand in (with a note). Every other recurrent model of the registry
+is optional: the LSTM's is setting 0 of example-lstm (3.2's setting 0 with the LSTM, the GRU's counterpart),
+a new model's setting 0 of example-<name>, else the best run of it with weights (with a note), else none: the
+analyses then cover the RNN and the GRU. `--rnn DIR --gru DIR --lstm DIR` (a flag per model) name any others;
+all must have read the same corpus files (the samples share start words), so stand-ins are chosen among runs
+of the first run's files. The vocabulary is rebuilt from the data folder the run recorded (or
 --data, or its corpus's variable such as PTB_DIR), which must be the corpus the run recorded (its fingerprint;
 the vocabulary size for folders from before fingerprints). A damaged run folder is never loaded: a note names
 its file and reason.
 
-Torch-free at import: the command line reads ANALYSED to make its flags before any model is loaded.
+Torch-free at import: the command line reads analysed_runs() to make its flags before any model is loaded.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .. import runfolder as rf
 from ..config import RunConfig
 from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
-from ..models import architecture, build_model
+from ..models import ARCHITECTURES, architecture, build_model
 from .comparable import corpus_tag, files_of
 from .selection import reported
 
@@ -49,17 +50,25 @@ class AnalysedRun:
         return f"--{self.model.lower()}"
 
 
-ANALYSED = (AnalysedRun("RNN", "3.1", 0), AnalysedRun("GRU", "3.2", 0),
-            AnalysedRun("LSTM", "example-lstm", 0, required=False))
+COURSE_ANALYSED = {"RNN": ("3.1", 0), "GRU": ("3.2", 0)}  # the assignment's runs: required
+
+
+def analysed_runs() -> tuple[AnalysedRun, ...]:
+    """Every recurrent model of the registry (the analyses follow a hidden state over time), in its order, read
+    when called (a model registered later is analysed too); one the course does not name is optional, its
+    default setting 0 of example-<name> (example-lstm: 3.2's setting 0 with the LSTM)."""
+    return tuple(AnalysedRun(entry.name, *COURSE_ANALYSED.get(entry.name, (f"example-{entry.name.lower()}", 0)),
+                             required=entry.name in COURSE_ANALYSED)
+                 for entry in ARCHITECTURES.values() if entry.recurrent)
 
 
 def analysed_in_words() -> str:
-    """ANALYSED as the commands' help says it: 'the RNN, the GRU and, when there is one, the LSTM'."""
+    """analysed_runs() as the commands' help says it: 'the RNN, the GRU and, when there is one, the LSTM'."""
     def listed(names: list[str]) -> str:
         return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
-    required = [f"the {architecture(run.model).title}" for run in ANALYSED if run.required]
-    optional = [f"the {architecture(run.model).title}" for run in ANALYSED if not run.required]
+    required = [f"the {architecture(run.model).title}" for run in analysed_runs() if run.required]
+    optional = [f"the {architecture(run.model).title}" for run in analysed_runs() if not run.required]
     if not optional:
         return listed(required)
     return f"{', '.join(required)} and, when there is one, {listed(optional)}"
@@ -234,13 +243,14 @@ def check_same_corpus(folder: Path, entry: corpora.CorpusEntry, recorded: str | 
 def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Path | None = None,
                   batch_size: int | None = None, notify=print,
                   environ: Mapping[str, str] | None = None) -> list[TrainedModel]:
-    """The models of ANALYSED (named[model] or the defaults) in its order; one error naming every required run
+    """The models of analysed_runs() (named[model] or the defaults) in its order; one error naming every required run
     that is missing. Their data: see load_trained. Damaged run folders are named in a note each and never
     loaded; a default run whose best.pt cannot be loaded gives way to the next stand-in."""
     for note in damaged_runs_notes(results_dir):
         notify(note)
     folders, problems, first = {}, [], None  # first: the first run found, whose corpus files all must read
-    for analysed in sorted(ANALYSED, key=lambda analysed: named.get(analysed.model) is None):  # named ones first
+    analysed_all = analysed_runs()
+    for analysed in sorted(analysed_all, key=lambda analysed: named.get(analysed.model) is None):  # named ones first
         try:
             folder = resolve_run_dir(analysed, named.get(analysed.model), results_dir, notify, first=first)
         except MissingRun as error:
@@ -252,9 +262,9 @@ def load_analysed(named: dict[str, Path | None], results_dir: Path, data_dir: Pa
             first = first if first is not None or record.damage else record
     if problems:
         raise MissingRun("\n".join(problems))
-    folders = {analysed.model: folders[analysed.model] for analysed in ANALYSED if analysed.model in folders}
+    folders = {analysed.model: folders[analysed.model] for analysed in analysed_all if analysed.model in folders}
     corpora_read: dict[Path, Corpus] = {}  # the runs were usually trained on the same data: read it once
-    analysed_as = {analysed.model: analysed for analysed in ANALYSED}
+    analysed_as = {analysed.model: analysed for analysed in analysed_all}
     models = []
     for model, folder in folders.items():
         skipped: set[Path] = set()
