@@ -353,7 +353,7 @@ def test_the_report_names_the_corpora_its_runs_trained_on(tmp_path):
                      "Treebank; experiment 3.1), ptb 46ad9f38 (other Penn Treebank-format files, fingerprint "
                      "46ad9f3834311e0c; experiment mini) and wikitext-2 (WikiText-2; experiment wt2). Tables name each "
                      "run's corpus; bold type, facts and figure panels compare runs of one corpus only. Choose "
-                     "experiments to report one corpus, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2')."]
+                     "experiments to report one corpus, e.g. `ptblm tables 3.1` (make tables EXPS='3.1')."]
     assert main(["report", "--results", str(tmp_path), "--no-pdf", "3.1", "wt2"]) == 0
     assert (r"\title{Word-level language models on Penn Treebank and WikiText-2: RNN}"
             in (tmp_path / "report" / "report.tex").read_text())
@@ -406,3 +406,20 @@ def test_the_bench_times_at_the_corpus_s_vocabulary_and_projects_its_epochs(tmp_
     assert (report["corpus"], report["vocab_size"], report["corpus_tokens"]) == (
         "wikitext-2", 33_278, {"train": 2_088_628, "valid": 217_646, "test": 245_569})
     assert report["cases"][0]["vocab_size"] == 33_278 and report["cases"][0]["corpus"] == "wikitext-2"
+
+
+def test_a_folder_of_another_layout_is_named_with_what_to_do(tmp_path, synthetic_dir):
+    """Was: only 'wiki.train.tokens is missing' for a folder of word_language_model's train.txt ... or of PTB."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for split in ("train", "valid", "test"):
+        (plain / f"{split}.txt").write_text(" a b \n")
+    with pytest.raises(DataError, match=r"wiki.train.tokens is missing \(the folder holds train.txt, valid.txt and "
+                                        r"test.txt \(word_language_model's names\): rename them \(train.txt -> "
+                                        r"wiki.train.tokens, valid.txt -> wiki.valid.tokens, test.txt -> "
+                                        r"wiki.test.tokens\)\): run"):
+        check_data_dir(plain, WIKITEXT2)
+    with pytest.raises(DataError, match=r"wiki.train.tokens is missing \(the folder holds Penn Treebank's files "
+                                        r"\(ptb.train.txt, ptb.valid.txt, ptb.test.txt\): for them, use --corpus ptb "
+                                        r"\(corpus: ptb in a jobs file\)\)"):
+        check_data_dir(synthetic_dir, WIKITEXT2)

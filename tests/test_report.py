@@ -948,8 +948,16 @@ def test_a_report_of_several_corpora_says_so_on_page_one(tmp_path):
     tex = write_report(summaries, tmp_path / "report", {}, tmp_path).tex.read_text()
     page_one = tex[tex.index("Built by"):tex.index(r"\section{Definitions}")]
     assert latex.escape(sentence) in page_one
-    assert notes == [f"note: {sentence} Choose experiments to report one corpus, e.g. `ptblm tables 3.1 3.2` "
-                     "(make tables EXPS='3.1 3.2')."]  # the terminal says the same, and how to report one
+    assert notes == [f"note: {sentence} Choose experiments to report one corpus, e.g. `ptblm tables 3.2` "
+                     "(make tables EXPS='3.2')."]  # the terminal says the same, and how to report one (was: 3.1
+    # and 3.2, which read different files)
+    mixed = tmp_path / "mixed"  # one experiment holds runs of two corpora: no choice of experiments helps
+    write_run(mixed, "3.1", [900.0, 800.0], corpus_fingerprint=PTB_MINI)
+    write_run(mixed, "3.1", [700.0, 600.0], corpus="wikitext-2", initial_lr=0.5)
+    notes.clear()
+    load_summaries(mixed, warn=notes.append)
+    assert notes[0].endswith("Experiment 3.1 mixes corpora, so no choice of experiments reports one corpus; the "
+                             "tables still rank each corpus apart."), notes
     assert r"\paragraph{Tables.}" in tex and "Corpus: the text the run trained on" in tex
     one = tmp_path / "one"
     write_run(one, "3.1", [900.0, 800.0], corpus_fingerprint=PTB_MINI)

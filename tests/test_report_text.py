@@ -198,6 +198,24 @@ def test_a_manual_run_never_stands_in_for_the_analysed_models(tmp_path):
     assert resolve_run_dir(analysed_runs()[0], manual, tmp_path) == manual  # named: used
 
 
+def test_a_missing_analysed_run_is_told_to_train_on_the_corpus_the_others_read(tmp_path):
+    """Was: `make submit EXP=3.1`, or `make demo`, for a results tree of WikiText-2 runs: neither trains on it."""
+    from ptblm.report.trained import MissingRun, analysed_runs, resolve_run_dir
+    from ptblm.report.wording import article
+
+    gru = write_run(tmp_path, "3.2", [300.0, 200.0], corpus="wikitext-2", model="GRU")
+    (gru / rf.BEST_CHECKPOINT).write_bytes(b"weights")
+    first = rf.RunFolder(gru).read()
+    rnn = analysed_runs()[0]
+    with pytest.raises(MissingRun, match=r"train one \(`make submit EXP=3.1 CORPUS=wikitext-2`\) or name a run "
+                                         r"folder with --rnn DIR$"):
+        resolve_run_dir(rnn, None, tmp_path, notify=lambda message: None, first=first)
+    with pytest.raises(MissingRun, match=r"train one \(`make submit EXP=3.1`, or `make demo` for small ones\)"):
+        resolve_run_dir(rnn, None, tmp_path / "empty", notify=lambda message: None)
+    assert [article(name) for name in ("RNN", "GRU", "LSTM", "TRANSFORMER", "Transformer", "MGU")] == [
+        "an", "a", "an", "a", "a", "an"]
+
+
 def test_the_title_names_the_architectures_of_the_runs_in_the_registry_s_order(tmp_path):
     """Was: 'RNN, GRU and Transformer' whatever the runs were, an LSTM study's report included."""
     from ptblm.report.document import report_title

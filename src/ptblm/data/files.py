@@ -47,7 +47,28 @@ def check_data_dir(data_dir: Path, corpus: CorpusEntry = PTB) -> Path:
         path = split_path(data_dir, split, corpus)
         problem = not_a_file(path)
         if problem:
-            raise DataError(f"{path} {problem}: {where_to_get(corpus)} (`ptblm synthetic DIR"
-                            f"{'' if corpus.name == DEFAULT_CORPUS else ' --corpus ' + corpus.name}` writes a small "
-                            f"offline stand-in)")
+            other = other_layout(data_dir, corpus) if problem == "is missing" else None
+            raise DataError(f"{path} {problem}{f' ({other})' if other else ''}: {where_to_get(corpus)} (`ptblm "
+                            f"synthetic DIR{'' if corpus.name == DEFAULT_CORPUS else ' --corpus ' + corpus.name}` "
+                            f"writes a small offline stand-in)")
     return data_dir
+
+
+# Another tool's names for a corpus's three files: pytorch/examples' word_language_model reads these.
+PLAIN_NAMES = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
+
+
+def other_layout(data_dir: Path, corpus: CorpusEntry) -> str | None:
+    """What the folder holds instead, when it is a whole corpus under other names: another registered corpus's
+    files (a --corpus mix-up) or word_language_model's train/valid/test.txt (to rename); else None."""
+    from ..corpora import CORPORA
+
+    for other in CORPORA.values():
+        if other.name != corpus.name and all(split_path(data_dir, split, other).is_file() for split in SPLITS):
+            return (f"the folder holds {other.title}'s files ({', '.join(other.file_names)}): for them, use "
+                    f"--corpus {other.name} (corpus: {other.name} in a jobs file)")
+    if all((Path(data_dir) / PLAIN_NAMES[split]).is_file() for split in SPLITS):
+        renames = ", ".join(f"{PLAIN_NAMES[split]} -> {corpus.file_name(split)}" for split in SPLITS)
+        return (f"the folder holds train.txt, valid.txt and test.txt (word_language_model's names): rename them "
+                f"({renames})")
+    return None

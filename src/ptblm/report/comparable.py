@@ -20,7 +20,6 @@ Item = TypeVar("Item")
 FINGERPRINT_DIGITS = 8  # of the fingerprint in a tag: enough to tell a report's corpora apart
 SEVERAL_CORPORA = ("Tables name each run's corpus; bold type, facts and figure panels compare runs of one corpus "
                    "only.")
-CHOOSE_HINT = "Choose experiments to report one corpus, e.g. `ptblm tables 3.1 3.2` (make tables EXPS='3.1 3.2')."
 
 
 def files_of(run: rf.RunRecord) -> str:
@@ -98,3 +97,20 @@ def corpora_sentence(runs: list[rf.RunRecord]) -> str | None:
                      f"{wording.enumeration(experiments)})")
     return (f"These runs come from different corpora, whose perplexities do not compare: "
             f"{wording.enumeration(parts)}. {SEVERAL_CORPORA}")
+
+
+def choose_hint(runs: list[rf.RunRecord]) -> str:
+    """How to report one corpus of `runs`: the experiments whose runs all read the first corpus's files, as a
+    command; or, when every experiment mixes corpora, that no choice of experiments separates them."""
+    groups = [sorted({run.experiment for run in group})
+              for group in by_corpus(sorted(runs, key=corpus_order), lambda run: run).values()]
+    mixed = {name for group in groups for name in group if sum(name in other for other in groups) > 1}
+    pure = next(([name for name in group if name not in mixed] for group in groups
+                 if any(name not in mixed for name in group)), [])
+    if not pure:
+        several = len(mixed) > 1
+        return (f"Experiment{'s' if several else ''} {wording.enumeration(sorted(mixed))} "
+                f"{'mix' if several else 'mixes'} corpora, so no choice of experiments reports one corpus; the "
+                f"tables still rank each corpus apart.")
+    names = " ".join(pure)
+    return f"Choose experiments to report one corpus, e.g. `ptblm tables {names}` (make tables EXPS='{names}')."

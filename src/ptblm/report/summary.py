@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS, exact_number
 from ..errors import NoRunFolders
-from .comparable import CHOOSE_HINT, corpora_sentence, corpus_order, corpus_tag, files_of
+from .comparable import choose_hint, corpora_sentence, corpus_order, corpus_tag, files_of
 from .selection import only_left_out, left_out_note, reported
 
 # (RunConfig key, short name in legends and captions)
@@ -183,7 +183,7 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
                            + left_out_note(found))
     sentence = corpora_sentence(runs)
     if sentence:
-        warn(f"note: {sentence} {CHOOSE_HINT}")
+        warn(f"note: {sentence} {choose_hint(runs)}")
     return summarize(runs)
 
 

@@ -29,6 +29,7 @@ from ..config import RunConfig
 from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
 from ..models import ARCHITECTURES, architecture, build_model
+from . import wording
 from .comparable import corpus_tag, files_of
 from .selection import reported
 
@@ -151,13 +152,24 @@ def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path
     if trained:
         best = min(trained, key=best_valid_ppl)
         notify(f"note: {missing}; using the {model} run with the lowest best validation ppl instead, {best.folder} "
-               f"({best_valid_ppl(best):.2f}; train {experiment} with `make submit EXP={experiment}`, or name a "
+               f"({best_valid_ppl(best):.2f}; train {experiment} with {train_command(experiment, first)}, or name a "
                f"run with {flag} DIR)")
         return best.folder
     if not analysed.required:
         return None
-    raise MissingRun(f"no trained {model}: {missing}, nor has any other; train one (`make submit EXP={experiment}`, "
-                     f"or `make demo` for small ones) or name a run folder with {flag} DIR")
+    demo = "" if first is not None and corpus_of(first) != corpora.DEFAULT_CORPUS else ", or `make demo` for small ones"
+    raise MissingRun(f"no trained {model}: {missing}, nor has any other; train one ({train_command(experiment, first)}"
+                     f"{demo}) or name a run folder with {flag} DIR")
+
+
+def corpus_of(run: rf.RunRecord) -> str:
+    return run.config.get("corpus", corpora.DEFAULT_CORPUS)
+
+
+def train_command(experiment: str, first: rf.RunRecord | None) -> str:
+    """`make submit EXP=...`, on the corpus of the first analysed run (the others must read its files)."""
+    corpus = corpus_of(first) if first is not None else corpora.DEFAULT_CORPUS
+    return f"`make submit EXP={experiment}{'' if corpus == corpora.DEFAULT_CORPUS else f' CORPUS={corpus}'}`"
 
 
 def check_corpus_files(folder: Path, flag: str, first: rf.RunRecord | None) -> None:
@@ -205,8 +217,8 @@ def load_trained(folder: Path, expected_model: str | None, data_dir: Path | None
     except ValueError as error:
         raise rf.Damaged(run.file(rf.BEST_CHECKPOINT), str(error)) from None
     if expected_model is not None and config.model != expected_model:
-        raise MissingRun(f"{folder} holds a {config.model} run; --{expected_model.lower()} needs a "
-                         f"{expected_model} run folder")
+        held, wanted = (f"{wording.article(name)} {name}" for name in (config.model, expected_model))
+        raise MissingRun(f"{folder} holds {held} run; --{expected_model.lower()} needs {wanted} run folder")
     entry = corpora.get(config.corpus)
     data_dir = run_data_dir(folder, entry, data_dir, environ)
     loaded = {} if loaded is None else loaded

@@ -15,3 +15,10 @@ def enumeration(items: list[str]) -> str:
 def rows(numbers: list[int]) -> str:
     """'row 12', 'rows 3 and 12', 'rows 3, 5 and 12' (table rows, by number)."""
     return f"{'row' if len(numbers) == 1 else 'rows'} {enumeration([str(number) for number in numbers])}"
+
+
+def article(word: str) -> str:
+    """'a' or 'an' as the word is said: an RNN, an LSTM, a GRU, a Transformer (short capitals are spelled out)."""
+    if word.isupper() and len(word) <= 5:
+        return "an" if word[0] in "AEFHILMNORSX" else "a"
+    return "an" if word[:1].lower() in "aeiou" else "a"
