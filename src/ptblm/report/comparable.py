@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from .. import corpora
 from .. import runfolder as rf
-from . import wording
+from .. import wording
 
 Item = TypeVar("Item")
 FINGERPRINT_DIGITS = 8  # of the fingerprint in a tag: enough to tell a report's corpora apart
