@@ -304,3 +304,11 @@ def test_a_link_in_place_of_a_folder_is_to_be_replaced_with_the_folder_and_one_o
     assert said.format(tmp_path / "log.txt", "replace it with the file itself") in report
     assert said.format(tmp_path / "nowhere.txt", "it points to nothing: remove it") in report
     assert report.count("damaged:") == 4
+
+
+def test_an_experiment_named_twice_has_one_table(tmp_path, experiment):
+    results = tmp_path / "results"
+    submitted(results, experiment.settings[0], "6_0")
+    report = status_report(results, tmp_path / "jobs", ["tiny", "tiny"], scheduler=lambda: None, now=NOW)
+    assert report.count("summary tiny:") == 1 and report == status_report(results, tmp_path / "jobs", ["tiny"],
+                                                                         scheduler=lambda: None, now=NOW)

@@ -32,6 +32,7 @@ from .invocation import Locations, resubmit_command
 from .runfolder.remedy import jobs_folder
 from .jobs import Experiment
 from .launch.slurm import QueuedJob, Scheduler, jobs_of_run
+from .naming import each_once
 from .timeleft import clock, run_timing
 
 __all__ = ["FolderView", "Locations", "read_folder", "status_rows", "status_table", "status_report", "summary_line",
@@ -254,7 +255,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
     from .jobs import load_experiment
     from .launch.slurm import sacct_states, squeue_jobs
 
-    names = names or rf.experiments(results_dir)
+    names = each_once(names or rf.experiments(results_dir))  # one table per experiment, however often named
     if not names:
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
     queued = (scheduler or squeue_jobs)()  # None when squeue does not answer
