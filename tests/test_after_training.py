@@ -87,6 +87,8 @@ def test_runs_are_named_by_path_exp_run_or_experiment(finished):
     results, plain, tested = finished
     assert run_folders_named(["unit"], results) == [plain, tested]
     assert run_folders_named(["unit/plain", str(tested)], results) == [plain, tested]
+    # named twice, or as an experiment and as one of its runs: each folder once (was evaluated twice)
+    assert run_folders_named(["unit/tested", "unit", str(plain), "unit/tested"], results) == [tested, plain]
     assert run_folder_named("unit/tested", results) == tested
     with pytest.raises(UnusableRun, match="unit names 2 runs"):
         run_folder_named("unit", results)

@@ -563,3 +563,34 @@ def test_every_flag_a_message_or_hint_names_is_a_flag_of_ptblm_or_of_the_program
                     named.setdefault(flag, f"{path.relative_to(REPO)}:{node.lineno}")
     unknown = {flag: where for flag, where in named.items() if flag not in flags | OTHER_PROGRAMS_FLAGS}
     assert unknown == {}
+
+
+def test_every_list_a_command_takes_names_each_thing_once():
+    """`ptblm export smoke smoke` read every run twice, `tensorboard smoke smoke` crashed, `evaluate smoke
+    smoke/<run>` evaluated the run twice: every argument or flag that takes several values goes through one
+    action (cli.flags.EachOnce, naming.each_once), which keeps each value once, in the order first named."""
+    from ptblm.cli import build_parser
+    from ptblm.cli.flags import EachOnce
+
+    lists = {f"{name} {action.option_strings or action.dest}": isinstance(action, EachOnce)
+             for name, actions in every_action() for action in actions if action.nargs in ("*", "+")}
+    assert all(lists.values()), lists
+    assert {name.split()[0] for name in lists} == {"submit", "sbatch", "status", "tables", "figures", "report",
+                                                   "export", "tensorboard", "evaluate", "bench"}  # it sees them all
+    parser = build_parser()
+    assert parser.parse_args(["export", "b", "a", "b", "a"]).experiments == ["b", "a"]
+    assert parser.parse_args(["evaluate", "3.1", "3.1/run", "3.1"]).runs == ["3.1", "3.1/run"]
+    assert parser.parse_args(["submit", "all", "3.1", "all"]).experiments == ["all", "3.1"]
+
+
+def test_no_message_builds_a_plural_by_hand():
+    """'for 1 runs', 'exported 1 run{s}': every count in words goes through ptblm.wording.count."""
+    import ast
+
+    built = []
+    for path in (REPO / "src" / "ptblm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.IfExp) and any(isinstance(branch, ast.Constant) and branch.value in ("s", "es")
+                                                   for branch in (node.body, node.orelse)):
+                built.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert built == []

@@ -56,7 +56,7 @@ def test_projection_uses_the_newest_bench_of_the_device_kind_and_the_shape(bench
     on_cpu = project_costs(list(settings)[:1], ClusterProfile(name="cpu"), read_bench_reports(bench_dir))
     assert on_cpu[0].epoch_seconds == 3000.0 and on_cpu[0].requeues == 5  # 20 x 3000 s = 60000 s: 6 slices of 180 min
     # 60000 s = 16.67 h on the profile's default 2 cpus: 33.33 core-hours
-    assert "projected total for 1 of 1 settings: 16.67 h, no GPU, 33.33 core-hours" in cost_table(
+    assert "projected total for 1 of 1 setting: 16.67 h, no GPU, 33.33 core-hours" in cost_table(
         on_cpu, ClusterProfile(name="cpu"))
 
 

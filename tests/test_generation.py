@@ -7,11 +7,13 @@ import zlib
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from conftest import tiny_config
 from ptblm.data import UNK, load_corpus
-from ptblm.models.interface import continue_tokens
+from ptblm.models.interface import continue_tokens, next_token
 from ptblm.report.samples import PER_LENGTH, Decoding, continue_prompt, continue_run, make_samples, start_words
 from ptblm.report.trained import TrainedModel, load_trained
 from ptblm.train import train_run
@@ -179,3 +181,43 @@ def test_the_course_s_generate_methods_are_the_shared_routine():
                                      **options)  # (batch, 9)
             assert torch.equal(generate(generator=torch.Generator().manual_seed(2), **options), shared.t())
 
+
+
+@st.composite
+def scores_to_sample(draw):
+    """A row of float32 logits, some tokens banned (-inf, as --no-unk bans <unk>) but never all, and a top_k."""
+    logits = draw(st.lists(st.floats(-1e4, 1e4, width=32), min_size=2, max_size=12))
+    banned = draw(st.sets(st.integers(0, len(logits) - 1), max_size=len(logits) - 1))
+    return logits, sorted(banned), draw(st.integers(0, len(logits)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(scores_to_sample(), st.floats(min_value=0.0, exclude_min=True, allow_infinity=False), st.integers(0, 2**31))
+def test_sampling_is_safe_at_every_finite_temperature_and_never_picks_a_banned_token(case, temperature, seed):
+    """logits / 1e-40 overflowed to inf, softmax gave NaN and argmax token 0 (`generate --temperature 1e-40
+    --no-unk` said <unk> <unk> <unk>): every finite temperature > 0 now samples an allowed token among the top k,
+    and one so small that the distribution underflows to its best token picks that token, as greedy does."""
+    logits, banned, top_k = case
+    row = torch.tensor([logits]).index_fill(-1, torch.tensor(banned, dtype=torch.long), float("-inf"))  # (1, vocab)
+    token = int(next_token(row, temperature, top_k, torch.Generator().manual_seed(seed))[0])
+    allowed = sorted((value for index, value in enumerate(row[0].tolist()) if index not in banned), reverse=True)
+    assert token not in banned and row[0, token] >= allowed[min(top_k or len(allowed), len(allowed)) - 1]
+    best = allowed[0]
+    below = [value for value in allowed if value < best]
+    if not below or (best - below[0]) / temperature > 1000:  # exp(-1000): no float holds the others' probability
+        assert row[0, token] == best
+    assert int(next_token(row, temperature, top_k, torch.Generator().manual_seed(seed))[0]) == token  # its seed's
+
+
+def test_a_tiny_temperature_continues_as_greedy_and_no_unk_never_says_unk(synthetic_dir, tmp_path, capsys):
+    from ptblm.cli import main
+
+    run = tmp_path / "results" / "unit" / "gru"
+    train_run(tiny_config(num_epochs=1, max_batches=4), synthetic_dir, run, echo=False, environ={})
+    greedy = continue_run(run, "w1 w2", 6, Decoding(no_unk=True)).words
+    assert UNK not in greedy and continue_run(run, "w1 w2", 6, Decoding()).words != greedy  # <unk> is its argmax
+    for temperature in (1e-40, 1e-300, 5e-324):
+        assert continue_run(run, "w1 w2", 6, Decoding(temperature=temperature, no_unk=True)).words == greedy
+    assert main(["generate", "unit/gru", "--results", str(tmp_path / "results"), "--prompt", "w1 w2",
+                 "--temperature", "1e-40", "--no-unk", "--length", "6"]) == 0
+    assert capsys.readouterr().out.strip() == f"[w1 w2] {' '.join(greedy)}"

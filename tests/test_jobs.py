@@ -355,6 +355,13 @@ def test_all_is_every_jobs_file_but_the_examples_and_the_smoke_test():
     assert experiment_names(["3.2", "smoke", "all", "3.2"], JOBS) == ["3.2", "smoke", "3.1", "3.3", "3.4"]
 
 
+def test_an_experiment_named_by_name_and_by_its_file_is_one_experiment(monkeypatch):
+    """`ptblm submit 3.2 jobs/3.2.yaml` would plan and submit 3.2 twice: one jobs file, one experiment."""
+    monkeypatch.chdir(REPO)
+    assert experiment_names(["jobs/3.2.yaml", "3.2", "all", str(JOBS / "3.1.yaml")], JOBS) == \
+        ["jobs/3.2.yaml", "3.1", "3.3", "3.4"]
+
+
 def test_each_setting_carries_its_experiments_description_into_the_pinned_tasks(tmp_path):
     """What a task records in its run folder (config.json "description") for the report's section titles."""
     from ptblm.launch.sbatch import read_pinned_task, write_pinned_tasks

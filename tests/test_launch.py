@@ -441,10 +441,15 @@ def test_status_shows_a_run_whose_job_left_the_queue_as_lost_or_as_sacct_says(tm
     assert states(scheduler={"7_1": queued("tiny")}) == ["lost", "running"]
     assert states(scheduler={}, accounting={"7_0": "CANCELLED", "7_1": "TIMEOUT"}) == ["cancelled", "timeout"]
     assert states(scheduler=None) == ["running", "running"]  # no squeue: the folders as they are
-    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: {"7_1": queued("tiny")},
-                           accounting=lambda ids: None)
-    assert (f"setting 0: job 7_0 is no longer queued or running, but its run folder says running; log: "
-            f"{results}/tiny/logs/7_0_0_log.out") in report
+    report = lambda: status_report(results, tmp_path / "jobs", ["tiny"],  # noqa: E731
+                                   scheduler=lambda: {"7_1": queued("tiny")}, accounting=lambda ids: None)
+    assert (f"setting 0: job 7_0 is no longer queued or running, but its run folder says running; its task wrote no "
+            f"log in {results}/tiny/logs; ") in report()  # a log that is not there is never named
+    log = results / "tiny" / "logs" / "7_0_0_log.out"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("srun: error: node lost\n")
+    assert (f"setting 0: job 7_0 is no longer queued or running, but its run folder says running; log: {log}; "
+            ) in report()
 
 
 def test_status_reads_run_folders_not_the_jobs_file(tmp_path, synthetic_dir):

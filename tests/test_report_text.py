@@ -201,7 +201,7 @@ def test_a_manual_run_never_stands_in_for_the_analysed_models(tmp_path):
 def test_a_missing_analysed_run_is_told_to_train_on_the_corpus_the_others_read(tmp_path):
     """Was: `make submit EXP=3.1`, or `make demo`, for a results tree of WikiText-2 runs: neither trains on it."""
     from ptblm.report.trained import MissingRun, analysed_runs, resolve_run_dir
-    from ptblm.report.wording import article
+    from ptblm.wording import article
 
     gru = write_run(tmp_path, "3.2", [300.0, 200.0], corpus="wikitext-2", model="GRU")
     (gru / rf.BEST_CHECKPOINT).write_bytes(b"weights")

@@ -92,6 +92,19 @@ def test_export_csv_reads_back_with_read_csv(results, tmp_path):
     assert list(pd.read_csv(tmp_path / "runs.csv")["experiment"]) == ["exp2"]
 
 
+def test_an_experiment_named_twice_is_read_once(results, tmp_path):
+    """Was 8 rows for 4 runs: `export smoke smoke` and runs_frame(R, ['smoke', 'smoke']) read each run twice, so
+    seed counts and the sd over seeds were wrong."""
+    once = runs_frame(results, ["exp1", "exp2"])
+    pd.testing.assert_frame_equal(runs_frame(results, ["exp2", "exp1", "exp2", "exp1"]),
+                                  runs_frame(results, ["exp2", "exp1"]))
+    assert len(runs_frame(results, ["exp1", "exp1"])) == 1 and len(once) == 2
+    assert len(epochs_frame(results, ["exp2", "exp2"])) == 3
+    assert main(["export", "exp1", "exp2", "exp1", "--results", str(results), "--out", str(tmp_path)]) == 0
+    assert list(pd.read_csv(tmp_path / "runs.csv")["experiment"]) == ["exp1", "exp2"]
+    assert len(pd.read_csv(tmp_path / "epochs.csv")) == 2 + 3
+
+
 def test_export_course_files_load_as_run_exp_py_says(results, tmp_path):
     args = ["export", "exp1", "exp2", "--format", "course", "--results", str(results), "--out", str(tmp_path)]
     assert main(args) == 0
@@ -222,8 +235,8 @@ def test_export_counts_the_runs_it_exported_and_refuses_when_there_are_none(resu
     assert capsys.readouterr().out.splitlines()[-1] == f"exported 2 runs: wrote 2 files to {tmp_path / 'csv'}"
     shutil.rmtree(copy / "exp1")
     assert main(["export", "--format", "course", "--results", str(copy), "--out", str(tmp_path / "course")]) == 1
-    assert capsys.readouterr().err.strip() == (f"ptblm export: error: none of the 1 runs under {copy} could be "
-                                               f"exported (each is named above); `ptblm status` lists them")
+    assert capsys.readouterr().err.strip() == (f"ptblm export: error: no run under {copy} could be exported (1 run, "
+                                               f"named above); `ptblm status` lists it")
     empty = tmp_path / "empty"
     empty.mkdir()
     for export_format in ("csv", "course"):

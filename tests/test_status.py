@@ -168,9 +168,10 @@ def test_cancelled_lost_and_stopped_runs_name_the_command_that_resumes_them(tmp_
     assert (f"setting 1: cancelled after epoch 0/4; `make submit EXP=tiny SET='num_epochs=4 seed=1,2' ONLY=1 "
             f"CLUSTER=mila RESULTS={results}` (or `.venv/bin/ptblm submit tiny --set num_epochs=4 --set seed=1,2 "
             f"--only 1 --cluster mila --results {results}`) resumes it") in report
-    assert (f"setting 2: job 7_2 is no longer queued or running, but its run folder says pending; log: "
-            f"{results}/tiny/logs/7_2.out; `make sbatch EXP=tiny ONLY=2 RESULTS={results}` (or `.venv/bin/ptblm "
-            f"sbatch tiny --only 2 --results {results}`) resumes it") in report
+    assert (f"setting 2: job 7_2 is no longer queued or running, but its run folder says pending; the task never "
+            f"started (it wrote no log); `make sbatch EXP=tiny ONLY=2 RESULTS={results}` (or `.venv/bin/ptblm "
+            f"sbatch tiny --only 2 --results {results}`) resumes it") in report  # scancel before it started
+    assert "7_2.out" not in report
     assert (f"no process holds its .lock (killed, or its terminal closed); `.venv/bin/ptblm train --model GRU --out "
             f"{manual}` resumes it") in report
     assert report.splitlines()[-1] == "summary tiny: 1 stopped, 1 cancelled, 1 lost, 2 not submitted"
@@ -264,3 +265,50 @@ def test_a_failed_run_without_a_setting_number_is_named_by_its_folder_and_its_er
     with rf.RunFolder(folder).hold() as writer:
         writer.mark_failed("x" * 1000)
     assert rf.read_status(folder).error == "x" * 297 + "..."
+
+
+def test_the_notes_below_a_table_follow_its_rows_by_setting(tmp_path):
+    """Were in folder-name order (setting 1, 2, 0, 3): a reader matches a note to its row by the setting."""
+    jobs, results = tmp_path / "jobs", tmp_path / "results"
+    overrides = parse_overrides(["seed=1,2"])
+    experiment = load_experiment(tiny_jobs(jobs), jobs, overrides)
+    for setting in experiment.settings:
+        folder = submitted(results, setting, f"9_{setting.index}")
+        write_status(folder, rf.RunStatus(rf.CANCELLED, 0, 3, updated_at=NOW, slurm_job_id=f"9_{setting.index}"))
+    by_name = [s.index for s in sorted(experiment.settings, key=lambda s: s.run_name)]
+    assert by_name != sorted(by_name)  # the folders' order is not the settings'
+    report = status_report(results, jobs, ["tiny"], scheduler=lambda: {}, accounting=lambda ids: None,
+                           overrides=overrides, now=NOW)
+    notes = [line.strip() for line in report.splitlines() if line.startswith("  setting ")]
+    assert [note.split(":")[0] for note in notes] == [f"setting {index}" for index in range(4)]
+
+
+def test_a_link_in_place_of_a_folder_is_to_be_replaced_with_the_folder_and_one_of_a_file_with_the_file(tmp_path):
+    """Said "replace it with the file itself" for a linked run folder or tb/ too, both folders."""
+    from conftest import write_run
+
+    results = tmp_path / "results"
+    linked_run, linked_board, linked_log, dangling = (write_run(results, "3.1", [300.0], seed=seed)
+                                                      for seed in (1, 2, 3, 4))
+    moved = linked_run.rename(tmp_path / "moved-run")
+    linked_run.symlink_to(moved)
+    (tmp_path / "boards").mkdir()
+    (linked_board / rf.TB_FOLDER).symlink_to(tmp_path / "boards")
+    (tmp_path / "log.txt").write_text("a log\n")
+    (linked_log / rf.LOG_FILE).symlink_to(tmp_path / "log.txt")
+    (dangling / rf.LOG_FILE).symlink_to(tmp_path / "nowhere.txt")
+    report = status_report(results, tmp_path / "jobs", ["3.1"], scheduler=lambda: None)
+    said = "is a symbolic link (to {}): ptblm never follows links in a run folder; {};"
+    assert said.format(moved, "replace it with the folder itself") in report, report
+    assert said.format(tmp_path / "boards", "replace it with the folder itself") in report
+    assert said.format(tmp_path / "log.txt", "replace it with the file itself") in report
+    assert said.format(tmp_path / "nowhere.txt", "it points to nothing: remove it") in report
+    assert report.count("damaged:") == 4
+
+
+def test_an_experiment_named_twice_has_one_table(tmp_path, experiment):
+    results = tmp_path / "results"
+    submitted(results, experiment.settings[0], "6_0")
+    report = status_report(results, tmp_path / "jobs", ["tiny", "tiny"], scheduler=lambda: None, now=NOW)
+    assert report.count("summary tiny:") == 1 and report == status_report(results, tmp_path / "jobs", ["tiny"],
+                                                                         scheduler=lambda: None, now=NOW)

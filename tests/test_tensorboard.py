@@ -215,6 +215,32 @@ def test_experiments_shown_must_have_results(tmp_path):
         shown_experiments(tmp_path / "empty", [])
 
 
+def test_an_experiment_named_twice_is_shown_once_and_its_converted_runs_are_counted_in_words(tmp_path, monkeypatch):
+    """`ptblm tensorboard smoke smoke` was a FileExistsError traceback from link_view, and one converted run
+    was 'for 1 runs'. TensorBoard itself is replaced here (the slow test below starts a real one)."""
+    import types
+
+    from ptblm import tensorboard_server
+
+    write_run(tmp_path, "3.1", valid=[300.0])
+    write_run(tmp_path, "3.2", valid=[300.0, 200.0])
+    views = []
+
+    def start(logdir: Path, log: Path, **options) -> tensorboard_server.Server:
+        views.append(sorted(path.name for path in logdir.iterdir()))
+        return tensorboard_server.Server(types.SimpleNamespace(poll=lambda: 0), "http://127.0.0.1:6006/", 6006, log)
+
+    monkeypatch.setattr(tensorboard_server, "start_tensorboard", start)
+    said = []
+    serve(tmp_path, ["3.2", "3.1", "3.2"], environ={}, hostname="h", notify=said.append, until=lambda server: None)
+    assert views == [["3.1", "3.2"]] and shown_experiments(tmp_path, ["3.2", "3.1", "3.2"]) == ["3.2", "3.1"]
+    assert said[0] == "wrote TensorBoard events from curves.json for 2 runs made before event files existed"
+    assert said[1].startswith("TensorBoard at http://127.0.0.1:6006/ shows 3.2, 3.1 (under ")
+    write_run(tmp_path, "3.3", valid=[300.0])
+    serve(tmp_path, ["3.3", "3.3"], environ={}, hostname="h", notify=said.append, until=lambda server: None)
+    assert said[3] == "wrote TensorBoard events from curves.json for 1 run made before event files existed"
+
+
 def fetch(url: str, posted: dict | None = None):
     request = urllib.request.Request(url, data=None if posted is None else json.dumps(posted).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -267,7 +293,7 @@ def test_tensorboard_serves_the_curves_of_a_resumed_run_and_of_an_old_one(synthe
             legacy.stop()
 
     serve(results, [], environ={"USER": "alice"}, hostname="login-1.example.org", notify=said.append, until=check)
-    assert said[0] == "wrote TensorBoard events from curves.json for 1 runs made before event files existed"
+    assert said[0] == "wrote TensorBoard events from curves.json for 1 run made before event files existed"
     port = said[-1].split(":127.0.0.1:")[1].split()[0]
     assert said[-1] == (f"from a laptop: ssh -N -L {port}:127.0.0.1:{port} alice@login-1.example.org"
                         f"   then open http://localhost:{port}/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .config import ConfigError, RunConfig
+from .wording import count
 
 
 def pick_device(name: str) -> torch.device:
@@ -19,6 +20,6 @@ def check_cuda_graph(config: RunConfig) -> None:
     device = pick_device(config.device)
     if config.cuda_graph == "on" and device.type != "cuda":
         raise ConfigError(f"cuda_graph = 'on' needs a CUDA device, but this run is on {device} (device "
-                          f"{config.device!r}, torch sees {torch.cuda.device_count()} GPUs); valid here: cuda_graph "
-                          f"auto (graphs on CUDA, eager elsewhere) or off (--cuda_graph, or cuda_graph: in a jobs "
-                          f"file), or run it on a GPU node")
+                          f"{config.device!r}, torch sees {count(torch.cuda.device_count(), 'GPU')}); valid here: "
+                          f"cuda_graph auto (graphs on CUDA, eager elsewhere) or off (--cuda_graph, or cuda_graph: "
+                          f"in a jobs file), or run it on a GPU node")

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import layout
 from . import runfolder as rf
 from .errors import UserError
+from .naming import each_once
 
 
 class UnusableRun(UserError, RuntimeError):
@@ -81,7 +82,8 @@ def evaluate_run(folder: Path, data_dir: Path | None = None, device_name: str = 
 
 
 def run_folders_named(targets: Sequence[str], results_dir: Path) -> list[Path]:
-    """Each target is a run folder (a path, or <exp>/<run> under results) or an experiment (all its runs)."""
+    """Each target is a run folder (a path, or <exp>/<run> under results) or an experiment (all its runs); a
+    folder named twice (`smoke smoke/<run>`) is in the list once."""
     folders: list[Path] = []
     for target in targets:
         for candidate in (Path(target), Path(results_dir) / target):
@@ -96,7 +98,7 @@ def run_folders_named(targets: Sequence[str], results_dir: Path) -> list[Path]:
         else:
             raise UnusableRun(f"{target}: neither a run folder (one with {rf.CONFIG_FILE}) nor an experiment with "
                                f"runs under {results_dir}; valid: a run folder's path, EXP/RUN or EXP, e.g. 3.1")
-    return folders
+    return each_once(folders, key=lambda folder: folder.resolve())
 
 
 def run_folder_named(target: str, results_dir: Path) -> Path:

@@ -25,6 +25,8 @@ from typing import Any
 
 from . import layout
 from .config import MAX_SEED, ConfigError, RunConfig, convert_value, load_yaml, read_yaml_mapping
+from .naming import each_once
+from .wording import count
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
@@ -142,7 +144,7 @@ def jobs_file(experiment: str, jobs_dir: Path) -> Path:
 
 def experiment_names(names: list[str], jobs_dir: Path) -> list[str]:
     """The experiments a command names, `all` expanded to the study's jobs files (sorted; not NOT_IN_ALL);
-    each once, in the order given."""
+    each once, in the order given (`3.1` and `jobs/3.1.yaml` are one: the first spelling is kept)."""
     study = sorted(p.stem for p in Path(jobs_dir).glob("*.yaml")
                    if p.name != DEFAULTS_FILE and p.stem != "smoke" and not p.stem.startswith("example"))
     if ALL in names and not study:
@@ -151,7 +153,14 @@ def experiment_names(names: list[str], jobs_dir: Path) -> list[str]:
         raise ConfigError(f"{ALL}: the experiments folder {jobs_dir} {found}; valid: --jobs naming a folder of "
                           f"jobs files (default jobs/)")
     expanded = [part for name in names for part in (study if name == ALL else [name])]
-    return list(dict.fromkeys(expanded))
+    return each_once(expanded, key=lambda name: named_file(name, jobs_dir))
+
+
+def named_file(experiment: str, jobs_dir: Path) -> Path:
+    """The jobs file `experiment` names (as jobs_file finds it, whether it exists or not), resolved: how two
+    spellings of one experiment are told to be one."""
+    candidate = Path(experiment)
+    return (candidate if candidate.suffix in (".yaml", ".yml") else Path(jobs_dir) / f"{experiment}.yaml").resolve()
 
 
 def _expect_mapping(path: Path, key: str, value: Any) -> dict:
@@ -228,11 +237,11 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
     overrides = overrides or Overrides({})
     seeds = overrides.seeds or seeds
     where = f"{path} with {overrides.describe()}" if overrides.texts else str(path)
-    factors = [(len(entries), "settings"), *((len(v), f"{k} values") for k, v in overrides.values.items()
-                                             if len(v) > 1), *([(len(seeds), "seeds")] if seeds else [])]
-    total = math.prod(count for count, _ in factors)
+    factors = [(len(entries), "setting"), *((len(v), f"{k} value") for k, v in overrides.values.items()
+                                            if len(v) > 1), *([(len(seeds), "seed")] if seeds else [])]
+    total = math.prod(number for number, _ in factors)
     if total > MAX_SETTINGS:
-        raise ConfigError(f"{where}: {' x '.join(f'{count} {what}' for count, what in factors)} = {total} settings; "
+        raise ConfigError(f"{where}: {' x '.join(count(number, what) for number, what in factors)} = {total} settings; "
                           f"valid: at most {MAX_SETTINGS} settings per experiment (split the sweep into several "
                           f"jobs files)")
     axes = overrides.values

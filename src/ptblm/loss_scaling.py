@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .wording import count
+
 INITIAL_SCALE = 2.0**16  # GradScaler's default; the scale then finds its level (halved at each overflow)
 
 
@@ -71,7 +73,7 @@ class LossScaling:
         """The skipped steps since the last report and the current scale, for the log; the count restarts."""
         skipped = int(self.skipped.item())
         self.skipped.zero_()
-        return (f"fp16: {skipped} step{'' if skipped == 1 else 's'} skipped (overflow), "
+        return (f"fp16: {count(skipped, 'step')} skipped (overflow), "
                 f"scale {self.scaler.get_scale():g}")
 
     def state_dict(self) -> dict:

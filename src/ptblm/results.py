@@ -18,6 +18,7 @@ from . import corpora
 from . import runfolder as rf
 from .config import RunConfig
 from .errors import NoRunFolders
+from .naming import each_once
 
 RUN_KEYS = ["experiment", "setting", "run"]  # identify a run in both frames
 RUN_COLUMNS = ["published_corpus", "state", "epochs_done", "final_train_ppl", "final_valid_ppl", "best_train_ppl",
@@ -32,8 +33,8 @@ PPL_COLUMNS = ["train_ppl", "valid_ppl"]
 
 
 def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[rf.RunRecord]:
-    """Every run under results/ (or only those of `experiments`, each of which must have one), in find_runs' order;
-    NoRunFolders when there is none."""
+    """Every run under results/ (or only those of `experiments`, each of which must have one; one named twice is
+    read once), in find_runs' order; NoRunFolders when there is none."""
     if not experiments:
         runs = rf.find_runs(results_dir)
         if not runs:
@@ -42,7 +43,7 @@ def load_runs(results_dir: Path, experiments: list[str] | None = None) -> list[r
                                f"--results at a results folder")
         return runs
     runs = []
-    for name in experiments:
+    for name in each_once(experiments):
         found = rf.find_runs(results_dir, name)
         if not found:
             raise NoRunFolders(f"{Path(results_dir) / name}: no run folders (nothing of experiment {name!r} has "

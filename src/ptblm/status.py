@@ -32,6 +32,7 @@ from .invocation import Locations, resubmit_command
 from .runfolder.remedy import jobs_folder
 from .jobs import Experiment
 from .launch.slurm import QueuedJob, Scheduler, jobs_of_run
+from .naming import each_once
 from .timeleft import clock, run_timing
 
 __all__ = ["FolderView", "Locations", "read_folder", "status_rows", "status_table", "status_report", "summary_line",
@@ -109,15 +110,26 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
             return Shown(f"{view.state} ({queued_as}{waits if queued_as == rf.PENDING else ''})")
         final = (accounting or {}).get(view.job_id, "").lower()
         shown = final if final and final not in ("pending", "running", "requeued") else "lost"
-        log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
         return Shown(shown, f"job {view.job_id} is no longer queued or running, but its run folder says "
-                            f"{view.state}; log: {log}; {resume_hint(view, experiment, where)}")
+                            f"{view.state}; {task_log_note(view, results_dir, experiment)}; "
+                            f"{resume_hint(view, experiment, where)}")
     if view.record.writer_gone:
         epochs = len(view.record.curves.epochs)
         return Shown(rf.STOPPED, f"stopped after epoch {epochs}/{view.num_epochs or '?'}: it says {view.state}, but "
                                  f"no process holds its {rf.LOCK_FILE} (killed, or its terminal closed); "
                                  f"{resume_hint(view, experiment, where)}")
     return Shown(view.state, training=view.state == rf.RUNNING)
+
+
+def task_log_note(view: FolderView, results_dir: Path, experiment: str) -> str:
+    """'log: <its task's log>' when that log exists; a task cancelled (scancel) or refused before it started
+    wrote none, and a path to no file would send the reader looking for it."""
+    log = layout.task_log_path(results_dir, experiment, view.executor or "slurm", view.job_id)
+    if log is not None and log.is_file():
+        return f"log: {log}"
+    if view.state == rf.PENDING:
+        return "the task never started (it wrote no log)"
+    return f"its task wrote no log{f' in {log.parent}' if log is not None else ''}"
 
 
 def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
@@ -155,7 +167,7 @@ def experiment_rows(results_dir: Path, experiment: str, planned: Experiment | No
                     now: float) -> tuple[list[StatusRow], list[str]]:
     """One row per run folder of `experiment`, then the settings of `planned` (its jobs file, when there is
     one) that have no folder yet; and the notes below the table."""
-    rows, notes, seen = [], [], set()
+    rows, notes, seen = [], [], set()  # notes: (the row's sort key, the note)
     planned_index = {s.run_name: s.index for s in planned.settings} if planned else {}  # folders from before
     # submitted.json recorded the setting (and manual runs) have no index of their own
     for folder in rf.experiment_runs(results_dir, experiment):
@@ -168,7 +180,7 @@ def experiment_rows(results_dir: Path, experiment: str, planned: Experiment | No
         shown = scheduler_state(view, scheduler, accounting, results_dir, experiment, where)
         if shown.note:
             label = f"setting {view.index}" if view.index is not None else f"run {folder.name}"  # a manual run
-            notes.append(f"{label}: {shown.note}")
+            notes.append((row_order(view.index, folder.name), f"{label}: {shown.note}"))
         curves = view.record.curves
         last, best = curves.last_epoch(), curves.best_epoch()
         timing = run_timing(view.record, shown.training, now)
@@ -186,9 +198,13 @@ def experiment_rows(results_dir: Path, experiment: str, planned: Experiment | No
             rows.append(StatusRow({"#": setting.index, "run": setting.run_name, "state": NOT_SUBMITTED,
                                    "epoch": f"0/{setting.config.num_epochs}", "last valid ppl": "-",
                                    "best valid ppl": "-", "elapsed": "-", "left": "-", "slurm job": "-"}))
-    rows.sort(key=lambda row: (row.cells["#"] == "-", row.cells["#"] if row.cells["#"] != "-" else 0,
-                               row.cells["run"]))
-    return rows, notes
+    rows.sort(key=lambda row: row_order(None if row.cells["#"] == "-" else row.cells["#"], row.cells["run"]))
+    return rows, [note for _, note in sorted(notes, key=lambda pair: pair[0])]
+
+
+def row_order(index: int | None, run: str) -> tuple:
+    """Rows and the notes below them by setting, then the runs without a setting number (manual ones) by name."""
+    return (index is None, index if index is not None else 0, run)
 
 
 def status_rows(results_dir: Path, experiment: str, planned: Experiment | None = None,
@@ -239,7 +255,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
     from .jobs import load_experiment
     from .launch.slurm import sacct_states, squeue_jobs
 
-    names = names or rf.experiments(results_dir)
+    names = each_once(names or rf.experiments(results_dir))  # one table per experiment, however often named
     if not names:
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
     queued = (scheduler or squeue_jobs)()  # None when squeue does not answer

@@ -35,6 +35,8 @@ from pathlib import Path
 from . import layout
 from . import runfolder as rf
 from .errors import UserError
+from .naming import each_once
+from .wording import count
 from .tensorboard_events import describe, needs_conversion, write_from_curves
 
 URL_LINE = re.compile(r"TensorBoard \S+ at (http://[^\s/]+:(\d+)/)")
@@ -147,19 +149,20 @@ def reachable_name(hostname: str, fqdn: str) -> str:
 
 
 def shown_experiments(results_dir: Path, experiments: Sequence[str]) -> list[str]:
-    """The experiments named (each must have runs), or every one with runs (runfolder.experiments: never
-    report/, bench/ or demo/)."""
+    """The experiments named (each must have runs; each once, as first named), or every one with runs
+    (runfolder.experiments: never report/, bench/ or demo/)."""
     available = rf.experiments(results_dir)
     if not experiments:
         if not available:
             raise TensorBoardError(f"{results_dir}: no experiment has results yet; submit one "
                                    f"(`make submit EXP=...`) or point --results at a results folder")
         return available
-    missing = [name for name in experiments if name not in available]
+    named = each_once(experiments)
+    missing = [name for name in named if name not in available]
     if missing:
         raise TensorBoardError(f"{Path(results_dir) / missing[0]}: no results of experiment {missing[0]!r}; "
                                f"experiments with results: {', '.join(available) or 'none'}")
-    return list(experiments)
+    return named
 
 
 def convert_old_runs(results_dir: Path, experiments: Sequence[str], notify: Callable[[str], None]) -> int:
@@ -194,7 +197,8 @@ def serve(results_dir: Path, experiments: Sequence[str], environ: Mapping[str, s
     names = shown_experiments(results_dir, experiments)
     converted = convert_old_runs(results_dir, names, notify)
     if converted:
-        notify(f"wrote TensorBoard events from curves.json for {converted} runs made before event files existed")
+        notify(f"wrote TensorBoard events from curves.json for {count(converted, 'run')} made before event files "
+               f"existed")
     remove_stale_views(Path(tempfile.gettempdir()))
     with tempfile.TemporaryDirectory(prefix=VIEW_PREFIX) as scratch, held(Path(scratch)):
         view = Path(scratch) / "view"

@@ -21,6 +21,7 @@ from ..provenance import device_description, provenance
 from ..runfolder import atomic_write_json
 from ..step import GRAPH_WARMUP_STEPS, use_matmul_precision
 from ..devices import pick_device
+from ..wording import count
 from .cases import EMB_SIZE, PATHS, SEQ_LEN, SMALL_CASES, BenchCase, on_corpus, paths_for, select_cases, suite_cases
 from .timing import bench_packed, bench_path
 
@@ -55,7 +56,7 @@ def run_bench(cases: list[BenchCase], device: torch.device, out_dir: Path, *,
     is the environment recorded (provenance) and read for the CPU threads of packed runs."""
     use_matmul_precision(precision)  # as training runs
     echo(f"ptblm bench on {device_description(device)}, torch {torch.__version__}, {precision}, "
-         f"median of {repeats} steps after {warmup} warm-up steps")
+         f"median of {count(repeats, 'step')} after {count(warmup, 'warm-up step')}")
     results = []
     for case in cases:
         for path in paths_for(case, device, compiled):

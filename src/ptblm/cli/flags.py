@@ -7,9 +7,18 @@ from pathlib import Path
 
 from ..corpora import CORPORA
 from ..layout import user_path
+from ..naming import each_once
 from .types import count, path_flag, temperature
 
 CORPUS_VARIABLES = " or ".join(f"${entry.env_var}" for entry in CORPORA.values())  # each names its corpus's folder
+
+
+class EachOnce(argparse.Action):
+    """The action of every flag or argument that takes a list (experiments, runs, cases): each named once, in the
+    order first named (naming.each_once), so `ptblm export smoke smoke` reads smoke once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, each_once(values))
 
 
 FOLDER_VARIABLES = {"results": ("PTBLM_RESULTS", "results"), "jobs": ("PTBLM_JOBS", "jobs"),

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from .flags import add_location_flags, add_override_flag
+from ..wording import count
+from .flags import EachOnce, add_location_flags, add_override_flag
 from .types import path_flag, setting_list
 
 DEFAULT_PROFILE = "local"  # a workstation, or the dev cluster (slurm/dev-cluster.sh)
@@ -38,7 +39,7 @@ def failed_settings(outcomes, command: str) -> int:
     if not failures:
         return 0
     ran = sum(task.runs for outcome in outcomes for task in outcome.plan)
-    print(f"ptblm {command}: error: {len(failures)} of {ran} settings failed:", *failures, sep="\n  ",
+    print(f"ptblm {command}: error: {len(failures)} of {count(ran, 'setting')} failed:", *failures, sep="\n  ",
           file=sys.stderr)
     return 1
 
@@ -63,7 +64,8 @@ def launch_flags() -> argparse.ArgumentParser:
     """What `ptblm submit` and `ptblm sbatch` share: the experiments, the profile, the plan's flags, --set and
     --only, and where jobs, results and data are."""
     launch = argparse.ArgumentParser(add_help=False)
-    launch.add_argument("experiments", nargs="+", metavar="experiment", help=EXPERIMENTS_HELP)
+    launch.add_argument("experiments", nargs="+", action=EachOnce, metavar="experiment",
+                        help=EXPERIMENTS_HELP)
     launch.add_argument("--cluster", default=os.environ.get("CLUSTER") or None,
                         help=f"cluster profile slurm/clusters/<name>.yaml (default $CLUSTER, else {DEFAULT_PROFILE}, "
                              f"which a Slurm cluster other than the dev cluster refuses)")
@@ -127,8 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def add_status(commands) -> None:
     status = commands.add_parser("status", help="a table per experiment from the run folders")
-    status.add_argument("experiments", nargs="*", help="experiments, or all (every jobs file but the examples "
-                        "and the smoke test); default: every one with results")
+    status.add_argument("experiments", nargs="*", action=EachOnce, help="experiments, or all (every jobs file but "
+                        "the examples and the smoke test); default: every one with results")
     status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE[,VALUE...]",
                         help="as given to submit: the settings not submitted yet are listed with these overrides")
     add_location_flags(status, "jobs", "results")

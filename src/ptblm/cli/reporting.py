@@ -6,8 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from .flags import add_decoding_flags, add_location_flags, decoding_from_args
+from .flags import EachOnce, add_decoding_flags, add_location_flags, decoding_from_args
 from .types import path_flag, perplexity, seed
+from ..wording import count
 
 EXPORT_DIRS = {"csv": "data", "course": "course"}  # under <results>/report/
 
@@ -25,8 +26,8 @@ def add_report_flags(parser: argparse.ArgumentParser, models: bool = False) -> N
     add_location_flags(parser, "results")
     parser.add_argument("--out", type=path_flag, default=None, help="report folder (default <results>/report)")
     if not models:
-        parser.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/ "
-                            "but manual/, the runs of `ptblm train`)")
+        parser.add_argument("experiments", nargs="*", action=EachOnce, help="only these experiments (default: every "
+                            "one in results/ but manual/, the runs of `ptblm train`)")
     if models:
         parser.add_argument("--data", type=path_flag, default=None, help="data folder to rebuild the vocabulary from "
                             "(default: the run's corpus's variable, e.g. $PTB_DIR, else the folder each run "
@@ -49,7 +50,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     summaries = load_summaries(args.results, args.experiments)
     written = write_tables(summaries, report_dir(args), experiment_descriptions(summaries))
     print(markdown_table(summaries))
-    print(f"\nwrote {len(written)} files to {written[0].parent}")
+    print(f"\nwrote {count(len(written), 'file')} to {written[0].parent}")
     return 0
 
 
@@ -176,18 +177,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         by_run = write_course_exports(runs, out)
         written, exported = [path for files in by_run.values() for path in files], len(by_run)
     if not exported:
-        raise NoRunFolders(f"none of the {len(runs)} runs under {args.results} could be exported (each is named "
-                           f"above); `ptblm status` lists them")
+        raise NoRunFolders(f"no run under {args.results} could be exported ({count(len(runs), 'run')}, named "
+                           f"above); `ptblm status` lists {'it' if len(runs) == 1 else 'them'}")
     left_out = len(runs) - exported
-    print(f"exported {exported} run{'s' if exported != 1 else ''}"
-          f"{f' ({left_out} left out, named above)' if left_out else ''}: wrote {len(written)} files to {out}")
+    print(f"exported {count(exported, 'run')}{f' ({left_out} left out, named above)' if left_out else ''}: wrote "
+          f"{count(len(written), 'file')} to {out}")
     return 0
 
 
 def add_export(commands) -> None:
     export = commands.add_parser("export", help="the run folders as data: runs.csv and epochs.csv (default), or "
                                  "per run the course's learning_curves.npy, best_params.pt, exp_config.txt")
-    export.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
+    export.add_argument("experiments", nargs="*", action=EachOnce,
+                        help="only these experiments (default: every one in results/)")
     export.add_argument("--format", choices=tuple(EXPORT_DIRS), default="csv",
                         help="csv (runs.csv, epochs.csv; default) or course (the scaffold's files per run)")
     export.add_argument("--out", type=path_flag, default=None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..completion import SUGGESTIONS
 from ..config import CHOICES, MODELS, PRECISIONS, RunConfig
 from ..corpora import CORPORA, DEFAULT_CORPUS
-from .flags import CORPUS_VARIABLES, add_override_flag, default_folder_text, default_results_dir
+from .flags import CORPUS_VARIABLES, EachOnce, add_override_flag, default_folder_text, default_results_dir
 from .types import count, decimal_int, finite_float, path_flag, positive, seed
 
 # The scaffold's run_exp.py defaults for the flags a setting must have (the course passes them all).
@@ -169,12 +169,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="time one training step per model and shape: this project's path, "
                                 "its reference loops and PyTorch's built-in (JSON into results/bench)")
-    bench.add_argument("--full", nargs="*", default=None, metavar="EXP",
+    bench.add_argument("--full", nargs="*", action=EachOnce, default=None, metavar="EXP",
                        help="the shapes of these experiments' settings (alone: the course suite's 11 shapes, "
                             "3.1-3.4), each on its setting's corpus; the dry run's cost estimate reads them "
                             "(default: 3 small ones)")
     add_override_flag(bench)
-    bench.add_argument("--only", nargs="+", default=None, metavar="NAME",
+    bench.add_argument("--only", nargs="+", action=EachOnce, default=None, metavar="NAME",
                        help="cases whose name contains NAME, e.g. --full --only gru-h512-l2")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto (CUDA when torch sees it; default), cpu or cuda")

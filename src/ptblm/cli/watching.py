@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .flags import add_decoding_flags, add_location_flags, decoding_from_args
+from .flags import EachOnce, add_decoding_flags, add_location_flags, decoding_from_args
 from .types import path_flag, positive, seed
 
 
@@ -21,7 +21,8 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 def add_tensorboard(commands) -> None:
     tensorboard = commands.add_parser("tensorboard", help="TensorBoard on the runs' event files, on a free port of "
                                       "127.0.0.1, with the ssh -L line that shows it from a laptop")
-    tensorboard.add_argument("experiments", nargs="*", help="only these experiments (default: every one in results/)")
+    tensorboard.add_argument("experiments", nargs="*", action=EachOnce,
+                             help="only these experiments (default: every one in results/)")
     add_location_flags(tensorboard, "results")
     tensorboard.set_defaults(handler=cmd_tensorboard)
 
@@ -49,7 +50,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="test perplexity of the best weights of finished runs, into "
                                    "their curves.json")
-    evaluate.add_argument("runs", nargs="+", metavar="RUN|EXP", help="run folders (a path or EXP/RUN) or experiments")
+    evaluate.add_argument("runs", nargs="+", action=EachOnce, metavar="RUN|EXP",
+                          help="run folders (a path or EXP/RUN) or experiments")
     evaluate.add_argument("--again", action="store_true", help="also the runs that have a test perplexity")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                           help="auto (CUDA when torch sees it; default), cpu or cuda")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..corpora import SPLITS
+from .. import wording
 from .files import DataError
 
 
@@ -22,7 +23,7 @@ def num_batches(num_tokens: int, batch_size: int, num_steps: int) -> int:
     """Batches per epoch, ((len // batch_size) - 1) // num_steps; at least one or an error."""
     count = ((num_tokens // batch_size) - 1) // num_steps
     if count < 1:
-        raise ValueError(f"{num_tokens} tokens cannot fill one batch of batch_size {batch_size} x "
+        raise ValueError(f"{wording.count(num_tokens, 'token')} cannot fill one batch of batch_size {batch_size} x "
                          f"num_steps {num_steps} (needs at least {batch_size * (num_steps + 1)} tokens): "
                          f"decrease batch_size or seq_len, or use more data")
     return count
@@ -47,8 +48,8 @@ def check_batches_fit(token_counts: Mapping[str, int], paths: Mapping[str, Path]
                                if largest_batch >= 1 else []),
                              *([f"seq_len at most {longest_seq} (at batch_size {batch_size})"]
                                if longest_seq >= 1 else [])]) or "more data"
-        raise DataError(f"{where}the {split} split, {paths[split]}, has {tokens} tokens: they cannot fill one "
-                        f"batch of batch_size {batch_size} x seq_len {seq_len} (needs at least "
+        raise DataError(f"{where}the {split} split, {paths[split]}, has {wording.count(tokens, 'token')}: they cannot "
+                        f"fill one batch of batch_size {batch_size} x seq_len {seq_len} (needs at least "
                         f"{batch_size * (seq_len + 1)} tokens); valid: {valid}, or a larger {split} split")
 
 

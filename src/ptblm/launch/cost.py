@@ -21,6 +21,7 @@ from ..clusters import ClusterProfile
 from ..config import RunConfig
 from ..data import num_batches
 from ..jobs import Setting
+from ..wording import count
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def cost_table(costs: list[SettingCost], profile: ClusterProfile, bench_command:
     for cost in costs:
         limit = f"{cost.time_min} min"
         if cost.requeues:
-            limit += f" ({cost.requeues} requeue{'s' if cost.requeues > 1 else ''}" + (
+            limit += f" ({count(cost.requeues, 'requeue')}" + (
                 f", over max_timeouts {profile.max_timeouts})" if cost.requeues > profile.max_timeouts else ")")
         rows.append((cost.setting.index, cost.setting.run_name, cost.gpus, cost.cpus,
                      "-" if cost.mem_gb is None else f"{cost.mem_gb:g} GB", limit,
@@ -159,11 +160,11 @@ def cost_table(costs: list[SettingCost], profile: ClusterProfile, bench_command:
         gpu_hours = sum(cost.seconds * cost.gpus for cost in known) / 3600
         core_hours = sum(cost.seconds * cost.cpus for cost in known) / 3600
         hours = (f"{gpu_hours:.2f} GPU-hours (gpus" if gpu_hours else f"no GPU, {core_hours:.2f} core-hours (cpus")
-        table += (f"\nprojected total for {len(known)} of {len(costs)} settings: {_hours(seconds)}, {hours} x "
+        table += (f"\nprojected total for {len(known)} of {count(len(costs), 'setting')}: {_hours(seconds)}, {hours} x "
                   f"projected time, step time only, each run as if alone; from {', '.join(sources)})")
     if unknown:
         kind = "cuda" if costs[0].gpus else "cpu"
-        table += (f"\nno estimate for {unknown} setting{'s' if unknown > 1 else ''}: no results/bench/*.json of "
+        table += (f"\nno estimate for {count(unknown, 'setting')}: no results/bench/*.json of "
                   f"device kind {kind} timed its shape at its corpus's vocabulary (`{bench_command}` on such a "
                   f"device writes one)")
     return table

@@ -16,6 +16,7 @@ from .. import runfolder as rf
 from ..clusters import ClusterProfile
 from ..container import ContainerSpec, local_python
 from ..stopping import StopSignal, sigint_ignored
+from ..wording import count
 
 OK_STATES = (rf.DONE, rf.DIVERGED, rf.CANCELLED)  # a run that ended as it may: not a failure of the task
 
@@ -30,7 +31,7 @@ def run_local(jobs: list, profile: ClusterProfile, *, logs_dir: Path, spec: Cont
 
     executor = submitit.LocalExecutor(folder=logs_dir, python=local_python(spec) if spec else None)
     executor.update_parameters(timeout_min=profile.local_timeout_min)
-    echo(f"running {len(jobs)} tasks on this machine ({reason}) with submitit's local executor, at most "
+    echo(f"running {count(len(jobs), 'task')} on this machine ({reason}) with submitit's local executor, at most "
          f"{profile.local_parallelism} at once, timeout {profile.local_timeout_min} min each; logs in {logs_dir}")
     pending, running, job_ids, failures = list(jobs), [], [], []
     try:

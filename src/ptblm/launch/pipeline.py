@@ -30,6 +30,7 @@ from ..data import DataError, corpus_fingerprint
 from ..invocation import Locations, status_command
 from ..jobs import Experiment, Setting
 from ..threads import threads_per_run
+from ..wording import count
 from .checks import check_data_for_submission, check_model_sizes
 from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
@@ -207,8 +208,8 @@ def slurm_options(parameters: dict) -> str:
     """The dry run's line of what each task asks Slurm for: the profile's options as both submit paths pass them
     (scheduler_parameters, spelled as sbatch options), how many tasks run at once, and the setup lines."""
     setup = "; ".join(parameters["setup"])
-    return (f"slurm options: {' '.join(sbatch_flags(parameters))}; at most {parameters['array_parallelism']} tasks "
-            f"at once" + (f"; setup: {setup}" if setup else ""))
+    return (f"slurm options: {' '.join(sbatch_flags(parameters))}; at most "
+            f"{count(parameters['array_parallelism'], 'task')} at once" + (f"; setup: {setup}" if setup else ""))
 
 
 def check_profile_choice(profile: ClusterProfile, executor: str, cluster: str | None, chosen: bool) -> str | None:

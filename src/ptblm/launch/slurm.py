@@ -15,6 +15,7 @@ from ..clusters import DEFAULT_MAX_ARRAY_SIZE, ClusterProfile, slurm_mem, split_
 from ..container import ContainerSpec, requeue_lines, submitit_python
 from ..errors import ToolFailed
 from ..runfolder import RunRecord
+from ..wording import count
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -204,7 +205,7 @@ def submit_arrays(jobs: list, parameters: dict, *, logs_dir: Path, max_timeouts:
             accepted(job, handle.job_id, submitted_at)
         array_ids.append(handles[0].job_id.split("_")[0])
         release(array_ids[-1:])
-        echo(f"submitted array job {array_ids[-1]} with {len(handles)} tasks: " + ", ".join(
+        echo(f"submitted array job {array_ids[-1]} with {count(len(handles), 'task')}: " + ", ".join(
             f"settings {'+'.join(str(i) for i in job.setting_indices)} -> {handle.job_id}"
             for job, handle in zip(chunk_jobs, handles)))
     return array_ids

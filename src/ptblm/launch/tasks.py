@@ -24,6 +24,7 @@ from ..run_inputs import run_inputs
 from ..jobs import Setting
 from ..stopping import stop_on_signals
 from ..threads import threads_per_run
+from ..wording import count
 
 
 def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
@@ -143,7 +144,7 @@ class TrainGroup:
         states = [rf.RunFolder(task.run_dir).read().state for task in self.tasks]
         failed = [task.setting.run_name for task, p in zip(self.tasks, processes) if p.exitcode != 0]
         if failed:
-            raise RuntimeError(f"{len(failed)} of {len(self.tasks)} runs failed: {', '.join(failed)} "
+            raise RuntimeError(f"{len(failed)} of {count(len(self.tasks), 'run')} failed: {', '.join(failed)} "
                                f"(see their log.txt)")
         return states
 

@@ -81,22 +81,33 @@ def next_token(logits: Tensor, temperature: float, top_k: int, generator: torch.
     """(batch, vocab) scores -> (batch,) tokens, without a host sync.
 
     temperature 0: the argmax. temperature > 0: a sample from softmax(logits / temperature), over the
-    top_k highest scores only when top_k > 0, drawn with `generator` (on the logits' device).
+    top_k highest scores only when top_k > 0, drawn with `generator` (on the logits' device). A -inf score
+    (a banned token) is never picked; a NaN one (a diverged model) counts as the lowest finite score.
+
+    Numerically safe at every finite temperature: the sample is the Gumbel-max race
+    argmax(logits / T + G), G = -log(Exp(1)), computed as argmax(logits + T * G) when T < 1 (the same argmax,
+    scaled by T > 0), so nothing is divided by a tiny T (logits / 1e-40 overflowed to inf, softmax gave NaN and
+    argmax token 0, <unk> or not). A distribution that underflows to one token is its argmax, as it should be.
     """
-    if temperature < 0 or top_k < 0:
+    if not temperature >= 0 or not top_k >= 0:
         raise ValueError(f"generate: temperature = {temperature!r} and top_k = {top_k!r}; valid: "
                          f"temperature >= 0 (0 = greedy) and top_k >= 0 (0 = the whole vocabulary)")
+    lowest = torch.finfo(logits.dtype).min if logits.is_floating_point() else -math.inf
+    scores = torch.nan_to_num(logits, nan=lowest, posinf=-lowest, neginf=-math.inf)  # (batch, vocab)
     if temperature == 0:
-        return logits.argmax(dim=-1)
-    scaled = logits.float() / temperature
+        return scores.argmax(dim=-1)
     if top_k > 0:
-        kth_best = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]  # (batch, 1)
-        scaled = scaled.masked_fill(scaled < kth_best, float("-inf"))
-    probabilities = torch.softmax(scaled, dim=-1)  # (batch, vocab)
-    # The exponential race: argmax(p / q), q ~ Exp(1), is a sample from p. It is what
-    # torch.multinomial does for one sample, minus the validity checks that sync on older torch.
-    race = torch.empty_like(probabilities).exponential_(generator=generator)
-    return (probabilities / race).argmax(dim=-1)
+        kth_best = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]  # (batch, 1)
+        scores = scores.masked_fill(scores < kth_best, -math.inf)
+    scores = scores.double()  # float32 logits differ by up to 6.8e38: exact in float64
+    shifted = scores - scores.max(dim=-1, keepdim=True).values  # (batch, vocab): <= 0, the best 0, banned -inf
+    # The exponential race: argmax(p / q), q ~ Exp(1), is a sample from p (what torch.multinomial does for one
+    # sample, minus the validity checks that sync on older torch); in logs, argmax(log p + G), G = -log q.
+    # q is drawn in float32 as it always was, so a seed gives the samples it gave before.
+    race = torch.empty(shifted.shape, dtype=torch.float32, device=shifted.device).exponential_(generator=generator)
+    gumbel = -race.double().clamp_min(torch.finfo(torch.float32).tiny).log()  # (batch, vocab), finite: < 88
+    keys = shifted + temperature * gumbel if temperature < 1 else shifted / temperature + gumbel
+    return keys.masked_fill(shifted == -math.inf, -math.inf).argmax(dim=-1)
 
 
 @contextmanager

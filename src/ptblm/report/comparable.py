@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from .. import corpora
 from .. import runfolder as rf
-from . import wording
+from .. import wording
 
 Item = TypeVar("Item")
 FINGERPRINT_DIGITS = 8  # of the fingerprint in a tag: enough to tell a report's corpora apart
@@ -108,9 +108,9 @@ def choose_hint(runs: list[rf.RunRecord]) -> str:
     pure = next(([name for name in group if name not in mixed] for group in groups
                  if any(name not in mixed for name in group)), [])
     if not pure:
-        several = len(mixed) > 1
-        return (f"Experiment{'s' if several else ''} {wording.enumeration(sorted(mixed))} "
-                f"{'mix' if several else 'mixes'} corpora, so no choice of experiments reports one corpus; the "
-                f"tables still rank each corpus apart.")
+        named = wording.enumeration(sorted(mixed))
+        said = f"Experiments {named} mix" if len(mixed) > 1 else f"Experiment {named} mixes"
+        return (f"{said} corpora, so no choice of experiments reports one corpus; the tables still rank each "
+                f"corpus apart.")
     names = " ".join(pure)
     return f"Choose experiments to report one corpus, e.g. `ptblm tables {names}` (make tables EXPS='{names}')."

@@ -13,7 +13,8 @@ from pathlib import Path
 from ..outputs import write_text
 from ..corpora import DEFAULT_CORPUS
 from ..models.registry import ARCHITECTURES
-from . import figures, gradients, latex, samples, tables, wording
+from .. import wording
+from . import figures, gradients, latex, samples, tables
 from . import facts
 from .comparable import corpora_sentence, corpus_title, several_corpora
 from .facts import LATEX_DEFINITIONS, architecture_facts, write_facts

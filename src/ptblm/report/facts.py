@@ -25,7 +25,8 @@ from ..outputs import write_text
 from .. import runfolder as rf
 from ..config import MODELS, ConfigError
 from ..formatting import format_ppl, format_seconds
-from . import latex, wording
+from .. import wording
+from . import latex
 from .comparable import by_corpus, corpus_tag, several_corpora
 from .summary import HYPER_PARAMETERS, RunSummary, differing_keys, published_comparisons
 

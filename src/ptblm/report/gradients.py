@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..outputs import write_text
+from .. import wording
 from ..data import batch_at, batchify, num_batches
 from ..models._recurrent import RecurrentLM
 from . import latex
@@ -155,7 +156,8 @@ DEFINITION = (
 
 def caption(results: list[ModelGradients], hidden: str, seed: int) -> str:
     runs = "; ".join(f"{r.model}: {latex.escape(r.run_label)}, best epoch {r.best_epoch}, minibatch {r.batch_index} "
-                     f"({r.batch_size} sequences of {r.seq_len} tokens)" for r in results)
+                     f"({wording.count(r.batch_size, 'sequence')} of {wording.count(r.seq_len, 'token')})"
+                     for r in results)
     return (f"Vanishing gradients: $\\|g_t\\|_2$ against $t$ for {HIDDEN_CHOICES[hidden]} $h_t$, minibatch drawn "
             f"with seed {seed} (definition in Section~\\ref{{sec:definitions}}). Runs: {runs}.")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import runfolder as rf
 from ..config import MODELS, OPTIMIZERS, exact_number
 from ..errors import NoRunFolders
+from ..naming import each_once
 from .comparable import choose_hint, corpora_sentence, corpus_order, corpus_tag, files_of
 from .selection import only_left_out, left_out_note, reported
 
@@ -176,7 +177,7 @@ def load_summaries(results_dir: Path, experiments: list[str] | None = None, warn
     if not runs and not damaged and found and not experiments:  # all in manual/: runs there are, left out
         raise NoRunFolders(only_left_out(found, results_dir))
     if not runs:
-        wanted = f" of {', '.join(experiments)}" if experiments else ""
+        wanted = f" of {', '.join(each_once(experiments))}" if experiments else ""
         left_out = f" but {damaged} damaged ones (named above)" if damaged else ""
         raise NoRunFolders(f"no run folders{wanted} under {results_dir}{left_out} (expected {results_dir}/"
                            f"<experiment>/<run>/config.json): train something first, e.g. `make submit EXP=smoke`"

@@ -29,7 +29,7 @@ from ..config import RunConfig
 from ..data import Corpus, DataError, corpus_fingerprint, load_corpus
 from ..errors import UserError
 from ..models import ARCHITECTURES, architecture, build_model
-from . import wording
+from .. import wording
 from .comparable import corpus_tag, files_of
 from .selection import reported
 

@@ -115,12 +115,15 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o666) -> int
 
 
 def link_reason(path: Path) -> str:
+    """Why a link is refused, and what to put in its place: the folder or the file it stands for, as its target
+    is (the run folder, tb/: a folder); a link to nothing is removed."""
     try:
         target = os.readlink(path)
     except OSError:
         target = "?"
-    return (f"is a symbolic link (to {target}): ptblm never follows links in a run folder; replace it with the "
-            f"file itself")
+    kind = "folder" if os.path.isdir(path) else "file" if os.path.exists(path) else None
+    remedy = f"replace it with the {kind} itself" if kind else "it points to nothing: remove it"
+    return f"is a symbolic link (to {target}): ptblm never follows links in a run folder; {remedy}"
 
 
 def read_bytes(path: Path, limit: int = MAX_READ_BYTES) -> bytes:

@@ -1,4 +1,5 @@
-"""Counts and lists of rows in words, singular or plural as the number asks ('1 run folder', 'rows 3 and 12')."""
+"""Counts and lists in words, singular or plural as the number asks ('1 run folder', 'rows 3 and 12'): every
+message that counts something says it through `count`, never with a plural written after the number."""
 from __future__ import annotations
 
 
