@@ -106,4 +106,4 @@ def test_the_bench_command_a_dry_run_names_times_exactly_the_settings_it_could_n
     code, output = cli(*command.split(), "--steps", "1", "--warmup", "0", "--device", "cpu")
     assert code == 0 and "lstm-h16-l1-bs4-wikitext-2 default" in output, output
     code, output = cli(*dry_run)
-    assert code == 0 and "no estimate" not in output and "projected total for 1 of 1 settings" in output, output
+    assert code == 0 and "no estimate" not in output and "projected total for 1 of 1 setting:" in output, output
