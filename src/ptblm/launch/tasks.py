@@ -24,6 +24,7 @@ from ..run_inputs import run_inputs
 from ..jobs import Setting
 from ..stopping import stop_on_signals
 from ..threads import threads_per_run
+from .setup import check_setup
 
 
 def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
@@ -82,6 +83,7 @@ class TrainTask:
         stop_when_gone(self.watch_pid, stop)
         with stop_on_signals(stop):  # in place of submitit's SIGTERM handler, which only logs "Bypassing"
             try:
+                check_setup(environ)  # the profile's setup lines failed in this job: stop before training
                 import torch
 
                 from ..train import train_run
