@@ -173,7 +173,8 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
 
 
 def sbatch_reads(option: str) -> list[str]:
-    """The sbatch long options that sbatch may read `--option` as (the keys of sbatch_extra are passed so): the
+    """The sbatch long options that sbatch may read `option` as, passed as a long option (as the keys of
+    sbatch_extra are): the
     option of that very name (`job_name` is --job-name too), else each option it begins (one: sbatch takes the
     abbreviation; several: sbatch refuses it as ambiguous). [] for an option sbatch's table lacks (a plugin's, or
     a later Slurm's: left to sbatch)."""
