@@ -532,9 +532,10 @@ def test_a_run_folder_that_cannot_be_locked_is_one_line_whose_hint_fits_the_comm
 
 # Other programs' flags that ptblm's own text spells (sbatch, apptainer/podman, git, TensorBoard).
 OTHER_PROGRAMS_FLAGS = {"--always", "--array", "--bind", "--cgroup-manager", "--dirty", "--entrypoint", "--env",
-                        "--exclusive", "--export", "--from", "--gpus-per-node", "--hold", "--host", "--job-name",
-                        "--load_fast", "--logdir", "--mem", "--network", "--nv", "--output", "--partition", "--port",
-                        "--requeue", "--rm", "--runtime", "--tags", "--time", "--ulimit", "--volume", "--workdir"}
+                        "--cpus-per-task", "--exclusive", "--export", "--from", "--gpus-per-node", "--hold", "--host",
+                        "--job-name", "--load_fast", "--logdir", "--mem", "--network", "--nv", "--output",
+                        "--partition", "--port", "--requeue", "--rm", "--runtime", "--tags", "--time", "--ulimit",
+                        "--volume", "--workdir"}
 
 
 def test_every_flag_a_message_or_hint_names_is_a_flag_of_ptblm_or_of_the_program_it_names():

@@ -17,8 +17,8 @@ SHIPPED = sorted(path.stem for path in CLUSTERS.glob("*.yaml"))
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_profiles_load_and_load_apptainer_only_with_a_container(name):
-    """The sbatch path runs setup lines under `set -euo pipefail`: a `module load apptainer` on a cluster
-    without that module kills every job, and is only needed when tasks run inside the image."""
+    """A setup line that fails stops the task before training (launch.setup): a `module load apptainer` on a
+    cluster without that module fails every task, and is only needed when tasks run inside the image."""
     profile = load_profile(name, CLUSTERS)
     loads_apptainer = any(re.search(r"\bmodule\s+load\s+(apptainer|singularity)\b", line) for line in profile.setup)
     assert not loads_apptainer or profile.container, f"{name}.yaml loads apptainer without container:"

@@ -1,4 +1,6 @@
 """Experiments as data, cluster profiles, the submit plan and the status table (no scheduler needed)."""
+import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -169,6 +171,20 @@ def test_an_experiment_name_that_would_leave_results_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"experiment name '..' \(the file's name\) is invalid; valid: letters, "
                                           r"digits, '.', '_' and '-', starting with a letter or digit"):
         load_experiment("..", tmp_path)
+
+
+def test_a_jobs_file_named_all_is_refused_since_all_names_every_experiment(tmp_path):
+    """`all` expands to every jobs file: a file all.yaml would be submitted under a name no command can pick alone."""
+    body = f"settings: [{json.dumps(tiny_config().to_dict())}]\n"
+    (tmp_path / "all.yaml").write_text(body)
+    (tmp_path / "mine.yaml").write_text(body)
+    for named in (["all"], [str(tmp_path / "all.yaml")]):
+        experiments = experiment_names(named, tmp_path)
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path / 'all.yaml'))}: experiment name 'all' "
+                                              r"\(the file's name\) is the word that names every experiment at once"):
+            for name in experiments:
+                load_experiment(name, tmp_path)
+    assert load_experiment("mine", tmp_path).name == "mine"
 
 
 def test_a_profile_with_a_key_written_twice_is_refused(tmp_path):

@@ -93,7 +93,7 @@ def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job
     submit_sbatch(experiment, ClusterProfile(name="t"), results_dir=results, data_dir=synthetic_dir,
                   script=Path("slurm/array.sbatch"), force=True, runner=runner, echo=lambda line: None)
     (sbatch, _, at_sbatch), (release, _, at_release) = runner.calls
-    assert sbatch[:2] == ["sbatch", "--hold"] and release == ["scontrol", "release", "41"]
+    assert sbatch[0] == "sbatch" and "--hold" in sbatch and release == ["scontrol", "release", "41"]
     assert all(rf.LAST_CHECKPOINT in files for files in at_sbatch.values())  # intact while sbatch could fail
     # emptied before the release (the trainers' lock file stays: a lock is never deleted under its holder)
     assert all(files == [rf.LOCK_FILE, rf.SUBMISSION_FILE] for files in at_release.values())
@@ -113,11 +113,16 @@ def test_a_forced_sbatch_empties_folders_after_slurm_accepted_and_before_the_job
     ('sbatch_extra: {constraint: "a100\\nhostname"}', "sbatch_extra.constraint = 'a100\\nhostname' is invalid"),
     ('sbatch_extra: {"bad option": 1}', "sbatch_extra key 'bad option' is invalid"),
     ("sbatch_extra: [exclusive]", "sbatch_extra = ['exclusive'] is invalid; valid: a mapping"),
-    ("sbatch_extra: {constraint: a100, array: 0-3}", "sbatch_extra key 'array' is sbatch's --array (sbatch takes "
-     "abbreviations and one-letter forms), which ptblm manages (set array_parallelism instead); valid: other sbatch "
-     "options, e.g. constraint"),
-    ("sbatch_extra: {job_name: x}", "sbatch_extra key 'job_name' is sbatch's --job-name (sbatch takes abbreviations "
-     "and one-letter forms), which ptblm manages; valid: other"),
+    ("sbatch_extra: {constraint: a100, array: 0-3}", "sbatch_extra key 'array' is invalid: it is sbatch's --array, "
+     "which ptblm sets itself; set array_parallelism instead; valid: other sbatch long options, spelled out, e.g. "
+     "constraint"),
+    ("sbatch_extra: {job_name: x}", "sbatch_extra key 'job_name' is invalid: sbatch reads it as --job-name, which "
+     "ptblm sets itself; valid: other"),
+    ("sbatch_extra: {m: block}", "sbatch_extra key 'm' is invalid: sbatch reads it as --m, which begins several of "
+     "its options (--mail-type, --mail-user, --mcs-label, --mem, --mem-bind, --mem-per-cpu, --mem-per-gpu, "
+     "--mincpus) and which it refuses as ambiguous; valid: other sbatch long options, spelled out"),
+    ("sbatch_extra: {mem-per-cpu: 2G}", "sbatch_extra key 'mem-per-cpu' is invalid: it is sbatch's --mem-per-cpu, "
+     "which sbatch refuses beside the --mem that ptblm sets; set mem_gb instead; valid: other"),
 ])
 def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path, line, message):
     (tmp_path / "c.yaml").write_text(line + "\n")
@@ -127,21 +132,32 @@ def test_bad_profile_values_are_one_line_naming_the_file_key_and_value(tmp_path,
         "\\n", "")
 
 
-# what sbatch reads each key as (checked against sbatch itself in test_slurm.py): abbreviations and one-letter forms
-@pytest.mark.parametrize("key, managed", [
-    ("arr", "--array"), ("out", "--output"), ("chd", "--chdir"), ("exp", "--export"), ("partitio", "--partition"),
-    ("o", "--output"), ("p", "--partition"), ("t", "--time"), ("j", "--job-name"), ("gpus", "--gpus"),
-    ("cpus_per", "--cpus-per-task"), ("no_req", "--no-requeue"), ("mem", "--mem"), ("ti", "--time"),
+# what sbatch reads each key as (checked against sbatch itself in test_slurm.py): ptblm passes a key as --KEY, which
+# sbatch takes as that option, or as the one option it begins; a key that begins several, sbatch refuses
+@pytest.mark.parametrize("key, refused", [
+    ("arr", "--array"), ("out", "--output"), ("chd", "--chdir"), ("export", "--export"), ("partitio", "--partition"),
+    ("j", "--job-name"), ("gpus", "--gpus"), ("no_req", "--no-requeue"), ("mem", "--mem"), ("time", "--time"),
+    ("mem_per_cpu", "--mem-per-cpu"), ("mem-per-gpu", "--mem-per-gpu"), ("gpus-per-task", "--gpus-per-task"),
+    ("cpus-per-gpu", "--cpus-per-gpu"), ("wait", "--wait"), ("clusters", "--clusters"), ("cluster", "--cluster"),
+    ("ntasks-per-gpu", "--ntasks-per-gpu"), ("tasks-per", "--tasks-per-node"), ("vers", "--version"),
+    ("o", "ambiguous"), ("p", "ambiguous"), ("t", "ambiguous"), ("m", "ambiguous"), ("cpus_per", "ambiguous"),
+    ("con", "ambiguous"), ("mem-per", "ambiguous"), ("wa", "ambiguous"), ("exp", "ambiguous"), ("ti", "ambiguous"),
 ])
-def test_sbatch_extra_refuses_every_spelling_sbatch_reads_as_a_managed_option(tmp_path, key, managed):
+def test_sbatch_extra_refuses_every_spelling_sbatch_reads_as_an_option_ptblm_sets_or_that_breaks_it(tmp_path, key,
+                                                                                                    refused):
     (tmp_path / "c.yaml").write_text(f"sbatch_extra: {{{key}: x}}\n")
     with pytest.raises(ConfigError) as error:
         load_profile("c", tmp_path)
-    assert str(error.value).startswith(f"{tmp_path / 'c.yaml'}: sbatch_extra key {key!r} is sbatch's ")
-    assert managed in str(error.value).split(" (sbatch takes")[0] and "which ptblm manages" in str(error.value)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'c.yaml'}: sbatch_extra key {key!r} is invalid: ")
+    if refused == "ambiguous":
+        assert f"sbatch reads it as --{key.replace('_', '-')}, which begins several" in message
+    else:
+        assert f" {refused}, which" in message or f" {refused}, with which" in message
 
 
-@pytest.mark.parametrize("key", ["constraint", "exclusive", "mail_type", "mem_per_cpu", "con", "time_min", "tmp"])
+@pytest.mark.parametrize("key", ["constraint", "exclusive", "mail_type", "mem-bind", "distribution", "time_min", "tmp",
+                                 "contig", "container-image"])
 def test_sbatch_extra_takes_options_ptblm_does_not_manage(tmp_path, key):
     (tmp_path / "c.yaml").write_text(f"sbatch_extra: {{{key}: x}}\n")
     assert load_profile("c", tmp_path).sbatch_extra == {key: "x"}
@@ -156,7 +172,7 @@ def test_both_paths_spell_a_profile_the_same_way_booleans_as_bare_flags(tmp_path
     (tmp_path / "c.yaml").write_text("partition: main\nmem_gb: 1.5\nsbatch_extra: {exclusive: true, "
                                      "overcommit: false, constraint: a100}\n")
     parameters = scheduler_parameters(load_profile("c", tmp_path), "ptblm-x")
-    assert parameters["additional_parameters"] == {"exclusive": True, "constraint": "a100"}
+    assert parameters["additional_parameters"] == {"hold": True, "exclusive": True, "constraint": "a100"}
     flags = sbatch_flags(parameters)
     assert "--exclusive" in flags and "--constraint=a100" in flags and "--mem=1536MB" in flags
     assert not any("True" in flag or "overcommit" in flag for flag in flags)
@@ -532,7 +548,7 @@ def fake_cluster(name: str, calls: list):
 def test_the_dry_run_shows_what_each_task_asks_slurm_for_on_both_paths(tmp_path, synthetic_dir, monkeypatch, submit):
     """What a student choosing a profile wants to see: the options scheduler_parameters makes of it, spelled as
     sbatch options, the same line on the submitit path and the sbatch path."""
-    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name, path=None: f"/usr/bin/{name}")
     experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
     profile = ClusterProfile(name="mine", partition="long", account="rrg-x", gpus_per_node=1, cpus_per_task=4,
                              mem_gb=16, time_min=90, array_parallelism=8, setup=("module load apptainer",),
@@ -542,7 +558,8 @@ def test_the_dry_run_shows_what_each_task_asks_slurm_for_on_both_paths(tmp_path,
     submit(experiment, profile, results_dir=tmp_path / "results", data_dir=synthetic_dir, dry_run=True,
            runner=fake_cluster("mila", []), echo=lines.append, **where)
     assert ("slurm options: --job-name=ptblm-tiny --time=90 --cpus-per-task=4 --partition=long --account=rrg-x "
-            "--gpus-per-node=1 --mem=16384MB --mail-type=END --exclusive; at most 8 tasks at once; setup: module "
+            "--gpus-per-node=1 --mem=16384MB --hold --mail-type=END --exclusive; at most 8 tasks at once; setup: "
+            "module "
             "load apptainer") in lines
     assert lines[-1] == "dry run: nothing submitted"
 
@@ -551,7 +568,7 @@ def test_the_dry_run_shows_what_each_task_asks_slurm_for_on_both_paths(tmp_path,
                                                       ("ptblm-dev", False, False)])
 def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path, synthetic_dir, monkeypatch,
                                                                         cluster, chosen, refused):
-    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name, path=None: f"/usr/bin/{name}")
     experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs")
     profile = load_profile("local", REPO / "slurm" / "clusters")
     calls, lines = [], []

@@ -38,8 +38,8 @@ def test_status_and_the_plan_say_the_remedy_and_it_reruns_that_setting_alone(cop
     other = copy.folder("3.1", 1)
     finished = (other / rf.CURVES_FILE).read_bytes()
     where = ["--jobs", copy.jobs, "--results", copy.results]
-    remedy = (f" submit 3.1 --only 0 --force --results {copy.results} --jobs {copy.jobs}` reruns only this "
-              f"run from scratch")
+    remedy = (f" submit 3.1 --executor local --only 0 --force --results {copy.results} --jobs {copy.jobs}` reruns "
+              f"only this run from scratch")
     code, output = cli("status", "3.1", *where)
     assert f"setting 0: damaged: {copy.target / rf.STATUS_FILE}: " in output and remedy in output, output
     where = [*where, "--data", copy.data]
@@ -99,7 +99,8 @@ def test_generate_on_a_damaged_run_names_the_command_that_reruns_it(copy):
     (copy.target / rf.BEST_CHECKPOINT).write_bytes(b"")
     code, output = cli("generate", copy.target, "--prompt", "the", "--data", copy.data)
     assert code == 1 and "rerun with --force" not in output, output
-    assert f"(or `ptblm submit 3.1 --only 0 --force --results {copy.results}`) reruns only this run" in output, output
+    assert (f"(or `ptblm submit 3.1 --executor local --only 0 --force --results {copy.results}`) reruns only this "
+            f"run") in output, output  # the tree's runs were submitted --executor local
 
 
 def test_tables_with_only_manual_runs_says_so_and_how_to_include_them(copy, tmp_path):
@@ -129,13 +130,14 @@ def test_a_run_submitted_from_another_jobs_folder_is_told_that_folder_by_every_r
     last = rf.read_status(copy.folder("3.2", 1))
     write_status(copy.folder("3.2", 1), rf.RunStatus(rf.CANCELLED, 1, last.num_epochs, updated_at=last.updated_at))
     named = f"--results {copy.results} --jobs {copy.jobs}`"
+    rerun = f"submit 3.2 --executor local --only 0 --force {named} reruns only this run from scratch"
     code, output = cli("tables", "3.2", "--results", copy.results, "--out", tmp_path / "report")
-    assert code == 0 and f"submit 3.2 --only 0 --force {named} reruns only this run from scratch" in output, output
+    assert code == 0 and rerun in output, output
     code, output = cli("status", "3.2", "--results", copy.results)
-    assert code == 0 and f"submit 3.2 --only 0 --force {named} reruns only this run from scratch" in output, output
-    assert f"submit 3.2 --only 1 {named} resumes it" in output, output
+    assert code == 0 and rerun in output, output
+    assert f"submit 3.2 --executor local --only 1 {named} resumes it" in output, output
     code, output = cli("status", "3.2", "--results", copy.results, "--jobs", copy.jobs)  # as named now
-    assert f"submit 3.2 --only 1 {named} resumes it" in output, output
+    assert f"submit 3.2 --executor local --only 1 {named} resumes it" in output, output
 
 
 def test_the_status_command_suggested_names_the_folders_that_are_not_the_default():

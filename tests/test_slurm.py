@@ -145,32 +145,38 @@ def test_sbatch_path_runs_one_task_with_the_same_layout(tmp_path, synthetic_dir)
 
 def test_a_job_id_held_by_another_job_is_not_the_runs_and_a_pending_one_says_why(tmp_path, synthetic_dir):
     """Job ids are reused (a dev-cluster restart, another experiment's `10_3`): held jobs stand in, one queued
-    under the run's name (pending: status says squeue's reason, the plan leaves it), one of another name
-    holding the id the other folder recorded (status: lost; the plan submits it again)."""
+    under the run's name writing to its results folder's logs (pending: status says squeue's reason, the plan
+    leaves it), one of another name, and one of the run's name whose output goes to another results folder (the
+    same experiment submitted elsewhere, or `sbatch -J ptblm-tiny` by hand), each holding the id another folder
+    recorded (status: lost; the plan submits them again)."""
     jobs_dir, results = tmp_path / "jobs", tmp_path / "results"
-    name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10))
+    name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10, 12))
     experiment = load_experiment(name, jobs_dir)
 
-    def held_job(job_name: str) -> str:
-        return subprocess.run(["sbatch", "--hold", "--parsable", f"--job-name={job_name}", "--output=/dev/null",
+    def held_job(job_name: str, output: Path) -> str:
+        return subprocess.run(["sbatch", "--hold", "--parsable", f"--job-name={job_name}", f"--output={output}",
                                "--wrap", "sleep 300"], capture_output=True, text=True, check=True).stdout.strip()
 
-    ours, theirs = held_job(f"ptblm-{name}"), held_job("someone-elses-sweep")
+    ours = held_job(f"ptblm-{name}", results / name / "logs" / "%A_%a_0_log.out")
+    theirs = held_job("someone-elses-sweep", results / name / "logs" / "%j.out")
+    elsewhere = held_job(f"ptblm-{name}", tmp_path / "other-results" / name / "logs" / "%j.out")
     try:
-        for setting, job in zip(experiment.settings, (ours, theirs)):
+        for setting, job in zip(experiment.settings, (ours, theirs, elsewhere)):
             rf.write_submission(setting.run_dir(results), rf.Submission(
                 job, "slurm", time.time(), setting.index, setting.config.to_dict(), job_name=f"ptblm-{name}"))
         locations = ["--jobs", str(jobs_dir), "--results", str(results)]
         table = ptblm("status", name, *locations).stdout
-        rows = [line.split() for line in table.splitlines() if line.split()[:1] in (["0"], ["1"])]
-        assert [(row[0], row[2], row[3]) for row in rows] == [("0", "pending", "(JobHeldUser)"), ("1", "lost", "0/2")]
+        rows = [line.split() for line in table.splitlines() if line.split()[:1] in (["0"], ["1"], ["2"])]
+        assert [(row[0], row[2], row[3]) for row in rows] == [("0", "pending", "(JobHeldUser)"), ("1", "lost", "0/2"),
+                                                              ("2", "lost", "0/2")], table
         assert f"setting 1: job {theirs} is no longer queued or running" in table
-        assert table.splitlines()[-1] == f"summary {name}: 1 pending, 1 lost"
+        assert f"setting 2: job {elsewhere} is no longer queued or running" in table
+        assert table.splitlines()[-1] == f"summary {name}: 1 pending, 2 lost"
         plan = ptblm("submit", name, *locations, "--data", str(synthetic_dir), "--dry-run").stdout
         assert f"skip: Slurm job {ours} still queued or running" in plan
-        assert "submit: submitted before, never started" in plan
+        assert plan.count("submit: submitted before, never started") == 2, plan
     finally:
-        subprocess.run(["scancel", ours, theirs], check=False)
+        subprocess.run(["scancel", ours, theirs, elsewhere], check=False)
 
 
 def test_array_sbatch_by_hand_needs_only_the_pinned_file(tmp_path, synthetic_dir):
@@ -290,6 +296,42 @@ def test_jobs_really_go_through_the_container_wrapper(tmp_path, synthetic_dir, c
     assert rf.read_status(setting.run_dir(results)).state == rf.DONE
 
 
+@pytest.mark.parametrize("container", [False, True])
+@pytest.mark.parametrize("command", ["submit", "sbatch"])
+def test_a_failing_setup_line_stops_the_task_before_training_and_status_shows_it(tmp_path, synthetic_dir, command,
+                                                                                 container):
+    """Both paths run the profile's setup lines alike: the task stops before training and its run folder records
+    `failed` with the command and its output. With a container, the failed line is the one that would have made
+    the runtime available (here it removes the stand-in first): the host's Python records the failure."""
+    jobs_dir, results, clusters = tmp_path / "jobs", tmp_path / "results", tmp_path / "clusters"
+    name = write_tiny_jobs(jobs_dir)
+    clusters.mkdir()
+    runtime, image, log = tmp_path / "apptainer", tmp_path / "ptblm.sif", tmp_path / "apptainer.log"
+    setup = ["module load nosuchmodule"]
+    profile = "partition: debug\ncpus_per_task: 1\nmem_gb: 1\ntime_min: 10\n"
+    env = {}
+    if container:
+        shutil.copy(FAKE_APPTAINER, runtime)
+        image.write_text("not a real image\n")
+        setup.insert(0, f"rm {runtime}")
+        profile += f"container: {image}\n"
+        env = {"PTBLM_CONTAINER_RUNTIME": str(runtime), "FAKE_APPTAINER_LOG": str(log)}
+    (clusters / "rvc.yaml").write_text(profile + f"setup: {json.dumps(setup)}\n")
+    locations = ["--jobs", str(jobs_dir), "--results", str(results)]
+    job = submitted_job(ptblm(command, name, "--cluster", "rvc", "--clusters", str(clusters), *locations, "--data",
+                              str(synthetic_dir), env=env).stdout)
+    wait_for_job(job)
+    run_dir = load_experiment(name, jobs_dir).settings[0].run_dir(results)
+    status = rf.read_status(run_dir)
+    assert status.state == rf.FAILED and status.epochs_done == 0, status
+    assert status.error.startswith("SetupFailed: the setup line `module load nosuchmodule` of cluster profile rvc "
+                                   "failed (exit 127): ") and "module: command not found" in status.error, status.error
+    assert not rf.read_curves(run_dir).epochs and not log.exists()
+    table = ptblm("status", name, *locations).stdout
+    assert re.search(r"\n +0 +\S+ +failed ", table), table
+    assert "the setup line `module load nosuchmodule` of cluster profile rvc failed (exit 127)" in table, table
+
+
 def test_experiment_larger_than_max_array_size_is_split_into_arrays(tmp_path, synthetic_dir):
     jobs_dir, results, clusters = tmp_path / "jobs", tmp_path / "results", tmp_path / "clusters"
     name = write_tiny_jobs(jobs_dir, hidden_sizes=(8, 10, 12))
@@ -354,6 +396,8 @@ def test_forced_submission_with_a_partition_typo_changes_no_folder(tmp_path, syn
     assert result.returncode == 1 and "invalid partition" in result.stderr.lower(), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert contents() == before
+    left = sorted(path.name for path in (results / name / "logs").iterdir())  # no script or pickle of no job
+    assert not [n for n in left if n.startswith((".submission_file_", "pinned-")) or n.endswith(".pkl")], left
     assert rf.read_status(setting.run_dir(results)).state == rf.DONE
     assert "submitted array job" not in result.stdout
 
@@ -388,21 +432,38 @@ def test_two_experiments_with_set_are_two_arrays_and_status_shows_both(tmp_path,
     assert table.startswith("other: tiny") and "\n\ntiny: tiny" in table and table.count(" done ") == 2
 
 
-def test_sbatch_extra_refuses_each_key_sbatch_itself_reads_as_a_managed_option():
-    """sbatch takes any unambiguous prefix of a long option (exact names first): every key that sbatch resolves
-    to a managed option is refused, and no option sbatch lists is refused unless it is one."""
-    from ptblm.clusters import MANAGED_SBATCH_OPTIONS, managed_options
+def sbatch_option_table() -> set[str]:
+    """The installed sbatch's long options, from its own parser: `--X` for each letter X names every option that
+    begins with X as ambiguous, or is the one that does (its --help leaves some out)."""
+    options = set()
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        said = subprocess.run(["sbatch", "--test-only", f"--{letter}", "--wrap=true"], capture_output=True,
+                              text=True).stderr
+        if "is ambiguous; possibilities:" in said:
+            options |= set(re.findall(r"'--([a-z-]+)'", said.split("possibilities:")[1]))
+        elif "unrecognized option" not in said:  # one option begins with the letter: its name from --help
+            help_text = subprocess.run(["sbatch", "--help"], capture_output=True, text=True).stdout
+            named = set(re.findall(rf"--({letter}[a-z-]*)", help_text + said))
+            assert len(named) == 1, (letter, said, named)
+            options |= named
+    return options
 
-    options = sorted(set(re.findall(r"--([a-z][a-z-]*)", subprocess.run(["sbatch", "--help"], capture_output=True,
-                                                                          text=True).stdout)))
-    assert "partition" in options and "array" in options
-    for option in options:
-        for end in range(1, len(option) + 1):
-            key = option[:end]
-            resolved = [key] if key in options else [name for name in options if name.startswith(key)]
-            if len(resolved) == 1 and resolved[0] in MANAGED_SBATCH_OPTIONS:
-                assert managed_options(key), key
-        assert bool(managed_options(option)) == (option in MANAGED_SBATCH_OPTIONS), option
-    for key in ("arr=0-1", "out=/tmp/x", "chd=/", "partitio=debug"):  # sbatch itself takes these abbreviations
-        result = subprocess.run(["sbatch", "--test-only", f"--{key}", "--wrap=true"], capture_output=True, text=True)
-        assert result.returncode == 0 and managed_options(key.split("=")[0]), (key, result.stderr)
+
+def test_ptblms_table_of_sbatch_options_is_the_installed_sbatchs_and_sbatch_reads_keys_as_ptblm_says():
+    """sbatch_extra is checked against SBATCH_LONG_OPTIONS: that table is the real one, and for each key sbatch
+    refuses as ambiguous, or reads as an option ptblm refuses, the profile is refused too."""
+    from ptblm.clusters import REFUSED_SBATCH_OPTIONS, SBATCH_LONG_OPTIONS, refused_option
+
+    assert sbatch_option_table() == set(SBATCH_LONG_OPTIONS)
+    assert set(REFUSED_SBATCH_OPTIONS) - {"tres-per-task"} <= set(SBATCH_LONG_OPTIONS)
+    for key in ("m", "p", "me", "mem-per", "wa", "exp", "arr", "partitio", "mem", "mem_per_cpu", "distribution",
+                "constraint", "mail_type", "j", "contig"):
+        result = subprocess.run(["sbatch", "--test-only", f"--{key.replace('_', '-')}=1", "--wrap=true"],
+                                capture_output=True, text=True)
+        ambiguous = "is ambiguous" in result.stderr
+        why = refused_option(key)
+        assert ambiguous == (why is not None and "ambiguous" in why), (key, result.stderr, why)
+    for key in ("mem-per-cpu", "cpus-per-gpu", "mem-per-gpu"):  # beside ptblm's own --mem and --cpus-per-task
+        result = subprocess.run(["sbatch", "--test-only", "--mem=1G", "--cpus-per-task=1", f"--{key}=1",
+                                 "--wrap=true"], capture_output=True, text=True)
+        assert refused_option(key) and result.returncode != 0, (key, result.stderr)

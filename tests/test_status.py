@@ -185,11 +185,12 @@ def test_squeue_is_polled_once_for_state_reason_name_and_this_users_jobs_only(mo
 
     def fake_squeue(argv, **kwargs):
         calls.append(argv)
-        return subprocess.CompletedProcess(argv, 0, "12_3|PENDING|Resources|me|ptblm-3.1\n"
-                                                    "13|RUNNING|None|me|ptblm-a|b\n14|RUNNING|None|you|ptblm-3.1\n", "")
+        rows = [("12_3", "PENDING", "Resources", "me", "/r|s/3.1/logs/%A_%a.out", "ptblm-3.1"),
+                ("13", "RUNNING", "None", "me", "", "ptblm-a|b"), ("14", "RUNNING", "None", "you", "/x", "ptblm-3.1")]
+        return subprocess.CompletedProcess(argv, 0, "".join("\x1f".join(row) + "\n" for row in rows), "")
 
-    jobs = squeue_jobs(fake_squeue, user="me")
-    assert jobs == {"12_3": QueuedJob("PENDING", "Resources", "ptblm-3.1", "me"),
+    jobs = squeue_jobs(fake_squeue, user="me")  # fields apart by a character no path or name holds ("|" may be)
+    assert jobs == {"12_3": QueuedJob("PENDING", "Resources", "ptblm-3.1", "me", "/r|s/3.1/logs/%A_%a.out"),
                     "13": QueuedJob("RUNNING", "None", "ptblm-a|b", "me")}
     assert len(calls) == 1 and calls[0][:3] == ["squeue", "-u", "me"]
 

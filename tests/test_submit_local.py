@@ -13,6 +13,7 @@ from ptblm.clusters import ClusterProfile
 from ptblm.jobs import load_experiment
 from ptblm.launch.pipeline import submit_experiment
 from ptblm.launch.plan import Action
+from runtree import write_status
 
 
 def tiny_experiment(jobs_dir: Path, hidden_sizes=(8, 10, 12)) -> str:
@@ -119,3 +120,20 @@ def test_all_in_a_missing_or_empty_jobs_folder_is_one_error_line(tmp_path, folde
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith(f"ptblm submit: error: all: the experiments folder {tmp_path / folder} ")
     assert result.stderr.count("\n") == 1 and "valid: --jobs naming a folder of jobs files" in result.stderr
+
+
+def test_the_command_that_resumes_a_local_run_names_the_local_executor(tmp_path):
+    """submitted.json records the executor: a run that local processes ran resumes with --executor local (plain
+    `submit` would go to Slurm wherever a cluster answers)."""
+    from ptblm.invocation import Locations
+    from ptblm.status import status_report
+
+    jobs, results = tmp_path / "jobs", tmp_path / "results"
+    experiment = load_experiment(tiny_experiment(jobs, hidden_sizes=(8,)), jobs)
+    setting = experiment.settings[0]
+    rf.write_submission(setting.run_dir(results), rf.Submission(None, "local", 1.0, 0, setting.config.to_dict()))
+    write_status(setting.run_dir(results), rf.RunStatus(rf.CANCELLED, 1, 2, updated_at=2.0))
+    report = status_report(results, jobs, ["tiny"], scheduler=lambda: {}, accounting=lambda ids: None,
+                           where=Locations("ptblm", results_dir=results, jobs_dir=None))
+    assert (f"`make submit EXP=tiny EXECUTOR=local ONLY=0 RESULTS={results}` (or `ptblm submit tiny --executor local "
+            f"--only 0 --results {results}`) resumes it") in report

@@ -78,20 +78,59 @@ class ClusterProfile:
         return cls(**values)
 
 
-# sbatch options that ptblm writes itself (launch/slurm.py scheduler_parameters, launch/sbatch.py sbatch_argv,
-# submitit's script, slurm/array.sbatch) or whose effect it relies on: sbatch_extra comes last and would win.
-# Each maps to the profile key that sets it, or None when ptblm alone decides it.
-MANAGED_SBATCH_OPTIONS = {
-    "partition": "partition", "account": "account", "qos": "qos", "gres": "gres", "gpus-per-node": "gpus_per_node",
-    "gpus": "gpus_per_node", "cpus-per-task": "cpus_per_task", "mem": "mem_gb", "time": "time_min",
-    "array": "array_parallelism", "job-name": None, "output": None, "error": None, "export": None, "chdir": None,
-    "requeue": None, "no-requeue": None, "open-mode": None, "signal": None, "hold": None, "nodes": None,
-    "ntasks": None, "ntasks-per-node": None, "wrap": None, "parsable": None, "test-only": None,
+# sbatch's long options, as its option table holds them (Slurm 22.05, the dev cluster's; tests/test_slurm.py
+# checks it against the installed sbatch, whose --help leaves some out). Both submit paths pass a key of
+# sbatch_extra as `--KEY`, and sbatch (getopt_long) reads that as the option of exactly that name, else as the one
+# option the key begins, and refuses a key that begins several as ambiguous: `m` is --m, not sbatch's -m.
+SBATCH_LONG_OPTIONS = (
+    "account", "acctg-freq", "array", "batch", "bb", "bbf", "begin", "chdir", "cluster", "cluster-constraint",
+    "clusters", "comment", "constraint", "container", "context", "contiguous", "core-spec", "cores-per-socket",
+    "cpu-freq", "cpus-per-gpu", "cpus-per-task", "deadline", "delay-boot", "dependency", "distribution", "error",
+    "exclude", "exclusive", "export", "export-file", "extra-node-info", "get-user-env", "gid", "gpu-bind",
+    "gpu-freq", "gpus", "gpus-per-node", "gpus-per-socket", "gpus-per-task", "gres", "gres-flags", "help", "hint",
+    "hold", "ignore-pbs", "input", "job-name", "kill-on-invalid-dep", "licenses", "mail-type", "mail-user",
+    "mcs-label", "mem", "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "network", "nice", "no-kill",
+    "no-requeue", "nodefile", "nodelist", "nodes", "ntasks", "ntasks-per-core", "ntasks-per-gpu", "ntasks-per-node",
+    "ntasks-per-socket", "ntasks-per-tres", "open-mode", "output", "overcommit", "oversubscribe", "parsable",
+    "partition", "power", "prefer", "priority", "profile", "propagate", "qos", "quiet", "reboot", "requeue",
+    "reservation", "signal", "sockets-per-node", "spread-job", "switches", "tasks-per-node", "test-only",
+    "thread-spec", "threads-per-core", "time", "time-min", "tmp", "uid", "usage", "use-min-nodes", "verbose",
+    "version", "wait", "wait-all-nodes", "wckey", "wrap",
+)
+NEWER_SBATCH_OPTIONS = ("tres-per-task",)  # later Slurm releases' options that ptblm must refuse too
+
+# The options sbatch_extra must not hold, each with the profile key that sets it (None: none does) and why. First
+# those ptblm writes itself (launch/slurm.py scheduler_parameters, launch/sbatch.py sbatch_argv, submitit's
+# script, slurm/array.sbatch): sbatch_extra comes last and would win. Then those that break a submission or what
+# ptblm knows of its tasks.
+MANAGED = "which ptblm sets itself"
+SAME_GPUS = "ptblm counts a task's GPUs from gpus_per_node or gres (runs_per_gpu, the GPU check, the cost table)"
+ONE_TASK = "each task of the array is one process (ptblm's runs_per_gpu packs settings)"
+NOT_SUBMITTED = "with which sbatch prints and submits nothing"
+REFUSED_SBATCH_OPTIONS: dict[str, tuple[str | None, str]] = {
+    "partition": ("partition", MANAGED), "account": ("account", MANAGED), "qos": ("qos", MANAGED),
+    "gres": ("gres", MANAGED), "gpus-per-node": ("gpus_per_node", MANAGED), "gpus": ("gpus_per_node", MANAGED),
+    "cpus-per-task": ("cpus_per_task", MANAGED), "mem": ("mem_gb", MANAGED), "time": ("time_min", MANAGED),
+    "array": ("array_parallelism", MANAGED), "job-name": (None, MANAGED), "output": (None, MANAGED),
+    "error": (None, MANAGED), "export": (None, MANAGED), "chdir": (None, MANAGED), "requeue": (None, MANAGED),
+    "no-requeue": (None, MANAGED), "open-mode": (None, MANAGED), "signal": (None, MANAGED),
+    "hold": (None, MANAGED), "nodes": (None, MANAGED), "ntasks": (None, MANAGED), "ntasks-per-node": (None, MANAGED),
+    "tasks-per-node": (None, MANAGED), "wrap": (None, MANAGED), "parsable": (None, MANAGED),
+    "test-only": (None, MANAGED),
+    "mem-per-cpu": ("mem_gb", "which sbatch refuses beside the --mem that ptblm sets"),
+    "mem-per-gpu": ("mem_gb", "which sbatch refuses beside the --mem that ptblm sets"),
+    "cpus-per-gpu": ("cpus_per_task", "which sbatch refuses beside the --cpus-per-task that ptblm sets"),
+    "gpus-per-task": ("gpus_per_node or gres", f"which asks for GPUs otherwise, and {SAME_GPUS}"),
+    "gpus-per-socket": ("gpus_per_node or gres", f"which asks for GPUs otherwise, and {SAME_GPUS}"),
+    "tres-per-task": ("gpus_per_node or gres", f"which may ask for GPUs otherwise, and {SAME_GPUS}"),
+    "ntasks-per-gpu": (None, f"which starts several processes per task, and {ONE_TASK}"),
+    "ntasks-per-tres": (None, f"which starts several processes per task, and {ONE_TASK}"),
+    "wait": (None, "which makes sbatch wait for the array to end, and ptblm releases the held array only after "
+                   "sbatch returns"),
+    "clusters": (None, "which sends the array to another cluster, where ptblm's squeue and scontrol do not look"),
+    "cluster": (None, "which sends the array to another cluster, where ptblm's squeue and scontrol do not look"),
+    "help": (None, NOT_SUBMITTED), "usage": (None, NOT_SUBMITTED), "version": (None, NOT_SUBMITTED),
 }
-# sbatch's one-letter forms of managed options (`sbatch --help`); a one-letter key is refused as one of these.
-MANAGED_SBATCH_SHORT = {"A": "account", "a": "array", "c": "cpus-per-task", "D": "chdir", "e": "error",
-                        "G": "gpus", "H": "hold", "J": "job-name", "N": "nodes", "n": "ntasks", "o": "output",
-                        "p": "partition", "q": "qos", "t": "time"}
 MIN_MEM_MB = 256  # below this no Python with torch starts; and Slurm reads --mem=0 as all of the node's memory
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:=+@%/-]+")  # partition, account, qos, gres: sbatch's own characters
 SBATCH_OPTION = re.compile(r"[a-z][a-z0-9_-]*")
@@ -119,14 +158,10 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
             raise ConfigError(f"{where}: sbatch_extra key {option!r} is invalid; valid: an sbatch long option "
                               f"without its dashes, e.g. constraint")
     for option in extra:
-        managed = managed_options(option)
-        if managed:
-            keys = sorted({MANAGED_SBATCH_OPTIONS[name] for name in managed} - {None})
-            raise ConfigError(f"{where}: sbatch_extra key {option!r} is sbatch's "
-                              f"{' or '.join('--' + name for name in managed)} (sbatch takes abbreviations and "
-                              f"one-letter forms), which ptblm manages"
-                              + (f" (set {' or '.join(keys)} instead)" if keys else "")
-                              + "; valid: other sbatch options, e.g. constraint, exclusive, mail-type")
+        why = refused_option(option)
+        if why:
+            raise ConfigError(f"{where}: sbatch_extra key {option!r} is invalid: {why}; valid: other sbatch long "
+                              f"options, spelled out, e.g. constraint, exclusive, mail-type")
     for option, value in extra.items():
         if isinstance(value, bool):
             continue  # true: the bare flag (--exclusive); false: left out
@@ -137,16 +172,31 @@ def _check_sbatch_extra(where: str, extra: Any) -> None:
         _check_line(where, f"sbatch_extra.{option}", value, "a string, a number or true/false")
 
 
-def managed_options(option: str) -> list[str]:
-    """The managed sbatch options that sbatch may read `option` as: the option itself (`job_name` is
-    --job-name too), its one-letter form, or any managed option it abbreviates (sbatch takes any unambiguous
-    prefix of a long option: `arr` is --array, `partitio` --partition). [] when none."""
+def sbatch_reads(option: str) -> list[str]:
+    """The sbatch long options that sbatch may read `option` as, passed as a long option (as the keys of
+    sbatch_extra are): the
+    option of that very name (`job_name` is --job-name too), else each option it begins (one: sbatch takes the
+    abbreviation; several: sbatch refuses it as ambiguous). [] for an option sbatch's table lacks (a plugin's, or
+    a later Slurm's: left to sbatch)."""
     spelled = option.replace("_", "-")
-    if spelled in MANAGED_SBATCH_OPTIONS:
+    known = (*SBATCH_LONG_OPTIONS, *NEWER_SBATCH_OPTIONS)
+    if spelled in known:
         return [spelled]
-    if spelled in MANAGED_SBATCH_SHORT:
-        return [MANAGED_SBATCH_SHORT[spelled]]
-    return [name for name in MANAGED_SBATCH_OPTIONS if name.startswith(spelled)]
+    return [name for name in known if name.startswith(spelled)]
+
+
+def refused_option(option: str) -> str | None:
+    """Why sbatch_extra may not hold `option` (an option of REFUSED_SBATCH_OPTIONS, or an abbreviation sbatch
+    refuses as ambiguous), or None."""
+    read = sbatch_reads(option)
+    if len(read) > 1:
+        return (f"sbatch reads it as --{option.replace('_', '-')}, which begins several of its options "
+                f"({', '.join('--' + name for name in read)}) and which it refuses as ambiguous")
+    if not read or read[0] not in REFUSED_SBATCH_OPTIONS:
+        return None
+    key, why = REFUSED_SBATCH_OPTIONS[read[0]]
+    what = f"it is sbatch's --{read[0]}" if read[0] == option else f"sbatch reads it as --{read[0]}"
+    return f"{what}, {why}" + (f"; set {key} instead" if key else "")
 
 
 def slurm_mem(mem_gb: Any) -> str:

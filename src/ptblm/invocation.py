@@ -45,15 +45,19 @@ def status_command(experiment: str, where: Locations) -> str:
     return f"`make status EXP={shlex.quote(experiment)}{results}` (or `{direct}`)"
 
 
-def resubmit_command(experiment: str, *, sbatch: bool = False, overrides: Sequence[str] = (),
+def resubmit_command(experiment: str, *, executor: str | None = None, overrides: Sequence[str] = (),
                      setting: int | None = None, profile: str | None = None, results_dir: Path | None = None,
                      jobs_dir: Path | None = None, ptblm: str = "ptblm", force: bool = False) -> str:
     """The command that submits one setting again as it was submitted (resuming it from its last.pt; with
     `force`, from scratch: --force reruns only the settings --only picks): make's spelling, then ptblm's.
-    `overrides`, `profile`: the --set texts and the --cluster its submission named; `results_dir`, `jobs_dir`:
-    None where the default (make has no variable for another jobs folder)."""
-    command = "sbatch" if sbatch else "submit"
-    flags = [*(f"--set {shlex.quote(text)}" for text in overrides),
+    `executor`: the one its submission recorded (submitted.json): `sbatch` is `ptblm sbatch`, `local` names
+    --executor local (else a Slurm cluster that answers would get it); `overrides`, `profile`: the --set texts and
+    the --cluster its submission named; `results_dir`, `jobs_dir`: None where the default (make has no variable
+    for another jobs folder)."""
+    command = "sbatch" if executor == "sbatch" else "submit"
+    local = executor == "local"
+    flags = [*(["--executor local"] if local else []),
+             *(f"--set {shlex.quote(text)}" for text in overrides),
              *([f"--only {setting}"] if setting is not None else []),
              *(["--force"] if force else []),
              *([f"--cluster {shlex.quote(profile)}"] if profile else []),
@@ -62,7 +66,7 @@ def resubmit_command(experiment: str, *, sbatch: bool = False, overrides: Sequen
     direct = " ".join([ptblm, command, shlex.quote(experiment), *flags])
     if jobs_dir is not None:
         return f"`{direct}`"
-    variables = [f"EXP={shlex.quote(experiment)}",
+    variables = [f"EXP={shlex.quote(experiment)}", *(["EXECUTOR=local"] if local else []),
                  *([f"SET={shlex.quote(' '.join(overrides))}"] if overrides else []),
                  *([f"ONLY={setting}"] if setting is not None else []),
                  *(["FORCE=1"] if force else []),

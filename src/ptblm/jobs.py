@@ -205,6 +205,10 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
     if not EXPERIMENT_NAME.fullmatch(path.stem):
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is invalid; valid: letters, "
                           f"digits, '.', '_' and '-', starting with a letter or digit (it names results/<exp>/)")
+    if path.stem == ALL:
+        raise ConfigError(f"{path}: experiment name {ALL!r} (the file's name) is the word that names every "
+                          f"experiment at once (`ptblm submit {ALL}`, `make status EXP={ALL}`), so it cannot name "
+                          f"this one alone; valid: any other name (rename the file)")
     if path.stem in layout.RESERVED_NAMES:
         raise ConfigError(f"{path}: experiment name {path.stem!r} (the file's name) is ptblm's own folder "
                           f"results/{path.stem}/; valid: any other name (not {', '.join(layout.RESERVED_NAMES)})")

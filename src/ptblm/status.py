@@ -141,7 +141,7 @@ def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
         if command_line:
             return f"`{' '.join([where.ptblm, *map(shlex.quote, command_line[1:])])}` resumes it"
         return "rerunning `ptblm train` with the same flags resumes it"
-    return resubmit_command(experiment, sbatch=submission.executor == "sbatch", overrides=submission.overrides or (),
+    return resubmit_command(experiment, executor=submission.executor, overrides=submission.overrides or (),
                             setting=view.index, profile=submission.profile, results_dir=where.results_dir,
                             jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm) + " resumes it"
 

@@ -1,5 +1,6 @@
 """Checked on the login node before anything is queued: the data every task will read, that each setting's
-batches fit in it, and that each setting's model can be built in the memory it will get."""
+batches fit in it, that each setting's model can be built in the memory it will get, and that a setting that
+needs a GPU gets one."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -76,3 +77,28 @@ def check_model_sizes(settings: Sequence[Setting], profile: ClusterProfile, wher
                               f"{config.optimizer} state alone need {needed:.3g} GB; valid: at most the profile "
                               f"{profile.name}'s mem_gb = {profile.mem_gb:g} (lower hidden_size or emb_size, or "
                               f"raise mem_gb){NOTHING_SUBMITTED}")
+
+
+# Setting values that need a CUDA device on the node (devices.resolve_device, devices.check_cuda_graph): a task
+# given no GPU fails with them before its first batch.
+NEEDS_GPU = {"device": "cuda", "cuda_graph": "on"}
+
+
+def gpu_settings(config) -> list[str]:
+    """The `key = value` of `config` that need a GPU (NEEDS_GPU); [] when none does."""
+    return [f"{key} = {value!r}" for key, value in NEEDS_GPU.items() if getattr(config, key) == value]
+
+
+def check_gpus_asked_for(settings: Sequence[Setting], profile: ClusterProfile, where: str) -> None:
+    """On Slurm, a task gets the GPUs its profile asks for (gpus_per_node or gres) and no other: a setting that
+    needs one on a profile that asks for none is refused, naming the setting, its values and the profile."""
+    if profile_gpus(profile):
+        return
+    for setting in settings:
+        needs = gpu_settings(setting.config)
+        if needs:
+            raise ConfigError(f"{where}, setting {setting.index} ({setting.run_name}): {' and '.join(needs)} needs "
+                              f"a GPU, but cluster profile {profile.name} asks Slurm for none (no gpus_per_node or "
+                              f"gres), so its task would fail on the node; valid: a profile with GPUs (--cluster), "
+                              f"or device auto or cpu (--set device=auto) and cuda_graph auto or off"
+                              f"{NOTHING_SUBMITTED}")

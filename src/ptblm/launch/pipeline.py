@@ -23,22 +23,24 @@ from pathlib import Path
 
 from .. import corpora, layout
 from .. import runfolder as rf
-from ..clusters import ClusterProfile
+from ..clusters import ClusterProfile, split_array
 from ..config import ConfigError
 from ..container import ContainerSpec, job_binds, profile_spec, requeue_env
 from ..data import DataError, corpus_fingerprint
+from ..errors import ToolFailed
 from ..invocation import Locations, status_command
 from ..jobs import Experiment, Setting
 from ..threads import threads_per_run
 from ..wording import count
-from .checks import check_data_for_submission, check_model_sizes
+from .checks import check_data_for_submission, check_gpus_asked_for, check_model_sizes
 from .cost import cost_table, project_costs, read_bench_reports
 from .local import run_local
 from .lock import submission_lock
 from .plan import PlannedTask, forced_line, plan_experiment, plan_table
 from .sbatch import PINNED_PLACEHOLDER, check_task_ids, sbatch_argv, sbatch_job_command, submit_array
-from .slurm import (DEV_CLUSTER_NAME, cluster_name, job_name, max_array_size, sbatch_flags, scheduler_parameters,
-                    slurm_answers, squeue_jobs, submit_arrays)
+from .slurm import (DEV_CLUSTER_NAME, ArraySize, cluster_name, job_name, missing_programs, no_slurm_here,
+                    sbatch_flags, scheduler_parameters, slurm_answers, squeue_jobs)
+from .submitit_arrays import submit_arrays
 from .tasks import TrainGroup, TrainTask
 
 
@@ -87,6 +89,11 @@ def group_tasks(tasks: list[TrainTask], runs_per_gpu: int) -> list[TrainTask | T
     if runs_per_gpu <= 1:
         return list(tasks)
     return [TrainGroup(tuple(tasks[i:i + runs_per_gpu])) for i in range(0, len(tasks), runs_per_gpu)]
+
+
+def array_task_count(settings: int, runs_per_gpu: int) -> int:
+    """How many array tasks group_tasks makes of `settings` settings."""
+    return -(-settings // max(runs_per_gpu, 1))
 
 
 class HeldFolders:
@@ -193,23 +200,32 @@ def bench_command(experiment: Experiment, where: Locations) -> str:
 
 
 def where_tasks_run(profile: ClusterProfile, executor: str, cluster: str | None, script: Path | None,
-                    local_reason: str = "") -> str:
-    """The plan's line naming the profile, and whether Slurm (which cluster, which partition) or local
-    processes will run the tasks, and why local ones (LOCAL_REASONS)."""
+                    local_reason: str = "", arrays: int = 1, array_size: ArraySize | None = None) -> str:
+    """The plan's line naming the profile, and whether Slurm (which cluster, which partition, how many arrays:
+    submit splits the tasks at the array size) or local processes will run the tasks, and why local ones
+    (LOCAL_REASONS)."""
     if executor == "local":
         return (f"profile {profile.name}: local processes on this machine ({local_reason}), at most "
                 f"{profile.local_parallelism} at once")
-    how = f"one sbatch array of {script}" if executor == "sbatch" else "one Slurm array (submitit)"
+    if executor == "sbatch":
+        how = f"one sbatch array of {script}"
+    elif arrays > 1:
+        how = (f"{arrays} Slurm arrays (submitit; at most {array_size.tasks} tasks each: {array_size.source} "
+               f"max_array_size)")
+    else:
+        how = "one Slurm array (submitit)"
     return (f"profile {profile.name}: {how} on Slurm cluster {cluster or '(unnamed)'}, partition "
             f"{profile.partition or '(the cluster default)'}")
 
 
-def slurm_options(parameters: dict) -> str:
+def slurm_options(parameters: dict, arrays: int = 1) -> str:
     """The dry run's line of what each task asks Slurm for: the profile's options as both submit paths pass them
-    (scheduler_parameters, spelled as sbatch options), how many tasks run at once, and the setup lines."""
+    (scheduler_parameters, spelled as sbatch options), how many tasks run at once (the throttle holds for each
+    array), and the setup lines."""
     setup = "; ".join(parameters["setup"])
     return (f"slurm options: {' '.join(sbatch_flags(parameters))}; at most "
-            f"{count(parameters['array_parallelism'], 'task')} at once" + (f"; setup: {setup}" if setup else ""))
+            f"{count(parameters['array_parallelism'], 'task')} at once"
+            + (f" in each of the {arrays} arrays" if arrays > 1 else "") + (f"; setup: {setup}" if setup else ""))
 
 
 def check_profile_choice(profile: ClusterProfile, executor: str, cluster: str | None, chosen: bool) -> str | None:
@@ -233,11 +249,17 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
     results_dir = Path(results_dir).resolve()
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     # Everything that can be wrong is found here, before any folder or queue is touched.
-    cluster = None if executor == "local" else cluster_name(runner)
-    refusal = check_profile_choice(profile, executor, cluster, profile_chosen)
+    missing = missing_programs(executor, environ)
+    if missing and not dry_run:
+        raise ToolFailed(no_slurm_here(missing, executor))
+    cluster = None if executor == "local" or missing else cluster_name(runner)
+    refusal = no_slurm_here(missing, executor) if missing else \
+        check_profile_choice(profile, executor, cluster, profile_chosen)
     if refusal and not dry_run:
         raise ConfigError(refusal)
     check_model_sizes(experiment.settings, profile, experiment.where)
+    if executor != "local":
+        check_gpus_asked_for(experiment.settings, profile, experiment.where)
     data_dirs = corpus_data_dirs(experiment.settings, data_dir, environ)
     for name, folder in data_dirs.items():
         check_data_for_submission(folder, corpora.get(name),
@@ -259,24 +281,26 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                                                 experiment.name))
         scheduler = {} if executor == "local" else squeue_jobs()
         plan = plan_experiment(experiment, results_dir, force, scheduler, fingerprints)
+        todo = [task for task in plan if task.runs]
+        array_size = ArraySize.of(profile, runner) if executor != "local" else None
+        arrays = (len(split_array(array_task_count(len(todo), profile.runs_per_gpu), array_size.tasks))
+                  if executor == "slurm" else 1)
         overridden = "".join(f" --set {text}" for text in experiment.overrides)
         echo(f"experiment {experiment.name} ({experiment.path}{overridden}): {experiment.description}")
-        echo(where_tasks_run(profile, executor, cluster, script, local_reason))
+        echo(where_tasks_run(profile, executor, cluster, script, local_reason, arrays, array_size))
         if refusal:
             echo(f"warning: {refusal}")
         echo(plan_table(plan))
         if forced := forced_line(plan):
             echo(forced)
-        todo = [task for task in plan if task.runs]
+        if executor == "sbatch" and todo:
+            check_task_ids(experiment, [task.setting.index for task in todo], array_size.tasks, array_size.source)
         if dry_run:
             if executor in ("slurm", "sbatch"):
-                echo(slurm_options(parameters))
+                echo(slurm_options(parameters, arrays))
             if executor == "sbatch" and todo:
-                indices = [task.setting.index for task in todo]
-                check_task_ids(experiment, indices, profile.max_array_size or max_array_size(runner),
-                               f"the profile's ({profile.name})" if profile.max_array_size else "the cluster's")
-                echo(" ".join(sbatch_argv(experiment.name, indices, profile, parameters, logs_dir=logs_dir,
-                                          script=script, pinned=PINNED_PLACEHOLDER)))
+                echo(" ".join(sbatch_argv(experiment.name, [task.setting.index for task in todo], profile,
+                                          parameters, logs_dir=logs_dir, script=script, pinned=PINNED_PLACEHOLDER)))
             costs = project_costs([task.setting for task in todo], profile,
                                   read_bench_reports(layout.bench_dir(results_dir)))
             echo(cost_table(costs, profile, bench_command(experiment, where)))
@@ -303,9 +327,9 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
                                    accepted=accepted, runner=runner, echo=echo)
             echo(f"follow with {status_command(experiment.name, where)}")
         elif executor == "slurm":
-            job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), parameters, logs_dir=logs_dir,
-                                    max_timeouts=profile.max_timeouts, array_size=profile.max_array_size,
-                                    spec=spec, accepted=accepted, echo=echo)
+            job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), profile, parameters,
+                                    logs_dir=logs_dir, array_size=array_size.tasks, spec=spec, accepted=accepted,
+                                    echo=echo)
             echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with "
                  f"{status_command(experiment.name, where)}")
         else:

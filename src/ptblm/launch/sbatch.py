@@ -25,7 +25,8 @@ from ..config import ConfigError, RunConfig
 from ..container import ContainerSpec, container_shell_prefix
 from ..errors import ToolFailed
 from ..jobs import Experiment, Setting
-from .slurm import max_array_size, one_line, release, sbatch_flags
+from .setup import setup_script, unless_setup_failed
+from .slurm import one_line, release, run_program, sbatch_flags
 from .tasks import TrainTask
 
 PINNED_PLACEHOLDER = "<pinned file, written at submission>"  # in a dry run's sbatch command
@@ -39,8 +40,9 @@ def sbatch_job_command(spec: ContainerSpec | None) -> str | None:
 
 def sbatch_argv(experiment: str, indices: list[int], profile: ClusterProfile, parameters: dict, *,
                 logs_dir: Path, script: Path, pinned: Path | str, python: str = sys.executable) -> list[str]:
-    """The sbatch command line for `indices` (the profile's options), then slurm/array.sbatch PINNED PYTHON.
-    --export=ALL: the job starts in the submitting shell's environment (modules, PATH), as with submitit."""
+    """The sbatch command line for `indices` (the profile's options, --hold among them: see
+    scheduler_parameters), then slurm/array.sbatch PINNED PYTHON. --export=ALL: the job starts in the submitting
+    shell's environment (modules, PATH), as with submitit. The dry run prints it as it will run."""
     return ["sbatch", f"--array={','.join(map(str, indices))}%{profile.array_parallelism}",
             f"--output={logs_dir}/%A_%a.out", *sbatch_flags(parameters), "--export=ALL", str(script), str(pinned),
             python]
@@ -57,7 +59,7 @@ def check_task_ids(experiment: Experiment, indices: list[int], limit: int, where
 
 
 def write_pinned_tasks(settings: list[Setting], *, experiment: str, results_dir: Path, data_dirs: Mapping[str, Path],
-                       setup: tuple[str, ...] = (), command: str | None = None) -> Path:
+                       setup: tuple[str, ...] = (), command: str | None = None, profile: str = "") -> Path:
     """What each array task (id = setting number) runs, fixed now; see read_pinned_task. `data_dirs`: the
     folder of each corpus the settings read (corpus name -> folder)."""
     path = layout.pinned_tasks_path(results_dir, experiment, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
@@ -66,6 +68,7 @@ def write_pinned_tasks(settings: list[Setting], *, experiment: str, results_dir:
         "experiment": experiment, "description": description,
         "data_dirs": {name: str(Path(folder).resolve()) for name, folder in data_dirs.items()},
         "results_dir": str(Path(results_dir).resolve()), "setup": list(setup), "command": command,
+        "profile": profile,
         "tasks": {str(s.index): {"run_name": s.run_name, "config": s.config.to_dict()} for s in settings}})
     return path
 
@@ -79,6 +82,7 @@ class PinnedTask:
     results_dir: Path
     setup: tuple[str, ...] = ()  # the profile's lines, run before ptblm
     command: str | None = None  # how to start ptblm (the container); None: this interpreter, as it is
+    profile: str = ""  # the cluster profile's name, which a failing setup line names
 
 
 def read_pinned_task(path: Path, task: int, environ: Mapping[str, str]) -> PinnedTask:
@@ -102,7 +106,7 @@ def read_pinned_task(path: Path, task: int, environ: Mapping[str, str]) -> Pinne
     data_dir = Path(folder) if folder else corpora.resolve_data_dir(corpora.get(setting.config.corpus), None, environ)
     return PinnedTask(setting, data_dir,
                       Path(pinned.get("results_dir") or environ.get("PTBLM_RESULTS") or "results"),
-                      tuple(pinned.get("setup") or ()), pinned.get("command"))
+                      tuple(pinned.get("setup") or ()), pinned.get("command"), str(pinned.get("profile") or ""))
 
 
 def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dict, experiment: Experiment, *,
@@ -110,17 +114,18 @@ def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dic
                  runner=subprocess.run, echo=print) -> list[str]:
     """One held sbatch array of `jobs`; `accepted(job, task_job_id, submitted_at)` prepares each folder,
     then the array is released. Returns the array job id."""
-    indices = [job.setting.index for job in jobs]
-    check_task_ids(experiment, indices, profile.max_array_size or max_array_size(runner),
-                   f"the profile's ({profile.name})" if profile.max_array_size else "the cluster's")
+    indices = [job.setting.index for job in jobs]  # task ids: checked by the pipeline (check_task_ids)
     pinned = write_pinned_tasks([job.setting for job in jobs], experiment=experiment.name, results_dir=results_dir,
-                                data_dirs=data_dirs, setup=profile.setup, command=command)
+                                data_dirs=data_dirs, setup=profile.setup, command=command, profile=profile.name)
     logs_dir = layout.logs_dir(results_dir, experiment.name)
     argv = sbatch_argv(experiment.name, indices, profile, parameters, logs_dir=logs_dir, script=script, pinned=pinned)
-    argv.insert(1, "--hold")
     echo(" ".join(argv))
     submitted_at = time.time()
-    result = runner(argv, capture_output=True, text=True, check=False)
+    try:
+        result = run_program(argv, runner, "nothing was submitted and no run folder was changed")
+    except ToolFailed:
+        pinned.unlink(missing_ok=True)
+        raise
     if result.returncode != 0:
         pinned.unlink(missing_ok=True)
         raise ToolFailed(f"sbatch failed ({result.returncode}): {one_line(result.stderr)}; nothing was submitted "
@@ -135,10 +140,12 @@ def submit_array(jobs: list[TrainTask], profile: ClusterProfile, parameters: dic
 
 
 def launch_script(pinned: Path, task: int, entry: PinnedTask, python: str) -> str:
-    """The shell text that applies the pinned setup lines and container, then runs this task there."""
-    ptblm = entry.command or f"{shlex.quote(python)} -m ptblm.cli"
-    return "\n".join(["set -euo pipefail", *entry.setup,
-                      f"exec {ptblm} run-setting {shlex.quote(str(pinned))} {task} --here"])
+    """The shell text that applies the pinned setup lines (launch.setup: a failing one is recorded by the task,
+    which stops before training) and container, then runs this task there."""
+    host = f"{shlex.quote(python)} -m ptblm.cli"
+    ptblm = unless_setup_failed("ptblm", entry.command, host) if entry.command else f"ptblm=({host})"
+    return "\n".join([*setup_script(entry.setup, entry.profile), ptblm,
+                      f'exec "${{ptblm[@]}}" run-setting {shlex.quote(str(pinned))} {task} --here'])
 
 
 def run_setting(pinned: Path, task: int, environ: MutableMapping[str, str], here: bool = False,

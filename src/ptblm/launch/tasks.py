@@ -25,6 +25,7 @@ from ..jobs import Setting
 from ..stopping import stop_on_signals
 from ..threads import threads_per_run
 from ..wording import count
+from .setup import check_setup
 
 
 def stop_when_gone(pid: int | None, stop: threading.Event) -> None:
@@ -83,6 +84,7 @@ class TrainTask:
         stop_when_gone(self.watch_pid, stop)
         with stop_on_signals(stop):  # in place of submitit's SIGTERM handler, which only logs "Bypassing"
             try:
+                check_setup(environ)  # the profile's setup lines failed in this job: stop before training
                 import torch
 
                 from ..train import train_run

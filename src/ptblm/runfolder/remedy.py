@@ -42,7 +42,7 @@ def rerun_command(folder: Path, where: Locations | None = None) -> str:
         else provenance.get("setting_index")
     if setting is not None:
         experiment = provenance.get("experiment") or run.path.parent.name
-        return resubmit_command(experiment, sbatch=bool(submission and submission.executor == "sbatch"),
+        return resubmit_command(experiment, executor=submission.executor if submission else None,
                                 overrides=(submission.overrides or ()) if submission else (), setting=setting,
                                 profile=submission.profile if submission else None, results_dir=where.results_dir,
                                 jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm, force=True)
