@@ -570,6 +570,20 @@ def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path
         assert lines[-1] == "follow with `make status EXP=tiny` (or `ptblm status tiny`)"
 
 
+def test_the_follow_up_hint_names_the_set_of_the_submission(tmp_path, synthetic_dir, monkeypatch):
+    """Status numbers and finds the settings as the overrides make them: without the --set it shows the jobs
+    file's settings as not submitted."""
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    overrides = parse_overrides(["num_epochs=1", "initial_lr=1,2"])
+    experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs", overrides)
+    lines = []
+    submit_sbatch(experiment, load_profile("local", REPO / "slurm" / "clusters"), results_dir=tmp_path / "results",
+                  data_dir=synthetic_dir, script=Path("slurm/array.sbatch"), runner=fake_cluster("ptblm-dev", []),
+                  echo=lines.append)
+    assert lines[-1] == ("follow with `make status EXP=tiny SET='num_epochs=1 initial_lr=1,2'` (or `ptblm status "
+                         "tiny --set num_epochs=1 --set initial_lr=1,2`)")
+
+
 @pytest.mark.parametrize("executor, slurm, why", [("local", True, "the local executor was asked for"),
                                                    ("auto", False, "no Slurm cluster answers sinfo here")])
 def test_a_local_run_names_the_profile_this_machine_and_why(tmp_path, synthetic_dir, monkeypatch, executor, slurm,
