@@ -441,6 +441,29 @@ def test_an_output_folder_that_is_a_file_or_unwritable_is_one_line_naming_it_and
         "): choose a writable folder with --out\n")
 
 
+@pytest.mark.parametrize("command, folder", [("tables", "tables"), ("figures", "figures"), ("report", "tables")])
+def test_a_file_in_the_way_of_a_report_folder_is_named_with_the_flag_that_moves_the_report(tmp_path, command, folder):
+    """Each report file's folder is made where the file is written (outputs.py): a file in its place is named as
+    such (it said `summary.tex: cannot write it (File exists); make the folder writable`), and a folder in the
+    place of a file too."""
+    from conftest import write_run
+    from runtree import cli
+
+    write_run(tmp_path / "results", "3.1", [1000.0, 500.0])
+    report = tmp_path / "results" / "report"
+    report.mkdir()
+    (report / folder).write_text("a file where a folder of the report goes\n")
+    code, output = cli(command, "--results", tmp_path / "results", *(["--no-pdf"] if command == "report" else []))
+    assert code == 1 and output.endswith(f"ptblm {command}: error: {report / folder} is a file, not a folder: move it "
+                                         f"away, or choose another folder with --out\n"), output
+    (report / folder).unlink()
+    (report / "tables" / "summary.tex").mkdir(parents=True)
+    code, output = cli("tables", "--results", tmp_path / "results")
+    assert code == 1 and output.endswith(f"ptblm tables: error: {report / 'tables' / 'summary.tex'} is a folder "
+                                         f"where ptblm writes a file: move it away, or choose another folder with "
+                                         f"--out\n"), output
+
+
 def test_submit_into_a_results_folder_it_cannot_write_is_one_line_naming_results(tmp_path, synthetic_dir):
     blocking = tmp_path / "results"
     blocking.write_text("not a folder\n")
