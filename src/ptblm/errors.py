@@ -18,3 +18,8 @@ class NoRunFolders(UserError, FileNotFoundError):
 class ToolFailed(UserError, RuntimeError):
     """An outside program the user asked for (docker, apptainer, sbatch) is missing, or refused: its own
     message, in one line, and what to do."""
+
+
+class ConfigError(UserError, ValueError):
+    """A setting, a jobs file or a profile that cannot be used; the message names where, the key, the value and
+    what is valid."""

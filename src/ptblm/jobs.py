@@ -25,6 +25,7 @@ from typing import Any
 
 from . import layout
 from .config import MAX_SEED, ConfigError, RunConfig, convert_value, load_yaml, read_yaml_mapping
+from .yamlread import WrittenText, read_int, read_text
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
@@ -182,6 +183,8 @@ def check_seeds(where: str, seeds: Any) -> list[int]:
     valid = f"valid: a non-empty list of distinct integers from 0 to {MAX_SEED}, e.g. [1111, 1, 2]"
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"{where}: seeds = {seeds!r} is invalid; {valid}")
+    seeds = [read_int(where, f"seeds[{i}]", seed) if isinstance(seed, WrittenText) else seed  # 0777, +5
+             for i, seed in enumerate(seeds)]
     for i, seed in enumerate(seeds):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"{where}: seeds[{i}] = {seed!r} is invalid; {valid}")
@@ -241,7 +244,7 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
     entries = [{**entry, **combination, **({"seed": seed} if seed is not None else {})}
                for seed in (seeds or [None]) for combination in combinations for entry in entries]
     name = path.stem
-    description = str(content.get("description", ""))
+    description = read_text(str(path), "description", content.get("description") or "")
     settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
                                                           where=f"{where}, setting {i}"), description)
                      for i, entry in enumerate(entries))
