@@ -27,6 +27,7 @@ from tabulate import tabulate
 
 from . import layout
 from . import runfolder as rf
+from .errors import SettingCannotRun
 from .formatting import format_ppl, format_seconds
 from .invocation import Locations, resubmit_command
 from .runfolder.remedy import jobs_folder
@@ -92,6 +93,9 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
     if view.state == rf.CANCELLED:
         return Shown(view.state, f"cancelled after epoch {len(view.record.curves.epochs)}/{view.num_epochs or '?'}; "
                                  f"{resume_hint(view, experiment, where)}")
+    if view.state == rf.FAILED and reruns_fail_again(view.error):
+        return Shown(view.state, f"failed: {view.error}; the setting itself cannot run, so rerunning it fails the "
+                                 f"same way: change the setting (a changed one trains in a new run folder)")
     if view.state == rf.FAILED:
         return Shown(view.state, f"failed: {view.error or 'no error recorded'}; once that is fixed, "
                                  f"{resume_hint(view, experiment, where)}")
@@ -118,6 +122,21 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
                                  f"no process holds its {rf.LOCK_FILE} (killed, or its terminal closed); "
                                  f"{resume_hint(view, experiment, where)}")
     return Shown(view.state, training=view.state == rf.RUNNING)
+
+
+def reruns_fail_again(error: str | None) -> bool:
+    """Whether a failed run's recorded error ("<class>: <message>") is a SettingCannotRun's: the setting itself
+    cannot run, and no rerun of it is a remedy."""
+    from .data import batching  # noqa: F401  (its BatchesDoNotFit is one; the data package imports numpy)
+
+    kinds, names = [SettingCannotRun], set()
+    while kinds:
+        kind = kinds.pop()
+        names.add(kind.__name__)
+        kinds += kind.__subclasses__()
+    kind = (error or "").partition(":")[0]
+    # recorded before BatchesDoNotFit had a name of its own: as DataError (or ValueError) with the same words
+    return kind in names or (kind in ("DataError", "ValueError") and " cannot fill one batch of batch_size " in error)
 
 
 def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:

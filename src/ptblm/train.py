@@ -30,8 +30,8 @@ from . import corpora
 from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import RunConfig
-from .data import (Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, is_synthetic, load_corpus, split_path,
-                   stage_data)
+from .data import (Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, count_tokens, is_synthetic,
+                   load_corpus, split_path, stage_data)
 from .determinism import naming_nondeterministic_operations, use_deterministic
 from .devices import check_cuda_graph, pick_device
 from .errors import UserError
@@ -75,6 +75,8 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     out_dir = Path(out_dir)
     entry = corpora.get(config.corpus)
     check_data_dir(data_dir, entry)  # before anything is written: a typo in --data leaves no run folder behind
+    check_batches_fit(count_tokens(data_dir, entry), split_paths(data_dir, entry), config.batch_size, config.seq_len,
+                      config.evaluate)  # nor does a batch larger than a split (as submit checks on the login node)
     check_cuda_graph(config)
     corpus = corpus_fingerprint(data_dir, fingerprint_cache, entry)
     folder = rf.RunFolder(out_dir).make(out_flag)  # a file, an unwritable place, someone else's folder: refused
@@ -87,6 +89,10 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
         origin = {"experiment": experiment, "setting_index": setting_index, "description": description}
         return _train_holding_lock(config, Path(data_dir), corpus, writer, force, origin, command_line,
                                    interactive, echo, scratch_dir, compile_cache, should_stop, environ, out_flag)
+
+
+def split_paths(data_dir: Path, entry: corpora.CorpusEntry) -> dict[str, Path]:
+    return {split: split_path(data_dir, split, entry) for split in corpora.SPLITS}
 
 
 def _best_effort(write: Callable[..., object], *args) -> None:
@@ -157,9 +163,9 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
            environ: MutableMapping[str, str]) -> rf.RunStatus:
     entry = corpora.get(config.corpus)
     corpus: Corpus = load_corpus(data_dir, entry)
+    # again on the ids: without <unk> in its vocabulary a corpus drops the words it does not know
     check_batches_fit({"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
-                      {split: split_path(data_dir, split, entry) for split in corpora.SPLITS},
-                      config.batch_size, config.seq_len, config.evaluate)
+                      split_paths(data_dir, entry), config.batch_size, config.seq_len, config.evaluate)
     device = pick_device(config.device)
     fallback_note = cpu_fallback_note(device, environ)
     if fallback_note:
