@@ -18,6 +18,7 @@ last running one should end) for a job-end e-mail or a cron job to carry.
 from __future__ import annotations
 
 import shlex
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
                                  f"no process holds its {rf.LOCK_FILE} (killed, or its terminal closed); "
                                  f"{resume_hint(view, experiment, where)}")
     return Shown(view.state, training=view.state == rf.RUNNING)
+
+
+# squeue installed but failing (a Slurm controller down, a timeout): the plan warns too (launch/plan.py)
+SQUEUE_SILENT = ("warning: squeue is installed but did not answer, so the states below are what the run folders "
+                 "last said: a pending or running run may have ended since (`squeue -u $USER` shows why)")
 
 
 def reruns_fail_again(error: str | None) -> bool:
@@ -263,7 +269,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
     queued = (scheduler or squeue_jobs)()  # None when squeue does not answer
     now = time.time() if now is None else now
-    tables = []
+    tables = [SQUEUE_SILENT] if queued is None and shutil.which("squeue") else []
     for name in names:
         has_jobs_file = Path(name).suffix in (".yaml", ".yml") or (Path(jobs_dir) / f"{name}.yaml").is_file()
         planned = None  # the jobs file only adds "not submitted" rows
