@@ -541,3 +541,41 @@ def test_jobs_file_text_keys_keep_what_yaml_would_read_as_numbers_as_written(tmp
                                  parse_overrides(["cuda_graph=on", "save_best=yes"]))
     assert experiment.description == "0123"
     assert {(s.config.cuda_graph, s.config.save_best) for s in experiment.settings} == {("on", True)}
+
+
+def test_settings_that_differ_only_in_keys_their_model_does_not_read_are_refused_for_a_submission(tmp_path):
+    """`--set n_heads=2,4` on an RNN made two runs of one training under two names (the registry's `unread`)."""
+    from runtree import cli
+
+    write_jobs(tmp_path, TWO_SETTINGS.replace("model: GRU", "model: RNN"))
+    code, output = cli("submit", "bad", "--jobs", tmp_path, "--dry-run", "--executor", "local", "--set",
+                       "n_heads=2,4")
+    assert code == 1 and output == (
+        f"ptblm submit: error: {tmp_path}/bad.yaml with --set n_heads=2,4: settings 0 and 2 train the same model: "
+        f"they differ only in n_heads, which the RNN does not read (rnn_adam_lr0.001_bs2_h8_l1_keep0.5_heads2, "
+        f"rnn_adam_lr0.001_bs2_h8_l1_keep0.5_heads4); valid: settings that differ in what it reads (--only picks "
+        f"some)\n"), output
+    code, output = cli("submit", "bad", "--jobs", tmp_path, "--dry-run", "--executor", "local", "--set", "n_heads=4")
+    assert code == 1 and output == (
+        "ptblm submit: error: --set n_heads=4: no setting of bad reads n_heads (its models: RNN), so it would only "
+        "rename the runs; valid: leave it out (n_heads is read by TRANSFORMER)\n"), output
+    code, output = cli("train", "--model", "RNN", "--n_heads", "4", "--dry-run")
+    assert code == 1 and output == (
+        "ptblm train: error: command line: n_heads = 4 is not read by the RNN, which would train the same model "
+        "under another name; valid: leave n_heads out (n_heads is read by TRANSFORMER)\n"), output
+
+
+def test_a_key_one_model_of_a_mixed_experiment_reads_is_swept_for_the_settings_only_picks():
+    from ptblm.jobs import check_trains_distinct, only_settings
+
+    smoke = load_experiment("smoke", REPO / "jobs", parse_overrides(["n_heads=2,4"]))
+    with pytest.raises(ConfigError, match=r"settings 0 and 4 train the same model: they differ only in n_heads, "
+                                          r"which the RNN does not read"):
+        check_trains_distinct(smoke)
+    picked = only_settings(smoke, ["3,7"])
+    check_trains_distinct(picked)
+    assert [(s.config.model, s.config.n_heads) for s in picked.settings] == [("TRANSFORMER", 2), ("TRANSFORMER", 4)]
+    wide = load_experiment("smoke", REPO / "jobs", parse_overrides(["emb_size=16,32"]))  # the Transformer's unread
+    with pytest.raises(ConfigError, match=r"settings 3 and 7 train the same model: they differ only in emb_size, "
+                                          r"which the TRANSFORMER does not read"):
+        check_trains_distinct(wide)

@@ -135,6 +135,23 @@ class RunConfig:
         """The fields that define the setting: two configs with equal identities train the same model."""
         return {key: value for key, value in asdict(self).items() if key not in EXECUTION_OPTIONS}
 
+    def trained_identity(self) -> dict[str, Any]:
+        """identity() without the keys its architecture does not read (the registry's `unread`): two settings
+        with equal ones train the same model, whatever their names say."""
+        unread = ARCHITECTURES[self.model].unread
+        return {key: value for key, value in self.identity().items() if key not in unread}
+
+    def check_keys_read(self, where: str) -> None:
+        """A setting made from flags gives no key its architecture does not read (`train --model RNN --n_heads 4`
+        would train the default RNN under another name). Recorded settings are read as they are."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in ARCHITECTURES[self.model].unread:
+            if getattr(self, key) != defaults[key]:
+                readers = [name for name, entry in ARCHITECTURES.items() if key not in entry.unread]
+                raise ConfigError(f"{where}: {key} = {getattr(self, key)!r} is not read by the {self.model}, which "
+                                  f"would train the same model under another name; valid: leave {key} out ({key} "
+                                  f"is read by {', '.join(readers)})")
+
     def run_name(self) -> str:
         """Stable, readable folder name from the hyper-parameters that define the setting."""
         parts = [self.model.lower(), self.optimizer.lower(), f"lr{exact_number(self.initial_lr)}",

@@ -58,7 +58,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
     if args.dry_run:
         values.update(num_epochs=1, max_batches=2)
-    return RunConfig.from_dict(values, where="command line")
+    config = RunConfig.from_dict(values, where="command line")
+    config.check_keys_read("command line")
+    return config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
