@@ -83,7 +83,8 @@ class ClusterProfile:
                               f"valid: {', '.join(RUNTIMES)}")
         if "sbatch_extra" in values:
             _check_sbatch_extra(where, values["sbatch_extra"])
-            values["sbatch_extra"] = {option: _sbatch_value(value) for option, value in values["sbatch_extra"].items()}
+            values["sbatch_extra"] = {str(option): _sbatch_value(value)
+                                      for option, value in values["sbatch_extra"].items()}
         return cls(**values)
 
 
