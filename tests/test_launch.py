@@ -269,7 +269,7 @@ def test_a_split_too_small_for_one_batch_is_named_when_training_starts(tmp_path,
     with pytest.raises(DataError, match=rf"the valid split, {synthetic_dir / 'ptb.valid.txt'}, has \d+ tokens: they "
                                         r"cannot fill one batch of batch_size 200 x seq_len 12"):
         train_run(tiny_config(batch_size=200), synthetic_dir, tmp_path / "run", echo=False, environ={})
-    assert "the valid split" in rf.read_status(tmp_path / "run").error
+    assert not (tmp_path / "run").exists()  # refused before any run folder is made (a task's says why: test_train)
 
 
 # ----------------------------------------------------------------------------- one writer
