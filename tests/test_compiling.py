@@ -14,7 +14,7 @@ import torch
 
 from conftest import REPO, tiny_config
 from ptblm.compiling import COMPILE_CACHE_ENV, cache_counts, compile_cache_dir, use_compile_cache
-from ptblm.config import RunConfig
+from ptblm.config import RunConfig, load_yaml
 from ptblm.step import CompilingStep, EagerStep, GraphedStep, make_step
 from ptblm.optimizers import make_optimizer
 from test_step import (assert_close, batches, first_hidden, graph_and_eager_pair, model_and_optimizer, needs_cuda,
@@ -106,12 +106,13 @@ def test_the_cache_folder_is_the_users_variable_else_beside_the_results(tmp_path
 def test_compile_is_an_execution_option_checked_against_the_model():
     config = tiny_config()
     assert config.compile == "off"
-    cell = RunConfig.from_dict({**config.to_dict(), "compile": "cell", "cuda_graph": True})
-    assert (cell.compile, cell.cuda_graph) == ("cell", "on")  # `cuda_graph: on` in YAML 1.1 is True
+    cell = RunConfig.from_dict({**config.to_dict(), **load_yaml("{compile: cell, cuda_graph: on}", "x")})
+    assert (cell.compile, cell.cuda_graph) == ("cell", "on")  # `on`, which YAML 1.1 reads as true, as written
     assert cell.identity() == config.identity() and cell.run_name() == config.run_name()
-    assert RunConfig.from_dict({**config.to_dict(), "compile": False}).compile == "off"
-    with pytest.raises(ValueError, match="compile = 'on' is invalid; valid: one of off, model, cell"):
-        config.replace(compile=True)  # a bare `compile: on` in YAML
+    assert RunConfig.from_dict({**config.to_dict(), **load_yaml("compile: off", "x")}).compile == "off"
+    for written in ("true", "True", "yes"):  # quoted as written, never as 'on'
+        with pytest.raises(ValueError, match=f"compile = '{written}' is invalid; valid: one of off, model, cell"):
+            RunConfig.from_dict({**config.to_dict(), **load_yaml(f"compile: {written}", "x")})
     with pytest.raises(ValueError, match="compile = 'cell' is invalid; valid: off or model for TRANSFORMER"):
         tiny_config(model="TRANSFORMER", compile="cell")
     with pytest.raises(ValueError, match="compile = 'cell' is invalid; valid: off or model for GRU with impl "

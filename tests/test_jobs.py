@@ -461,15 +461,16 @@ def test_settings_half_a_millionth_apart_both_run_and_the_plan_shows_them_apart(
 
 
 @pytest.mark.parametrize("text, message", [
-    ("hidden_size=032", "--set hidden_size=032: 032 is not a decimal integer (YAML 1.1 reads a leading 0 as octal, "
-                        "0x as hex, 1:20 as base 60, 1_000 as 1000); valid: decimal digits without a leading zero, "
-                        "e.g. 32"),
-    ("seeds=1,0777", "--set seeds=1,0777: 0777 is not a decimal integer"),
-    ("batch_size=0x20", "--set batch_size=0x20: 0x20 is not a decimal integer"),
-    ("initial_lr=1:30.5", "--set initial_lr=1:30.5: 1:30.5 is not a decimal number (YAML 1.1 reads 1:30.5 as base "
-                          "60, 1_000.5 as 1000.5); valid: decimal digits with an optional point and exponent"),
-    ("initial_lr=1_000.5", "--set initial_lr=1_000.5: 1_000.5 is not a decimal number"),
-    ("initial_lr=1_000", "--set initial_lr=1_000: 1_000 is not a decimal integer"),
+    ("hidden_size=032", "--set hidden_size=032: hidden_size = 032 is not a decimal integer (YAML 1.1 reads a "
+                        "leading 0 as octal, 0x as hex, 1:20 as base 60, 1_000 as 1000); valid: decimal digits "
+                        "without a leading zero, e.g. 32"),
+    ("seeds=1,0777", "--set seeds=1,0777: seeds[1] = 0777 is not a decimal integer"),
+    ("batch_size=0x20", "--set batch_size=0x20: batch_size = 0x20 is not a decimal integer"),
+    ("initial_lr=1:30.5", "--set initial_lr=1:30.5: initial_lr = 1:30.5 is not a decimal number (YAML 1.1 reads "
+                          "1:30.5 as base 60, 1_000.5 as 1000.5); valid: decimal digits with an optional point and "
+                          "exponent"),
+    ("initial_lr=1_000.5", "--set initial_lr=1_000.5: initial_lr = 1_000.5 is not a decimal number"),
+    ("initial_lr=1_000", "--set initial_lr=1_000: initial_lr = 1_000 is not a decimal number"),
     ("dp_keep_prob='0_5e-1'", "--set dp_keep_prob='0_5e-1': dp_keep_prob = 0_5e-1 is not a decimal number"),
 ])
 def test_set_numbers_are_decimal_or_refused(text, message):
@@ -489,11 +490,12 @@ def test_set_decimal_floats_in_every_spelling_stay_numbers():
 
 @pytest.mark.parametrize("body, message", [
     (TWO_SETTINGS.replace("hidden_size: 8}\n  - {batch_size: 4", "hidden_size: 032}\n  - {batch_size: 4"),
-     "bad.yaml, line 3: 032 is not a decimal integer"),
-    (TWO_SETTINGS + "seeds: [1111, 0777]\n", "bad.yaml, line 5: 0777 is not a decimal integer"),
+     "bad.yaml, setting 0, line 3: hidden_size = 032 is not a decimal integer"),
+    (TWO_SETTINGS + "seeds: [1111, 0777]\n", "bad.yaml, line 5: seeds[1] = 0777 is not a decimal integer"),
     (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: 1:30.5"),
-     "bad.yaml, line 1: 1:30.5 is not a decimal number"),
-    (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: 1_0.5"), "bad.yaml, line 1: 1_0.5 is not a decimal number"),
+     "bad.yaml, common, line 1: initial_lr = 1:30.5 is not a decimal number"),
+    (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: 1_0.5"),
+     "bad.yaml, common, line 1: initial_lr = 1_0.5 is not a decimal number"),
     (TWO_SETTINGS.replace("initial_lr: 0.001", "initial_lr: '1_000'"),
      "bad.yaml, common: initial_lr = 1_000 is not a decimal number"),
 ])
@@ -519,3 +521,83 @@ def test_a_jobs_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{tmp_path}/bad.yaml: not UTF-8 text \(byte \d+\); valid: a YAML file "
                                           rf"saved as UTF-8$"):
         load_experiment("bad", tmp_path)
+
+
+@pytest.mark.parametrize("file, text, message", [
+    ("bad.yaml", TWO_SETTINGS + "\tseeds: [1]\n", "bad.yaml, line 5, column 1: found character '\\t' that cannot "
+                                                  "start any token (a tab: YAML indents with spaces only)"),
+    ("defaults.yaml", "seq_len: 35\n\tnum_epochs: 2\n", "defaults.yaml, line 2, column 1: found character '\\t'"),
+    ("bad.yaml", TWO_SETTINGS.replace("hidden_size: 8}\n  - {batch_size: 4", "hidden_size: 8\n  - {batch_size: 4"),
+     "bad.yaml, line 4, column 5: expected ',' or '}', but got '{', while parsing a flow mapping from line 3, "
+     "column 5"),
+])
+def test_a_yaml_syntax_error_in_a_jobs_file_is_one_line_naming_the_file_line_and_column(tmp_path, file, text,
+                                                                                        message):
+    write_jobs(tmp_path, TWO_SETTINGS)
+    (tmp_path / file).write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_experiment("bad", tmp_path)
+    assert str(error.value).startswith(f"{tmp_path}/{message}") and "\n" not in str(error.value), str(error.value)
+    assert "<unicode string>" not in str(error.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_batches=`x`", "--set max_batches=`x`, column 1 of the value: found character '`' that cannot start any "
+                        "token"),
+    ("model=[", "--set model=[, column 2 of the value: expected the node content, but found the end of the value"),
+    ("compile=true", None), ("compile=yes", None),
+])
+def test_a_set_value_is_quoted_as_written_and_a_yaml_error_is_one_line(tmp_path, text, message):
+    """YAML 1.1 turns true/yes/on into booleans: `--set compile=true` was refused as compile = 'on'."""
+    if message:
+        with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
+            parse_overrides([text])
+        return
+    written = text.partition("=")[2]
+    with pytest.raises(ConfigError, match=rf"setting 0: compile = '{written}' is invalid; valid: one of off, model"):
+        load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS), parse_overrides([text]))
+
+
+def test_jobs_file_text_keys_keep_what_yaml_would_read_as_numbers_as_written(tmp_path):
+    experiment = load_experiment("bad", write_jobs(tmp_path, TWO_SETTINGS + "description: 0123\n"),
+                                 parse_overrides(["cuda_graph=on", "save_best=yes"]))
+    assert experiment.description == "0123"
+    assert {(s.config.cuda_graph, s.config.save_best) for s in experiment.settings} == {("on", True)}
+
+
+def test_settings_that_differ_only_in_keys_their_model_does_not_read_are_refused_for_a_submission(tmp_path):
+    """`--set n_heads=2,4` on an RNN made two runs of one training under two names (the registry's `unread`)."""
+    from runtree import cli
+
+    write_jobs(tmp_path, TWO_SETTINGS.replace("model: GRU", "model: RNN"))
+    code, output = cli("submit", "bad", "--jobs", tmp_path, "--dry-run", "--executor", "local", "--set",
+                       "n_heads=2,4")
+    assert code == 1 and output == (
+        f"ptblm submit: error: {tmp_path}/bad.yaml with --set n_heads=2,4: settings 0 and 2 train the same model: "
+        f"they differ only in n_heads, which the RNN does not read (rnn_adam_lr0.001_bs2_h8_l1_keep0.5_heads2, "
+        f"rnn_adam_lr0.001_bs2_h8_l1_keep0.5_heads4); valid: settings that differ in what it reads (--only picks "
+        f"some)\n"), output
+    code, output = cli("submit", "bad", "--jobs", tmp_path, "--dry-run", "--executor", "local", "--set", "n_heads=4")
+    assert code == 1 and output == (
+        "ptblm submit: error: --set n_heads=4: no setting of bad reads n_heads (its models: RNN), so it would only "
+        "rename the runs; valid: leave it out (n_heads is read by TRANSFORMER)\n"), output
+    code, output = cli("train", "--model", "RNN", "--n_heads", "4", "--dry-run")
+    assert code == 1 and output == (
+        "ptblm train: error: command line: n_heads = 4 is not read by the RNN, which would train the same model "
+        "under another name; valid: leave n_heads out (n_heads is read by TRANSFORMER)\n"), output
+
+
+def test_a_key_one_model_of_a_mixed_experiment_reads_is_swept_for_the_settings_only_picks():
+    from ptblm.jobs import check_trains_distinct, only_settings
+
+    smoke = load_experiment("smoke", REPO / "jobs", parse_overrides(["n_heads=2,4"]))
+    with pytest.raises(ConfigError, match=r"settings 0 and 4 train the same model: they differ only in n_heads, "
+                                          r"which the RNN does not read"):
+        check_trains_distinct(smoke)
+    picked = only_settings(smoke, ["3,7"])
+    check_trains_distinct(picked)
+    assert [(s.config.model, s.config.n_heads) for s in picked.settings] == [("TRANSFORMER", 2), ("TRANSFORMER", 4)]
+    wide = load_experiment("smoke", REPO / "jobs", parse_overrides(["emb_size=16,32"]))  # the Transformer's unread
+    with pytest.raises(ConfigError, match=r"settings 3 and 7 train the same model: they differ only in emb_size, "
+                                          r"which the TRANSFORMER does not read"):
+        check_trains_distinct(wide)

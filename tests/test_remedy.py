@@ -147,3 +147,8 @@ def test_the_status_command_suggested_names_the_folders_that_are_not_the_default
     assert status_command("3.1", Locations(".venv/bin/ptblm", Path("/r s"))) == (
         "`make status EXP=3.1 RESULTS='/r s'` (or `.venv/bin/ptblm status 3.1 --results '/r s'`)")
     assert status_command("3.1", Locations("ptblm", None, Path("my jobs"))) == "`ptblm status 3.1 --jobs 'my jobs'`"
+    assert status_command("3.1", Locations(results_dir=Path("r")), ("num_epochs=1", "initial_lr=1,2")) == (
+        "`make status EXP=3.1 SET='num_epochs=1 initial_lr=1,2' RESULTS=r` (or `ptblm status 3.1 --set num_epochs=1 "
+        "--set initial_lr=1,2 --results r`)")
+    assert status_command("3.1", Locations(jobs_dir=Path("j")), ("seeds=1 2",)) == (
+        "`ptblm status 3.1 --set 'seeds=1 2' --jobs j`")

@@ -287,3 +287,35 @@ def test_a_file_system_without_flock_trains_and_says_so(tmp_path, synthetic_dir,
                      environ={}).state == rf.DONE
     assert "does not support flock: a second writer" in (tmp_path / "run" / rf.LOG_FILE).read_text()
     assert read_holder(tmp_path / "run").enforced is False
+
+
+def test_a_run_folder_refused_names_the_flag_that_chose_it(tmp_path, synthetic_dir):
+    """`train --save_dir FILE` said 'choose a writable --out', a flag the user never gave."""
+    from runtree import cli
+
+    flags = ["train", "--model", "GRU", "--batch_size", "8", "--hidden_size", "16", "--num_epochs", "1",
+             "--device", "cpu", "--data", synthetic_dir]
+    (tmp_path / "file").write_text("mine\n")
+    code, output = cli(*flags, "--save_dir", tmp_path / "file")
+    assert code == 1 and output.startswith(f"ptblm train: error: {tmp_path / 'file'} is a file, not a folder, so the "
+                                           f"run folder {tmp_path / 'file'}/gru_") and output.endswith(
+        " cannot be made there; choose a folder for --save_dir\n"), output
+    code, output = cli(*flags, "--out", tmp_path / "file" / "run")
+    assert code == 1 and output.endswith(f"run folder {tmp_path / 'file' / 'run'} cannot be made there; choose a "
+                                         f"folder for --out\n"), output
+    foreign = tmp_path / "saved" / "gru_sgd_lr_schedule_lr20_bs8_h16_l2_keep0.35_ep1"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.md").write_text("draft\n")
+    code, output = cli(*flags, "--save_dir", tmp_path / "saved")
+    assert code == 1 and output == (f"ptblm train: error: {foreign} is not empty and not a ptblm run folder (it "
+                                    f"holds notes.md); choose an empty or new folder for --save_dir\n"), output
+    assert (tmp_path / "file").read_text() == "mine\n" and sorted(foreign.iterdir()) == [foreign / "notes.md"]
+
+
+def test_a_folder_in_the_place_of_a_file_is_named_and_no_unnamed_choice_is_offered(tmp_path):
+    """The writer knows no flag: it said 'cannot write it (Is a directory); make the folder writable, or choose
+    another'."""
+    (tmp_path / "status.json").mkdir()
+    with pytest.raises(rf.FileWriteError) as error:
+        rf.atomic_write_bytes(tmp_path / "status.json", b"{}")
+    assert str(error.value) == f"{tmp_path / 'status.json'} is a folder where ptblm writes a file: move it away"

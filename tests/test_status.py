@@ -313,3 +313,25 @@ def test_an_experiment_named_twice_has_one_table(tmp_path, experiment):
     report = status_report(results, tmp_path / "jobs", ["tiny", "tiny"], scheduler=lambda: None, now=NOW)
     assert report.count("summary tiny:") == 1 and report == status_report(results, tmp_path / "jobs", ["tiny"],
                                                                          scheduler=lambda: None, now=NOW)
+
+
+@pytest.mark.parametrize("squeue_fails", [True, False])
+def test_a_squeue_that_fails_is_one_warning_and_the_states_are_the_folders(tmp_path, monkeypatch, squeue_fails):
+    """A squeue on PATH that exits 1 (a controller down) left `pending` unqualified, though the plan warned;
+    without squeue at all (results copied to a laptop) the folders' word is all there is, as documented."""
+    jobs = tmp_path / "jobs"
+    setting = load_experiment(tiny_jobs(jobs), jobs).settings[0]
+    submitted(tmp_path / "results", setting, "41_0")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if squeue_fails:
+        (bin_dir / "squeue").write_text("#!/bin/sh\necho 'Unable to contact slurm controller' >&2\nexit 1\n")
+        (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no other squeue (the dev cluster's) is found
+    report = status_report(tmp_path / "results", jobs, ["tiny"], accounting=lambda ids: {})
+    lines = report.splitlines()
+    warning = ("warning: squeue is installed but did not answer, so the states below are what the run folders last "
+               "said: a pending or running run may have ended since (`squeue -u $USER` shows why)")
+    assert (lines[0] == warning) is squeue_fails and report.count("warning") == int(squeue_fails), report
+    row = next(line for line in lines if setting.run_name in line)
+    assert row.split()[2] == rf.PENDING and "41_0" in row, report

@@ -263,3 +263,39 @@ def test_matmul_precision_is_an_explicit_recorded_choice(precision, tf32, synthe
     assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
     assert rf.read_run(tmp_path).config["precision"] == precision
     assert f"precision {precision}:" in (tmp_path / rf.LOG_FILE).read_text()
+
+
+def test_a_batch_larger_than_a_split_is_refused_before_any_folder_and_no_rerun_is_offered(tmp_path, synthetic_dir):
+    """`ptblm train --batch_size 100000` left results/manual/<run>/ failed, whose note said a rerun with the
+    same flags resumes it; a submitted task's folder (which exists before it runs) says the setting must change."""
+    from ptblm.data import DataError
+    from ptblm.jobs import Setting
+    from ptblm.launch.tasks import TrainTask
+    from ptblm.status import status_rows
+
+    config = tiny_config(batch_size=100000)
+    with pytest.raises(DataError, match=r"^the train split, .*ptb\.train\.txt, has \d+ tokens: they cannot fill one "
+                                        r"batch of batch_size 100000 x seq_len 12"):
+        train_run(config, synthetic_dir, tmp_path / "manual" / "run", echo=False, environ={})
+    assert not (tmp_path / "manual").exists()
+    setting = Setting("tiny", 0, config)
+    rf.write_submission(setting.run_dir(tmp_path), rf.Submission("local-1", "local", time.time(), 0,
+                                                                  config.to_dict()))
+    with pytest.raises(DataError):
+        TrainTask(setting, str(synthetic_dir), str(tmp_path), threads=1).run({})
+    notes = []
+    assert status_rows(tmp_path, "tiny", notes=notes)[0]["state"] == rf.FAILED
+    assert len(notes) == 1 and notes[0].startswith("setting 0: failed: BatchesDoNotFit: the train split, ")
+    assert notes[0].endswith("or a larger train split; the setting itself cannot run, so rerunning it fails the same "
+                             "way: change the setting (a changed one trains in a new run folder)") and "resume" not in (
+        notes[0]), notes[0]
+
+
+def test_a_failure_recorded_before_the_setting_errors_had_a_name_is_told_from_one_a_rerun_gets_past():
+    from ptblm.status import reruns_fail_again
+
+    assert reruns_fail_again("DataError: the train split, x, has 3 tokens: they cannot fill one batch of "
+                             "batch_size 20 x seq_len 35 (needs at least 720 tokens); valid: more data")
+    assert reruns_fail_again("BatchesDoNotFit: the valid split, ...")
+    assert not reruns_fail_again("DataError: data/ptb/ptb.train.txt is missing: run `make data`")
+    assert not reruns_fail_again("RuntimeError: CUDA out of memory") and not reruns_fail_again(None)

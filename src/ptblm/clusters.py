@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import ConfigError, read_yaml_mapping
 from .container import RUNTIMES
+from .yamlread import WrittenText, read_float, read_int, read_text
 
 DEFAULT_MAX_ARRAY_SIZE = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
 
@@ -44,6 +45,9 @@ class ClusterProfile:
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
         values = dict(values)
+        for key in ("partition", "account", "qos", "gres", "container", "container_runtime"):
+            if values.get(key) is not None:
+                values[key] = _text(where, key, values[key])
         for key in ("partition", "account", "qos", "gres"):
             if values.get(key) is not None:
                 _check_word(where, key, values[key])
@@ -53,21 +57,25 @@ class ClusterProfile:
             if key in values:
                 if not isinstance(values[key], list):
                     raise ConfigError(f"{where}: {key} = {values[key]!r} is invalid; valid: a list of strings")
+                values[key] = tuple(_text(where, f"{key}[{i}]", line) for i, line in enumerate(values[key]))
                 for i, line in enumerate(values[key]):
                     _check_line(where, f"{key}[{i}]", line, "one line of text" if key == "setup" else "a path")
-                values[key] = tuple(values[key])
+        if isinstance(values.get("mem_gb"), str):  # 1_5, 1:30, 16.0e0 (read_float), or text
+            values["mem_gb"] = read_float(where, "mem_gb", values["mem_gb"], MEM_VALID)
         if values.get("mem_gb") is not None:
             try:
                 slurm_mem(values["mem_gb"])
             except ConfigError as error:
                 raise ConfigError(f"{where}: {error}") from None
-        for key in ("gpus_per_node", "cpus_per_task", "time_min", "array_parallelism", "runs_per_gpu",
-                    "local_parallelism", "local_timeout_min", "max_array_size", "max_timeouts"):
+        for key, valid in INTEGER_KEYS.items():
             value = values.get(key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0
-                                      or (value == 0 and key != "gpus_per_node")):
-                raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: "
-                                  f"{'0 or more' if key == 'gpus_per_node' else 'a positive integer'}")
+            if value is None:
+                continue
+            if isinstance(value, WrittenText) and key in MINUTES_KEYS:  # 2:00:00 is no time here
+                valid = f"a positive whole number of minutes, {minutes_example(value)}"
+            value = values[key] = read_int(where, key, value, valid)
+            if value < 0 or (value == 0 and key != "gpus_per_node"):
+                raise ConfigError(f"{where}: {key} = {value!r} is invalid; valid: {valid}")
         if values.get("gpus_per_node") and values.get("gres"):
             raise ConfigError(f"{where}: set gpus_per_node or gres, not both")
         if values.get("container_runtime", RUNTIMES[0]) not in RUNTIMES:
@@ -75,6 +83,8 @@ class ClusterProfile:
                               f"valid: {', '.join(RUNTIMES)}")
         if "sbatch_extra" in values:
             _check_sbatch_extra(where, values["sbatch_extra"])
+            values["sbatch_extra"] = {str(option): _sbatch_value(value)
+                                      for option, value in values["sbatch_extra"].items()}
         return cls(**values)
 
 
@@ -131,9 +141,40 @@ REFUSED_SBATCH_OPTIONS: dict[str, tuple[str | None, str]] = {
     "cluster": (None, "which sends the array to another cluster, where ptblm's squeue and scontrol do not look"),
     "help": (None, NOT_SUBMITTED), "usage": (None, NOT_SUBMITTED), "version": (None, NOT_SUBMITTED),
 }
+MINUTES_KEYS = ("time_min", "local_timeout_min")
+INTEGER_KEYS = {"gpus_per_node": "0 or more", "cpus_per_task": "a positive integer",
+                "time_min": "a positive whole number of minutes, e.g. 120",
+                "array_parallelism": "a positive integer", "runs_per_gpu": "a positive integer",
+                "local_parallelism": "a positive integer",
+                "local_timeout_min": "a positive whole number of minutes, e.g. 120",
+                "max_array_size": "a positive integer", "max_timeouts": "a positive integer"}
 MIN_MEM_MB = 256  # below this no Python with torch starts; and Slurm reads --mem=0 as all of the node's memory
+MEM_VALID = f"a number of GB of at least {MIN_MEM_MB / 1024:g}, e.g. 16"
 SBATCH_WORD = re.compile(r"[A-Za-z0-9_.,:=+@%/-]+")  # partition, account, qos, gres: sbatch's own characters
 SBATCH_OPTION = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def minutes_example(text: str) -> str:
+    """`e.g. N for H:MM:SS`, a time as sbatch's --time writes it, in whole minutes; else `e.g. 120`."""
+    parts = text.split(":")
+    if len(parts) == 3 and all(part.isdigit() for part in parts):
+        seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2])
+        return f"e.g. {max(1, -(-seconds // 60))} for {text}"
+    return "e.g. 120"
+
+
+def _text(where: str, key: str, value: Any) -> Any:
+    """A text key's scalar as written (`account: 123`, `partition: 0123`, `comment: 1:20`, yamlread); a list
+    or mapping is left to the key's own check, which names what is valid."""
+    return read_text(where, key, value) if isinstance(value, (str, int, float, bool)) else value
+
+
+def _sbatch_value(value: Any) -> Any:
+    """An sbatch_extra value as written (`comment: 1:20` stays 1:20), or what YAML 1.1 reads as true/false
+    (`exclusive: yes`), which the option's flag form reads."""
+    if isinstance(value, WrittenText):
+        return value.meaning if isinstance(value.meaning, bool) else str(value)
+    return value
 
 
 def _check_word(where: str, key: str, value: Any) -> None:
@@ -202,7 +243,7 @@ def refused_option(option: str) -> str | None:
 def slurm_mem(mem_gb: Any) -> str:
     """mem_gb as sbatch's --mem value ("1536MB"); ConfigError for a value that is no positive number of GB or
     rounds below MIN_MEM_MB (a tiny value would render as --mem=0MB: all of the node's memory)."""
-    valid = f"a number of GB of at least {MIN_MEM_MB / 1024:g}, e.g. 16"
+    valid = MEM_VALID
     if isinstance(mem_gb, bool) or not isinstance(mem_gb, (int, float)) or not 0 < mem_gb < float("inf"):
         raise ConfigError(f"mem_gb = {mem_gb!r} is invalid; valid: {valid}")
     megabytes = int(mem_gb * 1024)

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import corpora
-from .errors import UserError
+from .errors import ConfigError
 from .models.registry import ARCHITECTURES, MODELS  # torch-free: one entry per architecture
+from .yamlread import (decimal_integer, decimal_number, load_yaml, read_bool, read_float, read_int, read_text,
+                       read_yaml_mapping)
+
+__all__ = ["ConfigError", "RunConfig", "convert_value", "decimal_integer", "decimal_number", "load_yaml",
+           "read_yaml_mapping"]
 
 OPTIMIZERS = ("SGD", "SGD_LR_SCHEDULE", "ADAM")
 IMPLEMENTATIONS = ("fast", "reference")  # reference = the plain nested loop over time and layers
@@ -37,124 +38,9 @@ GRAD_CLIP = 0.25  # the course's gradient-norm clip, not a setting
 # How a setting runs, not what it computes: they may change when a run resumes, and stay out of its name.
 EXECUTION_OPTIONS = ("save_best", "evaluate", "debug", "log_steps", "impl", "attention", "device", "cuda_graph",
                      "compile", "deterministic")
-ON_OFF_OPTIONS = ("cuda_graph", "compile")  # YAML 1.1 reads a bare on/off as a boolean: taken back as "on"/"off"
 # run_exp.py's --debug: one epoch, every step logged as the scaffold prints it, and the architecture's own
 # changes (Architecture.debug_changes: the TRANSFORMER's tiny model).
 DEBUG_CHANGES = {"num_epochs": 1, "log_steps": True}
-
-
-class ConfigError(UserError, ValueError):
-    """A setting that cannot run; the message names where, the key, the value and what is valid."""
-
-
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, line: int, first_line: int):
-        super().__init__(f"line {line}: key {key!r} appears a second time (first on line {first_line}); "
-                         f"valid: each key once per mapping (merge the two)")
-
-
-class _NotDecimal(yaml.YAMLError):
-    def __init__(self, text: str, line: int, kind: type = int):
-        self.line = line
-        super().__init__(not_decimal_message(text, kind))
-
-
-def not_decimal_message(text: str, kind: type) -> str:
-    """Why `text` is no number here, and the decimal spelling of what YAML 1.1 would have read."""
-    if kind is int:
-        digits = text.replace("_", "")
-        example = str(int(digits)) if re.fullmatch(r"[-+]?[0-9]+", digits) else "32"
-        return (f"{text} is not a decimal integer (YAML 1.1 reads a leading 0 as octal, 0x as hex, 1:20 as base 60, "
-                f"1_000 as 1000); valid: decimal digits without a leading zero, e.g. {example}")
-    digits = text.replace("_", "")
-    example = digits if DECIMAL_FLOAT.fullmatch(digits) else "0.001"
-    return (f"{text} is not a decimal number (YAML 1.1 reads 1:30.5 as base 60, 1_000.5 as 1000.5); valid: "
-            f"decimal digits with an optional point and exponent, e.g. {example} or 1e-3")
-
-
-DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*)")
-DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
-YAML_NON_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")  # refused later, with the key's range
-
-
-def decimal_number(text: str) -> float | None:
-    """The one reading of a written float (a jobs file, --set, a flag, a quoted value): decimal only, or None."""
-    return float(text) if DECIMAL_FLOAT.fullmatch(text) else None
-
-
-def decimal_integer(text: str) -> int | None:
-    """The one reading of a written integer (a jobs file, --set, a flag): decimal only, or None."""
-    return int(text) if DECIMAL_INTEGER.fullmatch(text) else None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one silently), and
-    a number in any base but 10 (`hidden_size: 032` is not 26, `seeds: [0777]` not 511, `1:30.5` not 90.5)."""
-
-    def construct_decimal_int(self, node: yaml.ScalarNode) -> int:
-        value = decimal_integer(node.value)
-        if value is None:
-            raise _NotDecimal(node.value, node.start_mark.line + 1)
-        return value
-
-    def construct_decimal_float(self, node: yaml.ScalarNode) -> float:
-        if YAML_NON_FINITE.fullmatch(node.value):
-            return self.construct_yaml_float(node)
-        value = decimal_number(node.value)
-        if value is None:
-            raise _NotDecimal(node.value, node.start_mark.line + 1, float)
-        return value
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        first_lines: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                if key in first_lines:
-                    raise _DuplicateKey(key, key_node.start_mark.line + 1, first_lines[key])
-                first_lines[key] = key_node.start_mark.line + 1
-            except TypeError:  # an unhashable key: the base class names it
-                pass
-        return super().construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_decimal_int)
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_decimal_float)
-
-
-def load_yaml(text: str, where: str, lines: bool = True) -> Any:
-    """YAML text as this project reads it everywhere (jobs files, profiles, --set values): the safe loader,
-    no anchors or aliases, each key once, integers in base 10. Errors name `where` (and the line)."""
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events only: aliases are not expanded here
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-                raise ConfigError(f"{where}, line {event.start_mark.line + 1}: YAML anchors and aliases (&name, "
-                                  f"*name, <<) are not allowed; valid: each value written out")
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as error:
-        raise ConfigError(f"{where}, {error}") from None
-    except _NotDecimal as error:
-        raise ConfigError(f"{where}{f', line {error.line}' if lines else ''}: {error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{where}: not valid YAML: {error}") from error
-
-
-def read_yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (an empty file is an empty one); `expected` says what kind.
-
-    Anchors and aliases are refused before anything is built (a few lines of aliases expand to billions of
-    values), and so is a key written twice in one mapping.
-    """
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); valid: a YAML file saved as UTF-8") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read it ({error.strerror}); valid: a readable YAML file") from None
-    content = load_yaml(text, str(path)) or {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected {expected}, got {type(content).__name__}")
-    return content
 
 
 @dataclass(frozen=True)
@@ -249,6 +135,23 @@ class RunConfig:
         """The fields that define the setting: two configs with equal identities train the same model."""
         return {key: value for key, value in asdict(self).items() if key not in EXECUTION_OPTIONS}
 
+    def trained_identity(self) -> dict[str, Any]:
+        """identity() without the keys its architecture does not read (the registry's `unread`): two settings
+        with equal ones train the same model, whatever their names say."""
+        unread = ARCHITECTURES[self.model].unread
+        return {key: value for key, value in self.identity().items() if key not in unread}
+
+    def check_keys_read(self, where: str) -> None:
+        """A setting made from flags gives no key its architecture does not read (`train --model RNN --n_heads 4`
+        would train the default RNN under another name). Recorded settings are read as they are."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for key in ARCHITECTURES[self.model].unread:
+            if getattr(self, key) != defaults[key]:
+                readers = [name for name, entry in ARCHITECTURES.items() if key not in entry.unread]
+                raise ConfigError(f"{where}: {key} = {getattr(self, key)!r} is not read by the {self.model}, which "
+                                  f"would train the same model under another name; valid: leave {key} out ({key} "
+                                  f"is read by {', '.join(readers)})")
+
     def run_name(self) -> str:
         """Stable, readable folder name from the hyper-parameters that define the setting."""
         parts = [self.model.lower(), self.optimizer.lower(), f"lr{exact_number(self.initial_lr)}",
@@ -272,24 +175,14 @@ def exact_number(value: float) -> str:
     return short if float(short) == value else repr(float(value))
 
 
-_TYPE_NAMES = {"int": int, "float": float, "bool": bool, "str": str}
-
-
 def convert_value(where: str, key: str, type_name: Any, value: Any) -> Any:
-    expected = _TYPE_NAMES[str(type_name)]
-    if key in ON_OFF_OPTIONS and isinstance(value, bool):
-        return "on" if value else "off"
-    if expected is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-        number = decimal_number(value.strip())
-        if number is not None:
-            return number
-        if re.fullmatch(r"[-+0-9_.:eE]+", value.strip()) and re.search("[0-9]", value):
-            raise ConfigError(f"{where}: {key} = {not_decimal_message(value, float)}")
-    ok = (isinstance(value, bool) if expected is bool else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else
-          isinstance(value, int) and not isinstance(value, bool) if expected is int else
-          isinstance(value, str))
-    if not ok:
-        raise ConfigError(f"{where}: {key} = {value!r} has type {type(value).__name__}; "
-                          f"expected {expected.__name__}")
-    return float(value) if expected is float else value
+    """A RunConfig key's value, read for the key's type (yamlread: a text key takes what YAML read as a number
+    or boolean as written, so `compile: on` is "on" and `compile: true` is refused as 'true')."""
+    kind = str(type_name)
+    if kind == "int":
+        return read_int(where, key, value)
+    if kind == "float":
+        return read_float(where, key, value)
+    if kind == "bool":
+        return read_bool(where, key, value)
+    return read_text(where, key, value)

@@ -34,15 +34,19 @@ def ptblm_command(argv0: str, environ: Mapping[str, str], cwd: Path, python: str
         return str(program.resolve())
 
 
-def status_command(experiment: str, where: Locations) -> str:
-    """`make status EXP=...` (or `ptblm status ...`), with the folders named that are not the default."""
-    flags = [*([f"--results {shlex.quote(str(where.results_dir))}"] if where.results_dir is not None else []),
+def status_command(experiment: str, where: Locations, overrides: Sequence[str] = ()) -> str:
+    """`make status EXP=...` (or `ptblm status ...`), with the --set texts of the submission (status numbers and
+    finds the settings as the overrides make them) and the folders named that are not the default."""
+    flags = [*(f"--set {shlex.quote(text)}" for text in overrides),
+             *([f"--results {shlex.quote(str(where.results_dir))}"] if where.results_dir is not None else []),
              *([f"--jobs {shlex.quote(str(where.jobs_dir))}"] if where.jobs_dir is not None else [])]
     direct = " ".join([where.ptblm, "status", shlex.quote(experiment), *flags])
     if where.jobs_dir is not None:  # make has no variable for another jobs folder
         return f"`{direct}`"
-    results = f" RESULTS={shlex.quote(str(where.results_dir))}" if where.results_dir is not None else ""
-    return f"`make status EXP={shlex.quote(experiment)}{results}` (or `{direct}`)"
+    variables = [f"EXP={shlex.quote(experiment)}",
+                 *([f"SET={shlex.quote(' '.join(overrides))}"] if overrides else []),
+                 *([f"RESULTS={shlex.quote(str(where.results_dir))}"] if where.results_dir is not None else [])]
+    return f"`make status {' '.join(variables)}` (or `{direct}`)"
 
 
 def resubmit_command(experiment: str, *, executor: str | None = None, overrides: Sequence[str] = (),

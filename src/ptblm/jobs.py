@@ -27,6 +27,8 @@ from . import layout
 from .config import MAX_SEED, ConfigError, RunConfig, convert_value, load_yaml, read_yaml_mapping
 from .naming import each_once
 from .wording import count
+from .models.registry import ARCHITECTURES
+from .yamlread import WrittenText, read_int, read_text
 
 DEFAULTS_FILE = "defaults.yaml"
 MAX_SETTINGS = 1000  # per experiment: one Slurm array at Slurm's default MaxArraySize; split larger sweeps
@@ -191,6 +193,8 @@ def check_seeds(where: str, seeds: Any) -> list[int]:
     valid = f"valid: a non-empty list of distinct integers from 0 to {MAX_SEED}, e.g. [1111, 1, 2]"
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"{where}: seeds = {seeds!r} is invalid; {valid}")
+    seeds = [read_int(where, f"seeds[{i}]", seed) if isinstance(seed, WrittenText) else seed  # 0777, +5
+             for i, seed in enumerate(seeds)]
     for i, seed in enumerate(seeds):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"{where}: seeds[{i}] = {seed!r} is invalid; {valid}")
@@ -254,7 +258,7 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
     entries = [{**entry, **combination, **({"seed": seed} if seed is not None else {})}
                for seed in (seeds or [None]) for combination in combinations for entry in entries]
     name = path.stem
-    description = str(content.get("description", ""))
+    description = read_text(str(path), "description", content.get("description") or "")
     settings = tuple(Setting(name, i, RunConfig.from_dict({**defaults, **common, **entry},
                                                           where=f"{where}, setting {i}"), description)
                      for i, entry in enumerate(entries))
@@ -266,6 +270,32 @@ def load_experiment(experiment: str, jobs_dir: Path, overrides: Overrides | None
         seen[setting.run_name] = setting.index
     return Experiment(name=name, path=path, description=description, settings=settings,
                       overrides=overrides.texts)
+
+
+def check_trains_distinct(experiment: Experiment) -> None:
+    """What a submission runs trains distinct models: no two settings differ only in keys their architecture
+    does not read (`--set n_heads=2,4` on an RNN: two runs, one training), and no --set key is read by none of
+    them (`--set n_heads=4` on recurrent models would only rename every run). Asked of the settings --only
+    picks, so that `--only 3,7 --set n_heads=2,4` sweeps the one Transformer of a mixed experiment."""
+    settings = experiment.settings
+    trained: dict[tuple, Setting] = {}
+    for setting in settings:
+        other = trained.setdefault(tuple(sorted(setting.config.trained_identity().items())), setting)
+        if other is not setting:
+            differ = [key for key in ARCHITECTURES[setting.config.model].unread
+                      if getattr(other.config, key) != getattr(setting.config, key)]
+            raise ConfigError(f"{experiment.where}: settings {other.index} and {setting.index} train the same "
+                              f"model: they differ only in {', '.join(differ)}, which the {setting.config.model} "
+                              f"does not read ({other.run_name}, {setting.run_name}); valid: settings that differ "
+                              f"in what it reads (--only picks some)")
+    models = sorted({setting.config.model for setting in settings}, key=list(ARCHITECTURES).index)
+    for text in experiment.overrides:
+        key = text.partition("=")[0].strip()
+        if models and all(key in ARCHITECTURES[model].unread for model in models):
+            readers = [name for name, entry in ARCHITECTURES.items() if key not in entry.unread]
+            raise ConfigError(f"--set {text}: no setting of {experiment.name} reads {key} (its models: "
+                              f"{', '.join(models)}), so it would only rename the runs; valid: leave it out ("
+                              f"{key} is read by {', '.join(readers)})")
 
 
 def only_settings(experiment: Experiment, texts: list[str]) -> Experiment:

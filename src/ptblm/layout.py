@@ -57,6 +57,9 @@ def output_dir(path: Path, flag: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocking = next(p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+        if blocking == path:
+            raise OutputFolderError(f"{path} is a file, not a folder: move it away, or choose another folder with "
+                                    f"{flag}") from None
         raise OutputFolderError(f"{blocking} is a file, not a folder, so {path} cannot be written: choose a folder "
                                 f"with {flag}") from None
     except OSError as error:

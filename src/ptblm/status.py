@@ -18,6 +18,7 @@ last running one should end) for a job-end e-mail or a cron job to carry.
 from __future__ import annotations
 
 import shlex
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tabulate import tabulate
 
 from . import layout
 from . import runfolder as rf
+from .errors import SettingCannotRun
 from .formatting import format_ppl, format_seconds
 from .invocation import Locations, resubmit_command
 from .runfolder.remedy import jobs_folder
@@ -93,6 +95,9 @@ def scheduler_state(view: FolderView, scheduler: Scheduler | None, accounting: d
     if view.state == rf.CANCELLED:
         return Shown(view.state, f"cancelled after epoch {len(view.record.curves.epochs)}/{view.num_epochs or '?'}; "
                                  f"{resume_hint(view, experiment, where)}")
+    if view.state == rf.FAILED and reruns_fail_again(view.error):
+        return Shown(view.state, f"failed: {view.error}; the setting itself cannot run, so rerunning it fails the "
+                                 f"same way: change the setting (a changed one trains in a new run folder)")
     if view.state == rf.FAILED:
         return Shown(view.state, f"failed: {view.error or 'no error recorded'}; once that is fixed, "
                                  f"{resume_hint(view, experiment, where)}")
@@ -130,6 +135,26 @@ def task_log_note(view: FolderView, results_dir: Path, experiment: str) -> str:
     if view.state == rf.PENDING:
         return "the task never started (it wrote no log)"
     return f"its task wrote no log{f' in {log.parent}' if log is not None else ''}"
+
+
+# squeue installed but failing (a Slurm controller down, a timeout): the plan warns too (launch/plan.py)
+SQUEUE_SILENT = ("warning: squeue is installed but did not answer, so the states below are what the run folders "
+                 "last said: a pending or running run may have ended since (`squeue -u $USER` shows why)")
+
+
+def reruns_fail_again(error: str | None) -> bool:
+    """Whether a failed run's recorded error ("<class>: <message>") is a SettingCannotRun's: the setting itself
+    cannot run, and no rerun of it is a remedy."""
+    from .data import batching  # noqa: F401  (its BatchesDoNotFit is one; the data package imports numpy)
+
+    kinds, names = [SettingCannotRun], set()
+    while kinds:
+        kind = kinds.pop()
+        names.add(kind.__name__)
+        kinds += kind.__subclasses__()
+    kind = (error or "").partition(":")[0]
+    # recorded before BatchesDoNotFit had a name of its own: as DataError (or ValueError) with the same words
+    return kind in names or (kind in ("DataError", "ValueError") and " cannot fill one batch of batch_size " in error)
 
 
 def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
@@ -260,7 +285,7 @@ def status_report(results_dir: Path, jobs_dir: Path, names: list[str] | None = N
         return f"no results under {results_dir} yet; name an experiment, e.g. `ptblm status 3.1`"
     queued = (scheduler or squeue_jobs)()  # None when squeue does not answer
     now = time.time() if now is None else now
-    tables = []
+    tables = [SQUEUE_SILENT] if queued is None and shutil.which("squeue") else []
     for name in names:
         has_jobs_file = Path(name).suffix in (".yaml", ".yml") or (Path(jobs_dir) / f"{name}.yaml").is_file()
         planned = None  # the jobs file only adds "not submitted" rows

@@ -30,8 +30,8 @@ from . import corpora
 from . import runfolder as rf
 from .compiling import use_compile_cache
 from .config import RunConfig
-from .data import (Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, is_synthetic, load_corpus, split_path,
-                   stage_data)
+from .data import (Corpus, check_batches_fit, check_data_dir, corpus_fingerprint, count_tokens, is_synthetic,
+                   load_corpus, split_path, stage_data)
 from .determinism import naming_nondeterministic_operations, use_deterministic
 from .devices import check_cuda_graph, pick_device
 from .errors import UserError
@@ -53,7 +53,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
               echo: bool = True, scratch_dir: Path | None = None,
               compile_cache: Path | None = None, slurm_job_id: str | None = None,
               fingerprint_cache: Path | None = None, should_stop: Callable[[], bool] | None = None,
-              environ: MutableMapping[str, str]) -> rf.RunStatus:
+              environ: MutableMapping[str, str], out_flag: str = "--out") -> rf.RunStatus:
     """Train one setting into `out_dir`, resuming from last.pt; a finished run is returned as is.
 
     The run holds the folder's lock (RunFolder.hold) for its whole life: a second writer is refused. A damaged
@@ -68,24 +68,31 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     The corpus's fingerprint (ptblm.data.corpus_fingerprint, cached in `fingerprint_cache`) is recorded in
     config.json: a run folder resumes only on the corpus it was trained on. `experiment`, `setting_index` and
     the experiment's `description` go into config.json too, so that status and reports read the run folder alone.
+    `out_flag` is the option that chose `out_dir` (--out, --save_dir, --results), named where another is needed.
     The run is `done` (or `diverged`) only once everything it promised is written, the --evaluate test pass
     included: a run stopped during the test pass finishes it when rerun.
     """
     out_dir = Path(out_dir)
     entry = corpora.get(config.corpus)
     check_data_dir(data_dir, entry)  # before anything is written: a typo in --data leaves no run folder behind
+    check_batches_fit(count_tokens(data_dir, entry), split_paths(data_dir, entry), config.batch_size, config.seq_len,
+                      config.evaluate)  # nor does a batch larger than a split (as submit checks on the login node)
     check_cuda_graph(config)
     corpus = corpus_fingerprint(data_dir, fingerprint_cache, entry)
-    folder = rf.RunFolder(out_dir).make()  # a file, an unwritable place or someone else's folder: refused here
-    if not force:
-        check_resumable(folder.read(), config, corpus, Path(data_dir))  # refused before the lock file is touched
+    folder = rf.RunFolder(out_dir).make(out_flag)  # a file, an unwritable place, someone else's folder: refused
+    if not force:  # refused before the lock file is touched
+        check_resumable(folder.read(), config, corpus, Path(data_dir), out_flag)
     with folder.hold(slurm_job_id) as writer:
         if not writer.holder.enforced:
             RunLog(writer, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
                                        f"writer into this folder would not be refused")
         origin = {"experiment": experiment, "setting_index": setting_index, "description": description}
         return _train_holding_lock(config, Path(data_dir), corpus, writer, force, origin, command_line,
-                                   interactive, echo, scratch_dir, compile_cache, should_stop, environ)
+                                   interactive, echo, scratch_dir, compile_cache, should_stop, environ, out_flag)
+
+
+def split_paths(data_dir: Path, entry: corpora.CorpusEntry) -> dict[str, Path]:
+    return {split: split_path(data_dir, split, entry) for split in corpora.SPLITS}
 
 
 def _best_effort(write: Callable[..., object], *args) -> None:
@@ -98,10 +105,10 @@ def _best_effort(write: Callable[..., object], *args) -> None:
 
 def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: rf.RunWriter, force: bool,
                         origin: dict, command_line, interactive, echo: bool, scratch_dir, compile_cache,
-                        should_stop, environ: MutableMapping[str, str]) -> rf.RunStatus:
+                        should_stop, environ: MutableMapping[str, str], out_flag: str) -> rf.RunStatus:
     out_dir = writer.path
     record = writer.folder.read()
-    recorded_corpus = None if force else check_resumable(record, config, corpus, data_dir)
+    recorded_corpus = None if force else check_resumable(record, config, corpus, data_dir, out_flag)
     status = record.status if record.status_written else None
     if status and status.state in rf.FINISHED_STATES and not force:
         if config.evaluate and needs_test_pass(out_dir):  # finished before --evaluate was asked for
@@ -114,7 +121,7 @@ def _train_holding_lock(config: RunConfig, data_dir: Path, corpus: str, writer: 
         return status
     resume = None if force else writer.folder.resume_point()  # read before any write: a foreign one is refused
     if resume is not None:
-        check_same_setting(resume.config, config, out_dir)
+        check_same_setting(resume.config, config, out_dir, out_flag)
     if force:
         writer.clear()
     orphans, orphan_bytes = writer.remove_orphans()  # a kill during a write left them
@@ -156,9 +163,9 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
            environ: MutableMapping[str, str]) -> rf.RunStatus:
     entry = corpora.get(config.corpus)
     corpus: Corpus = load_corpus(data_dir, entry)
+    # again on the ids: without <unk> in its vocabulary a corpus drops the words it does not know
     check_batches_fit({"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test)},
-                      {split: split_path(data_dir, split, entry) for split in corpora.SPLITS},
-                      config.batch_size, config.seq_len, config.evaluate)
+                      split_paths(data_dir, entry), config.batch_size, config.seq_len, config.evaluate)
     device = pick_device(config.device)
     fallback_note = cpu_fallback_note(device, environ)
     if fallback_note:

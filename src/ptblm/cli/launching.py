@@ -21,7 +21,7 @@ def experiments_and_profile(args: argparse.Namespace):
     """Every named experiment (`all` expanded) and the profile, all validated, --set overrides included,
     before anything is submitted."""
     from ..clusters import load_profile
-    from ..jobs import experiment_names, load_experiment, only_settings, parse_overrides
+    from ..jobs import check_trains_distinct, experiment_names, load_experiment, only_settings, parse_overrides
 
     overrides = parse_overrides(args.set)
     names = experiment_names(args.experiments, args.jobs)
@@ -29,6 +29,8 @@ def experiments_and_profile(args: argparse.Namespace):
         raise ConfigError(f"--only {','.join(args.only)} picks settings of one experiment, but {len(names)} are "
                           f"named ({', '.join(names)}); valid: one experiment with --only")
     experiments = [only_settings(load_experiment(name, args.jobs, overrides), args.only) for name in names]
+    for experiment in experiments:
+        check_trains_distinct(experiment)
     return experiments, load_profile(args.cluster or DEFAULT_PROFILE, args.clusters)
 
 

@@ -58,7 +58,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
     if args.dry_run:
         values.update(num_epochs=1, max_batches=2)
-    return RunConfig.from_dict(values, where="command line")
+    config = RunConfig.from_dict(values, where="command line")
+    config.check_keys_read("command line")
+    return config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -73,15 +75,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         inputs = run_inputs(corpora.get(config.corpus), args.data, default_results_dir(), os.environ,
                             synthetic_dir=Path(scratch) / "data" if args.dry_run else None)
         if args.out:
-            out = args.out
+            out, flag = args.out, "--out"
         elif args.save_dir:  # run_exp.py's: the parent of the run folder
-            out = args.save_dir / config.run_name()
+            out, flag = args.save_dir / config.run_name(), "--save_dir"
         else:
-            out = Path(scratch) / "run" if args.dry_run else manual_run_dir(default_results_dir(), config.run_name())
+            out, flag = (Path(scratch) / "run" if args.dry_run
+                         else manual_run_dir(default_results_dir(), config.run_name())), "--out"
         # SIGTERM, SIGHUP (a closed terminal) and Ctrl-C end the run `cancelled` after the current batch
         with stop_on_signals(StopRequest()) as stop:
             status = train_run(config, inputs.data_dir, out, force=args.force, command_line=sys.argv,
-                               should_stop=stop.is_set, environ=os.environ, **inputs.train_kwargs())
+                               should_stop=stop.is_set, environ=os.environ, out_flag=flag, **inputs.train_kwargs())
     return ended_run_exit_status(status.state, stop)
 
 

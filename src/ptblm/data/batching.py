@@ -9,7 +9,13 @@ import numpy as np
 
 from ..corpora import SPLITS
 from .. import wording
+from ..errors import SettingCannotRun
 from .files import DataError
+
+
+class BatchesDoNotFit(DataError, SettingCannotRun):
+    """A split of the corpus holds fewer tokens than one batch of the setting: the setting, not the data, must
+    change (a DataError still, for the checks that refuse the data before a submission)."""
 
 
 def batchify(raw_data: Sequence[int], batch_size: int) -> np.ndarray:
@@ -48,9 +54,9 @@ def check_batches_fit(token_counts: Mapping[str, int], paths: Mapping[str, Path]
                                if largest_batch >= 1 else []),
                              *([f"seq_len at most {longest_seq} (at batch_size {batch_size})"]
                                if longest_seq >= 1 else [])]) or "more data"
-        raise DataError(f"{where}the {split} split, {paths[split]}, has {wording.count(tokens, 'token')}: they cannot "
-                        f"fill one batch of batch_size {batch_size} x seq_len {seq_len} (needs at least "
-                        f"{batch_size * (seq_len + 1)} tokens); valid: {valid}, or a larger {split} split")
+        raise BatchesDoNotFit(f"{where}the {split} split, {paths[split]}, has {wording.count(tokens, 'token')}: they "
+                              f"cannot fill one batch of batch_size {batch_size} x seq_len {seq_len} (needs at least "
+                              f"{batch_size * (seq_len + 1)} tokens); valid: {valid}, or a larger {split} split")
 
 
 def batch_at(data, index: int, num_steps: int):

@@ -325,16 +325,16 @@ def _pipeline(experiment: Experiment, profile: ClusterProfile, executor: str, *,
             job_ids = submit_array(tasks, profile, parameters, experiment, results_dir=results_dir,
                                    data_dirs=data_dirs, command=sbatch_job_command(spec), script=script,
                                    accepted=accepted, runner=runner, echo=echo)
-            echo(f"follow with {status_command(experiment.name, where)}")
+            echo(f"follow with {status_command(experiment.name, where, experiment.overrides)}")
         elif executor == "slurm":
             job_ids = submit_arrays(group_tasks(tasks, profile.runs_per_gpu), profile, parameters,
                                     logs_dir=logs_dir, array_size=array_size.tasks, spec=spec, accepted=accepted,
                                     echo=echo)
             echo(f"logs: {logs_dir}/<job>_<task>_0_log.out and .err; follow with "
-                 f"{status_command(experiment.name, where)}")
+                 f"{status_command(experiment.name, where, experiment.overrides)}")
         else:
             job_ids, failures = run_local(group_tasks(tasks, profile.runs_per_gpu), profile, logs_dir=logs_dir,
                                           spec=spec, accepted=accepted, echo=echo, reason=local_reason,
-                                          status_command=status_command(experiment.name, where))
+                                          status_command=status_command(experiment.name, where, experiment.overrides))
             return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir, tuple(failures))
     return SubmitOutcome(experiment.name, plan, executor, job_ids, logs_dir)

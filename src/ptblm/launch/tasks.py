@@ -96,7 +96,8 @@ class TrainTask:
                 status = train_run(self.setting.config, inputs.data_dir, self.run_dir, force=self.force,
                                    experiment=self.setting.experiment, setting_index=self.setting.index,
                                    description=self.setting.description, command_line=sys.argv, interactive=False,
-                                   should_stop=stop.is_set, environ=environ, **inputs.train_kwargs())
+                                   should_stop=stop.is_set, environ=environ, out_flag="--results",
+                                   **inputs.train_kwargs())
             except Exception as error:
                 record_failure_before_start(self.run_dir, self.setting.config.num_epochs, error)
                 raise

@@ -30,6 +30,9 @@ class Architecture:
     recurrent: bool  # carries a state across batches, has impl fast|reference and a time step (compile: cell)
     baseline: str | None = None  # the same for PyTorch's own layers at its sizes, the bench's `builtin` yardstick
     attention_heads: bool = False  # n_heads splits hidden_size, which must be a multiple of it
+    # setting keys its model never reads: two settings that differ only in them train the same model (RunConfig.
+    # trained_identity), and a flag or --set that gives one only to such models is refused
+    unread: tuple[str, ...] = ()
     debug_changes: Mapping[str, Any] = field(default_factory=dict)  # run_exp.py's --debug, beyond one epoch
     title: str = ""  # its name in prose (the report's title); default: `name`
 
@@ -56,13 +59,16 @@ def _resolve(reference: str):
 
 
 ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
-    Architecture("RNN", build="rnn:RNN.from_config", recurrent=True, baseline="builtin.baselines:rnn"),
-    Architecture("GRU", build="gru:GRU.from_config", recurrent=True, baseline="builtin.baselines:gru"),
-    Architecture("LSTM", build="lstm:LSTM.from_config", recurrent=True, baseline="builtin.baselines:lstm"),
+    Architecture("RNN", build="rnn:RNN.from_config", recurrent=True, baseline="builtin.baselines:rnn",
+                 unread=("n_heads",)),
+    Architecture("GRU", build="gru:GRU.from_config", recurrent=True, baseline="builtin.baselines:gru",
+                 unread=("n_heads",)),
+    Architecture("LSTM", build="lstm:LSTM.from_config", recurrent=True, baseline="builtin.baselines:lstm",
+                 unread=("n_heads",)),
     # run_exp.py --debug builds the TRANSFORMER as make_model(vocab, n_units=16, n_blocks=2), make_model's
     # other defaults (dropout 0.1, 16 heads); the recurrent models keep their size.
     Architecture("TRANSFORMER", build="transformer:build", recurrent=False, title="Transformer",
-                 baseline="builtin.baselines:transformer", attention_heads=True,
+                 baseline="builtin.baselines:transformer", attention_heads=True, unread=("emb_size",),
                  debug_changes={"hidden_size": 16, "num_layers": 2, "dp_keep_prob": 0.9, "n_heads": 16}),
 )}
 MODELS = tuple(ARCHITECTURES)  # a setting's valid `model` values, in the order tables and figures list them

@@ -39,10 +39,12 @@ class FileWriteError(UserError, OSError, RuntimeError):
             message = f"{path} {link_reason(path)}"
         elif isinstance(error, NotRegular):
             message = f"{path} {error.strerror}"
+        elif error.errno in (errno.EISDIR, errno.ENOTEMPTY):  # the rename met a folder in the file's place
+            message = f"{path} is a folder where ptblm writes a file: move it away"
         else:
             hint = ("the disk or quota is full: free some space, then rerun (a run resumes from its "
                     "last.pt, if it has one)"
-                    if error.errno in FULL else "make the folder writable, or choose another")
+                    if error.errno in FULL else f"make {Path(path).parent} writable")  # no flag is known here
             message = f"{path}: cannot write it ({error.strerror or error}); {hint}"
         super().__init__(message)
         self.errno, self.strerror, self.filename = error.errno, error.strerror, str(path)

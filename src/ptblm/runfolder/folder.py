@@ -317,23 +317,27 @@ class RunFolder:
                     return True
         return False
 
-    def make(self) -> RunFolder:
+    def make(self, flag: str = "--out") -> RunFolder:
         """Create the folder for a run, or check that it is one. Refused: a file, a place that cannot be
         written, and a non-empty folder that is not a ptblm run's (never train into someone else's files,
-        nor --force them away)."""
+        nor --force them away). `flag`: the option that chose the folder, named as the way to choose another."""
         self.refuse_link()
         if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(f"{self.path} is a file, not a run folder; choose a folder for --out")
+            raise RunFolderError(f"{self.path} is a file, not a run folder; choose a folder for {flag}")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
+            blocking = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+            if blocking is not None:
+                raise RunFolderError(f"{blocking} is a file, not a folder, so the run folder {self.path} cannot be "
+                                     f"made there; choose a folder for {flag}") from None
             raise RunFolderError(f"{self.path}: cannot create the run folder ({error.strerror}); choose a writable "
-                                 f"--out") from None
+                                 f"{flag}") from None
         if not self.is_run_folder():
             names = sorted(path.name for path in self.path.iterdir())
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise RunFolderError(f"{self.path} is not empty and not a ptblm run folder (it holds {shown}); choose "
-                                 f"an empty or new folder for --out")
+                                 f"an empty or new folder for {flag}")
         return self
 
     # --- transitions by a process that does not train here -------------------------------------------------
