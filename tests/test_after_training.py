@@ -1,6 +1,10 @@
 """After training: `ptblm evaluate` (ptblm.evaluation), `train --evaluate` on a finished run, `ptblm generate`."""
 from __future__ import annotations
 
+import json
+import re
+import shutil
+
 import pytest
 import torch
 
@@ -71,9 +75,48 @@ def test_unfinished_busy_or_weightless_runs_are_skipped_with_the_reason(finished
         evaluate_targets([str(running)], results, None, "cpu", notify=said.append)
     assert said[-1].startswith(f"skip: {running} is being written by another ptblm run (host ")
     (running / rf.BEST_CHECKPOINT).unlink()
-    with pytest.raises(UnusableRun, match="has no best.pt"):
+    best = rf.read_curves(running).best_epoch()
+    with pytest.raises(rf.NoBestWeights, match=re.escape(
+            f"{running} has no best.pt: epoch {best.epoch} had the best validation perplexity "
+            f"({best.valid_ppl:.2f}), but its weights are gone (deleted, or the results copied without their "
+            f"checkpoints): copy best.pt back from where the run trained, or `ptblm train <its flags> --out "
+            f"{running} --force` reruns only this run from scratch")):
         evaluate_run(running)
     assert rf.read_curves(running).test_ppl is None
+
+
+def test_a_missing_best_pt_is_said_alike_by_every_reader_of_weights_with_the_reason_its_curves_give(
+        finished, synthetic_dir, tmp_path):
+    """evaluate said "no epoch had a finite validation perplexity" of a run whose best.pt was only not copied,
+    generate "missing; --force reruns it" of a diverged run (a rerun diverges the same way)."""
+    from runtree import cli
+
+    results, plain, _ = finished
+    copied = tmp_path / "results" / "unit" / "copied"  # rsync-ed without its checkpoints
+    shutil.copytree(plain, copied)
+    (copied / rf.BEST_CHECKPOINT).unlink()
+    diverged = tmp_path / "results" / "unit" / "diverged"
+    train_run(tiny_config(model="RNN", optimizer="SGD", initial_lr=1e30, num_epochs=2, max_batches=3), synthetic_dir,
+              diverged, echo=False, environ={})
+    best = rf.read_curves(copied).best_epoch()
+    reasons = {copied: f"{copied} has no best.pt: epoch {best.epoch} had the best validation perplexity "
+                       f"({best.valid_ppl:.2f}), but its weights are gone (deleted, or the results copied without "
+                       f"their checkpoints): copy best.pt back from where the run trained",
+               diverged: f"{diverged} has no best.pt: none of its 2 epochs had a finite validation perplexity (it "
+                         f"diverged), so it has no weights to use; rerunning it would diverge the same way: train "
+                         f"the setting with a lower initial_lr"}
+    for folder, reason in reasons.items():
+        before = sorted((path.name, path.stat().st_mtime_ns) for path in folder.iterdir())
+        code, output = cli("evaluate", folder, "--again", "--data", synthetic_dir)
+        assert code == 1 and output.startswith(f"skip: {reason}"), output
+        code, output = cli("generate", folder, "--prompt", "w1", "--data", synthetic_dir)
+        assert code == 1 and output.startswith(f"ptblm generate: error: {reason}"), output
+        for command in ("samples", "gradients"):
+            code, output = cli(command, "--rnn", folder, "--data", synthetic_dir, "--results", tmp_path / "results")
+            assert code == 1 and f"no trained RNN named with --rnn: {reason}" in output, output
+        assert "no epoch had a finite" not in output and "Traceback" not in output
+        assert sorted((path.name, path.stat().st_mtime_ns) for path in folder.iterdir()) == before
+    assert "--force` reruns" not in cli("generate", diverged, "--prompt", "w1", "--data", synthetic_dir)[1]
 
 
 def test_another_corpus_is_refused(finished, tmp_path):
@@ -130,3 +173,33 @@ def test_the_commands(finished, tmp_path, capsys, monkeypatch):
     assert out[0].startswith(f"{results}/unit/plain: test ppl ") and "already" in out[1]
     assert main(["generate", "unit", "--results", str(results), "--prompt", "w1"]) == 1
     assert "unit names 2 runs" in capsys.readouterr().err
+
+
+def test_a_damaged_run_is_refused_before_its_lock_is_taken(finished, tmp_path):
+    """evaluate took the lock of a run it then skipped as damaged: the lock's content and mtime changed, though
+    nothing of a damaged run may. Every taker of a lock (RunFolder.hold) now reads the run first."""
+    from runtree import cli
+
+    _, plain, _ = finished
+    folder = tmp_path / "results" / "unit" / "damaged"
+    shutil.copytree(plain, folder)
+    path = folder / rf.SUBMISSION_FILE
+    path.write_text(json.dumps({"format_version": rf.FORMAT_VERSION + 1, "executor": "local", "submitted_at": 1.0}))
+    lock = folder / rf.LOCK_FILE
+
+    def files() -> dict:
+        return {entry.name: (entry.read_bytes(), entry.stat().st_mtime_ns) for entry in folder.iterdir()
+                if entry.is_file()}
+
+    before = files()
+    assert lock.name in before
+    code, output = cli("evaluate", folder, "--again")
+    assert code == 1 and output.startswith(f"skip: {path}: format_version {rf.FORMAT_VERSION + 1} is newer"), output
+    assert files() == before
+    rf.RunFolder(folder).mark_failed_before_start(2, RuntimeError("no data on the node"))  # the launch layer's
+    assert files() == before
+    with pytest.raises(rf.Damaged, match=re.escape(f"{path}: format_version")), rf.RunFolder(folder).hold():
+        pass
+    assert files() == before
+    with rf.RunFolder(folder).hold(force=True) as writer:  # --force takes it: it empties the folder
+        assert writer.holder is not None

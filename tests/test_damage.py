@@ -1,7 +1,8 @@
 """The damage suite: every file of a run folder, every way it can be damaged, every reader of results.
 
 For each file of the target run (runtree.py) and each damage (missing, empty, truncated at an offset,
-the wrong JSON type, a field of the wrong type, a newer format_version, a symbolic link), hypothesis draws
+the wrong JSON type, a field of the wrong type, a number out of its range, a newer format_version, a symbolic
+link), hypothesis draws
 the offset or value, and every reader must show every other run, name the damaged file, print no
 traceback, exit 0 when it did its job on the rest, and leave the damaged run exactly as it was.
 
@@ -19,6 +20,7 @@ and damage (rendering to files is test_report.py's concern: save_figure only rec
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -35,8 +37,9 @@ from ptblm.config import RunConfig
 FILE_KINDS = {rf.CONFIG_FILE: "json", rf.CURVES_FILE: "json", rf.STATUS_FILE: "json", rf.SUBMISSION_FILE: "json",
               rf.BEST_CHECKPOINT: "checkpoint", rf.LAST_CHECKPOINT: "checkpoint", rf.BEST_PARAMS: "raw",
               rf.LOG_FILE: "text", rf.LOCK_FILE: "text"}
-DAMAGES = ("missing", "empty", "truncated", "wrong type", "wrong field type", "newer format_version", "symlink")
-STRUCTURED = ("wrong type", "wrong field type", "newer format_version")  # what a raw or text file has not
+DAMAGES = ("missing", "empty", "truncated", "wrong type", "wrong field type", "out of range", "newer format_version",
+           "symlink")
+STRUCTURED = ("wrong type", "wrong field type", "out of range", "newer format_version")  # what raw or text files lack
 COMBINATIONS = [(name, damage) for name, kind in FILE_KINDS.items() for damage in DAMAGES
                 if kind in ("json", "checkpoint") or damage not in STRUCTURED]
 HARMLESS = {(rf.CURVES_FILE, "missing"), (rf.SUBMISSION_FILE, "missing"), (rf.BEST_CHECKPOINT, "missing"),
@@ -68,7 +71,8 @@ def json_fields(name: str, obj: dict) -> list[tuple[tuple, st.SearchStrategy]]:
     """(path to a field the schema checks, values of the wrong type for it)."""
     if name == rf.CONFIG_FILE:
         return ([(("config", key), SCALAR_WRONG) for key in obj["config"]]
-                + [((key,), SCALAR_WRONG) for key in rf.records.PROVENANCE_KINDS if key in obj])
+                + [((key,), SCALAR_WRONG) for key in rf.records.PROVENANCE_KINDS if key in obj]
+                + [(("attempts",), st.sampled_from([[1, 2], {"a": 1}])), (("attempts", 0, "host"), SCALAR_WRONG)])
     if name == rf.CURVES_FILE:
         return ([(("epochs",), st.sampled_from(["x", {"a": 1}])), (("test_ppl",), SCALAR_WRONG),
                  (("peak_memory_bytes",), SCALAR_WRONG)]
@@ -79,6 +83,28 @@ def json_fields(name: str, obj: dict) -> list[tuple[tuple, st.SearchStrategy]]:
     return [((key,), SCALAR_WRONG) for key in obj if key != "format_version"]  # status.json
 
 
+SECONDS_WRONG = st.sampled_from(["inf", "nan", "-inf", 1e308, -1.0, 10**400])  # a time or duration no run has
+COUNT_WRONG = st.sampled_from([-1, -(10**30)])
+
+
+def json_ranges(name: str) -> list[tuple[tuple, st.SearchStrategy]]:
+    """(path to a number the schema checks, values of its type out of its range) in the target's files."""
+    return {rf.CONFIG_FILE: [(("vocab_size",), st.sampled_from([0, -3])), (("parameters",), st.just(0)),
+                             (("setting_index",), COUNT_WRONG)],
+            rf.CURVES_FILE: [(("epochs", 0, "epoch"), st.sampled_from([0, 2, -1])),
+                             (("epochs", 0, "epoch_seconds"), SECONDS_WRONG),
+                             (("epochs", 0, "wall_clock_seconds"), SECONDS_WRONG),
+                             (("epochs", 0, "lr"), st.sampled_from(["inf", "nan", -0.5])),
+                             (("epochs", 0, "train_ppl"), st.sampled_from([0, -1.0, "-inf"])),
+                             (("peak_memory_bytes",), COUNT_WRONG)],
+            rf.STATUS_FILE: [(("epochs_done",), st.sampled_from([-1, 3, 10**6])), (("num_epochs",), COUNT_WRONG),
+                             (("updated_at",), SECONDS_WRONG)],
+            rf.SUBMISSION_FILE: [(("submitted_at",), SECONDS_WRONG), (("setting_index",), COUNT_WRONG)]}[name]
+
+
+CHECKPOINT_RANGES = {rf.BEST_CHECKPOINT: {"epoch": [0, -1], "valid_ppl": [math.inf, math.nan, 0.0], "vocab_size": [0]},
+                     rf.LAST_CHECKPOINT: {"epoch": [-1], "lr": [math.inf, math.nan, -1.0],
+                                          "wall_clock_seconds": [math.inf, math.nan, -1.0, 1e308]}}
 CHECKPOINT_KEYS = {rf.BEST_CHECKPOINT: ["model", "config", "epoch", "valid_ppl", "vocab_size"],
                    rf.LAST_CHECKPOINT: ["model", "optimizer", "config", "epoch", "lr", "wall_clock_seconds", "rng",
                                         "curves", "ended", "grad_scaler"]}
@@ -112,6 +138,9 @@ def damage(path: Path, how: str, draw) -> None:
         elif how == "wrong field type":
             field, values = draw(st.sampled_from(json_fields(path.name, obj)))
             set_path(obj, field, draw(values))
+        elif how == "out of range":
+            field, values = draw(st.sampled_from(json_ranges(path.name)))
+            set_path(obj, field, draw(values))
         else:
             obj["format_version"] = draw(st.integers(rf.FORMAT_VERSION + 1, 10 ** 6))
         path.write_text(json.dumps(obj))
@@ -122,6 +151,9 @@ def damage(path: Path, how: str, draw) -> None:
         elif how == "wrong field type":
             key = draw(st.sampled_from(CHECKPOINT_KEYS[path.name]))
             checkpoint[key] = "x" if key in DICT_ENTRIES else draw(SCALAR_WRONG)
+        elif how == "out of range":
+            key = draw(st.sampled_from(sorted(CHECKPOINT_RANGES[path.name])))
+            checkpoint[key] = draw(st.sampled_from(CHECKPOINT_RANGES[path.name][key]))
         else:
             checkpoint["format_version"] = draw(st.integers(rf.FORMAT_VERSION + 1, 10 ** 6))
         torch.save(checkpoint, path)

@@ -1,6 +1,8 @@
 """--deterministic (ptblm.determinism): torch's deterministic algorithms, recorded, and one line for an op without."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -87,3 +89,29 @@ def test_other_runtime_errors_pass_through():
     assert nondeterministic_operation(RuntimeError("CUDA out of memory")) is None
     assert nondeterministic_operation(RuntimeError("index_add_cuda_ does not have a deterministic "
                                                    "implementation, but you set ...")) == "index_add_cuda_"
+
+
+def test_each_attempt_records_its_own_determinism_and_a_change_is_logged(synthetic_dir, tmp_path):
+    """--deterministic on a resume rewrote config.json for the whole run (deterministic though epoch 1 was not),
+    the attempts recorded nothing of it and the log said nothing; and the reverse."""
+    config, run = tiny_config(num_epochs=3, max_batches=2), tmp_path / "run"
+
+    def after(epochs: int):
+        return lambda: len(rf.read_curves(run).epochs) >= epochs
+
+    train_run(config, synthetic_dir, run, echo=False, should_stop=after(1), environ={})
+    path = run / rf.CONFIG_FILE  # as a ptblm from before wrote it: its attempt's record without determinism
+    written = json.loads(path.read_text())
+    for key in ("deterministic_algorithms", CUBLAS_VARIABLE):
+        del written["attempts"][0][key]
+    path.write_text(json.dumps(written))
+    train_run(config.replace(deterministic=True), synthetic_dir, run, echo=False, should_stop=after(2), environ={})
+    train_run(config, synthetic_dir, run, echo=False, environ={})
+    recorded = rf.read_run(run).provenance
+    assert [(a["deterministic_algorithms"], a[CUBLAS_VARIABLE]) for a in recorded["attempts"]] == [
+        (False, None), (True, ":4096:8"), (False, None)]
+    assert (recorded["deterministic_algorithms"], recorded[CUBLAS_VARIABLE]) == (False, None)  # the latest attempt's
+    changes = [line.split("): ", 1)[1] for line in (run / rf.LOG_FILE).read_text().splitlines()
+               if "the environment changed since attempt" in line]
+    assert changes == [f"deterministic_algorithms False -> True; {CUBLAS_VARIABLE} None -> :4096:8",
+                       f"deterministic_algorithms True -> False; {CUBLAS_VARIABLE} :4096:8 -> None"]

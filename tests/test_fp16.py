@@ -2,6 +2,7 @@
 in float16 too; the CUDA-graph tests skip without a GPU (bench/gpu-check.sh runs them on one)."""
 import copy
 import io
+import shutil
 
 import pytest
 import torch
@@ -190,6 +191,63 @@ def test_an_fp16_run_stopped_after_an_epoch_resumes_to_the_unbroken_curves_and_s
     skipped = [int(line.split("train, fp16: ")[1].split()[0]) for line in log.splitlines() if "train, fp16: " in line]
     assert len(skipped) == 3 and skipped[0] > 0
     assert 2.0**23 / 2 ** sum(skipped) == final["scale"]  # each skip halved the scale, nothing grew it
+
+
+@pytest.fixture(scope="module")
+def stopped_fp16(synthetic_dir, tmp_path_factory):
+    """An fp16 run stopped after its first epoch (cancelled, resumable from last.pt), and its `ptblm train` flags."""
+    config = tiny_config(precision="fp16", num_epochs=2, max_batches=3)
+    folder = tmp_path_factory.mktemp("fp16") / "run"
+    train_run(config, synthetic_dir, folder, echo=False, interactive=False, environ={},
+              should_stop=lambda: (folder / rf.LAST_CHECKPOINT).exists())
+    flags = [f"--{key}" if value is True else f"--{key}={value}" for key, value in config.to_dict().items()
+             if value is not False]
+    return folder, ["train", *flags, "--data", str(synthetic_dir)]
+
+
+SCALER_DAMAGES = {  # name -> (change of last.pt's grad_scaler, or None for none; what the damage says)
+    "scale a string": (lambda s: s.update(scale="x"), "grad_scaler.'scale' is a string ('x'), expected a number"),
+    "empty": (lambda s: s.clear(), "no grad_scaler.'scale'"),
+    "scale nan": (lambda s: s.update(scale=float("nan")), "'grad_scaler.scale' is nan, out of range"),
+    "scale 0": (lambda s: s.update(scale=0.0), "'grad_scaler.scale' is 0.0, out of range"),
+    "scale past float32": (lambda s: s.update(scale=1e39), "'grad_scaler.scale' is 1e+39, out of range"),
+    "growth_factor 1": (lambda s: s.update(growth_factor=1.0), "'grad_scaler.growth_factor' is 1.0, out of range"),
+    "backoff_factor 1.5": (lambda s: s.update(backoff_factor=1.5), "'grad_scaler.backoff_factor' is 1.5, out of "
+                                                                    "range: expected a finite number between 0 and 1"),
+    "growth_interval 0": (lambda s: s.update(growth_interval=0), "'grad_scaler.growth_interval' is 0"),
+    "tracker past its interval": (lambda s: s.update(_growth_tracker=2000), "'grad_scaler._growth_tracker' is 2000, "
+                                                                            "out of range: expected an integer from 0 "
+                                                                            "to 1999"),
+    "none on an fp16 run": (None, "it has no 'grad_scaler' (fp16's loss-scaling state), which the last.pt of every "
+                                  "fp16 run holds: resuming would restart the loss scale"),
+}
+
+
+@pytest.mark.parametrize("damage", SCALER_DAMAGES)
+def test_a_damaged_loss_scale_in_last_pt_is_one_line_naming_it_and_the_run_is_not_changed(stopped_fp16, tmp_path,
+                                                                                         damage):
+    """It was checked only for being an object: 'x' and {} gave tracebacks and a failed run, nan a run marked
+    done while every step was skipped, None a scale restarted from 2^16 (no longer the unbroken run)."""
+    from runtree import cli, snapshot
+
+    source, argv = stopped_fp16
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    change, reason = SCALER_DAMAGES[damage]
+    path = folder / rf.LAST_CHECKPOINT
+    checkpoint = torch.load(path, weights_only=True)
+    if change is None:
+        checkpoint["grad_scaler"] = None
+    else:
+        change(checkpoint["grad_scaler"])
+    torch.save(checkpoint, path)
+    before = snapshot(folder)
+    code, output = cli(*argv, "--out", folder)
+    assert code == 1 and output.count("\n") == 1 and "Traceback" not in output, output
+    assert output.startswith(f"ptblm train: error: {path}: ") and reason in output, output
+    assert snapshot(folder) == before and rf.read_status(folder).state == rf.CANCELLED
+    code, output = cli(*argv, "--out", folder, "--force")  # the remedy: start over
+    assert code == 0 and rf.read_status(folder).state == rf.DONE, output
 
 
 # ------------------------------------------------------------------------------------------ CUDA only

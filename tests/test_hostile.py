@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -153,6 +154,24 @@ def epoch_field(key: str, value):
     return change
 
 
+def top_field(key: str, value):
+    def change(path: Path) -> None:
+        path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    return change
+
+
+def more_epochs(count: int):
+    """`count` more epochs after the last, each as the trainer writes one."""
+    def change(path: Path) -> None:
+        obj = json.loads(path.read_text())
+        last = obj["epochs"][-1]
+        for _ in range(count):
+            last = {**last, "epoch": last["epoch"] + 1, "wall_clock_seconds": last["wall_clock_seconds"] + 1}
+            obj["epochs"].append(last)
+        path.write_text(json.dumps(obj))
+    return change
+
+
 JSON_DAMAGES = {  # name -> (file, damage, what the reason says)
     "status.json nested 100k deep": (rf.STATUS_FILE, deep, "nested too deeply"),
     "config.json nested 100k deep": (rf.CONFIG_FILE, deep, "nested too deeply"),
@@ -161,6 +180,26 @@ JSON_DAMAGES = {  # name -> (file, damage, what the reason says)
     "curves.json a negative valid_ppl": (rf.CURVES_FILE, epoch_field("valid_ppl", -3.0), "valid_ppl' is -3.0"),
     "curves.json a zero train_ppl": (rf.CURVES_FILE, epoch_field("train_ppl", 0), "train_ppl' is 0"),
     "curves.json a valid_ppl of -inf": (rf.CURVES_FILE, epoch_field("valid_ppl", "-inf"), "valid_ppl' is -inf"),
+    # numbers of the right type out of their range (issue 20, review B): never computed with
+    "curves.json epoch_seconds 1e308": (rf.CURVES_FILE, epoch_field("epoch_seconds", 1e308),
+                                        "'epochs[0].epoch_seconds' is 1e+308, out of range: expected seconds"),
+    "curves.json wall_clock_seconds nan": (rf.CURVES_FILE, epoch_field("wall_clock_seconds", "nan"),
+                                           "'epochs[0].wall_clock_seconds' is 'nan', out of range"),
+    "curves.json more epochs than the run has": (rf.CURVES_FILE, more_epochs(2),
+                                                 "lists 3 epochs, but config.json's num_epochs is 2"),
+    "status.json epochs_done -1": (rf.STATUS_FILE, top_field("epochs_done", -1), "'epochs_done' is -1, out of range"),
+    "status.json updated_at 1e308": (rf.STATUS_FILE, top_field("updated_at", 1e308), "'updated_at' is 1e+308"),
+    "submitted.json submitted_at -inf": (rf.SUBMISSION_FILE, top_field("submitted_at", "-inf"),
+                                         "'submitted_at' is '-inf', out of range: expected a time"),
+    "config.json vocab_size 0": (rf.CONFIG_FILE, top_field("vocab_size", 0), "'vocab_size' is 0, out of range"),
+    # attempts in the wrong shape: read by RunFolder alone (provenance once read config.json itself)
+    "config.json attempts [1, 2]": (rf.CONFIG_FILE, top_field("attempts", [1, 2]),
+                                    "'attempts[0]' is an integer (1), expected an object"),
+    "config.json attempts an object": (rf.CONFIG_FILE, top_field("attempts", {"a": 1}),
+                                       "'attempts' is an object ({'a': 1}), expected a list"),
+    "config.json attempts empty": (rf.CONFIG_FILE, top_field("attempts", []), "'attempts' is an empty list"),
+    "config.json an attempt's host a number": (rf.CONFIG_FILE, lambda p: top_field("attempts", [
+        {**json.loads(p.read_text())["attempts"][0], "host": 3}])(p), "attempts[0].'host' is an integer (3)"),
 }
 
 
@@ -204,6 +243,19 @@ CHECKPOINT_DAMAGES = {  # name -> (file, change of the loaded dict, what the rea
     "last.pt a wrong RNG state": (rf.LAST_CHECKPOINT, lambda c: c["rng"].update(torch=torch.zeros(3)),
                                   "RNG state 'torch'"),
     "last.pt at epoch 7 of 2": (rf.LAST_CHECKPOINT, lambda c: c.update(epoch=7), "epoch 7 of a 2-epoch run"),
+    # numbers out of their range, and fp16's loss scale where the run is not fp16 (issue 20, review B)
+    "last.pt wall_clock_seconds inf": (rf.LAST_CHECKPOINT, lambda c: c.update(wall_clock_seconds=float("inf")),
+                                       "'wall_clock_seconds' is inf, out of range"),
+    "last.pt lr nan": (rf.LAST_CHECKPOINT, lambda c: c.update(lr=float("nan")), "'lr' is nan, out of range"),
+    "last.pt negative seconds in its curves": (rf.LAST_CHECKPOINT,
+                                               lambda c: c["curves"]["epochs"][0].update(epoch_seconds=-5.0),
+                                               "'epochs[0].epoch_seconds' is -5.0, out of range"),
+    "last.pt a loss scale on an fp32 run": (rf.LAST_CHECKPOINT, lambda c: c.update(grad_scaler={
+        "scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 0}),
+        "it holds a 'grad_scaler' (fp16's loss-scaling state), but the run's precision is fp32"),
+    "best.pt valid_ppl inf": (rf.BEST_CHECKPOINT, lambda c: c.update(valid_ppl=float("inf")),
+                              "'valid_ppl' is inf, out of range: expected a finite perplexity"),
+    "best.pt epoch 0": (rf.BEST_CHECKPOINT, lambda c: c.update(epoch=0), "'epoch' is 0, out of range"),
 }
 
 
@@ -216,7 +268,7 @@ def test_a_checkpoint_that_contradicts_its_run_is_damage_naming_what_differs(tre
     change(checkpoint)
     torch.save(checkpoint, path)
     before = snapshot(copy.target)
-    with pytest.raises(rf.Damaged, match=reason.replace("(", r"\(").replace(")", r"\)")) as raised:
+    with pytest.raises(rf.Damaged, match=re.escape(reason)) as raised:
         rf.RunFolder(copy.target).best_weights() if name == rf.BEST_CHECKPOINT else rf.RunFolder(
             copy.target).resume_point()
     assert raised.value.damage.file == path

@@ -118,7 +118,8 @@ def test_a_resume_on_another_environment_says_what_changed_and_keeps_both_attemp
 
 
 def test_an_older_folders_top_level_becomes_its_first_attempt(tmp_path):
-    write_config(tmp_path, {}, {"host": "old-node", "torch_version": "2.5.1", "started_at": "then"})
+    write_config(tmp_path, tiny_config().to_dict(),
+                 {"host": "old-node", "torch_version": "2.5.1", "started_at": "then"})
     now = {"host": "new-node", "torch_version": "2.6.0", "started_at": "now", "cuda_version": "12.4"}
     attempts, note = record_attempt(tmp_path, now, ["a==1"])
     assert attempts == [{"host": "old-node", "torch_version": "2.5.1", "started_at": "then"},

@@ -335,3 +335,79 @@ def test_a_squeue_that_fails_is_one_warning_and_the_states_are_the_folders(tmp_p
     assert (lines[0] == warning) is squeue_fails and report.count("warning") == int(squeue_fails), report
     row = next(line for line in lines if setting.run_name in line)
     assert row.split()[2] == rf.PENDING and "41_0" in row, report
+
+
+# --- a number out of its range is damage, never a crash nor a wrong time --------------------------------------
+
+def progress_field(key: str, value):
+    return rf.STATUS_FILE, lambda obj: obj["progress"].update({key: value})
+
+
+def epoch_field(key: str, value, index: int = 0):
+    return rf.CURVES_FILE, lambda obj: obj["epochs"][index].update({key: value})
+
+
+OUT_OF_RANGE = {  # name -> (file, change of its JSON, how the damage names the field and the value)
+    "progress.seconds inf": (*progress_field("seconds", "inf"), "'progress.seconds' is 'inf'"),
+    "progress.seconds nan": (*progress_field("seconds", "nan"), "'progress.seconds' is 'nan'"),
+    "progress.seconds 1e308": (*progress_field("seconds", 1e308), "'progress.seconds' is 1e+308"),
+    "progress.seconds negative": (*progress_field("seconds", -7200.0), "'progress.seconds' is -7200.0"),
+    "progress.seconds 10**400": (*progress_field("seconds", 10**400), "'progress.seconds' is 1000000000000"),
+    "progress.step 50 of 10": (*progress_field("step", 50), "'progress.step' is 50, out of range: expected an "
+                                                            "integer from 0 to 10 (of its 10 steps)"),
+    "progress.step -5": (*progress_field("step", -5), "'progress.step' is -5"),
+    "progress.steps 0": (*progress_field("steps", 0), "'progress.steps' is 0"),
+    "progress.epoch not the next": (*progress_field("epoch", 5), "'progress.epoch' is 5, out of range: expected 3"),
+    "updated_at inf": (rf.STATUS_FILE, lambda obj: obj.update(updated_at="inf"), "'updated_at' is 'inf'"),
+    "epochs_done past num_epochs": (rf.STATUS_FILE, lambda obj: obj.update(epochs_done=9), "'epochs_done' is 9"),
+    "epoch_seconds inf": (*epoch_field("epoch_seconds", "inf"), "'epochs[0].epoch_seconds' is 'inf'"),
+    "epoch_seconds nan": (*epoch_field("epoch_seconds", "nan"), "'epochs[0].epoch_seconds' is 'nan'"),
+    "epoch_seconds 1e308": (*epoch_field("epoch_seconds", 1e308), "'epochs[0].epoch_seconds' is 1e+308"),
+    "epoch_seconds negative": (*epoch_field("epoch_seconds", -1.0), "'epochs[0].epoch_seconds' is -1.0"),
+    "wall_clock_seconds going back": (*epoch_field("wall_clock_seconds", 5.0, 1), "'epochs[1].wall_clock_seconds' "
+                                                                                  "is 5.0, less than epoch 1's 10.0"),
+    "lr nan": (*epoch_field("lr", "nan"), "'epochs[0].lr' is 'nan'"),
+    "an epoch listed twice": (*epoch_field("epoch", 2), "'epochs[0].epoch' is 2, out of range: expected 1"),
+}
+
+
+@pytest.mark.parametrize("damage", OUT_OF_RANGE)
+def test_a_number_out_of_its_range_is_damage_naming_the_field_and_every_other_run_shows(tmp_path, experiment, damage):
+    """Seconds that are inf, nan, huge or negative, a step past its epoch's steps crashed status for every
+    experiment (a clock time of inf) or showed -1:59:58 and 250%: the record refuses them where it reads them."""
+    name, change, reason = OUT_OF_RANGE[damage]
+    results = tmp_path / "results"
+    damaged, other = (submitted(results, setting, f"5_{setting.index}") for setting in experiment.settings)
+    write_running(damaged, [10.0, 14.0], rf.EpochProgress(3, 5, 10, 4.0), 3, updated_at=NOW - 1, job_id="5_0")
+    write_running(other, [10.0], rf.EpochProgress(2, 9, 10, 9.0), 3, updated_at=NOW, job_id="5_1")
+    path = damaged / name
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+    before = path.read_bytes()
+    scheduler = {"5_0": queued("tiny"), "5_1": queued("tiny")}
+    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: scheduler,
+                           accounting=lambda ids: {}, now=NOW)
+    rows = {row["run"]: row for row in status_rows(results, "tiny", experiment, scheduler=scheduler, now=NOW)}
+    assert rows[damaged.name]["state"] == rf.DAMAGED and rows[damaged.name]["left"] == "-"
+    assert f"setting 0: damaged: {path}: {reason}" in report, report
+    assert (rows[other.name]["state"], rows[other.name]["epoch"], rows[other.name]["elapsed"],
+            rows[other.name]["left"]) == ("running", "1/3 (epoch 2: 90%)", "0:00:19", "0:00:11")
+    ends = time.strftime("%H:%M", time.localtime(NOW + 11))
+    assert report.splitlines()[-1] == f"summary tiny: 1 running, 1 damaged; last running ends ~{ends} (in 0:00:11)"
+    assert path.read_bytes() == before
+
+
+def test_an_estimate_past_the_calendar_is_said_without_a_clock_time(tmp_path, experiment):
+    """Every number in range, a century per epoch and a billion epochs: the end is no date, and status says so."""
+    from ptblm.timeleft import clock
+
+    assert clock(float("inf"), NOW) is None and clock(1e300, NOW) is None and clock(float("nan"), NOW) is None
+    results = tmp_path / "results"
+    folder = submitted(results, experiment.settings[0], "5_0")
+    write_running(folder, [3e9], rf.EpochProgress(2, 5, 10, 4.0), 10**9, updated_at=NOW)
+    report = status_report(results, tmp_path / "jobs", ["tiny"], scheduler=lambda: {"5_0": queued("tiny")},
+                           accounting=lambda ids: {}, now=NOW)
+    # 3e9 s - 4 s left in epoch 2, then 999999998 epochs of 3e9 s: 833333332500000 hours, no date
+    assert report.splitlines()[-1] == ("summary tiny: 1 running, 1 not submitted; last running ends (in "
+                                       "833333332500000:00:00)")

@@ -152,7 +152,7 @@ def test_an_error_while_writing_is_one_warning_and_nothing_more(tmp_path):
 # --- runs made before event files, and the server ----------------------------------------------------
 
 def test_old_runs_get_events_from_curves_once_and_again_when_curves_change(tmp_path):
-    folder = write_run(tmp_path, "3.1", valid=[300.0, 200.0, math.inf])
+    folder = write_run(tmp_path, "3.1", valid=[300.0, 200.0, math.inf], num_epochs=4)  # room for a 4th epoch
     assert needs_conversion(folder)
     written = write_from_curves(folder)
     assert written.name.endswith(CONVERTED_SUFFIX) and not needs_conversion(folder)

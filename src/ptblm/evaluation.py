@@ -64,18 +64,22 @@ def measure_test_ppl(writer: rf.RunWriter, data_dir: Path | None, device_name: s
 def evaluate_run(folder: Path, data_dir: Path | None = None, device_name: str = "auto",
                  fingerprint_cache: Path | None = None, echo: bool = False,
                  environ: Mapping[str, str] | None = None) -> Evaluated:
-    """measure_test_ppl of a finished run, holding its lock (a run being trained is refused, by name)."""
+    """measure_test_ppl of a finished run, holding its lock (a run being trained is refused, by name). A damaged
+    run, an unfinished one and one without best weights are refused before the lock is taken: nothing of them
+    changes."""
     from .epochs import RunLog
 
     run = rf.RunFolder(folder)
-    status = run.read_status()
+    record = run.read()
+    run.refuse_damaged(record)
+    status = record.status if record.status_written else None
     if status is None or status.state not in rf.FINISHED_STATES:
         state = status.state if status else "not started"
         raise UnusableRun(f"{folder} is {state}, not finished: its best weights may still change; evaluate it "
                            f"once it is done (or train it with --evaluate)")
-    if not run.file(rf.BEST_CHECKPOINT).is_file():
-        raise UnusableRun(f"{folder} has no {rf.BEST_CHECKPOINT} (no epoch had a finite validation perplexity): "
-                           f"nothing to evaluate")
+    missing = run.no_best_weights(record.curves)
+    if missing:
+        raise missing
     with run.hold() as writer:
         return measure_test_ppl(writer, data_dir, device_name, RunLog(writer, echo=echo), fingerprint_cache,
                                  environ)

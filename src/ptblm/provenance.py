@@ -2,9 +2,11 @@
 
 Each attempt of a run (its first start, every resume) records where it ran: code, Python, torch, CUDA and
 cuDNN, the NVIDIA driver, the GPU (name, memory) or the CPU model, the Slurm node list, the container image
-(path and digest) and the installed packages (`packages.txt` in the run folder, its SHA-256 here). config.json
-holds the latest at its top level and every attempt's in `attempts`; a resume on another environment says
-what changed in the run's log (`record_attempt`). Every function takes the environment it reads (environ,
+(path and digest), the installed packages (`packages.txt` in the run folder, its SHA-256 here) and whether it ran
+deterministic algorithms (with CUBLAS_WORKSPACE_CONFIG). config.json holds the latest at its top level and every
+attempt's in `attempts` (read, like every file of the run folder, through its record: RunSettings.attempts); a
+resume on another environment, or with --deterministic turned on or off, says what changed in the run's log
+(`record_attempt`). Every function takes the environment it reads (environ,
 the /proc files) from its caller, so tests pass fakes.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from . import runfolder as rf
 from .container import IMAGE_DIGEST_ENV, IMAGE_ENV
+from .determinism import CUBLAS_VARIABLE
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
                    "SLURM_RESTART_COUNT", "SLURM_JOB_PARTITION",
@@ -77,7 +80,8 @@ PODMAN_CONTAINER_FILE = Path("/run/.containerenv")  # podman writes it into ever
 APPTAINER_IMAGE_VARIABLES = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")  # set inside by apptainer
 # What makes two attempts' environments differ (host, Slurm ids and times differ on every requeue).
 ENVIRONMENT_KEYS = ("code_version", "python_version", "torch_version", "cuda_version", "cudnn_version",
-                    "driver_version", "gpu", "cpu", "image", "packages_sha256")
+                    "driver_version", "gpu", "cpu", "image", "packages_sha256", "deterministic_algorithms",
+                    CUBLAS_VARIABLE)
 
 
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
@@ -169,7 +173,7 @@ def provenance(device, command_line: list[str] | None, environ: Mapping[str, str
             "packages_sha256": hashlib.sha256(packages_text(packages).encode()).hexdigest()}
 
 
-ATTEMPT_KEYS = ("started_at", "host", "slurm", "device", *ENVIRONMENT_KEYS, "node_list")
+ATTEMPT_KEYS = tuple(rf.ATTEMPT_KINDS)  # what each attempt records (its schema is the run folder's)
 
 
 def environment_changes(before: dict, now: dict, packages_before: list[str], packages_now: list[str]) -> list[str]:
@@ -188,16 +192,15 @@ def environment_changes(before: dict, now: dict, packages_before: list[str], pac
 
 
 def record_attempt(run_dir: Path, now: dict, packages: list[str]) -> tuple[list[dict], str | None]:
-    """Before config.json is rewritten for a new attempt: every attempt's record (the earlier ones from the
-    config.json there, an older folder's top level as its first) with this one's last, packages.txt written,
-    and a line for the log when the environment changed since the previous attempt."""
-    config_path = Path(run_dir) / rf.CONFIG_FILE
-    previous = rf.read_json_object(config_path) if config_path.is_file() else {}
-    attempts = list(previous.get("attempts") or ([{k: previous[k] for k in ATTEMPT_KEYS if k in previous}]
-                                                 if previous else []))
-    packages_path = Path(run_dir) / rf.PACKAGES_FILE
-    packages_before = rf.RunFolder(run_dir).read_packages()
-    rf.atomic_write_bytes(packages_path, packages_text(packages).encode())
+    """Before config.json is rewritten for a new attempt: every attempt's record (the earlier ones as the run
+    folder's reader checked them: RunSettings.attempts) with this one's last, packages.txt written, and a line
+    for the log when the environment (or --deterministic) changed since the previous attempt. `now`: this
+    attempt's provenance and determinism records."""
+    run = rf.RunFolder(run_dir)
+    previous = run.read_settings()  # Damaged when config.json does not hold what ptblm writes there
+    attempts = previous.attempts if previous else []
+    packages_before = run.read_packages()
+    rf.atomic_write_bytes(run.file(rf.PACKAGES_FILE), packages_text(packages).encode())
     current = {key: now[key] for key in ATTEMPT_KEYS if key in now}
     changes = environment_changes(attempts[-1], current, packages_before, packages) if attempts else []
     note = (f"the environment changed since attempt {len(attempts)} (on {attempts[-1].get('host')}, started "

@@ -252,7 +252,8 @@ def summary_line(experiment: str, rows: list[StatusRow], now: float) -> str:
     training = [row for row in rows if row.cells["state"] == rf.RUNNING]
     lefts = [row.left for row in training if row.left is not None]
     if lefts:
-        line += f"; last running ends ~{clock(now + max(lefts), now)} (in {format_seconds(max(lefts))})"
+        ends = clock(now + max(lefts), now)
+        line += f"; last running ends {f'~{ends} ' if ends else ''}(in {format_seconds(max(lefts))})"
         if len(lefts) < len(training):
             line += f", {len(training) - len(lefts)} running without an estimate yet"
     elif training:

@@ -82,7 +82,7 @@ def train_run(config: RunConfig, data_dir: Path, out_dir: Path, *, force: bool =
     folder = rf.RunFolder(out_dir).make(out_flag)  # a file, an unwritable place, someone else's folder: refused
     if not force:  # refused before the lock file is touched
         check_resumable(folder.read(), config, corpus, Path(data_dir), out_flag)
-    with folder.hold(slurm_job_id) as writer:
+    with folder.hold(slurm_job_id, force=force) as writer:
         if not writer.holder.enforced:
             RunLog(writer, echo=echo)(f"warning: the file system of {out_dir} does not support flock: a second "
                                        f"writer into this folder would not be refused")
@@ -196,7 +196,8 @@ def _train(config: RunConfig, data_dir: Path, corpus_id: str, writer: rf.RunWrit
 
     packages = installed_packages()
     where = provenance(device, command_line, environ, packages)
-    attempts, environment_change = record_attempt(writer.path, where, packages)  # packages.txt, each attempt's record
+    attempts, environment_change = record_attempt(writer.path, {**where, **determinism},  # each attempt's record
+                                                  packages)  # and packages.txt
     writer.write_settings(config.to_dict(), {
         **origin, "run_name": config.run_name(),
         "data_dir": str(data_dir), rf.CORPUS_KEY: corpus_id, "vocab_size": corpus.vocab_size,

@@ -111,7 +111,7 @@ class HeldFolders:
                     folder = rf.RunFolder(task.setting.run_dir(results_dir))
                     folder.path.mkdir(parents=True, exist_ok=True)
                     stack = contextlib.ExitStack()
-                    self.writers[task.setting.index] = stack.enter_context(folder.hold())
+                    self.writers[task.setting.index] = stack.enter_context(folder.hold(force=task.forced))
                     self._stacks[task.setting.index] = stack
         except rf.RunFolderError as error:
             self.release_all()
@@ -154,7 +154,7 @@ def mark_accepted(plan: list[PlannedTask], results_dir: Path, executor: str, ove
             else:
                 folder = rf.RunFolder(member.setting.run_dir(Path(results_dir)))
                 folder.path.mkdir(parents=True, exist_ok=True)
-                with folder.hold() as writer:
+                with folder.hold(force=member.setting.index in forced) as writer:
                     prepare(writer, member, job_id, submitted_at)
     return accepted
 

@@ -137,16 +137,23 @@ def resolve_run_dir(analysed: AnalysedRun, named: Path | None, results_dir: Path
     trained = trained_runs_of(model, results_dir, skip, files)
     if named is not None:
         folder = Path(named).parent if Path(named).name == rf.BEST_CHECKPOINT else Path(named)
-        if (folder / rf.BEST_CHECKPOINT).is_file():
+        no_weights = rf.RunFolder(folder).no_best_weights()
+        if no_weights is None:
             check_corpus_files(folder, flag, first)
             return folder
-        raise MissingRun(f"no trained {model}: {folder} (named with {flag}) has no {rf.BEST_CHECKPOINT}; "
+        raise MissingRun(f"no trained {model} named with {flag}: {no_weights}; "
                          f"{trained_runs_hint(model, results_dir, trained)}")
     experiment, index = analysed.experiment, analysed.setting_index
     for run in trained:
         if run.experiment == experiment and run.provenance.get("setting_index") == index:
             return run.folder
     missing = f"no {model} run of setting {index} of experiment {experiment} under {results_dir} has weights yet"
+    for run in rf.find_runs(results_dir):  # the setting's run, when it exists without weights: why
+        if (not run.damage and run.experiment == experiment and run.provenance.get("setting_index") == index
+                and run.config.get("model") == model):
+            no_weights = rf.RunFolder(run.folder).no_best_weights(run.curves)
+            missing += f" ({no_weights})" if no_weights else ""
+            break
     if files is not None:
         missing += f" on the corpus files of {first.folder} ({corpus_tag(first)})"
     if trained:

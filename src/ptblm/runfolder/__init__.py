@@ -37,19 +37,21 @@ from ..runlock import LockHolder, read_lock_holder
 from .checkpoints import BestWeights, ResumePoint, load_checkpoint
 from .files import (FileWriteError, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                     read_bytes, read_json, read_json_object)
-from .folder import RunFolder, RunFolderBusy, RunRecord
+from .folder import NoBestWeights, RunFolder, RunFolderBusy, RunRecord
 from .tree import experiment_runs, experiments, find_runs
 from .writer import RunWriter, remove_orphans
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE,
                       FORMAT_VERSION, JSON_FILES, LAST_CHECKPOINT, LOCK_FILE, LOG_FILE, OWN_FILES, PACKAGES_FILE,
-                      STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, Damage, Damaged, EpochProgress,
-                      EpochRecord,
-                      RunFolderError, RunSettings, RunStatus, Submission, decode_float, encode_float)
+                      STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, ATTEMPT_KINDS, Curves, EpochProgress,
+                      EpochRecord, RunSettings, RunStatus, Submission)
+from .damage import Damage, Damaged, RunFolderError
+from .fields import decode_float, encode_float
 from .states import (ACTIVE_STATES, CANCELLED, DAMAGED, DIVERGED, DONE, FAILED, FINISHED_STATES, PENDING,
                      REQUEUED, RUNNING, STOPPED, STORED_STATES, WRITING_STATES, current_job_id, current_state)
 
 __all__ = [
-    "RunFolder", "RunRecord", "RunWriter", "RunFolderError", "RunFolderBusy", "Damaged", "Damage", "FileWriteError",
+    "RunFolder", "RunRecord", "RunWriter", "RunFolderError", "RunFolderBusy", "NoBestWeights", "Damaged", "Damage",
+    "FileWriteError",
     "RunSettings", "RunStatus", "Curves", "EpochRecord", "EpochProgress", "Submission", "BestWeights", "ResumePoint",
     "LockHolder",
     "experiments", "experiment_runs", "find_runs", "remove_orphans", "load_checkpoint", "current_state",
@@ -57,7 +59,7 @@ __all__ = [
     "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "read_bytes", "read_json", "read_json_object",
     "CONFIG_FILE", "CURVES_FILE", "STATUS_FILE", "LOG_FILE", "BEST_CHECKPOINT", "BEST_PARAMS", "LAST_CHECKPOINT",
     "SUBMISSION_FILE", "PACKAGES_FILE", "TB_FOLDER", "LOCK_FILE", "OWN_FILES", "TRAINER_FILES", "JSON_FILES",
-    "CHECKPOINTS", "CORPUS_KEY",
+    "CHECKPOINTS", "CORPUS_KEY", "ATTEMPT_KINDS",
     "FORMAT_VERSION", "RUNNING", "DONE", "DIVERGED", "FAILED", "REQUEUED", "CANCELLED", "PENDING", "STOPPED",
     "DAMAGED", "STORED_STATES", "FINISHED_STATES", "ACTIVE_STATES", "WRITING_STATES",
 ]

@@ -7,12 +7,15 @@ test every reader runs: torch.save writes a zip archive, whose end record a trun
 `problem_with` is the one check of a loaded checkpoint against its run (RunFolder.best_weights and
 resume_point call it): its setting is config.json's, its vocabulary the run's, its weights every name and shape
 of the model that setting builds; last.pt's epoch within the run and its curves, its optimizer state that of
-those weights, its RNG state a generator's. A checkpoint that fails it is Damaged naming what differs.
+those weights, its RNG state a generator's, its loss-scaling state there exactly when the run is fp16's. Every
+number is read with its range (fields.py): the loss scale finite and above 0, the seconds finite, the epochs
+within the run. A checkpoint that fails it is Damaged naming what differs.
 torch is imported only where a checkpoint is loaded or saved.
 """
 from __future__ import annotations
 
 import errno
+import math
 import os
 import pickle
 import stat
@@ -22,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .files import READ_FLAGS, link_reason
-from .records import VERSION_KEY, Curves, Damaged, field_of, json_type, migrated
+from .damage import Damaged
+from .fields import field_of, integer_in, json_type, number_in, out_of_range, perplexity_of, seconds_of
+from .records import VERSION_KEY, Curves, migrated
+from .states import FINISHED_STATES
 
 ZIP_START, ZIP_END = b"PK\x03\x04", b"PK\x05\x06"
 ZIP_END_SIZE = 22  # the end-of-central-directory record, without a comment (torch.save writes none)
@@ -92,6 +98,42 @@ def _entry(checkpoint: dict, key: str, kind: str, path: Path) -> Any:
     return field_of(checkpoint, key, kind, path, required=True)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # GradScaler keeps its scale in a float32 tensor
+INT32_MAX = 2**31 - 1  # and its growth tracker in an int32 one
+
+
+def loss_scale_state(checkpoint: dict, path: Path) -> dict | None:
+    """last.pt's `grad_scaler` (GradScaler.state_dict: scale, growth and backoff factors, growth interval and
+    tracker), each entry checked against what GradScaler can hold and ever writes: Damaged naming the entry."""
+    state = field_of(checkpoint, "grad_scaler", "an object", path)
+    if state is None:
+        return None
+    where = "grad_scaler."
+    number_in(state, "scale", path, where, 0.0, FLOAT32_MAX, open=True,
+              expected=f"a finite number above 0, below {FLOAT32_MAX:.4g} (float32's largest)")
+    number_in(state, "growth_factor", path, where, 1.0, FLOAT32_MAX, open=True, expected="a finite number above 1")
+    number_in(state, "backoff_factor", path, where, 0.0, 1.0, open=True)
+    interval = integer_in(state, "growth_interval", path, where, 1, INT32_MAX)
+    integer_in(state, "_growth_tracker", path, where, 0, interval - 1,
+               why=f"steps without an overflow since the scale last changed, fewer than its growth_interval "
+                   f"{interval}")
+    return state
+
+
+def loss_scale_problem(point: ResumePoint) -> str | None:
+    """Why last.pt's loss-scaling state does not fit its run: every fp16 run's last.pt holds one (without it a
+    resume would restart the scale, no longer the run an unbroken one is), no other precision's does."""
+    from .records import _setting_defaults
+
+    precision = {**_setting_defaults(), **point.config}.get("precision")
+    if precision == "fp16" and point.grad_scaler is None:
+        return ("it has no 'grad_scaler' (fp16's loss-scaling state), which the last.pt of every fp16 run holds: "
+                "resuming would restart the loss scale")
+    if precision != "fp16" and point.grad_scaler is not None:
+        return f"it holds a 'grad_scaler' (fp16's loss-scaling state), but the run's precision is {precision}"
+    return None
+
+
 @dataclass
 class BestWeights:
     """best.pt: the weights of the best validation epoch, with the setting and vocabulary they belong to."""
@@ -110,10 +152,12 @@ class BestWeights:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: Path) -> BestWeights:
+        valid_ppl = perplexity_of(checkpoint, "valid_ppl", path)
+        if not math.isfinite(valid_ppl):
+            raise out_of_range(path, "valid_ppl", valid_ppl, "a finite perplexity (best.pt is saved only at one)")
         return cls(model=_entry(checkpoint, "model", "", path), config=_entry(checkpoint, "config", "an object", path),
-                   epoch=_entry(checkpoint, "epoch", "an integer", path),
-                   valid_ppl=float(_entry(checkpoint, "valid_ppl", "a number", path)),
-                   vocab_size=_entry(checkpoint, "vocab_size", "an integer", path))
+                   epoch=integer_in(checkpoint, "epoch", path, low=1), valid_ppl=valid_ppl,
+                   vocab_size=integer_in(checkpoint, "vocab_size", path, low=1))
 
 
 @dataclass
@@ -143,15 +187,16 @@ class ResumePoint:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, path: Path) -> ResumePoint:
+        ended = field_of(checkpoint, "ended", "a string", path)
+        if ended is not None and ended not in FINISHED_STATES:
+            raise Damaged(path, f"'ended' is {ended!r}, expected one of {', '.join(FINISHED_STATES)} or null")
         return cls(model=_entry(checkpoint, "model", "", path), optimizer=_entry(checkpoint, "optimizer", "", path),
                    config=_entry(checkpoint, "config", "an object", path),
-                   epoch=_entry(checkpoint, "epoch", "an integer", path),
-                   lr=float(_entry(checkpoint, "lr", "a number", path)),
-                   wall_clock_seconds=float(_entry(checkpoint, "wall_clock_seconds", "a number", path)),
+                   epoch=integer_in(checkpoint, "epoch", path), lr=number_in(checkpoint, "lr", path),
+                   wall_clock_seconds=seconds_of(checkpoint, "wall_clock_seconds", path),
                    rng=_entry(checkpoint, "rng", "", path),
                    curves=Curves.from_json(_entry(checkpoint, "curves", "an object", path), path),
-                   ended=field_of(checkpoint, "ended", "a string", path),
-                   grad_scaler=field_of(checkpoint, "grad_scaler", "an object", path))
+                   ended=ended, grad_scaler=loss_scale_state(checkpoint, path))
 
 
 # --- the one check of a loaded checkpoint against its run ----------------------------------------------------
@@ -263,4 +308,5 @@ def resume_problem(point: ResumePoint, expected) -> str | None:
         return f"it says epoch {point.epoch} of a {num_epochs}-epoch run"
     if point.epoch != len(point.curves.epochs):
         return f"it says epoch {point.epoch} but its curves hold {len(point.curves.epochs)} epochs"
-    return (optimizer_problem(point.optimizer, expected) if expected is not None else None) or rng_problem(point.rng)
+    return ((optimizer_problem(point.optimizer, expected) if expected is not None else None)
+            or rng_problem(point.rng) or loss_scale_problem(point))

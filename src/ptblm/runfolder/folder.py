@@ -22,11 +22,12 @@ from typing import Any
 from ..runlock import FREE, LockBusy, LockHolder, exclusive_lock, probe, read_lock_holder
 from .checkpoints import (BestWeights, ResumePoint, load_checkpoint, looks_whole, problem_with,
                           resume_problem)
+from .damage import Damage, Damaged, RunFolderError
 from .files import (LinkRefused, NotRegular, TooLarge, atomic_write_json, entry_problem, link_reason, parse_json,
                     read_bytes)
 from .records import (BEST_CHECKPOINT, CHECKPOINTS, CONFIG_FILE, CORPUS_KEY, CURVES_FILE, JSON_FILES,
                       LAST_CHECKPOINT, LOCK_FILE, OWN_FILES, PACKAGES_FILE, STATUS_FILE, SUBMISSION_FILE, TB_FOLDER,
-                      Curves, Damage, Damaged, RunFolderError, RunSettings, RunStatus, Submission)
+                      Curves, RunSettings, RunStatus, Submission)
 from .states import (DAMAGED, FINISHED_STATES, PENDING, REQUEUED, RUNNING, STOPPED, WRITING_STATES,
                      current_job_id, current_state)
 from .writer import RunWriter
@@ -34,6 +35,10 @@ from .writer import RunWriter
 
 class RunFolderBusy(RunFolderError):
     """Another process (or another run of this one) is writing the run folder."""
+
+
+class NoBestWeights(RunFolderError):
+    """A run without best.pt; the message says why, as its curves tell it (RunFolder.no_best_weights)."""
 
 
 @dataclass
@@ -181,6 +186,9 @@ class RunFolder:
                                                               "is its first write): the setting is unknown"))
             elif status is None and exists[CURVES_FILE]:
                 damages.append(Damage(self.file(STATUS_FILE), "missing, though curves.json exists"))
+            elif settings is not None and len(curves.epochs) > settings.config["num_epochs"]:
+                damages.append(Damage(self.file(CURVES_FILE), f"lists {len(curves.epochs)} epochs, but config.json's "
+                                                              f"num_epochs is {settings.config['num_epochs']}"))
         config = settings.config if settings else {}
         written = status is not None
         if status is None:  # a task that has not started, or a trainer killed between config.json and status.json
@@ -220,8 +228,47 @@ class RunFolder:
         settings = self.read_settings()
         return settings.provenance.get(CORPUS_KEY) if settings else None
 
+    def no_best_weights(self, curves: Curves | None = None) -> NoBestWeights | None:
+        """Why the run has no best weights, None when best.pt exists: the one reason every reader of weights
+        gives (evaluate, generate, samples, gradients), told by the curves (its own, or `curves` when read).
+        best.pt is written at each epoch of a finite validation perplexity better than the last, so without one
+        the run is still in its first epoch, or it diverged at every epoch (a rerun would diverge the same way),
+        or best.pt was lost (deleted, or the results copied without their checkpoints)."""
+        path = self.file(BEST_CHECKPOINT)
+        if os.path.lexists(path):
+            return None
+        if not self.holds_run():
+            return NoBestWeights(f"{self.path} holds no run (no {CONFIG_FILE}, {CURVES_FILE} nor checkpoint), so no "
+                                 f"{BEST_CHECKPOINT}")
+        if curves is None:
+            try:
+                curves = self.read_curves()
+            except Damaged as error:
+                return NoBestWeights(f"{self.path} has no {BEST_CHECKPOINT}, and its curves cannot tell why: "
+                                     f"{error}")
+        best = curves.best_epoch()
+        if not curves.epochs:
+            reason = ("no epoch has finished yet (it is written at the first epoch of a finite validation "
+                      "perplexity)")
+        elif best is None:
+            reason = (f"none of its {len(curves.epochs)} epochs had a finite validation perplexity (it diverged), "
+                      f"so it has no weights to use; rerunning it would diverge the same way: train the setting "
+                      f"with a lower initial_lr")
+        else:
+            from .remedy import rerun_command
+
+            reason = (f"epoch {best.epoch} had the best validation perplexity ({best.valid_ppl:.2f}), but its "
+                      f"weights are gone (deleted, or the results copied without their checkpoints): copy "
+                      f"{BEST_CHECKPOINT} back from where the run trained, or {rerun_command(self.path)} reruns "
+                      f"only this run from scratch")
+        return NoBestWeights(f"{self.path} has no {BEST_CHECKPOINT}: {reason}")
+
     def best_weights(self, device: Any = "cpu") -> BestWeights:
-        """best.pt, checked against config.json (checkpoints.problem_with): Damaged naming what differs."""
+        """best.pt, checked against config.json (checkpoints.problem_with): Damaged naming what differs,
+        NoBestWeights saying why there is none."""
+        missing = self.no_best_weights()
+        if missing:
+            raise missing
         path = self.file(BEST_CHECKPOINT)
         best = BestWeights.from_checkpoint(load_checkpoint(path, device), path)
         self._checked(path, best.config, best.model, best.vocab_size)
@@ -267,12 +314,24 @@ class RunFolder:
         """Who holds (or last held) the lock."""
         return read_lock_holder(self.file(LOCK_FILE))
 
+    def refuse_damaged(self, record: RunRecord | None = None) -> None:
+        """Damaged for a damaged run (`record`, else read now), whose lock is never taken: taking it rewrites the
+        lock file, and nothing of a damaged run changes. A lock of the wrong kind is left to `hold`, which names
+        it as taking it does."""
+        damage = (record or self.read()).damage
+        if damage is not None and damage.file != self.file(LOCK_FILE):
+            raise Damaged.of(damage)
+
     @contextlib.contextmanager
-    def hold(self, slurm_job_id: str | None = None) -> Iterator[RunWriter]:
+    def hold(self, slurm_job_id: str | None = None, force: bool = False) -> Iterator[RunWriter]:
         """Hold the lock (the folder must exist) and write through the RunWriter yielded; RunFolderBusy names
-        the holder, Damaged a lock file that is a link."""
+        the holder, Damaged a lock file that is a link. A damaged run is refused before its lock is touched
+        (taking it rewrites the lock file: nothing of a damaged run changes), unless `force`: --force, which
+        empties the folder, damage and all."""
         path = self.file(LOCK_FILE)
         self.refuse_link()
+        if not force:
+            self.refuse_damaged()
         with contextlib.ExitStack() as held:
             try:
                 holder = held.enter_context(exclusive_lock(path, slurm_job_id))
@@ -359,7 +418,7 @@ class RunFolder:
     def mark_failed_before_start(self, num_epochs: int, error: BaseException) -> None:
         """A task that failed before its trainer wrote anything (data missing on the node, an import error)
         says so, under the lock; a folder another process holds, or that its trainer already wrote, is left."""
-        with contextlib.suppress(RunFolderError), self.hold() as writer:
+        with contextlib.suppress(RunFolderError), self.hold() as writer:  # a damaged run: refused before the lock
             record = self.read()
             if record.damaged or record.submission is None or record.state != PENDING:
                 return

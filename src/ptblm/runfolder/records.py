@@ -4,26 +4,27 @@ Every JSON file and checkpoint carries `format_version`. A file of a newer versi
 both versions (this ptblm would drop what it does not know when it wrote the file back); an older one is
 migrated on reading (`migrated`) and written in the current version by the next write. Version 1 is the
 format before issue 20: only curves.json said so; config.json, status.json, submitted.json and the
-checkpoints carried no version (absent means 1). Version 3 added fields a reader of version 2 would drop when
-it wrote the file back: status.json's `progress` (where a running epoch is) and submitted.json's `job_name` and
-`profile`; a file of version 2 reads as before, without them.
+checkpoints carried no version (absent means 1). Fields added within version 2 are optional, None where absent:
+status.json's `progress` (where a running epoch is), submitted.json's `job_name`, `profile` and `jobs_dir`,
+last.pt's `grad_scaler`, config.json's `attempts`.
 
 A file that does not hold its record's shape raises Damaged naming the file, the field and what it holds:
 the reader (folder.py) turns that into a damaged run, never into an exception that hides the other runs.
-JSON stays standard: a non-finite float is written as "inf", "-inf" or "nan" and read back as a float.
+Every number is checked against its range where it is read (fields.py): seconds and times finite and >= 0,
+counts within their bounds, a step within its epoch's steps, epochs listed in order and within the run's.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import UserError
+from ..determinism import CUBLAS_VARIABLE
+from .damage import LOCK_REMEDY, UPDATE_REMEDY, Damage, Damaged, RunFolderError  # noqa: F401 (their old home)
+from .fields import (_is_int, decode_float, encode_float, field_of, integer_in, json_object,  # noqa: F401
+                     json_type, number_in, perplexity, perplexity_of, seconds_of, shown, timestamp_of)
 from .states import STORED_STATES
-
-if TYPE_CHECKING:
-    from ..invocation import Locations
 
 CONFIG_FILE = "config.json"
 CURVES_FILE = "curves.json"
@@ -44,104 +45,6 @@ CHECKPOINTS = (BEST_CHECKPOINT, BEST_PARAMS, LAST_CHECKPOINT)
 CORPUS_KEY = "corpus_fingerprint"  # in config.json, beside data_dir: see ptblm.data.corpus_fingerprint
 VERSION_KEY = "format_version"
 FORMAT_VERSION = 2
-LOCK_REMEDY = "delete it: the next run makes the lock anew (--force needs the lock too)"
-
-
-class RunFolderError(UserError, RuntimeError):
-    """A path that cannot hold a run, or a run folder file that cannot be read; the message names the file."""
-
-
-UPDATE_REMEDY = "--force would delete what this ptblm cannot read: update ptblm instead"
-
-
-@dataclass(frozen=True)
-class Damage:
-    """Why one file of a run folder cannot be read; `remedy` when starting over is not what to do (a newer
-    format_version: update ptblm), else `hint` names the command that reruns this one run from scratch."""
-
-    file: Path
-    reason: str
-    remedy: str | None = None
-
-    def describe(self) -> str:
-        return f"{self.file}: {self.reason}"
-
-    def hint(self, where: Locations | None = None) -> str:
-        """What to do, for every reader: the one place that decides the remedy (remedy.rerun_command's).
-        `where`: how ptblm is run and the folders named (see invocation.Locations)."""
-        if self.remedy:
-            return self.remedy
-        if self.file.name == LOCK_FILE:
-            return LOCK_REMEDY
-        from .remedy import rerun_command, run_folder_of
-
-        return (f"{rerun_command(run_folder_of(self.file), where)} reruns only this run from scratch "
-                f"(or move the folder away)")
-
-
-class Damaged(RunFolderError):
-    """A run folder file that does not hold what ptblm writes there; `damage` names the file and why. The
-    message, with the remedy, is made when it is shown (the remedy reads the folder's other files)."""
-
-    def __init__(self, file: Path, reason: str, remedy: str | None = None):
-        self.damage = Damage(Path(file), reason, remedy)
-        super().__init__(self.damage.describe())
-
-    def __str__(self) -> str:
-        return f"{self.damage.describe()}; {self.damage.hint()}"
-
-    @classmethod
-    def of(cls, damage: Damage) -> Damaged:
-        return cls(damage.file, damage.reason, damage.remedy)
-
-
-def encode_float(value: float) -> float | str:
-    """JSON-safe float: finite values as numbers, others as 'inf', '-inf' or 'nan'."""
-    value = float(value)
-    return value if math.isfinite(value) else str(value)
-
-
-def decode_float(value: float | str | None) -> float:
-    return float("nan") if value is None else float(value)
-
-
-# --- checking a parsed JSON value ---------------------------------------------------------------------
-
-def json_type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("inf", "-inf", "nan")
-
-
-KINDS = {"an integer": _is_int, "a number": _is_number, "a string": lambda v: isinstance(v, str),
-         "an object": lambda v: isinstance(v, dict), "a list": lambda v: isinstance(v, list),
-         "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)}
-
-
-def field_of(obj: dict, key: str, kind: str, path: Path, where: str = "", required: bool = False) -> Any:
-    """obj[key] when it is of `kind` (None when absent or null, unless required): else Damaged naming it."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise Damaged(path, f"no {where}{key!r} (ptblm writes {kind} there)")
-        return None
-    if not KINDS[kind](value):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise Damaged(path, f"{where}{key!r} is {json_type(value)} ({shown}), expected {kind}")
-    return value
-
-
-def json_object(obj: Any, path: Path) -> dict:
-    if not isinstance(obj, dict):
-        raise Damaged(path, f"expected a JSON object (ptblm's {Path(path).name}), got {json_type(obj)}")
-    return obj
 
 
 def migrated(obj: dict, path: Path) -> dict:
@@ -154,24 +57,17 @@ def migrated(obj: dict, path: Path) -> dict:
                             f"ptblm (git pull, make setup) to read it", UPDATE_REMEDY)
     current = {key: value for key, value in obj.items() if key != VERSION_KEY}
     # 1 -> 2: every file says its version; no field changed. Optional fields added since read as None where
-    # absent: last.pt's grad_scaler (fp16's loss scale), status.json's `progress`, submitted.json's `job_name`
-    # and `profile`.
+    # absent: last.pt's grad_scaler (fp16's loss scale), status.json's `progress`, submitted.json's `job_name`,
+    # `profile` and `jobs_dir`, config.json's `attempts` (and an attempt's determinism: RunSettings.attempts).
     # Later migrations go here, oldest first.
     return current
-
-
-def perplexity(value: float, path: Path, where: str) -> float:
-    """A perplexity is above 0 (at least 1, exp of a mean loss; inf or nan once diverged): else Damaged."""
-    if value <= 0 or value == -math.inf:
-        raise Damaged(path, f"{where!r} is {value!r}: a perplexity is above 0 (inf or nan for a diverged run)")
-    return value
 
 
 # --- the records ---------------------------------------------------------------------------------------
 
 @dataclass
 class EpochRecord:
-    """One finished epoch. Perplexities may be inf/nan for a diverged run."""
+    """One finished epoch. Perplexities may be inf/nan for a diverged run; every other number is finite."""
 
     epoch: int  # 1-based
     train_ppl: float
@@ -185,15 +81,17 @@ class EpochRecord:
 
     @classmethod
     def from_json(cls, record: dict, path: Path = Path(CURVES_FILE), index: int = 0) -> EpochRecord:
+        """The record of epoch `index` + 1 (curves.json lists them in order from 1)."""
         where = f"epochs[{index}]."
         if not isinstance(record, dict):
             raise Damaged(path, f"epochs[{index}] is {json_type(record)}, expected an object")
-        values = {"epoch": field_of(record, "epoch", "an integer", path, where, required=True)}
-        for name in ("train_ppl", "valid_ppl", "epoch_seconds", "wall_clock_seconds", "lr"):
-            values[name] = decode_float(field_of(record, name, "a number", path, where))
-        for name in ("train_ppl", "valid_ppl"):
-            perplexity(values[name], path, f"{where}{name}")
-        return cls(**values)
+        return cls(epoch=integer_in(record, "epoch", path, where, index + 1, index + 1,
+                                    why="curves.json lists epochs 1, 2, 3, ... in order"),
+                   train_ppl=perplexity_of(record, "train_ppl", path, where),
+                   valid_ppl=perplexity_of(record, "valid_ppl", path, where),
+                   epoch_seconds=seconds_of(record, "epoch_seconds", path, where),
+                   wall_clock_seconds=seconds_of(record, "wall_clock_seconds", path, where),
+                   lr=number_in(record, "lr", path, where))
 
 
 @dataclass
@@ -211,11 +109,15 @@ class Curves:
     @classmethod
     def from_json(cls, obj: Any, path: Path = Path(CURVES_FILE)) -> Curves:
         obj = migrated(json_object(obj, path), path)
-        epochs = field_of(obj, "epochs", "a list", path) or []
-        test = field_of(obj, "test_ppl", "a number", path)
-        return cls(epochs=[EpochRecord.from_json(r, path, i) for i, r in enumerate(epochs)],
-                   test_ppl=None if test is None else perplexity(decode_float(test), path, "test_ppl"),
-                   peak_memory_bytes=field_of(obj, "peak_memory_bytes", "an integer", path))
+        listed = field_of(obj, "epochs", "a list", path) or []
+        epochs = [EpochRecord.from_json(record, path, index) for index, record in enumerate(listed)]
+        for earlier, later in zip(epochs, epochs[1:]):
+            if later.wall_clock_seconds < earlier.wall_clock_seconds:
+                raise Damaged(path, f"'epochs[{later.epoch - 1}].wall_clock_seconds' is {later.wall_clock_seconds!r}, "
+                                    f"less than epoch {earlier.epoch}'s {earlier.wall_clock_seconds!r}: the run's "
+                                    f"seconds so far never decrease")
+        return cls(epochs=epochs, test_ppl=perplexity_of(obj, "test_ppl", path, required=False),
+                   peak_memory_bytes=integer_in(obj, "peak_memory_bytes", path, required=False))
 
     def column(self, name: str) -> list[float]:
         return [getattr(record, name) for record in self.epochs]
@@ -246,13 +148,19 @@ class EpochProgress:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: Any, path: Path = Path(STATUS_FILE)) -> EpochProgress:
+    def from_json(cls, obj: Any, path: Path = Path(STATUS_FILE), epochs_done: int = 0,
+                  num_epochs: int | None = None) -> EpochProgress:
+        """The progress of a run that finished `epochs_done` of `num_epochs` epochs: the epoch after those."""
         if not isinstance(obj, dict):
             raise Damaged(path, f"'progress' is {json_type(obj)}, expected an object")
         where = "progress."
-        ints = {name: field_of(obj, name, "an integer", path, where, required=True)
-                for name in ("epoch", "step", "steps")}
-        return cls(**ints, seconds=decode_float(field_of(obj, "seconds", "a number", path, where, required=True)))
+        if num_epochs is not None and epochs_done >= num_epochs:
+            raise Damaged(path, f"'progress' of an epoch, though {epochs_done} of {num_epochs} epochs are done")
+        steps = integer_in(obj, "steps", path, where, 1)
+        return cls(epoch=integer_in(obj, "epoch", path, where, epochs_done + 1, epochs_done + 1,
+                                    why=f"the epoch after the {epochs_done} done"),
+                   step=integer_in(obj, "step", path, where, 0, steps, why=f"of its {steps} steps"),
+                   steps=steps, seconds=seconds_of(obj, "seconds", path, where))
 
 
 @dataclass
@@ -264,7 +172,7 @@ class RunStatus:
     updated_at: float | None = None
     slurm_job_id: str | None = None
     host: str | None = None
-    progress: EpochProgress | None = None  # while running: the epoch in progress (absent before format 3)
+    progress: EpochProgress | None = None  # while running: the epoch in progress (absent in older files)
 
     def to_json(self) -> dict:
         return {VERSION_KEY: FORMAT_VERSION, **asdict(self)}
@@ -275,15 +183,16 @@ class RunStatus:
         state = field_of(obj, "state", "a string", path, required=True)
         if state not in STORED_STATES:
             raise Damaged(path, f"state {state!r} is not one of {', '.join(STORED_STATES)}")
-        updated = field_of(obj, "updated_at", "a number", path)
+        num_epochs = integer_in(obj, "num_epochs", path)
+        epochs_done = integer_in(obj, "epochs_done", path, high=num_epochs, why=f"the run has {num_epochs} epochs")
         progress = obj.get("progress")
-        return cls(state=state, epochs_done=field_of(obj, "epochs_done", "an integer", path, required=True),
-                   num_epochs=field_of(obj, "num_epochs", "an integer", path, required=True),
+        return cls(state=state, epochs_done=epochs_done, num_epochs=num_epochs,
                    error=field_of(obj, "error", "a string", path),
-                   updated_at=None if updated is None else decode_float(updated),
+                   updated_at=timestamp_of(obj, "updated_at", path, required=False),
                    slurm_job_id=field_of(obj, "slurm_job_id", "a string", path),
                    host=field_of(obj, "host", "a string", path),
-                   progress=None if progress is None else EpochProgress.from_json(progress, path))
+                   progress=None if progress is None else EpochProgress.from_json(progress, path, epochs_done,
+                                                                                  num_epochs))
 
 
 @dataclass
@@ -306,8 +215,8 @@ class Submission:
         obj = migrated(json_object(obj, path), path)
         return cls(job_id=field_of(obj, "job_id", "a string", path),
                    executor=field_of(obj, "executor", "a string", path, required=True),
-                   submitted_at=decode_float(field_of(obj, "submitted_at", "a number", path, required=True)),
-                   setting_index=field_of(obj, "setting_index", "an integer", path),
+                   submitted_at=timestamp_of(obj, "submitted_at", path),
+                   setting_index=integer_in(obj, "setting_index", path, required=False),
                    config=field_of(obj, "config", "an object", path),
                    overrides=field_of(obj, "overrides", "a list of strings", path),
                    job_name=field_of(obj, "job_name", "a string", path),
@@ -326,18 +235,50 @@ def _setting_defaults() -> dict:
 PROVENANCE_KINDS = {"experiment": "a string", "setting_index": "an integer", "description": "a string",
                     "run_name": "a string", "data_dir": "a string", CORPUS_KEY: "a string",
                     "vocab_size": "an integer", "parameters": "an integer"}  # the keys readers use
+PROVENANCE_COUNTS = {"setting_index": 0, "vocab_size": 1, "parameters": 1}  # the counts, and their least value
+# What each attempt of a run records (ptblm.provenance.record_attempt), and config.json's top level repeats for
+# the latest: where it ran and how. An attempt lacks the keys recorded only since it was made.
+ATTEMPT_KINDS = {"started_at": "a string", "host": "a string", "slurm": "an object", "device": "a string",
+                 "code_version": "a string", "python_version": "a string", "torch_version": "a string",
+                 "cuda_version": "a string", "cudnn_version": "an integer", "driver_version": "a string",
+                 "gpu": "an object", "cpu": "a string", "image": "an object", "packages_sha256": "a string",
+                 "node_list": "a string", "deterministic_algorithms": "a boolean", CUBLAS_VARIABLE: "a string"}
+ATTEMPTS_KEY = "attempts"
+
+
+def check_attempt(attempt: dict, path: Path, where: str) -> None:
+    """The keys of one attempt's record (or the top level's copy of the latest) hold what ptblm records."""
+    for key, kind in ATTEMPT_KINDS.items():
+        field_of(attempt, key, kind, path, where)
+    gpu, image = attempt.get("gpu"), attempt.get("image")
+    if gpu is not None:
+        field_of(gpu, "name", "a string", path, f"{where}gpu.", required=True)
+        integer_in(gpu, "memory_bytes", path, f"{where}gpu.")
+    if image is not None:
+        field_of(image, "path", "a string", path, f"{where}image.", required=True)
+        field_of(image, "digest", "a string", path, f"{where}image.")
 
 
 @dataclass
 class RunSettings:
     """config.json: the setting (RunConfig's fields, checked as RunConfig.from_dict checks them) and the
-    provenance beside it (experiment, setting number, data, corpus fingerprint, code and machine)."""
+    provenance beside it (experiment, setting number, data, corpus fingerprint, code and machine, and each
+    attempt's record: `attempts`)."""
 
     config: dict
     provenance: dict
 
     def to_json(self) -> dict:
         return {VERSION_KEY: FORMAT_VERSION, "config": self.config, **self.provenance}
+
+    @property
+    def attempts(self) -> list[dict]:
+        """Every attempt's record, oldest first. config.json's top level repeats the latest attempt's, so the
+        keys the latest lacks (recorded only since it was made) are taken from there; a folder from before
+        `attempts` has its top level as its one attempt."""
+        latest = {key: self.provenance[key] for key in ATTEMPT_KINDS if key in self.provenance}
+        recorded = self.provenance.get(ATTEMPTS_KEY)
+        return [*recorded[:-1], {**latest, **recorded[-1]}] if recorded else [latest]
 
     @classmethod
     def from_json(cls, obj: Any, path: Path = Path(CONFIG_FILE)) -> RunSettings:
@@ -354,4 +295,15 @@ class RunSettings:
             raise Damaged(path, str(error)) from None
         for key, kind in PROVENANCE_KINDS.items():
             field_of(provenance, key, kind, path)
+        for key, least in PROVENANCE_COUNTS.items():
+            integer_in(provenance, key, path, low=least, required=False)
+        check_attempt(provenance, path, "")
+        attempts = field_of(provenance, ATTEMPTS_KEY, "a list", path)
+        if attempts == []:
+            raise Damaged(path, "'attempts' is an empty list: ptblm records one object per attempt of the run")
+        for index, attempt in enumerate(attempts or []):
+            if not isinstance(attempt, dict):
+                raise Damaged(path, f"'attempts[{index}]' is {json_type(attempt)} ({shown(attempt)}), expected an "
+                                    f"object (one attempt's record)")
+            check_attempt(attempt, path, f"attempts[{index}].")
         return cls(config, provenance)

@@ -14,7 +14,8 @@ import shlex
 from pathlib import Path
 
 from ..invocation import Locations, resubmit_command
-from .records import LOCK_FILE, OWN_FILES, TB_FOLDER, RunFolderError, Submission
+from .damage import RunFolderError
+from .records import LOCK_FILE, OWN_FILES, TB_FOLDER, Submission
 
 
 def run_folder_of(damaged: Path) -> Path:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from ..runlock import LockHolder
 from .checkpoints import BestWeights, ResumePoint
+from .damage import Damaged
 from .files import append_line, atomic_torch_save, atomic_write_json, entry_problem
 from .records import (BEST_CHECKPOINT, BEST_PARAMS, CONFIG_FILE, CURVES_FILE, LAST_CHECKPOINT, LOG_FILE, OWN_FILES,
                       STATUS_FILE, SUBMISSION_FILE, TB_FOLDER, TRAINER_FILES, Curves, EpochProgress, RunSettings,
-                      Damaged, RunStatus, Submission)
+                      RunStatus, Submission)
 from .states import CANCELLED, DIVERGED, DONE, FAILED, RUNNING
 
 
