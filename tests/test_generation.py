@@ -219,5 +219,5 @@ def test_a_tiny_temperature_continues_as_greedy_and_no_unk_never_says_unk(synthe
     for temperature in (1e-40, 1e-300, 5e-324):
         assert continue_run(run, "w1 w2", 6, Decoding(temperature=temperature, no_unk=True)).words == greedy
     assert main(["generate", "unit/gru", "--results", str(tmp_path / "results"), "--prompt", "w1 w2",
-                 "--temperature", "1e-40", "--no-unk", "--length", "6"]) == 0
+                 "--temperature", "1e-40", "--no-unk", "--length", "6", "--data", str(synthetic_dir)]) == 0
     assert capsys.readouterr().out.strip() == f"[w1 w2] {' '.join(greedy)}"

@@ -595,7 +595,7 @@ def test_the_default_profile_is_refused_on_a_cluster_it_is_not_made_for(tmp_path
 def test_the_follow_up_hint_names_the_set_of_the_submission(tmp_path, synthetic_dir, monkeypatch):
     """Status numbers and finds the settings as the overrides make them: without the --set it shows the jobs
     file's settings as not submitted."""
-    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name, path=None: f"/usr/bin/{name}")
     overrides = parse_overrides(["num_epochs=1", "initial_lr=1,2"])
     experiment = load_experiment(tiny_jobs(tmp_path / "jobs"), tmp_path / "jobs", overrides)
     lines = []

@@ -181,7 +181,7 @@ def test_cancelled_lost_and_stopped_runs_name_the_command_that_resumes_them(tmp_
 
 def test_squeue_is_polled_once_for_state_reason_name_and_this_users_jobs_only(monkeypatch):
     calls = []
-    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ptblm.launch.slurm.shutil.which", lambda name, path=None: f"/usr/bin/{name}")
 
     def fake_squeue(argv, **kwargs):
         calls.append(argv)
