@@ -17,6 +17,7 @@ last running one should end) for a job-end e-mail or a cron job to carry.
 """
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 import time
@@ -30,8 +31,8 @@ from . import layout
 from . import runfolder as rf
 from .errors import SettingCannotRun
 from .formatting import format_ppl, format_seconds
-from .invocation import Locations, resubmit_command
-from .runfolder.remedy import jobs_folder
+from .invocation import Locations
+from .runfolder.remedy import resubmission
 from .jobs import Experiment
 from .launch.slurm import QueuedJob, Scheduler, jobs_of_run
 from .naming import each_once
@@ -142,9 +143,9 @@ SQUEUE_SILENT = ("warning: squeue is installed but did not answer, so the states
                  "last said: a pending or running run may have ended since (`squeue -u $USER` shows why)")
 
 
-def reruns_fail_again(error: str | None) -> bool:
-    """Whether a failed run's recorded error ("<class>: <message>") is a SettingCannotRun's: the setting itself
-    cannot run, and no rerun of it is a remedy."""
+@functools.cache
+def setting_error_names() -> frozenset[str]:
+    """The class names of SettingCannotRun and its subclasses, found once."""
     from .data import batching  # noqa: F401  (its BatchesDoNotFit is one; the data package imports numpy)
 
     kinds, names = [SettingCannotRun], set()
@@ -152,9 +153,16 @@ def reruns_fail_again(error: str | None) -> bool:
         kind = kinds.pop()
         names.add(kind.__name__)
         kinds += kind.__subclasses__()
+    return frozenset(names)
+
+
+def reruns_fail_again(error: str | None) -> bool:
+    """Whether a failed run's recorded error ("<class>: <message>") is a SettingCannotRun's: the setting itself
+    cannot run, and no rerun of it is a remedy."""
     kind = (error or "").partition(":")[0]
     # recorded before BatchesDoNotFit had a name of its own: as DataError (or ValueError) with the same words
-    return kind in names or (kind in ("DataError", "ValueError") and " cannot fill one batch of batch_size " in error)
+    return kind in setting_error_names() or (kind in ("DataError", "ValueError")
+                                             and " cannot fill one batch of batch_size " in error)
 
 
 def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
@@ -166,9 +174,7 @@ def resume_hint(view: FolderView, experiment: str, where: Locations) -> str:
         if command_line:
             return f"`{' '.join([where.ptblm, *map(shlex.quote, command_line[1:])])}` resumes it"
         return "rerunning `ptblm train` with the same flags resumes it"
-    return resubmit_command(experiment, executor=submission.executor, overrides=submission.overrides or (),
-                            setting=view.index, profile=submission.profile, results_dir=where.results_dir,
-                            jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm) + " resumes it"
+    return resubmission(experiment, submission, view.index, where) + " resumes it"
 
 
 def lost_job_ids(results_dir: Path, experiment: str, scheduler: Scheduler | None) -> list[str]:

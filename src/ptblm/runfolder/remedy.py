@@ -43,11 +43,18 @@ def rerun_command(folder: Path, where: Locations | None = None) -> str:
         else provenance.get("setting_index")
     if setting is not None:
         experiment = provenance.get("experiment") or run.path.parent.name
-        return resubmit_command(experiment, executor=submission.executor if submission else None,
-                                overrides=(submission.overrides or ()) if submission else (), setting=setting,
-                                profile=submission.profile if submission else None, results_dir=where.results_dir,
-                                jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm, force=True)
+        return resubmission(experiment, submission, setting, where, force=True)
     return f"`{' '.join([where.ptblm, *train_arguments(provenance.get('command_line'), run.path)])}`"
+
+
+def resubmission(experiment: str, submission: Submission | None, setting: int | None, where: Locations,
+                 force: bool = False) -> str:
+    """The run's own submission again (its executor, --set texts, profile and jobs folder) for `setting`: what
+    resumes it, or with `force` reruns it from scratch (invocation.resubmit_command)."""
+    return resubmit_command(experiment, executor=submission.executor if submission else None,
+                            overrides=(submission.overrides or ()) if submission else (), setting=setting,
+                            profile=submission.profile if submission else None, results_dir=where.results_dir,
+                            jobs_dir=jobs_folder(submission, where), ptblm=where.ptblm, force=force)
 
 
 def jobs_folder(submission: Submission | None, where: Locations) -> Path | None:
