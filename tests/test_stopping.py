@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 
-from ptblm.stopping import StopSignal, raise_on_signals, stop_on_signals
+from ptblm.stopping import StopRequest, StopSignal, raise_on_signals, stop_on_signals
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def test_a_signal_ignored_by_nohup_stays_ignored(sighup_ignored):
     with raise_on_signals():
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         os.kill(os.getpid(), signal.SIGHUP)  # nothing happens
-    stop = threading.Event()
+    stop = StopRequest()
     with stop_on_signals(stop):
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import corpora
 from .errors import ConfigError
-from .models.registry import ARCHITECTURES, MODELS  # torch-free: one entry per architecture
+from .models.registry import ARCHITECTURES, MODELS, readers_of  # torch-free: one entry per architecture
 from .yamlread import (decimal_integer, decimal_number, load_yaml, read_bool, read_float, read_int, read_text,
                        read_yaml_mapping)
 
@@ -147,10 +147,9 @@ class RunConfig:
         defaults = {f.name: f.default for f in fields(self)}
         for key in ARCHITECTURES[self.model].unread:
             if getattr(self, key) != defaults[key]:
-                readers = [name for name, entry in ARCHITECTURES.items() if key not in entry.unread]
                 raise ConfigError(f"{where}: {key} = {getattr(self, key)!r} is not read by the {self.model}, which "
                                   f"would train the same model under another name; valid: leave {key} out ({key} "
-                                  f"is read by {', '.join(readers)})")
+                                  f"is read by {', '.join(readers_of(key))})")
 
     def run_name(self) -> str:
         """Stable, readable folder name from the hyper-parameters that define the setting."""

@@ -27,7 +27,7 @@ from . import layout
 from .config import MAX_SEED, ConfigError, RunConfig, convert_value, load_yaml, read_yaml_mapping
 from .naming import each_once
 from .wording import count
-from .models.registry import ARCHITECTURES
+from .models.registry import ARCHITECTURES, readers_of
 from .yamlread import WrittenText, read_int, read_text
 
 DEFAULTS_FILE = "defaults.yaml"
@@ -292,10 +292,9 @@ def check_trains_distinct(experiment: Experiment) -> None:
     for text in experiment.overrides:
         key = text.partition("=")[0].strip()
         if models and all(key in ARCHITECTURES[model].unread for model in models):
-            readers = [name for name, entry in ARCHITECTURES.items() if key not in entry.unread]
             raise ConfigError(f"--set {text}: no setting of {experiment.name} reads {key} (its models: "
                               f"{', '.join(models)}), so it would only rename the runs; valid: leave it out ("
-                              f"{key} is read by {', '.join(readers)})")
+                              f"{key} is read by {', '.join(readers_of(key))})")
 
 
 def only_settings(experiment: Experiment, texts: list[str]) -> Experiment:

@@ -86,13 +86,10 @@ class StopRequest(threading.Event):
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[threading.Event]:
-    """While inside, each of `signals` sets `stop` (a StopRequest also records which)."""
+def stop_on_signals(stop: StopRequest, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[StopRequest]:
+    """While inside, each of `signals` sets `stop`, which records the first."""
     def handler(signum, frame) -> None:
-        if isinstance(stop, StopRequest):
-            stop.set_by(signum)
-        else:
-            stop.set()
+        stop.set_by(signum)
 
     with _handled(signals, handler):
         yield stop

@@ -14,11 +14,9 @@ def finite_float(text: str) -> float:
     """Every float flag: a finite decimal number, read as jobs files and --set read one (argparse turns the
     error into one line, exit 2)."""
     value = decimal_number(text.strip())
-    if value is None and text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
-        value = math.nan
-    if value is None:
+    if value is None and text.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number; valid: e.g. 0.7 or 1e-3") from None
-    if not math.isfinite(value):
+    if value is None or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; valid: e.g. 0.7") from None
     return value
 

@@ -140,7 +140,7 @@ def forced_line(plan: list[PlannedTask]) -> str | None:
         return None
     names = ", ".join(f"{setting.index} ({setting.run_name})" for setting in forced)
     return (f"--force reruns from scratch, emptying their run folders (finished epochs too): "
-            f"setting{'s' * (len(forced) > 1)} {names}")
+            f"{'setting' if len(forced) == 1 else 'settings'} {names}")
 
 
 def shown(value) -> str:

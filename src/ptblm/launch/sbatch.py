@@ -12,7 +12,6 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ..clusters import ClusterProfile
 from ..config import ConfigError, RunConfig
 from ..container import ContainerSpec, container_shell_prefix
 from ..errors import ToolFailed
+from ..stopping import StopRequest
 from ..jobs import Experiment, Setting
 from .setup import setup_script, unless_setup_failed
 from .slurm import one_line, release, run_program, sbatch_flags
@@ -149,7 +149,7 @@ def launch_script(pinned: Path, task: int, entry: PinnedTask, python: str) -> st
 
 
 def run_setting(pinned: Path, task: int, environ: MutableMapping[str, str], here: bool = False,
-                execv=os.execv, python: str = sys.executable, stop: threading.Event | None = None) -> str:
+                execv=os.execv, python: str = sys.executable, stop: StopRequest | None = None) -> str:
     """Array task `task` of the pinned file: through its setup lines and container first (this process is
     replaced by `bash -c launch_script`, which runs `run-setting ... --here`), then trained here; `stop` is set
     by the signals that stop it (TrainTask.run)."""

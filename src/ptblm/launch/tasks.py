@@ -22,7 +22,7 @@ from .. import corpora
 from .. import runfolder as rf
 from ..run_inputs import run_inputs
 from ..jobs import Setting
-from ..stopping import stop_on_signals
+from ..stopping import StopRequest, stop_on_signals
 from ..threads import threads_per_run
 from ..wording import count
 from .setup import check_setup
@@ -77,10 +77,10 @@ class TrainTask:
         """The job's entry point (submitit calls it in the job): this process's environment, read once here."""
         return self.run(os.environ)
 
-    def run(self, environ: MutableMapping[str, str], stop: threading.Event | None = None) -> str:
+    def run(self, environ: MutableMapping[str, str], stop: StopRequest | None = None) -> str:
         """Train the setting in this process, whose environment `environ` is (the trainer sets torch's
         variables in it: see train_run); `stop` (a StopRequest records which signal) is set to stop it."""
-        stop = stop if stop is not None else threading.Event()
+        stop = stop if stop is not None else StopRequest()
         stop_when_gone(self.watch_pid, stop)
         with stop_on_signals(stop):  # in place of submitit's SIGTERM handler, which only logs "Bypassing"
             try:
@@ -138,7 +138,7 @@ class TrainGroup:
         processes = [context.Process(target=dataclasses.replace(task, threads=task.threads or threads,
                                                                 watch_pid=task.watch_pid or os.getpid()),
                                      name=task.setting.run_name) for task in self.tasks]
-        stop = threading.Event()  # the children stop on their own signals; this one only waits for them
+        stop = StopRequest()  # the children stop on their own signals; this one only waits for them
         with stop_on_signals(stop):
             for process in processes:
                 process.start()

@@ -74,6 +74,11 @@ ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in (
 MODELS = tuple(ARCHITECTURES)  # a setting's valid `model` values, in the order tables and figures list them
 
 
+def readers_of(key: str) -> list[str]:
+    """The architectures whose models read setting `key` (those whose entry does not list it as unread)."""
+    return [name for name, entry in ARCHITECTURES.items() if key not in entry.unread]
+
+
 def architecture(name: str) -> Architecture:
     """The entry for a setting's `model`; a ValueError naming the valid ones otherwise."""
     if name not in ARCHITECTURES:
